@@ -1,0 +1,76 @@
+// Cgroups, v1 (one hierarchy per controller under /sys/fs/cgroup/<controller>) and v2
+// (one unified hierarchy). Used by the launcher (limits), dump (freezer) and restore.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace stasis {
+
+enum class CgroupDriver { V1, V2 };
+
+// What the host uses: v1 when the v1 controllers are mounted (as on our machines), else v2.
+CgroupDriver detect_cgroup_driver();
+// "auto", "v1", "v2" -> driver; throws UsageError otherwise.
+CgroupDriver parse_cgroup_driver(const std::string& name);
+const char* cgroup_driver_name(CgroupDriver driver);
+
+struct CgroupLimits {
+  int64_t memory_max = 0;        // bytes; 0 = no limit
+  double cpus = 0;               // CPUs as a CFS quota over cpu_period_us; 0 = no limit
+  int64_t cpu_period_us = 100000;
+  int64_t pids_max = 0;          // 0 = no limit
+  std::string cpuset;            // "" = inherit
+};
+
+class Cgroup {
+ public:
+  // Creates the cgroup "stasis/<name>" in every hierarchy it needs (v1: memory, cpu, pids,
+  // cpuset, freezer, devices; v2: the unified one) and applies limits. A limit whose controller
+  // is missing throws an Error naming the controller; nothing is left behind on failure.
+  static Cgroup create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits);
+  // Re-opens a cgroup from its recorded paths (controller -> absolute path; "unified" for v2).
+  static Cgroup open(CgroupDriver driver, std::map<std::string, std::string> paths);
+
+  CgroupDriver driver() const { return driver_; }
+  const std::map<std::string, std::string>& paths() const { return paths_; }
+
+  void add_process(pid_t pid) const;
+  std::vector<pid_t> processes() const;  // every process (tgid), from cgroup.procs
+  std::vector<pid_t> threads() const;    // every thread, from tasks / cgroup.threads
+
+  // Freezes and waits (bounded) until the kernel reports the cgroup frozen.
+  void freeze() const;
+  void thaw() const;
+  bool frozen() const;
+
+  // SIGKILLs every process in it (cgroup.kill on v2, a loop over cgroup.procs on v1).
+  void kill_all() const;
+  // Removes the cgroup directories (waits, bounded, for them to be empty).
+  void destroy() const;
+
+ private:
+  Cgroup(CgroupDriver driver, std::map<std::string, std::string> paths) : driver_(driver), paths_(std::move(paths)) {}
+  CgroupDriver driver_;
+  std::map<std::string, std::string> paths_;
+};
+
+// Keeps a cgroup frozen for its lifetime: thaws on destruction unless release()d.
+class CgroupFreeze {
+ public:
+  explicit CgroupFreeze(const Cgroup& cgroup);
+  ~CgroupFreeze();
+  CgroupFreeze(const CgroupFreeze&) = delete;
+  CgroupFreeze& operator=(const CgroupFreeze&) = delete;
+  void release() { active_ = false; }
+
+ private:
+  const Cgroup& cgroup_;
+  bool active_ = true;
+};
+
+}  // namespace stasis

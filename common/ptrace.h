@@ -1,0 +1,102 @@
+// ptrace control: seizing threads, their registers and signal state, and running single
+// system calls inside a stopped thread ("injection"), used by dump (what only the task can
+// tell) and by restore (rebuilding a task from outside).
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace stasis::ptrace {
+
+struct RseqConfiguration {
+  uint64_t address = 0;
+  uint32_t length = 0;
+  uint32_t flags = 0;
+  uint32_t signature = 0;
+};
+
+// A thread attached with PTRACE_SEIZE. Detaches on destruction (errors ignored there).
+class SeizedThread {
+ public:
+  // PTRACE_SEIZE with options (PTRACE_O_*); throws naming the tid.
+  static SeizedThread seize(pid_t tid, unsigned long options = 0);
+  // Adopts a thread already traced by us (e.g. auto-attached by PTRACE_O_TRACECLONE).
+  static SeizedThread adopt(pid_t tid);
+
+  SeizedThread(SeizedThread&& other) noexcept;
+  SeizedThread& operator=(SeizedThread&& other) noexcept;
+  SeizedThread(const SeizedThread&) = delete;
+  SeizedThread& operator=(const SeizedThread&) = delete;
+  ~SeizedThread();
+
+  pid_t tid() const { return tid_; }
+
+  // PTRACE_INTERRUPT then wait for the resulting stop (bounded); throws if the thread exits.
+  void interrupt_and_wait();
+  // waitpid(tid, __WALL) for the next stop; returns the raw status. Throws if it exited.
+  int wait_stop();
+  void cont(int signal = 0);
+  void detach();
+  // Give up ownership without detaching (the caller detaches or the thread is killed).
+  void release() { tid_ = -1; }
+
+  user_regs_struct get_regs() const;
+  void set_regs(const user_regs_struct& regs) const;
+  // The whole XSAVE area (NT_X86_XSTATE), as large as this CPU needs.
+  std::vector<std::byte> get_xstate() const;
+  void set_xstate(std::span<const std::byte> xstate) const;
+  uint64_t get_sigmask() const;
+  void set_sigmask(uint64_t mask) const;
+  RseqConfiguration get_rseq() const;
+  // Pending signals: the thread's own queue, or the process-wide one.
+  std::vector<siginfo_t> peek_siginfo(bool shared) const;
+
+ private:
+  explicit SeizedThread(pid_t tid) : tid_(tid) {}
+  pid_t tid_ = -1;
+};
+
+// Runs system calls inside a stopped SeizedThread. The thread's registers are saved first and
+// put back after every call, so injection leaves no trace in them.
+//
+// The code page: `syscall; int3` must be executable at code_address in the tracee. With
+// patch = true, those three bytes are written there with PTRACE_POKEDATA for each call and
+// the original bytes put back (dump: use the thread's current rip). With patch = false, the
+// bytes are already there (restore: a page of ours).
+class RemoteSyscall {
+ public:
+  RemoteSyscall(SeizedThread& thread, uint64_t code_address, bool patch);
+  ~RemoteSyscall();  // puts the original registers back
+
+  // Returns the raw result: >= 0 or -errno.
+  long call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
+            uint64_t a6 = 0);
+  // Throws "pid P: remote NAME: <errno>" when the result is negative.
+  uint64_t call_checked(std::string_view name, long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                        uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
+
+  SeizedThread& thread() { return thread_; }
+
+ private:
+  SeizedThread& thread_;
+  uint64_t code_address_;
+  bool patch_;
+  user_regs_struct saved_regs_;
+};
+
+// Bulk memory access to a stopped task without running code in it.
+void read_memory(pid_t pid, uint64_t address, std::span<std::byte> out);
+void write_memory(pid_t pid, uint64_t address, std::span<const std::byte> data);
+
+// The `syscall; int3` sequence for RemoteSyscall.
+inline constexpr std::array<uint8_t, 3> kSyscallInsn = {0x0f, 0x05, 0xcc};
+
+}  // namespace stasis::ptrace
