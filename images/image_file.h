@@ -2,6 +2,7 @@
 // each a length-delimited protobuf message with its own checksum. Streaming both ways.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -22,7 +23,7 @@ class ImageWriter {
   ImageWriter& operator=(ImageWriter&&) noexcept;
 
   void write(const google::protobuf::MessageLite& message);
-  // Flushes and closes; errors surface here (the destructor only closes).
+  // Flushes and closes; errors surface here (the destructor flushes what it can, silently).
   void close();
 
  private:
@@ -43,6 +44,8 @@ class ImageReader {
   // truncated record, a checksum mismatch or an unparsable message (naming file and offset).
   bool read(google::protobuf::MessageLite& message);
   const std::filesystem::path& path() const;
+  // File offset of the next record (for error messages of callers).
+  uint64_t offset() const;
 
  private:
   struct Impl;

@@ -36,4 +36,15 @@ std::optional<ImageType> type_from_name(std::string_view name);
 // File name of an image: "inventory.img" for per-checkpoint kinds, "core-42.img" with an id.
 std::string image_file_name(ImageType type, std::optional<int64_t> id = std::nullopt);
 
+// The kind whose code is in a file header, if there is one.
+std::optional<ImageType> type_from_code(uint32_t code);
+
+// The reverse of image_file_name: "core-42.img" -> {Core, 42}, "pstree.img" -> {Pstree, none}.
+// Nothing for names that are not image files of a known kind.
+struct ParsedImageName {
+  ImageType type;
+  std::optional<int64_t> id;
+};
+std::optional<ParsedImageName> parse_image_file_name(std::string_view file_name);
+
 }  // namespace stasis::images

@@ -1,0 +1,40 @@
+#include "images/image_messages.h"
+
+#include "cgroup.pb.h"
+#include "chardev.pb.h"
+#include "container.pb.h"
+#include "core.pb.h"
+#include "files.pb.h"
+#include "inventory.pb.h"
+#include "mm.pb.h"
+#include "namespaces.pb.h"
+#include "pagemap.pb.h"
+#include "pipe.pb.h"
+#include "pstree.pb.h"
+#include "regfile.pb.h"
+#include "signals.pb.h"
+
+namespace stasis::images {
+
+std::unique_ptr<google::protobuf::Message> new_record(ImageType type) {
+  switch (type) {
+    case ImageType::Inventory: return std::make_unique<pb::Inventory>();
+    case ImageType::Pstree: return std::make_unique<pb::TaskEntry>();
+    case ImageType::Core: return std::make_unique<pb::TaskCore>();
+    case ImageType::Signals: return std::make_unique<pb::SignalState>();
+    case ImageType::Mm: return std::make_unique<pb::MmState>();
+    case ImageType::Pagemap: return std::make_unique<pb::PagemapEntry>();
+    case ImageType::Pages: return nullptr;
+    case ImageType::Fds: return std::make_unique<pb::FdEntry>();
+    case ImageType::RegFiles: return std::make_unique<pb::RegFile>();
+    case ImageType::Pipes: return std::make_unique<pb::PipeEnd>();
+    case ImageType::PipeData: return std::make_unique<pb::PipeData>();
+    case ImageType::CharDevs: return std::make_unique<pb::CharDev>();
+    case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
+    case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
+    case ImageType::Container: return std::make_unique<pb::ContainerConfig>();
+  }
+  return nullptr;
+}
+
+}  // namespace stasis::images
