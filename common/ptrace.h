@@ -8,6 +8,7 @@
 #include <sys/user.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -39,14 +40,24 @@ class SeizedThread {
 
   pid_t tid() const { return tid_; }
 
-  // PTRACE_INTERRUPT then wait for the resulting stop (bounded); throws if the thread exits.
-  void interrupt_and_wait();
-  // waitpid(tid, __WALL) for the next stop; returns the raw status. Throws if it exited.
-  int wait_stop();
+  // How long interrupt_and_wait and wait_stop wait by default before throwing.
+  static constexpr std::chrono::milliseconds kDefaultWait{5000};
+
+  // PTRACE_INTERRUPT then wait for the resulting stop (bounded); throws if the thread exits
+  // or does not stop in time. Returns at once when the thread is already in a ptrace-stop.
+  // A signal-delivery-stop met on the way is forwarded (the signal is delivered, as it would
+  // have been without us) and the wait goes on; other PTRACE_EVENT stops are resumed.
+  void interrupt_and_wait(std::chrono::milliseconds timeout = kDefaultWait);
+  // waitpid(tid, __WALL) for the next stop; returns the raw status. Throws if it exited or
+  // did not stop within timeout.
+  int wait_stop(std::chrono::milliseconds timeout = kDefaultWait);
   void cont(int signal = 0);
+  // PTRACE_DETACH (interrupting first when the thread is running, as detach needs a stop).
   void detach();
   // Give up ownership without detaching (the caller detaches or the thread is killed).
   void release() { tid_ = -1; }
+  // True after a wait saw the thread in a ptrace-stop and nothing resumed it since.
+  bool stopped() const { return stopped_; }
 
   user_regs_struct get_regs() const;
   void set_regs(const user_regs_struct& regs) const;
@@ -62,6 +73,7 @@ class SeizedThread {
  private:
   explicit SeizedThread(pid_t tid) : tid_(tid) {}
   pid_t tid_ = -1;
+  bool stopped_ = false;
 };
 
 // Runs system calls inside a stopped SeizedThread. The thread's registers are saved first and
@@ -69,12 +81,22 @@ class SeizedThread {
 //
 // The code page: `syscall; int3` must be executable at code_address in the tracee. With
 // patch = true, those three bytes are written there with PTRACE_POKEDATA for each call and
-// the original bytes put back (dump: use the thread's current rip). With patch = false, the
+// the original bytes put back (dump: use the thread's current rip; every other thread of the
+// process must be stopped, as they could run the patched bytes). With patch = false, the
 // bytes are already there (restore: a page of ours).
+//
+// The thread must be in a ptrace-stop (interrupt_and_wait) and stays in one between calls
+// and after destruction (a SIGTRAP signal-delivery-stop: resume it only with cont(0) or
+// detach(), never with a signal). While a RemoteSyscall lives the thread's signal mask is
+// "all blocked" so no handler can run in the middle of an injection; the destructor puts the
+// saved mask back, so change the mask with SeizedThread::set_sigmask after the injection,
+// not with an injected rt_sigprocmask. Must be used from the thread that seized the tracee.
 class RemoteSyscall {
  public:
   RemoteSyscall(SeizedThread& thread, uint64_t code_address, bool patch);
-  ~RemoteSyscall();  // puts the original registers back
+  ~RemoteSyscall();  // puts the original registers (and signal mask) back
+  RemoteSyscall(const RemoteSyscall&) = delete;
+  RemoteSyscall& operator=(const RemoteSyscall&) = delete;
 
   // Returns the raw result: >= 0 or -errno.
   long call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
@@ -85,11 +107,29 @@ class RemoteSyscall {
 
   SeizedThread& thread() { return thread_; }
 
+  // Registers before the first call (each call starts from them; the destructor puts them back).
+  const user_regs_struct& saved_regs() const { return saved_regs_; }
+  // PTRACE_EVENT_* stops seen during the last call (e.g. PTRACE_EVENT_CLONE after an injected
+  // clone3 with PTRACE_O_TRACECLONE), each with its PTRACE_GETEVENTMSG value (the new tid).
+  struct Event {
+    int event;
+    unsigned long message;
+  };
+  const std::vector<Event>& events() const { return events_; }
+  // Time limit of one injected call (a blocking call may need more).
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
  private:
+  void restore_code(uint64_t original_word);
+
   SeizedThread& thread_;
   uint64_t code_address_;
   bool patch_;
   user_regs_struct saved_regs_;
+  uint64_t saved_sigmask_ = 0;
+  std::vector<int> deferred_signals_;  // unblockable signals that stopped a call: re-sent at the end
+  std::vector<Event> events_;
+  std::chrono::milliseconds timeout_{10000};
 };
 
 // Bulk memory access to a stopped task without running code in it.

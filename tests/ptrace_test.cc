@@ -1,0 +1,353 @@
+// SeizedThread and RemoteSyscall against real children: seize, interrupt, registers, xstate,
+// signal state, rseq, injection of system calls, memory access, and a clean resume.
+#include "common/ptrace.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+
+namespace stasis::ptrace {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A forked child, killed by pid and reaped in every path.
+class Child {
+ public:
+  template <typename Fn>
+  explicit Child(Fn&& body) {
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+      body();
+      _exit(0);
+    }
+  }
+  ~Child() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    int status;
+    while (waitpid(pid_, &status, __WALL) < 0 && errno == EINTR) {
+    }
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+struct Pipe {
+  int r = -1, w = -1;
+  Pipe() {
+    int fds[2];
+    if (pipe(fds) < 0) throw std::runtime_error("pipe");
+    r = fds[0];
+    w = fds[1];
+  }
+  ~Pipe() {
+    close(r);
+    close(w);
+  }
+};
+
+// Reads exactly n bytes within timeout; returns what was read.
+std::string read_with_timeout(int fd, size_t n, std::chrono::milliseconds timeout) {
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (out.size() < n) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[256];
+    ssize_t r = read(fd, buf, std::min(sizeof buf, n - out.size()));
+    if (r <= 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+void write_str(int fd, const std::string& s) { ASSERT_EQ(write(fd, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+
+// Child: says "R", then blocks in read(in) for 5 bytes and echoes them to out.
+void echo_once(int in, int out) {
+  if (write(out, "R", 1) != 1) _exit(2);
+  char buf[5];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    ssize_t r = read(in, buf + got, sizeof buf - got);
+    if (r <= 0) _exit(3);
+    got += static_cast<size_t>(r);
+  }
+  if (write(out, buf, sizeof buf) != 5) _exit(4);
+}
+
+bool same_regs(const user_regs_struct& a, const user_regs_struct& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+TEST(Ptrace, InjectIntoThreadBlockedInReadAndResume) {
+  Pipe to_child, from_child;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::this_thread::sleep_for(50ms);  // let it block in read()
+
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  EXPECT_TRUE(thread.stopped());
+  user_regs_struct before = thread.get_regs();
+  EXPECT_EQ(static_cast<long>(before.orig_rax), SYS_read);
+  EXPECT_EQ(static_cast<long>(before.rax), -512);  // -ERESTARTSYS: interrupted, to be restarted
+
+  {
+    RemoteSyscall remote(thread, before.rip, /*patch=*/true);
+    EXPECT_EQ(remote.call(SYS_getpid), child.pid());
+    uint64_t page = remote.call_checked("mmap", SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0);
+    ASSERT_NE(page, 0u);
+    std::string text = "written from outside";
+    write_memory(child.pid(), page + 100, std::as_bytes(std::span(text)));
+    std::string back(text.size(), '\0');
+    read_memory(child.pid(), page + 100, std::as_writable_bytes(std::span(back)));
+    EXPECT_EQ(back, text);
+    EXPECT_EQ(remote.call(SYS_munmap, page, 4096), 0);
+    EXPECT_EQ(remote.call(SYS_close, 9999), -EBADF);
+    try {
+      remote.call_checked("close", SYS_close, 9999);
+      ADD_FAILURE() << "call_checked did not throw";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("EBADF"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("close"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(same_regs(thread.get_regs(), before));
+  thread.detach();
+
+  // The read() that was interrupted is restarted and gets the bytes written after detach.
+  write_str(to_child.w, "hello");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "hello");
+  int status = 0;
+  pid_t pid = child.pid();
+  ASSERT_TRUE([&] {
+    for (int i = 0; i < 500; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST(Ptrace, RegistersXstateSigmaskRseq) {
+  Pipe to_child, from_child;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  thread.interrupt_and_wait();  // already stopped: returns at once
+
+  user_regs_struct regs = thread.get_regs();
+  EXPECT_NE(regs.rip, 0u);
+  EXPECT_NE(regs.rsp, 0u);
+  EXPECT_NE(regs.fs_base, 0u);  // glibc's TLS
+  thread.set_regs(regs);
+  EXPECT_TRUE(same_regs(thread.get_regs(), regs));
+
+  std::vector<std::byte> xstate = thread.get_xstate();
+  EXPECT_GE(xstate.size(), 576u);  // legacy FXSAVE area + XSAVE header at least
+  thread.set_xstate(xstate);
+  EXPECT_EQ(thread.get_xstate(), xstate);
+
+  uint64_t mask = thread.get_sigmask();
+  uint64_t wanted = mask | (1ull << (SIGUSR2 - 1)) | (1ull << (SIGHUP - 1));
+  thread.set_sigmask(wanted);
+  EXPECT_EQ(thread.get_sigmask(), wanted);
+  thread.set_sigmask(mask);
+  EXPECT_EQ(thread.get_sigmask(), mask);
+
+  RseqConfiguration rseq = thread.get_rseq();
+  EXPECT_NE(rseq.address, 0u) << "glibc 2.35+ registers rseq in every thread";
+  EXPECT_GE(rseq.length, 32u);
+  EXPECT_EQ(rseq.signature, 0x53053053u);
+
+  thread.detach();
+  write_str(to_child.w, "abcde");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "abcde");
+}
+
+TEST(Ptrace, PeekSiginfoSeesBlockedPendingSignals) {
+  Pipe to_child, from_child;
+  Child child([&] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    echo_once(to_child.r, from_child.w);
+  });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  ASSERT_EQ(kill(child.pid(), SIGUSR1), 0);                            // process-wide queue
+  ASSERT_EQ(syscall(SYS_tgkill, child.pid(), child.pid(), SIGUSR2), 0);  // the thread's own queue
+
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  std::vector<siginfo_t> shared = thread.peek_siginfo(true);
+  ASSERT_EQ(shared.size(), 1u);
+  EXPECT_EQ(shared[0].si_signo, SIGUSR1);
+  EXPECT_EQ(shared[0].si_pid, getpid());
+  std::vector<siginfo_t> own = thread.peek_siginfo(false);
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_EQ(own[0].si_signo, SIGUSR2);
+  // Injection must not deliver or lose them.
+  {
+    RemoteSyscall remote(thread, thread.get_regs().rip, true);
+    EXPECT_EQ(remote.call(SYS_getppid), getpid());
+  }
+  EXPECT_EQ(thread.peek_siginfo(true).size(), 1u);
+  EXPECT_EQ(thread.peek_siginfo(false).size(), 1u);
+  thread.detach();
+  write_str(to_child.w, "12345");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "12345");
+}
+
+TEST(Ptrace, BusyLoopKeepsRunningAfterInjectionIntoOwnCodePage) {
+  auto* counter = static_cast<std::atomic<uint64_t>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(counter, MAP_FAILED);
+  new (counter) std::atomic<uint64_t>(0);
+  {
+    Child child([&] {
+      for (;;) counter->fetch_add(1, std::memory_order_relaxed);
+    });
+    ASSERT_TRUE([&] {
+      for (int i = 0; i < 500 && counter->load() == 0; ++i) std::this_thread::sleep_for(1ms);
+      return counter->load() != 0;
+    }());
+    SeizedThread thread = SeizedThread::seize(child.pid());
+    thread.interrupt_and_wait();
+    user_regs_struct before = thread.get_regs();
+    uint64_t stopped_at = counter->load();
+    std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(counter->load(), stopped_at);  // really stopped
+
+    {
+      // Restore's way: a page of ours holding `syscall; int3`, no patching.
+      RemoteSyscall patching(thread, before.rip, true);
+      uint64_t page = patching.call_checked("mmap", SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                                            MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0);
+      write_memory(child.pid(), page, std::as_bytes(std::span(kSyscallInsn)));
+      {
+        RemoteSyscall own(thread, page, false);
+        auto start = std::chrono::steady_clock::now();
+        constexpr int kCalls = 1000;
+        for (int i = 0; i < kCalls; ++i) ASSERT_EQ(own.call(SYS_getpid), child.pid());
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+        RecordProperty("injected_getpid_us", static_cast<int>(us.count() / kCalls));
+        std::printf("injected getpid round trip: %.1f us\n", static_cast<double>(us.count()) / kCalls);
+      }
+      EXPECT_EQ(patching.call(SYS_munmap, page, 4096), 0);
+    }
+    EXPECT_TRUE(same_regs(thread.get_regs(), before));
+    thread.detach();
+    EXPECT_TRUE([&] {
+      for (int i = 0; i < 500; ++i) {
+        if (counter->load() > stopped_at + 1000) return true;
+        std::this_thread::sleep_for(1ms);
+      }
+      return false;
+    }());
+  }
+  munmap(counter, 4096);
+}
+
+TEST(Ptrace, NanosleepRestartBlockSurvivesInjection) {
+  Pipe from_child;
+  Child child([&] {
+    if (write(from_child.w, "R", 1) != 1) _exit(2);
+    timespec ts{0, 300'000'000};
+    if (nanosleep(&ts, nullptr) != 0) _exit(3);
+    if (write(from_child.w, "W", 1) != 1) _exit(4);
+  });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::this_thread::sleep_for(50ms);
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  {
+    RemoteSyscall remote(thread, thread.get_regs().rip, true);
+    EXPECT_EQ(remote.call(SYS_getpid), child.pid());
+  }
+  thread.detach();
+  EXPECT_EQ(read_with_timeout(from_child.r, 1, 5s), "W");
+  int status = 0;
+  for (int i = 0; i < 500 && waitpid(child.pid(), &status, WNOHANG) != child.pid(); ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+TEST(Ptrace, FaultInInjectedCodeIsReportedAndStateRestored) {
+  Pipe to_child, from_child;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  user_regs_struct before = thread.get_regs();
+  {
+    RemoteSyscall bad(thread, 0x1000, false);  // nothing mapped there: SIGSEGV
+    try {
+      bad.call(SYS_getpid);
+      ADD_FAILURE() << "no error for an unmapped code address";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SIGSEGV"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(same_regs(thread.get_regs(), before));
+  thread.detach();  // the SIGSEGV is suppressed
+  write_str(to_child.w, "after");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "after");
+}
+
+TEST(Ptrace, ErrorsNameWhatFailed) {
+  try {
+    SeizedThread::seize(999999999);
+    ADD_FAILURE() << "seize of a missing tid did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("999999999"), std::string::npos) << e.what();
+  }
+  Pipe to_child, from_child;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::byte buf[16];
+  try {
+    read_memory(child.pid(), 0x1000, buf);
+    ADD_FAILURE() << "read of unmapped memory did not throw";
+  } catch (const Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find(std::to_string(child.pid())), std::string::npos) << what;
+    EXPECT_NE(what.find("0x1000"), std::string::npos) << what;
+    EXPECT_NE(what.find("16 bytes"), std::string::npos) << what;
+  }
+  // wait_stop on a running thread times out with the tid in the message.
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  try {
+    thread.wait_stop(100ms);
+    ADD_FAILURE() << "wait_stop did not time out";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(child.pid())), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace stasis::ptrace
