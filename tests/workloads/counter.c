@@ -1,24 +1,19 @@
-// A single-threaded counter: increments once per 10 ms and writes "<count>\n" to the status
-// file given as argv[1] (atomically, by rename). After restore the count must continue.
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
+// counter: one thread, counts once per 10 ms and writes "ok <count>" to the status file
+// (argv[1]). It checks that its pid never changes and that a shadow copy of the count, kept
+// in a differently encoded form, always matches the count.
+#include "workload_status.h"
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: counter STATUS_FILE\n");
-    return 2;
-  }
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", argv[1]);
-  for (unsigned long count = 0;; ++count) {
-    FILE* f = fopen(tmp, "w");
-    if (f) {
-      fprintf(f, "%lu\n", count);
-      fclose(f);
-      rename(tmp, argv[1]);
-    }
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+  ws_init(argc, argv, 1, "STATUS_FILE");
+  const pid_t pid = getpid();
+  unsigned long long count = 0;
+  unsigned long long shadow = ~0ULL;  // always ~count * 3
+  for (;;) {
+    ++count;
+    shadow = ~(count * 3);
+    if (getpid() != pid) ws_failf("pid changed from %d to %d", (int)pid, (int)getpid());
+    if (~shadow != count * 3) ws_failf("shadow %llx does not match count %llu", shadow, count);
+    ws_write(count);
+    ws_sleep_ms(10);
   }
 }
