@@ -1,0 +1,295 @@
+// Page files: each compression round-trips random, zero, text and scattered ranges;
+// adjacent pages coalesce; read_range; damaged chunks are rejected naming file and offset.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "images/page_file.h"
+#include "tests/support/test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using stasis::images::Compression;
+using stasis::images::PageReader;
+using stasis::images::PageWriter;
+
+constexpr uint64_t kPage = 4096;
+
+std::vector<std::byte> random_pages(size_t pages, uint32_t seed) {
+  std::vector<std::byte> out(pages * kPage);
+  std::mt19937_64 rng(seed);
+  for (size_t i = 0; i < out.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  return out;
+}
+
+std::vector<std::byte> text_pages(size_t pages, uint32_t seed) {
+  static const char* words[] = {"checkpoint ", "restore ", "page ", "memory ", "stasis ", "the ", "of ", "process\n"};
+  std::vector<std::byte> out(pages * kPage);
+  std::mt19937 rng(seed);
+  size_t at = 0;
+  while (at < out.size()) {
+    const char* w = words[rng() % 8];
+    size_t n = std::min(std::strlen(w), out.size() - at);
+    std::memcpy(out.data() + at, w, n);
+    at += n;
+  }
+  return out;
+}
+
+// Every saved byte, by address, as for_each returned it.
+std::map<uint64_t, std::vector<std::byte>> read_back(const fs::path& dir, int64_t id) {
+  PageReader reader(dir, id);
+  std::map<uint64_t, std::vector<std::byte>> out;
+  reader.for_each([&](uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero) {
+    if (zero) {
+      EXPECT_TRUE(data.empty());
+      out[vaddr] = std::vector<std::byte>(length);
+    } else {
+      EXPECT_EQ(data.size(), length);
+      out[vaddr] = std::vector<std::byte>(data.begin(), data.end());
+    }
+  });
+  return out;
+}
+
+// Flattens adjacent ranges so the comparison does not depend on how they were split.
+std::map<uint64_t, std::vector<std::byte>> merge(const std::map<uint64_t, std::vector<std::byte>>& in) {
+  std::map<uint64_t, std::vector<std::byte>> out;
+  for (const auto& [vaddr, bytes] : in) {
+    if (!out.empty()) {
+      auto& [last_addr, last] = *out.rbegin();
+      if (last_addr + last.size() == vaddr) {
+        last.insert(last.end(), bytes.begin(), bytes.end());
+        continue;
+      }
+    }
+    out[vaddr] = bytes;
+  }
+  return out;
+}
+
+class PageFileTest : public ::testing::TestWithParam<Compression> {
+ protected:
+  stasis::test::TempDir tmp{"images-pages"};
+};
+
+TEST_P(PageFileTest, MixedRangesRoundTrip) {
+  Compression c = GetParam();
+  std::map<uint64_t, std::vector<std::byte>> expected;
+  // Random, zero, text, and a range that mixes all three page by page; scattered addresses,
+  // given out of order; a small chunk size so ranges cross chunks.
+  std::vector<std::pair<uint64_t, std::vector<std::byte>>> ranges;
+  ranges.emplace_back(0x7f0000000000, random_pages(40, 1));
+  ranges.emplace_back(0x400000, std::vector<std::byte>(17 * kPage));
+  ranges.emplace_back(0x600000, text_pages(33, 2));
+  std::vector<std::byte> mixed = text_pages(12, 3);
+  std::memset(mixed.data() + 3 * kPage, 0, 2 * kPage);
+  auto rnd = random_pages(2, 4);
+  std::memcpy(mixed.data() + 7 * kPage, rnd.data(), rnd.size());
+  mixed[11 * kPage + 4095] = std::byte{1};  // a page that is zero but for its last byte
+  std::memset(mixed.data() + 11 * kPage, 0, 4095);
+  ranges.emplace_back(0x500000, mixed);
+  ranges.emplace_back(0x1000, random_pages(1, 5));
+
+  PageWriter writer(tmp.path(), 7, c, 16 * kPage);
+  for (const auto& [vaddr, bytes] : ranges) {
+    writer.add(vaddr, bytes);
+    expected[vaddr] = bytes;
+  }
+  writer.finish();
+  const auto& st = writer.stats();
+  EXPECT_EQ(st.pages, (40 + 17 + 33 + 12 + 1));
+  EXPECT_EQ(st.zero_pages, 17 + 2);
+  EXPECT_EQ(st.raw_bytes, (st.pages - st.zero_pages) * kPage);
+  EXPECT_EQ(st.stored_bytes, fs::file_size(tmp.path() / "pages-7.img"));
+  if (c == Compression::None) {
+    EXPECT_GT(st.stored_bytes, st.raw_bytes);
+  } else {
+    EXPECT_LT(st.stored_bytes, st.raw_bytes);  // text compresses
+  }
+
+  EXPECT_EQ(merge(read_back(tmp.path(), 7)), merge(expected));
+
+  PageReader reader(tmp.path(), 7);
+  EXPECT_EQ(reader.header().compression(), std::string(stasis::images::compression_name(c)));
+  EXPECT_EQ(reader.header().page_size(), kPage);
+  EXPECT_EQ(reader.header().chunk_size(), 16 * kPage);
+  // Zero pages are stored as ranges without data.
+  uint64_t zero_entries = 0;
+  for (const auto& e : reader.entries()) {
+    if (e.zero()) {
+      ++zero_entries;
+      EXPECT_EQ(e.chunk_offset(), 0u);
+    }
+  }
+  EXPECT_EQ(zero_entries, 2u);
+
+  // read_range across zero and data pages, and across chunks.
+  auto got = reader.read_range(0x500000 + 2 * kPage + 100, 6 * kPage);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), mixed.begin() + 2 * kPage + 100));
+  got = reader.read_range(0x7f0000000000 + 10 * kPage, 20 * kPage);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), ranges[0].second.begin() + 10 * kPage));
+  got = reader.read_range(0x400000, 5);
+  EXPECT_EQ(got, std::vector<std::byte>(5));
+  // Not saved: a hole in the middle or a range running past the end.
+  EXPECT_THROW(reader.read_range(0x3000, 16), stasis::Error);
+  EXPECT_THROW(reader.read_range(0x600000 + 32 * kPage, 2 * kPage), stasis::Error);
+}
+
+TEST_P(PageFileTest, AdjacentPagesCoalesce) {
+  Compression c = GetParam();
+  auto data = random_pages(64, 9);
+  PageWriter writer(tmp.path(), 1, c, 32 * kPage);
+  // Adjacent adds, page by page and in pieces: one entry per chunk.
+  for (size_t i = 0; i < 8; ++i) writer.add(0x10000 + i * kPage, std::span(data).subspan(i * kPage, kPage));
+  writer.add(0x10000 + 8 * kPage, std::span(data).subspan(8 * kPage, 56 * kPage));
+  // Adjacent zero runs coalesce too.
+  std::vector<std::byte> zeros(4 * kPage);
+  writer.add(0x10000 + 64 * kPage, zeros);
+  writer.add(0x10000 + 68 * kPage, zeros);
+  writer.finish();
+  PageReader reader(tmp.path(), 1);
+  ASSERT_EQ(reader.entries().size(), 3u);
+  EXPECT_EQ(reader.entries()[0].nr_pages(), 32u);
+  EXPECT_EQ(reader.entries()[1].nr_pages(), 32u);
+  EXPECT_NE(reader.entries()[0].chunk_offset(), reader.entries()[1].chunk_offset());
+  EXPECT_TRUE(reader.entries()[2].zero());
+  EXPECT_EQ(reader.entries()[2].nr_pages(), 8u);
+  auto got = reader.read_range(0x10000, 64 * kPage);
+  EXPECT_EQ(got, data);
+}
+
+TEST_P(PageFileTest, EmptyPageFile) {
+  PageWriter writer(tmp.path(), 2, GetParam());
+  writer.finish();
+  EXPECT_TRUE(read_back(tmp.path(), 2).empty());
+  EXPECT_EQ(fs::file_size(tmp.path() / "pages-2.img"), 16u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Compressions, PageFileTest,
+                         ::testing::Values(Compression::None, Compression::Lz4, Compression::Zstd),
+                         [](const auto& info) { return std::string(stasis::images::compression_name(info.param)); });
+
+TEST(PageFile, CompressionNames) {
+  EXPECT_EQ(stasis::images::parse_compression("zstd"), Compression::Zstd);
+  EXPECT_EQ(stasis::images::parse_compression("lz4"), Compression::Lz4);
+  EXPECT_EQ(stasis::images::parse_compression("none"), Compression::None);
+  EXPECT_THROW(stasis::images::parse_compression("gzip"), stasis::UsageError);
+}
+
+TEST(PageFile, UnalignedRangeIsRefused) {
+  stasis::test::TempDir tmp("images-pages");
+  PageWriter writer(tmp.path(), 1, Compression::None);
+  std::vector<std::byte> data(kPage);
+  EXPECT_THROW(writer.add(0x1001, data), stasis::Error);
+  EXPECT_THROW(writer.add(0x1000, std::span(data).subspan(0, 100)), stasis::Error);
+}
+
+// --- damage ---------------------------------------------------------------------------
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const stasis::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void flip_byte(const fs::path& p, uint64_t offset) {
+  std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char ch = 0;
+  f.get(ch);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(ch ^ 0x20));
+}
+
+class PageDamageTest : public ::testing::TestWithParam<Compression> {
+ protected:
+  stasis::test::TempDir tmp{"images-pages"};
+  fs::path pages() const { return tmp.path() / "pages-3.img"; }
+  void SetUp() override {
+    PageWriter writer(tmp.path(), 3, GetParam(), 8 * kPage);
+    writer.add(0x20000, text_pages(20, 11));  // three chunks: 16, 16+32+..., ...
+    writer.finish();
+  }
+  uint64_t second_chunk() {
+    PageReader reader(tmp.path(), 3);
+    for (const auto& e : reader.entries()) {
+      if (e.chunk_offset() != 16) return e.chunk_offset();
+    }
+    return 0;
+  }
+  std::string walk() {
+    return error_of([&] {
+      PageReader reader(tmp.path(), 3);
+      reader.for_each([](uint64_t, uint64_t, std::span<const std::byte>, bool) {});
+    });
+  }
+};
+
+TEST_P(PageDamageTest, ChunkDataChecksumMismatch) {
+  uint64_t chunk = second_chunk();
+  ASSERT_GT(chunk, 16u);
+  flip_byte(pages(), chunk + 32 + 10);
+  std::string msg = walk();
+  EXPECT_NE(msg.find(pages().string() + ": offset " + std::to_string(chunk) + ": chunk: checksum mismatch"),
+            std::string::npos)
+      << msg;
+}
+
+TEST_P(PageDamageTest, ChunkHeaderDamage) {
+  flip_byte(pages(), 16 + 9);  // raw size of the first chunk
+  std::string msg = walk();
+  EXPECT_NE(msg.find(pages().string() + ": offset 16: chunk: header checksum mismatch"), std::string::npos) << msg;
+}
+
+TEST_P(PageDamageTest, TruncatedPageFile) {
+  uint64_t chunk = second_chunk();
+  fs::resize_file(pages(), chunk + 40);
+  std::string msg = walk();
+  EXPECT_NE(msg.find(pages().string() + ": offset " + std::to_string(chunk) + ": chunk: truncated"), std::string::npos)
+      << msg;
+  fs::resize_file(pages(), chunk + 5);
+  msg = walk();
+  EXPECT_NE(msg.find(pages().string() + ": offset " + std::to_string(chunk) + ": chunk: truncated header"),
+            std::string::npos)
+      << msg;
+}
+
+TEST_P(PageDamageTest, WrongFileMagic) {
+  flip_byte(pages(), 0);
+  std::string msg = walk();
+  EXPECT_NE(msg.find(pages().string() + ": offset 0: wrong magic"), std::string::npos) << msg;
+}
+
+TEST_P(PageDamageTest, MissingPagemap) {
+  fs::remove(tmp.path() / "pagemap-3.img");
+  std::string msg = walk();
+  EXPECT_NE(msg.find("pagemap-3.img"), std::string::npos) << msg;
+}
+
+TEST_P(PageDamageTest, PagemapDamage) {
+  flip_byte(tmp.path() / "pagemap-3.img", 40);
+  std::string msg = walk();
+  EXPECT_NE(msg.find((tmp.path() / "pagemap-3.img").string() + ": offset "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
+}
+
+INSTANTIATE_TEST_SUITE_P(Compressions, PageDamageTest,
+                         ::testing::Values(Compression::None, Compression::Lz4, Compression::Zstd),
+                         [](const auto& info) { return std::string(stasis::images::compression_name(info.param)); });
+
+}  // namespace
