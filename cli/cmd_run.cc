@@ -1,10 +1,120 @@
+#include <signal.h>
+
+#include <cstdio>
+
 #include "cli/cli.h"
+#include "common/error.h"
+#include "launcher/config.h"
+#include "launcher/container.h"
 
 namespace stasis::cli {
 
+namespace {
+
+struct RunOptions {
+  std::string name, memory, cpus, pids, cpuset, hostname, workdir, net = "loopback", ip, host_ip;
+  std::string cgroup_driver = "auto", rootfs, log;
+  std::vector<std::string> env, devices, command;
+  bool detach = false, remove = false, init = false;
+};
+
+volatile sig_atomic_t g_forward_pid = 0;
+
+void forward_signal(int sig) {
+  if (g_forward_pid > 0) ::kill(g_forward_pid, sig);
+}
+
+pb::ContainerConfig to_config(const RunOptions& o) {
+  pb::ContainerConfig c;
+  c.set_name(o.name);
+  for (const auto& a : o.command) c.add_argv(a);
+  for (const auto& e : o.env) c.add_env(e);
+  c.set_workdir(o.workdir);
+  c.set_hostname(o.hostname);
+  if (!o.memory.empty()) c.set_memory_max(launcher::parse_size(o.memory, "--memory"));
+  if (!o.cpus.empty()) {
+    size_t end = 0;
+    double cpus = 0;
+    try {
+      cpus = std::stod(o.cpus, &end);
+    } catch (const std::exception&) {
+      end = 0;
+    }
+    if (end != o.cpus.size() || !(cpus > 0)) {
+      throw UsageError(fmt::format("--cpus: invalid value '{}' (expected a positive number such as 0.5)", o.cpus));
+    }
+    c.set_cpus(cpus);
+  }
+  if (!o.pids.empty()) {
+    size_t end = 0;
+    long long pids = 0;
+    try {
+      pids = std::stoll(o.pids, &end);
+    } catch (const std::exception&) {
+      end = 0;
+    }
+    if (end != o.pids.size() || pids <= 0) {
+      throw UsageError(fmt::format("--pids: invalid value '{}' (expected a positive number)", o.pids));
+    }
+    c.set_pids_max(pids);
+  }
+  c.set_cpuset(o.cpuset);
+  c.mutable_net()->set_mode(o.net);
+  c.mutable_net()->set_ip_cidr(o.ip);
+  c.mutable_net()->set_host_ip(o.host_ip);
+  c.set_cgroup_driver(o.cgroup_driver);
+  c.set_rootfs(o.rootfs);
+  c.set_log_path(o.log);
+  c.set_remove_on_exit(o.remove);
+  c.set_init(o.init);
+  for (const auto& d : o.devices) c.add_devices(d);
+  c.set_detach(o.detach);
+  return c;
+}
+
+int run(const Cli& cli, const RunOptions& o) {
+  launcher::require_root("stasis run");
+  pb::ContainerConfig config = to_config(o);
+  launcher::InitFunction init = launcher::exec_init(config);
+  launcher::StartedContainer started = launcher::start_container(cli.global.root, config, init);
+  if (o.detach) {
+    std::printf("%s\n", started.name.c_str());
+    return kExitOk;
+  }
+  // Foreground: what we receive goes to the job's PID 1 (the monitor is in its own session).
+  g_forward_pid = started.init_pid;
+  struct sigaction sa {};
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT}) ::sigaction(sig, &sa, nullptr);
+  return launcher::wait_for_exit(cli.global.root, started);
+}
+
+}  // namespace
+
 void add_run_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("run", "Start a job in fresh namespaces and a cgroup");
-  cmd->callback([&cli] { cli.action = [] () -> int { not_implemented("run"); }; });
+  auto o = std::make_shared<RunOptions>();
+  cmd->add_option("--name", o->name, "Container name (generated when absent)");
+  cmd->add_flag("-d,--detach", o->detach, "Return once the job runs; its output goes to the log");
+  cmd->add_option("--memory", o->memory, "Memory limit in bytes (K, M, G suffixes)");
+  cmd->add_option("--cpus", o->cpus, "CPU limit, fractional (CFS quota)");
+  cmd->add_option("--pids", o->pids, "Maximum number of processes");
+  cmd->add_option("--cpuset", o->cpuset, "CPUs the job may run on (e.g. 0-1)");
+  cmd->add_option("--hostname", o->hostname, "Host name inside (default: the container name)");
+  cmd->add_option("--env", o->env, "Environment variable K=V (repeatable)");
+  cmd->add_option("--workdir", o->workdir, "Working directory of the job");
+  cmd->add_option("--net", o->net, "loopback (default), veth or host");
+  cmd->add_option("--ip", o->ip, "--net veth: the container's address, CIDR (e.g. 10.213.0.2/24)");
+  cmd->add_option("--host-ip", o->host_ip, "--net veth: the host side's address (default: the subnet's first)");
+  cmd->add_option("--cgroup-driver", o->cgroup_driver, "auto (default), v1 or v2");
+  cmd->add_option("--rootfs", o->rootfs, "pivot_root into this prepared tree");
+  cmd->add_option("--log", o->log, "File for the job's stdout and stderr");
+  cmd->add_flag("--rm", o->remove, "Remove the container when the job exits");
+  cmd->add_option("--device", o->devices, "Extra allowed device: a path or a rule 'c MAJ:MIN [rwm]' (v1)");
+  cmd->add_flag("--init", o->init, "Run a small reaper as PID 1 that forwards signals and reaps orphans");
+  cmd->add_option("command", o->command, "CMD [ARGS...] (after --)");
+  cmd->callback([&cli, o] { cli.action = [&cli, o]() -> int { return run(cli, *o); }; });
 }
 
 }  // namespace stasis::cli

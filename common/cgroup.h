@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +19,12 @@ CgroupDriver detect_cgroup_driver();
 // "auto", "v1", "v2" -> driver; throws UsageError otherwise.
 CgroupDriver parse_cgroup_driver(const std::string& name);
 const char* cgroup_driver_name(CgroupDriver driver);
+// Where the hierarchies are mounted: /sys/fs/cgroup, or $STASIS_CGROUP_ROOT (tests point it at
+// an empty directory to check the "not mounted" error).
+std::filesystem::path cgroup_fs_root();
+// "--device" argument -> v1 devices.allow rule: a path ("/dev/kmsg") is stat()ed; a rule such as
+// "c 1:11" or "c 1:11 rw" is taken as is ("rwm" when no access is given).
+std::string device_rule(const std::string& spec);
 
 struct CgroupLimits {
   int64_t memory_max = 0;        // bytes; 0 = no limit
@@ -32,7 +39,10 @@ class Cgroup {
   // Creates the cgroup "stasis/<name>" in every hierarchy it needs (v1: memory, cpu, pids,
   // cpuset, freezer, devices; v2: the unified one) and applies limits. A limit whose controller
   // is missing throws an Error naming the controller; nothing is left behind on failure.
-  static Cgroup create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits);
+  // v1 also sets the devices controller: deny all but null, zero, full, random, urandom, tty,
+  // ptmx and pts, plus extra_devices (see device_rule); v2 refuses extra_devices.
+  static Cgroup create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits,
+                       const std::vector<std::string>& extra_devices = {});
   // Re-opens a cgroup from its recorded paths (controller -> absolute path; "unified" for v2).
   static Cgroup open(CgroupDriver driver, std::map<std::string, std::string> paths);
 

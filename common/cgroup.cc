@@ -1,0 +1,358 @@
+// Cgroups v1 and v2: create "stasis/<name>" in each hierarchy, apply limits, freeze, kill.
+#include "common/cgroup.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/file_util.h"
+
+namespace stasis {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto kFreezeTimeout = std::chrono::seconds(5);
+constexpr auto kDestroyTimeout = std::chrono::seconds(5);
+
+bool is_fs_type(const fs::path& path, long magic) {
+  struct statfs st {};
+  if (::statfs(path.c_str(), &st) != 0) return false;
+  return static_cast<long>(st.f_type) == magic;
+}
+
+fs::path v2_root() {
+  fs::path base = cgroup_fs_root();
+  if (is_fs_type(base, CGROUP2_SUPER_MAGIC)) return base;
+  return base / "unified";
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The v1 controllers a container gets, in a fixed order. cpuacct is separate from cpu on our
+// hosts and gives the usage figures; it is optional.
+struct V1Controller {
+  const char* name;
+  bool required;
+};
+constexpr V1Controller kV1Controllers[] = {
+    {"memory", true}, {"cpu", true},     {"cpuacct", false}, {"pids", true},
+    {"cpuset", true}, {"freezer", true}, {"devices", true},
+};
+
+std::vector<pid_t> read_pids(const fs::path& file) {
+  std::vector<pid_t> out;
+  std::istringstream in(read_file(file));
+  pid_t pid;
+  while (in >> pid) out.push_back(pid);
+  return out;
+}
+
+// Removes what create() made so far when a later step fails.
+struct CreatedDirs {
+  std::vector<fs::path> dirs;
+  bool committed = false;
+  ~CreatedDirs() {
+    if (committed) return;
+    for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) ::rmdir(it->c_str());
+  }
+};
+
+void make_dir(const fs::path& dir, CreatedDirs& created, bool record) {
+  if (::mkdir(dir.c_str(), 0755) == 0) {
+    if (record) created.dirs.push_back(dir);
+    return;
+  }
+  if (errno == EEXIST && !record) return;
+  if (errno == EEXIST) fail("cgroup {} already exists (a container of that name is left over? remove it)", dir.string());
+  fail_errno(errno, "create cgroup {}", dir.string());
+}
+
+// cpuset needs cpus and mems before any process may join; copy them from the parent.
+void inherit_cpuset(const fs::path& dir) {
+  for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
+    if (!trim(read_file(dir / file)).empty()) continue;
+    std::string parent = trim(read_file(dir.parent_path() / file));
+    write_file(dir / file, parent);
+  }
+}
+
+void apply_v1_limits(const std::map<std::string, std::string>& paths, const CgroupLimits& limits,
+                     const std::vector<std::string>& extra_devices) {
+  auto at = [&](const char* controller) { return fs::path(paths.at(controller)); };
+  inherit_cpuset(at("cpuset"));
+  if (!limits.cpuset.empty()) {
+    with_context("--cpuset " + limits.cpuset, [&] { write_file(at("cpuset") / "cpuset.cpus", limits.cpuset); });
+  }
+  if (limits.memory_max > 0) {
+    write_file(at("memory") / "memory.limit_in_bytes", std::to_string(limits.memory_max));
+    // Without this, swap (where there is any) would let the job grow past its limit.
+    fs::path memsw = at("memory") / "memory.memsw.limit_in_bytes";
+    if (fs::exists(memsw)) write_file(memsw, std::to_string(limits.memory_max));
+  }
+  if (limits.cpus > 0) {
+    auto quota = static_cast<int64_t>(std::llround(limits.cpus * static_cast<double>(limits.cpu_period_us)));
+    if (quota < 1000) quota = 1000;  // the kernel's minimum quota is 1 ms
+    write_file(at("cpu") / "cpu.cfs_period_us", std::to_string(limits.cpu_period_us));
+    write_file(at("cpu") / "cpu.cfs_quota_us", std::to_string(quota));
+  }
+  if (limits.pids_max > 0) write_file(at("pids") / "pids.max", std::to_string(limits.pids_max));
+
+  // Devices: deny all, then allow the usual harmless set plus what the user asked for.
+  fs::path devices = at("devices");
+  write_file(devices / "devices.deny", "a");
+  for (const char* rule : {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+                           "c 5:2 rwm", "c 136:* rwm"}) {
+    write_file(devices / "devices.allow", rule);
+  }
+  for (const auto& rule : extra_devices) {
+    with_context("--device " + rule, [&] { write_file(devices / "devices.allow", device_rule(rule)); });
+  }
+}
+
+// v2 controllers must be listed in the root's cgroup.controllers and enabled down to us.
+void enable_v2_controller(const fs::path& root, const fs::path& stasis_dir, const std::string& controller,
+                          const std::string& option) {
+  std::string available = read_file(root / "cgroup.controllers");
+  std::istringstream in(available);
+  std::string word;
+  bool found = false;
+  while (in >> word) found = found || word == controller;
+  if (!found) {
+    fail("cgroup v2: controller '{}' is not enabled in {} (cgroup.controllers: '{}'), so {} cannot be applied",
+         controller, root.string(), trim(available), option);
+  }
+  write_file(root / "cgroup.subtree_control", "+" + controller);
+  write_file(stasis_dir / "cgroup.subtree_control", "+" + controller);
+}
+
+void apply_v2_limits(const fs::path& root, const fs::path& dir, const CgroupLimits& limits) {
+  fs::path stasis_dir = dir.parent_path();
+  if (limits.memory_max > 0) {
+    enable_v2_controller(root, stasis_dir, "memory", "--memory");
+    write_file(dir / "memory.max", std::to_string(limits.memory_max));
+    if (fs::exists(dir / "memory.swap.max")) write_file(dir / "memory.swap.max", "0");
+  }
+  if (limits.cpus > 0) {
+    enable_v2_controller(root, stasis_dir, "cpu", "--cpus");
+    auto quota = static_cast<int64_t>(std::llround(limits.cpus * static_cast<double>(limits.cpu_period_us)));
+    if (quota < 1000) quota = 1000;
+    write_file(dir / "cpu.max", fmt::format("{} {}", quota, limits.cpu_period_us));
+  }
+  if (limits.pids_max > 0) {
+    enable_v2_controller(root, stasis_dir, "pids", "--pids");
+    write_file(dir / "pids.max", std::to_string(limits.pids_max));
+  }
+  if (!limits.cpuset.empty()) {
+    enable_v2_controller(root, stasis_dir, "cpuset", "--cpuset");
+    write_file(dir / "cpuset.cpus", limits.cpuset);
+  }
+}
+
+std::string read_key(const fs::path& file, const std::string& key) {
+  std::istringstream in(read_file(file));
+  std::string k, v;
+  while (in >> k >> v) {
+    if (k == key) return v;
+  }
+  return "";
+}
+
+}  // namespace
+
+fs::path cgroup_fs_root() {
+  const char* env = std::getenv("STASIS_CGROUP_ROOT");
+  return env && *env ? fs::path(env) : fs::path("/sys/fs/cgroup");
+}
+
+CgroupDriver detect_cgroup_driver() {
+  fs::path base = cgroup_fs_root();
+  if (is_fs_type(base, CGROUP2_SUPER_MAGIC)) return CgroupDriver::V2;
+  if (is_fs_type(base / "freezer", CGROUP_SUPER_MAGIC)) return CgroupDriver::V1;
+  if (is_fs_type(base / "unified", CGROUP2_SUPER_MAGIC)) return CgroupDriver::V2;
+  fail("no cgroup hierarchy is mounted under {} (neither v1 controllers nor a cgroup2 file system)", base.string());
+}
+
+CgroupDriver parse_cgroup_driver(const std::string& name) {
+  if (name == "auto" || name.empty()) return detect_cgroup_driver();
+  if (name == "v1") return CgroupDriver::V1;
+  if (name == "v2") return CgroupDriver::V2;
+  throw UsageError(fmt::format("unknown cgroup driver '{}' (expected auto, v1 or v2)", name));
+}
+
+const char* cgroup_driver_name(CgroupDriver driver) { return driver == CgroupDriver::V1 ? "v1" : "v2"; }
+
+std::string device_rule(const std::string& spec) {
+  // Either a rule as the devices controller takes it ("c 10:200 rwm") or a device path.
+  if (spec.size() > 2 && (spec[0] == 'c' || spec[0] == 'b' || spec[0] == 'a') && spec[1] == ' ') {
+    return spec.find(' ', 2) == std::string::npos ? spec + " rwm" : spec;
+  }
+  struct stat st {};
+  if (::stat(spec.c_str(), &st) != 0) fail_errno(errno, "device {}", spec);
+  if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) fail("{} is not a device node", spec);
+  return fmt::format("{} {}:{} rwm", S_ISCHR(st.st_mode) ? 'c' : 'b', major(st.st_rdev), minor(st.st_rdev));
+}
+
+Cgroup Cgroup::create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits,
+                      const std::vector<std::string>& extra_devices) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+    fail("invalid cgroup name '{}'", name);
+  }
+  fs::path base = cgroup_fs_root();
+  CreatedDirs created;
+  std::map<std::string, std::string> paths;
+  if (driver == CgroupDriver::V1) {
+    for (const auto& c : kV1Controllers) {
+      fs::path hierarchy = base / c.name;
+      if (!is_fs_type(hierarchy, CGROUP_SUPER_MAGIC)) {
+        if (!c.required) continue;
+        fail("cgroup v1 controller '{}' is not mounted at {}", c.name, hierarchy.string());
+      }
+      // Creating "stasis" is shared by all containers; never removed by us.
+      make_dir(hierarchy / "stasis", created, false);
+      if (std::string(c.name) == "cpuset") inherit_cpuset(hierarchy / "stasis");
+      make_dir(hierarchy / "stasis" / name, created, true);
+      paths[c.name] = (hierarchy / "stasis" / name).string();
+    }
+    apply_v1_limits(paths, limits, extra_devices);
+  } else {
+    fs::path root = v2_root();
+    if (!is_fs_type(root, CGROUP2_SUPER_MAGIC)) fail("cgroup v2 is not mounted at {}", root.string());
+    if (!extra_devices.empty()) {
+      throw UsageError("--device needs the cgroup v1 devices controller (use --cgroup-driver v1)");
+    }
+    make_dir(root / "stasis", created, false);
+    fs::path dir = root / "stasis" / name;
+    make_dir(dir, created, true);
+    paths["unified"] = dir.string();
+    apply_v2_limits(root, dir, limits);
+  }
+  created.committed = true;
+  return Cgroup(driver, std::move(paths));
+}
+
+Cgroup Cgroup::open(CgroupDriver driver, std::map<std::string, std::string> paths) {
+  if (paths.empty()) fail("no cgroup paths recorded");
+  return Cgroup(driver, std::move(paths));
+}
+
+void Cgroup::add_process(pid_t pid) const {
+  for (const auto& [controller, path] : paths_) {
+    with_context(fmt::format("add pid {} to cgroup {}", pid, path),
+                 [&] { write_file(fs::path(path) / "cgroup.procs", std::to_string(pid)); });
+  }
+}
+
+std::vector<pid_t> Cgroup::processes() const {
+  // freezer (v1) or the unified cgroup sees every process of the container.
+  const std::string& path = paths_.count("freezer") ? paths_.at("freezer") : paths_.begin()->second;
+  return read_pids(fs::path(path) / "cgroup.procs");
+}
+
+std::vector<pid_t> Cgroup::threads() const {
+  if (driver_ == CgroupDriver::V1) {
+    const std::string& path = paths_.count("freezer") ? paths_.at("freezer") : paths_.begin()->second;
+    return read_pids(fs::path(path) / "tasks");
+  }
+  return read_pids(fs::path(paths_.at("unified")) / "cgroup.threads");
+}
+
+void Cgroup::freeze() const {
+  auto deadline = std::chrono::steady_clock::now() + kFreezeTimeout;
+  if (driver_ == CgroupDriver::V1) {
+    fs::path state = fs::path(paths_.at("freezer")) / "freezer.state";
+    write_file(state, "FROZEN");
+    while (trim(read_file(state)) != "FROZEN") {
+      if (std::chrono::steady_clock::now() > deadline) {
+        fail("freeze {}: still '{}' after 5 s", state.string(), trim(read_file(state)));
+      }
+      // Re-writing FROZEN retries tasks that were busy in the kernel.
+      write_file(state, "FROZEN");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return;
+  }
+  fs::path dir = paths_.at("unified");
+  write_file(dir / "cgroup.freeze", "1");
+  while (read_key(dir / "cgroup.events", "frozen") != "1") {
+    if (std::chrono::steady_clock::now() > deadline) fail("freeze {}: not frozen after 5 s", dir.string());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void Cgroup::thaw() const {
+  if (driver_ == CgroupDriver::V1) {
+    write_file(fs::path(paths_.at("freezer")) / "freezer.state", "THAWED");
+  } else {
+    write_file(fs::path(paths_.at("unified")) / "cgroup.freeze", "0");
+  }
+}
+
+bool Cgroup::frozen() const {
+  if (driver_ == CgroupDriver::V1) {
+    return trim(read_file(fs::path(paths_.at("freezer")) / "freezer.state")) == "FROZEN";
+  }
+  return read_key(fs::path(paths_.at("unified")) / "cgroup.events", "frozen") == "1";
+}
+
+void Cgroup::kill_all() const {
+  if (driver_ == CgroupDriver::V2 && fs::exists(fs::path(paths_.at("unified")) / "cgroup.kill")) {
+    write_file(fs::path(paths_.at("unified")) / "cgroup.kill", "1");
+    return;
+  }
+  // v1: SIGKILL is only delivered once the task runs, so thaw as well.
+  auto deadline = std::chrono::steady_clock::now() + kDestroyTimeout;
+  for (;;) {
+    std::vector<pid_t> pids = processes();
+    if (pids.empty()) return;
+    for (pid_t pid : pids) ::kill(pid, SIGKILL);
+    if (driver_ == CgroupDriver::V1) thaw();
+    if (std::chrono::steady_clock::now() > deadline) {
+      fail("kill every process of cgroup {}: {} still there after 5 s", paths_.begin()->second, pids.size());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+void Cgroup::destroy() const {
+  auto deadline = std::chrono::steady_clock::now() + kDestroyTimeout;
+  for (const auto& [controller, path] : paths_) {
+    for (;;) {
+      if (::rmdir(path.c_str()) == 0 || errno == ENOENT) break;
+      // EBUSY while exiting tasks (zombies not yet reaped) still count as members.
+      if (errno != EBUSY || std::chrono::steady_clock::now() > deadline) {
+        fail_errno(errno, "remove cgroup {}", path);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+}
+
+CgroupFreeze::CgroupFreeze(const Cgroup& cgroup) : cgroup_(cgroup) { cgroup_.freeze(); }
+
+CgroupFreeze::~CgroupFreeze() {
+  if (!active_) return;
+  try {
+    cgroup_.thaw();
+  } catch (const Error&) {
+    // Destructors must not throw; the cgroup may be gone already.
+  }
+}
+
+}  // namespace stasis

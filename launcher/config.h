@@ -1,0 +1,33 @@
+// Parsing and validating what `stasis run` was asked for, before anything is created.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "container.pb.h"
+
+namespace stasis::launcher {
+
+// "64M", "1G", "4096", "512k" -> bytes (K/M/G/T, powers of 1024). Throws UsageError.
+int64_t parse_size(const std::string& text, const std::string& option);
+
+struct Ipv4Cidr {
+  uint32_t address = 0;  // host byte order
+  int prefix = 0;
+  std::string to_string() const;      // "10.0.0.2/24"
+  std::string address_string() const; // "10.0.0.2"
+};
+// "10.213.0.2/24" -> address and prefix; throws UsageError naming the option.
+Ipv4Cidr parse_cidr(const std::string& text, const std::string& option);
+
+// A fresh name ("c-" + 8 hex digits) for a container started without --name.
+std::string generate_name();
+
+// Checks every field, fills defaults (hostname, generated veth names, host address) and
+// resolves cgroup_driver "auto" to the host's driver. Throws UsageError for bad values.
+void validate_config(pb::ContainerConfig& config);
+
+// Names of the host-side veth of a container (at most 15 characters).
+std::string host_veth_name(const std::string& container_name);
+
+}  // namespace stasis::launcher

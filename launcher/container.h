@@ -1,0 +1,85 @@
+// The launcher's API: start a container (used by `stasis run` and by restore), wait for it,
+// and manage it (kill, freeze, exec, rm). State lives in a StateStore (launcher/state_store.h).
+//
+// Process layout of a running container:
+//   caller (stasis run / restore)
+//     └─ monitor ("stasis-monitor", own session): parent of the job's PID 1, records its exit
+//          └─ PID 1 of the new PID namespace: runs `init` (by default: exec of argv)
+//
+// Stdio of PID 1: stdin is /dev/null when detached, else the caller's stdin; stdout and stderr
+// go to config.log_path when set (opened O_APPEND by the caller, so an unwritable log fails
+// early), else (foreground) to the caller's stdout/stderr. Detached containers without --log
+// get ROOT/<name>.log, recorded in config.log_path. Other fds of the caller stay open in PID 1
+// (the default init marks them close-on-exec before exec).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/cgroup.h"
+#include "container.pb.h"
+
+namespace stasis::launcher {
+
+// Runs inside the container's PID 1; its return value is PID 1's exit status.
+using InitFunction = std::function<int()>;
+
+struct StartedContainer {
+  std::string name;
+  pid_t init_pid = -1;     // host PID of the job's PID 1
+  pid_t monitor_pid = -1;  // host PID of the monitor (a child of the caller)
+};
+
+// The init of `stasis run`: execs config.argv (through our reaper with config.init), printing
+// "stasis run: cannot execute 'X': ..." and returning 127 when it cannot.
+InitFunction exec_init(const pb::ContainerConfig& config);
+
+// Validates config (UsageError for bad values; Error for a duplicate name or when not root),
+// creates the cgroup, the state file and the monitor; the monitor forks PID 1 in fresh PID,
+// mount, UTS, IPC, network (unless --net host) and cgroup namespaces. PID 1 sets up the cgroup
+// membership, mounts (/ rslave, private /proc, pivot_root for rootfs), hostname, network,
+// environment and working directory, then runs `init` (in a process forked from the caller,
+// so its memory is the caller's; the caller, being root, may PTRACE_SEIZE it).
+// Returns once PID 1 exists and the state says "running" with its init_pid. On any failure
+// nothing is left behind (no cgroup, link, state file or process) and an Error is thrown.
+StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init);
+
+// Waits for the job to end and returns its status as a shell reports it (code, or 128+signal).
+// Reaps the monitor when it is the caller's child, otherwise polls the state.
+int wait_for_exit(const std::filesystem::path& root, const StartedContainer& container);
+
+// Signal to PID 1 of a running (or frozen) container.
+void kill_container(const std::filesystem::path& root, const std::string& name, int signal);
+// Removes cgroup, network links and state. A running container is refused unless force, which
+// kills every process of it first and waits (bounded) for its monitor to finish.
+void remove_container(const std::filesystem::path& root, const std::string& name, bool force);
+void freeze_container(const std::filesystem::path& root, const std::string& name);
+void thaw_container(const std::filesystem::path& root, const std::string& name);
+// Runs argv inside the container (all its namespaces, its cgroup, its root); returns its status.
+int exec_in_container(const std::filesystem::path& root, const std::string& name, const std::vector<std::string>& argv);
+
+// Sets state.status (e.g. "exited" after dump killed the job, "running" after restore).
+void set_container_status(const std::filesystem::path& root, const std::string& name, const std::string& status);
+
+Cgroup open_cgroup(const pb::ContainerState& state);
+
+// "running", "frozen", "exited (0)", "killed (SIGKILL)", "oom-killed", "created", ...: what ps
+// shows, checked against the live system (a frozen cgroup, a vanished monitor).
+std::string display_status(const pb::ContainerState& state);
+// True when the monitor or PID 1 of this state still exists (PID 1 checked by its PID-namespace
+// inode, so a reused PID does not count).
+bool container_alive(const pb::ContainerState& state);
+
+// "KILL", "SIGKILL", "9" -> 9; throws UsageError.
+int parse_signal(const std::string& text);
+std::string signal_name(int signal);  // "SIGKILL"
+
+// Throws Error unless running as root.
+void require_root(const std::string& what);
+
+}  // namespace stasis::launcher

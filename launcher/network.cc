@@ -1,0 +1,151 @@
+#include "launcher/network.h"
+
+#include <net/if.h>
+
+#include <memory>
+
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+
+#include "common/error.h"
+
+namespace stasis::launcher::net {
+
+namespace {
+
+struct SockDeleter {
+  void operator()(nl_sock* s) const { nl_socket_free(s); }
+};
+struct LinkDeleter {
+  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
+};
+struct AddrDeleter {
+  void operator()(nl_addr* a) const { nl_addr_put(a); }
+};
+struct RtAddrDeleter {
+  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
+};
+struct RouteDeleter {
+  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
+};
+struct CacheDeleter {
+  void operator()(nl_cache* c) const { nl_cache_free(c); }
+};
+using Sock = std::unique_ptr<nl_sock, SockDeleter>;
+using Link = std::unique_ptr<rtnl_link, LinkDeleter>;
+using Addr = std::unique_ptr<nl_addr, AddrDeleter>;
+
+Sock connect() {
+  Sock sock(nl_socket_alloc());
+  if (!sock) fail("netlink: out of memory");
+  int err = nl_connect(sock.get(), NETLINK_ROUTE);
+  if (err < 0) fail("netlink: connect NETLINK_ROUTE: {}", nl_geterror(err));
+  return sock;
+}
+
+Link get_link(nl_sock* sock, const std::string& ifname) {
+  rtnl_link* link = nullptr;
+  int err = rtnl_link_get_kernel(sock, 0, ifname.c_str(), &link);
+  if (err < 0) fail("netlink: link {}: {}", ifname, nl_geterror(err));
+  return Link(link);
+}
+
+Addr parse_addr(const std::string& text) {
+  nl_addr* addr = nullptr;
+  int err = nl_addr_parse(text.c_str(), AF_INET, &addr);
+  if (err < 0) fail("netlink: address {}: {}", text, nl_geterror(err));
+  return Addr(addr);
+}
+
+}  // namespace
+
+void set_link_up(const std::string& ifname) {
+  Sock sock = connect();
+  Link link = get_link(sock.get(), ifname);
+  Link change(rtnl_link_alloc());
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  int err = rtnl_link_change(sock.get(), link.get(), change.get(), 0);
+  if (err < 0) fail("netlink: set link {} up: {}", ifname, nl_geterror(err));
+}
+
+void create_veth(const std::string& host_ifname, const std::string& peer_ifname, pid_t peer_pid) {
+  Sock sock = connect();
+  int err = rtnl_link_veth_add(sock.get(), host_ifname.c_str(), peer_ifname.c_str(), peer_pid);
+  if (err < 0) {
+    fail("netlink: create veth pair {} <-> {} (in the netns of pid {}): {}", host_ifname, peer_ifname, peer_pid,
+         nl_geterror(err));
+  }
+}
+
+void add_address(const std::string& ifname, const std::string& cidr) {
+  Sock sock = connect();
+  Link link = get_link(sock.get(), ifname);
+  Addr local = parse_addr(cidr);
+  std::unique_ptr<rtnl_addr, RtAddrDeleter> addr(rtnl_addr_alloc());
+  rtnl_addr_set_ifindex(addr.get(), rtnl_link_get_ifindex(link.get()));
+  rtnl_addr_set_family(addr.get(), AF_INET);
+  int err = rtnl_addr_set_local(addr.get(), local.get());
+  if (err >= 0) {
+    rtnl_addr_set_prefixlen(addr.get(), static_cast<int>(nl_addr_get_prefixlen(local.get())));
+    err = rtnl_addr_add(sock.get(), addr.get(), 0);
+  }
+  if (err < 0) fail("netlink: add address {} to {}: {}", cidr, ifname, nl_geterror(err));
+}
+
+void add_default_route(const std::string& ifname, const std::string& gateway) {
+  Sock sock = connect();
+  Link link = get_link(sock.get(), ifname);
+  Addr dst = parse_addr("0.0.0.0/0");
+  Addr gw = parse_addr(gateway);
+  std::unique_ptr<rtnl_route, RouteDeleter> route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), AF_INET);
+  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  int err = rtnl_route_set_dst(route.get(), dst.get());
+  if (err >= 0) {
+    rtnl_nexthop* nh = rtnl_route_nh_alloc();  // owned by the route once added
+    rtnl_route_nh_set_gateway(nh, gw.get());
+    rtnl_route_nh_set_ifindex(nh, rtnl_link_get_ifindex(link.get()));
+    rtnl_route_add_nexthop(route.get(), nh);
+    err = rtnl_route_add(sock.get(), route.get(), NLM_F_CREATE);
+  }
+  if (err < 0) fail("netlink: add default route via {} dev {}: {}", gateway, ifname, nl_geterror(err));
+}
+
+bool link_exists(const std::string& ifname) {
+  Sock sock = connect();
+  rtnl_link* link = nullptr;
+  int err = rtnl_link_get_kernel(sock.get(), 0, ifname.c_str(), &link);
+  if (err >= 0) rtnl_link_put(link);
+  return err >= 0;
+}
+
+bool delete_link(const std::string& ifname) {
+  Sock sock = connect();
+  Link link(rtnl_link_alloc());
+  rtnl_link_set_name(link.get(), ifname.c_str());
+  int err = rtnl_link_delete(sock.get(), link.get());
+  if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return false;
+  if (err < 0) fail("netlink: delete link {}: {}", ifname, nl_geterror(err));
+  return true;
+}
+
+std::vector<std::string> link_names() {
+  Sock sock = connect();
+  nl_cache* raw = nullptr;
+  int err = rtnl_link_alloc_cache(sock.get(), AF_UNSPEC, &raw);
+  if (err < 0) fail("netlink: list links: {}", nl_geterror(err));
+  std::unique_ptr<nl_cache, CacheDeleter> cache(raw);
+  std::vector<std::string> out;
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    out.emplace_back(rtnl_link_get_name(reinterpret_cast<rtnl_link*>(obj)));
+  }
+  return out;
+}
+
+}  // namespace stasis::launcher::net

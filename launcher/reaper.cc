@@ -1,0 +1,62 @@
+#include "launcher/reaper.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace stasis::launcher {
+
+int exec_argv(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  ::execvp(args[0], args.data());
+  int err = errno;
+  std::fprintf(stderr, "stasis run: cannot execute '%s': %s\n", argv[0].c_str(), std::strerror(err));
+  std::fflush(stderr);
+  return 127;
+}
+
+int run_reaper(const std::vector<std::string>& argv) {
+  ::prctl(PR_SET_NAME, "stasis-init");
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("stasis init: fork");
+    return 127;
+  }
+  if (child == 0) {
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    ::setpgid(0, 0);
+    ::_exit(exec_argv(argv));
+  }
+  for (;;) {
+    siginfo_t info{};
+    int sig = ::sigwaitinfo(&all, &info);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      // Forward to the job (its whole process group, as a terminal would).
+      ::kill(-child, sig);
+      ::kill(child, sig);
+      continue;
+    }
+    // Reap everything that ended: the job and any orphan handed to us.
+    for (;;) {
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      if (pid == child) {
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+    }
+  }
+}
+
+}  // namespace stasis::launcher

@@ -1,0 +1,16 @@
+// `stasis run --init`: a small PID 1 that runs the job as its child, forwards signals to it and
+// reaps orphans re-parented to it (what docker --init / tini do).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace stasis::launcher {
+
+// Never returns normally: returns the job's status (code, or 128+signal) for PID 1 to exit with.
+int run_reaper(const std::vector<std::string>& argv);
+
+// execvp(argv); on failure prints "stasis run: cannot execute ..." and returns 127.
+int exec_argv(const std::vector<std::string>& argv);
+
+}  // namespace stasis::launcher

@@ -1,0 +1,503 @@
+// start_container: the caller, the monitor and the container's PID 1 (see container.h).
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "launcher/config.h"
+#include "launcher/container.h"
+#include "launcher/network.h"
+#include "launcher/reaper.h"
+#include "launcher/state_store.h"
+
+namespace stasis::launcher {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kStartTimeoutMs = 30000;
+const char* const kNamespaces[] = {"pid", "mnt", "net", "uts", "ipc", "cgroup"};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Where PID 1's stdio comes from (fds of the caller, inherited by monitor and PID 1).
+struct Stdio {
+  int in = 0, out = 1, err = 2;
+  UniqueFd owned_in, owned_log;
+};
+
+Stdio plan_stdio(const pb::ContainerConfig& config) {
+  Stdio s;
+  if (config.detach()) {
+    s.owned_in = open_or_throw("/dev/null", O_RDONLY);
+    s.in = s.owned_in.get();
+  }
+  if (!config.log_path().empty()) {
+    s.owned_log = with_context("--log", [&] { return open_or_throw(config.log_path(), O_WRONLY | O_CREAT | O_APPEND, 0640); });
+    s.out = s.err = s.owned_log.get();
+  }
+  return s;
+}
+
+void write_byte(int fd, char c) {
+  while (::write(fd, &c, 1) < 0) {
+    if (errno != EINTR) fail_errno(errno, "write to pipe");
+  }
+}
+
+// Reads one byte; returns 0 at end of file.
+char read_byte(int fd) {
+  char c = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, &c, 1);
+    if (n == 1) return c;
+    if (n == 0) return 0;
+    if (errno != EINTR) fail_errno(errno, "read from pipe");
+  }
+}
+
+std::string read_to_end(int fd) {
+  std::string out;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  return out;
+}
+
+void write_string(int fd, const std::string& s) {
+  try {
+    write_all(fd, std::as_bytes(std::span(s.data(), s.size())), "pipe");
+  } catch (const Error&) {
+    // The reader is gone: nobody to tell.
+  }
+}
+
+std::string strip_prefix_len(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+// ---- PID 1, before init -------------------------------------------------------------------
+
+void make_dev_nodes(const fs::path& dev) {
+  check_sys(::mount("tmpfs", dev.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k"), "mount tmpfs on {}",
+            dev.string());
+  struct Node {
+    const char* name;
+    unsigned major, minor;
+  };
+  for (const Node& n : {Node{"null", 1, 3}, Node{"zero", 1, 5}, Node{"full", 1, 7}, Node{"random", 1, 8},
+                        Node{"urandom", 1, 9}, Node{"tty", 5, 0}}) {
+    fs::path p = dev / n.name;
+    check_sys(::mknod(p.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)), "mknod {}", p.string());
+    ::chmod(p.c_str(), 0666);  // mknod honours the umask
+  }
+  ::mkdir((dev / "pts").c_str(), 0755);
+  check_sys(::mount("devpts", (dev / "pts").c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620"),
+            "mount devpts on {}/pts", dev.string());
+  check_sys(::symlink("pts/ptmx", (dev / "ptmx").c_str()), "symlink {}/ptmx", dev.string());
+  ::mkdir((dev / "shm").c_str(), 01777);
+  check_sys(::mount("shm", (dev / "shm").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"), "mount {}/shm",
+            dev.string());
+}
+
+void setup_mounts(const pb::ContainerConfig& config) {
+  // Mounts made in here must not propagate back to the host.
+  check_sys(::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr), "make / rslave");
+  if (config.rootfs().empty()) {
+    check_sys(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount private /proc");
+    return;
+  }
+  fs::path root = config.rootfs();
+  check_sys(::mount(root.c_str(), root.c_str(), nullptr, MS_BIND | MS_REC, nullptr), "bind-mount rootfs {}",
+            root.string());
+  ::mkdir((root / "proc").c_str(), 0555);
+  check_sys(::mount("proc", (root / "proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr),
+            "mount proc on {}/proc", root.string());
+  if (fs::is_directory(root / "dev")) make_dev_nodes(root / "dev");
+  if (fs::is_directory(root / "sys")) {
+    // A sysfs of our own shows our network namespace; read-only.
+    ::mount("sysfs", (root / "sys").c_str(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  }
+  check_sys(::chdir(root.c_str()), "chdir {}", root.string());
+  check_sys(static_cast<int>(::syscall(SYS_pivot_root, ".", ".")), "pivot_root into {}", root.string());
+  check_sys(::umount2(".", MNT_DETACH), "detach the old root");
+  check_sys(::chdir("/"), "chdir /");
+}
+
+void setup_network(const pb::ContainerConfig& config) {
+  const auto& net = config.net();
+  if (net.mode() == "host") return;
+  net::set_link_up("lo");
+  if (net.mode() != "veth") return;
+  net::add_address(net.container_ifname(), net.ip_cidr());
+  net::set_link_up(net.container_ifname());
+  net::add_default_route(net.container_ifname(), strip_prefix_len(net.host_ip()));
+}
+
+void setup_environment(const pb::ContainerConfig& config) {
+  std::string term = std::getenv("TERM") ? std::getenv("TERM") : "";
+  ::clearenv();
+  ::setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+  ::setenv("HOME", "/root", 1);
+  ::setenv("HOSTNAME", config.hostname().c_str(), 1);
+  if (!term.empty()) ::setenv("TERM", term.c_str(), 1);
+  for (const auto& kv : config.env()) {
+    size_t eq = kv.find('=');
+    ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
+  }
+  if (!config.workdir().empty()) check_sys(::chdir(config.workdir().c_str()), "--workdir {}", config.workdir());
+}
+
+[[noreturn]] void pid1_main(const pb::ContainerConfig& config, const Stdio& stdio, int from_monitor, int to_monitor,
+                            const InitFunction& init) {
+  try {
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGHUP, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
+    if (stdio.in != 0) check_sys(::dup2(stdio.in, 0), "dup2 stdin");
+    if (stdio.out != 1) check_sys(::dup2(stdio.out, 1), "dup2 stdout");
+    if (stdio.err != 2) check_sys(::dup2(stdio.err, 2), "dup2 stderr");
+    int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+    if (config.net().mode() != "host") flags |= CLONE_NEWNET;
+    check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
+    write_byte(to_monitor, 'N');
+    if (read_byte(from_monitor) != 'G') ::_exit(1);  // the monitor gave up
+    // Joined the cgroup by now: make it the root of our cgroup namespace.
+    check_sys(::unshare(CLONE_NEWCGROUP), "unshare cgroup namespace");
+    setup_network(config);
+    setup_mounts(config);
+    check_sys(::sethostname(config.hostname().data(), config.hostname().size()), "sethostname {}", config.hostname());
+    setup_environment(config);
+  } catch (const std::exception& e) {
+    write_string(to_monitor, std::string("E") + e.what());
+    ::_exit(1);
+  }
+  write_byte(to_monitor, 'R');
+  ::close(to_monitor);
+  ::close(from_monitor);
+  int rc = 1;
+  try {
+    rc = init();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "stasis: container init failed: %s\n", e.what());
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(rc);
+}
+
+// ---- the monitor --------------------------------------------------------------------------
+
+bool read_oom_killed(const Cgroup& cgroup) {
+  auto key = [](const fs::path& file, const std::string& want) -> long {
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return -1;
+    std::string text = read_file(file);
+    size_t at = text.find(want + " ");
+    return at == std::string::npos ? -1 : std::atol(text.c_str() + at + want.size() + 1);
+  };
+  try {
+    const auto& paths = cgroup.paths();
+    if (cgroup.driver() == CgroupDriver::V2) return key(fs::path(paths.at("unified")) / "memory.events", "oom_kill") > 0;
+    if (!paths.count("memory")) return false;
+    fs::path dir = paths.at("memory");
+    long kills = key(dir / "memory.oom_control", "oom_kill");
+    if (kills >= 0) return kills > 0;
+    return std::atol(read_file(dir / "memory.failcnt").c_str()) > 0;  // older kernels: limit was hit
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+void record_namespaces(pb::ContainerState& state, pid_t pid) {
+  for (const char* ns : kNamespaces) {
+    struct stat st {};
+    fs::path p = fs::path("/proc") / std::to_string(pid) / "ns" / ns;
+    if (::stat(p.c_str(), &st) == 0) (*state.mutable_namespace_inodes())[ns] = st.st_ino;
+  }
+}
+
+// Removes what a container has on the host besides its processes.
+void cleanup_resources(const StateStore& store, const pb::ContainerState& state) {
+  if (state.config().net().mode() == "veth" && !state.config().net().host_ifname().empty()) {
+    try {
+      net::delete_link(state.config().net().host_ifname());
+    } catch (const Error&) {
+    }
+  }
+  if (!state.cgroup_paths().empty()) {
+    try {
+      open_cgroup(state).destroy();
+    } catch (const Error&) {
+    }
+  }
+  if (state.config().log_path() == store.default_log_path(state.config().name()).string()) {
+    ::unlink(state.config().log_path().c_str());
+  }
+}
+
+[[noreturn]] void monitor_main(const StateStore& store, const pb::ContainerState& created, const Cgroup& cgroup,
+                               const Stdio& stdio, int report_fd, const InitFunction& init) {
+  const pb::ContainerConfig& config = created.config();
+  pid_t pid = -1;
+  int to_child[2] = {-1, -1}, from_child[2] = {-1, -1};
+  try {
+    ::setsid();  // not in the terminal's process group: the caller forwards signals instead
+    ::prctl(PR_SET_NAME, "stasis-monitor");
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    ::signal(SIGPIPE, SIG_IGN);
+    check_sys(::pipe2(to_child, O_CLOEXEC), "pipe");
+    check_sys(::pipe2(from_child, O_CLOEXEC), "pipe");
+    // Our next child is PID 1 of a new PID namespace; fork() (not a raw clone) keeps glibc's
+    // view of the child's thread consistent for whatever init runs.
+    check_sys(::unshare(CLONE_NEWPID), "unshare PID namespace");
+    pid = check_sys(::fork(), "fork the container's PID 1");
+    if (pid == 0) {
+      ::close(report_fd);
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      pid1_main(config, stdio, to_child[0], from_child[1], init);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    auto expect = [&](char want, const char* step) {
+      char c = read_byte(from_child[0]);
+      if (c == want) return;
+      if (c == 'E') fail("{}", read_to_end(from_child[0]));
+      fail("container PID 1 (host pid {}) died while {}", pid, step);
+    };
+    expect('N', "creating its namespaces");
+    cgroup.add_process(pid);
+    if (config.net().mode() == "veth") {
+      const auto& n = config.net();
+      net::create_veth(n.host_ifname(), n.container_ifname(), pid);
+      net::add_address(n.host_ifname(), n.host_ip());
+      net::set_link_up(n.host_ifname());
+    }
+    write_byte(to_child[1], 'G');
+    expect('R', "setting up the container");
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    bool saved = store.update(config.name(), [&](pb::ContainerState& s) {
+      s.set_status("running");
+      s.set_monitor_pid(::getpid());
+      s.set_init_pid(pid);
+      record_namespaces(s, pid);
+    });
+    if (!saved) fail("state of container {} vanished while starting", config.name());
+  } catch (const std::exception& e) {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    if (config.net().mode() == "veth") {
+      try {
+        net::delete_link(config.net().host_ifname());
+      } catch (const Error&) {
+      }
+    }
+    write_string(report_fd, std::string("ERR ") + e.what());
+    ::_exit(1);
+  }
+  write_string(report_fd, "OK " + std::to_string(pid));
+  ::close(report_fd);
+
+  // From here on nobody reads our stdio: let go of the caller's terminal or pipes.
+  int devnull = ::open("/dev/null", O_RDWR);
+  if (devnull >= 0) {
+    ::dup2(devnull, 0);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    if (devnull > 2) ::close(devnull);
+  }
+  if (stdio.in > 2) ::close(stdio.in);
+  if (stdio.out > 2) ::close(stdio.out);
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) ::_exit(1);
+  }
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  bool oom = read_oom_killed(cgroup);
+  try {
+    if (config.remove_on_exit()) {
+      StateStore::Lock lock(store);
+      auto state = store.try_load(config.name());
+      if (state) {
+        cleanup_resources(store, *state);
+        store.remove(config.name());
+      }
+    } else {
+      store.update(config.name(), [&](pb::ContainerState& s) {
+        s.set_status("exited");
+        s.set_exit_code(WIFEXITED(status) ? WEXITSTATUS(status) : 0);
+        s.set_exit_signal(WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        s.set_oom_killed(oom);
+        s.set_exited_unix_ns(now_ns());
+      });
+    }
+  } catch (const std::exception&) {
+    // Nothing more to do: the status is still our exit code.
+  }
+  ::_exit(code);
+}
+
+}  // namespace
+
+InitFunction exec_init(const pb::ContainerConfig& config) {
+  std::vector<std::string> argv(config.argv().begin(), config.argv().end());
+  bool reaper = config.init();
+  return [argv, reaper]() -> int {
+    // The caller's other fds must not leak into the job.
+    ::syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+    return reaper ? run_reaper(argv) : exec_argv(argv);
+  };
+}
+
+StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
+  require_root("starting a container");
+  validate_config(config);
+  if (!config.rootfs().empty()) config.set_rootfs(fs::canonical(config.rootfs()).string());
+  const std::string name = config.name();
+  StateStore store(root);
+  if (config.log_path().empty() && config.detach()) config.set_log_path(store.default_log_path(name).string());
+  if (!config.log_path().empty()) config.set_log_path(fs::absolute(config.log_path()).string());
+
+  pb::ContainerState state;
+  *state.mutable_config() = config;
+  state.set_status("created");
+  state.set_created_unix_ns(now_ns());
+  {
+    StateStore::Lock lock(store);
+    if (store.try_load(name)) fail("a container named {} already exists under {}", name, root.string());
+    store.save(state);
+  }
+  // Until the monitor reports success, a failure undoes everything made so far.
+  bool committed = false;
+  std::optional<Cgroup> cgroup;
+  struct Undo {
+    std::function<void()> fn;
+    ~Undo() { fn(); }
+  } undo{[&] {
+    if (committed) return;
+    if (cgroup) {
+      try {
+        cgroup->kill_all();
+        cgroup->destroy();
+      } catch (const Error&) {
+      }
+    }
+    try {
+      store.remove(name);
+    } catch (const Error&) {
+    }
+    if (config.log_path() == store.default_log_path(name).string()) ::unlink(config.log_path().c_str());
+  }};
+
+  if (config.net().mode() == "veth" && net::link_exists(config.net().host_ifname())) {
+    fail("network link {} already exists on the host", config.net().host_ifname());
+  }
+  CgroupLimits limits;
+  limits.memory_max = config.memory_max();
+  limits.cpus = config.cpus();
+  limits.pids_max = config.pids_max();
+  limits.cpuset = config.cpuset();
+  std::vector<std::string> devices(config.devices().begin(), config.devices().end());
+  cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
+    return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
+  });
+  state.mutable_cgroup_paths()->insert(cgroup->paths().begin(), cgroup->paths().end());
+  {
+    StateStore::Lock lock(store);
+    store.save(state);
+  }
+  Stdio stdio = plan_stdio(config);
+
+  int report[2];
+  check_sys(::pipe2(report, O_CLOEXEC), "pipe");
+  UniqueFd report_read(report[0]);
+  pid_t monitor = ::fork();
+  if (monitor < 0) {
+    ::close(report[1]);
+    fail_errno(errno, "fork the monitor of container {}", name);
+  }
+  if (monitor == 0) {
+    report_read.reset();
+    monitor_main(store, state, *cgroup, stdio, report[1], init);
+  }
+  ::close(report[1]);
+
+  std::string answer;
+  pollfd pfd{report_read.get(), POLLIN, 0};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStartTimeoutMs);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ::kill(monitor, SIGKILL);
+      ::waitpid(monitor, nullptr, 0);
+      fail("container {} did not start within {} s", name, kStartTimeoutMs / 1000);
+    }
+    int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    char buf[512];
+    ssize_t r = ::read(report_read.get(), buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    answer.append(buf, static_cast<size_t>(r));
+  }
+  if (answer.rfind("OK ", 0) != 0) {
+    ::waitpid(monitor, nullptr, 0);
+    if (answer.rfind("ERR ", 0) == 0) {
+      fail("start container {}: {}", name, answer.substr(4));
+    }
+    fail("start container {}: the monitor (pid {}) died without a word", name, monitor);
+  }
+  committed = true;
+  return StartedContainer{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor};
+}
+
+int wait_for_exit(const fs::path& root, const StartedContainer& container) {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(container.monitor_pid, &status, 0);
+    if (r == container.monitor_pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      break;  // the monitor itself was killed: ask the state
+    }
+    if (errno == EINTR) continue;
+    if (errno == ECHILD) break;
+    fail_errno(errno, "wait for the monitor of container {} (pid {})", container.name, container.monitor_pid);
+  }
+  StateStore store(root);
+  for (;;) {
+    auto state = store.try_load(container.name);
+    if (!state) return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+    if (state->status() == "exited") {
+      return state->exit_signal() ? 128 + state->exit_signal() : state->exit_code();
+    }
+    if (!container_alive(*state)) return 1;
+    ::usleep(20000);
+  }
+}
+
+}  // namespace stasis::launcher

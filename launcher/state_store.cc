@@ -1,0 +1,103 @@
+#include "launcher/state_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "common/error.h"
+#include "common/file_util.h"
+
+namespace stasis::launcher {
+
+namespace fs = std::filesystem;
+
+std::string state_to_json(const pb::ContainerState& state) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  auto status = google::protobuf::util::MessageToJsonString(state, &out, options);
+  if (!status.ok()) fail("encode state of container {}: {}", state.config().name(), status.ToString());
+  return out;
+}
+
+pb::ContainerState state_from_json(const std::string& json, const std::string& what) {
+  pb::ContainerState state;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &state, options);
+  if (!status.ok()) fail("parse {}: {}", what, status.ToString());
+  return state;
+}
+
+StateStore::StateStore(fs::path root) : root_(std::move(root)) {
+  if (root_.empty()) throw UsageError("--root must not be empty");
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) fail("create state root {}: {}", root_.string(), ec.message());
+  if (!fs::is_directory(root_)) fail("state root {} is not a directory", root_.string());
+}
+
+fs::path StateStore::state_path(const std::string& name) const { return root_ / (name + ".json"); }
+fs::path StateStore::default_log_path(const std::string& name) const { return root_ / (name + ".log"); }
+
+std::optional<pb::ContainerState> StateStore::try_load(const std::string& name) const {
+  fs::path path = state_path(name);
+  if (name.empty() || name.find('/') != std::string::npos || !fs::exists(path)) return std::nullopt;
+  return state_from_json(read_file(path), path.string());
+}
+
+pb::ContainerState StateStore::load(const std::string& name) const {
+  auto state = try_load(name);
+  if (!state) fail("no container named {} under {}", name, root_.string());
+  return *state;
+}
+
+void StateStore::save(const pb::ContainerState& state) const {
+  write_file_atomic(state_path(state.config().name()), state_to_json(state));
+}
+
+void StateStore::remove(const std::string& name) const {
+  if (::unlink(state_path(name).c_str()) != 0 && errno != ENOENT) {
+    fail_errno(errno, "remove {}", state_path(name).string());
+  }
+}
+
+std::vector<pb::ContainerState> StateStore::list() const {
+  std::vector<pb::ContainerState> out;
+  for (const auto& entry : fs::directory_iterator(root_)) {
+    const fs::path& p = entry.path();
+    if (p.extension() != ".json" || p.filename().string()[0] == '.') continue;
+    try {
+      out.push_back(state_from_json(read_file(p), p.string()));
+    } catch (const Error&) {
+      // A file being replaced or foreign: skip it rather than fail the listing.
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.config().name() < b.config().name(); });
+  return out;
+}
+
+StateStore::Lock::Lock(const StateStore& store) {
+  fs::path path = store.root() / ".lock";
+  fd_ = open_or_throw(path, O_RDWR | O_CREAT, 0600);
+  while (::flock(fd_.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) fail_errno(errno, "flock {}", path.string());
+  }
+}
+
+bool StateStore::update(const std::string& name, const std::function<void(pb::ContainerState&)>& fn) const {
+  Lock lock(*this);
+  auto state = try_load(name);
+  if (!state) return false;
+  fn(*state);
+  save(*state);
+  return true;
+}
+
+}  // namespace stasis::launcher
