@@ -102,7 +102,7 @@ void add_run_command(Cli& cli) {
   cmd->add_option("--pids", o->pids, "Maximum number of processes");
   cmd->add_option("--cpuset", o->cpuset, "CPUs the job may run on (e.g. 0-1)");
   cmd->add_option("--hostname", o->hostname, "Host name inside (default: the container name)");
-  cmd->add_option("--env", o->env, "Environment variable K=V (repeatable)");
+  cmd->add_option("--env", o->env, "Environment variable K=V (repeatable)")->allow_extra_args(false);
   cmd->add_option("--workdir", o->workdir, "Working directory of the job");
   cmd->add_option("--net", o->net, "loopback (default), veth or host");
   cmd->add_option("--ip", o->ip, "--net veth: the container's address, CIDR (e.g. 10.213.0.2/24)");
@@ -111,7 +111,7 @@ void add_run_command(Cli& cli) {
   cmd->add_option("--rootfs", o->rootfs, "pivot_root into this prepared tree");
   cmd->add_option("--log", o->log, "File for the job's stdout and stderr");
   cmd->add_flag("--rm", o->remove, "Remove the container when the job exits");
-  cmd->add_option("--device", o->devices, "Extra allowed device: a path or a rule 'c MAJ:MIN [rwm]' (v1)");
+  cmd->add_option("--device", o->devices, "Extra allowed device: a path or a rule 'c MAJ:MIN [rwm]' (v1)")->allow_extra_args(false);
   cmd->add_flag("--init", o->init, "Run a small reaper as PID 1 that forwards signals and reaps orphans");
   cmd->add_option("command", o->command, "CMD [ARGS...] (after --)");
   cmd->callback([&cli, o] { cli.action = [&cli, o]() -> int { return run(cli, *o); }; });

@@ -1,0 +1,58 @@
+// Helpers for the launcher tests: unique names, a per-test state root, and a guard that removes
+// a container (rm -f) whatever happens in the test.
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/test_util.h"
+
+namespace stasis::test {
+
+inline std::string unique_name(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  return "lt" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+inline std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Every cgroup directory a container named `name` could have.
+inline std::vector<std::filesystem::path> leftover_cgroups(const std::string& name) {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+    auto p = entry.path() / "stasis" / name;
+    if (std::filesystem::exists(p, ec)) out.push_back(p);
+  }
+  return out;
+}
+
+class ContainerGuard {
+ public:
+  ContainerGuard(std::filesystem::path root, std::string name) : root_(std::move(root)), name_(std::move(name)) {}
+  ~ContainerGuard() { run_stasis({"--root", root_.string(), "rm", "-f", name_}, std::chrono::seconds(20)); }
+
+ private:
+  std::filesystem::path root_;
+  std::string name_;
+};
+
+// `stasis --root ROOT ARGS...`
+inline CommandResult stasis_at(const TempDir& root, std::vector<std::string> args,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  args.insert(args.begin(), {"--root", root.path().string()});
+  return run_stasis(args, timeout);
+}
+
+}  // namespace stasis::test
