@@ -1,0 +1,608 @@
+#include "tests/support/checkpoint_harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace stasis::test {
+
+namespace fs = std::filesystem;
+
+std::string join(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) {
+    if (!out.empty()) out += ' ';
+    out += w;
+  }
+  return out;
+}
+
+namespace {
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string describe(const CommandResult& r) {
+  std::string s = "exit " + std::to_string(r.exit_code);
+  if (r.exit_code == 3) s += " (not implemented)";
+  if (!r.out.empty()) s += "\nstdout: " + r.out;
+  if (!r.err.empty()) s += "\nstderr: " + r.err;
+  return s;
+}
+
+// --- A small JSON reader, enough for `stasis ps --json` whatever its exact layout. ---
+struct Json {
+  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject } type = Type::kNull;
+  std::string text;  // string contents, number text, "true"/"false"
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> members;
+
+  const Json* member(const std::string& key) const {
+    for (const auto& [k, v] : members)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+class JsonReader {
+ public:
+  explicit JsonReader(const std::string& s) : s_(s) {}
+
+  // Reads every top-level value (an array, an object, or one object per line).
+  bool read_all(std::vector<Json>& out) {
+    for (;;) {
+      skip_space();
+      if (i_ >= s_.size()) return true;
+      Json v;
+      if (!value(v)) return false;
+      out.push_back(std::move(v));
+    }
+  }
+
+ private:
+  void skip_space() {
+    while (i_ < s_.size() && isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool literal(const char* word) {
+    size_t n = strlen(word);
+    if (s_.compare(i_, n, word) != 0) return false;
+    i_ += n;
+    return true;
+  }
+  bool string(std::string& out) {
+    if (i_ >= s_.size() || s_[i_] != '"') return false;
+    ++i_;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      char c = s_[i_++];
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) return false;
+      char e = s_[i_++];
+      switch (e) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'u':
+          if (i_ + 4 > s_.size()) return false;
+          out += '?';  // not needed for names and numbers
+          i_ += 4;
+          break;
+        default: out += e;
+      }
+    }
+    if (i_ >= s_.size()) return false;
+    ++i_;
+    return true;
+  }
+  bool value(Json& v) {
+    skip_space();
+    if (i_ >= s_.size()) return false;
+    char c = s_[i_];
+    if (c == '{') {
+      v.type = Json::Type::kObject;
+      ++i_;
+      skip_space();
+      if (i_ < s_.size() && s_[i_] == '}') return ++i_, true;
+      for (;;) {
+        skip_space();
+        std::string key;
+        if (!string(key)) return false;
+        skip_space();
+        if (i_ >= s_.size() || s_[i_] != ':') return false;
+        ++i_;
+        Json member;
+        if (!value(member)) return false;
+        v.members.emplace_back(std::move(key), std::move(member));
+        skip_space();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == '}') return ++i_, true;
+        return false;
+      }
+    }
+    if (c == '[') {
+      v.type = Json::Type::kArray;
+      ++i_;
+      skip_space();
+      if (i_ < s_.size() && s_[i_] == ']') return ++i_, true;
+      for (;;) {
+        Json item;
+        if (!value(item)) return false;
+        v.items.push_back(std::move(item));
+        skip_space();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == ']') return ++i_, true;
+        return false;
+      }
+    }
+    if (c == '"') {
+      v.type = Json::Type::kString;
+      return string(v.text);
+    }
+    if (literal("true")) return v.type = Json::Type::kBool, v.text = "true", true;
+    if (literal("false")) return v.type = Json::Type::kBool, v.text = "false", true;
+    if (literal("null")) return v.type = Json::Type::kNull, true;
+    size_t start = i_;
+    while (i_ < s_.size() && (isdigit(static_cast<unsigned char>(s_[i_])) || strchr("+-.eE", s_[i_]))) ++i_;
+    if (i_ == start) return false;
+    v.type = Json::Type::kNumber;
+    v.text = s_.substr(start, i_ - start);
+    return true;
+  }
+
+  const std::string& s_;
+  size_t i_ = 0;
+};
+
+struct PsEntry {
+  std::optional<pid_t> pid;
+  std::string status;
+};
+
+std::optional<long long> as_integer(const Json& v) {
+  if (v.type != Json::Type::kNumber && v.type != Json::Type::kString) return std::nullopt;
+  if (v.text.empty()) return std::nullopt;
+  char* end = nullptr;
+  long long n = strtoll(v.text.c_str(), &end, 10);
+  if (!end || *end) return std::nullopt;
+  return n;
+}
+
+// Finds the object whose "name" is `name` (at any depth) and looks for the PID and status in
+// it and then in the objects around it (ContainerState keeps the name inside "config").
+bool find_entry(const Json& v, const std::string& name, std::vector<const Json*>& outer, PsEntry& entry) {
+  if (v.type == Json::Type::kObject) {
+    const Json* n = v.member("name");
+    if (n && n->type == Json::Type::kString && n->text == name) {
+      std::vector<const Json*> scopes{&v};
+      scopes.insert(scopes.end(), outer.rbegin(), outer.rend());
+      for (const Json* scope : scopes) {
+        for (const char* key : {"init_pid", "initPid", "host_pid", "hostPid", "pid"}) {
+          const Json* p = scope->member(key);
+          if (!entry.pid && p) {
+            if (auto value = as_integer(*p); value && *value > 0) entry.pid = static_cast<pid_t>(*value);
+          }
+        }
+        for (const char* key : {"status", "state"}) {
+          const Json* s = scope->member(key);
+          if (entry.status.empty() && s && s->type == Json::Type::kString) entry.status = s->text;
+        }
+      }
+      return true;
+    }
+    outer.push_back(&v);
+    for (const auto& [k, m] : v.members)
+      if (find_entry(m, name, outer, entry)) return outer.pop_back(), true;
+    outer.pop_back();
+  } else if (v.type == Json::Type::kArray) {
+    for (const auto& item : v.items)
+      if (find_entry(item, name, outer, entry)) return true;
+  }
+  return false;
+}
+
+// Field 22 of /proc/PID/stat: the start time, to tell a PID from its reuse.
+unsigned long long start_time(pid_t pid) {
+  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && in >> field; ++i)
+    if (i == 22) return std::stoull(field);
+  return 0;
+}
+
+}  // namespace
+
+// --- status files ---
+
+WorkloadStatus read_status(const fs::path& path) {
+  WorkloadStatus st;
+  st.raw = read_text(path);
+  // A status is complete only with its newline (the bash workload rewrites in place).
+  if (st.raw.empty() || st.raw.back() != '\n') return st;
+  std::string line = st.raw.substr(0, st.raw.find('\n'));
+  if (line.rfind("ok ", 0) == 0) {
+    char* end = nullptr;
+    unsigned long long p = strtoull(line.c_str() + 3, &end, 10);
+    if (end && *end == 0 && end != line.c_str() + 3) {
+      st.kind = WorkloadStatus::Kind::kOk;
+      st.progress = p;
+    }
+  } else if (line.rfind("FAIL", 0) == 0) {
+    st.kind = WorkloadStatus::Kind::kFail;
+    st.reason = line.size() > 5 ? line.substr(5) : "(no reason given)";
+  }
+  return st;
+}
+
+std::vector<std::string> Workload::argv(const fs::path& status) const {
+  std::vector<std::string> v = program;
+  v.push_back(status.string());
+  v.insert(v.end(), args.begin(), args.end());
+  return v;
+}
+
+Workload c_workload(const std::string& name, std::vector<std::string> args) {
+  Workload w;
+  w.name = name;
+  w.program = {workload(name)};
+  w.args = std::move(args);
+  return w;
+}
+
+Workload python_workload() {
+  Workload w;
+  w.name = "py_counter";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_counter.py"};
+  w.start_timeout = 30s;
+  return w;
+}
+
+Workload bash_workload() {
+  Workload w;
+  w.name = "bash_loop";
+  w.program = {"/bin/bash", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/bash_loop.sh"};
+  return w;
+}
+
+::testing::AssertionResult wait_for_progress(const fs::path& status, std::uint64_t beyond,
+                                             std::chrono::milliseconds timeout, std::uint64_t* progress,
+                                             std::uint64_t at_least) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  WorkloadStatus st;
+  for (;;) {
+    st = read_status(status);
+    if (st.kind == WorkloadStatus::Kind::kFail)
+      return ::testing::AssertionFailure() << "workload reported FAIL: " << st.reason << " (" << status << ")";
+    if (st.kind == WorkloadStatus::Kind::kOk) {
+      if (st.progress < at_least)
+        return ::testing::AssertionFailure() << "workload progress restarted: ok " << st.progress
+                                             << " after reaching " << at_least << " (" << status << ")";
+      if (st.progress > beyond) {
+        if (progress) *progress = st.progress;
+        return ::testing::AssertionSuccess();
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  return ::testing::AssertionFailure() << "no progress beyond " << beyond << " within " << timeout.count()
+                                       << " ms; status file " << status << " says '" << st.raw << "'";
+}
+
+::testing::AssertionResult keep_progressing(const fs::path& status, std::chrono::milliseconds duration,
+                                            std::uint64_t* progress) {
+  std::uint64_t first = 0;
+  auto r = wait_for_progress(status, 0, 5s, &first);
+  if (!r) return r;
+  std::uint64_t last = first;
+  auto end = std::chrono::steady_clock::now() + duration;
+  while (std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(50ms);
+    WorkloadStatus st = read_status(status);
+    if (st.kind == WorkloadStatus::Kind::kFail)
+      return ::testing::AssertionFailure() << "workload reported FAIL: " << st.reason << " (" << status << ")";
+    if (st.kind != WorkloadStatus::Kind::kOk) continue;
+    if (st.progress < last)
+      return ::testing::AssertionFailure() << "progress went backwards: " << st.progress << " after " << last;
+    last = st.progress;
+  }
+  if (progress) *progress = last;
+  if (last == first)
+    return ::testing::AssertionFailure() << "no progress for " << duration.count() << " ms (stuck at " << last << ")";
+  return ::testing::AssertionSuccess();
+}
+
+// --- processes ---
+
+std::optional<pid_t> namespace_pid(pid_t host_pid) {
+  std::istringstream in(read_text("/proc/" + std::to_string(host_pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("NSpid:", 0) != 0) continue;
+    std::istringstream fields(line.substr(6));
+    long long v = -1, last = -1;
+    while (fields >> v) last = v;
+    if (last > 0) return static_cast<pid_t>(last);
+  }
+  return std::nullopt;
+}
+
+bool process_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  char state = stat[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+long long context_switches(pid_t pid) {
+  std::error_code ec;
+  fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  long long total = 0;
+  bool any = false;
+  for (const auto& t : fs::directory_iterator(tasks, ec)) {
+    std::istringstream in(read_text(t.path() / "status"));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.find("ctxt_switches:") == std::string::npos) continue;
+      total += std::atoll(line.substr(line.find(':') + 1).c_str());
+      any = true;
+    }
+  }
+  return any ? total : -1;
+}
+
+// --- CheckpointEnv ---
+
+CheckpointEnv::CheckpointEnv() = default;
+
+fs::path CheckpointEnv::status_path(const std::string& label) const { return work() / (label + ".status"); }
+
+fs::path CheckpointEnv::image_dir(const std::string& label) const {
+  fs::path dir = work() / ("images-" + label);
+  fs::create_directories(dir);
+  return dir;
+}
+
+CommandResult CheckpointEnv::stasis(const std::vector<std::string>& args, std::chrono::milliseconds timeout) const {
+  std::vector<std::string> all{"--root", root().string()};
+  all.insert(all.end(), args.begin(), args.end());
+  return run_stasis(all, timeout);
+}
+
+std::string CheckpointEnv::unique_name(const std::string& base) {
+  std::string clean;
+  for (char c : base) clean += isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '-';
+  return clean + "-" + std::to_string(getpid()) + "-" + std::to_string(next_++);
+}
+
+// --- Container ---
+
+Container::Container(CheckpointEnv& env, const std::string& base_name)
+    : env_(env), name_(env.unique_name(base_name)) {}
+
+Container::~Container() { remove(); }
+
+::testing::AssertionResult Container::run(const Workload& w, const std::vector<std::string>& options) {
+  status_ = env_.status_path(name_);
+  std::vector<std::string> args{"run", "-d", "--name", name_};
+  args.insert(args.end(), options.begin(), options.end());
+  args.push_back("--");
+  auto argv = w.argv(status_);
+  args.insert(args.end(), argv.begin(), argv.end());
+  started_ = true;
+  CommandResult r = env_.stasis(args, 60s);
+  if (r.exit_code != 0)
+    return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
+  host_pid();  // remember the PID for cleanup
+  auto ok = wait_for_progress(status_, 0, w.start_timeout);
+  if (!ok) return ok << " (container " << name_ << ", workload " << w.name << ")";
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult Container::dump(const fs::path& dir, const std::vector<std::string>& options,
+                                           std::chrono::milliseconds timeout) {
+  std::vector<std::string> args{"dump", name_, "-D", dir.string()};
+  args.insert(args.end(), options.begin(), options.end());
+  CommandResult r = env_.stasis(args, timeout);
+  if (r.exit_code != 0)
+    return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult Container::restore(const fs::path& dir, const fs::path& status,
+                                              const std::vector<std::string>& options,
+                                              std::chrono::milliseconds timeout) {
+  status_ = status;
+  std::vector<std::string> args{"restore", "-D", dir.string(), "--name", name_, "-d"};
+  args.insert(args.end(), options.begin(), options.end());
+  started_ = true;
+  CommandResult r = env_.stasis(args, timeout);
+  host_pid();
+  if (r.exit_code != 0)
+    return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
+  return ::testing::AssertionSuccess();
+}
+
+std::optional<pid_t> Container::host_pid() {
+  CommandResult r = env_.stasis({"ps", "--json"}, 20s);
+  if (r.exit_code != 0) return std::nullopt;
+  std::vector<Json> values;
+  JsonReader reader(r.out);
+  if (!reader.read_all(values)) return std::nullopt;
+  PsEntry entry;
+  std::vector<const Json*> outer;
+  for (const auto& v : values)
+    if (find_entry(v, name_, outer, entry)) break;
+  if (!entry.pid || !process_alive(*entry.pid)) return std::nullopt;
+  if (*entry.pid != pid_) {
+    pid_ = *entry.pid;
+    start_time_ = start_time(pid_);
+  }
+  return entry.pid;
+}
+
+::testing::AssertionResult Container::wait_gone(std::chrono::milliseconds timeout) {
+  bool gone = wait_until(
+      [&] {
+        if (pid_ > 0 && process_alive(pid_) && start_time(pid_) == start_time_) return false;
+        return !host_pid().has_value();
+      },
+      timeout);
+  if (gone) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "container " << name_ << " (host pid " << pid_ << ") still runs after "
+                                       << timeout.count() << " ms";
+}
+
+void Container::remove() {
+  if (!started_) return;
+  started_ = false;
+  env_.stasis({"rm", "-f", name_}, 30s);
+  // Whatever rm left behind: kill the PID we saw, if it is still that process.
+  if (pid_ > 0 && process_alive(pid_) && start_time(pid_) == start_time_) {
+    ::kill(pid_, SIGKILL);
+    wait_until([&] { return !process_alive(pid_); }, 10s);
+  }
+  std::error_code ec;
+  fs::remove(status_, ec);
+  fs::remove(fs::path(status_.string() + ".tmp"), ec);
+}
+
+// --- HostProcess ---
+
+HostProcess::~HostProcess() { kill(); }
+
+::testing::AssertionResult HostProcess::start(const Workload& w, const fs::path& status,
+                                              std::chrono::milliseconds first_ok_timeout) {
+  status_ = status;
+  log_ = status.string() + ".log";
+  std::vector<std::string> argv = w.argv(status);
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  int log_fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) return ::testing::AssertionFailure() << "open " << log_ << ": " << strerror(errno);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(log_fd);
+    return ::testing::AssertionFailure() << "fork: " << strerror(errno);
+  }
+  if (pid == 0) {
+    // Its own session and a clean fd table (0, 1, 2 only): what a checkpoint sees.
+    setsid();
+    int null_fd = open("/dev/null", O_RDONLY);
+    dup2(null_fd, 0);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    close_range(3, ~0U, 0);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  close(log_fd);
+  pid_ = pid;
+  reaped_ = false;
+  auto ok = wait_for_progress(status_, 0, first_ok_timeout);
+  if (!ok) return ok << " (host process " << pid_ << ", log: " << log_tail() << ")";
+  return ::testing::AssertionSuccess();
+}
+
+bool HostProcess::running() {
+  if (reaped_) return false;
+  int st;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_ || (r < 0 && errno == ECHILD)) {
+    reaped_ = true;
+    return false;
+  }
+  return true;
+}
+
+bool HostProcess::wait_exit(std::chrono::milliseconds timeout) {
+  return wait_until([&] { return !running(); }, timeout);
+}
+
+void HostProcess::kill() {
+  if (reaped_) return;
+  ::kill(pid_, SIGKILL);
+  int st;
+  waitpid(pid_, &st, 0);
+  reaped_ = true;
+}
+
+std::string HostProcess::log_tail() const {
+  std::string text = read_text(log_);
+  if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
+  return text;
+}
+
+// --- the common scenario ---
+
+void check_round_trip(const Workload& w, const RoundTrip& how) {
+  CheckpointEnv env;
+  Container original(env, w.name);
+  ASSERT_TRUE(original.run(w, how.run_options));
+  std::uint64_t n = 0;
+  // Running, not only started.
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, w.start_timeout, &n));
+  ASSERT_TRUE(wait_for_progress(original.status(), n, 10s, &n));
+  std::optional<pid_t> original_pid = original.host_pid();
+  ASSERT_TRUE(original_pid.has_value()) << "stasis ps --json does not show container " << original.name()
+                                        << " with a live PID";
+  std::optional<pid_t> original_nspid = namespace_pid(*original_pid);
+
+  fs::path images = env.image_dir("dump");
+  std::vector<std::string> dump_options = how.dump_options;
+  if (how.leave_running) dump_options.push_back("--leave-running");
+  ASSERT_TRUE(original.dump(images, dump_options));
+  if (how.leave_running) {
+    std::uint64_t after = 0;
+    ASSERT_TRUE(wait_for_progress(original.status(), n, 10s, &after))
+        << "the original must keep running after dump --leave-running";
+    original.remove();
+    EXPECT_FALSE(process_alive(*original_pid)) << "rm -f left pid " << *original_pid;
+  } else {
+    ASSERT_TRUE(original.wait_gone()) << "dump without --leave-running must stop the original";
+    WorkloadStatus last = read_status(original.status());
+    ASSERT_NE(last.kind, WorkloadStatus::Kind::kFail) << "the original reported FAIL: " << last.reason;
+    if (last.kind == WorkloadStatus::Kind::kOk) n = std::max(n, last.progress);
+  }
+  // From here on every status line comes from the restored process.
+  std::error_code ec;
+  fs::remove(original.status(), ec);
+
+  Container restored(env, w.name + "-restored");
+  ASSERT_TRUE(restored.restore(images, original.status(), how.restore_options));
+  std::uint64_t p = 0;
+  ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, &p, n)) << "after restore of " << w.name;
+  ASSERT_TRUE(keep_progressing(restored.status(), w.watch, &p)) << "after restore of " << w.name;
+  std::optional<pid_t> restored_pid = restored.host_pid();
+  ASSERT_TRUE(restored_pid.has_value()) << "stasis ps --json does not show the restored " << restored.name();
+  EXPECT_EQ(namespace_pid(*restored_pid), original_nspid) << "PID inside the container's namespace changed";
+}
+
+}  // namespace stasis::test
