@@ -186,7 +186,7 @@ CgroupDriver detect_cgroup_driver() {
   if (is_fs_type(base, CGROUP2_SUPER_MAGIC)) return CgroupDriver::V2;
   if (is_fs_type(base / "freezer", CGROUP_SUPER_MAGIC)) return CgroupDriver::V1;
   if (is_fs_type(base / "unified", CGROUP2_SUPER_MAGIC)) return CgroupDriver::V2;
-  fail("no cgroup hierarchy is mounted under {} (neither v1 controllers nor a cgroup2 file system)", base.string());
+  fail("cgroups are not mounted under {} (neither v1 controllers nor a cgroup2 file system)", base.string());
 }
 
 CgroupDriver parse_cgroup_driver(const std::string& name) {
