@@ -1,10 +1,23 @@
 #include "cli/cli.h"
+#include "restore/restore.h"
 
 namespace stasis::cli {
 
 void add_restore_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("restore", "Restore a checkpoint as a running container");
-  cmd->callback([&cli] { cli.action = [] () -> int { not_implemented("restore"); }; });
+  auto options = std::make_shared<restore::RestoreOptions>();
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("-D,--images-dir", *dir, "Checkpoint directory written by `stasis dump`")->required();
+  cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
+  cmd->add_flag("-d,--detach", options->detach, "Return once the job runs again instead of waiting for it");
+  cmd->add_option("--log", options->log_path, "File for the job's output (default when detached: ROOT/NAME.log)");
+  cmd->callback([&cli, options, dir] {
+    cli.action = [&cli, options, dir]() -> int {
+      options->dir = *dir;
+      options->root = cli.global.root;
+      return restore::restore_checkpoint(*options);
+    };
+  });
 }
 
 }  // namespace stasis::cli

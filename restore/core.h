@@ -1,0 +1,40 @@
+// Threads and CPU state: creating the threads with their original TIDs (clone3 set_tid,
+// injected from the leader), then per thread rseq, tid address, robust list, name, registers,
+// XSAVE state and signal mask. The last step unmaps our code page and lets the process go.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "common/ptrace.h"
+#include "restore/plan.h"
+#include "restore/remote.h"
+
+namespace stasis::restore {
+
+struct RestoredThread {
+  pid_t ns_tid;
+  pid_t host_tid;
+  ptrace::SeizedThread thread;
+};
+
+// Creates threads[1..] of the image in the process whose leader is `leader` (already rebuilt
+// memory), seizes each, and returns them (the leader not included).
+std::vector<RestoredThread> create_threads(Remote& leader, const RestorePlan& plan);
+
+// Per-thread kernel state that only the thread can set on itself.
+void restore_thread_state(Remote& thread, const pb::ThreadCore& core);
+
+// Unregisters the rseq area the stub inherited from us (it is about to be unmapped).
+void unregister_stub_rseq(Remote& stub);
+
+// Sets the final registers, XSAVE state and signal mask of a non-leader thread.
+void set_thread_cpu_state(ptrace::SeizedThread& thread, const pb::ThreadCore& core);
+
+// Last: unmaps the code page from the leader (stopping at the syscall exit), then sets the
+// leader's final CPU state. After this, detaching the threads lets the process run.
+void finish_leader(ptrace::SeizedThread& leader, uint64_t code_page, const pb::ThreadCore& core);
+
+}  // namespace stasis::restore

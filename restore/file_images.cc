@@ -1,0 +1,22 @@
+#include "restore/file_images.h"
+
+#include "images/image_file.h"
+
+namespace stasis::restore {
+
+FileImages load_file_images(const images::Checkpoint& checkpoint) {
+  using images::ImageType;
+  FileImages out;
+  auto load = [&]<typename Message>(ImageType type, auto&& add) {
+    if (!checkpoint.exists(type)) return;
+    for (auto& m : images::read_all<Message>(checkpoint.path(type), type)) add(std::move(m));
+  };
+  load.operator()<pb::RegFile>(ImageType::RegFiles, [&](pb::RegFile m) { out.regfiles[m.id()] = std::move(m); });
+  load.operator()<pb::PipeEnd>(ImageType::Pipes, [&](pb::PipeEnd m) { out.pipe_ends[m.id()] = std::move(m); });
+  load.operator()<pb::PipeData>(ImageType::PipeData,
+                                [&](pb::PipeData m) { out.pipe_data[m.pipe_id()] = std::move(*m.mutable_data()); });
+  load.operator()<pb::CharDev>(ImageType::CharDevs, [&](pb::CharDev m) { out.chardevs[m.id()] = std::move(m); });
+  return out;
+}
+
+}  // namespace stasis::restore

@@ -1,0 +1,23 @@
+// The per-checkpoint file images (regular files, pipes, character devices), indexed by id.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "chardev.pb.h"
+#include "images/checkpoint.h"
+#include "pipe.pb.h"
+#include "regfile.pb.h"
+
+namespace stasis::restore {
+
+struct FileImages {
+  std::map<uint64_t, pb::RegFile> regfiles;     // by open-file id
+  std::map<uint64_t, pb::PipeEnd> pipe_ends;    // by open-file id
+  std::map<uint64_t, std::string> pipe_data;    // by pipe id
+  std::map<uint64_t, pb::CharDev> chardevs;     // by open-file id
+};
+
+FileImages load_file_images(const images::Checkpoint& checkpoint);
+
+}  // namespace stasis::restore

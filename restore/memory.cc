@@ -1,0 +1,248 @@
+#include "restore/memory.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "images/page_file.h"
+
+namespace stasis::restore {
+namespace {
+
+struct Mapping {
+  uint64_t start, end;
+  std::string name;
+};
+
+std::vector<Mapping> read_mappings(pid_t pid) {
+  std::vector<Mapping> out;
+  const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+  std::string maps = read_file(path);
+  size_t pos = 0;
+  while (pos < maps.size()) {
+    size_t eol = maps.find('\n', pos);
+    if (eol == std::string::npos) eol = maps.size();
+    std::string line = maps.substr(pos, eol - pos);
+    pos = eol + 1;
+    unsigned long start = 0, end = 0;
+    int name_at = 0;
+    if (sscanf(line.c_str(), "%lx-%lx %*s %*s %*s %*s %n", &start, &end, &name_at) < 2)
+      fail("{}: cannot parse '{}'", path, line);
+    Mapping m{start, end, name_at > 0 && static_cast<size_t>(name_at) <= line.size() ? line.substr(name_at) : ""};
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+bool is_special_name(const std::string& name) {
+  return name == "[vdso]" || name == "[vvar]" || name == "[vvar_vclock]" || name == "[vsyscall]";
+}
+
+std::string special_name(pb::Vma::Kind kind) {
+  switch (kind) {
+    case pb::Vma::VDSO: return "[vdso]";
+    case pb::Vma::VVAR: return "[vvar]";
+    case pb::Vma::VVAR_VCLOCK: return "[vvar_vclock]";
+    default: return "";
+  }
+}
+
+bool is_movable_special(pb::Vma::Kind kind) {
+  return kind == pb::Vma::VDSO || kind == pb::Vma::VVAR || kind == pb::Vma::VVAR_VCLOCK;
+}
+
+bool is_file_backed(pb::Vma::Kind kind) { return kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED; }
+
+void unmap_stub(Remote& r) {
+  for (const auto& m : read_mappings(r.host_pid())) {
+    if (m.start == r.code_page() || is_special_name(m.name)) continue;
+    r.call_checked("munmap", SYS_munmap, m.start, m.end - m.start);
+  }
+}
+
+// Moves [vvar], [vvar_vclock] and [vdso] to where the image had them. They go through a
+// parking area first when the new places overlap the current ones.
+void move_special_mappings(Remote& r, const pb::MmState& mm) {
+  std::map<std::string, Mapping> current;
+  for (const auto& m : read_mappings(r.host_pid()))
+    if (is_special_name(m.name) && m.name != "[vsyscall]") current[m.name] = m;
+
+  std::vector<std::pair<Mapping, uint64_t>> moves;  // current mapping -> target start
+  for (const auto& vma : mm.vmas()) {
+    if (!is_movable_special(vma.kind())) continue;
+    auto it = current.find(special_name(vma.kind()));
+    if (it == current.end()) fail("the image has {} but this kernel gives none", special_name(vma.kind()));
+    moves.emplace_back(it->second, vma.start());
+    current.erase(it);
+  }
+  // What the image did not have is not wanted.
+  for (const auto& [name, m] : current) r.call_checked("munmap " + name, SYS_munmap, m.start, m.end - m.start);
+
+  auto overlaps_any_current = [&](uint64_t start, uint64_t len) {
+    for (const auto& [m, target] : moves)
+      if (start < m.end && m.start < start + len) return true;
+    return false;
+  };
+  bool park = false;
+  for (const auto& [m, target] : moves)
+    if (target != m.start && overlaps_any_current(target, m.end - m.start)) park = true;
+  if (park) {
+    // Park right above the code page, which the stub chose far from the image's VMAs.
+    uint64_t spot = r.code_page() + (64ull << 20);
+    for (auto& [m, target] : moves) {
+      const uint64_t len = m.end - m.start;
+      r.call_checked("mremap " + m.name + " (park)", SYS_mremap, m.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, spot);
+      m.end = spot + len;
+      m.start = spot;
+      spot += len + (1 << 20);
+    }
+  }
+  for (const auto& [m, target] : moves) {
+    if (m.start == target) continue;
+    const uint64_t len = m.end - m.start;
+    r.call_checked("mremap " + m.name, SYS_mremap, m.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  }
+}
+
+int map_flags(const pb::Vma& vma) {
+  int flags = MAP_FIXED;
+  flags |= (vma.kind() == pb::Vma::ANON_SHARED || vma.kind() == pb::Vma::FILE_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+  if (!is_file_backed(vma.kind())) flags |= MAP_ANONYMOUS;
+  if (vma.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+  return flags;
+}
+
+// Pages are written with process_vm_writev, which honours protections: dumped VMAs are
+// mapped writable first and get their real protection afterwards.
+uint32_t initial_prot(const pb::Vma& vma) {
+  return vma.dumped() ? (vma.prot() | PROT_READ | PROT_WRITE) : vma.prot();
+}
+
+void apply_madvise(Remote& r, const pb::Vma& vma) {
+  const uint64_t len = vma.end() - vma.start();
+  for (const auto& flag : vma.vm_flags()) {
+    int advice = -1;
+    if (flag == "dc") advice = MADV_DONTFORK;
+    else if (flag == "dd") advice = MADV_DONTDUMP;
+    else if (flag == "wf") advice = MADV_WIPEONFORK;
+    else if (flag == "hg") advice = MADV_HUGEPAGE;
+    else if (flag == "nh") advice = MADV_NOHUGEPAGE;
+    if (advice >= 0) r.call_checked("madvise " + flag, SYS_madvise, vma.start(), len, advice);
+  }
+}
+
+const pb::Vma* find_vma(const pb::MmState& mm, uint64_t addr) {
+  auto it = std::upper_bound(mm.vmas().begin(), mm.vmas().end(), addr,
+                             [](uint64_t a, const pb::Vma& v) { return a < v.start(); });
+  if (it == mm.vmas().begin()) return nullptr;
+  --it;
+  return addr < it->end() ? &*it : nullptr;
+}
+
+void write_pages(Remote& r, const RestorePlan& plan, MemoryStats& stats) {
+  images::PageReader reader(plan.dir, plan.task.pid());
+  const pb::MmState& mm = plan.task.mm;
+  static const std::vector<std::byte> kZeros(1 << 20);
+  reader.for_each([&](uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero) {
+    if (!zero) {
+      ptrace::write_memory(r.host_pid(), vaddr, data);
+      stats.bytes_written += data.size();
+      stats.pages_written += data.size() / 4096;
+      return;
+    }
+    // Fresh anonymous memory is zero already; a file page that was privately zeroed is not.
+    for (uint64_t addr = vaddr; addr < vaddr + length;) {
+      const pb::Vma* vma = find_vma(mm, addr);
+      if (!vma) fail("{}: saved zero page {:#x} lies outside every VMA", plan.dir.string(), addr);
+      const uint64_t end = std::min(vma->end(), vaddr + length);
+      if (is_file_backed(vma->kind())) {
+        for (uint64_t a = addr; a < end; a += kZeros.size())
+          ptrace::write_memory(r.host_pid(), a, std::span(kZeros).first(std::min<uint64_t>(kZeros.size(), end - a)));
+      }
+      addr = end;
+    }
+  });
+}
+
+// struct prctl_mm_map from <linux/prctl.h>, with the auxv stored right after it.
+struct MmMap {
+  uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start,
+      env_end;
+  uint64_t auxv;
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+void set_mm_fields(Remote& r, const RestorePlan& plan) {
+  const pb::MmState& mm = plan.task.mm;
+  MmMap map{mm.start_code(), mm.end_code(), mm.start_data(), mm.end_data(), mm.start_brk(), mm.brk(),
+            mm.start_stack(), mm.arg_start(), mm.arg_end(), mm.env_start(), mm.env_end(), 0,
+            static_cast<uint32_t>(mm.auxv().size()), static_cast<uint32_t>(plan.exe_fd())};
+  r.reset_scratch();
+  uint64_t auxv = r.append_scratch(mm.auxv().data(), mm.auxv().size());
+  map.auxv = auxv;
+  uint64_t addr = r.append_scratch(&map, sizeof map);
+  r.call_checked("prctl(PR_SET_MM_MAP)", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, addr, sizeof map);
+}
+
+}  // namespace
+
+void check_vdso_compatible(const pb::MmState& mm) {
+  std::map<std::string, uint64_t> ours;
+  for (const auto& m : read_mappings(getpid()))
+    if (is_special_name(m.name)) ours[m.name] = m.end - m.start;
+  for (const auto& vma : mm.vmas()) {
+    if (!is_movable_special(vma.kind())) continue;
+    const std::string name = special_name(vma.kind());
+    auto it = ours.find(name);
+    if (it == ours.end())
+      fail("the image has a {} mapping but this kernel has none: its vDSO layout differs", name);
+    if (it->second != vma.end() - vma.start())
+      fail("the image's {} is {} bytes, this kernel's is {}: its vDSO differs from the image's", name,
+           vma.end() - vma.start(), it->second);
+    ours.erase(it);
+  }
+  for (const auto& [name, size] : ours)
+    if (name != "[vsyscall]") fail("this kernel has a {} mapping the image lacks: its vDSO layout differs", name);
+}
+
+MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
+  MemoryStats stats;
+  unmap_stub(r);
+  move_special_mappings(r, plan.task.mm);
+  for (const auto& vma : plan.task.mm.vmas()) {
+    if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
+    const uint64_t len = vma.end() - vma.start();
+    int fd = -1;
+    if (is_file_backed(vma.kind())) fd = plan.mapped_file_fd(static_cast<size_t>(plan.path_fd_index(vma.path())));
+    long rc = r.call(SYS_mmap, vma.start(), len, initial_prot(vma), static_cast<uint64_t>(map_flags(vma)),
+                     static_cast<uint64_t>(static_cast<int64_t>(fd)), vma.pgoff());
+    if (rc < 0 || static_cast<uint64_t>(rc) != vma.start())
+      fail("pid {}: map {:#x}-{:#x} ({}{}): {}", plan.task.pid(), vma.start(), vma.end(), vma.name(), vma.path(),
+           rc < 0 ? describe_errno(static_cast<int>(-rc)) : fmt::format("mapped at {:#x} instead", rc));
+    ++stats.vmas;
+  }
+  write_pages(r, plan, stats);
+  for (const auto& vma : plan.task.mm.vmas()) {
+    if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
+    if (initial_prot(vma) != vma.prot())
+      r.call_checked("mprotect", SYS_mprotect, vma.start(), vma.end() - vma.start(), vma.prot());
+    apply_madvise(r, vma);
+  }
+  set_mm_fields(r, plan);
+  for (size_t i = 0; i < plan.mapped_files.size(); ++i) r.call(SYS_close, plan.mapped_file_fd(i));
+  log::debug("pid {}: {} VMAs mapped, {} pages written", plan.task.pid(), stats.vmas, stats.pages_written);
+  return stats;
+}
+
+}  // namespace stasis::restore

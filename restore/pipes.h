@@ -1,0 +1,31 @@
+// Recreating pipes with their buffered data. Ends of one pipe share its pipe_id; every open
+// file description of an end is one PipeEnd (its id).
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "common/fd.h"
+#include "restore/file_images.h"
+
+namespace stasis::restore {
+
+class PipeFactory {
+ public:
+  explicit PipeFactory(const FileImages& images) : images_(images) {}
+  // The open file description for this PipeEnd id: the first end of each direction is the
+  // pipe's own fd, later ones are reopened through /proc/self/fd (a new description).
+  UniqueFd open_end(uint64_t end_id);
+
+ private:
+  struct Pipe {
+    UniqueFd read_end, write_end;
+    bool read_used = false, write_used = false;
+  };
+  Pipe& pipe_for(uint64_t pipe_id, uint32_t capacity);
+
+  const FileImages& images_;
+  std::map<uint64_t, Pipe> pipes_;
+};
+
+}  // namespace stasis::restore

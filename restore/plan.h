@@ -1,0 +1,41 @@
+// What the restorer knows before it starts anything: the loaded images, and the fd numbers
+// the stub keeps for itself while it rebuilds the process (above every fd of the image).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mm.pb.h"
+#include "restore/file_images.h"
+#include "restore/task_image.h"
+
+namespace stasis::restore {
+
+// A file the target maps (or runs as /proc/PID/exe); the stub opens it and checks it is
+// still the file that was dumped.
+struct MappedFile {
+  std::string path;
+  pb::FileIdentity identity;
+  bool writable = false;  // a shared writable mapping needs O_RDWR
+};
+
+struct RestorePlan {
+  std::filesystem::path dir;
+  TaskImage task;  // part 1: one process
+  FileImages files;
+  std::vector<MappedFile> mapped_files;  // distinct paths of file mappings, then the exe last
+  int high_fd_base = 0;
+
+  // The stub's own fds, all at or above high_fd_base.
+  int stdio_copy_fd(int k) const { return high_fd_base + k; }
+  int control_fd() const { return high_fd_base + 3; }
+  int mapped_file_fd(size_t index) const { return high_fd_base + 4 + static_cast<int>(index); }
+  int exe_fd() const { return mapped_file_fd(mapped_files.size() - 1); }
+  int path_fd_index(const std::string& path) const;  // index in mapped_files, or throws
+  const pb::SignalState& signals() const { return task.signals; }
+};
+
+RestorePlan make_plan(const std::filesystem::path& dir, TaskImage task, FileImages files);
+
+}  // namespace stasis::restore

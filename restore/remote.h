@@ -1,0 +1,52 @@
+// A thread of the process being rebuilt, stopped under ptrace, into which we inject system
+// calls from our code page, with a scratch area in that page for arguments passed by pointer.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "common/ptrace.h"
+#include "restore/code_page.h"
+
+namespace stasis::restore {
+
+class Remote {
+ public:
+  // host_tid: the thread as seen from the restorer; code_page: mapped in its address space.
+  Remote(ptrace::SeizedThread& thread, pid_t host_pid, uint64_t code_page);
+
+  long call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
+            uint64_t a6 = 0) {
+    return syscall_->call(nr, a1, a2, a3, a4, a5, a6);
+  }
+  uint64_t call_checked(std::string_view name, long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                        uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
+    return syscall_->call_checked(name, nr, a1, a2, a3, a4, a5, a6);
+  }
+
+  // Copies data into the scratch area (starting over at each call) and returns its address.
+  uint64_t put_scratch(const void* data, size_t size);
+  void reset_scratch() { scratch_used_ = 0; }
+  // Appends to the scratch area after what the last put_scratch()/append_scratch() wrote.
+  uint64_t append_scratch(const void* data, size_t size);
+
+  ptrace::RemoteSyscall& syscall() { return *syscall_; }
+  pid_t host_pid() const { return host_pid_; }
+  uint64_t code_page() const { return code_page_; }
+  ptrace::SeizedThread& thread() { return thread_; }
+
+  // Ends injection: the thread's registers go back to what they were when this was made.
+  void finish() { syscall_.reset(); }
+
+ private:
+  ptrace::SeizedThread& thread_;
+  pid_t host_pid_;
+  uint64_t code_page_;
+  uint64_t scratch_used_ = 0;
+  std::optional<ptrace::RemoteSyscall> syscall_;
+};
+
+}  // namespace stasis::restore

@@ -1,0 +1,165 @@
+#include "restore/restore.h"
+
+#include <fcntl.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "cgroup.pb.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "container.pb.h"
+#include "images/checkpoint.h"
+#include "images/image_file.h"
+#include "launcher/container.h"
+#include "launcher/state_store.h"
+#include "namespaces.pb.h"
+#include "restore/checks.h"
+#include "restore/core.h"
+#include "restore/init.h"
+#include "restore/memory.h"
+#include "restore/signals.h"
+#include "restore/stub.h"
+
+namespace stasis::restore {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Removes the half-built container (its processes, cgroup, links, state) unless dismissed.
+class ContainerRollback {
+ public:
+  ContainerRollback(std::filesystem::path root, std::string name) : root_(std::move(root)), name_(std::move(name)) {}
+  ~ContainerRollback() {
+    if (dismissed_) return;
+    try {
+      launcher::remove_container(root_, name_, /*force=*/true);
+    } catch (const std::exception& e) {
+      log::error("cleaning up the half-restored container {}: {}", name_, e.what());
+    }
+  }
+  void dismiss() { dismissed_ = true; }
+
+ private:
+  std::filesystem::path root_;
+  std::string name_;
+  bool dismissed_ = false;
+};
+
+const pb::ThreadCore& thread_core(const pb::TaskCore& core, pid_t tid) {
+  for (const auto& t : core.threads())
+    if (t.tid() == tid) return t;
+  fail("pid {}: no saved state for thread {}", core.pid(), tid);
+}
+
+pb::ContainerConfig container_config(const images::Checkpoint& checkpoint, const RestoreOptions& options,
+                                     const RestorePlan& plan) {
+  using images::ImageType;
+  pb::ContainerConfig config;
+  images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, config);
+  if (checkpoint.exists(ImageType::Namespaces)) {
+    pb::NamespaceState ns;
+    images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
+    if (!ns.hostname().empty()) config.set_hostname(ns.hostname());
+  }
+  if (!options.name.empty()) config.set_name(options.name);
+  config.set_detach(options.detach);
+  // The old container's log belongs to it; the new one gets its own unless told otherwise.
+  config.set_log_path(options.log_path);
+  // PID 1 is the job itself, or our init when the job had another PID.
+  config.set_init(plan.task.pid() != 1);
+  return config;
+}
+
+}  // namespace
+
+int restore_checkpoint(const RestoreOptions& options) {
+  using images::ImageType;
+  const auto started_at = Clock::now();
+
+  // Everything is read and checked before anything is created.
+  images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
+  checkpoint.verify();
+  auto tree = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
+  if (tree.empty()) fail("{}: pstree.img lists no process", options.dir.string());
+  if (tree.size() > 1)
+    throw UnsupportedError(fmt::format("{}: the checkpoint holds {} processes; process trees come in a later issue",
+                                       options.dir.string(), tree.size()));
+  RestorePlan plan = make_plan(options.dir, load_task_image(checkpoint, tree[0]), load_file_images(checkpoint));
+  pb::ContainerConfig config = container_config(checkpoint, options, plan);
+  check_host_compatible(checkpoint, plan);
+  check_files_unchanged(plan, config.rootfs());
+  const double load_ms = ms_since(started_at);
+
+  int control[2];
+  if (pipe2(control, O_CLOEXEC) < 0) fail_errno(errno, "create the restore control pipe");
+  UniqueFd control_read(control[0]), control_write(control[1]);
+  const int stub_fd = control_write.get();
+  const bool own_pid_1 = plan.task.pid() == 1;
+  launcher::InitFunction init = [&plan, stub_fd, own_pid_1]() -> int {
+    if (own_pid_1) run_stub(plan, stub_fd);
+    return run_restore_init(plan, stub_fd);
+  };
+
+  const auto start_at = Clock::now();
+  launcher::StartedContainer started = launcher::start_container(options.root, config, init);
+  ContainerRollback rollback(options.root, started.name);
+  control_write.reset();
+  StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
+  const pid_t stub_pid = own_pid_1 ? started.init_pid : find_stub_under_init(started.init_pid, 5000);
+  const double start_ms = ms_since(start_at);
+
+  const auto rebuild_at = Clock::now();
+  const pid_t pid = plan.task.pid();
+  auto leader = ptrace::SeizedThread::seize(stub_pid, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE);
+  leader.interrupt_and_wait();
+  MemoryStats memory;
+  std::vector<RestoredThread> threads;
+  double memory_ms = 0;
+  with_context(fmt::format("restore pid {} (host pid {})", pid, stub_pid), [&] {
+    Remote remote(leader, stub_pid, report.code_page);
+    unregister_stub_rseq(remote);
+    const auto memory_at = Clock::now();
+    memory = restore_memory(remote, plan);
+    memory_ms = ms_since(memory_at);
+    threads = create_threads(remote, plan);
+    for (auto& t : threads) {
+      const pb::ThreadCore& core = thread_core(plan.task.core, t.ns_tid);
+      Remote thread_remote(t.thread, stub_pid, report.code_page);
+      restore_thread_state(thread_remote, core);
+      restore_thread_signals(thread_remote, plan.task.signals, pid, t.ns_tid);
+      thread_remote.finish();
+      set_thread_cpu_state(t.thread, core);
+    }
+    restore_thread_state(remote, plan.task.core.threads(0));
+    restore_thread_signals(remote, plan.task.signals, pid, pid);
+    restore_process_signals(remote, plan.task.signals, pid);
+    remote.finish();
+    finish_leader(leader, report.code_page, plan.task.core.threads(0));
+  });
+  // Let it go: every thread resumes where it was dumped.
+  for (auto& t : threads) t.thread.detach();
+  leader.detach();
+  rollback.dismiss();
+  const double rebuild_ms = ms_since(rebuild_at);
+
+  launcher::StateStore store(options.root);
+  store.update(started.name, [&](pb::ContainerState& state) {
+    state.set_restored(true);
+    state.set_checkpoint_dir(std::filesystem::absolute(options.dir).string());
+  });
+  log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} threads)", options.dir.string(),
+            started.name, pid, stub_pid, plan.task.core.threads_size());
+  log::info("restore took {:.1f} ms: load {:.1f}, start {:.1f}, rebuild {:.1f} (memory {:.1f}: {} VMAs, {} MiB written)",
+            ms_since(started_at), load_ms, start_ms, rebuild_ms, memory_ms, memory.vmas,
+            memory.bytes_written >> 20);
+  if (options.detach) return 0;
+  return launcher::wait_for_exit(options.root, started);
+}
+
+}  // namespace stasis::restore

@@ -1,0 +1,20 @@
+// `stasis restore`: rebuilds a checkpoint as a running container.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace stasis::restore {
+
+struct RestoreOptions {
+  std::filesystem::path root;    // state root of containers
+  std::filesystem::path dir;     // checkpoint directory
+  std::string name;              // new container name; default: the dumped container's
+  bool detach = false;           // return once restored instead of waiting for the job
+  std::string log_path;          // job output; default: ROOT/<name>.log when detached
+};
+
+// Returns the exit status for `stasis restore`: 0 when detached, else the job's status.
+int restore_checkpoint(const RestoreOptions& options);
+
+}  // namespace stasis::restore

@@ -1,0 +1,79 @@
+#include "restore/signals.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/error.h"
+
+namespace stasis::restore {
+namespace {
+
+// The kernel's struct sigaction for rt_sigaction on x86_64.
+struct KernelSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+siginfo_t decode_siginfo(const pb::SigInfo& info) {
+  siginfo_t si;
+  std::memset(&si, 0, sizeof si);
+  if (info.raw().size() != sizeof si) fail("pending signal record has {} bytes, not {}", info.raw().size(), sizeof si);
+  std::memcpy(&si, info.raw().data(), sizeof si);
+  return si;
+}
+
+}  // namespace
+
+void install_signal_actions(const pb::SignalState& signals) {
+  for (const auto& action : signals.actions()) {
+    KernelSigaction ksa{action.handler(), action.flags(), action.restorer(), action.mask()};
+    if (syscall(SYS_rt_sigaction, action.signo(), &ksa, nullptr, sizeof(uint64_t)) < 0)
+      fail_errno(errno, "rt_sigaction signal {}", action.signo());
+  }
+}
+
+void restore_thread_signals(Remote& thread, const pb::SignalState& signals, pid_t tgid, pid_t tid) {
+  for (const auto& ts : signals.threads()) {
+    if (ts.tid() != tid) continue;
+    if (!(ts.altstack_flags() & SS_DISABLE)) {
+      stack_t ss{reinterpret_cast<void*>(ts.altstack_sp()), ts.altstack_flags() & ~SS_ONSTACK,
+                 static_cast<size_t>(ts.altstack_size())};
+      uint64_t addr = thread.put_scratch(&ss, sizeof ss);
+      thread.call_checked("sigaltstack", SYS_sigaltstack, addr, 0);
+    }
+    // Queued by the thread itself: the kernel refuses kernel-style si_codes from other tasks.
+    for (const auto& pending : ts.pending()) {
+      siginfo_t si = decode_siginfo(pending);
+      uint64_t addr = thread.put_scratch(&si, sizeof si);
+      thread.call_checked("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo, tgid, tid, si.si_signo, addr);
+    }
+  }
+}
+
+void restore_process_signals(Remote& leader, const pb::SignalState& signals, pid_t tgid) {
+  for (const auto& pending : signals.shared_pending()) {
+    siginfo_t si = decode_siginfo(pending);
+    uint64_t addr = leader.put_scratch(&si, sizeof si);
+    leader.call_checked("rt_sigqueueinfo", SYS_rt_sigqueueinfo, tgid, si.si_signo, addr);
+  }
+  for (const auto& timer : signals.itimers()) {
+    if (timer.value_us() == 0 && timer.interval_us() == 0) continue;
+    itimerval value{};
+    value.it_interval.tv_sec = static_cast<time_t>(timer.interval_us() / 1000000);
+    value.it_interval.tv_usec = static_cast<suseconds_t>(timer.interval_us() % 1000000);
+    // A timer that was about to fire must still fire: never arm it with zero (that disarms).
+    uint64_t left = timer.value_us() ? timer.value_us() : 1;
+    value.it_value.tv_sec = static_cast<time_t>(left / 1000000);
+    value.it_value.tv_usec = static_cast<suseconds_t>(left % 1000000);
+    uint64_t addr = leader.put_scratch(&value, sizeof value);
+    leader.call_checked("setitimer", SYS_setitimer, timer.which(), addr, 0);
+  }
+}
+
+}  // namespace stasis::restore
