@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -191,7 +192,14 @@ void setup_environment(const pb::ContainerConfig& config) {
     write_string(to_monitor, std::string("E") + e.what());
     ::_exit(1);
   }
-  write_byte(to_monitor, 'R');
+  // Report our namespaces ourselves: a quick init may be gone before the monitor looks.
+  std::string ready = "R";
+  for (const char* ns : kNamespaces) {
+    struct stat st {};
+    std::string path = std::string("/proc/self/ns/") + ns;
+    if (::stat(path.c_str(), &st) == 0) ready += fmt::format("{} {}\n", ns, st.st_ino);
+  }
+  write_string(to_monitor, ready);
   ::close(to_monitor);
   ::close(from_monitor);
   int rc = 1;
@@ -228,12 +236,12 @@ bool read_oom_killed(const Cgroup& cgroup) {
   }
 }
 
-void record_namespaces(pb::ContainerState& state, pid_t pid) {
-  for (const char* ns : kNamespaces) {
-    struct stat st {};
-    fs::path p = fs::path("/proc") / std::to_string(pid) / "ns" / ns;
-    if (::stat(p.c_str(), &st) == 0) (*state.mutable_namespace_inodes())[ns] = st.st_ino;
-  }
+// "pid 4026531836\nmnt ...\n" as PID 1 reports it.
+void record_namespaces(pb::ContainerState& state, const std::string& report) {
+  std::istringstream in(report);
+  std::string ns;
+  uint64_t inode = 0;
+  while (in >> ns >> inode) (*state.mutable_namespace_inodes())[ns] = inode;
 }
 
 // Removes what a container has on the host besides its processes.
@@ -296,13 +304,14 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
     }
     write_byte(to_child[1], 'G');
     expect('R', "setting up the container");
+    std::string namespaces = read_to_end(from_child[0]);
     ::close(to_child[1]);
     ::close(from_child[0]);
     bool saved = store.update(config.name(), [&](pb::ContainerState& s) {
       s.set_status("running");
       s.set_monitor_pid(::getpid());
       s.set_init_pid(pid);
-      record_namespaces(s, pid);
+      record_namespaces(s, namespaces);
     });
     if (!saved) fail("state of container {} vanished while starting", config.name());
   } catch (const std::exception& e) {

@@ -1,0 +1,172 @@
+// common/cgroup.h on the real cgroup file systems of this machine (v1 controllers and the v2
+// unified hierarchy without controllers).
+#include "common/cgroup.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/error.h"
+#include "tests/launcher_test_util.h"
+
+namespace stasis {
+namespace {
+
+namespace fs = std::filesystem;
+using test::slurp;
+using test::unique_name;
+
+// A child that just sleeps; killed and reaped on destruction.
+struct Sleeper {
+  pid_t pid;
+  Sleeper() {
+    pid = fork();
+    if (pid == 0) {
+      for (;;) pause();
+    }
+  }
+  ~Sleeper() {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+};
+
+// Removes the cgroup whatever happens.
+struct Remover {
+  const Cgroup& cg;
+  ~Remover() {
+    try {
+      cg.thaw();
+      cg.kill_all();
+      cg.destroy();
+    } catch (const Error&) {
+    }
+  }
+};
+
+TEST(Cgroup, V1CreateLimitsFreezeKillDestroy) {
+  std::string name = unique_name("cg");
+  CgroupLimits limits;
+  limits.memory_max = 64 << 20;
+  limits.cpus = 0.25;
+  limits.pids_max = 7;
+  limits.cpuset = "0";
+  Cgroup cg = Cgroup::create(CgroupDriver::V1, name, limits, {"c 1:11"});
+  Remover remover{cg};
+  for (const char* c : {"memory", "cpu", "pids", "cpuset", "freezer", "devices"}) {
+    ASSERT_EQ(cg.paths().at(c), "/sys/fs/cgroup/" + std::string(c) + "/stasis/" + name);
+  }
+  EXPECT_EQ(slurp(cg.paths().at("memory") + "/memory.limit_in_bytes"), "67108864\n");
+  EXPECT_EQ(slurp(cg.paths().at("cpu") + "/cpu.cfs_quota_us"), "25000\n");
+  EXPECT_EQ(slurp(cg.paths().at("pids") + "/pids.max"), "7\n");
+  EXPECT_EQ(slurp(cg.paths().at("cpuset") + "/cpuset.cpus"), "0\n");
+  std::string devices = slurp(cg.paths().at("devices") + "/devices.list");
+  EXPECT_NE(devices.find("c 1:3 rwm"), std::string::npos) << devices;
+  EXPECT_NE(devices.find("c 1:11 rwm"), std::string::npos) << devices;
+  EXPECT_EQ(devices.find("a *:* rwm"), std::string::npos) << devices;
+
+  Sleeper child;
+  cg.add_process(child.pid);
+  EXPECT_EQ(cg.processes(), std::vector<pid_t>{child.pid});
+  EXPECT_EQ(cg.threads(), std::vector<pid_t>{child.pid});
+  EXPECT_FALSE(cg.frozen());
+  {
+    CgroupFreeze freeze(cg);
+    EXPECT_TRUE(cg.frozen());
+    EXPECT_EQ(slurp(cg.paths().at("freezer") + "/freezer.state"), "FROZEN\n");
+  }
+  EXPECT_FALSE(cg.frozen());
+
+  // Reopen from recorded paths, as other commands do.
+  Cgroup again = Cgroup::open(CgroupDriver::V1, cg.paths());
+  again.freeze();
+  again.kill_all();  // must work on a frozen cgroup too
+  int status = 0;
+  EXPECT_EQ(waitpid(child.pid, &status, 0), child.pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  again.destroy();
+  for (const auto& [c, path] : cg.paths()) EXPECT_FALSE(fs::exists(path)) << path;
+}
+
+TEST(Cgroup, CreateRefusesAnExistingCgroupAndLeavesItAlone) {
+  std::string name = unique_name("cg");
+  Cgroup cg = Cgroup::create(CgroupDriver::V1, name, {});
+  Remover remover{cg};
+  try {
+    Cgroup::create(CgroupDriver::V1, name, {});
+    FAIL() << "second create succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos) << e.what();
+  }
+  for (const auto& [c, path] : cg.paths()) EXPECT_TRUE(fs::exists(path)) << path;
+}
+
+TEST(Cgroup, V2FreezeAndKill) {
+  std::string name = unique_name("cg2");
+  Cgroup cg = Cgroup::create(CgroupDriver::V2, name, {});
+  Remover remover{cg};
+  EXPECT_EQ(cg.paths().at("unified"), "/sys/fs/cgroup/unified/stasis/" + name);
+  Sleeper child;
+  cg.add_process(child.pid);
+  EXPECT_EQ(cg.processes(), std::vector<pid_t>{child.pid});
+  cg.freeze();
+  EXPECT_TRUE(cg.frozen());
+  cg.thaw();
+  EXPECT_FALSE(cg.frozen());
+  cg.kill_all();
+  EXPECT_EQ(waitpid(child.pid, nullptr, 0), child.pid);
+  cg.destroy();
+  EXPECT_FALSE(fs::exists(cg.paths().at("unified")));
+}
+
+TEST(Cgroup, V2LimitNamesMissingControllerAndLeavesNothing) {
+  std::string name = unique_name("cg2");
+  CgroupLimits limits;
+  limits.pids_max = 5;
+  try {
+    Cgroup::create(CgroupDriver::V2, name, limits);
+    FAIL() << "v2 pids limit without the pids controller succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("controller 'pids' is not enabled"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/unified/stasis/" + name));
+  EXPECT_THROW(Cgroup::create(CgroupDriver::V2, name, {}, {"/dev/kmsg"}), UsageError);
+}
+
+TEST(Cgroup, DriversAndDeviceRules) {
+  EXPECT_EQ(detect_cgroup_driver(), CgroupDriver::V1);  // this machine
+  EXPECT_EQ(parse_cgroup_driver("auto"), CgroupDriver::V1);
+  EXPECT_EQ(parse_cgroup_driver("v2"), CgroupDriver::V2);
+  EXPECT_THROW(parse_cgroup_driver("v9"), UsageError);
+  EXPECT_STREQ(cgroup_driver_name(CgroupDriver::V2), "v2");
+  EXPECT_EQ(device_rule("/dev/null"), "c 1:3 rwm");
+  EXPECT_EQ(device_rule("c 10:200"), "c 10:200 rwm");
+  EXPECT_EQ(device_rule("b 8:* r"), "b 8:* r");
+  EXPECT_THROW(device_rule("/no/such/dev"), Error);
+  EXPECT_THROW(device_rule("/etc/passwd"), Error);
+}
+
+TEST(Cgroup, NotMountedIsAClearError) {
+  test::TempDir fake("stasis-cgroot");
+  setenv("STASIS_CGROUP_ROOT", fake.path().c_str(), 1);
+  std::string name = unique_name("cg");
+  try {
+    Cgroup::create(CgroupDriver::V1, name, {});
+    FAIL() << "create without hierarchies succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("controller 'memory' is not mounted at " + fake.path().string()),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(detect_cgroup_driver(), Error);
+  unsetenv("STASIS_CGROUP_ROOT");
+  EXPECT_TRUE(fs::is_empty(fake.path()));
+}
+
+}  // namespace
+}  // namespace stasis
