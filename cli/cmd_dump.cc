@@ -1,10 +1,51 @@
+// `stasis dump NAME -D DIR` and `stasis dump --pid PID -D DIR` (docs/dump.md).
+#include <cstdio>
+#include <memory>
+
 #include "cli/cli.h"
+#include "common/error.h"
+#include "dump/dump.h"
+#include "images/page_file.h"
 
 namespace stasis::cli {
 
+namespace {
+
+struct DumpArgs {
+  std::string name;
+  pid_t pid = 0;
+  std::string dir;
+  bool leave_running = false;
+  std::string compression = "lz4";
+};
+
+}  // namespace
+
 void add_dump_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("dump", "Checkpoint a container or a process tree into a directory");
-  cmd->callback([&cli] { cli.action = [] () -> int { not_implemented("dump"); }; });
+  auto a = std::make_shared<DumpArgs>();
+  cmd->add_option("name", a->name, "Container to dump (started by `stasis run`)");
+  cmd->add_option("--pid", a->pid, "Dump this process instead (not started by stasis; ptrace only)");
+  cmd->add_option("-D,--dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
+  cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
+  cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
+      ->capture_default_str();
+  cmd->callback([&cli, a] {
+    cli.action = [&cli, a]() -> int {
+      if (a->name.empty() == (a->pid == 0))
+        throw UsageError("stasis dump: give either a container NAME or --pid PID (exactly one)");
+      dump::DumpOptions o;
+      o.container = a->name;
+      o.pid = a->pid;
+      o.dir = a->dir;
+      o.state_root = cli.global.root;
+      o.leave_running = a->leave_running;
+      o.compression = images::parse_compression(a->compression);
+      dump::DumpReport r = dump::dump(o);
+      std::fputs(dump::format_report(o, r).c_str(), stdout);
+      return 0;
+    };
+  });
 }
 
 }  // namespace stasis::cli

@@ -1,0 +1,165 @@
+#include "dump/core.h"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "dump/procfs.h"
+
+namespace stasis::dump {
+
+namespace {
+
+// Kernel-internal restart codes (include/linux/errno.h), seen in rax of a task stopped
+// inside an interrupted system call.
+constexpr long kErestartSys = 512;
+constexpr long kErestartNoIntr = 513;
+constexpr long kErestartNoHand = 514;
+constexpr long kErestartRestartBlock = 516;
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+uint32_t parse_u32(const std::string& text, int base = 10) {
+  return static_cast<uint32_t>(std::strtoul(text.c_str(), nullptr, base));
+}
+
+pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
+  ptrace::SeizedThread& t = task.threads[index];
+  pid_t tid = t.tid();
+  return with_context(fmt::format("tid {}", tid), [&] {
+    pb::ThreadCore tc;
+    tc.set_tid(task.ns_tids[index]);
+    user_regs_struct regs = t.get_regs();
+    RestartAdjustment adj = adjust_for_restart(regs);
+    tc.set_gpregs(&regs, sizeof regs);
+    tc.set_syscall_state(adj.state);
+    tc.set_interrupted_syscall(adj.interrupted_syscall);
+    std::vector<std::byte> xstate = t.get_xstate();
+    tc.set_xstate(xstate.data(), xstate.size());
+    tc.set_blocked_signals(t.get_sigmask());
+    ptrace::RseqConfiguration rseq = t.get_rseq();
+    auto* r = tc.mutable_rseq();
+    r->set_address(rseq.address);
+    r->set_length(rseq.length);
+    r->set_flags(rseq.flags);
+    r->set_signature(rseq.signature);
+
+    injector.clear_scratch(8);
+    injector.call_checked(t, "prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS, injector.scratch());
+    tc.set_clear_child_tid(injector.read_scratch<uint64_t>());
+
+    void* head = nullptr;
+    size_t len = 0;
+    if (::syscall(SYS_get_robust_list, tid, &head, &len) < 0) fail_errno(errno, "get_robust_list");
+    tc.set_robust_list(reinterpret_cast<uint64_t>(head));
+    tc.set_robust_list_len(len);
+    tc.set_comm(trim(read_file(fmt::format("/proc/{}/task/{}/comm", task.host_pid, tid))));
+    log::debug("tid {} (ns {}): rip {:#x} {} syscall {}", tid, task.ns_tids[index], regs.rip, adj.state,
+               adj.interrupted_syscall);
+    return tc;
+  });
+}
+
+void collect_creds(Task& task, Injector& injector, const std::map<std::string, std::string>& status,
+                   pb::Creds& creds) {
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = status.find(key);
+    if (it == status.end()) fail("/proc/{}/status: no {} line", task.host_pid, key);
+    return it->second;
+  };
+  auto uids = procfs::numbers(get("Uid"));
+  auto gids = procfs::numbers(get("Gid"));
+  if (uids.size() != 4 || gids.size() != 4) fail("/proc/{}/status: bad Uid/Gid lines", task.host_pid);
+  creds.set_uid(uids[0]);
+  creds.set_euid(uids[1]);
+  creds.set_suid(uids[2]);
+  creds.set_fsuid(uids[3]);
+  creds.set_gid(gids[0]);
+  creds.set_egid(gids[1]);
+  creds.set_sgid(gids[2]);
+  creds.set_fsgid(gids[3]);
+  for (uint64_t g : procfs::numbers(get("Groups"))) creds.add_groups(static_cast<uint32_t>(g));
+  auto cap = [&](const char* key) { return std::strtoull(get(key).c_str(), nullptr, 16); };
+  creds.set_cap_inheritable(cap("CapInh"));
+  creds.set_cap_permitted(cap("CapPrm"));
+  creds.set_cap_effective(cap("CapEff"));
+  creds.set_cap_bounding(cap("CapBnd"));
+  creds.set_cap_ambient(cap("CapAmb"));
+  creds.set_no_new_privs(get("NoNewPrivs") == "1");
+  creds.set_securebits(static_cast<uint32_t>(
+      injector.call_checked(task.threads[0], "prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS)));
+}
+
+}  // namespace
+
+RestartAdjustment adjust_for_restart(user_regs_struct& regs) {
+  RestartAdjustment adj;
+  auto orig = static_cast<long>(regs.orig_rax);
+  auto rax = static_cast<long>(regs.rax);
+  if (orig < 0) {
+    adj.state = "running";
+    return adj;
+  }
+  adj.interrupted_syscall = orig;
+  if (rax == -kErestartSys || rax == -kErestartNoIntr || rax == -kErestartNoHand ||
+      (rax == -kErestartRestartBlock && (orig == SYS_nanosleep || orig == SYS_clock_nanosleep))) {
+    // Back over the 2-byte `syscall` instruction with the call number in rax: the call runs
+    // again on resume. A relative sleep starts over with its full length.
+    regs.rip -= 2;
+    regs.rax = regs.orig_rax;
+    adj.state = "syscall-restart";
+  } else if (rax == -kErestartRestartBlock) {
+    // The restart block lives in the kernel and is lost across a restore: report EINTR.
+    regs.rax = static_cast<unsigned long long>(-static_cast<long>(EINTR));
+    adj.state = "syscall-eintr";
+  } else {
+    // Stopped on the way out of a finished call: the result is already in rax.
+    adj.state = "syscall-returned";
+    adj.interrupted_syscall = -1;
+  }
+  return adj;
+}
+
+pb::TaskCore collect_core(Task& task, Injector& injector) {
+  pid_t pid = task.host_pid;
+  pb::TaskCore core;
+  core.set_pid(task.ns_pid);
+  for (size_t i = 0; i < task.threads.size(); ++i) *core.add_threads() = collect_thread(task, i, injector);
+
+  for (int res = 0; res < RLIM_NLIMITS; ++res) {
+    rlimit lim{};
+    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) < 0)
+      fail_errno(errno, "prlimit pid {} resource {}", pid, res);
+    auto* r = core.add_rlimits();
+    r->set_resource(static_cast<uint32_t>(res));
+    r->set_cur(lim.rlim_cur);
+    r->set_max(lim.rlim_max);
+  }
+
+  auto status = procfs::read_status(pid);
+  if (status.count("Umask")) core.set_umask(parse_u32(status["Umask"], 8));
+  collect_creds(task, injector, status, *core.mutable_creds());
+  core.set_personality(parse_u32(trim(read_file(fmt::format("/proc/{}/personality", pid))), 16));
+  core.set_comm(trim(read_file(fmt::format("/proc/{}/comm", pid))));
+  core.set_cwd(procfs::read_link(fmt::format("/proc/{}/cwd", pid)));
+  core.set_root(procfs::read_link(fmt::format("/proc/{}/root", pid)));
+  auto stat = procfs::read_stat(pid);
+  core.set_exit_signal(std::atoi(stat[37].c_str()));
+  core.set_nice(std::atoi(stat[18].c_str()));
+  core.set_dumpable(static_cast<uint32_t>(
+      injector.call_checked(task.threads[0], "prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE)));
+  return core;
+}
+
+}  // namespace stasis::dump

@@ -1,0 +1,328 @@
+#include "dump/dump.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "cgroup.pb.h"
+#include "common/cgroup.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "container.pb.h"
+#include "dump/cgroup_state.h"
+#include "dump/core.h"
+#include "dump/files.h"
+#include "dump/inject.h"
+#include "dump/memory.h"
+#include "dump/namespaces.h"
+#include "dump/procfs.h"
+#include "dump/pstree.h"
+#include "dump/seize.h"
+#include "dump/signals.h"
+#include "images/checkpoint.h"
+#include "images/image_file.h"
+#include "images/image_type.h"
+#include "launcher/container.h"
+#include "launcher/state_store.h"
+
+namespace stasis::dump {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using images::ImageType;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Removes the checkpoint directory unless the dump completed.
+class PartialDirectory {
+ public:
+  explicit PartialDirectory(fs::path dir) : dir_(std::move(dir)) {}
+  ~PartialDirectory() {
+    if (dir_.empty()) return;
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    if (ec) log::error("could not remove the partial checkpoint {}: {}", dir_.string(), ec.message());
+    else log::debug("removed the partial checkpoint {}", dir_.string());
+  }
+  void commit() { dir_.clear(); }
+
+ private:
+  fs::path dir_;
+};
+
+pid_t tgid_of(pid_t tid) {
+  auto status = procfs::read_status(tid);
+  auto it = status.find("Tgid");
+  if (it == status.end()) fail("/proc/{}/status: no Tgid line", tid);
+  return static_cast<pid_t>(std::atoi(it->second.c_str()));
+}
+
+std::vector<std::string> read_cmdline(pid_t pid) {
+  std::string text = read_file(fmt::format("/proc/{}/cmdline", pid));
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\0', start);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// Fds 0-2 of a container's job that are the plumbing `stasis run` gave PID 1: /dev/null or
+// the caller's stdin, the log file or the caller's stdout/stderr (see launcher/container.h).
+std::vector<InheritedFd> container_stdio(pid_t pid, const pb::ContainerConfig& config) {
+  std::vector<InheritedFd> out;
+  for (int fd = 0; fd <= 2; ++fd) {
+    std::string link;
+    try {
+      link = procfs::read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
+    } catch (const Error&) {
+      continue;  // closed
+    }
+    bool plumbing = false;
+    if (fd == 0) plumbing = link == "/dev/null" || link.front() != '/' || link.rfind("/dev/pts/", 0) == 0;
+    else
+      plumbing = (!config.log_path().empty() && link == config.log_path()) || link.front() != '/' ||
+                 link.rfind("/dev/pts/", 0) == 0;
+    if (plumbing) out.push_back({fd, static_cast<uint64_t>(fd)});
+  }
+  return out;
+}
+
+pb::ContainerConfig synthesize_config(pid_t pid, const std::string& hostname, const std::string& cwd) {
+  pb::ContainerConfig c;
+  for (auto& a : read_cmdline(pid)) c.add_argv(a);
+  c.set_workdir(cwd);
+  c.set_hostname(hostname);
+  c.mutable_net()->set_mode("host");
+  c.set_init(true);
+  c.set_cgroup_driver(cgroup_driver_name(detect_cgroup_driver()));
+  return c;
+}
+
+// SIGKILLs the seized processes and reaps our ptrace links to them (bounded), so that
+// their real parent can reap them.
+void kill_seized(std::vector<ptrace::SeizedThread>& threads, const std::vector<pid_t>& processes) {
+  for (pid_t p : processes) ::kill(p, SIGKILL);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (auto& t : threads) {
+    pid_t tid = t.tid();
+    t.release();
+    for (;;) {
+      int status = 0;
+      pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+      if (r < 0) break;  // ECHILD: nothing more to reap
+      if (r == tid && (WIFEXITED(status) || WIFSIGNALED(status))) break;
+      if (Clock::now() > deadline) {
+        log::warn("tid {} did not exit within 10 s of SIGKILL", tid);
+        break;
+      }
+      if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+}
+
+template <typename Message>
+void write_one(const images::Checkpoint& ckpt, ImageType type, std::optional<int64_t> id, const Message& m) {
+  images::write_single(ckpt.path(type, id), type, m);
+}
+
+}  // namespace
+
+DumpReport dump(const DumpOptions& opt) {
+  DumpReport report;
+  auto t_start = Clock::now();
+
+  // --- the target
+  std::optional<pb::ContainerState> state;
+  std::optional<Cgroup> cgroup;
+  if (!opt.container.empty()) {
+    launcher::StateStore store(opt.state_root);
+    state = store.load(opt.container);
+    if (state->status() != "running" || !launcher::container_alive(*state))
+      fail("container {} is not running (status: {})", opt.container, launcher::display_status(*state));
+    cgroup = launcher::open_cgroup(*state);
+  } else {
+    if (opt.pid <= 0) throw UsageError(fmt::format("--pid {}: not a process id", opt.pid));
+    if (!fs::exists(fmt::format("/proc/{}", opt.pid))) fail("no process with pid {}", opt.pid);
+    if (opt.pid == ::getpid() || opt.pid == ::getppid()) fail("pid {} is stasis itself or its parent", opt.pid);
+  }
+
+  images::Checkpoint ckpt = images::Checkpoint::create(opt.dir);
+  PartialDirectory partial(opt.dir);
+
+  // --- freeze: every thread seized and in a ptrace-stop
+  auto t_freeze = Clock::now();
+  std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup) : seize_process(opt.pid);
+  report.freeze_s = since(t_freeze);
+
+  // Group threads by process. Under --init, PID 1 is our reaper: not part of the job.
+  std::map<pid_t, std::vector<size_t>> by_process;
+  for (size_t i = 0; i < all.size(); ++i) by_process[tgid_of(all[i].tid())].push_back(i);
+  std::vector<pid_t> processes;
+  for (auto& [p, _] : by_process) processes.push_back(p);
+  std::vector<pid_t> job = processes;
+  if (state && state->config().init()) job.erase(std::remove(job.begin(), job.end(), state->init_pid()), job.end());
+  std::string what = state ? fmt::format("container {}", opt.container) : fmt::format("pid {}", opt.pid);
+  if (!state) {
+    auto children = procfs::list_children(opt.pid);
+    if (!children.empty()) {
+      std::vector<pid_t> tree{opt.pid};
+      tree.insert(tree.end(), children.begin(), children.end());
+      refuse_process_tree(tree, what);
+    }
+  }
+  refuse_process_tree(job, what);
+  if (job.empty()) fail("{}: no process of the job to dump", what);
+
+  Task task;
+  task.host_pid = job.front();
+  {
+    auto& idx = by_process[task.host_pid];
+    // Leader first.
+    std::stable_partition(idx.begin(), idx.end(), [&](size_t i) { return all[i].tid() == task.host_pid; });
+    for (size_t i : idx) task.threads.push_back(std::move(all[i]));
+    std::vector<ptrace::SeizedThread> rest;
+    for (auto& t : all)
+      if (t.tid() > 0) rest.push_back(std::move(t));
+    all = std::move(rest);  // threads of processes we hold but do not dump (the --init reaper)
+  }
+  pid_t pid = task.host_pid;
+  report.host_pid = pid;
+  report.threads = task.threads.size();
+
+  // --- collect
+  auto t_collect = Clock::now();
+  pb::TaskCore core;
+  pb::SignalState signals;
+  std::vector<pb::FdEntry> fds;
+  FileCollector files;
+  pb::NamespaceState namespaces;
+  pb::CgroupState cgroup_state;
+  pb::ContainerConfig config;
+  uint64_t brk = 0;
+  with_context(fmt::format("dump pid {}", pid), [&] {
+    fill_namespace_ids(task);
+    report.ns_pid = task.ns_pid;
+    // Files first: the usual reason to refuse (a socket) is found before anything is injected.
+    fds = files.collect(pid, state ? container_stdio(pid, state->config()) : std::vector<InheritedFd>{});
+    files.check_complete();
+    {
+      Injector injector(pid, task.threads[0]);
+      core = collect_core(task, injector);
+      signals = collect_signals(task, injector);
+      brk = static_cast<uint64_t>(injector.call_checked(task.threads[0], "brk(0)", SYS_brk, 0));
+      injector.unmap();  // before the memory layout is read
+    }
+    namespaces = collect_namespaces(pid);
+    if (state) {
+      cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());
+      config = state->config();
+    } else {
+      CgroupDriver driver = detect_cgroup_driver();
+      cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));
+      config = synthesize_config(pid, namespaces.hostname(), core.cwd());
+    }
+  });
+  report.collect_s = since(t_collect);
+  report.fds = fds.size();
+  report.sigactions = static_cast<size_t>(signals.actions_size());
+
+  // --- memory
+  auto t_memory = Clock::now();
+  pb::MmState mm;
+  with_context(fmt::format("dump pid {}", pid), [&] {
+    mm = collect_mm(pid, brk);
+    MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression);
+    report.pages = ms.pages;
+    report.vmas_dumped = ms.vmas_dumped;
+    report.scan_s = ms.scan_seconds;
+    report.read_s = ms.read_seconds;
+    report.page_write_s = ms.write_seconds;
+  });
+  report.vmas = static_cast<size_t>(mm.vmas_size());
+  report.memory_s = since(t_memory);
+
+  // --- write
+  auto t_write = Clock::now();
+  {
+    images::ImageWriter pstree(ckpt.path(ImageType::Pstree), ImageType::Pstree);
+    pstree.write(task_entry(task));
+    pstree.close();
+  }
+  write_one(ckpt, ImageType::Core, task.ns_pid, core);
+  write_one(ckpt, ImageType::Signals, task.ns_pid, signals);
+  write_one(ckpt, ImageType::Mm, task.ns_pid, mm);
+  {
+    images::ImageWriter w(ckpt.path(ImageType::Fds, task.ns_pid), ImageType::Fds);
+    for (const auto& e : fds) w.write(e);
+    w.close();
+  }
+  files.write_images(opt.dir);
+  write_one(ckpt, ImageType::Namespaces, std::nullopt, namespaces);
+  write_one(ckpt, ImageType::Cgroup, std::nullopt, cgroup_state);
+  write_one(ckpt, ImageType::Container, std::nullopt, config);
+
+  pb::Inventory inventory;
+  inventory.set_root_pid(task.ns_pid);
+  inventory.set_root_host_pid(pid);
+  inventory.set_container_name(opt.container);
+  inventory.set_compression(std::string(images::compression_name(opt.compression)));
+  inventory.set_page_size(static_cast<uint32_t>(::sysconf(_SC_PAGESIZE)));
+
+  if (opt.leave_running) {
+    // Resume the job as soon as everything is read; checksumming the files needs no job.
+    task.threads.clear();
+    all.clear();
+    report.frozen_s = since(t_freeze);
+    ckpt.finalize(std::move(inventory));
+    partial.commit();
+  } else {
+    ckpt.finalize(std::move(inventory));
+    partial.commit();
+    // Only now, with a complete checkpoint on disk, is the job killed.
+    for (auto& t : task.threads) all.push_back(std::move(t));
+    task.threads.clear();
+    kill_seized(all, processes);
+    all.clear();
+    report.frozen_s = since(t_freeze);
+    report.killed = true;
+    if (state) launcher::remove_container(opt.state_root, opt.container, /*force=*/true);
+  }
+  report.write_s = since(t_write);
+  report.total_s = since(t_start);
+  return report;
+}
+
+std::string format_report(const DumpOptions& opt, const DumpReport& r) {
+  std::string target = opt.container.empty() ? fmt::format("pid {}", r.host_pid)
+                                             : fmt::format("container {} (pid {})", opt.container, r.host_pid);
+  double mib = static_cast<double>(r.pages.raw_bytes) / (1 << 20);
+  std::string out = fmt::format("dumped {} into {}: {} thread(s), {} vma(s) ({} with pages), {} fd(s), {} signal action(s)\n",
+                                target, opt.dir.string(), r.threads, r.vmas, r.vmas_dumped, r.fds, r.sigactions);
+  out += fmt::format("  pages: {} ({} zero), {:.1f} MiB raw, {:.1f} MiB stored ({})\n", r.pages.pages,
+                     r.pages.zero_pages, mib, static_cast<double>(r.pages.stored_bytes) / (1 << 20),
+                     images::compression_name(opt.compression));
+  out += fmt::format("  freeze {:.3f}s, collect {:.3f}s, memory {:.3f}s, write {:.3f}s; frozen {:.3f}s, total {:.3f}s\n",
+                     r.freeze_s, r.collect_s, r.memory_s, r.write_s, r.frozen_s, r.total_s);
+  if (log::level() <= log::Level::Debug)
+    out += fmt::format("  memory detail: scan {:.3f}s, read {:.3f}s, compress+write {:.3f}s\n", r.scan_s, r.read_s,
+                       r.page_write_s);
+  out += r.killed ? "  the job was killed" + std::string(opt.container.empty() ? "" : " and the container removed") + "\n"
+                  : "  the job was left running\n";
+  return out;
+}
+
+}  // namespace stasis::dump

@@ -1,0 +1,46 @@
+// `stasis dump`: checkpoint a container started by `stasis run`, or any process (--pid), into
+// a checkpoint directory (docs/dump.md). Phases: freeze (seize every thread), collect (state
+// that needs no page copying, asked from the stopped task), memory (pages), write (images and
+// inventory); then the job is killed (and the container removed) or, with leave_running,
+// detached and resumed. On any failure the job is detached and runs on untouched, the partial
+// directory is removed, and the Error names pid/fd/kind/syscall.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+
+#include "images/page_file.h"
+
+namespace stasis::dump {
+
+struct DumpOptions {
+  std::string container;  // by name (state under state_root), or
+  pid_t pid = 0;          // any process, with ptrace alone
+  std::filesystem::path dir;
+  std::filesystem::path state_root = "/run/stasis";
+  bool leave_running = false;
+  images::Compression compression = images::Compression::Lz4;
+};
+
+struct DumpReport {
+  pid_t host_pid = 0;
+  pid_t ns_pid = 0;
+  size_t threads = 0;
+  size_t vmas = 0;
+  size_t vmas_dumped = 0;
+  size_t fds = 0;
+  size_t sigactions = 0;
+  images::PageStats pages;
+  double freeze_s = 0, collect_s = 0, memory_s = 0, write_s = 0, frozen_s = 0, total_s = 0;
+  double scan_s = 0, read_s = 0, page_write_s = 0;
+  bool killed = false;
+};
+
+DumpReport dump(const DumpOptions& options);
+
+// Human-readable summary (what the CLI prints).
+std::string format_report(const DumpOptions& options, const DumpReport& report);
+
+}  // namespace stasis::dump

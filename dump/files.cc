@@ -1,0 +1,241 @@
+#include "dump/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "common/compat.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "dump/procfs.h"
+#include "images/image_file.h"
+#include "images/image_type.h"
+
+namespace stasis::dump {
+
+namespace {
+
+constexpr uint64_t kMaxDeletedFileSize = 64ull << 20;
+const std::string kDeletedSuffix = " (deleted)";
+
+pb::FileIdentity identity_of(const struct stat& st) {
+  pb::FileIdentity id;
+  id.set_dev(st.st_dev);
+  id.set_ino(st.st_ino);
+  id.set_size(static_cast<uint64_t>(st.st_size));
+  id.set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+  return id;
+}
+
+std::string strip_deleted(std::string path) {
+  if (path.size() >= kDeletedSuffix.size() &&
+      path.compare(path.size() - kDeletedSuffix.size(), kDeletedSuffix.size(), kDeletedSuffix) == 0)
+    path.resize(path.size() - kDeletedSuffix.size());
+  return path;
+}
+
+std::string read_deleted_contents(pid_t pid, int fd, uint64_t size) {
+  if (size > kMaxDeletedFileSize)
+    throw UnsupportedError(fmt::format("pid {} fd {}: deleted file of {} bytes is over the {} MiB limit for saving "
+                                       "deleted files",
+                                       pid, fd, size, kMaxDeletedFileSize >> 20));
+  UniqueFd f = open_or_throw(fmt::format("/proc/{}/fd/{}", pid, fd), O_RDONLY);
+  std::string out(size, '\0');
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(f.get(), out.data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno(errno, "pid {} fd {}: read deleted file contents", pid, fd);
+    if (n == 0) break;
+    done += static_cast<uint64_t>(n);
+  }
+  out.resize(done);
+  return out;
+}
+
+UniqueFd grab_fd(int pidfd, pid_t pid, int fd) {
+  int raw = compat::sys_pidfd_getfd(pidfd, fd, 0);
+  if (raw < 0) fail_errno(errno, "pid {} fd {}: pidfd_getfd", pid, fd);
+  return UniqueFd(raw);
+}
+
+// The buffered bytes of a pipe, without consuming them: end is the read end duplicated into
+// stasis with pidfd_getfd; it is tee()d into a pipe of ours, which we read.
+std::string peek_pipe(int end, pid_t pid, int fd, int capacity) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) fail_errno(errno, "pipe2");
+  UniqueFd r(p[0]), w(p[1]);
+  if (::fcntl(w.get(), F_SETPIPE_SZ, capacity) < 0) fail_errno(errno, "F_SETPIPE_SZ {} on our pipe", capacity);
+  std::string data;
+  ssize_t n = ::tee(end, w.get(), static_cast<size_t>(capacity), SPLICE_F_NONBLOCK);
+  if (n < 0 && errno != EAGAIN) fail_errno(errno, "pid {} fd {}: tee the pipe buffer", pid, fd);
+  if (n > 0) {
+    data.resize(static_cast<size_t>(n));
+    read_exact(r.get(), std::as_writable_bytes(std::span(data.data(), data.size())), "pipe copy");
+  }
+  return data;
+}
+
+}  // namespace
+
+std::string describe_unsupported(const std::string& link, mode_t mode) {
+  if (S_ISSOCK(mode) || link.rfind("socket:", 0) == 0) return "socket";
+  if (link.rfind("anon_inode:", 0) == 0) {
+    std::string kind = link.substr(11);
+    if (!kind.empty() && kind.front() == '[') kind = kind.substr(1, kind.size() - 2);
+    if (kind.empty()) kind = "anonymous inode";
+    return kind;
+  }
+  if (S_ISBLK(mode)) return "block device";
+  if (S_ISFIFO(mode)) return "named FIFO";
+  return "file of type " + link;
+}
+
+uint64_t FileCollector::find_same(pid_t pid, int fd, pb::FdEntry::Kind kind) const {
+  for (const auto& k : known_) {
+    if (k.kind != kind) continue;
+    int rc = compat::sys_kcmp(k.pid, pid, KCMP_FILE, static_cast<unsigned long>(k.fd), static_cast<unsigned long>(fd));
+    if (rc == 0) return k.id;
+    if (rc < 0) fail_errno(errno, "kcmp(KCMP_FILE) pid {} fd {} with pid {} fd {}", k.pid, k.fd, pid, fd);
+  }
+  return 0;
+}
+
+std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<InheritedFd>& inherited) {
+  std::vector<pb::FdEntry> out;
+  int raw_pidfd = compat::sys_pidfd_open(pid, 0);
+  if (raw_pidfd < 0) fail_errno(errno, "pidfd_open {}", pid);
+  UniqueFd pidfd(raw_pidfd);
+  for (int fd : procfs::list_fds(pid)) {
+    std::string link_path = fmt::format("/proc/{}/fd/{}", pid, fd);
+    std::string link = procfs::read_link(link_path);
+    auto info = procfs::read_fdinfo(pid, fd);
+    pb::FdEntry e;
+    e.set_fd(fd);
+    e.set_cloexec(info.flags & O_CLOEXEC);
+    uint32_t flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+
+    auto inh = std::find_if(inherited.begin(), inherited.end(), [&](const InheritedFd& i) { return i.fd == fd; });
+    if (inh != inherited.end()) {
+      e.set_kind(pb::FdEntry::INHERITED);
+      e.set_file_id(inh->std_fd);
+      out.push_back(e);
+      log::debug("pid {} fd {}: inherited (standard fd {}): {}", pid, fd, inh->std_fd, link);
+      continue;
+    }
+
+    struct stat st {};
+    if (::stat(link_path.c_str(), &st) < 0) {
+      // Sockets and anon inodes stat fine; this is a file we cannot reach at all.
+      throw UnsupportedError(fmt::format("pid {} fd {}: {} cannot be examined: {}", pid, fd, link,
+                                         describe_errno(errno)));
+    }
+    pb::FdEntry::Kind kind;
+    bool is_pipe = S_ISFIFO(st.st_mode) && link.rfind("pipe:[", 0) == 0;
+    if (S_ISREG(st.st_mode) && link.rfind("anon_inode:", 0) != 0 && link.front() == '/') kind = pb::FdEntry::REGULAR;
+    else if (S_ISDIR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::DIRECTORY;
+    else if (S_ISCHR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::CHARDEV;
+    else if (is_pipe) kind = pb::FdEntry::PIPE;
+    else
+      throw UnsupportedError(
+          fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
+    e.set_kind(kind);
+
+    uint64_t id = find_same(pid, fd, kind);
+    if (id == 0) {
+      id = next_id_++;
+      known_.push_back({pid, fd, id, kind});
+      switch (kind) {
+        case pb::FdEntry::REGULAR:
+        case pb::FdEntry::DIRECTORY: {
+          pb::RegFile f;
+          f.set_id(id);
+          f.set_path(strip_deleted(link));
+          f.set_flags(flags);
+          f.set_pos(info.pos);
+          f.set_mode(st.st_mode);
+          *f.mutable_file() = identity_of(st);
+          if (st.st_nlink == 0) {
+            if (kind == pb::FdEntry::DIRECTORY)
+              throw UnsupportedError(fmt::format("pid {} fd {}: deleted directory {} is not supported", pid, fd, link));
+            f.set_deleted(true);
+            f.set_contents(read_deleted_contents(pid, fd, static_cast<uint64_t>(st.st_size)));
+          }
+          regfiles_.push_back(std::move(f));
+          break;
+        }
+        case pb::FdEntry::CHARDEV: {
+          pb::CharDev c;
+          c.set_id(id);
+          c.set_path(link);
+          c.set_rdev_major(major(st.st_rdev));
+          c.set_rdev_minor(minor(st.st_rdev));
+          c.set_flags(flags);
+          c.set_pos(info.pos);
+          chardevs_.push_back(std::move(c));
+          break;
+        }
+        case pb::FdEntry::PIPE: {
+          UniqueFd end = grab_fd(pidfd.get(), pid, fd);
+          int cap = ::fcntl(end.get(), F_GETPIPE_SZ);
+          if (cap < 0) fail_errno(errno, "pid {} fd {}: F_GETPIPE_SZ", pid, fd);
+          pb::PipeEnd p;
+          p.set_id(id);
+          p.set_pipe_id(st.st_ino);
+          p.set_flags(flags);
+          p.set_capacity(static_cast<uint32_t>(cap));
+          pipes_.push_back(std::move(p));
+          if ((flags & O_ACCMODE) == O_RDONLY && !pipe_data_seen_.count(st.st_ino)) {
+            pb::PipeData d;
+            d.set_pipe_id(st.st_ino);
+            d.set_data(peek_pipe(end.get(), pid, fd, cap));
+            pipe_data_seen_.insert(st.st_ino);
+            if (!d.data().empty()) pipe_data_.push_back(std::move(d));
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    if (kind == pb::FdEntry::PIPE) {
+      auto& ends = pipe_ends_[st.st_ino];
+      ((flags & O_ACCMODE) == O_RDONLY ? ends.read : ends.write) = true;
+      if (ends.fd < 0) {
+        ends.pid = pid;
+        ends.fd = fd;
+      }
+    }
+    e.set_file_id(id);
+    log::debug("pid {} fd {}: kind {} id {} {}", pid, fd, pb::FdEntry::Kind_Name(kind), id, link);
+    out.push_back(e);
+  }
+  return out;
+}
+
+void FileCollector::check_complete() const {
+  // Both ends of every pipe must be ours, or restore could not rebuild it.
+  for (const auto& [ino, ends] : pipe_ends_) {
+    if (!ends.read || !ends.write)
+      throw UnsupportedError(fmt::format("pid {} fd {}: the other end of pipe:[{}] is not in the dumped process "
+                                         "(pipes to outside are not supported yet)",
+                                         ends.pid, ends.fd, ino));
+  }
+}
+
+void FileCollector::write_images(const std::filesystem::path& dir) const {
+  using images::ImageType;
+  auto write_all_records = [&](ImageType type, const auto& records) {
+    images::ImageWriter w(dir / images::image_file_name(type), type);
+    for (const auto& r : records) w.write(r);
+    w.close();
+  };
+  write_all_records(ImageType::RegFiles, regfiles_);
+  write_all_records(ImageType::Pipes, pipes_);
+  write_all_records(ImageType::PipeData, pipe_data_);
+  write_all_records(ImageType::CharDevs, chardevs_);
+}
+
+}  // namespace stasis::dump

@@ -1,0 +1,72 @@
+// fds-<nspid>.img and the per-checkpoint open-file images (regfiles, pipes, pipe-data,
+// chardevs). Every /proc/PID/fd/N becomes an FdEntry pointing at one open file description,
+// described once in its kind's image; dup'd fds (same description, kcmp KCMP_FILE) share it.
+// Anything we cannot bring back (sockets, eventfd, epoll, ...) is refused with an
+// UnsupportedError naming pid, fd and kind, before anything is changed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "chardev.pb.h"
+#include "files.pb.h"
+#include "pipe.pb.h"
+#include "regfile.pb.h"
+
+namespace stasis::dump {
+
+// Fds wired to the container's monitor (its stdin/stdout/stderr plumbing): dumped as
+// INHERITED, file_id = the standard fd (0, 1, 2) they stand for.
+struct InheritedFd {
+  int fd;               // fd number in the job
+  uint64_t std_fd;      // 0, 1 or 2
+};
+
+class FileCollector {
+ public:
+  // Collects the fd table of pid; inherited names the fds that are the container plumbing.
+  std::vector<pb::FdEntry> collect(pid_t pid, const std::vector<InheritedFd>& inherited);
+  // After every process: throws UnsupportedError for a pipe with an end outside the dump.
+  void check_complete() const;
+  // Writes regfiles.img, pipes.img, pipe-data.img and chardevs.img (even when empty).
+  void write_images(const std::filesystem::path& dir) const;
+
+  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size(); }
+
+ private:
+  struct Known {
+    pid_t pid;
+    int fd;
+    uint64_t id;
+    pb::FdEntry::Kind kind;
+  };
+  // Id of an already-seen open file description shared with (pid, fd), or 0.
+  uint64_t find_same(pid_t pid, int fd, pb::FdEntry::Kind kind) const;
+
+  uint64_t next_id_ = 1;
+  std::vector<Known> known_;
+  std::vector<pb::RegFile> regfiles_;
+  std::vector<pb::PipeEnd> pipes_;
+  std::vector<pb::PipeData> pipe_data_;
+  std::vector<pb::CharDev> chardevs_;
+  std::set<uint64_t> pipe_data_seen_;
+  // pipe inode -> (has read end, has write end, first pid/fd seen) to check both ends are ours.
+  struct PipeEnds {
+    bool read = false;
+    bool write = false;
+    pid_t pid = 0;
+    int fd = -1;
+  };
+  std::map<uint64_t, PipeEnds> pipe_ends_;
+};
+
+// What a link target of /proc/PID/fd/N is, for messages: "socket", "eventfd", "epoll", ...
+std::string describe_unsupported(const std::string& link, mode_t mode);
+
+}  // namespace stasis::dump

@@ -1,0 +1,269 @@
+#include "dump/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <vector>
+
+#include "common/compat.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "dump/procfs.h"
+
+namespace stasis::dump {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+constexpr size_t kBatchBytes = 8 << 20;  // one process_vm_readv reads up to this much
+constexpr size_t kMaxIov = 1024;         // IOV_MAX
+constexpr size_t kRegions = 4096;        // page_region entries per PAGEMAP_SCAN call
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+pb::FileIdentity identity_of(const struct stat& st) {
+  pb::FileIdentity id;
+  id.set_dev(st.st_dev);
+  id.set_ino(st.st_ino);
+  id.set_size(static_cast<uint64_t>(st.st_size));
+  id.set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+  return id;
+}
+
+bool should_dump(pb::Vma::Kind kind) {
+  switch (kind) {
+    case pb::Vma::ANON_PRIVATE:
+    case pb::Vma::ANON_SHARED:
+    case pb::Vma::FILE_PRIVATE:
+    case pb::Vma::HEAP:
+    case pb::Vma::STACK:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Reads batches of page ranges and hands them to the PageWriter.
+class PageCopier {
+ public:
+  PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats)
+      : pid_(pid), writer_(writer), stats_(stats) {
+    void* p = ::mmap(nullptr, kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffer", kBatchBytes);
+    buffer_ = static_cast<std::byte*>(p);
+  }
+  ~PageCopier() { ::munmap(buffer_, kBatchBytes); }
+  PageCopier(const PageCopier&) = delete;
+  PageCopier& operator=(const PageCopier&) = delete;
+
+  // Queues [start, end); readable = the vma has PROT_READ (else /proc/PID/mem is used).
+  void add(uint64_t start, uint64_t end, bool readable) {
+    if (readable != readable_ && !ranges_.empty()) flush();
+    readable_ = readable;
+    while (start < end) {
+      uint64_t n = std::min<uint64_t>(end - start, kBatchBytes - queued_);
+      ranges_.push_back({start, n});
+      queued_ += n;
+      start += n;
+      if (queued_ == kBatchBytes || ranges_.size() == kMaxIov) flush();
+    }
+  }
+
+  void flush() {
+    if (ranges_.empty()) return;
+    auto t0 = Clock::now();
+    if (readable_) read_vm();
+    else read_mem();
+    stats_.read_seconds += since(t0);
+    t0 = Clock::now();
+    size_t off = 0;
+    for (const auto& r : ranges_) {
+      writer_.add(r.start, std::span<const std::byte>(buffer_ + off, r.length));
+      off += r.length;
+    }
+    stats_.write_seconds += since(t0);
+    ranges_.clear();
+    queued_ = 0;
+  }
+
+ private:
+  struct Range {
+    uint64_t start;
+    uint64_t length;
+  };
+
+  void read_vm() {
+    std::vector<iovec> remote;
+    remote.reserve(ranges_.size());
+    for (const auto& r : ranges_) remote.push_back({reinterpret_cast<void*>(r.start), r.length});
+    iovec local{buffer_, queued_};
+    ssize_t n = ::process_vm_readv(pid_, &local, 1, remote.data(), remote.size(), 0);
+    if (n == static_cast<ssize_t>(queued_)) return;
+    // A short read (a page that cannot be read this way): fall back to /proc/PID/mem per range.
+    read_mem();
+  }
+
+  void read_mem() {
+    if (!mem_) mem_ = open_or_throw(fmt::format("/proc/{}/mem", pid_), O_RDONLY);
+    size_t off = 0;
+    for (const auto& r : ranges_) {
+      uint64_t done = 0;
+      while (done < r.length) {
+        ssize_t n = ::pread(mem_.get(), buffer_ + off + done, r.length - done, static_cast<off_t>(r.start + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+          fail_errno(n < 0 ? errno : EIO, "pid {}: read memory at {:#x} ({} bytes) through /proc/{}/mem", pid_,
+                     r.start + done, r.length - done, pid_);
+        done += static_cast<uint64_t>(n);
+      }
+      off += r.length;
+    }
+  }
+
+  pid_t pid_;
+  images::PageWriter& writer_;
+  MemoryStats& stats_;
+  std::byte* buffer_ = nullptr;
+  std::vector<Range> ranges_;
+  uint64_t queued_ = 0;
+  bool readable_ = true;
+  UniqueFd mem_;
+};
+
+}  // namespace
+
+pb::Vma::Kind classify_vma(const std::string& path, bool shared) {
+  if (path == "[heap]") return pb::Vma::HEAP;
+  if (path == "[stack]") return pb::Vma::STACK;
+  if (path == "[vdso]") return pb::Vma::VDSO;
+  if (path == "[vvar]") return pb::Vma::VVAR;
+  if (path == "[vvar_vclock]") return pb::Vma::VVAR_VCLOCK;
+  if (path == "[vsyscall]") return pb::Vma::VSYSCALL;
+  if (path == "/dev/zero (deleted)" || path.rfind("/SYSV", 0) == 0 || path.rfind("[anon_shmem:", 0) == 0)
+    return pb::Vma::ANON_SHARED;
+  if (!path.empty() && path[0] == '/') return shared ? pb::Vma::FILE_SHARED : pb::Vma::FILE_PRIVATE;
+  return shared ? pb::Vma::ANON_SHARED : pb::Vma::ANON_PRIVATE;
+}
+
+pb::MmState collect_mm(pid_t pid, uint64_t brk) {
+  pb::MmState mm;
+  auto stat = procfs::read_stat(pid);
+  auto field = [&](int n) { return std::strtoull(stat[static_cast<size_t>(n - 1)].c_str(), nullptr, 10); };
+  mm.set_start_code(field(26));
+  mm.set_end_code(field(27));
+  mm.set_start_stack(field(28));
+  mm.set_start_data(field(45));
+  mm.set_end_data(field(46));
+  mm.set_start_brk(field(47));
+  mm.set_arg_start(field(48));
+  mm.set_arg_end(field(49));
+  mm.set_env_start(field(50));
+  mm.set_env_end(field(51));
+  mm.set_brk(brk);
+  mm.set_auxv(read_file(fmt::format("/proc/{}/auxv", pid)));
+  std::string exe = fmt::format("/proc/{}/exe", pid);
+  mm.set_exe_path(procfs::read_link(exe));
+  struct stat st {};
+  if (::stat(exe.c_str(), &st) == 0) *mm.mutable_exe_file() = identity_of(st);
+  else fail_errno(errno, "stat {} ({})", exe, mm.exe_path());
+
+  auto status = procfs::read_status(pid);
+  if (status.count("THP_enabled")) mm.set_thp_disabled(status["THP_enabled"] == "0");
+
+  for (const auto& m : procfs::read_smaps(pid)) {
+    pb::Vma* v = mm.add_vmas();
+    bool shared = m.perms.size() > 3 && m.perms[3] == 's';
+    v->set_start(m.start);
+    v->set_end(m.end);
+    uint32_t prot = 0;
+    if (m.perms[0] == 'r') prot |= PROT_READ;
+    if (m.perms[1] == 'w') prot |= PROT_WRITE;
+    if (m.perms[2] == 'x') prot |= PROT_EXEC;
+    v->set_prot(prot);
+    v->set_pgoff(m.offset);
+    v->set_name(m.path);
+    auto kind = classify_vma(m.path, shared);
+    v->set_kind(kind);
+    uint32_t flags = shared ? MAP_SHARED : MAP_PRIVATE;
+    if (kind == pb::Vma::ANON_PRIVATE || kind == pb::Vma::ANON_SHARED || kind == pb::Vma::HEAP ||
+        kind == pb::Vma::STACK)
+      flags |= MAP_ANONYMOUS;
+    for (const auto& f : m.vm_flags) {
+      v->add_vm_flags(f);
+      if (f == "gd") flags |= MAP_GROWSDOWN;
+    }
+    v->set_flags(flags);
+    if (kind == pb::Vma::ANON_SHARED) v->set_shmem_id(m.inode);
+    if (kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED) {
+      if (ends_with(m.path, " (deleted)"))
+        throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted file {}: not supported yet", pid,
+                                           m.start, m.end, m.path));
+      v->set_path(m.path);
+      std::string mf = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
+      if (::stat(mf.c_str(), &st) < 0) fail_errno(errno, "pid {}: stat {} ({})", pid, mf, m.path);
+      *v->mutable_file() = identity_of(st);
+    }
+  }
+  return mm;
+}
+
+MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& dir, int64_t id,
+                       images::Compression compression) {
+  MemoryStats stats;
+  UniqueFd pagemap = open_or_throw(fmt::format("/proc/{}/pagemap", pid), O_RDONLY);
+  images::PageWriter writer(dir, id, compression);
+  {
+    PageCopier copier(pid, writer, stats);
+    std::vector<page_region> regions(kRegions);
+    for (pb::Vma& v : *mm.mutable_vmas()) {
+      if (!should_dump(v.kind())) continue;
+      v.set_dumped(true);
+      ++stats.vmas_dumped;
+      bool readable = v.prot() & PROT_READ;
+      pm_scan_arg arg{};
+      arg.size = sizeof arg;
+      arg.start = v.start();
+      arg.end = v.end();
+      arg.vec = reinterpret_cast<uint64_t>(regions.data());
+      arg.vec_len = regions.size();
+      arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+      // Pages of the zero page read as zeros anyway; for private file mappings only the
+      // privately modified (anonymous) pages matter: the rest comes from the file.
+      arg.category_inverted = PAGE_IS_PFNZERO;
+      arg.category_mask = PAGE_IS_PFNZERO;
+      if (v.kind() == pb::Vma::FILE_PRIVATE) {
+        arg.category_inverted |= PAGE_IS_FILE;
+        arg.category_mask |= PAGE_IS_FILE;
+      }
+      arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+      while (arg.start < arg.end) {
+        auto t0 = Clock::now();
+        int n = ::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg);
+        stats.scan_seconds += since(t0);
+        if (n < 0)
+          fail_errno(errno, "pid {}: PAGEMAP_SCAN of vma {:#x}-{:#x} ({})", pid, v.start(), v.end(), v.name());
+        for (int i = 0; i < n; ++i) copier.add(regions[i].start, regions[i].end, readable);
+        if (arg.walk_end <= arg.start) break;
+        arg.start = arg.walk_end;
+      }
+    }
+    copier.flush();
+  }
+  auto t0 = Clock::now();
+  writer.finish();
+  stats.write_seconds += since(t0);
+  stats.pages = writer.stats();
+  return stats;
+}
+
+}  // namespace stasis::dump

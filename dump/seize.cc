@@ -1,0 +1,119 @@
+#include "dump/seize.h"
+
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "dump/procfs.h"
+
+namespace stasis::dump {
+
+namespace {
+
+constexpr int kMaxRounds = 100;
+
+bool thread_exists(pid_t tid) { return std::filesystem::exists(fmt::format("/proc/{}", tid)); }
+
+void check_tracer(pid_t tid) {
+  std::map<std::string, std::string> status;
+  try {
+    status = procfs::read_status(tid);
+  } catch (const Error&) {
+    return;
+  }
+  auto it = status.find("TracerPid");
+  if (it != status.end() && it->second != "0")
+    fail("thread {} is already traced by pid {} (a debugger or another dump?)", tid, it->second);
+}
+
+}  // namespace
+
+unsigned long seize_options() { return PTRACE_O_TRACESYSGOOD; }
+
+void wait_interrupt_stop(ptrace::SeizedThread& thread) {
+  int status = thread.wait_stop();
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) return;
+  if (WIFSTOPPED(status))
+    throw Error(fmt::format("thread {}: expected the interrupt stop, got a stop for signal {} ({}); retry the dump",
+                            thread.tid(), WSTOPSIG(status), strsignal(WSTOPSIG(status))));
+  fail("thread {}: unexpected wait status {:#x} while seizing", thread.tid(), status);
+}
+
+std::vector<ptrace::SeizedThread> seize_process(pid_t pid) {
+  if (!std::filesystem::exists(fmt::format("/proc/{}", pid))) fail("no process with pid {}", pid);
+  if (pid == ::getpid()) fail("pid {} is stasis itself", pid);
+  std::vector<ptrace::SeizedThread> threads;
+  std::set<pid_t> seen;
+  for (int round = 0;; ++round) {
+    if (round == kMaxRounds) fail("pid {}: the thread list did not settle after {} rounds", pid, kMaxRounds);
+    std::vector<pid_t> tids = procfs::list_threads(pid);
+    bool added = false;
+    for (pid_t tid : tids) {
+      if (seen.count(tid)) continue;
+      check_tracer(tid);
+      try {
+        auto t = ptrace::SeizedThread::seize(tid, seize_options());
+        t.interrupt_and_wait();
+        threads.push_back(std::move(t));
+      } catch (const Error&) {
+        if (!thread_exists(tid)) continue;  // it exited while we looked: not part of the job any more
+        throw;
+      }
+      seen.insert(tid);
+      added = true;
+    }
+    if (!added) break;
+  }
+  if (threads.empty() || threads.front().tid() != pid) fail("pid {}: its main thread could not be seized", pid);
+  log::debug("seized {} thread(s) of pid {}", threads.size(), pid);
+  return threads;
+}
+
+std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
+  // Declared before the freeze so that on error the cgroup is thawed first (the interrupted
+  // threads then reach their stops) and the threads are detached after.
+  std::vector<ptrace::SeizedThread> threads;
+  std::set<pid_t> seen;
+  {
+    CgroupFreeze freeze(cgroup);
+    for (pid_t tid : cgroup.threads()) {
+      check_tracer(tid);
+      auto t = ptrace::SeizedThread::seize(tid, seize_options());
+      // A frozen task cannot reach a ptrace-stop: ask for it now, wait after the thaw.
+      if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) fail_errno(errno, "PTRACE_INTERRUPT tid {}", tid);
+      threads.push_back(std::move(t));
+      seen.insert(tid);
+    }
+  }  // thawed here
+  for (auto& t : threads) wait_interrupt_stop(t);
+  // Stragglers: anything that appeared anyway (it cannot while frozen, but be sure).
+  for (int round = 0;; ++round) {
+    if (round == kMaxRounds) fail("cgroup thread list did not settle after {} rounds", kMaxRounds);
+    bool added = false;
+    for (pid_t tid : cgroup.threads()) {
+      if (seen.count(tid)) continue;
+      try {
+        auto t = ptrace::SeizedThread::seize(tid, seize_options());
+        t.interrupt_and_wait();
+        threads.push_back(std::move(t));
+      } catch (const Error&) {
+        if (!thread_exists(tid)) continue;
+        throw;
+      }
+      seen.insert(tid);
+      added = true;
+    }
+    if (!added) break;
+  }
+  log::debug("seized {} thread(s) in the cgroup", threads.size());
+  return threads;
+}
+
+}  // namespace stasis::dump

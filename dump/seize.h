@@ -1,0 +1,33 @@
+// Stopping the job: every thread PTRACE_SEIZEd and held in a ptrace-stop, so nothing of the
+// job runs until the dump ends. Two ways in:
+//  - a container: freeze its cgroup, seize + interrupt every thread while frozen (nothing can
+//    fork or spawn behind our back), thaw so they reach the ptrace-stop, then catch stragglers;
+//  - --pid: ptrace alone (seize + interrupt each thread, re-reading /proc/PID/task until the
+//    set is stable), so the process keeps its own cgroup and limits.
+// On any error the SeizedThread destructors detach and the job runs on untouched.
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "common/cgroup.h"
+#include "common/ptrace.h"
+
+namespace stasis::dump {
+
+// The options every seized thread gets.
+unsigned long seize_options();
+
+// ptrace only. Threads are returned leader first.
+std::vector<ptrace::SeizedThread> seize_process(pid_t pid);
+
+// Through the cgroup freezer: every thread of every process in cgroup. The cgroup is thawed
+// again before returning (the threads stay in their ptrace-stops), and on error.
+std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup);
+
+// Waits for the PTRACE_INTERRUPT stop of a thread we interrupted; throws naming the tid when
+// it exited or stopped for something else.
+void wait_interrupt_stop(ptrace::SeizedThread& thread);
+
+}  // namespace stasis::dump

@@ -1,0 +1,13 @@
+// signals-<nspid>.img: handlers (injected rt_sigaction), pending queues (PTRACE_PEEKSIGINFO),
+// alternate stacks (injected sigaltstack) and interval timers (injected getitimer).
+#pragma once
+
+#include "dump/inject.h"
+#include "dump/task.h"
+#include "signals.pb.h"
+
+namespace stasis::dump {
+
+pb::SignalState collect_signals(Task& task, Injector& injector);
+
+}  // namespace stasis::dump
