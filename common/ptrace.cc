@@ -264,6 +264,10 @@ RemoteSyscall::RemoteSyscall(SeizedThread& thread, uint64_t code_address, bool p
   saved_sigmask_ = thread_.get_sigmask();
   // Block every signal for the time of the injection: a handler must never run on our
   // borrowed registers. SIGKILL and SIGSTOP cannot be blocked; call() copes with them.
+  // A thread stopped in rt_sigsuspend/ppoll/pselect6/epoll_pwait runs with a temporary
+  // mask; PTRACE_GETSIGMASK then reports the real one (saved_sigmask), and setting it back
+  // at the end leaves the real mask in place while the restarted call installs its
+  // temporary one again, so the round trip is exact.
   thread_.set_sigmask(~uint64_t{0});
 }
 

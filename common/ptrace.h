@@ -64,6 +64,8 @@ class SeizedThread {
   // The whole XSAVE area (NT_X86_XSTATE), as large as this CPU needs.
   std::vector<std::byte> get_xstate() const;
   void set_xstate(std::span<const std::byte> xstate) const;
+  // The thread's blocked signals. For a thread stopped inside rt_sigsuspend, ppoll, pselect6
+  // or epoll_pwait the kernel reports its real mask, not the call's temporary one.
   uint64_t get_sigmask() const;
   void set_sigmask(uint64_t mask) const;
   RseqConfiguration get_rseq() const;

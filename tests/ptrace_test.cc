@@ -16,6 +16,7 @@
 #include <thread>
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "common/error.h"
@@ -295,6 +296,100 @@ TEST(Ptrace, NanosleepRestartBlockSurvivesInjection) {
   for (int i = 0; i < 500 && waitpid(child.pid(), &status, WNOHANG) != child.pid(); ++i)
     std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+// Same address in the forked child: the injected nanosleep reads it there.
+timespec g_injected_sleep{0, 200'000'000};
+int g_handler_pipe = -1;
+void write_h(int) { (void)!write(g_handler_pipe, "H", 1); }
+
+// A thread in rt_sigsuspend runs with a temporary mask that the kernel swaps back when the
+// call ends; injection must not break that, and a signal that arrives during an injected
+// call must neither run a handler on borrowed registers nor get lost.
+TEST(Ptrace, SignalDuringInjectionIntoSigsuspendIsHeldBack) {
+  Pipe from_child;
+  g_handler_pipe = from_child.w;
+  Child child([&] {
+    signal(SIGUSR1, write_h);
+    sigset_t block, empty, now;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR2);
+    sigprocmask(SIG_SETMASK, &block, nullptr);
+    sigemptyset(&empty);
+    if (write(from_child.w, "R", 1) != 1) _exit(2);
+    sigsuspend(&empty);
+    sigprocmask(SIG_SETMASK, nullptr, &now);
+    bool right = sigismember(&now, SIGUSR2) && !sigismember(&now, SIGUSR1);
+    if (write(from_child.w, right ? "M" : "X", 1) != 1) _exit(3);
+  });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::this_thread::sleep_for(50ms);
+
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  user_regs_struct before = thread.get_regs();
+  ASSERT_EQ(static_cast<long>(before.orig_rax), SYS_rt_sigsuspend);
+  // The kernel reports the real mask (SIGUSR2), not sigsuspend's temporary empty one.
+  EXPECT_EQ(thread.get_sigmask(), 1u << (SIGUSR2 - 1));
+  {
+    RemoteSyscall remote(thread, before.rip, true);
+    std::thread sender([&] {
+      std::this_thread::sleep_for(50ms);
+      kill(child.pid(), SIGUSR1);
+    });
+    long rc = remote.call(SYS_nanosleep, reinterpret_cast<uint64_t>(&g_injected_sleep), 0);
+    sender.join();
+    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(read_with_timeout(from_child.r, 1, 50ms), "");  // no handler ran during injection
+  }
+  EXPECT_TRUE(same_regs(thread.get_regs(), before));
+  thread.detach();
+  EXPECT_EQ(read_with_timeout(from_child.r, 2, 5s), "HM");
+}
+
+char proc_state(pid_t pid) {
+  std::string stat;
+  FILE* f = fopen(fmt::format("/proc/{}/stat", pid).c_str(), "r");
+  if (!f) return '?';
+  char buf[512];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  stat.assign(buf, n);
+  size_t close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+// SIGSTOP cannot be blocked: when it stops an injected call it is held back and sent again
+// after the registers are restored, so the task stops only once it is ours again.
+TEST(Ptrace, UnblockableSignalDuringInjectionIsResent) {
+  Pipe to_child, from_child;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::this_thread::sleep_for(50ms);
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  user_regs_struct before = thread.get_regs();
+  {
+    RemoteSyscall remote(thread, before.rip, true);
+    std::thread sender([&] {
+      std::this_thread::sleep_for(50ms);
+      kill(child.pid(), SIGSTOP);
+    });
+    long rc = remote.call(SYS_nanosleep, reinterpret_cast<uint64_t>(&g_injected_sleep), 0);
+    sender.join();
+    EXPECT_EQ(rc, 0);
+  }
+  EXPECT_TRUE(same_regs(thread.get_regs(), before));
+  thread.detach();
+  bool stopped = false;
+  for (int i = 0; i < 500 && !stopped; ++i) {
+    stopped = proc_state(child.pid()) == 'T';
+    if (!stopped) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(stopped) << "the held-back SIGSTOP was not sent again";
+  kill(child.pid(), SIGCONT);
+  write_str(to_child.w, "later");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "later");
 }
 
 TEST(Ptrace, FaultInInjectedCodeIsReportedAndStateRestored) {
