@@ -3,9 +3,10 @@
 // with a checksummed header; pagemap entries are streamed to pagemap-<id>.img as ranges end.
 //
 // Speed matters (this is the bulk of a dump): zero pages are found by comparing 64-bit words
-// with an early exit; with compression none, large runs are written straight from the
-// caller's buffer (small ones are gathered in a 1 MiB staging buffer), and the checksum is
-// computed as the bytes go by, the chunk header being written in place afterwards.
+// with an early exit; with compression none, runs of pages are written straight from the
+// caller's buffer by one pwritev per add() (only small runs are copied, into a staging
+// buffer), and the checksum is computed as the bytes go by, the chunk header being patched
+// in place afterwards.
 #include <fcntl.h>
 #include <lz4.h>
 #include <sys/uio.h>
@@ -30,7 +31,8 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 constexpr size_t kStagingSize = 1 << 20;
-constexpr size_t kDirectWrite = 256 << 10;  // runs at least this big skip the staging buffer
+constexpr size_t kDirectWrite = 16 << 10;  // runs at least this big are written from the caller's buffer
+constexpr size_t kMaxIov = 512;            // below IOV_MAX (1024)
 
 bool is_zero_page(const std::byte* p) {
   // 8 words per step: the OR lets the compiler vectorise, the early exit keeps data pages cheap.
@@ -60,6 +62,73 @@ void pwrite_all(int fd, const void* data, size_t size, uint64_t offset, const st
     offset += static_cast<uint64_t>(n);
   }
 }
+
+// What goes next into the file, in order: small pieces copied into a staging buffer, large
+// ones referenced where they are; one pwritev writes them all.
+class WriteQueue {
+ public:
+  WriteQueue(int fd, const std::filesystem::path& path, uint64_t offset)
+      : fd_(fd), path_(path), written_(offset), staging_(kStagingSize) {}
+
+  uint64_t written() const { return written_; }         // file offset up to which all is written
+  uint64_t end() const { return written_ + queued_; }   // file offset after everything queued
+  bool has_references() const { return references_; }
+
+  // Copies n bytes into the staging buffer; the returned pointer stays valid until flush().
+  std::byte* copy(const void* p, size_t n) {
+    if (staged_ + n > staging_.size() || iov_.size() == kMaxIov) flush();
+    std::byte* dst = staging_.data() + staged_;
+    std::memcpy(dst, p, n);
+    if (!iov_.empty() && static_cast<std::byte*>(iov_.back().iov_base) + iov_.back().iov_len == dst) {
+      iov_.back().iov_len += n;
+    } else {
+      iov_.push_back({dst, n});
+    }
+    staged_ += n;
+    queued_ += n;
+    return dst;
+  }
+  // Queues p itself: it must stay valid until flush().
+  void reference(const void* p, size_t n) {
+    if (iov_.size() == kMaxIov) flush();
+    iov_.push_back({const_cast<void*>(p), n});
+    queued_ += n;
+    references_ = true;
+  }
+
+  void flush() {
+    size_t first = 0;
+    while (first < iov_.size()) {
+      int count = static_cast<int>(iov_.size() - first);
+      ssize_t n = ::pwritev(fd_, iov_.data() + first, count, static_cast<off_t>(written_));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail_errno(errno, "write {} at offset {}", path_.string(), written_);
+      }
+      written_ += static_cast<uint64_t>(n);
+      queued_ -= static_cast<uint64_t>(n);
+      auto left = static_cast<size_t>(n);
+      while (first < iov_.size() && left >= iov_[first].iov_len) left -= iov_[first++].iov_len;
+      if (left > 0) {
+        iov_[first].iov_base = static_cast<char*>(iov_[first].iov_base) + left;
+        iov_[first].iov_len -= left;
+      }
+    }
+    iov_.clear();
+    staged_ = 0;
+    references_ = false;
+  }
+
+ private:
+  int fd_;
+  const std::filesystem::path& path_;
+  uint64_t written_;
+  uint64_t queued_ = 0;
+  std::vector<std::byte> staging_;
+  size_t staged_ = 0;
+  std::vector<struct iovec> iov_;
+  bool references_ = false;
+};
 
 void fill_chunk_header(std::byte* h, uint8_t code, uint32_t raw, uint32_t stored, uint64_t sum) {
   using format::store;
@@ -94,22 +163,20 @@ std::string_view compression_name(Compression c) {
 struct PageWriter::Impl {
   std::filesystem::path pages_path;
   UniqueFd fd;
+  std::optional<WriteQueue> out_queue;
   std::optional<ImageWriter> pagemap;
   Compression compression;
   uint64_t chunk_size;
   PageStats stats;
   bool finished = false;
 
-  uint64_t file_end = 0;  // file offset where the next staged or written byte goes
-
   // The open chunk.
   bool chunk_open = false;
-  uint64_t chunk_start = 0;  // offset of its header
-  uint64_t chunk_raw = 0;    // raw bytes in it so far
+  uint64_t chunk_start = 0;      // file offset of its header
+  uint64_t chunk_raw = 0;        // raw bytes in it so far
+  std::byte* header_slot = nullptr;  // compression none: its placeholder, while still queued
 
-  // Compression none: staging buffer and running checksum.
-  std::vector<std::byte> staging;
-  size_t staged = 0;
+  // Compression none: running checksum of the chunk's bytes.
   XXH3_state_t* hash = nullptr;
 
   // lz4/zstd: the raw chunk and room for its compressed form (header first).
@@ -125,12 +192,7 @@ struct PageWriter::Impl {
     if (zstd) ZSTD_freeCCtx(zstd);
   }
 
-  void flush_staging() {
-    if (staged == 0) return;
-    pwrite_all(fd.get(), staging.data(), staged, file_end, pages_path);
-    file_end += staged;
-    staged = 0;
-  }
+  WriteQueue& q() { return *out_queue; }
 
   void flush_entry() {
     if (pending) pagemap->write(*pending);
@@ -139,13 +201,12 @@ struct PageWriter::Impl {
 
   void open_chunk() {
     chunk_open = true;
-    chunk_start = file_end + staged;
+    chunk_start = q().end();
     chunk_raw = 0;
     if (compression == Compression::None) {
-      // Reserve the header; it is written in place when the chunk closes.
-      if (staged + page_format::kChunkHeaderSize > staging.size()) flush_staging();
-      std::memset(staging.data() + staged, 0, page_format::kChunkHeaderSize);
-      staged += page_format::kChunkHeaderSize;
+      // Queue a placeholder header; it is patched when the chunk closes.
+      std::byte zeros[page_format::kChunkHeaderSize] = {};
+      header_slot = q().copy(zeros, sizeof zeros);
       XXH3_64bits_reset(hash);
     }
   }
@@ -157,14 +218,14 @@ struct PageWriter::Impl {
     std::byte header[page_format::kChunkHeaderSize];
     if (compression == Compression::None) {
       fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits_digest(hash));
-      if (chunk_start >= file_end) {
-        // The header placeholder is still staged: patch it there.
-        std::memcpy(staging.data() + (chunk_start - file_end), header, sizeof header);
+      if (chunk_start >= q().written()) {
+        std::memcpy(header_slot, header, sizeof header);  // still queued: patch it there
       } else {
-        flush_staging();
+        q().flush();
         pwrite_all(fd.get(), header, sizeof header, chunk_start, pages_path);
       }
-      stats.stored_bytes = file_end + staged;
+      header_slot = nullptr;
+      stats.stored_bytes = q().end();
       return;
     }
     std::byte* dst = out.data() + page_format::kChunkHeaderSize;
@@ -186,37 +247,14 @@ struct PageWriter::Impl {
     if (n >= raw_size) {
       // Incompressible: store it raw, so reading it back costs no decompression.
       fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits(raw.data(), raw_size));
-      struct iovec iov[2] = {{header, sizeof header}, {raw.data(), raw_size}};
-      writev_all(iov, sizeof header + raw_size);
+      q().copy(header, sizeof header);
+      q().reference(raw.data(), raw_size);
     } else {
       fill_chunk_header(out.data(), code, raw_size, static_cast<uint32_t>(n), XXH3_64bits(dst, n));
-      pwrite_all(fd.get(), out.data(), page_format::kChunkHeaderSize + n, file_end, pages_path);
-      file_end += page_format::kChunkHeaderSize + n;
+      q().reference(out.data(), page_format::kChunkHeaderSize + n);
     }
-    stats.stored_bytes = file_end;
-  }
-
-  void writev_all(struct iovec* iov, size_t total) {
-    // Two iovecs at most here; on a short write fall back to finishing with pwrite.
-    ssize_t n;
-    do {
-      n = ::pwritev(fd.get(), iov, 2, static_cast<off_t>(file_end));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) fail_errno(errno, "write {} at offset {}", pages_path.string(), file_end);
-    size_t done = static_cast<size_t>(n);
-    uint64_t at = file_end;
-    for (int i = 0; i < 2; ++i) {
-      size_t len = iov[i].iov_len;
-      if (done >= len) {
-        done -= len;
-        at += len;
-        continue;
-      }
-      pwrite_all(fd.get(), static_cast<const char*>(iov[i].iov_base) + done, len - done, at + done, pages_path);
-      at += len;
-      done = 0;
-    }
-    file_end += total;
+    q().flush();  // raw and out are reused by the next chunk
+    stats.stored_bytes = q().end();
   }
 
   // Adds data pages [vaddr, vaddr + len), len a multiple of the page size.
@@ -239,13 +277,9 @@ struct PageWriter::Impl {
       if (compression == Compression::None) {
         XXH3_64bits_update(hash, p, piece);
         if (piece >= kDirectWrite) {
-          flush_staging();
-          pwrite_all(fd.get(), p, piece, file_end, pages_path);
-          file_end += piece;
+          q().reference(p, piece);
         } else {
-          if (staged + piece > staging.size()) flush_staging();
-          std::memcpy(staging.data() + staged, p, piece);
-          staged += piece;
+          q().copy(p, piece);
         }
       } else {
         std::memcpy(raw.data() + chunk_raw, p, piece);
@@ -289,11 +323,10 @@ PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression
   std::byte header[format::kFileHeaderSize];
   format::write_file_header(header, ImageType::Pages);
   pwrite_all(w.fd.get(), header, sizeof header, 0, w.pages_path);
-  w.file_end = sizeof header;
-  w.stats.stored_bytes = w.file_end;
+  w.out_queue.emplace(w.fd.get(), w.pages_path, sizeof header);
+  w.stats.stored_bytes = sizeof header;
 
   if (compression == Compression::None) {
-    w.staging.resize(kStagingSize);
     w.hash = XXH3_createState();
     if (!w.hash) fail("{}: out of memory for a checksum state", w.pages_path.string());
   } else {
@@ -339,6 +372,8 @@ void PageWriter::add(uint64_t vaddr, std::span<const std::byte> data) {
     }
     p = q;
   }
+  // The caller's buffer may go away once we return.
+  if (w.q().has_references()) w.q().flush();
 }
 
 void PageWriter::finish() {
@@ -346,8 +381,8 @@ void PageWriter::finish() {
   if (w.finished) return;
   w.close_chunk();
   w.flush_entry();
-  w.flush_staging();
-  w.stats.stored_bytes = w.file_end;
+  w.q().flush();
+  w.stats.stored_bytes = w.q().written();
   w.pagemap->close();
   int fd = w.fd.release();
   if (::close(fd) < 0) fail_errno(errno, "close {}", w.pages_path.string());
