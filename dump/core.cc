@@ -41,6 +41,7 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
     pb::ThreadCore tc;
     tc.set_tid(task.ns_tids[index]);
     user_regs_struct regs = t.get_regs();
+    log::debug("tid {}: rip {:#x} rax {:#x} orig_rax {:#x}", tid, regs.rip, regs.rax, regs.orig_rax);
     RestartAdjustment adj = adjust_for_restart(regs);
     tc.set_gpregs(&regs, sizeof regs);
     tc.set_syscall_state(adj.state);

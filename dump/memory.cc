@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <vector>
 
 #include "common/compat.h"
@@ -53,16 +54,21 @@ bool should_dump(pb::Vma::Kind kind) {
   }
 }
 
-// Reads batches of page ranges and hands them to the PageWriter.
+// Reads batches of page ranges and hands them to the PageWriter. Two buffers: while one
+// batch is compressed and written (on a helper thread), the next is read from the task.
 class PageCopier {
  public:
   PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats)
       : pid_(pid), writer_(writer), stats_(stats) {
-    void* p = ::mmap(nullptr, kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffer", kBatchBytes);
-    buffer_ = static_cast<std::byte*>(p);
+    void* p = ::mmap(nullptr, 2 * kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", 2 * kBatchBytes);
+    buffers_[0] = static_cast<std::byte*>(p);
+    buffers_[1] = buffers_[0] + kBatchBytes;
   }
-  ~PageCopier() { ::munmap(buffer_, kBatchBytes); }
+  ~PageCopier() {
+    if (pending_.valid()) pending_.wait();  // never free a buffer a writer still reads
+    ::munmap(buffers_[0], 2 * kBatchBytes);
+  }
   PageCopier(const PageCopier&) = delete;
   PageCopier& operator=(const PageCopier&) = delete;
 
@@ -79,21 +85,34 @@ class PageCopier {
     }
   }
 
+  // Reads what is queued and starts writing it.
   void flush() {
     if (ranges_.empty()) return;
+    std::byte* buffer = buffers_[current_];
     auto t0 = Clock::now();
-    if (readable_) read_vm();
-    else read_mem();
+    if (readable_) read_vm(buffer);
+    else read_mem(buffer);
     stats_.read_seconds += since(t0);
-    t0 = Clock::now();
-    size_t off = 0;
-    for (const auto& r : ranges_) {
-      writer_.add(r.start, std::span<const std::byte>(buffer_ + off, r.length));
-      off += r.length;
-    }
-    stats_.write_seconds += since(t0);
+    wait_writer();
+    pending_ = std::async(std::launch::async, [this, buffer, ranges = std::move(ranges_)] {
+      auto t = Clock::now();
+      size_t off = 0;
+      for (const auto& r : ranges) {
+        writer_.add(r.start, std::span<const std::byte>(buffer + off, r.length));
+        off += r.length;
+      }
+      write_seconds_ += since(t);
+    });
     ranges_.clear();
     queued_ = 0;
+    current_ ^= 1;
+  }
+
+  // Flushes and waits for the last write; rethrows a writer error.
+  void finish() {
+    flush();
+    wait_writer();
+    stats_.write_seconds += write_seconds_;
   }
 
  private:
@@ -102,24 +121,28 @@ class PageCopier {
     uint64_t length;
   };
 
-  void read_vm() {
+  void wait_writer() {
+    if (pending_.valid()) pending_.get();
+  }
+
+  void read_vm(std::byte* buffer) {
     std::vector<iovec> remote;
     remote.reserve(ranges_.size());
     for (const auto& r : ranges_) remote.push_back({reinterpret_cast<void*>(r.start), r.length});
-    iovec local{buffer_, queued_};
+    iovec local{buffer, queued_};
     ssize_t n = ::process_vm_readv(pid_, &local, 1, remote.data(), remote.size(), 0);
     if (n == static_cast<ssize_t>(queued_)) return;
-    // A short read (a page that cannot be read this way): fall back to /proc/PID/mem per range.
-    read_mem();
+    // A short read (a page that cannot be read this way): fall back to /proc/PID/mem.
+    read_mem(buffer);
   }
 
-  void read_mem() {
+  void read_mem(std::byte* buffer) {
     if (!mem_) mem_ = open_or_throw(fmt::format("/proc/{}/mem", pid_), O_RDONLY);
     size_t off = 0;
     for (const auto& r : ranges_) {
       uint64_t done = 0;
       while (done < r.length) {
-        ssize_t n = ::pread(mem_.get(), buffer_ + off + done, r.length - done, static_cast<off_t>(r.start + done));
+        ssize_t n = ::pread(mem_.get(), buffer + off + done, r.length - done, static_cast<off_t>(r.start + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0)
           fail_errno(n < 0 ? errno : EIO, "pid {}: read memory at {:#x} ({} bytes) through /proc/{}/mem", pid_,
@@ -133,7 +156,10 @@ class PageCopier {
   pid_t pid_;
   images::PageWriter& writer_;
   MemoryStats& stats_;
-  std::byte* buffer_ = nullptr;
+  std::byte* buffers_[2] = {nullptr, nullptr};
+  int current_ = 0;
+  std::future<void> pending_;
+  double write_seconds_ = 0;  // updated by the writer thread only
   std::vector<Range> ranges_;
   uint64_t queued_ = 0;
   bool readable_ = true;
@@ -257,7 +283,7 @@ MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& 
         arg.start = arg.walk_end;
       }
     }
-    copier.flush();
+    copier.finish();
   }
   auto t0 = Clock::now();
   writer.finish();

@@ -66,8 +66,12 @@ pb::NamespaceState collect_namespaces(pid_t pid) {
       if (errno == ENOENT) continue;  // a kind this kernel lacks
       fail_errno(errno, "stat {}", path);
     }
+    // The host's namespaces are PID 1's; where we may not look at PID 1 (a sandbox), ours.
     std::string host_path = fmt::format("/proc/1/ns/{}", kind);
-    if (::stat(host_path.c_str(), &host) < 0) fail_errno(errno, "stat {}", host_path);
+    if (::stat(host_path.c_str(), &host) < 0) {
+      host_path = fmt::format("/proc/self/ns/{}", kind);
+      if (::stat(host_path.c_str(), &host) < 0) fail_errno(errno, "stat {}", host_path);
+    }
     auto* e = state.add_namespaces();
     e->set_kind(kind);
     e->set_inode(st.st_ino);
