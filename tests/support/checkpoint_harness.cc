@@ -222,6 +222,12 @@ bool find_entry(const Json& v, const std::string& name, std::vector<const Json*>
   return false;
 }
 
+// Figures for the log: how long a dump or restore command took.
+void print_timing(const char* what, const std::string& name, std::chrono::steady_clock::time_point t0) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  fprintf(stderr, "[   time   ] %s %s: %lld ms\n", what, name.c_str(), static_cast<long long>(ms));
+}
+
 // Field 22 of /proc/PID/stat: the start time, to tell a PID from its reuse.
 unsigned long long start_time(pid_t pid) {
   std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
@@ -338,17 +344,23 @@ Workload bash_workload() {
 
 // --- processes ---
 
-std::optional<pid_t> namespace_pid(pid_t host_pid) {
+std::vector<pid_t> namespace_pids(pid_t host_pid) {
   std::istringstream in(read_text("/proc/" + std::to_string(host_pid) + "/status"));
   std::string line;
+  std::vector<pid_t> pids;
   while (std::getline(in, line)) {
     if (line.rfind("NSpid:", 0) != 0) continue;
     std::istringstream fields(line.substr(6));
-    long long v = -1, last = -1;
-    while (fields >> v) last = v;
-    if (last > 0) return static_cast<pid_t>(last);
+    long long v = -1;
+    while (fields >> v) pids.push_back(static_cast<pid_t>(v));
   }
-  return std::nullopt;
+  return pids;
+}
+
+std::optional<pid_t> namespace_pid(pid_t host_pid) {
+  auto pids = namespace_pids(host_pid);
+  if (pids.empty()) return std::nullopt;
+  return pids.back();
 }
 
 bool process_alive(pid_t pid) {
@@ -395,6 +407,19 @@ CommandResult CheckpointEnv::stasis(const std::vector<std::string>& args, std::c
   return run_stasis(all, timeout);
 }
 
+::testing::AssertionResult CheckpointEnv::dump_pid(pid_t pid, const fs::path& dir,
+                                                  const std::vector<std::string>& options,
+                                                  std::chrono::milliseconds timeout) const {
+  std::vector<std::string> args{"dump", "--pid", std::to_string(pid), "-D", dir.string()};
+  args.insert(args.end(), options.begin(), options.end());
+  auto t0 = std::chrono::steady_clock::now();
+  CommandResult r = stasis(args, timeout);
+  print_timing("dump --pid", std::to_string(pid), t0);
+  if (r.exit_code != 0)
+    return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
+  return ::testing::AssertionSuccess();
+}
+
 std::string CheckpointEnv::unique_name(const std::string& base) {
   std::string clean;
   for (char c : base) clean += isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '-';
@@ -429,7 +454,9 @@ Container::~Container() { remove(); }
                                            std::chrono::milliseconds timeout) {
   std::vector<std::string> args{"dump", name_, "-D", dir.string()};
   args.insert(args.end(), options.begin(), options.end());
+  auto t0 = std::chrono::steady_clock::now();
   CommandResult r = env_.stasis(args, timeout);
+  print_timing("dump", name_, t0);
   if (r.exit_code != 0)
     return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
   return ::testing::AssertionSuccess();
@@ -442,7 +469,9 @@ Container::~Container() { remove(); }
   std::vector<std::string> args{"restore", "-D", dir.string(), "--name", name_, "-d"};
   args.insert(args.end(), options.begin(), options.end());
   started_ = true;
+  auto t0 = std::chrono::steady_clock::now();
   CommandResult r = env_.stasis(args, timeout);
+  print_timing("restore", name_, t0);
   host_pid();
   if (r.exit_code != 0)
     return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
@@ -459,6 +488,8 @@ std::optional<pid_t> Container::host_pid() {
   std::vector<const Json*> outer;
   for (const auto& v : values)
     if (find_entry(v, name_, outer, entry)) break;
+  // An exited container may keep its old init_pid, which the kernel can hand out again.
+  if (entry.status == "exited") return std::nullopt;
   if (!entry.pid || !process_alive(*entry.pid)) return std::nullopt;
   if (*entry.pid != pid_) {
     pid_ = *entry.pid;

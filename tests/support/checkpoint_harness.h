@@ -57,7 +57,9 @@ Workload bash_workload();
 ::testing::AssertionResult keep_progressing(const std::filesystem::path& status, std::chrono::milliseconds duration,
                                             std::uint64_t* progress = nullptr);
 
-// The innermost PID of a host process (last NSpid field of /proc/PID/status), or nullopt.
+// The NSpid line of /proc/PID/status: the PID in each namespace, outermost first.
+std::vector<pid_t> namespace_pids(pid_t host_pid);
+// The innermost PID of a host process (last NSpid field), or nullopt.
 std::optional<pid_t> namespace_pid(pid_t host_pid);
 // True while /proc/PID exists and is not a zombie.
 bool process_alive(pid_t pid);
@@ -75,6 +77,10 @@ class CheckpointEnv {
   std::filesystem::path image_dir(const std::string& label) const;    // work/images-<label>, created
   // `stasis --root ROOT args...`
   CommandResult stasis(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) const;
+  // `stasis dump --pid PID -D dir [options]` for a host process.
+  ::testing::AssertionResult dump_pid(pid_t pid, const std::filesystem::path& dir,
+                                      const std::vector<std::string>& options = {},
+                                      std::chrono::milliseconds timeout = 120s) const;
   // A container name unique in this test run.
   std::string unique_name(const std::string& base);
 

