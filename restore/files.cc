@@ -28,7 +28,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
   for (int fd = 0; fd < lowest_kept; ++fd)
     if (std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
 
-  PipeFactory pipes(images);
+  PipeFactory pipes(images, max_fd(fds) + 1);
   // One open file description per file id, so dup'd fds come back sharing offset and flags.
   std::map<std::pair<int, uint64_t>, int> installed;  // (kind, id) -> first fd installed
   for (const auto& entry : fds) {

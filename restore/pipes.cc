@@ -16,9 +16,13 @@ PipeFactory::Pipe& PipeFactory::pipe_for(uint64_t pipe_id, uint32_t capacity) {
   if (it != pipes_.end()) return it->second;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) fail_errno(errno, "create pipe {}", pipe_id);
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
   Pipe& pipe = pipes_[pipe_id];
-  pipe.read_end.reset(fds[0]);
-  pipe.write_end.reset(fds[1]);
+  pipe.read_end.reset(fcntl(fds[0], F_DUPFD_CLOEXEC, min_fd_));
+  pipe.write_end.reset(fcntl(fds[1], F_DUPFD_CLOEXEC, min_fd_));
+  if (!pipe.read_end || !pipe.write_end) fail_errno(errno, "pipe {}: move above fd {}", pipe_id, min_fd_);
+  fds[0] = pipe.read_end.get();
+  fds[1] = pipe.write_end.get();
   if (capacity > 0 && fcntl(fds[1], F_SETPIPE_SZ, capacity) < 0)
     fail_errno(errno, "pipe {}: set capacity {}", pipe_id, capacity);
   auto data = images_.pipe_data.find(pipe_id);

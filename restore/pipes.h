@@ -12,7 +12,8 @@ namespace stasis::restore {
 
 class PipeFactory {
  public:
-  explicit PipeFactory(const FileImages& images) : images_(images) {}
+  // The factory's own pipe fds live at or above min_fd, clear of the fd numbers being installed.
+  PipeFactory(const FileImages& images, int min_fd) : images_(images), min_fd_(min_fd) {}
   // The open file description for this PipeEnd id: the first end of each direction is the
   // pipe's own fd, later ones are reopened through /proc/self/fd (a new description).
   UniqueFd open_end(uint64_t end_id);
@@ -25,6 +26,7 @@ class PipeFactory {
   Pipe& pipe_for(uint64_t pipe_id, uint32_t capacity);
 
   const FileImages& images_;
+  int min_fd_;
   std::map<uint64_t, Pipe> pipes_;
 };
 
