@@ -1,0 +1,330 @@
+// Dump and restore times and image sizes for a job holding N MiB of touched memory (the
+// bigmem workload) with each page compression, beside a plain copy of the same amount of
+// memory to the same folder, measured in the same run.
+//
+//   checkpoint_bench [--sizes 64,256,1024,4096] [--compress none,lz4,zstd] [--dir /tmp]
+//                    [--stasis PATH] [--bigmem PATH]
+//
+// For each size it first times the baseline: write() of an equal buffer of random data to a
+// file in the image folder ("copy"), and reading it back into fresh memory ("readback", the
+// plain counterpart of a restore, which also faults in fresh pages). Then for each
+// compression: run bigmem in a container, wait for its first "ok", `stasis dump` (timed,
+// with the frozen time dump prints), measure the image, `stasis restore -d` (timed) and the
+// time until the restored job reports progress again. Ratios are to copy and readback.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Result {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+// Runs argv with a time bound, capturing its output; kills it (by its pid) past the bound.
+Result run(const std::vector<std::string>& argv, int timeout_s) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return {};
+  pid_t pid = fork();
+  if (pid < 0) return {};
+  if (pid == 0) {
+    dup2(p[1], 1);
+    dup2(p[1], 2);
+    int null_fd = open("/dev/null", O_RDONLY);
+    dup2(null_fd, 0);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(p[1]);
+  Result r;
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  for (;;) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (left <= 0) {
+      kill(pid, SIGKILL);
+      r.out += "\n[bench: timed out]";
+      break;
+    }
+    pollfd pfd{p[0], POLLIN, 0};
+    if (poll(&pfd, 1, left) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(p[0], buf, sizeof buf);
+    if (n <= 0) break;
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  close(p[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+std::optional<uint64_t> read_progress(const fs::path& status) {
+  std::ifstream in(status);
+  std::string word;
+  uint64_t n = 0;
+  if (in >> word >> n && word == "ok") return n;
+  return std::nullopt;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Waits for "ok P" with P > beyond; returns false on FAIL or timeout.
+bool wait_progress(const fs::path& status, uint64_t beyond, int timeout_s, uint64_t* got = nullptr) {
+  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  while (Clock::now() < deadline) {
+    std::string text = read_text(status);
+    if (text.rfind("FAIL", 0) == 0) {
+      fprintf(stderr, "bench: workload failed: %s", text.c_str());
+      return false;
+    }
+    if (auto p = read_progress(status); p && *p > beyond) {
+      if (got) *got = *p;
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  fprintf(stderr, "bench: no progress beyond %llu in %s within %d s\n", static_cast<unsigned long long>(beyond),
+          status.c_str(), timeout_s);
+  return false;
+}
+
+uint64_t dir_bytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec))
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  return total;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+struct Baseline {
+  double copy_s = 0;
+  double readback_s = 0;
+};
+
+// write() of `mib` MiB of random data to a file in dir, then read it back into fresh memory.
+Baseline measure_copy(const fs::path& dir, uint64_t mib) {
+  Baseline b;
+  size_t bytes = static_cast<size_t>(mib) << 20;
+  auto* buf = static_cast<uint64_t*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (buf == MAP_FAILED) return b;
+  uint64_t x = 0x243F6A8885A308D3ULL;
+  for (size_t i = 0; i < bytes / 8; ++i) {  // same kind of data as bigmem: incompressible
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    buf[i] = x * 0x2545F4914F6CDD1DULL;
+  }
+  fs::path file = dir / "copy.bin";
+  auto t0 = Clock::now();
+  int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  for (size_t off = 0; fd >= 0 && off < bytes;) {
+    ssize_t n = write(fd, reinterpret_cast<char*>(buf) + off, std::min<size_t>(bytes - off, 8 << 20));
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  if (fd >= 0) close(fd);
+  b.copy_s = seconds_since(t0);
+  munmap(buf, bytes);
+
+  auto* back = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (back != MAP_FAILED) {
+    t0 = Clock::now();
+    fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    for (size_t off = 0; fd >= 0 && off < bytes;) {
+      ssize_t n = read(fd, back + off, std::min<size_t>(bytes - off, 8 << 20));
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    if (fd >= 0) close(fd);
+    b.readback_s = seconds_since(t0);
+    munmap(back, bytes);
+  }
+  fs::remove(file);
+  return b;
+}
+
+struct Options {
+  std::vector<uint64_t> sizes{64, 256, 1024, 4096};
+  std::vector<std::string> compressions{"none", "lz4", "zstd"};
+  fs::path dir = "/tmp";
+  std::string stasis;
+  std::string bigmem;
+};
+
+void usage() {
+  fprintf(stderr,
+          "usage: checkpoint_bench [--sizes MIB,...] [--compress none,lz4,zstd] [--dir DIR] [--stasis PATH] "
+          "[--bigmem PATH]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  fs::path build = fs::read_symlink("/proc/self/exe").parent_path().parent_path();
+  o.stasis = (build / "stasis").string();
+  o.bigmem = (build / "tests/workloads/bigmem").string();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        usage();
+        exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--sizes") {
+      o.sizes.clear();
+      for (const auto& s : split(value())) {
+        char* end = nullptr;
+        unsigned long long n = strtoull(s.c_str(), &end, 10);
+        if (!end || *end || n == 0) {
+          fprintf(stderr, "checkpoint_bench: bad size '%s' (MiB expected)\n", s.c_str());
+          return 2;
+        }
+        o.sizes.push_back(n);
+      }
+    } else if (a == "--compress") {
+      o.compressions = split(value());
+    } else if (a == "--dir") {
+      o.dir = value();
+    } else if (a == "--stasis") {
+      o.stasis = value();
+    } else if (a == "--bigmem") {
+      o.bigmem = value();
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  for (const auto& p : {o.stasis, o.bigmem})
+    if (access(p.c_str(), X_OK) != 0) {
+      fprintf(stderr, "checkpoint_bench: %s is not an executable: %s\n", p.c_str(), strerror(errno));
+      return 2;
+    }
+  std::string tmpl = (o.dir / "stasis-bench-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) {
+    fprintf(stderr, "checkpoint_bench: mkdtemp %s: %s\n", tmpl.c_str(), strerror(errno));
+    return 1;
+  }
+  const fs::path work = tmpl;
+  const fs::path root = work / "root";
+  fs::create_directories(root);
+  const std::regex frozen_re("frozen ([0-9.]+)s");
+
+  printf("%8s %5s | %8s %8s %9s %8s | %9s %8s %9s %10s %10s\n", "MiB", "comp", "copy s", "dump s", "frozen s",
+         "image MiB", "dump/copy", "readback", "restore s", "to-ok s", "rest/read");
+  int failures = 0;
+  int serial = 0;
+  for (uint64_t mib : o.sizes) {
+    Baseline base = measure_copy(work, mib);
+    for (const auto& comp : o.compressions) {
+      std::string name = "bench-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
+      fs::path status = work / (name + ".status");
+      fs::path images = work / ("images-" + name);
+      fs::create_directories(images);
+      auto stasis = [&](std::vector<std::string> args, int timeout_s) {
+        std::vector<std::string> all{o.stasis, "--root", root.string()};
+        all.insert(all.end(), args.begin(), args.end());
+        return run(all, timeout_s);
+      };
+      auto cleanup = [&](const std::string& n) { stasis({"rm", "-f", n}, 60); };
+
+      Result r = stasis({"run", "-d", "--name", name, "--", o.bigmem, status.string(), std::to_string(mib)}, 120);
+      uint64_t n = 0;
+      if (r.exit_code != 0 || !wait_progress(status, 0, 600, &n)) {
+        fprintf(stderr, "bench: %llu MiB %s: start failed: %s\n", static_cast<unsigned long long>(mib), comp.c_str(),
+                r.out.c_str());
+        cleanup(name);
+        ++failures;
+        continue;
+      }
+      auto t0 = Clock::now();
+      r = stasis({"dump", name, "-D", images.string(), "--compress", comp}, 1800);
+      double dump_s = seconds_since(t0);
+      if (r.exit_code != 0) {
+        fprintf(stderr, "bench: %llu MiB %s: dump failed: %s\n", static_cast<unsigned long long>(mib), comp.c_str(),
+                r.out.c_str());
+        cleanup(name);
+        ++failures;
+        continue;
+      }
+      double frozen_s = -1;
+      std::smatch m;
+      if (std::regex_search(r.out, m, frozen_re)) frozen_s = std::stod(m[1]);
+      double image_mib = static_cast<double>(dir_bytes(images)) / (1 << 20);
+      cleanup(name);  // a no-op when dump already removed it
+      if (auto last = read_progress(status)) n = std::max(n, *last);
+      fs::remove(status);
+
+      std::string restored = name + "-r";
+      t0 = Clock::now();
+      r = stasis({"restore", "-D", images.string(), "--name", restored, "-d"}, 1800);
+      double restore_s = seconds_since(t0);
+      double to_ok_s = -1;
+      if (r.exit_code != 0) {
+        fprintf(stderr, "bench: %llu MiB %s: restore failed: %s\n", static_cast<unsigned long long>(mib),
+                comp.c_str(), r.out.c_str());
+        ++failures;
+      } else if (wait_progress(status, n, 120)) {
+        to_ok_s = seconds_since(t0);
+      } else {
+        ++failures;
+      }
+      cleanup(restored);
+      fs::remove_all(images);
+      fs::remove(status);
+      fs::remove(fs::path(status.string() + ".tmp"));
+
+      printf("%8llu %5s | %8.3f %8.3f %9.3f %9.1f | %9.2f %8.3f %9.3f %10.3f %10.2f\n",
+             static_cast<unsigned long long>(mib), comp.c_str(), base.copy_s, dump_s, frozen_s, image_mib,
+             base.copy_s > 0 ? dump_s / base.copy_s : 0.0, base.readback_s, restore_s, to_ok_s,
+             base.readback_s > 0 ? restore_s / base.readback_s : 0.0);
+      fflush(stdout);
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  return failures ? 1 : 0;
+}
