@@ -1,13 +1,14 @@
 #include "restore/code_page.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "common/error.h"
-#include "common/file_util.h"
+#include "common/proc.h"
 
 namespace stasis::restore {
 namespace {
@@ -16,16 +17,7 @@ using Range = std::pair<uint64_t, uint64_t>;
 
 std::vector<Range> own_mappings() {
   std::vector<Range> out;
-  std::string maps = read_file("/proc/self/maps");
-  size_t pos = 0;
-  while (pos < maps.size()) {
-    size_t eol = maps.find('\n', pos);
-    if (eol == std::string::npos) eol = maps.size();
-    std::string line = maps.substr(pos, eol - pos);
-    pos = eol + 1;
-    unsigned long start = 0, end = 0;
-    if (sscanf(line.c_str(), "%lx-%lx", &start, &end) == 2) out.emplace_back(start, end);
-  }
+  for (const auto& m : proc::read_maps(getpid())) out.emplace_back(m.start, m.end);
   return out;
 }
 

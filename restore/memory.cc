@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "common/file_util.h"
+#include "common/proc.h"
 #include "common/log.h"
 #include "images/page_file.h"
 
@@ -24,23 +24,10 @@ struct Mapping {
   std::string name;
 };
 
+// The current mappings of pid, with the kernel's special ones named as in maps ("[vdso]").
 std::vector<Mapping> read_mappings(pid_t pid) {
   std::vector<Mapping> out;
-  const std::string path = "/proc/" + std::to_string(pid) + "/maps";
-  std::string maps = read_file(path);
-  size_t pos = 0;
-  while (pos < maps.size()) {
-    size_t eol = maps.find('\n', pos);
-    if (eol == std::string::npos) eol = maps.size();
-    std::string line = maps.substr(pos, eol - pos);
-    pos = eol + 1;
-    unsigned long start = 0, end = 0;
-    int name_at = 0;
-    if (sscanf(line.c_str(), "%lx-%lx %*s %*s %*s %*s %n", &start, &end, &name_at) < 2)
-      fail("{}: cannot parse '{}'", path, line);
-    Mapping m{start, end, name_at > 0 && static_cast<size_t>(name_at) <= line.size() ? line.substr(name_at) : ""};
-    out.push_back(std::move(m));
-  }
+  for (const auto& m : proc::read_maps(pid)) out.push_back({m.start, m.end, m.path});
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include "namespaces.pb.h"
 #include "restore/checks.h"
 #include "restore/core.h"
+#include "restore/creds.h"
 #include "restore/init.h"
 #include "restore/memory.h"
 #include "restore/signals.h"
@@ -133,12 +134,14 @@ int restore_checkpoint(const RestoreOptions& options) {
       Remote thread_remote(t.thread, stub_pid, report.code_page);
       restore_thread_state(thread_remote, core);
       restore_thread_signals(thread_remote, plan.task.signals, pid, t.ns_tid);
+      restore_creds(thread_remote, plan.task.core.creds());
       thread_remote.finish();
       set_thread_cpu_state(t.thread, core);
     }
     restore_thread_state(remote, plan.task.core.threads(0));
     restore_thread_signals(remote, plan.task.signals, pid, pid);
     restore_process_signals(remote, plan.task.signals, pid);
+    restore_creds(remote, plan.task.core.creds());
     remote.finish();
     finish_leader(leader, report.code_page, plan.task.core.threads(0));
   });
