@@ -8,6 +8,7 @@
 
 #include "cgroup.pb.h"
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "container.pb.h"
 #include "images/checkpoint.h"
@@ -128,6 +129,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     const auto memory_at = Clock::now();
     memory = restore_memory(remote, plan);
     memory_ms = ms_since(memory_at);
+    fault_point("restore-after-memory");
     threads = create_threads(remote, plan);
     for (auto& t : threads) {
       const pb::ThreadCore& core = thread_core(plan.task.core, t.ns_tid);
@@ -143,6 +145,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_process_signals(remote, plan.task.signals, pid);
     restore_creds(remote, plan.task.core.creds());
     remote.finish();
+    fault_point("restore-before-finish");
     finish_leader(leader, report.code_page, plan.task.core.threads(0));
   });
   // Let it go: every thread resumes where it was dumped.

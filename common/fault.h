@@ -1,0 +1,12 @@
+// Fault injection for tests: a named point throws when STASIS_FAULT names it, so tests can
+// prove that a failure at that step leaves nothing behind (the way real failures would).
+#pragma once
+
+#include <string_view>
+
+namespace stasis {
+
+// Throws Error("injected fault at NAME") when the environment variable STASIS_FAULT == name.
+void fault_point(std::string_view name);
+
+}  // namespace stasis
