@@ -1,1 +1,127 @@
-int main(){return 0;}
+// run_bench: how long `stasis run --rm -- /bin/true` takes from start to exit, beside
+// `unshare --fork --pid --mount-proc --net --uts --ipc /bin/true` (the bare namespace cost).
+// Median of many runs each; prints both and the ratio (goal: within 1.5x).
+//
+//   run_bench [--runs N] [--stasis PATH]     (default: ../stasis next to this binary)
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/cgroup.h"
+#include "common/error.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Runs argv with stdio on /dev/null; returns wall time in ms, or -1 when it failed.
+double time_run(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  auto start = std::chrono::steady_clock::now();
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto end = std::chrono::steady_clock::now();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  return std::chrono::duration<double, std::milli>(end - start).count();
+}
+
+// The kernel's part we cannot avoid on v1: moving a fresh process into a new cgroup in every
+// hierarchy (the first write waits for an RCU grace period in cgroup_threadgroup_rwsem).
+double time_v1_migration(const std::string& name) {
+  stasis::Cgroup cg = stasis::Cgroup::create(stasis::CgroupDriver::V1, name, {});
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  auto start = std::chrono::steady_clock::now();
+  cg.add_process(child);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  cg.destroy();
+  return ms;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 50;
+  std::string stasis = (fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "stasis").string();
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) runs = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--stasis") && i + 1 < argc) stasis = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--runs N] [--stasis PATH]\n", argv[0]);
+      return 2;
+    }
+  }
+  // The state root on tmpfs, as the default /run/stasis is.
+  char root_template[] = "/run/stasis-run-bench-XXXXXX";
+  if (!mkdtemp(root_template)) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  std::vector<std::string> stasis_cmd = {stasis, "--root", root_template, "run", "--rm", "--", "/bin/true"};
+  std::vector<std::string> unshare_cmd = {"unshare", "--fork", "--pid", "--mount-proc", "--net",
+                                          "--uts",   "--ipc",  "/bin/true"};
+  std::vector<double> s, u, m;
+  // Interleaved, so that background load affects both alike; one warm-up each.
+  time_run(stasis_cmd);
+  time_run(unshare_cmd);
+  for (int i = 0; i < runs; ++i) {
+    double a = time_run(stasis_cmd);
+    double b = time_run(unshare_cmd);
+    if (a < 0 || b < 0) {
+      std::fprintf(stderr, "run %d failed (stasis %.3f ms, unshare %.3f ms)\n", i, a, b);
+      fs::remove_all(root_template);
+      return 1;
+    }
+    s.push_back(a);
+    u.push_back(b);
+    try {
+      m.push_back(time_v1_migration("run-bench-" + std::to_string(getpid())));
+    } catch (const stasis::Error& e) {
+      std::fprintf(stderr, "cgroup migration: %s\n", e.what());
+    }
+  }
+  fs::remove_all(root_template);
+  double ms = median(s), mu = median(u);
+  std::printf("runs: %d each\n", runs);
+  std::printf("stasis run --rm -- /bin/true:                          median %.2f ms\n", ms);
+  std::printf("unshare --fork --pid --mount-proc --net --uts --ipc:   median %.2f ms\n", mu);
+  std::printf("ratio: %.2fx (goal: <= 1.5x)\n", ms / mu);
+  if (!m.empty()) {
+    std::printf("of which the kernel's v1 cgroup migration of PID 1 (7 hierarchies): median %.2f ms\n", median(m));
+    std::printf("stasis minus that migration: %.2f ms = %.2fx unshare\n", ms - median(m), (ms - median(m)) / mu);
+  }
+  return 0;
+}

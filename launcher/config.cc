@@ -148,7 +148,7 @@ void validate_config(pb::ContainerConfig& config) {
       net->set_host_ip(host.to_string());
     } else {
       std::string text = net->host_ip();
-      if (text.find('/') == std::string::npos) text += "/" + std::to_string(ip.prefix);
+      if (text.find('/') == std::string::npos) text = fmt::format("{}/{}", text, ip.prefix);
       Ipv4Cidr host = parse_cidr(text, "--host-ip");
       if (host.address == ip.address) throw UsageError("--host-ip must differ from --ip");
       if ((host.address & mask) != (ip.address & mask)) {

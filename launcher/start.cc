@@ -396,13 +396,8 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   *state.mutable_config() = config;
   state.set_status("created");
   state.set_created_unix_ns(now_ns());
-  {
-    StateStore::Lock lock(store);
-    if (store.try_load(name)) fail("a container named {} already exists under {}", name, root.string());
-    store.save(state);
-  }
   // Until the monitor reports success, a failure undoes everything made so far.
-  bool committed = false;
+  bool committed = false, reserved = false, log_opened = false;
   std::optional<Cgroup> cgroup;
   struct Undo {
     std::function<void()> fn;
@@ -416,30 +411,36 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
       } catch (const Error&) {
       }
     }
-    try {
-      store.remove(name);
-    } catch (const Error&) {
+    if (reserved) {
+      try {
+        store.remove(name);
+      } catch (const Error&) {
+      }
     }
-    if (config.log_path() == store.default_log_path(name).string()) ::unlink(config.log_path().c_str());
+    if (log_opened && config.log_path() == store.default_log_path(name).string()) ::unlink(config.log_path().c_str());
   }};
 
-  if (config.net().mode() == "veth" && net::link_exists(config.net().host_ifname())) {
-    fail("network link {} already exists on the host", config.net().host_ifname());
-  }
   CgroupLimits limits;
   limits.memory_max = config.memory_max();
   limits.cpus = config.cpus();
   limits.pids_max = config.pids_max();
   limits.cpuset = config.cpuset();
   std::vector<std::string> devices(config.devices().begin(), config.devices().end());
-  cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
-    return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
-  });
-  state.mutable_cgroup_paths()->insert(cgroup->paths().begin(), cgroup->paths().end());
   {
+    // One locked step: the name is checked, the cgroup made and the state written (one fsync).
     StateStore::Lock lock(store);
+    if (store.try_load(name)) fail("a container named {} already exists under {}", name, root.string());
+    if (config.net().mode() == "veth" && net::link_exists(config.net().host_ifname())) {
+      fail("network link {} already exists on the host", config.net().host_ifname());
+    }
+    cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
+      return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
+    });
+    state.mutable_cgroup_paths()->insert(cgroup->paths().begin(), cgroup->paths().end());
     store.save(state);
+    reserved = true;
   }
+  log_opened = true;
   Stdio stdio = plan_stdio(config);
 
   int report[2];
