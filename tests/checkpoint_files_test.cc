@@ -9,8 +9,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The files are shared with the original, so it must be stopped by the dump.
-// DISABLED: needs pipes in dump/restore (after restore FIONREAD on the pipe fails).
-TEST(CheckpointFiles, DISABLED_OpenFilesComeBackWithOffsetsAndContents) { check_round_trip(c_workload("files")); }
+TEST(CheckpointFiles, OpenFilesComeBackWithOffsetsAndContents) { check_round_trip(c_workload("files")); }
 
 // A file the image refers to has disappeared: restore must fail and say which file.
 TEST(CheckpointFiles, RestoreWithMissingFileFailsClearly) {
