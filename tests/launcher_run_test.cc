@@ -236,3 +236,75 @@ TEST(LauncherRun, GeneratedNamesAreUnique) {
 
 }  // namespace
 }  // namespace stasis::test
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(LauncherRun, MountsInsideStayInside) {
+  TempDir root;
+  TempDir target("stasis-mnt");
+  std::string name = unique_name("mnt");
+  ContainerGuard guard(root.path(), name);
+  auto r = stasis_at(root, {"run", "--rm", "--name", name, "--", "/bin/sh", "-c",
+                            "mount -t tmpfs stasis-test-tmpfs " + target.path().string() +
+                                " && grep -c stasis-test-tmpfs /proc/self/mountinfo"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_EQ(slurp("/proc/self/mountinfo").find("stasis-test-tmpfs"), std::string::npos);
+  // And the host's /proc is untouched by the container's private one.
+  EXPECT_TRUE(fs::exists(fs::path("/proc") / std::to_string(getpid())));
+}
+
+// A minimal tree: /bin/sh and the libraries it needs, copied from the host.
+void make_rootfs(const fs::path& dir) {
+  auto copy_in = [&](const fs::path& file) {
+    fs::path dest = dir / file.relative_path();
+    fs::create_directories(dest.parent_path());
+    fs::copy_file(fs::canonical(file), dest, fs::copy_options::overwrite_existing);
+    fs::permissions(dest, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  };
+  copy_in("/bin/sh");
+  auto ldd = run_command({"ldd", "/bin/sh"});
+  std::istringstream lines(ldd.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string w;
+    while (words >> w) {
+      if (w[0] == '/') copy_in(w);
+    }
+  }
+  for (const char* d : {"proc", "dev", "tmp", "etc"}) fs::create_directories(dir / d);
+}
+
+TEST(LauncherRun, RootfsPivotRootAndExecChroot) {
+  TempDir root;
+  TempDir rootfs("stasis-rootfs");
+  make_rootfs(rootfs.path());
+  std::string name = unique_name("rootfs");
+  ContainerGuard guard(root.path(), name);
+  auto r = stasis_at(root, {"run", "--name", name, "--rootfs", rootfs.path().string(), "--", "/bin/sh", "-c",
+                            "echo pid=$$; pwd; [ -e /etc/passwd ] || echo no-host-etc; [ -d /proc/1 ] && echo proc; "
+                            "[ -c /dev/null ] && echo x > /dev/null && echo dev-null; [ -e /bin/ls ] || echo no-ls"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "pid=1\n/\nno-host-etc\nproc\ndev-null\nno-ls\n");
+  // The host still sees an empty proc directory in the tree: the container's mounts stayed inside.
+  EXPECT_TRUE(fs::is_empty(rootfs.path() / "proc"));
+
+  std::string name2 = unique_name("rootfs");
+  ContainerGuard guard2(root.path(), name2);
+  ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name2, "--rootfs", rootfs.path().string(), "--", "/bin/sh", "-c",
+                             "while :; do read x < /dev/null; done"})
+                .exit_code,
+            0);
+  r = stasis_at(root, {"exec", name2, "--", "/bin/sh", "-c", "[ -e /etc/passwd ] || echo chrooted; echo $$"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 9), "chrooted\n") << r.out;
+  EXPECT_EQ(stasis_at(root, {"rm", "-f", name2}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace stasis::test
