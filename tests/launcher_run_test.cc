@@ -1,6 +1,8 @@
 // `stasis run` and the management commands, end to end with real namespaces and cgroups.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "tests/launcher_test_util.h"
 
@@ -304,6 +306,41 @@ TEST(LauncherRun, RootfsPivotRootAndExecChroot) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.substr(0, 9), "chrooted\n") << r.out;
   EXPECT_EQ(stasis_at(root, {"rm", "-f", name2}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace stasis::test
+
+namespace stasis::test {
+namespace {
+
+TEST(LauncherRun, ForegroundRunForwardsSignals) {
+  TempDir root;
+  std::string name = unique_name("fwd");
+  ContainerGuard guard(root.path(), name);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    execl(stasis_binary().c_str(), "stasis", "--root", root.path().c_str(), "run", "--init", "--name", name.c_str(),
+          "--", "/bin/sleep", "100", nullptr);
+    _exit(127);
+  }
+  bool running = wait_until([&] { return stasis_at(root, {"ps"}).out.find("running") != std::string::npos; },
+                            std::chrono::seconds(10));
+  EXPECT_TRUE(running);
+  kill(pid, SIGTERM);
+  int status = 0;
+  bool done = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(10));
+  if (!done) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  ASSERT_TRUE(done) << "stasis run did not end after SIGTERM";
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
 }
 
 }  // namespace
