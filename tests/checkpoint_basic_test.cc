@@ -3,6 +3,8 @@
 // clear errors for bad input.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -29,6 +31,32 @@ TEST(CheckpointBasic, CounterCompressedLz4) {
 TEST(CheckpointBasic, CounterCompressedZstd) {
   RoundTrip how;
   how.dump_options = {"--compress", "zstd"};
+  check_round_trip(c_workload("counter"), how);
+}
+
+// The container's cgroup limits come back with it.
+TEST(CheckpointBasic, MemoryAndPidsLimitsComeBack) {
+  RoundTrip how;
+  how.run_options = {"--memory", "256M", "--pids", "64"};
+  how.after_restore = [](Container& restored) {
+    auto read = [](const fs::path& p) {
+      std::ifstream in(p);
+      std::string v;
+      in >> v;
+      return v;
+    };
+    if (auto v1 = restored.cgroup_path("memory")) {
+      EXPECT_EQ(read(fs::path(*v1) / "memory.limit_in_bytes"), "268435456");
+      auto pids = restored.cgroup_path("pids");
+      ASSERT_TRUE(pids.has_value());
+      EXPECT_EQ(read(fs::path(*pids) / "pids.max"), "64");
+    } else if (auto v2 = restored.cgroup_path("unified")) {
+      EXPECT_EQ(read(fs::path(*v2) / "memory.max"), "268435456");
+      EXPECT_EQ(read(fs::path(*v2) / "pids.max"), "64");
+    } else {
+      ADD_FAILURE() << "ps --json shows no cgroup for " << restored.name();
+    }
+  };
   check_round_trip(c_workload("counter"), how);
 }
 

@@ -48,6 +48,12 @@ TEST(CheckpointParallel, SameImagesRestoredTwiceAtOnce) {
   EXPECT_GT(context_switches(*pa), ca) << "copy a does not run";
   EXPECT_GT(context_switches(*pb), cb) << "copy b does not run";
   EXPECT_TRUE(process_alive(*pa) && process_alive(*pb));
+  // Seen from inside, each container's PID 1 is the restored counter.
+  for (Container* c : {&a, &b}) {
+    auto r = env.stasis({"exec", c->name(), "--", "cat", "/proc/1/status"}, 20s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("Name:\tcounter"), std::string::npos) << c->name() << ": " << r.out;
+  }
 }
 
 TEST(CheckpointParallel, TwoContainersDumpedAndRestoredConcurrently) {

@@ -178,6 +178,7 @@ class JsonReader {
 struct PsEntry {
   std::optional<pid_t> pid;
   std::string status;
+  std::vector<std::pair<std::string, std::string>> cgroups;  // controller -> path
 };
 
 std::optional<long long> as_integer(const Json& v) {
@@ -203,6 +204,11 @@ bool find_entry(const Json& v, const std::string& name, std::vector<const Json*>
           if (!entry.pid && p) {
             if (auto value = as_integer(*p); value && *value > 0) entry.pid = static_cast<pid_t>(*value);
           }
+        }
+        for (const char* key : {"cgroup_paths", "cgroupPaths"}) {
+          const Json* g = scope->member(key);
+          if (entry.cgroups.empty() && g && g->type == Json::Type::kObject)
+            for (const auto& [controller, path] : g->members) entry.cgroups.emplace_back(controller, path.text);
         }
         for (const char* key : {"status", "state"}) {
           const Json* s = scope->member(key);
@@ -363,6 +369,12 @@ std::optional<pid_t> namespace_pid(pid_t host_pid) {
   return pids.back();
 }
 
+std::string namespace_id(pid_t pid, const std::string& kind) {
+  std::error_code ec;
+  auto link = fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/" + kind, ec);
+  return ec ? std::string() : link.string();
+}
+
 bool process_alive(pid_t pid) {
   if (pid <= 0) return false;
   std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
@@ -478,8 +490,9 @@ Container::~Container() { remove(); }
   return ::testing::AssertionSuccess();
 }
 
-std::optional<pid_t> Container::host_pid() {
-  CommandResult r = env_.stasis({"ps", "--json"}, 20s);
+namespace {
+std::optional<PsEntry> ps_entry(const CheckpointEnv& env, const std::string& name) {
+  CommandResult r = env.stasis({"ps", "--json"}, 20s);
   if (r.exit_code != 0) return std::nullopt;
   std::vector<Json> values;
   JsonReader reader(r.out);
@@ -487,7 +500,23 @@ std::optional<pid_t> Container::host_pid() {
   PsEntry entry;
   std::vector<const Json*> outer;
   for (const auto& v : values)
-    if (find_entry(v, name_, outer, entry)) break;
+    if (find_entry(v, name, outer, entry)) return entry;
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<std::string> Container::cgroup_path(const std::string& controller) {
+  auto entry = ps_entry(env_, name_);
+  if (!entry) return std::nullopt;
+  for (const auto& [c, path] : entry->cgroups)
+    if (c == controller) return path;
+  return std::nullopt;
+}
+
+std::optional<pid_t> Container::host_pid() {
+  auto found = ps_entry(env_, name_);
+  if (!found) return std::nullopt;
+  const PsEntry& entry = *found;
   // An exited container may keep its old init_pid, which the kernel can hand out again.
   if (entry.status == "exited") return std::nullopt;
   if (!entry.pid || !process_alive(*entry.pid)) return std::nullopt;
@@ -605,6 +634,11 @@ void check_round_trip(const Workload& w, const RoundTrip& how) {
   ASSERT_TRUE(original_pid.has_value()) << "stasis ps --json does not show container " << original.name()
                                         << " with a live PID";
   std::optional<pid_t> original_nspid = namespace_pid(*original_pid);
+  // Which namespaces the container has of its own: the restored one must have them too.
+  const std::vector<std::string> kinds{"pid", "uts", "ipc", "mnt", "net"};
+  std::vector<std::string> own;
+  for (const auto& k : kinds)
+    if (namespace_id(*original_pid, k) != namespace_id(getpid(), k)) own.push_back(k);
 
   fs::path images = env.image_dir("dump");
   std::vector<std::string> dump_options = how.dump_options;
@@ -634,6 +668,12 @@ void check_round_trip(const Workload& w, const RoundTrip& how) {
   std::optional<pid_t> restored_pid = restored.host_pid();
   ASSERT_TRUE(restored_pid.has_value()) << "stasis ps --json does not show the restored " << restored.name();
   EXPECT_EQ(namespace_pid(*restored_pid), original_nspid) << "PID inside the container's namespace changed";
+  for (const auto& k : own) {
+    std::string ns = namespace_id(*restored_pid, k);
+    EXPECT_FALSE(ns.empty()) << k;
+    EXPECT_NE(ns, namespace_id(getpid(), k)) << "the restored container shares the host's " << k << " namespace";
+  }
+  if (how.after_restore) how.after_restore(restored);
 }
 
 }  // namespace stasis::test

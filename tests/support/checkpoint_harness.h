@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,8 @@ Workload bash_workload();
 std::vector<pid_t> namespace_pids(pid_t host_pid);
 // The innermost PID of a host process (last NSpid field), or nullopt.
 std::optional<pid_t> namespace_pid(pid_t host_pid);
+// The namespace of a host process, e.g. "pid:[4026531836]" for kind "pid", or "".
+std::string namespace_id(pid_t pid, const std::string& kind);
 // True while /proc/PID exists and is not a zombie.
 bool process_alive(pid_t pid);
 // Voluntary plus involuntary context switches of a host process (all threads), or -1.
@@ -114,6 +117,8 @@ class Container {
                                      std::chrono::milliseconds timeout = 120s);
   // The host PID of the container's PID 1 from `stasis ps --json` (remembered for cleanup).
   std::optional<pid_t> host_pid();
+  // Its cgroup folder for a controller ("memory", "pids", ... or "unified"), from ps --json.
+  std::optional<std::string> cgroup_path(const std::string& controller);
   // Waits until the container's process is gone (ps does not show it running and its last
   // seen PID has exited).
   ::testing::AssertionResult wait_gone(std::chrono::milliseconds timeout = 20s);
@@ -168,6 +173,8 @@ struct RoundTrip {
   std::vector<std::string> run_options;
   std::vector<std::string> dump_options;
   std::vector<std::string> restore_options;
+  // Extra checks on the restored container while it runs.
+  std::function<void(Container& restored)> after_restore;
 };
 void check_round_trip(const Workload& w, const RoundTrip& how = {});
 
