@@ -112,25 +112,31 @@ pb::ContainerConfig synthesize_config(pid_t pid, const std::string& hostname, co
   return c;
 }
 
-// SIGKILLs the seized processes and reaps our ptrace links to them (bounded), so that
-// their real parent can reap them.
+// SIGKILLs the seized processes and reaps our ptrace links to them (bounded), so that their
+// real parent can reap them. Round robin over all threads: under --init, PID 1 (our reaper)
+// waits in the kernel for the job to be reaped, which needs our link to the job gone first.
 void kill_seized(std::vector<ptrace::SeizedThread>& threads, const std::vector<pid_t>& processes) {
   for (pid_t p : processes) ::kill(p, SIGKILL);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
+  std::vector<pid_t> left;
   for (auto& t : threads) {
-    pid_t tid = t.tid();
+    left.push_back(t.tid());
     t.release();
-    for (;;) {
+  }
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!left.empty()) {
+    for (auto it = left.begin(); it != left.end();) {
       int status = 0;
-      pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
-      if (r < 0) break;  // ECHILD: nothing more to reap
-      if (r == tid && (WIFEXITED(status) || WIFSIGNALED(status))) break;
-      if (Clock::now() > deadline) {
-        log::warn("tid {} did not exit within 10 s of SIGKILL", tid);
-        break;
-      }
-      if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      pid_t r = ::waitpid(*it, &status, __WALL | WNOHANG);
+      // ECHILD: not ours to reap any more; an exit: our link is gone.
+      if (r < 0 || (r == *it && (WIFEXITED(status) || WIFSIGNALED(status)))) it = left.erase(it);
+      else ++it;
     }
+    if (left.empty()) break;
+    if (Clock::now() > deadline) {
+      log::warn("{} thread(s) did not exit within 10 s of SIGKILL (first: tid {})", left.size(), left.front());
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
@@ -299,7 +305,16 @@ DumpReport dump(const DumpOptions& opt) {
     all.clear();
     report.frozen_s = since(t_freeze);
     report.killed = true;
-    if (state) launcher::remove_container(opt.state_root, opt.container, /*force=*/true);
+    if (state) {
+      try {
+        launcher::remove_container(opt.state_root, opt.container, /*force=*/true);
+      } catch (const Error& e) {
+        throw Error(fmt::format("the checkpoint in {} is complete and the job was killed, but removing container {} "
+                                "failed: {}",
+                                opt.dir.string(), opt.container, e.what()),
+                    e.exit_code());
+      }
+    }
   }
   report.write_s = since(t_write);
   report.total_s = since(t_start);

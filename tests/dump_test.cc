@@ -463,5 +463,28 @@ TEST(DumpContainer, KilledAndRemovedByDefault) {
   EXPECT_TRUE(leftover_cgroups(c.name).empty());
 }
 
+TEST(DumpContainer, InitReaperIsNotDumpedAndTreeIsKilled) {
+  TempDir tmp("dump-ct");
+  fs::path status = tmp.path() / "status";
+  Container c;
+  c.guard.emplace(c.root.path(), c.name);
+  auto run = stasis_at(c.root, {"run", "-d", "--init", "--name", c.name, "--", workload("threads"), status.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  pid_t init = load_state(c).init_pid();
+  fs::path dir = tmp.path() / "ck";
+  auto r = stasis_at(c.root, {"dump", c.name, "-D", dir.string()}, 30s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto ck = images::Checkpoint::open(dir);
+  ck.verify();
+  auto tasks = images::read_all<pb::TaskEntry>(ck.path(ImageType::Pstree), ImageType::Pstree);
+  ASSERT_EQ(tasks.size(), 1u) << "our reaper (PID 1) is not part of the job";
+  EXPECT_EQ(tasks[0].pid(), 2);
+  EXPECT_EQ(tasks[0].tids_size(), 9);
+  EXPECT_EQ(ck.inventory().root_pid(), 2);
+  EXPECT_FALSE(launcher::StateStore(c.root.path()).try_load(c.name).has_value());
+  EXPECT_TRUE(wait_until([&] { return !fs::exists("/proc/" + std::to_string(init)); }, 10s));
+}
+
 }  // namespace
 }  // namespace stasis::test
