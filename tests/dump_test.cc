@@ -463,6 +463,33 @@ TEST(DumpContainer, KilledAndRemovedByDefault) {
   EXPECT_TRUE(leftover_cgroups(c.name).empty());
 }
 
+TEST(DumpContainer, RefusalLeavesContainerRunningAndThawed) {
+  TempDir tmp("dump-ct");
+  fs::path status = tmp.path() / "status";
+  Container c;
+  c.guard.emplace(c.root.path(), c.name);
+  auto run = stasis_at(c.root, {"run", "-d", "--name", c.name, "--", workload("dump_socket"), status.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  auto state = load_state(c);
+  fs::path dir = tmp.path() / "ck";
+  auto r = stasis_at(c.root, {"dump", c.name, "-D", dir.string()});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("fd 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("socket"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_EQ(load_state(c).status(), "running");
+  auto freezer = state.cgroup_paths().find("freezer");
+  if (freezer != state.cgroup_paths().end()) {
+    EXPECT_EQ(slurp(fs::path(freezer->second) / "freezer.state"), "THAWED\n");
+  }
+  auto unified = state.cgroup_paths().find("unified");
+  if (unified != state.cgroup_paths().end()) {
+    EXPECT_NE(slurp(fs::path(unified->second) / "cgroup.events").find("frozen 0"), std::string::npos);
+  }
+  expect_untouched(state.init_pid(), status);
+}
+
 TEST(DumpContainer, InitReaperIsNotDumpedAndTreeIsKilled) {
   TempDir tmp("dump-ct");
   fs::path status = tmp.path() / "status";
