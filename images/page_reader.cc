@@ -216,6 +216,7 @@ std::vector<std::byte> PageReader::read_range(uint64_t vaddr, uint64_t length) {
     }
     const pb::PagemapEntry& e = r.entries[*it];
     uint64_t e_end = e.vaddr() + e.nr_pages() * r.page_size();
+    if (e_end <= at) continue;  // only in a pagemap with overlapping ranges
     uint64_t take = std::min(end, e_end) - at;
     if (!e.zero()) {
       auto data = r.entry_data(*it);
