@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // The state root on tmpfs, as the default /run/stasis is.
+  // The state root under /run, as the default /run/stasis is.
   char root_template[] = "/run/stasis-run-bench-XXXXXX";
   if (!mkdtemp(root_template)) {
     std::perror("mkdtemp");
@@ -98,7 +98,11 @@ int main(int argc, char** argv) {
   time_run(stasis_cmd);
   time_run(unshare_cmd);
   for (int i = 0; i < runs; ++i) {
+    // A pause before each: a lone invocation, not one riding on the previous one's kernel
+    // state (a cgroup migration right after another skips the RCU grace period).
+    usleep(50000);
     double a = time_run(stasis_cmd);
+    usleep(50000);
     double b = time_run(unshare_cmd);
     if (a < 0 || b < 0) {
       std::fprintf(stderr, "run %d failed (stasis %.3f ms, unshare %.3f ms)\n", i, a, b);
@@ -107,6 +111,7 @@ int main(int argc, char** argv) {
     }
     s.push_back(a);
     u.push_back(b);
+    usleep(50000);
     try {
       m.push_back(time_v1_migration("run-bench-" + std::to_string(getpid())));
     } catch (const stasis::Error& e) {

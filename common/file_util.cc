@@ -36,13 +36,13 @@ void write_file(const std::filesystem::path& path, std::string_view data) {
   if (static_cast<size_t>(n) != data.size()) fail("write '{}' to {}: short write", data, path.string());
 }
 
-void write_file_atomic(const std::filesystem::path& path, std::string_view data) {
+void write_file_atomic(const std::filesystem::path& path, std::string_view data, bool sync) {
   std::filesystem::path tmp = path;
   tmp += ".tmp";
   {
     UniqueFd fd = open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     write_all(fd.get(), std::as_bytes(std::span(data.data(), data.size())), tmp.string());
-    if (::fsync(fd.get()) < 0) fail_errno(errno, "fsync {}", tmp.string());
+    if (sync && ::fsync(fd.get()) < 0) fail_errno(errno, "fsync {}", tmp.string());
   }
   if (::rename(tmp.c_str(), path.c_str()) < 0) fail_errno(errno, "rename {} to {}", tmp.string(), path.string());
 }

@@ -17,7 +17,9 @@ std::string read_file(const std::filesystem::path& path);
 // Writes without truncating first, as cgroupfs and procfs files want ("write PATH: ...").
 void write_file(const std::filesystem::path& path, std::string_view data);
 // Writes PATH.tmp, fsyncs and renames over PATH, so readers never see half a file.
-void write_file_atomic(const std::filesystem::path& path, std::string_view data);
+// sync = false skips the fsync: readers still never see half a file, but a machine crash may
+// lose the write (fine for runtime state such as the launcher's under /run).
+void write_file_atomic(const std::filesystem::path& path, std::string_view data, bool sync = true);
 // Full read/write loops over EINTR and short counts.
 void read_exact(int fd, std::span<std::byte> out, std::string_view what);
 void write_all(int fd, std::span<const std::byte> data, std::string_view what);

@@ -144,10 +144,8 @@ void setup_mounts(const pb::ContainerConfig& config) {
   check_sys(::chdir("/"), "chdir /");
 }
 
-void setup_network(const pb::ContainerConfig& config) {
+void setup_veth(const pb::ContainerConfig& config) {
   const auto& net = config.net();
-  if (net.mode() == "host") return;
-  net::set_link_up("lo");
   if (net.mode() != "veth") return;
   net::add_address(net.container_ifname(), net.ip_cidr());
   net::set_link_up(net.container_ifname());
@@ -181,13 +179,17 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (config.net().mode() != "host") flags |= CLONE_NEWNET;
     check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
     write_byte(to_monitor, 'N');
-    if (read_byte(from_monitor) != 'G') ::_exit(1);  // the monitor gave up
-    // Joined the cgroup by now: make it the root of our cgroup namespace.
-    check_sys(::unshare(CLONE_NEWCGROUP), "unshare cgroup namespace");
-    setup_network(config);
+    // While the monitor moves us into the cgroup (slow on v1: an RCU grace period), set up
+    // what does not depend on it. (Forks and allocations here are charged to the cgroup or
+    // not depending on timing; none remain once the job starts.)
+    if (config.net().mode() != "host") net::set_link_up("lo");
     setup_mounts(config);
     check_sys(::sethostname(config.hostname().data(), config.hostname().size()), "sethostname {}", config.hostname());
     setup_environment(config);
+    if (read_byte(from_monitor) != 'G') ::_exit(1);  // the monitor gave up
+    // Joined the cgroup by now: make it the root of our cgroup namespace.
+    check_sys(::unshare(CLONE_NEWCGROUP), "unshare cgroup namespace");
+    setup_veth(config);  // the monitor has moved our end of the pair in
   } catch (const std::exception& e) {
     write_string(to_monitor, std::string("E") + e.what());
     ::_exit(1);
@@ -294,26 +296,32 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
       if (c == 'E') fail("{}", read_to_end(from_child[0]));
       fail("container PID 1 (host pid {}) died while {}", pid, step);
     };
-    expect('N', "creating its namespaces");
+    // Into the cgroup at once: the move waits for an RCU grace period on v1 (milliseconds),
+    // during which PID 1 creates its namespaces and mounts. It runs nothing of the job's before 'G'.
     cgroup.add_process(pid);
+    expect('N', "creating its namespaces");
     if (config.net().mode() == "veth") {
       const auto& n = config.net();
       net::create_veth(n.host_ifname(), n.container_ifname(), pid);
       net::add_address(n.host_ifname(), n.host_ip());
       net::set_link_up(n.host_ifname());
     }
-    write_byte(to_child[1], 'G');
+    // PID 1 may have failed meanwhile: then its message, read next, says why.
+    (void)!::write(to_child[1], "G", 1);
     expect('R', "setting up the container");
     std::string namespaces = read_to_end(from_child[0]);
     ::close(to_child[1]);
     ::close(from_child[0]);
-    bool saved = store.update(config.name(), [&](pb::ContainerState& s) {
-      s.set_status("running");
-      s.set_monitor_pid(::getpid());
-      s.set_init_pid(pid);
-      record_namespaces(s, namespaces);
-    });
-    if (!saved) fail("state of container {} vanished while starting", config.name());
+    // Nobody else writes a "created" state: save ours without reading it back.
+    pb::ContainerState running = created;
+    running.set_status("running");
+    running.set_monitor_pid(::getpid());
+    running.set_init_pid(pid);
+    record_namespaces(running, namespaces);
+    {
+      StateStore::Lock lock(store);
+      store.save(running);
+    }
   } catch (const std::exception& e) {
     if (pid > 0) {
       ::kill(pid, SIGKILL);

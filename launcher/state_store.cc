@@ -59,7 +59,9 @@ pb::ContainerState StateStore::load(const std::string& name) const {
 }
 
 void StateStore::save(const pb::ContainerState& state) const {
-  write_file_atomic(state_path(state.config().name()), state_to_json(state));
+  // No fsync: this is runtime state (like /run, gone with a reboot, as are the containers);
+  // an fsync costs milliseconds per save on a disk-backed root.
+  write_file_atomic(state_path(state.config().name()), state_to_json(state), false);
 }
 
 void StateStore::remove(const std::string& name) const {

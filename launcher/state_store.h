@@ -26,7 +26,7 @@ class StateStore {
   // Throws Error "no container named X under ROOT" when missing.
   pb::ContainerState load(const std::string& name) const;
   std::optional<pb::ContainerState> try_load(const std::string& name) const;
-  void save(const pb::ContainerState& state) const;  // atomic (write_file_atomic)
+  void save(const pb::ContainerState& state) const;  // atomic (write_file_atomic, without fsync)
   void remove(const std::string& name) const;        // no error if already gone
   std::vector<pb::ContainerState> list() const;      // sorted by name; unreadable files skipped
 
