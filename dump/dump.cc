@@ -21,6 +21,7 @@
 #include "dump/core.h"
 #include "dump/files.h"
 #include "dump/inject.h"
+#include "dump/interrupt.h"
 #include "dump/memory.h"
 #include "dump/namespaces.h"
 #include "dump/procfs.h"
@@ -150,6 +151,7 @@ void write_one(const images::Checkpoint& ckpt, ImageType type, std::optional<int
 DumpReport dump(const DumpOptions& opt) {
   DumpReport report;
   auto t_start = Clock::now();
+  InterruptGuard interrupt_guard;
 
   // --- the target
   std::optional<pb::ContainerState> state;
@@ -173,6 +175,7 @@ DumpReport dump(const DumpOptions& opt) {
   auto t_freeze = Clock::now();
   std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup) : seize_process(opt.pid);
   report.freeze_s = since(t_freeze);
+  check_interrupted();
 
   // Group threads by process. Under --init, PID 1 is our reaper: not part of the job.
   std::map<pid_t, std::vector<size_t>> by_process;
@@ -243,6 +246,7 @@ DumpReport dump(const DumpOptions& opt) {
     }
   });
   report.collect_s = since(t_collect);
+  check_interrupted();
   report.fds = fds.size();
   report.sigactions = static_cast<size_t>(signals.actions_size());
 
@@ -260,6 +264,7 @@ DumpReport dump(const DumpOptions& opt) {
   });
   report.vmas = static_cast<size_t>(mm.vmas_size());
   report.memory_s = since(t_memory);
+  check_interrupted();
 
   // --- write
   auto t_write = Clock::now();

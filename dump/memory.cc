@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "dump/interrupt.h"
 #include "dump/procfs.h"
 
 namespace stasis::dump {
@@ -88,6 +89,7 @@ class PageCopier {
   // Reads what is queued and starts writing it.
   void flush() {
     if (ranges_.empty()) return;
+    check_interrupted();
     std::byte* buffer = buffers_[current_];
     auto t0 = Clock::now();
     if (readable_) read_vm(buffer);

@@ -406,6 +406,37 @@ TEST(Dump, MemoryContentsAllCompressions) {
   expect_untouched(w.pid(), status);
 }
 
+TEST(Dump, InterruptedDumpLeavesJobRunning) {
+  TempDir tmp("dump-int");
+  fs::path status = tmp.path() / "status";
+  Workload w("bigmem", {status.string(), "256"}, tmp.path() / "log");
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 30s));
+  fs::path dir = tmp.path() / "ck";
+  fs::path out = tmp.path() / "dump.err";
+  // stasis dump in the background, so that it can be interrupted mid-way.
+  pid_t dumper = ::fork();
+  if (dumper == 0) {
+    int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 2);
+    ::dup2(fd, 1);
+    std::string bin = stasis_binary(), pid = std::to_string(w.pid());
+    ::execl(bin.c_str(), bin.c_str(), "dump", "--pid", pid.c_str(), "-D", dir.c_str(), "--compress", "zstd",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait until it has the job stopped (the checkpoint directory exists), then interrupt it.
+  wait_until([&] { return fs::exists(dir / "pstree.img") || fs::exists(dir); }, 10s);
+  std::this_thread::sleep_for(50ms);
+  ::kill(dumper, SIGINT);
+  int st = 0;
+  ASSERT_EQ(::waitpid(dumper, &st, 0), dumper);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) GTEST_SKIP() << "the dump finished before the interrupt";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << slurp(out);
+  EXPECT_NE(slurp(out).find("interrupted"), std::string::npos) << slurp(out);
+  EXPECT_FALSE(fs::exists(dir));
+  expect_untouched(w.pid(), status);
+}
+
 // --- containers (stasis run -d)
 
 struct Container {
