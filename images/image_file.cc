@@ -32,6 +32,15 @@ struct ImageWriter::Impl {
     write_all(fd.get(), std::span(buf.data(), used), path.string());
     used = 0;
   }
+
+  ~Impl() {
+    // Best effort (also when a writer is moved over): errors only surface through close().
+    if (!fd) return;
+    try {
+      flush();
+    } catch (const Error&) {
+    }
+  }
 };
 
 ImageWriter::ImageWriter(const std::filesystem::path& path, ImageType type) : impl_(std::make_unique<Impl>()) {
@@ -41,15 +50,7 @@ ImageWriter::ImageWriter(const std::filesystem::path& path, ImageType type) : im
   impl_->used = format::kFileHeaderSize;
 }
 
-ImageWriter::~ImageWriter() {
-  // Best effort: errors only surface through close().
-  if (impl_ && impl_->fd) {
-    try {
-      impl_->flush();
-    } catch (const Error&) {
-    }
-  }
-}
+ImageWriter::~ImageWriter() = default;
 ImageWriter::ImageWriter(ImageWriter&&) noexcept = default;
 ImageWriter& ImageWriter::operator=(ImageWriter&&) noexcept = default;
 

@@ -185,6 +185,20 @@ TEST_F(ImageFileTest, LargeRecordsAndEmptyFiles) {
   EXPECT_TRUE((stasis::images::read_all<stasis::pb::PipeEnd>(file("pipes.img"), ImageType::Pipes).empty()));
 }
 
+TEST_F(ImageFileTest, WriterMovedOrDestroyedStillFlushes) {
+  stasis::pb::TaskEntry t;
+  t.set_pid(5);
+  {
+    ImageWriter a(file("a.img"), ImageType::Pstree);
+    a.write(t);
+    ImageWriter b(file("b.img"), ImageType::Pstree);
+    b.write(t);
+    b = std::move(a);  // b.img is flushed here, a.img when b goes
+  }
+  EXPECT_EQ((stasis::images::read_all<stasis::pb::TaskEntry>(file("a.img"), ImageType::Pstree).size()), 1u);
+  EXPECT_EQ((stasis::images::read_all<stasis::pb::TaskEntry>(file("b.img"), ImageType::Pstree).size()), 1u);
+}
+
 TEST_F(ImageFileTest, SingleRecordImages) {
   stasis::pb::CgroupState c;
   c.set_path("/a/b");
