@@ -179,8 +179,10 @@ struct PageWriter::Impl {
   // Compression none: running checksum of the chunk's bytes.
   XXH3_state_t* hash = nullptr;
 
-  // lz4/zstd: the raw chunk and room for its compressed form (header first).
+  // lz4/zstd: the raw chunk and room for its compressed form (header first). A chunk filled
+  // by one run in one go is compressed straight from the caller's buffer (chunk_src).
   std::vector<std::byte> raw;
+  const std::byte* chunk_src = nullptr;
   std::vector<std::byte> out;
   ZSTD_CCtx* zstd = nullptr;
 
@@ -233,27 +235,28 @@ struct PageWriter::Impl {
     size_t n = 0;
     uint8_t code = 0;
     if (compression == Compression::Lz4) {
-      int r = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(dst),
+      int r = LZ4_compress_default(reinterpret_cast<const char*>(chunk_src), reinterpret_cast<char*>(dst),
                                    static_cast<int>(raw_size), static_cast<int>(capacity));
       if (r <= 0) fail("{}: lz4 compression of a {}-byte chunk failed", pages_path.string(), raw_size);
       n = static_cast<size_t>(r);
       code = page_format::kCodeLz4;
     } else {
-      size_t r = ZSTD_compressCCtx(zstd, dst, capacity, raw.data(), raw_size, page_format::kZstdLevel);
+      size_t r = ZSTD_compressCCtx(zstd, dst, capacity, chunk_src, raw_size, page_format::kZstdLevel);
       if (ZSTD_isError(r)) fail("{}: zstd compression failed: {}", pages_path.string(), ZSTD_getErrorName(r));
       n = r;
       code = page_format::kCodeZstd;
     }
     if (n >= raw_size) {
       // Incompressible: store it raw, so reading it back costs no decompression.
-      fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits(raw.data(), raw_size));
+      fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits(chunk_src, raw_size));
       q().copy(header, sizeof header);
-      q().reference(raw.data(), raw_size);
+      q().reference(chunk_src, raw_size);
     } else {
       fill_chunk_header(out.data(), code, raw_size, static_cast<uint32_t>(n), XXH3_64bits(dst, n));
       q().reference(out.data(), page_format::kChunkHeaderSize + n);
     }
-    q().flush();  // raw and out are reused by the next chunk
+    q().flush();  // raw and out are reused by the next chunk, chunk_src may be the caller's
+    chunk_src = raw.data();
     stats.stored_bytes = q().end();
   }
 
@@ -281,6 +284,8 @@ struct PageWriter::Impl {
         } else {
           q().copy(p, piece);
         }
+      } else if (chunk_raw == 0 && piece == chunk_size) {
+        chunk_src = p;  // the whole chunk at once: closed below, before p can go away
       } else {
         std::memcpy(raw.data() + chunk_raw, p, piece);
       }
@@ -331,6 +336,7 @@ PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression
     if (!w.hash) fail("{}: out of memory for a checksum state", w.pages_path.string());
   } else {
     w.raw.resize(chunk_size);
+    w.chunk_src = w.raw.data();
     size_t bound = compression == Compression::Lz4 ? static_cast<size_t>(LZ4_compressBound(static_cast<int>(chunk_size)))
                                                    : ZSTD_compressBound(chunk_size);
     w.out.resize(page_format::kChunkHeaderSize + bound);
