@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -46,10 +47,11 @@ using namespace std::chrono_literals;
 // reaped by pid on destruction.
 class Workload {
  public:
-  Workload(const std::string& name, std::vector<std::string> args, const fs::path& log) {
+  // stdin_fd: what the workload gets as fd 0 (default /dev/null).
+  Workload(const std::string& name, std::vector<std::string> args, const fs::path& log, int stdin_fd = -1) {
     pid_ = ::fork();
     if (pid_ == 0) {
-      int null = ::open("/dev/null", O_RDONLY);
+      int null = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
       int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(null, 0);
       ::dup2(out, 1);
@@ -249,7 +251,8 @@ TEST(Dump, SignalsFilesPipes) {
   TempDir tmp("dump-state");
   fs::path status = tmp.path() / "status";
   Workload w("dump_state", {status.string(), tmp.path().string()}, tmp.path() / "log");
-  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  // A few iterations, so that the reader and poll threads sit in their calls.
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 5; }, 10s));
   fs::path dir = tmp.path() / "ck";
   auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string(), "--leave-running",
                        "--compress", "zstd"});
@@ -273,9 +276,28 @@ TEST(Dump, SignalsFilesPipes) {
   }
   EXPECT_TRUE(usr1);
   EXPECT_TRUE(pipe_ign);
-  ASSERT_EQ(sig.threads_size(), 2);
+  ASSERT_EQ(sig.threads_size(), 4);
   EXPECT_EQ(sig.threads(0).altstack_size(), 65536u);
   EXPECT_EQ(sig.threads(1).altstack_flags(), SS_DISABLE);
+
+  // Threads 2 and 3 are blocked in read() and poll(): stored ready to restart / with EINTR.
+  auto core = single<pb::TaskCore>(ck, ImageType::Core, id);
+  ASSERT_EQ(core.threads_size(), 4);
+  std::map<int64_t, std::string> states;
+  for (const auto& t : core.threads()) states[t.interrupted_syscall()] = t.syscall_state();
+  EXPECT_EQ(states[SYS_read], "syscall-restart");
+  EXPECT_EQ(states[SYS_poll], "syscall-eintr");
+  for (const auto& t : core.threads()) {
+    user_regs_struct regs;
+    ASSERT_EQ(t.gpregs().size(), sizeof regs);
+    std::memcpy(&regs, t.gpregs().data(), sizeof regs);
+    if (t.interrupted_syscall() == SYS_read) {
+      EXPECT_EQ(regs.rax, static_cast<unsigned long long>(SYS_read));
+    }
+    if (t.interrupted_syscall() == SYS_poll) {
+      EXPECT_EQ(static_cast<long>(regs.rax), -EINTR);
+    }
+  }
   bool real = false;
   for (const auto& it : sig.itimers())
     if (it.which() == ITIMER_REAL) {
@@ -293,9 +315,13 @@ TEST(Dump, SignalsFilesPipes) {
   EXPECT_EQ(by_fd[23].kind(), pb::FdEntry::CHARDEV);
 
   auto pipes = images::read_all<pb::PipeEnd>(ck.path(ImageType::Pipes), ImageType::Pipes);
-  ASSERT_EQ(pipes.size(), 2u) << "read end, write end (fd 20 is a dup of the write end)";
-  EXPECT_EQ(pipes[0].pipe_id(), pipes[1].pipe_id());
-  EXPECT_GE(pipes[0].capacity(), 4096u);
+  ASSERT_EQ(pipes.size(), 4u) << "two pipes, read and write ends (fd 20 is a dup of a write end)";
+  std::map<uint64_t, int> ends;
+  for (const auto& p : pipes) {
+    ends[p.pipe_id()]++;
+    EXPECT_GE(p.capacity(), 4096u);
+  }
+  EXPECT_EQ(ends.size(), 2u);
   auto data = images::read_all<pb::PipeData>(ck.path(ImageType::PipeData), ImageType::PipeData);
   ASSERT_EQ(data.size(), 1u);
   EXPECT_EQ(data[0].data(), "hello pipe");
@@ -335,6 +361,24 @@ TEST(Dump, SocketIsRefusedAndJobRunsOn) {
   EXPECT_NE(r.err.find(fmt::format("pid {} fd 3", w.pid())), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("socket"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir)) << "the partial checkpoint must be removed";
+  expect_untouched(w.pid(), status);
+}
+
+TEST(Dump, PipeToOutsideIsRefused) {
+  TempDir tmp("dump-pipe");
+  fs::path status = tmp.path() / "status";
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  Workload w("counter", {status.string()}, tmp.path() / "log", p[0]);
+  ::close(p[0]);
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  fs::path dir = tmp.path() / "ck";
+  auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
+  ::close(p[1]);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("pid {} fd 0", w.pid())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pipe:["), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir));
   expect_untouched(w.pid(), status);
 }
 

@@ -2,9 +2,12 @@
 // (SA_RESTART, SIGUSR2 in its mask), SIGPIPE ignored, an alternate signal stack, an
 // ITIMER_REAL timer, a pipe holding "hello pipe", fd 20 a dup of the write end, a regular file
 // at offset 5, an unlinked file with known contents, /dev/zero, and a thread.
-// argv[2] is a scratch directory for its files. Progress: iterations.
+// Two more threads sit in system calls: one in read() of an empty pipe of its own (restarted
+// after a restore: -ERESTARTSYS) and one in poll() with a long timeout (-ERESTART_RESTARTBLOCK:
+// turned into EINTR). argv[2] is a scratch directory for its files. Progress: iterations.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 
 #include "workload_status.h"
@@ -18,6 +21,22 @@ static void on_usr1(int sig) {
 static void* idle_thread(void* arg) {
   (void)arg;
   for (;;) ws_sleep_ms(50);
+  return NULL;
+}
+
+static int blocked_pipe[2];
+
+static void* reader_thread(void* arg) {
+  (void)arg;
+  char c;
+  for (;;)
+    if (read(blocked_pipe[0], &c, 1) == 1) ws_failf("read a byte nobody wrote");
+  return NULL;
+}
+
+static void* poll_thread(void* arg) {
+  (void)arg;
+  for (;;) syscall(SYS_poll, NULL, 0, 1000000);
   return NULL;
 }
 
@@ -61,8 +80,11 @@ int main(int argc, char** argv) {
   if (z < 0 || dup2(z, 23) < 0) return 1;
   close(z);
 
+  if (pipe(blocked_pipe) < 0) return 1;
   pthread_t t;
   if (pthread_create(&t, NULL, idle_thread, NULL) != 0) return 1;
+  if (pthread_create(&t, NULL, reader_thread, NULL) != 0) return 1;
+  if (pthread_create(&t, NULL, poll_thread, NULL) != 0) return 1;
   for (unsigned long long i = 1;; ++i) {
     ws_write(i);
     ws_sleep_ms(10);
