@@ -169,6 +169,7 @@ struct PageWriter::Impl {
   uint64_t chunk_size;
   PageStats stats;
   bool finished = false;
+  bool failed = false;  // an add() threw: the queue may point at a caller's buffer that is gone
 
   // The open chunk.
   bool chunk_open = false;
@@ -359,9 +360,11 @@ PageWriter::~PageWriter() = default;
 void PageWriter::add(uint64_t vaddr, std::span<const std::byte> data) {
   Impl& w = *impl_;
   if (w.finished) fail("{}: add after finish", w.pages_path.string());
+  if (w.failed) fail("{}: add after an earlier error", w.pages_path.string());
   if (vaddr % kPageSize != 0 || data.size() % kPageSize != 0) {
     fail("{}: range {:#x}+{:#x} is not page-aligned", w.pages_path.string(), vaddr, data.size());
   }
+  w.failed = true;  // until this add() is done
   const std::byte* p = data.data();
   const std::byte* end = p + data.size();
   while (p < end) {
@@ -380,11 +383,13 @@ void PageWriter::add(uint64_t vaddr, std::span<const std::byte> data) {
   }
   // The caller's buffer may go away once we return.
   if (w.q().has_references()) w.q().flush();
+  w.failed = false;
 }
 
 void PageWriter::finish() {
   Impl& w = *impl_;
   if (w.finished) return;
+  if (w.failed) fail("{}: finish after an earlier error", w.pages_path.string());
   w.close_chunk();
   w.flush_entry();
   w.q().flush();

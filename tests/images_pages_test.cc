@@ -181,6 +181,15 @@ INSTANTIATE_TEST_SUITE_P(Compressions, PageFileTest,
                          ::testing::Values(Compression::None, Compression::Lz4, Compression::Zstd),
                          [](const auto& info) { return std::string(stasis::images::compression_name(info.param)); });
 
+std::string error_of_ctor(const fs::path& dir) {
+  try {
+    PageWriter writer(dir, 1, Compression::Lz4);
+  } catch (const stasis::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(PageFile, CompressionNames) {
   EXPECT_EQ(stasis::images::parse_compression("zstd"), Compression::Zstd);
   EXPECT_EQ(stasis::images::parse_compression("lz4"), Compression::Lz4);
@@ -194,6 +203,13 @@ TEST(PageFile, UnalignedRangeIsRefused) {
   std::vector<std::byte> data(kPage);
   EXPECT_THROW(writer.add(0x1001, data), stasis::Error);
   EXPECT_THROW(writer.add(0x1000, std::span(data).subspan(0, 100)), stasis::Error);
+}
+
+TEST(PageFile, MissingDirectoryNamesThePath) {
+  stasis::test::TempDir tmp("images-pages");
+  std::string msg = error_of_ctor(tmp.path() / "nodir");
+  EXPECT_NE(msg.find((tmp.path() / "nodir" / "pages-1.img").string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ENOENT"), std::string::npos) << msg;
 }
 
 // --- damage ---------------------------------------------------------------------------
