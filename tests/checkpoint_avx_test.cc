@@ -31,7 +31,7 @@ TEST(CheckpointAvx, RepeatedDumpsAllRestore) {
   auto status = original.status();
   original.remove();
   for (int i = 0; i < 3; ++i) {
-    std::filesystem::remove(status);
+    clear_status(status);
     Container restored(env, "avx-restored");
     ASSERT_TRUE(restored.restore(env.image_dir("avx-" + std::to_string(i)), status));
     ASSERT_TRUE(keep_progressing(status, 1000ms)) << "restore of dump " << i;

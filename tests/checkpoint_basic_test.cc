@@ -72,7 +72,7 @@ TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
   ASSERT_TRUE(first.dump(env.image_dir("gen1")));
   ASSERT_TRUE(first.wait_gone());
   n = std::max(n, read_status(status).progress);
-  fs::remove(status);
+  clear_status(status);
 
   Container second(env, "gen2");
   ASSERT_TRUE(second.restore(env.image_dir("gen1"), status));
@@ -81,7 +81,7 @@ TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
   ASSERT_TRUE(second.dump(env.image_dir("gen2")));
   ASSERT_TRUE(second.wait_gone());
   n = std::max(n, read_status(status).progress);
-  fs::remove(status);
+  clear_status(status);
 
   Container third(env, "gen3");
   ASSERT_TRUE(third.restore(env.image_dir("gen2"), status));
@@ -104,7 +104,7 @@ TEST(CheckpointBasic, DISABLED_HostProcessDumpedByPidRestoresInFreshPidNamespace
   ASSERT_TRUE(env.dump_pid(old_pid, images)) << host.log_tail();
   ASSERT_TRUE(host.wait_exit(20s)) << "dump --pid without --leave-running must stop the process";
   n = std::max(n, read_status(host.status()).progress);
-  fs::remove(host.status());
+  clear_status(host.status());
 
   Container restored(env, "from-host");
   ASSERT_TRUE(restored.restore(images, host.status()));

@@ -27,7 +27,7 @@ TEST(CheckpointParallel, SameImagesRestoredTwiceAtOnce) {
   ASSERT_TRUE(original.dump(images));
   ASSERT_TRUE(original.wait_gone());
   n = std::max(n, read_status(status).progress);
-  fs::remove(status);
+  clear_status(status);
 
   Container a(env, "twice-a"), b(env, "twice-b");
   ::testing::AssertionResult ra = ::testing::AssertionFailure(), rb = ::testing::AssertionFailure();
@@ -77,8 +77,8 @@ TEST(CheckpointParallel, TwoContainersDumpedAndRestoredConcurrently) {
   const fs::path s1 = c1.status(), s2 = c2.status();
   n1 = std::max(n1, read_status(s1).progress);
   n2 = std::max(n2, read_status(s2).progress);
-  fs::remove(s1);
-  fs::remove(s2);
+  clear_status(s1);
+  clear_status(s2);
 
   Container r1(env, "par-counter-r"), r2(env, "par-signals-r");
   std::thread u1([&] { d1 = r1.restore(i1, s1); });

@@ -270,6 +270,13 @@ WorkloadStatus read_status(const fs::path& path) {
   return st;
 }
 
+void clear_status(const fs::path& path) {
+  // Truncate, not unlink: the bash workload writes the status file in place, so an image
+  // may hold it open and a restore reopens it by name.
+  int fd = open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd >= 0) close(fd);
+}
+
 std::vector<std::string> Workload::argv(const fs::path& status) const {
   std::vector<std::string> v = program;
   v.push_back(status.string());
@@ -548,9 +555,8 @@ void Container::remove() {
     ::kill(pid_, SIGKILL);
     wait_until([&] { return !process_alive(pid_); }, 10s);
   }
-  std::error_code ec;
-  fs::remove(status_, ec);
-  fs::remove(fs::path(status_.string() + ".tmp"), ec);
+  // The status files stay (the work folder goes at the end of the test): an image may hold
+  // the workload's .tmp file open, and a restore reopens it by name.
 }
 
 // --- HostProcess ---
@@ -657,8 +663,7 @@ void check_round_trip(const Workload& w, const RoundTrip& how) {
     if (last.kind == WorkloadStatus::Kind::kOk) n = std::max(n, last.progress);
   }
   // From here on every status line comes from the restored process.
-  std::error_code ec;
-  fs::remove(original.status(), ec);
+  clear_status(original.status());
 
   Container restored(env, w.name + "-restored");
   ASSERT_TRUE(restored.restore(images, original.status(), how.restore_options));

@@ -31,6 +31,8 @@ struct WorkloadStatus {
   std::string raw;             // the file's text, for messages
 };
 WorkloadStatus read_status(const std::filesystem::path& path);
+// Empties the status file (without removing it), so that the next "ok" is a fresh write.
+void clear_status(const std::filesystem::path& path);
 
 // How to start one workload: argv = program + {status path} + args.
 struct Workload {

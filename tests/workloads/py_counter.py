@@ -22,6 +22,7 @@ def main():
         sys.exit(2)
     path = sys.argv[1]
     tmp = path + ".tmp"
+    renamed = path + ".new"
     table = {i: (i * 2654435761) % (1 << 32) for i in range(200000)}
     expected = sum(entry_sum(k, v) for k, v in table.items()) & MASK
     pid = os.getpid()
@@ -42,9 +43,17 @@ def main():
         if failure is None and os.getpid() != pid:
             failure = "pid changed from %d to %d" % (pid, os.getpid())
         text = ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count)
-        with open(tmp, "w") as f:
+        # As the C workloads do: a fresh .tmp that keeps its name after the status is
+        # replaced through a second name, so a checkpoint taken while it is open can reopen it.
+        for name in (tmp, renamed):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+        with open(tmp, "x") as f:
             f.write(text)
-        os.replace(tmp, path)
+        os.link(tmp, renamed)
+        os.replace(renamed, path)
         time.sleep(0.02)
 
 

@@ -4,7 +4,10 @@
 // argv[1] is an absolute status-file path. Each iteration the workload checks its own
 // invariants and writes "ok <progress>\n" (progress strictly increases over the workload's
 // whole life, across checkpoint and restore) or, once any check failed, "FAIL <reason>\n"
-// forever. Writes are atomic: "<path>.tmp" is written and renamed over the path.
+// forever. Writes are atomic: "<path>.tmp" is written, then given a second name that is
+// renamed over the path. The .tmp name itself stays until the next write unlinks it and
+// creates a fresh one, so a checkpoint taken while the .tmp file is open (between open and
+// close) can always reopen it by name when the original process is gone.
 #pragma once
 
 #include <errno.h>
@@ -18,6 +21,7 @@
 
 static char ws_path[4096];
 static char ws_tmp[4200];
+static char ws_new[4200];
 static char ws_fail[512];  // first failure reason; sticky
 
 // Parses argv[1]; exits with 2 and a usage line when it is missing or not absolute.
@@ -28,6 +32,7 @@ static inline void ws_init(int argc, char** argv, int min_args, const char* usag
   }
   snprintf(ws_path, sizeof ws_path, "%s", argv[1]);
   snprintf(ws_tmp, sizeof ws_tmp, "%s.tmp", argv[1]);
+  snprintf(ws_new, sizeof ws_new, "%s.new", argv[1]);
 }
 
 static inline int ws_failed(void) { return ws_fail[0] != 0; }
@@ -50,11 +55,15 @@ static inline void ws_write(unsigned long long progress) {
   int n = ws_failed() ? snprintf(buf, sizeof buf, "FAIL %s\n", ws_fail)
                       : snprintf(buf, sizeof buf, "ok %llu\n", progress);
   if (n < 0 || n >= (int)sizeof buf) n = (int)sizeof buf - 1;
-  int fd = open(ws_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A fresh inode each time (no O_TRUNC: the status file shares the previous .tmp's inode).
+  unlink(ws_tmp);
+  int fd = open(ws_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return;  // nothing to report through; try again next iteration
   ssize_t w = write(fd, buf, (size_t)n);
   close(fd);
-  if (w == n) rename(ws_tmp, ws_path);
+  if (w != n) return;
+  unlink(ws_new);
+  if (link(ws_tmp, ws_new) == 0) rename(ws_new, ws_path);
 }
 
 // Sleeps ms milliseconds, resuming after signal handlers (EINTR is not a failure here).
