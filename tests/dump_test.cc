@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -338,6 +339,37 @@ TEST(Dump, SignalsFilesPipes) {
   EXPECT_TRUE(deleted.deleted());
   EXPECT_EQ(deleted.path(), (tmp.path() / "deleted").string());
   EXPECT_EQ(deleted.contents(), "gone but kept");
+
+  // Memory: the pattern is saved exactly; of the private file mapping only the modified page.
+  uint64_t pattern = 0, mapped = 0;
+  {
+    std::string log = slurp(tmp.path() / "log");
+    ASSERT_EQ(std::sscanf(log.c_str(), "pattern %lx mapped %lx", &pattern, &mapped), 2) << log;
+  }
+  auto mm = single<pb::MmState>(ck, ImageType::Mm, id);
+  const pb::Vma* file_vma = nullptr;
+  for (const auto& v : mm.vmas())
+    if (v.start() == mapped) file_vma = &v;
+  ASSERT_NE(file_vma, nullptr);
+  EXPECT_EQ(file_vma->kind(), pb::Vma::FILE_PRIVATE);
+  EXPECT_EQ(file_vma->path(), (tmp.path() / "mapped").string());
+  EXPECT_EQ(file_vma->file().size(), 8192u);
+  EXPECT_TRUE(file_vma->dumped());
+  images::PageReader pages(dir, id);
+  auto bytes = pages.read_range(pattern, 4 << 20);
+  ASSERT_EQ(bytes.size(), 4u << 20);
+  size_t bad = 0;
+  for (size_t i = 0; i < bytes.size(); ++i)
+    if (bytes[i] != static_cast<std::byte>(static_cast<unsigned char>(i * 7 + 3))) ++bad;
+  EXPECT_EQ(bad, 0u);
+  auto first = pages.read_range(mapped, 4096);
+  ASSERT_EQ(first.size(), 4096u);
+  EXPECT_EQ(first[0], std::byte{'X'});
+  bool second_saved = false;
+  pages.for_each([&](uint64_t vaddr, uint64_t len, std::span<const std::byte>, bool) {
+    if (vaddr <= mapped + 4096 && mapped + 4096 < vaddr + len) second_saved = true;
+  });
+  EXPECT_FALSE(second_saved) << "an unmodified page of a private file mapping comes from the file";
 
   // The pipe still holds its bytes: dumping read them without consuming them.
   expect_untouched(w.pid(), status);

@@ -7,6 +7,7 @@
 // turned into EINTR). argv[2] is a scratch directory for its files. Progress: iterations.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 
@@ -79,6 +80,23 @@ int main(int argc, char** argv) {
   int z = open("/dev/zero", O_RDONLY);
   if (z < 0 || dup2(z, 23) < 0) return 1;
   close(z);
+
+  // Known memory: 4 MiB of a byte pattern, and a private mapping of an 8 KiB file whose first
+  // page is modified (only that page belongs in the image). Addresses go to stdout.
+  unsigned char* pattern = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (pattern == MAP_FAILED) return 1;
+  for (size_t i = 0; i < (4u << 20); ++i) pattern[i] = (unsigned char)(i * 7 + 3);
+  snprintf(path, sizeof path, "%s/mapped", argv[2]);
+  int m = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (m < 0 || ftruncate(m, 8192) < 0) return 1;
+  char* mapped = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, m, 0);
+  close(m);
+  if (mapped == MAP_FAILED) return 1;
+  mapped[0] = 'X';
+  volatile char sink = mapped[4096];  // read the second page: present, but the file's
+  (void)sink;
+  printf("pattern %p mapped %p\n", (void*)pattern, (void*)mapped);
+  fflush(stdout);
 
   if (pipe(blocked_pipe) < 0) return 1;
   pthread_t t;
