@@ -53,6 +53,7 @@ std::string in_child(const std::function<std::string()>& fn) {
   pid_t pid = ::fork();
   if (pid < 0) return errno_text("fork");
   if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a probe never outlives stasis
     rd.reset();
     std::string result;
     try {
@@ -104,6 +105,7 @@ class SleepingChild {
     pid_ = ::fork();
     if (pid_ < 0) fail_errno(errno, "fork");
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       for (;;) ::pause();
     }
   }

@@ -411,7 +411,8 @@ std::vector<pid_t> list_tasks(pid_t pid) {
 std::vector<pid_t> list_children(pid_t pid, pid_t tid) {
   std::string path = proc_path(pid, fmt::format("task/{}/children", tid));
   std::vector<pid_t> out;
-  for (std::string_view t : tokens(trim(read_file(path))))
+  const std::string text = read_file(path);  // the tokens point into it
+  for (std::string_view t : tokens(trim(text)))
     out.push_back(static_cast<pid_t>(number<long>(t, 10, "child pid", path, 1)));
   return out;
 }
