@@ -5,13 +5,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -392,6 +395,100 @@ TEST(Ptrace, UnblockableSignalDuringInjectionIsResent) {
   kill(child.pid(), SIGCONT);
   write_str(to_child.w, "later");
   EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "later");
+}
+
+std::vector<pid_t> tasks_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec))
+    out.push_back(std::stoi(e.path().filename().string()));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Child with a second thread that echoes 5 bytes from in to out; the main thread waits in join.
+void threaded_echo(int in, int out) {
+  std::thread t([&] { echo_once(in, out); });
+  t.join();
+}
+
+TEST(Ptrace, InjectIntoSecondThreadOfProcess) {
+  Pipe to_child, from_child;
+  Child child([&] { threaded_echo(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::this_thread::sleep_for(50ms);
+  std::vector<pid_t> tids = tasks_of(child.pid());
+  ASSERT_EQ(tids.size(), 2u);
+  std::vector<SeizedThread> threads;
+  for (pid_t tid : tids) {
+    threads.push_back(SeizedThread::seize(tid));
+    threads.back().interrupt_and_wait();
+  }
+  SeizedThread& second = threads[1].tid() == child.pid() ? threads[0] : threads[1];
+  user_regs_struct before = second.get_regs();
+  EXPECT_EQ(static_cast<long>(before.orig_rax), SYS_read);
+  {
+    RemoteSyscall remote(second, before.rip, true);
+    EXPECT_EQ(remote.call(SYS_gettid), second.tid());
+    EXPECT_EQ(remote.call(SYS_getpid), child.pid());
+  }
+  EXPECT_TRUE(same_regs(second.get_regs(), before));
+  threads.clear();  // detaches both
+  write_str(to_child.w, "twoth");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "twoth");
+}
+
+// With PTRACE_O_TRACECLONE a new thread is traced from birth; adopt() takes it over.
+TEST(Ptrace, AdoptThreadCreatedWhileTraced) {
+  Pipe to_child, from_child;
+  Child child([&] {
+    if (write(from_child.w, "R", 1) != 1) _exit(2);
+    char go;
+    if (read(to_child.r, &go, 1) != 1) _exit(3);
+    threaded_echo(to_child.r, from_child.w);
+  });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  SeizedThread leader = SeizedThread::seize(child.pid(), PTRACE_O_TRACECLONE);
+  write_str(to_child.w, "g");  // now it creates its thread
+  int status = leader.wait_stop();
+  ASSERT_EQ(status >> 16, PTRACE_EVENT_CLONE) << std::hex << status;
+  unsigned long new_tid = 0;
+  ASSERT_EQ(::ptrace(PTRACE_GETEVENTMSG, child.pid(), nullptr, &new_tid), 0);
+  SeizedThread second = SeizedThread::adopt(static_cast<pid_t>(new_tid));
+  status = second.wait_stop();
+  EXPECT_EQ(status >> 16, PTRACE_EVENT_STOP) << std::hex << status;  // born stopped
+  EXPECT_TRUE(second.stopped());
+  EXPECT_NE(second.get_regs().rip, 0u);
+  leader.cont(0);
+  second.detach();
+  leader.detach();
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  write_str(to_child.w, "adopt");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "adopt");
+}
+
+// A process stopped by SIGSTOP stays stopped across seize, injection and detach.
+TEST(Ptrace, StoppedProcessStaysStopped) {
+  Pipe to_child, from_child;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  ASSERT_EQ(kill(child.pid(), SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child.pid(), &status, WUNTRACED), child.pid());
+  ASSERT_TRUE(WIFSTOPPED(status));
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  {
+    RemoteSyscall remote(thread, thread.get_regs().rip, true);
+    EXPECT_EQ(remote.call(SYS_getpid), child.pid());
+  }
+  thread.detach();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(proc_state(child.pid()), 'T');
+  write_str(to_child.w, "stops");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 200ms), "");  // still stopped: no echo
+  kill(child.pid(), SIGCONT);
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "stops");
 }
 
 TEST(Ptrace, FaultInInjectedCodeIsReportedAndStateRestored) {
