@@ -351,6 +351,17 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
     try {
       status = thread_.wait_stop(left);
     } catch (const Error& e) {
+      if (thread_.tid() >= 0 && !thread_.stopped()) {
+        // Still running our call (it blocks): stop it again so that the destructor can put
+        // the registers back; the abandoned call then simply never completes.
+        try {
+          thread_.interrupt_and_wait();
+        } catch (const Error& again) {
+          throw Error(fmt::format("remote syscall {}: {}; interrupting it failed: {}", nr, e.what(), again.what()));
+        }
+        throw Error(fmt::format("tid {}: remote syscall {} did not finish within {} ms (abandoned)", tid, nr,
+                                timeout_.count()));
+      }
       throw Error(fmt::format("remote syscall {}: {}", nr, e.what()));
     }
     int event = status >> 16;

@@ -491,6 +491,35 @@ TEST(Ptrace, StoppedProcessStaysStopped) {
   EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "stops");
 }
 
+// An injected call that blocks past the timeout is abandoned: the thread is stopped again,
+// its registers come back, and it carries on as before.
+TEST(Ptrace, BlockingInjectedCallTimesOutAndIsAbandoned) {
+  Pipe to_child, from_child, never;
+  Child child([&] { echo_once(to_child.r, from_child.w); });
+  ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+  std::this_thread::sleep_for(50ms);
+  SeizedThread thread = SeizedThread::seize(child.pid());
+  thread.interrupt_and_wait();
+  user_regs_struct before = thread.get_regs();
+  {
+    RemoteSyscall remote(thread, before.rip, true);
+    remote.set_timeout(200ms);
+    // read() on a pipe nobody writes to (the child inherited never.r): blocks forever.
+    try {
+      remote.call(SYS_read, static_cast<uint64_t>(never.r), before.rsp - 4096, 1);
+      ADD_FAILURE() << "blocking call did not time out";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("did not finish within 200 ms"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(thread.stopped());
+    EXPECT_EQ(remote.call(SYS_getpid), child.pid());  // still usable
+  }
+  EXPECT_TRUE(same_regs(thread.get_regs(), before));
+  thread.detach();
+  write_str(to_child.w, "again");
+  EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "again");
+}
+
 TEST(Ptrace, FaultInInjectedCodeIsReportedAndStateRestored) {
   Pipe to_child, from_child;
   Child child([&] { echo_once(to_child.r, from_child.w); });
