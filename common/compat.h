@@ -4,6 +4,9 @@
 // the kernel's exact uapi layouts (checked with static_asserts where the size is part of the
 // ABI, e.g. PAGEMAP_SCAN checks `size`).
 //
+// Include system headers that may define the same things (<linux/fs.h>, <linux/userfaultfd.h>)
+// before this file, so that the guards see them.
+//
 // Syscall wrappers use syscall(2) directly: glibc 2.36 has no clone3() wrapper at all and
 // its pidfd wrappers would tie us to glibc >= 2.36.
 #pragma once

@@ -55,8 +55,12 @@ class SeizedThread {
   // PTRACE_DETACH (interrupting first when the thread is running, as detach needs a stop).
   void detach();
   // Give up ownership without detaching (the caller detaches or the thread is killed).
-  void release() { tid_ = -1; }
-  // True after a wait saw the thread in a ptrace-stop and nothing resumed it since.
+  void release() {
+    tid_ = -1;
+    stopped_ = false;
+  }
+  // True after a wait saw the thread in a ptrace-stop and nothing resumed it since. Resume
+  // with cont()/detach() (not a raw ptrace call) so that this stays right.
   bool stopped() const { return stopped_; }
 
   user_regs_struct get_regs() const;
