@@ -512,6 +512,15 @@ struct Probe {
   std::function<std::string(std::string& detail)> run;  // "" = ok; may set detail when ok
 };
 
+// Runs a probe, turning an exception into its message.
+std::string guarded(std::string (*fn)()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 std::function<std::string(std::string&)> simple(std::string (*fn)()) {
   return [fn](std::string&) { return fn(); };
 }
@@ -556,7 +565,7 @@ const std::vector<Probe>& probes() {
        simple(probe_cgroup_v2_freeze)},
       {"cgroup-freezer", true, "freeze a container while it is dumped (v1 or v2 freezer)",
        [](std::string& detail) -> std::string {
-         std::string v1 = probe_cgroup_v1_freezer(), v2 = probe_cgroup_v2_freeze();
+         std::string v1 = guarded(probe_cgroup_v1_freezer), v2 = guarded(probe_cgroup_v2_freeze);
          if (v1.empty() || v2.empty()) {
            detail = v1.empty() && v2.empty() ? "v1 and v2" : v1.empty() ? "v1" : "v2";
            return "";
