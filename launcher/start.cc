@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -217,6 +218,18 @@ void setup_environment(const pb::ContainerConfig& config) {
 
 // ---- the monitor --------------------------------------------------------------------------
 
+// Closes every fd from 3 up except those in keep.
+void close_fds_except(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned from = 3;
+  for (int fd : keep) {
+    if (fd < 3) continue;
+    if (static_cast<unsigned>(fd) > from) ::syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0);
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  ::syscall(SYS_close_range, from, ~0U, 0);
+}
+
 bool read_oom_killed(const Cgroup& cgroup) {
   auto key = [](const fs::path& file, const std::string& want) -> long {
     std::error_code ec;
@@ -288,8 +301,9 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
       ::close(from_child[0]);
       pid1_main(config, stdio, to_child[0], from_child[1], init);
     }
-    ::close(to_child[0]);
-    ::close(from_child[1]);
+    // PID 1 has the caller's fds (the restorer's may matter to its init); the monitor, which
+    // lives as long as the container, must not keep the caller's pipes and sockets open.
+    close_fds_except({report_fd, to_child[1], from_child[0]});
     auto expect = [&](char want, const char* step) {
       char c = read_byte(from_child[0]);
       if (c == want) return;
@@ -347,8 +361,6 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
     ::dup2(devnull, 2);
     if (devnull > 2) ::close(devnull);
   }
-  if (stdio.in > 2) ::close(stdio.in);
-  if (stdio.out > 2) ::close(stdio.out);
 
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {

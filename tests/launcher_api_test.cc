@@ -1,6 +1,7 @@
 // The launcher API used by dump and restore: state store, start_container with a custom init
 // (run in a process forked from the caller, which may ptrace it), wait, status, cgroup access.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -120,6 +121,27 @@ TEST(LauncherApi, CallerCanPtraceSeizeInitAndUseTheCgroup) {
   EXPECT_EQ(launcher::display_status(state), "killed (SIGKILL)");
   launcher::remove_container(root.path(), name, false);
   EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+}
+
+TEST(LauncherApi, MonitorDoesNotKeepTheCallersFds) {
+  TempDir root;
+  std::string name = unique_name("fds");
+  ContainerGuard guard(root.path(), name);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  // PID 1 gets the caller's fds (it closes the write end itself); the monitor must not hold it.
+  auto started = launcher::start_container(root.path(), config_named(name), [&]() -> int {
+    close(p[1]);
+    for (;;) pause();
+  });
+  close(p[1]);
+  pollfd pfd{p[0], POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 5000), 1) << "the write end is still open somewhere";
+  char c;
+  EXPECT_EQ(read(p[0], &c, 1), 0);
+  close(p[0]);
+  launcher::kill_container(root.path(), name, SIGKILL);
+  EXPECT_EQ(launcher::wait_for_exit(root.path(), started), 137);
 }
 
 TEST(LauncherApi, FailedSetupLeavesNothingAndReportsWhy) {
