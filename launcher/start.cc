@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
 #include "launcher/container.h"
 #include "launcher/network.h"
@@ -405,6 +406,7 @@ InitFunction exec_init(const pb::ContainerConfig& config) {
 
 StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
   require_root("starting a container");
+  CgroupMoveWarmup warmup;  // see cgroup_warmup.h
   validate_config(config);
   if (!config.rootfs().empty()) config.set_rootfs(fs::canonical(config.rootfs()).string());
   const std::string name = config.name();
