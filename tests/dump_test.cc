@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "cgroup.pb.h"
 #include "core.pb.h"
 #include "dump/core.h"
 #include "dump/memory.h"
@@ -568,6 +569,30 @@ TEST(DumpContainer, KilledAndRemovedByDefault) {
   EXPECT_FALSE(launcher::StateStore(c.root.path()).try_load(c.name).has_value()) << "the name must be free";
   EXPECT_TRUE(wait_until([&] { return !fs::exists("/proc/" + std::to_string(init)); }, 10s));
   EXPECT_TRUE(leftover_cgroups(c.name).empty());
+}
+
+TEST(DumpContainer, CgroupV2Freezer) {
+  TempDir tmp("dump-ct");
+  fs::path status = tmp.path() / "status";
+  Container c;
+  c.guard.emplace(c.root.path(), c.name);
+  auto run = stasis_at(c.root, {"run", "-d", "--cgroup-driver", "v2", "--name", c.name, "--", workload("threads"),
+                                status.string()});
+  if (run.exit_code != 0) GTEST_SKIP() << "no cgroup v2 here: " << run.err;
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  fs::path dir = tmp.path() / "ck";
+  auto r = stasis_at(c.root, {"dump", c.name, "-D", dir.string(), "--leave-running"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto ck = images::Checkpoint::open(dir);
+  auto cg = single<pb::CgroupState>(ck, ImageType::Cgroup);
+  EXPECT_EQ(cg.driver(), "v2");
+  EXPECT_EQ(cg.path(), "/stasis/" + c.name);
+  auto tasks = images::read_all<pb::TaskEntry>(ck.path(ImageType::Pstree), ImageType::Pstree);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].tids_size(), 9);
+  auto state = load_state(c);
+  EXPECT_NE(slurp(fs::path(state.cgroup_paths().at("unified")) / "cgroup.events").find("frozen 0"), std::string::npos);
+  expect_untouched(state.init_pid(), status);
 }
 
 TEST(DumpContainer, RefusalLeavesContainerRunningAndThawed) {
