@@ -109,9 +109,13 @@ bool container_alive(const pb::ContainerState& state) {
 std::string display_status(const pb::ContainerState& state) {
   const std::string& status = state.status();
   if (status == "exited") {
-    if (state.oom_killed()) return "oom-killed";
-    if (state.exit_signal()) return fmt::format("killed ({})", signal_name(state.exit_signal()));
-    return fmt::format("exited ({})", state.exit_code());
+    // The OOM killer SIGKILLs a task of the job; when that was PID 1 (or its death ended the
+    // job: 137 from a shell), the job was OOM-killed; otherwise it survived one.
+    bool died_of_kill = state.exit_signal() == SIGKILL || state.exit_code() == 128 + SIGKILL;
+    if (state.oom_killed() && died_of_kill) return "oom-killed";
+    std::string oom = state.oom_killed() ? ", after an oom kill" : "";
+    if (state.exit_signal()) return fmt::format("killed ({}{})", signal_name(state.exit_signal()), oom);
+    return fmt::format("exited ({}{})", state.exit_code(), oom);
   }
   if (status == "running" || status == "frozen") {
     if (!init_running(state) && !process_running(state.monitor_pid())) return "dead (monitor gone)";

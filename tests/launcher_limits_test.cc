@@ -24,6 +24,16 @@ TEST(LauncherLimits, MemoryLimitOomKillsAndPsSaysSo) {
   EXPECT_NE(ps.out.find("oom-killed"), std::string::npos) << ps.out;
   EXPECT_NE(stasis_at(root, {"ps", "--json"}).out.find("\"oom_killed\": true"), std::string::npos);
 
+  // A shell that survives the OOM kill of its child is not itself "oom-killed".
+  std::string name3 = unique_name("mem");
+  ContainerGuard guard3(root.path(), name3);
+  r = stasis_at(root, {"run", "--name", name3, "--memory", "32M", "--", "/bin/sh", "-c",
+                       workload("launcher_alloc") + " 256; echo after"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "after\n");
+  EXPECT_NE(stasis_at(root, {"ps"}).out.find("exited (0, after an oom kill)"), std::string::npos)
+      << stasis_at(root, {"ps"}).out;
+
   // The same program within its limit survives.
   std::string name2 = unique_name("mem");
   ContainerGuard guard2(root.path(), name2);
