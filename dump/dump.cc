@@ -261,6 +261,7 @@ DumpReport dump(const DumpOptions& opt) {
     report.scan_s = ms.scan_seconds;
     report.read_s = ms.read_seconds;
     report.page_write_s = ms.write_seconds;
+    report.wait_s = ms.wait_seconds;
   });
   report.vmas = static_cast<size_t>(mm.vmas_size());
   report.memory_s = since(t_memory);
@@ -338,8 +339,8 @@ std::string format_report(const DumpOptions& opt, const DumpReport& r) {
   out += fmt::format("  freeze {:.3f}s, collect {:.3f}s, memory {:.3f}s, write {:.3f}s; frozen {:.3f}s, total {:.3f}s\n",
                      r.freeze_s, r.collect_s, r.memory_s, r.write_s, r.frozen_s, r.total_s);
   if (log::level() <= log::Level::Debug)
-    out += fmt::format("  memory detail: scan {:.3f}s, read {:.3f}s, compress+write {:.3f}s\n", r.scan_s, r.read_s,
-                       r.page_write_s);
+    out += fmt::format("  memory detail: scan {:.3f}s, read {:.3f}s, compress+write {:.3f}s (reader waited {:.3f}s)\n",
+                       r.scan_s, r.read_s, r.page_write_s, r.wait_s);
   out += r.killed ? "  the job was killed" + std::string(opt.container.empty() ? "" : " and the container removed") + "\n"
                   : "  the job was left running\n";
   return out;

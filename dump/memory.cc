@@ -95,7 +95,9 @@ class PageCopier {
     if (readable_) read_vm(buffer);
     else read_mem(buffer);
     stats_.read_seconds += since(t0);
+    t0 = Clock::now();
     wait_writer();
+    stats_.wait_seconds += since(t0);
     pending_ = std::async(std::launch::async, [this, buffer, ranges = std::move(ranges_)] {
       auto t = Clock::now();
       size_t off = 0;

@@ -14,7 +14,7 @@ void fill_namespace_ids(Task& task) {
   task.ns_ppid = 0;
   task.ns_tids.clear();
   for (const auto& t : task.threads) {
-    auto ts = procfs::read_status(t.tid() == task.host_pid ? task.host_pid : t.tid());
+    auto ts = procfs::read_status(t.tid());  // /proc/TID/status works for any thread
     task.ns_tids.push_back(procfs::last_pid_field(ts, "NSpid", t.tid()));
   }
 }
