@@ -560,12 +560,21 @@ TEST(DumpContainer, KilledAndRemovedByDefault) {
   TempDir tmp("dump-ct");
   fs::path status = tmp.path() / "status";
   Container c;
-  start_counter(c, status);
+  c.guard.emplace(c.root.path(), c.name);
+  auto run = stasis_at(c.root, {"run", "-d", "--name", c.name, "--memory", "64M", "--pids", "50", "--cpus", "0.5",
+                                "--", workload("counter"), status.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_TRUE(wait_until([&] { return fs::exists(status); }, 10s));
   pid_t init = load_state(c).init_pid();
   fs::path dir = tmp.path() / "ck";
   auto r = stasis_at(c.root, {"dump", c.name, "-D", dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  images::Checkpoint::open(dir).verify();
+  auto ck = images::Checkpoint::open(dir);
+  ck.verify();
+  auto cg = single<pb::CgroupState>(ck, ImageType::Cgroup);
+  EXPECT_EQ(cg.memory_max(), 64 << 20);
+  EXPECT_EQ(cg.pids_max(), 50);
+  EXPECT_EQ(cg.cpu_quota_us() * 2, cg.cpu_period_us());
   EXPECT_FALSE(launcher::StateStore(c.root.path()).try_load(c.name).has_value()) << "the name must be free";
   EXPECT_TRUE(wait_until([&] { return !fs::exists("/proc/" + std::to_string(init)); }, 10s));
   EXPECT_TRUE(leftover_cgroups(c.name).empty());
