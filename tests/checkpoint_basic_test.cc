@@ -22,6 +22,12 @@ TEST(CheckpointBasic, CounterDumpLeaveRunningAndRestoreContinues) {
   check_round_trip(c_workload("counter"), how);
 }
 
+TEST(CheckpointBasic, CounterUncompressed) {
+  RoundTrip how;
+  how.dump_options = {"--compress", "none"};
+  check_round_trip(c_workload("counter"), how);
+}
+
 TEST(CheckpointBasic, CounterCompressedLz4) {
   RoundTrip how;
   how.dump_options = {"--compress", "lz4"};

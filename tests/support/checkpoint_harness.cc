@@ -460,7 +460,7 @@ Container::~Container() { remove(); }
   auto argv = w.argv(status_);
   args.insert(args.end(), argv.begin(), argv.end());
   started_ = true;
-  CommandResult r = env_.stasis(args, 60s);
+  CommandResult r = env_.stasis(args, 30s);
   if (r.exit_code != 0)
     return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
   host_pid();  // remember the PID for cleanup
@@ -546,6 +546,27 @@ std::optional<pid_t> Container::host_pid() {
                                        << timeout.count() << " ms";
 }
 
+namespace {
+
+// PIDs of processes whose command line contains `needle` (our status paths are unique to
+// one test: they hold the work folder's random name).
+std::vector<pid_t> pids_with_argument(const std::string& needle) {
+  std::vector<pid_t> pids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid == getpid()) continue;
+    std::string cmdline = read_text(e.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos) pids.push_back(pid);
+  }
+  return pids;
+}
+
+}  // namespace
+
 void Container::remove() {
   if (!started_) return;
   started_ = false;
@@ -554,6 +575,16 @@ void Container::remove() {
   if (pid_ > 0 && process_alive(pid_) && start_time(pid_) == start_time_) {
     ::kill(pid_, SIGKILL);
     wait_until([&] { return !process_alive(pid_); }, 10s);
+  }
+  // A run or restore that failed half way may have left a monitor and the workload with no
+  // PID in the state: they carry our unique status path (or container name) on their
+  // command line.
+  if (!status_.empty()) {
+    for (const std::string& needle : {status_.string(), " " + name_ + " "}) {
+      std::vector<pid_t> left = pids_with_argument(needle);
+      for (pid_t p : left) ::kill(p, SIGKILL);
+      for (pid_t p : left) wait_until([&] { return !process_alive(p); }, 5s);
+    }
   }
   // The status files stay (the work folder goes at the end of the test): an image may hold
   // the workload's .tmp file open, and a restore reopens it by name.

@@ -96,7 +96,9 @@ class CheckpointEnv {
 };
 
 // A container known to the harness by name. Nothing runs until run() or restore(); the
-// destructor runs `stasis rm -f NAME` and kills the host PID it saw, if still alive.
+// destructor runs `stasis rm -f NAME`, kills the host PID it saw if still alive, and then
+// any process whose command line holds its status path or name (what a half-failed run or
+// restore leaves behind; note that copies restored from one image share the status path).
 class Container {
  public:
   Container(CheckpointEnv& env, const std::string& base_name);
