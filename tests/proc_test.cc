@@ -165,7 +165,10 @@ TEST(Proc, BadInputNamesFileAndLine) {
 
 TEST(Proc, StatWithAwkwardComm) {
   std::string fields;
-  for (int i = 3; i <= 52; ++i) fields += " " + std::to_string(i == 3 ? 0 : i);
+  for (int i = 3; i <= 52; ++i) {
+    fields += ' ';  // appended apart: g++ 12 -O2 warns (-Wrestrict) on " " + std::to_string()
+    fields += std::to_string(i == 3 ? 0 : i);
+  }
   std::string text = "42 (a) b (c)) R" + fields.substr(2) + "\n";
   Stat st = parse_stat(text, "t");
   EXPECT_EQ(st.pid, 42);
