@@ -7,7 +7,7 @@
 //
 // For each size it first times the baseline: write() of an equal buffer of random data to a
 // file in the image folder ("copy"), and reading it back into fresh memory ("readback", the
-// plain counterpart of a restore, which also faults in fresh pages). Then for each
+// plain counterpart of a restore, which also faults in fresh pages), best of two. Then for each
 // compression: run bigmem in a container, wait for its first "ok", `stasis dump` (timed,
 // with the frozen time dump prints), measure the image, `stasis restore -d` (timed) and the
 // time until the restored job reports progress again. Ratios are to copy and readback.
@@ -258,7 +258,10 @@ int main(int argc, char** argv) {
   int failures = 0;
   int serial = 0;
   for (uint64_t mib : o.sizes) {
-    Baseline base = measure_copy(work, mib);
+    // Best of two: the first write of a large file can be slowed by writeback of earlier runs.
+    Baseline base = measure_copy(work, mib), again = measure_copy(work, mib);
+    base.copy_s = std::min(base.copy_s, again.copy_s);
+    base.readback_s = std::min(base.readback_s, again.readback_s);
     for (const auto& comp : o.compressions) {
       std::string name = "bench-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
       fs::path status = work / (name + ".status");
