@@ -8,7 +8,11 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <future>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "common/compat.h"
@@ -25,7 +29,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-constexpr size_t kBatchBytes = 8 << 20;  // one process_vm_readv reads up to this much
+constexpr size_t kBatchBytes = 2 << 20;  // one process_vm_readv reads up to this much
 constexpr size_t kMaxIov = 1024;         // IOV_MAX
 constexpr size_t kRegions = 4096;        // page_region entries per PAGEMAP_SCAN call
 
@@ -55,20 +59,23 @@ bool should_dump(pb::Vma::Kind kind) {
   }
 }
 
-// Reads batches of page ranges and hands them to the PageWriter. Two buffers: while one
-// batch is compressed and written (on a helper thread), the next is read from the task.
+// Reads batches of page ranges and hands them to the PageWriter. A few small buffers (2 MiB:
+// measured faster here than 8 or 32 MiB, the data is still in the CPU caches when it is
+// written) cycle between this thread, which reads the task, and a writer thread, which
+// compresses and writes; the reader can run ahead while the writer is busy.
 class PageCopier {
  public:
   PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats)
       : pid_(pid), writer_(writer), stats_(stats) {
-    void* p = ::mmap(nullptr, 2 * kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", 2 * kBatchBytes);
-    buffers_[0] = static_cast<std::byte*>(p);
-    buffers_[1] = buffers_[0] + kBatchBytes;
+    void* p = ::mmap(nullptr, kBuffers * kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", kBuffers * kBatchBytes);
+    memory_ = static_cast<std::byte*>(p);
+    for (size_t i = 0; i < kBuffers; ++i) free_.push_back(memory_ + i * kBatchBytes);
+    writer_thread_ = std::thread([this] { write_loop(); });
   }
   ~PageCopier() {
-    if (pending_.valid()) pending_.wait();  // never free a buffer a writer still reads
-    ::munmap(buffers_[0], 2 * kBatchBytes);
+    stop_writer();  // never free a buffer the writer still reads
+    ::munmap(memory_, kBuffers * kBatchBytes);
   }
   PageCopier(const PageCopier&) = delete;
   PageCopier& operator=(const PageCopier&) = delete;
@@ -86,47 +93,100 @@ class PageCopier {
     }
   }
 
-  // Reads what is queued and starts writing it.
+  // Reads what is queued into a free buffer and hands it to the writer.
   void flush() {
     if (ranges_.empty()) return;
     check_interrupted();
-    std::byte* buffer = buffers_[current_];
     auto t0 = Clock::now();
-    if (readable_) read_vm(buffer);
-    else read_mem(buffer);
-    stats_.read_seconds += since(t0);
-    t0 = Clock::now();
-    wait_writer();
+    std::byte* buffer = nullptr;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return !free_.empty() || error_; });
+      if (error_) std::rethrow_exception(error_);
+      buffer = free_.back();
+      free_.pop_back();
+    }
     stats_.wait_seconds += since(t0);
-    pending_ = std::async(std::launch::async, [this, buffer, ranges = std::move(ranges_)] {
-      auto t = Clock::now();
-      size_t off = 0;
-      for (const auto& r : ranges) {
-        writer_.add(r.start, std::span<const std::byte>(buffer + off, r.length));
-        off += r.length;
-      }
-      write_seconds_ += since(t);
-    });
+    t0 = Clock::now();
+    try {
+      if (readable_) read_vm(buffer);
+      else read_mem(buffer);
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      free_.push_back(buffer);
+      throw;
+    }
+    stats_.read_seconds += since(t0);
+    {
+      std::lock_guard lock(mutex_);
+      ready_.push_back({buffer, std::move(ranges_)});
+    }
+    cv_.notify_all();
     ranges_.clear();
     queued_ = 0;
-    current_ ^= 1;
   }
 
-  // Flushes and waits for the last write; rethrows a writer error.
+  // Flushes, waits for the writer to finish everything; rethrows a writer error.
   void finish() {
     flush();
-    wait_writer();
+    stop_writer();
+    if (error_) std::rethrow_exception(error_);
     stats_.write_seconds += write_seconds_;
   }
 
  private:
+  static constexpr size_t kBuffers = 4;
+
   struct Range {
     uint64_t start;
     uint64_t length;
   };
+  struct Batch {
+    std::byte* buffer;
+    std::vector<Range> ranges;
+  };
 
-  void wait_writer() {
-    if (pending_.valid()) pending_.get();
+  void write_loop() {
+    for (;;) {
+      Batch batch;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return !ready_.empty() || done_; });
+        if (ready_.empty()) return;  // done and drained
+        batch = std::move(ready_.front());
+        ready_.pop_front();
+      }
+      auto t = Clock::now();
+      try {
+        size_t off = 0;
+        for (const auto& r : batch.ranges) {
+          writer_.add(r.start, std::span<const std::byte>(batch.buffer + off, r.length));
+          off += r.length;
+        }
+      } catch (...) {
+        std::lock_guard lock(mutex_);
+        error_ = std::current_exception();
+        free_.push_back(batch.buffer);
+        cv_.notify_all();
+        return;
+      }
+      write_seconds_ += since(t);
+      {
+        std::lock_guard lock(mutex_);
+        free_.push_back(batch.buffer);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  void stop_writer() {
+    if (!writer_thread_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    writer_thread_.join();
   }
 
   void read_vm(std::byte* buffer) {
@@ -160,14 +220,20 @@ class PageCopier {
   pid_t pid_;
   images::PageWriter& writer_;
   MemoryStats& stats_;
-  std::byte* buffers_[2] = {nullptr, nullptr};
-  int current_ = 0;
-  std::future<void> pending_;
-  double write_seconds_ = 0;  // updated by the writer thread only
-  std::vector<Range> ranges_;
+  std::byte* memory_ = nullptr;
+  std::vector<Range> ranges_;  // queued for the next batch
   uint64_t queued_ = 0;
   bool readable_ = true;
   UniqueFd mem_;
+
+  std::thread writer_thread_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::byte*> free_;  // buffers the reader may fill
+  std::deque<Batch> ready_;       // filled, waiting for the writer
+  bool done_ = false;
+  std::exception_ptr error_;
+  double write_seconds_ = 0;  // written by the writer thread, read after join
 };
 
 }  // namespace
