@@ -429,6 +429,22 @@ TEST(Dump, ProcessTreeIsRefused) {
   expect_untouched(w.pid(), status);
 }
 
+TEST(Dump, StoppedProcessStaysStopped) {
+  TempDir tmp("dump-stopped");
+  fs::path status = tmp.path() / "status";
+  Workload w("counter", {status.string()}, tmp.path() / "log");
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  ::kill(w.pid(), SIGSTOP);
+  ASSERT_TRUE(wait_until([&] { return status_field(w.pid(), "State").rfind("T", 0) == 0; }, 5s));
+  auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", (tmp.path() / "ck").string(),
+                       "--leave-running"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(status_field(w.pid(), "TracerPid"), "0");
+  EXPECT_EQ(status_field(w.pid(), "State").substr(0, 1), "T") << "a job stopped by SIGSTOP stays stopped";
+  ::kill(w.pid(), SIGCONT);
+  EXPECT_TRUE(advances(status));
+}
+
 TEST(Dump, MissingTargetsAreClearErrors) {
   TempDir tmp("dump-missing");
   auto r = run_stasis({"dump", "--pid", "999999999", "-D", (tmp.path() / "ck").string()});
