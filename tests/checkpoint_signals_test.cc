@@ -21,5 +21,11 @@ TEST(CheckpointSignals, DumpLeaveRunningAndRestoreKeepsSignalState) {
   check_round_trip(signals(), how);
 }
 
+TEST(CheckpointSignals, RepeatedDumpsAllRestore) {
+  Workload w = signals();
+  w.watch = 1200ms;
+  check_repeated_dumps(w, 3);
+}
+
 }  // namespace
 }  // namespace stasis::test

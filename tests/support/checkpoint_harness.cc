@@ -712,4 +712,28 @@ void check_round_trip(const Workload& w, const RoundTrip& how) {
   if (how.after_restore) how.after_restore(restored);
 }
 
+void check_repeated_dumps(const Workload& w, int dumps) {
+  CheckpointEnv env;
+  Container original(env, w.name);
+  ASSERT_TRUE(original.run(w));
+  std::vector<std::uint64_t> before(static_cast<size_t>(dumps));
+  for (int i = 0; i < dumps; ++i) {
+    std::uint64_t n = 0;
+    ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+    before[static_cast<size_t>(i)] = n;
+    ASSERT_TRUE(original.dump(env.image_dir(std::to_string(i)), {"--leave-running"}));
+    ASSERT_TRUE(wait_for_progress(original.status(), n, 10s)) << "the original stopped after dump " << i;
+  }
+  const fs::path status = original.status();
+  original.remove();
+  for (int i = 0; i < dumps; ++i) {
+    clear_status(status);
+    Container restored(env, w.name + "-restored");
+    ASSERT_TRUE(restored.restore(env.image_dir(std::to_string(i)), status));
+    std::uint64_t n = before[static_cast<size_t>(i)];
+    ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n)) << "restore of dump " << i;
+    ASSERT_TRUE(keep_progressing(status, w.watch)) << "restore of dump " << i;
+  }
+}
+
 }  // namespace stasis::test

@@ -182,6 +182,11 @@ struct RoundTrip {
 };
 void check_round_trip(const Workload& w, const RoundTrip& how = {});
 
+// Dumps one running container `dumps` times with --leave-running (each at a different moment
+// of its work), removes it, and restores each image in turn: every restore must continue
+// beyond the progress seen before its dump and keep progressing for the watch time.
+void check_repeated_dumps(const Workload& w, int dumps);
+
 // Joins words for messages.
 std::string join(const std::vector<std::string>& words);
 
