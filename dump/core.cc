@@ -138,10 +138,13 @@ pb::TaskCore collect_core(Task& task, Injector& injector) {
   core.set_pid(task.ns_pid);
   for (size_t i = 0; i < task.threads.size(); ++i) *core.add_threads() = collect_thread(task, i, injector);
 
+  // Asked of the task itself: prlimit() on another task with other credentials needs
+  // CAP_SYS_RESOURCE, which root lacks on some hosts (ours among them).
   for (int res = 0; res < RLIM_NLIMITS; ++res) {
-    rlimit lim{};
-    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) < 0)
-      fail_errno(errno, "prlimit pid {} resource {}", pid, res);
+    injector.clear_scratch(sizeof(rlimit));
+    injector.call_checked(task.threads[0], "prlimit64", SYS_prlimit64, 0, static_cast<uint64_t>(res), 0,
+                          injector.scratch());
+    const rlimit lim = injector.read_scratch<rlimit>();
     auto* r = core.add_rlimits();
     r->set_resource(static_cast<uint32_t>(res));
     r->set_cur(lim.rlim_cur);
