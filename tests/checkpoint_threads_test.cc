@@ -18,5 +18,11 @@ TEST(CheckpointThreads, DumpLeaveRunningAndRestoreContinues) {
   check_round_trip(c_workload("threads"), how);
 }
 
+TEST(CheckpointThreads, RepeatedDumpsAllRestore) {
+  Workload w = c_workload("threads");
+  w.watch = 1000ms;
+  check_repeated_dumps(w, 3);
+}
+
 }  // namespace
 }  // namespace stasis::test
