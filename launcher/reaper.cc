@@ -37,9 +37,13 @@ int run_reaper(const std::vector<std::string>& argv) {
     ::setpgid(0, 0);
     ::_exit(exec_argv(argv));
   }
+  return forward_signals_and_reap(child, all);
+}
+
+int forward_signals_and_reap(pid_t child, const sigset_t& blocked) {
   for (;;) {
     siginfo_t info{};
-    int sig = ::sigwaitinfo(&all, &info);
+    int sig = ::sigwaitinfo(&blocked, &info);
     if (sig < 0) continue;
     if (sig != SIGCHLD) {
       // Forward to the job (its whole process group, as a terminal would).

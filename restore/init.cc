@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "launcher/reaper.h"
 #include "restore/stub.h"
 
 namespace stasis::restore {
@@ -39,21 +40,7 @@ int run_restore_init(const RestorePlan& plan, int control_fd) {
   }
   if (child == 0) run_stub(plan, control_fd);
   close(control_fd);
-  for (;;) {
-    siginfo_t info{};
-    int sig = sigwaitinfo(&all, &info);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {
-      kill(static_cast<pid_t>(child), sig);
-      continue;
-    }
-    for (;;) {
-      int status = 0;
-      pid_t pid = waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) break;
-      if (pid == child) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-  }
+  return launcher::forward_signals_and_reap(static_cast<pid_t>(child), all);
 }
 
 pid_t find_stub_under_init(pid_t init_pid, int timeout_ms) {
