@@ -1,0 +1,31 @@
+// creds: drops to distinct real/effective/saved uids and gids (1004/1005/1006, 1001/1002/1003)
+// with supplementary groups 44 and 45 and no_new_privs, then checks every iteration that they
+// are still exactly those: restore must give a process its credentials back. The status
+// file's folder must be writable by uid 1005.
+#define _GNU_SOURCE
+#include <grp.h>
+#include <sys/prctl.h>
+
+#include "workload_status.h"
+
+int main(int argc, char** argv) {
+  ws_init(argc, argv, 1, "STATUS_FILE");
+  const gid_t groups[2] = {44, 45};
+  if (setgroups(2, groups) < 0 || setresgid(1001, 1002, 1003) < 0 || setresuid(1004, 1005, 1006) < 0 ||
+      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    ws_failf("dropping credentials failed: errno %d", errno);
+  for (unsigned long long count = 1;; ++count) {
+    uid_t r, e, s;
+    gid_t rg, eg, sg;
+    gid_t list[8];
+    getresuid(&r, &e, &s);
+    getresgid(&rg, &eg, &sg);
+    int n = getgroups(8, list);
+    if (r != 1004 || e != 1005 || s != 1006) ws_failf("uids are %d/%d/%d", (int)r, (int)e, (int)s);
+    if (rg != 1001 || eg != 1002 || sg != 1003) ws_failf("gids are %d/%d/%d", (int)rg, (int)eg, (int)sg);
+    if (n != 2 || list[0] != 44 || list[1] != 45) ws_failf("%d supplementary groups", n);
+    if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) ws_failf("no_new_privs is lost");
+    ws_write(count);
+    ws_sleep_ms(10);
+  }
+}
