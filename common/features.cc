@@ -29,6 +29,7 @@
 #include "common/compat.h"
 #include "common/error.h"
 #include "common/fd.h"
+#include "common/json.h"
 #include "common/file_util.h"
 #include "common/proc.h"
 #include "common/ptrace.h"
@@ -603,24 +604,6 @@ FeatureResult run_probe(const Probe& probe) {
   return r;
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 }  // namespace
 

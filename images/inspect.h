@@ -24,7 +24,5 @@ std::string hex_dump(uint64_t address, std::span<const std::byte> data);
 
 // Turns compact JSON into indented JSON (2 spaces), leaving strings untouched.
 std::string pretty_json(std::string_view compact);
-// A JSON string literal, quotes included.
-std::string json_string(std::string_view s);
 
 }  // namespace stasis::images
