@@ -12,7 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
-#include "dump/procfs.h"
+#include "common/proc.h"
 
 namespace stasis::dump {
 
@@ -72,32 +72,25 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
   });
 }
 
-void collect_creds(Task& task, Injector& injector, const std::map<std::string, std::string>& status,
-                   pb::Creds& creds) {
-  auto get = [&](const char* key) -> const std::string& {
-    auto it = status.find(key);
-    if (it == status.end()) fail("/proc/{}/status: no {} line", task.host_pid, key);
-    return it->second;
-  };
-  auto uids = procfs::numbers(get("Uid"));
-  auto gids = procfs::numbers(get("Gid"));
-  if (uids.size() != 4 || gids.size() != 4) fail("/proc/{}/status: bad Uid/Gid lines", task.host_pid);
-  creds.set_uid(uids[0]);
-  creds.set_euid(uids[1]);
-  creds.set_suid(uids[2]);
-  creds.set_fsuid(uids[3]);
-  creds.set_gid(gids[0]);
-  creds.set_egid(gids[1]);
-  creds.set_sgid(gids[2]);
-  creds.set_fsgid(gids[3]);
-  for (uint64_t g : procfs::numbers(get("Groups"))) creds.add_groups(static_cast<uint32_t>(g));
-  auto cap = [&](const char* key) { return std::strtoull(get(key).c_str(), nullptr, 16); };
-  creds.set_cap_inheritable(cap("CapInh"));
-  creds.set_cap_permitted(cap("CapPrm"));
-  creds.set_cap_effective(cap("CapEff"));
-  creds.set_cap_bounding(cap("CapBnd"));
-  creds.set_cap_ambient(cap("CapAmb"));
-  creds.set_no_new_privs(get("NoNewPrivs") == "1");
+void collect_creds(Task& task, Injector& injector, const proc::Status& status, pb::Creds& creds) {
+  // proc::Status leaves a missing line at zero: a status without these is not one we can trust.
+  for (const char* key : {"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"})
+    if (!status.fields.count(key)) fail("/proc/{}/status: no {} line", task.host_pid, key);
+  creds.set_uid(status.uid[0]);
+  creds.set_euid(status.uid[1]);
+  creds.set_suid(status.uid[2]);
+  creds.set_fsuid(status.uid[3]);
+  creds.set_gid(status.gid[0]);
+  creds.set_egid(status.gid[1]);
+  creds.set_sgid(status.gid[2]);
+  creds.set_fsgid(status.gid[3]);
+  for (uint32_t g : status.groups) creds.add_groups(g);
+  creds.set_cap_inheritable(status.cap_inh);
+  creds.set_cap_permitted(status.cap_prm);
+  creds.set_cap_effective(status.cap_eff);
+  creds.set_cap_bounding(status.cap_bnd);
+  creds.set_cap_ambient(status.cap_amb);
+  creds.set_no_new_privs(status.no_new_privs == 1);
   creds.set_securebits(static_cast<uint32_t>(
       injector.call_checked(task.threads[0], "prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS)));
 }
@@ -151,16 +144,16 @@ pb::TaskCore collect_core(Task& task, Injector& injector) {
     r->set_max(lim.rlim_max);
   }
 
-  auto status = procfs::read_status(pid);
-  if (status.count("Umask")) core.set_umask(parse_u32(status["Umask"], 8));
+  auto status = proc::read_status(pid);
+  if (status.umask) core.set_umask(*status.umask);
   collect_creds(task, injector, status, *core.mutable_creds());
   core.set_personality(parse_u32(trim(read_file(fmt::format("/proc/{}/personality", pid))), 16));
   core.set_comm(trim(read_file(fmt::format("/proc/{}/comm", pid))));
-  core.set_cwd(procfs::read_link(fmt::format("/proc/{}/cwd", pid)));
-  core.set_root(procfs::read_link(fmt::format("/proc/{}/root", pid)));
-  auto stat = procfs::read_stat(pid);
-  core.set_exit_signal(std::atoi(stat[37].c_str()));
-  core.set_nice(std::atoi(stat[18].c_str()));
+  core.set_cwd(proc::read_link(fmt::format("/proc/{}/cwd", pid)));
+  core.set_root(proc::read_link(fmt::format("/proc/{}/root", pid)));
+  auto stat = proc::read_stat(pid);
+  core.set_exit_signal(stat.exit_signal);
+  core.set_nice(static_cast<int32_t>(stat.nice));
   core.set_dumpable(static_cast<uint32_t>(
       injector.call_checked(task.threads[0], "prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE)));
   return core;

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "container.pb.h"
 #include "dump/cgroup_state.h"
 #include "dump/core.h"
@@ -24,7 +25,6 @@
 #include "dump/interrupt.h"
 #include "dump/memory.h"
 #include "dump/namespaces.h"
-#include "dump/procfs.h"
 #include "dump/pstree.h"
 #include "dump/seize.h"
 #include "dump/signals.h"
@@ -62,10 +62,26 @@ class PartialDirectory {
 };
 
 pid_t tgid_of(pid_t tid) {
-  auto status = procfs::read_status(tid);
-  auto it = status.find("Tgid");
-  if (it == status.end()) fail("/proc/{}/status: no Tgid line", tid);
-  return static_cast<pid_t>(std::atoi(it->second.c_str()));
+  auto status = proc::read_status(tid);
+  if (!status.fields.count("Tgid")) fail("/proc/{}/status: no Tgid line", tid);
+  return status.tgid;
+}
+
+// Children of every thread of pid (/proc/PID/task/*/children), sorted, without repeats.
+std::vector<pid_t> children_of_process(pid_t pid) {
+  std::vector<pid_t> out;
+  for (pid_t tid : proc::list_tasks(pid)) {
+    std::vector<pid_t> children;
+    try {
+      children = proc::list_children(pid, tid);
+    } catch (const Error&) {
+      continue;  // the thread exited meanwhile
+    }
+    out.insert(out.end(), children.begin(), children.end());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::vector<std::string> read_cmdline(pid_t pid) {
@@ -88,7 +104,7 @@ std::vector<InheritedFd> container_stdio(pid_t pid, const pb::ContainerConfig& c
   for (int fd = 0; fd <= 2; ++fd) {
     std::string link;
     try {
-      link = procfs::read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
+      link = proc::read_fd_link(pid, fd);
     } catch (const Error&) {
       continue;  // closed
     }
@@ -186,7 +202,7 @@ DumpReport dump(const DumpOptions& opt) {
   if (state && state->config().init()) job.erase(std::remove(job.begin(), job.end(), state->init_pid()), job.end());
   std::string what = state ? fmt::format("container {}", opt.container) : fmt::format("pid {}", opt.pid);
   if (!state) {
-    auto children = procfs::list_children(opt.pid);
+    auto children = children_of_process(opt.pid);
     if (!children.empty()) {
       std::vector<pid_t> tree{opt.pid};
       tree.insert(tree.end(), children.begin(), children.end());

@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
-#include "dump/procfs.h"
+#include "common/proc.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
 
@@ -108,17 +108,16 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
   int raw_pidfd = compat::sys_pidfd_open(pid, 0);
   if (raw_pidfd < 0) fail_errno(errno, "pidfd_open {}", pid);
   UniqueFd pidfd(raw_pidfd);
-  for (int fd : procfs::list_fds(pid)) {
+  for (int fd : proc::list_fds(pid)) {
     std::string link_path = fmt::format("/proc/{}/fd/{}", pid, fd);
-    std::string link = procfs::read_link(link_path);
-    auto info = procfs::read_fdinfo(pid, fd);
+    std::string link = proc::read_link(link_path);
     pb::FdEntry e;
     e.set_fd(fd);
-    e.set_cloexec(info.flags & O_CLOEXEC);
-    uint32_t flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
-
+    // fdinfo is read only for fds we keep: proc's parser is strict, and the fdinfo of some
+    // kinds we refuse anyway (io_uring with pending polls) has lines it does not accept.
     auto inh = std::find_if(inherited.begin(), inherited.end(), [&](const InheritedFd& i) { return i.fd == fd; });
     if (inh != inherited.end()) {
+      e.set_cloexec(proc::read_fdinfo(pid, fd).flags & O_CLOEXEC);
       e.set_kind(pb::FdEntry::INHERITED);
       e.set_file_id(inh->std_fd);
       out.push_back(e);
@@ -141,6 +140,9 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
+    auto info = proc::read_fdinfo(pid, fd);
+    e.set_cloexec(info.flags & O_CLOEXEC);
+    uint32_t flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
     e.set_kind(kind);
 
     uint64_t id = find_same(pid, fd, kind);

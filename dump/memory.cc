@@ -19,8 +19,8 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "dump/interrupt.h"
-#include "dump/procfs.h"
 
 namespace stasis::dump {
 
@@ -32,10 +32,6 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 constexpr size_t kBatchBytes = 2 << 20;  // one process_vm_readv reads up to this much
 constexpr size_t kMaxIov = 1024;         // IOV_MAX
 constexpr size_t kRegions = 4096;        // page_region entries per PAGEMAP_SCAN call
-
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 pb::FileIdentity identity_of(const struct stat& st) {
   pb::FileIdentity id;
@@ -253,42 +249,44 @@ pb::Vma::Kind classify_vma(const std::string& path, bool shared) {
 
 pb::MmState collect_mm(pid_t pid, uint64_t brk) {
   pb::MmState mm;
-  auto stat = procfs::read_stat(pid);
-  auto field = [&](int n) { return std::strtoull(stat[static_cast<size_t>(n - 1)].c_str(), nullptr, 10); };
-  mm.set_start_code(field(26));
-  mm.set_end_code(field(27));
-  mm.set_start_stack(field(28));
-  mm.set_start_data(field(45));
-  mm.set_end_data(field(46));
-  mm.set_start_brk(field(47));
-  mm.set_arg_start(field(48));
-  mm.set_arg_end(field(49));
-  mm.set_env_start(field(50));
-  mm.set_env_end(field(51));
+  auto stat = proc::read_stat(pid);
+  mm.set_start_code(stat.start_code);
+  mm.set_end_code(stat.end_code);
+  mm.set_start_stack(stat.start_stack);
+  mm.set_start_data(stat.start_data);
+  mm.set_end_data(stat.end_data);
+  mm.set_start_brk(stat.start_brk);
+  mm.set_arg_start(stat.arg_start);
+  mm.set_arg_end(stat.arg_end);
+  mm.set_env_start(stat.env_start);
+  mm.set_env_end(stat.env_end);
   mm.set_brk(brk);
   mm.set_auxv(read_file(fmt::format("/proc/{}/auxv", pid)));
   std::string exe = fmt::format("/proc/{}/exe", pid);
-  mm.set_exe_path(procfs::read_link(exe));
+  mm.set_exe_path(proc::read_link(exe));
   struct stat st {};
   if (::stat(exe.c_str(), &st) == 0) *mm.mutable_exe_file() = identity_of(st);
   else fail_errno(errno, "stat {} ({})", exe, mm.exe_path());
 
-  auto status = procfs::read_status(pid);
-  if (status.count("THP_enabled")) mm.set_thp_disabled(status["THP_enabled"] == "0");
+  auto status = proc::read_status(pid);
+  auto thp = status.fields.find("THP_enabled");
+  if (thp != status.fields.end()) mm.set_thp_disabled(thp->second == "0");
 
-  for (const auto& m : procfs::read_smaps(pid)) {
+  for (const auto& m : proc::read_smaps(pid)) {
     pb::Vma* v = mm.add_vmas();
-    bool shared = m.perms.size() > 3 && m.perms[3] == 's';
+    // The image keeps the name as the kernel prints it, " (deleted)" included.
+    const std::string name = m.deleted ? m.path + " (deleted)" : m.path;
+    const bool shared = m.shared;
     v->set_start(m.start);
     v->set_end(m.end);
     uint32_t prot = 0;
-    if (m.perms[0] == 'r') prot |= PROT_READ;
-    if (m.perms[1] == 'w') prot |= PROT_WRITE;
-    if (m.perms[2] == 'x') prot |= PROT_EXEC;
+    if (m.read) prot |= PROT_READ;
+    if (m.write) prot |= PROT_WRITE;
+    if (m.exec) prot |= PROT_EXEC;
     v->set_prot(prot);
     v->set_pgoff(m.offset);
-    v->set_name(m.path);
-    auto kind = classify_vma(m.path, shared);
+    v->set_name(name);
+    auto kind = classify_vma(name, shared);
     v->set_kind(kind);
     uint32_t flags = shared ? MAP_SHARED : MAP_PRIVATE;
     if (kind == pb::Vma::ANON_PRIVATE || kind == pb::Vma::ANON_SHARED || kind == pb::Vma::HEAP ||
@@ -301,12 +299,12 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
     v->set_flags(flags);
     if (kind == pb::Vma::ANON_SHARED) v->set_shmem_id(m.inode);
     if (kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED) {
-      if (ends_with(m.path, " (deleted)"))
+      if (m.deleted)
         throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted file {}: not supported yet", pid,
-                                           m.start, m.end, m.path));
-      v->set_path(m.path);
+                                           m.start, m.end, name));
+      v->set_path(name);
       std::string mf = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
-      if (::stat(mf.c_str(), &st) < 0) fail_errno(errno, "pid {}: stat {} ({})", pid, mf, m.path);
+      if (::stat(mf.c_str(), &st) < 0) fail_errno(errno, "pid {}: stat {} ({})", pid, mf, name);
       *v->mutable_file() = identity_of(st);
     }
   }

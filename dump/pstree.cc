@@ -2,20 +2,32 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "dump/procfs.h"
+#include "common/proc.h"
 
 namespace stasis::dump {
 
+namespace {
+
+// The id in the innermost pid namespace: the last number of a status line like
+// "NSpid:\t1234\t1" (parsed by proc into `ids`); `key` names that line in errors.
+pid_t innermost(const proc::Status& status, const std::vector<pid_t>& ids, const char* key, pid_t pid) {
+  if (!status.fields.count(key)) fail("/proc/{}/status: no {} line", pid, key);
+  if (ids.empty()) fail("/proc/{}/status: empty {} line", pid, key);
+  return ids.back();
+}
+
+}  // namespace
+
 void fill_namespace_ids(Task& task) {
-  auto status = procfs::read_status(task.host_pid);
-  task.ns_pid = procfs::last_pid_field(status, "NSpid", task.host_pid);
-  task.ns_pgid = procfs::last_pid_field(status, "NSpgid", task.host_pid);
-  task.ns_sid = procfs::last_pid_field(status, "NSsid", task.host_pid);
+  auto status = proc::read_status(task.host_pid);
+  task.ns_pid = innermost(status, status.ns_pid, "NSpid", task.host_pid);
+  task.ns_pgid = innermost(status, status.ns_pgid, "NSpgid", task.host_pid);
+  task.ns_sid = innermost(status, status.ns_sid, "NSsid", task.host_pid);
   task.ns_ppid = 0;
   task.ns_tids.clear();
   for (const auto& t : task.threads) {
-    auto ts = procfs::read_status(t.tid());  // /proc/TID/status works for any thread
-    task.ns_tids.push_back(procfs::last_pid_field(ts, "NSpid", t.tid()));
+    auto ts = proc::read_status(t.tid());  // /proc/TID/status works for any thread
+    task.ns_tids.push_back(innermost(ts, ts.ns_pid, "NSpid", t.tid()));
   }
 }
 

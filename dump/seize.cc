@@ -11,7 +11,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "dump/procfs.h"
+#include "common/proc.h"
 
 namespace stasis::dump {
 
@@ -22,15 +22,14 @@ constexpr int kMaxRounds = 100;
 bool thread_exists(pid_t tid) { return std::filesystem::exists(fmt::format("/proc/{}", tid)); }
 
 void check_tracer(pid_t tid) {
-  std::map<std::string, std::string> status;
+  proc::Status status;
   try {
-    status = procfs::read_status(tid);
+    status = proc::read_status(tid);
   } catch (const Error&) {
     return;
   }
-  auto it = status.find("TracerPid");
-  if (it != status.end() && it->second != "0")
-    fail("thread {} is already traced by pid {} (a debugger or another dump?)", tid, it->second);
+  if (status.tracer_pid != 0)
+    fail("thread {} is already traced by pid {} (a debugger or another dump?)", tid, status.tracer_pid);
 }
 
 }  // namespace
@@ -53,7 +52,7 @@ std::vector<ptrace::SeizedThread> seize_process(pid_t pid) {
   std::set<pid_t> seen;
   for (int round = 0;; ++round) {
     if (round == kMaxRounds) fail("pid {}: the thread list did not settle after {} rounds", pid, kMaxRounds);
-    std::vector<pid_t> tids = procfs::list_threads(pid);
+    std::vector<pid_t> tids = proc::list_tasks(pid);
     bool added = false;
     for (pid_t tid : tids) {
       if (seen.count(tid)) continue;
