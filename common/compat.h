@@ -187,6 +187,16 @@ inline constexpr uint32_t kRseqSigX86 = 0x53053053;
 // ptrace(PTRACE_GETREGSET, NT_X86_XSTATE) has no fixed size; CPUID leaf 0xD tells it.
 inline constexpr size_t kMaxXstateSize = 64 * 1024;
 
+// The kernel's struct sigaction for rt_sigaction(2) on x86_64 (glibc's differs: its mask is
+// 1024 bits and it fills in its own restorer), so handlers are read and set exactly.
+struct KernelSigaction {
+  uint64_t handler;   // SIG_DFL 0, SIG_IGN 1, or an address
+  uint64_t flags;     // SA_*
+  uint64_t restorer;
+  uint64_t mask;
+};
+static_assert(sizeof(KernelSigaction) == 32);
+
 // Raw syscalls. They return -1 and set errno like glibc wrappers.
 inline long sys_clone3(struct clone_args* args, size_t size) { return ::syscall(__NR_clone3, args, size); }
 inline int sys_pidfd_open(pid_t pid, unsigned int flags) {

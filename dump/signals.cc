@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "common/compat.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -13,14 +14,6 @@ namespace stasis::dump {
 
 namespace {
 
-// The kernel's struct sigaction for rt_sigaction on x86_64.
-struct KernelSigaction {
-  uint64_t handler;
-  uint64_t flags;
-  uint64_t restorer;
-  uint64_t mask;
-};
-static_assert(sizeof(KernelSigaction) == 32);
 
 void add_siginfos(const std::vector<siginfo_t>& in, google::protobuf::RepeatedPtrField<pb::SigInfo>* out) {
   for (const siginfo_t& si : in) out->Add()->set_raw(&si, sizeof si);
@@ -36,7 +29,7 @@ pb::SignalState collect_signals(Task& task, Injector& injector) {
     long rc = injector.call(leader, SYS_rt_sigaction, static_cast<uint64_t>(sig), 0, injector.scratch(), 8);
     if (rc == -EINVAL) continue;  // signals glibc reserves are still valid; this guards odd numbers only
     if (rc < 0) fail_errno(static_cast<int>(-rc), "tid {}: injected rt_sigaction({})", leader.tid(), sig);
-    auto act = injector.read_scratch<KernelSigaction>();
+    auto act = injector.read_scratch<compat::KernelSigaction>();
     if (act.handler == 0 && act.flags == 0 && act.mask == 0) continue;
     auto* a = state.add_actions();
     a->set_signo(static_cast<uint32_t>(sig));

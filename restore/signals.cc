@@ -7,18 +7,12 @@
 
 #include <cstring>
 
+#include "common/compat.h"
 #include "common/error.h"
 
 namespace stasis::restore {
 namespace {
 
-// The kernel's struct sigaction for rt_sigaction on x86_64.
-struct KernelSigaction {
-  uint64_t handler;
-  uint64_t flags;
-  uint64_t restorer;
-  uint64_t mask;
-};
 
 siginfo_t decode_siginfo(const pb::SigInfo& info) {
   siginfo_t si;
@@ -32,7 +26,7 @@ siginfo_t decode_siginfo(const pb::SigInfo& info) {
 
 void install_signal_actions(const pb::SignalState& signals) {
   for (const auto& action : signals.actions()) {
-    KernelSigaction ksa{action.handler(), action.flags(), action.restorer(), action.mask()};
+    compat::KernelSigaction ksa{action.handler(), action.flags(), action.restorer(), action.mask()};
     if (syscall(SYS_rt_sigaction, action.signo(), &ksa, nullptr, sizeof(uint64_t)) < 0)
       fail_errno(errno, "rt_sigaction signal {}", action.signo());
   }
