@@ -14,7 +14,6 @@ namespace stasis::dump {
 
 namespace {
 
-
 void add_siginfos(const std::vector<siginfo_t>& in, google::protobuf::RepeatedPtrField<pb::SigInfo>* out) {
   for (const siginfo_t& si : in) out->Add()->set_raw(&si, sizeof si);
 }

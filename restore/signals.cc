@@ -13,7 +13,6 @@
 namespace stasis::restore {
 namespace {
 
-
 siginfo_t decode_siginfo(const pb::SigInfo& info) {
   siginfo_t si;
   std::memset(&si, 0, sizeof si);
