@@ -13,6 +13,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/ptrace.h"
 
 namespace stasis::dump {
 
@@ -42,7 +43,14 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
     tc.set_tid(task.ns_tids[index]);
     user_regs_struct regs = t.get_regs();
     log::debug("tid {}: rip {:#x} rax {:#x} orig_rax {:#x}", tid, regs.rip, regs.rax, regs.orig_rax);
-    RestartAdjustment adj = adjust_for_restart(regs);
+    RestartAdjustment adj = adjust_for_restart(regs, [tid](uint64_t address, timespec* out) {
+      try {
+        ptrace::read_memory(tid, address, std::as_writable_bytes(std::span(out, 1)));
+        return true;
+      } catch (const Error&) {
+        return false;
+      }
+    });
     tc.set_gpregs(&regs, sizeof regs);
     tc.set_syscall_state(adj.state);
     tc.set_interrupted_syscall(adj.interrupted_syscall);
@@ -97,7 +105,19 @@ void collect_creds(Task& task, Injector& injector, const proc::Status& status, p
 
 }  // namespace
 
-RestartAdjustment adjust_for_restart(user_regs_struct& regs) {
+namespace {
+
+// True when the registers of a restart_syscall hold the arguments of the clock_nanosleep it
+// restarts: a clock id, flags 0 or TIMER_ABSTIME, and a readable, valid timespec.
+bool restarts_clock_nanosleep(const user_regs_struct& regs, const TimespecReader& read_timespec) {
+  if (!read_timespec || regs.rdi > 11 || (regs.rsi & ~uint64_t{TIMER_ABSTIME}) != 0) return false;
+  timespec ts{};
+  return read_timespec(regs.rdx, &ts) && ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000;
+}
+
+}  // namespace
+
+RestartAdjustment adjust_for_restart(user_regs_struct& regs, const TimespecReader& read_timespec) {
   RestartAdjustment adj;
   auto orig = static_cast<long>(regs.orig_rax);
   auto rax = static_cast<long>(regs.rax);
@@ -106,6 +126,11 @@ RestartAdjustment adjust_for_restart(user_regs_struct& regs) {
     return adj;
   }
   adj.interrupted_syscall = orig;
+  if (rax == -kErestartRestartBlock && orig == SYS_restart_syscall && restarts_clock_nanosleep(regs, read_timespec)) {
+    regs.orig_rax = SYS_clock_nanosleep;
+    orig = SYS_clock_nanosleep;
+    adj.interrupted_syscall = orig;
+  }
   if (rax == -kErestartSys || rax == -kErestartNoIntr || rax == -kErestartNoHand ||
       (rax == -kErestartRestartBlock && (orig == SYS_nanosleep || orig == SYS_clock_nanosleep))) {
     // Back over the 2-byte `syscall` instruction with the call number in rax: the call runs

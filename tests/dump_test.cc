@@ -175,6 +175,42 @@ TEST(DumpUnit, SyscallRestartAdjustment) {
   EXPECT_EQ(a.interrupted_syscall, -1);
 }
 
+TEST(DumpUnit, RestartedSleepIsRestartedAgain) {
+  // A sleep interrupted twice: the second time it runs as restart_syscall, with the
+  // clock_nanosleep arguments still in the registers.
+  auto readable = [](uint64_t, timespec* out) {
+    *out = timespec{1, 500};
+    return true;
+  };
+  user_regs_struct r{};
+  r.orig_rax = SYS_restart_syscall;
+  r.rax = static_cast<unsigned long long>(-516L);
+  r.rip = 0x4002;
+  r.rdi = CLOCK_MONOTONIC;
+  r.rsi = 0;
+  r.rdx = 0x7ffc0000;
+  auto a = dump::adjust_for_restart(r, readable);
+  EXPECT_EQ(a.state, "syscall-restart");
+  EXPECT_EQ(r.rip, 0x4000u);
+  EXPECT_EQ(r.rax, static_cast<unsigned long long>(SYS_clock_nanosleep));
+  EXPECT_EQ(a.interrupted_syscall, SYS_clock_nanosleep);
+
+  // Arguments that are not a sleep's (poll(NULL, 0, 70000) restarted): EINTR, as before.
+  auto unreadable = [](uint64_t, timespec*) { return false; };
+  r = {};
+  r.orig_rax = SYS_restart_syscall;
+  r.rax = static_cast<unsigned long long>(-516L);
+  r.rip = 0x5002;
+  r.rdx = 70000;
+  a = dump::adjust_for_restart(r, unreadable);
+  EXPECT_EQ(a.state, "syscall-eintr");
+  EXPECT_EQ(r.rip, 0x5002u);
+  // And without a way to read memory, never guess.
+  r.rax = static_cast<unsigned long long>(-516L);
+  a = dump::adjust_for_restart(r);
+  EXPECT_EQ(a.state, "syscall-eintr");
+}
+
 TEST(DumpUnit, VmaKinds) {
   EXPECT_EQ(dump::classify_vma("[heap]", false), pb::Vma::HEAP);
   EXPECT_EQ(dump::classify_vma("[stack]", false), pb::Vma::STACK);
