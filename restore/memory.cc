@@ -106,6 +106,10 @@ int map_flags(const pb::Vma& vma) {
   flags |= (vma.kind() == pb::Vma::ANON_SHARED || vma.kind() == pb::Vma::FILE_SHARED) ? MAP_SHARED : MAP_PRIVATE;
   if (!is_file_backed(vma.kind())) flags |= MAP_ANONYMOUS;
   if (vma.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+  // Huge sparse reservations (sanitizer shadows, JIT heaps) were made without swap
+  // accounting; without it they fail with ENOMEM.
+  for (const auto& flag : vma.vm_flags())
+    if (flag == "nr") flags |= MAP_NORESERVE;
   return flags;
 }
 
