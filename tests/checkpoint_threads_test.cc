@@ -6,11 +6,7 @@
 namespace stasis::test {
 namespace {
 
-// DISABLED: dump without --leave-running cannot stop a multi-threaded container ("tid N did
-// not exit within 10 s of SIGKILL"): the killed threads stay zombies still traced by the
-// dumper (TracerPid), so PID 1 waits in zap_pid_ns_processes; dump must detach or reap them.
-// Enable when dump ends multi-threaded jobs.
-TEST(CheckpointThreads, DISABLED_DumpStopsOriginalAndRestoreContinues) { check_round_trip(c_workload("threads")); }
+TEST(CheckpointThreads, DumpStopsOriginalAndRestoreContinues) { check_round_trip(c_workload("threads")); }
 
 TEST(CheckpointThreads, DumpLeaveRunningAndRestoreContinues) {
   RoundTrip how;
