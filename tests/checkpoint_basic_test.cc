@@ -97,9 +97,9 @@ TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
 
 // `stasis dump --pid` of a plain host process, restored as a container: it runs in a fresh
 // PID namespace where it keeps its old PID.
-// DISABLED: restore of a `dump --pid` image starts the process as PID 1 of the fresh PID
-// namespace instead of its old PID (NSpid shows 1); enable when restore keeps the PID.
-TEST(CheckpointBasic, DISABLED_HostProcessDumpedByPidRestoresInFreshPidNamespace) {
+// The process was not PID 1 of its namespace: restore puts our init there as PID 1 and the
+// process, its child, keeps its old PID inside the new namespace.
+TEST(CheckpointBasic, HostProcessDumpedByPidRestoresInFreshPidNamespace) {
   CheckpointEnv env;
   HostProcess host;
   ASSERT_TRUE(host.start(c_workload("counter"), env.status_path("host")));
@@ -118,7 +118,12 @@ TEST(CheckpointBasic, DISABLED_HostProcessDumpedByPidRestoresInFreshPidNamespace
   ASSERT_TRUE(keep_progressing(restored.status(), 1000ms));
   auto pid = restored.host_pid();
   ASSERT_TRUE(pid.has_value()) << "ps --json does not show " << restored.name();
-  std::vector<pid_t> nspids = namespace_pids(*pid);
+  // ps shows the container's PID 1, our init; the job is its only child.
+  std::ifstream children("/proc/" + std::to_string(*pid) + "/task/" + std::to_string(*pid) + "/children");
+  pid_t job = -1;
+  ASSERT_TRUE(children >> job) << "the restored init (host pid " << *pid << ") has no child";
+  EXPECT_EQ(namespace_pid(*pid), 1) << "our init is not PID 1 of the new namespace";
+  std::vector<pid_t> nspids = namespace_pids(job);
   ASSERT_GE(nspids.size(), 2u) << "the restored process is not in a PID namespace of its own";
   EXPECT_EQ(nspids.back(), old_pid) << "the restored process lost its PID inside its namespace";
 }
