@@ -20,15 +20,6 @@ namespace {
 constexpr uint64_t kMaxDeletedFileSize = 64ull << 20;
 const std::string kDeletedSuffix = " (deleted)";
 
-pb::FileIdentity identity_of(const struct stat& st) {
-  pb::FileIdentity id;
-  id.set_dev(st.st_dev);
-  id.set_ino(st.st_ino);
-  id.set_size(static_cast<uint64_t>(st.st_size));
-  id.set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
-  return id;
-}
-
 std::string strip_deleted(std::string path) {
   if (path.size() >= kDeletedSuffix.size() &&
       path.compare(path.size() - kDeletedSuffix.size(), kDeletedSuffix.size(), kDeletedSuffix) == 0)
@@ -79,6 +70,15 @@ std::string peek_pipe(int end, pid_t pid, int fd, int capacity) {
 }
 
 }  // namespace
+
+pb::FileIdentity identity_of(const struct stat& st) {
+  pb::FileIdentity id;
+  id.set_dev(st.st_dev);
+  id.set_ino(st.st_ino);
+  id.set_size(static_cast<uint64_t>(st.st_size));
+  id.set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+  return id;
+}
 
 std::string describe_unsupported(const std::string& link, mode_t mode) {
   if (S_ISSOCK(mode) || link.rfind("socket:", 0) == 0) return "socket";

@@ -14,12 +14,18 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include "chardev.pb.h"
 #include "files.pb.h"
+#include "mm.pb.h"
 #include "pipe.pb.h"
 #include "regfile.pb.h"
 
 namespace stasis::dump {
+
+// What a file mapping or an open file records to check, on restore, that the file is unchanged.
+pb::FileIdentity identity_of(const struct stat& st);
 
 // Fds wired to the container's monitor (its stdin/stdout/stderr plumbing): dumped as
 // INHERITED, file_id = the standard fd (0, 1, 2) they stand for.

@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "dump/files.h"
 #include "dump/interrupt.h"
 
 namespace stasis::dump {
@@ -32,15 +33,6 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 constexpr size_t kBatchBytes = 2 << 20;  // one process_vm_readv reads up to this much
 constexpr size_t kMaxIov = 1024;         // IOV_MAX
 constexpr size_t kRegions = 4096;        // page_region entries per PAGEMAP_SCAN call
-
-pb::FileIdentity identity_of(const struct stat& st) {
-  pb::FileIdentity id;
-  id.set_dev(st.st_dev);
-  id.set_ino(st.st_ino);
-  id.set_size(static_cast<uint64_t>(st.st_size));
-  id.set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
-  return id;
-}
 
 bool should_dump(pb::Vma::Kind kind) {
   switch (kind) {
