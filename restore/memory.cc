@@ -14,7 +14,7 @@
 #include "common/error.h"
 #include "common/proc.h"
 #include "common/log.h"
-#include "images/page_file.h"
+#include "restore/page_pipeline.h"
 
 namespace stasis::restore {
 namespace {
@@ -141,17 +141,19 @@ const pb::Vma* find_vma(const pb::MmState& mm, uint64_t addr) {
 }
 
 void write_pages(Remote& r, const RestorePlan& plan, MemoryStats& stats) {
-  images::PageReader reader(plan.dir, plan.task.pid());
+  PagePipeline pages(plan.dir, plan.task.pid());
   const pb::MmState& mm = plan.task.mm;
   static const std::vector<std::byte> kZeros(1 << 20);
-  reader.for_each([&](uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero) {
-    if (!zero) {
-      ptrace::write_memory(r.host_pid(), vaddr, data);
-      stats.bytes_written += data.size();
-      stats.pages_written += data.size() / 4096;
-      return;
+  while (auto range = pages.next()) {
+    if (!range->zero) {
+      ptrace::write_memory(r.host_pid(), range->vaddr, range->data);
+      stats.bytes_written += range->data.size();
+      stats.pages_written += range->data.size() / 4096;
+      pages.recycle(std::move(*range));
+      continue;
     }
     // Fresh anonymous memory is zero already; a file page that was privately zeroed is not.
+    const uint64_t vaddr = range->vaddr, length = range->length;
     for (uint64_t addr = vaddr; addr < vaddr + length;) {
       const pb::Vma* vma = find_vma(mm, addr);
       if (!vma) fail("{}: saved zero page {:#x} lies outside every VMA", plan.dir.string(), addr);
@@ -162,7 +164,7 @@ void write_pages(Remote& r, const RestorePlan& plan, MemoryStats& stats) {
       }
       addr = end;
     }
-  });
+  }
 }
 
 // struct prctl_mm_map from <linux/prctl.h>, with the auxv stored right after it.
