@@ -23,29 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class Child {
- public:
-  template <typename Fn>
-  explicit Child(Fn&& body) {
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork");
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that crashed
-      body();
-      _exit(0);
-    }
-  }
-  ~Child() {
-    kill(pid_, SIGKILL);
-    int status;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
+using Child = stasis::test::ForkedChild;
 
 template <typename Fn>
 std::string error_of(Fn&& fn) {

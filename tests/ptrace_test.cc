@@ -24,37 +24,14 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "tests/support/test_util.h"
 
 namespace stasis::ptrace {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A forked child, killed by pid and reaped in every path.
-class Child {
- public:
-  template <typename Fn>
-  explicit Child(Fn&& body) {
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork");
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that crashed
-      body();
-      _exit(0);
-    }
-  }
-  ~Child() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    int status;
-    while (waitpid(pid_, &status, __WALL) < 0 && errno == EINTR) {
-    }
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
+using Child = stasis::test::ForkedChild;
 
 struct Pipe {
   int r = -1, w = -1;

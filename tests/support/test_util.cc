@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +86,23 @@ TempDir::TempDir(const std::string& prefix) {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+pid_t ForkedChild::start() {
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + strerror(errno));
+  if (pid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that crashed
+  return pid;
+}
+
+void ForkedChild::finish_child() { _exit(0); }
+
+ForkedChild::~ForkedChild() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status;
+  while (waitpid(pid_, &status, __WALL) < 0 && errno == EINTR) {
+  }
 }
 
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {

@@ -40,6 +40,29 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A forked child running body(), killed (SIGKILL, by its pid) and reaped in every path; it
+// dies with the test if the test crashes.
+class ForkedChild {
+ public:
+  template <typename Fn>
+  explicit ForkedChild(Fn&& body) {
+    pid_ = start();
+    if (pid_ == 0) {
+      body();
+      finish_child();
+    }
+  }
+  ~ForkedChild();
+  ForkedChild(const ForkedChild&) = delete;
+  ForkedChild& operator=(const ForkedChild&) = delete;
+  pid_t pid() const { return pid_; }
+
+ private:
+  static pid_t start();                   // fork; in the child, PR_SET_PDEATHSIG
+  [[noreturn]] static void finish_child();  // _exit(0)
+  pid_t pid_ = -1;
+};
+
 // Polls cond every 10 ms until it is true or timeout passes; returns its last value.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
