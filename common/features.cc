@@ -224,6 +224,20 @@ struct Mapping {
   uint64_t start() const { return reinterpret_cast<uint64_t>(addr); }
 };
 
+// A PAGEMAP_SCAN request over the first `length` bytes of m, reporting pages of `category`
+// into regions (8 of them).
+pm_scan_arg scan_arg(const Mapping& m, size_t length, page_region (&regions)[8], uint64_t category) {
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.start = m.start();
+  arg.end = m.start() + length;
+  arg.vec = reinterpret_cast<uint64_t>(regions);
+  arg.vec_len = 8;
+  arg.category_mask = category;
+  arg.return_mask = category;
+  return arg;
+}
+
 std::string probe_pagemap_scan() {
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   Mapping m(4 * page, PROT_READ | PROT_WRITE);
@@ -234,14 +248,7 @@ std::string probe_pagemap_scan() {
   if (fd < 0) return errno_text("open /proc/self/pagemap");
   UniqueFd pagemap(fd);
   page_region regions[8];
-  pm_scan_arg arg{};
-  arg.size = sizeof arg;
-  arg.start = m.start();
-  arg.end = m.start() + 4 * page;
-  arg.vec = reinterpret_cast<uint64_t>(regions);
-  arg.vec_len = 8;
-  arg.category_mask = PAGE_IS_PRESENT;
-  arg.return_mask = PAGE_IS_PRESENT;
+  pm_scan_arg arg = scan_arg(m, 4 * page, regions, PAGE_IS_PRESENT);
   int n = ::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg);
   if (n < 0) return errno_text("ioctl PAGEMAP_SCAN");
   if (n != 2 || regions[0].start != m.start() || regions[1].start != m.start() + 2 * page)
@@ -288,14 +295,7 @@ std::string probe_uffd_wp_async() {
     if (fd < 0) return errno_text("open /proc/self/pagemap");
     UniqueFd pagemap(fd);
     page_region regions[8];
-    pm_scan_arg arg{};
-    arg.size = sizeof arg;
-    arg.start = m.start();
-    arg.end = m.start() + 4 * page;
-    arg.vec = reinterpret_cast<uint64_t>(regions);
-    arg.vec_len = 8;
-    arg.category_mask = PAGE_IS_WRITTEN;
-    arg.return_mask = PAGE_IS_WRITTEN;
+    pm_scan_arg arg = scan_arg(m, 4 * page, regions, PAGE_IS_WRITTEN);
     arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
     if (::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg) < 0) return errno_text("PAGEMAP_SCAN with PM_SCAN_WP_MATCHING");
     m.bytes()[page] = 2;  // dirty exactly one page
