@@ -22,7 +22,7 @@
 #include "dump/core.h"
 #include "dump/files.h"
 #include "dump/inject.h"
-#include "dump/interrupt.h"
+#include "common/interrupt.h"
 #include "dump/memory.h"
 #include "dump/namespaces.h"
 #include "dump/pstree.h"
@@ -191,7 +191,7 @@ DumpReport dump(const DumpOptions& opt) {
   auto t_freeze = Clock::now();
   std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup) : seize_process(opt.pid);
   report.freeze_s = since(t_freeze);
-  check_interrupted();
+  check_interrupted("dump", "the job was left running");
 
   // Group threads by process. Under --init, PID 1 is our reaper: not part of the job.
   std::map<pid_t, std::vector<size_t>> by_process;
@@ -262,7 +262,7 @@ DumpReport dump(const DumpOptions& opt) {
     }
   });
   report.collect_s = since(t_collect);
-  check_interrupted();
+  check_interrupted("dump", "the job was left running");
   report.fds = fds.size();
   report.sigactions = static_cast<size_t>(signals.actions_size());
 
@@ -281,7 +281,7 @@ DumpReport dump(const DumpOptions& opt) {
   });
   report.vmas = static_cast<size_t>(mm.vmas_size());
   report.memory_s = since(t_memory);
-  check_interrupted();
+  check_interrupted("dump", "the job was left running");
 
   // --- write
   auto t_write = Clock::now();

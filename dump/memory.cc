@@ -21,7 +21,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "dump/files.h"
-#include "dump/interrupt.h"
+#include "common/interrupt.h"
 
 namespace stasis::dump {
 
@@ -84,7 +84,7 @@ class PageCopier {
   // Reads what is queued into a free buffer and hands it to the writer.
   void flush() {
     if (ranges_.empty()) return;
-    check_interrupted();
+    check_interrupted("dump", "the job was left running");
     auto t0 = Clock::now();
     std::byte* buffer = nullptr;
     {

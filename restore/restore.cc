@@ -9,6 +9,7 @@
 #include "cgroup.pb.h"
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "container.pb.h"
 #include "images/checkpoint.h"
@@ -83,6 +84,8 @@ pb::ContainerConfig container_config(const images::Checkpoint& checkpoint, const
 int restore_checkpoint(const RestoreOptions& options) {
   using images::ImageType;
   const auto started_at = Clock::now();
+  InterruptGuard interrupt_guard;
+  const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
 
   // Everything is read and checked before anything is created.
   images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
@@ -97,6 +100,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   check_host_compatible(checkpoint, plan);
   check_files_unchanged(plan, config.rootfs());
   const double load_ms = ms_since(started_at);
+  check_interrupt();
 
   int control[2];
   if (pipe2(control, O_CLOEXEC) < 0) fail_errno(errno, "create the restore control pipe");
@@ -130,6 +134,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     memory = restore_memory(remote, plan);
     memory_ms = ms_since(memory_at);
     fault_point("restore-after-memory");
+    check_interrupt();
     threads = create_threads(remote, plan);
     for (auto& t : threads) {
       const pb::ThreadCore& core = thread_core(plan.task.core, t.ns_tid);
@@ -146,6 +151,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_creds(remote, plan.task.core.creds());
     remote.finish();
     fault_point("restore-before-finish");
+    check_interrupt();
     finish_leader(leader, report.code_page, plan.task.core.threads(0));
   });
   // Let it go: every thread resumes where it was dumped.

@@ -1,10 +1,10 @@
-#include "dump/interrupt.h"
+#include "common/interrupt.h"
 
 #include <cstring>
 
 #include "common/error.h"
 
-namespace stasis::dump {
+namespace stasis {
 
 namespace {
 
@@ -28,8 +28,8 @@ InterruptGuard::~InterruptGuard() {
   for (int i = 0; i < 3; ++i) ::sigaction(kSignals[i], &old_[i], nullptr);
 }
 
-void check_interrupted() {
-  if (int sig = g_signal) fail("dump interrupted by {}; the job was left running", strsignal(sig));
+void check_interrupted(const char* operation, const char* outcome) {
+  if (int sig = g_signal) fail("{} interrupted by {}; {}", operation, strsignal(sig), outcome);
 }
 
-}  // namespace stasis::dump
+}  // namespace stasis
