@@ -19,18 +19,6 @@
 namespace stasis::restore {
 namespace {
 
-struct Mapping {
-  uint64_t start, end;
-  std::string name;
-};
-
-// The current mappings of pid, with the kernel's special ones named as in maps ("[vdso]").
-std::vector<Mapping> read_mappings(pid_t pid) {
-  std::vector<Mapping> out;
-  for (const auto& m : proc::read_maps(pid)) out.push_back({m.start, m.end, m.path});
-  return out;
-}
-
 bool is_special_name(const std::string& name) {
   return name == "[vdso]" || name == "[vvar]" || name == "[vvar_vclock]" || name == "[vsyscall]";
 }
@@ -51,8 +39,8 @@ bool is_movable_special(pb::Vma::Kind kind) {
 bool is_file_backed(pb::Vma::Kind kind) { return kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED; }
 
 void unmap_stub(Remote& r) {
-  for (const auto& m : read_mappings(r.host_pid())) {
-    if (m.start == r.code_page() || is_special_name(m.name)) continue;
+  for (const auto& m : proc::read_maps(r.host_pid())) {
+    if (m.start == r.code_page() || is_special_name(m.path)) continue;
     r.call_checked("munmap", SYS_munmap, m.start, m.end - m.start);
   }
 }
@@ -60,11 +48,11 @@ void unmap_stub(Remote& r) {
 // Moves [vvar], [vvar_vclock] and [vdso] to where the image had them. They go through a
 // parking area first when the new places overlap the current ones.
 void move_special_mappings(Remote& r, const pb::MmState& mm) {
-  std::map<std::string, Mapping> current;
-  for (const auto& m : read_mappings(r.host_pid()))
-    if (is_special_name(m.name) && m.name != "[vsyscall]") current[m.name] = m;
+  std::map<std::string, proc::MapEntry> current;
+  for (const auto& m : proc::read_maps(r.host_pid()))
+    if (is_special_name(m.path) && m.path != "[vsyscall]") current[m.path] = m;
 
-  std::vector<std::pair<Mapping, uint64_t>> moves;  // current mapping -> target start
+  std::vector<std::pair<proc::MapEntry, uint64_t>> moves;  // current mapping -> target start
   for (const auto& vma : mm.vmas()) {
     if (!is_movable_special(vma.kind())) continue;
     auto it = current.find(special_name(vma.kind()));
@@ -88,7 +76,7 @@ void move_special_mappings(Remote& r, const pb::MmState& mm) {
     uint64_t spot = r.code_page() + (64ull << 20);
     for (auto& [m, target] : moves) {
       const uint64_t len = m.end - m.start;
-      r.call_checked("mremap " + m.name + " (park)", SYS_mremap, m.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, spot);
+      r.call_checked("mremap " + m.path + " (park)", SYS_mremap, m.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, spot);
       m.end = spot + len;
       m.start = spot;
       spot += len + (1 << 20);
@@ -97,7 +85,7 @@ void move_special_mappings(Remote& r, const pb::MmState& mm) {
   for (const auto& [m, target] : moves) {
     if (m.start == target) continue;
     const uint64_t len = m.end - m.start;
-    r.call_checked("mremap " + m.name, SYS_mremap, m.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    r.call_checked("mremap " + m.path, SYS_mremap, m.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   }
 }
 
@@ -192,8 +180,8 @@ void set_mm_fields(Remote& r, const RestorePlan& plan) {
 
 void check_vdso_compatible(const pb::MmState& mm) {
   std::map<std::string, uint64_t> ours;
-  for (const auto& m : read_mappings(getpid()))
-    if (is_special_name(m.name)) ours[m.name] = m.end - m.start;
+  for (const auto& m : proc::read_maps(getpid()))
+    if (is_special_name(m.path)) ours[m.path] = m.end - m.start;
   for (const auto& vma : mm.vmas()) {
     if (!is_movable_special(vma.kind())) continue;
     const std::string name = special_name(vma.kind());
