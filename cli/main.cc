@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/cli.h"
 #include "common/error.h"
@@ -67,4 +68,13 @@ int run_main(int argc, char** argv) {
 }  // namespace
 }  // namespace stasis::cli
 
-int main(int argc, char** argv) { return stasis::cli::run_main(argc, argv); }
+int main(int argc, char** argv) {
+  int code = stasis::cli::run_main(argc, argv);
+#if !defined(__SANITIZE_ADDRESS__)
+  // All our resources were released when run_main returned; what static destructors would
+  // free (protobuf's and CLI11's tables) the kernel frees faster. Saves ~0.2 ms per command.
+  std::fflush(nullptr);
+  std::_Exit(code);
+#endif
+  return code;
+}

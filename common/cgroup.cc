@@ -259,6 +259,14 @@ void Cgroup::add_process(pid_t pid) const {
   }
 }
 
+void Cgroup::join_self() const {
+  if (driver_ == CgroupDriver::V2) return add_process(::getpid());
+  for (const auto& [controller, path] : paths_) {
+    with_context(fmt::format("join cgroup {} (pid {})", path, ::getpid()),
+                 [&] { write_file(fs::path(path) / "tasks", "0"); });
+  }
+}
+
 std::vector<pid_t> Cgroup::processes() const {
   // freezer (v1) or the unified cgroup sees every process of the container.
   const std::string& path = paths_.count("freezer") ? paths_.at("freezer") : paths_.begin()->second;

@@ -49,7 +49,13 @@ class Cgroup {
   CgroupDriver driver() const { return driver_; }
   const std::map<std::string, std::string>& paths() const { return paths_; }
 
+  // Moves another process (all its threads) in. On both drivers the kernel takes its global
+  // threadgroup lock for this, whose first writer waits for an RCU grace period (10-15 ms here).
   void add_process(pid_t pid) const;
+  // Moves the calling process, which must be single-threaded (just forked), in. On v1 it writes
+  // 0 to `tasks`: a move of the caller's own thread, which the kernel makes without that global
+  // lock, in microseconds. On v2 only whole processes move, so it is add_process(getpid()).
+  void join_self() const;
   std::vector<pid_t> processes() const;  // every process (tgid), from cgroup.procs
   std::vector<pid_t> threads() const;    // every thread, from tasks / cgroup.threads
 

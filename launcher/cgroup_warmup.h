@@ -3,7 +3,8 @@
 // our VMs), after which writers are fast for about one more grace period. start_container
 // therefore begins with a no-op move (our own process into the cgroup it is already in) on a
 // helper thread: the grace period then runs while we validate, make the cgroup and fork, and
-// the real move of PID 1 finds it over or nearly so.
+// the real move of PID 1 finds it over or nearly so. Only v2 needs this: on v1 PID 1 moves
+// its own single thread, which the kernel does without that lock (Cgroup::join_self).
 #pragma once
 
 #include <thread>

@@ -235,7 +235,7 @@ int exec_in_container(const fs::path& root, const std::string& name, const std::
   if (helper == 0) {
     // Joins the cgroup and namespaces, then forks the command into the PID namespace.
     try {
-      cgroup.add_process(::getpid());
+      cgroup.join_self();  // we are a fresh single-threaded fork
       for (auto& ns : namespaces) {
         check_sys(::setns(ns.fd.get(), ns.type), "setns into the {} namespace of pid {}", ns.name, init);
       }

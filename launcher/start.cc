@@ -16,6 +16,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "common/error.h"
@@ -181,15 +183,28 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (config.net().mode() != "host") flags |= CLONE_NEWNET;
     check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
     write_byte(to_monitor, 'N');
-    // While the monitor moves us into the cgroup (slow on v1: an RCU grace period), set up
-    // what does not depend on it. (Forks and allocations here are charged to the cgroup or
-    // not depending on timing; none remain once the job starts.)
+    // While the caller makes our cgroup, set up what does not depend on it. (Nothing made
+    // here is charged to the container's cgroup; none of the job's allocations happen before.)
+    // With a rootfs, pivot_root would hide /sys/fs/cgroup from the join below: later then.
+    auto setup_inside = [&] {
+      setup_mounts(config);
+      check_sys(::sethostname(config.hostname().data(), config.hostname().size()), "sethostname {}",
+                config.hostname());
+      setup_environment(config);
+    };
     if (config.net().mode() != "host") net::set_link_up("lo");
-    setup_mounts(config);
-    check_sys(::sethostname(config.hostname().data(), config.hostname().size()), "sethostname {}", config.hostname());
-    setup_environment(config);
-    if (read_byte(from_monitor) != 'G') ::_exit(1);  // the monitor gave up
-    // Joined the cgroup by now: make it the root of our cgroup namespace.
+    if (config.rootfs().empty()) setup_inside();
+    // "G", then on v1 the cgroup's directories, one per line; nothing when the monitor gave up.
+    std::string go = read_to_end(from_monitor);
+    if (go.empty() || go[0] != 'G') ::_exit(1);
+    std::map<std::string, std::string> v1_paths;
+    std::istringstream lines(go.substr(1));
+    for (std::string dir; std::getline(lines, dir);) v1_paths[dir] = dir;
+    // We are single-threaded and fresh from fork: moving ourselves is the kernel's fast path
+    // (Cgroup::join_self). On v2 the monitor has moved us.
+    if (!v1_paths.empty()) Cgroup::open(CgroupDriver::V1, v1_paths).join_self();
+    if (!config.rootfs().empty()) setup_inside();
+    // In the cgroup now: make it the root of our cgroup namespace.
     check_sys(::unshare(CLONE_NEWCGROUP), "unshare cgroup namespace");
     setup_veth(config);  // the monitor has moved our end of the pair in
   } catch (const std::exception& e) {
@@ -215,6 +230,23 @@ void setup_environment(const pb::ContainerConfig& config) {
   std::fflush(stdout);
   std::fflush(stderr);
   ::_exit(rc);
+}
+
+// Writes to a pipe whose reader may be gone: EPIPE is ignored, and SIGPIPE (blocked meanwhile)
+// does not kill the caller.
+void write_without_sigpipe(int fd, const std::string& data) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  try {
+    write_all(fd, std::as_bytes(std::span(data.data(), data.size())), "pipe");
+  } catch (const Error&) {
+  }
+  timespec zero{};
+  while (::sigtimedwait(&pipe_only, nullptr, &zero) > 0) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 // ---- the monitor --------------------------------------------------------------------------
@@ -279,10 +311,21 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
   }
 }
 
-[[noreturn]] void monitor_main(const StateStore& store, const pb::ContainerState& created, const Cgroup& cgroup,
-                               const Stdio& stdio, int report_fd, const InitFunction& init) {
-  const pb::ContainerConfig& config = created.config();
+// The caller sends the container's state once its cgroup exists (see start_container), and
+// closes the pipe without a word when it could not make it.
+pb::ContainerState read_created_state(int from_caller) {
+  std::string bytes = read_to_end(from_caller);
+  ::close(from_caller);
+  pb::ContainerState created;
+  if (bytes.empty() || !created.ParseFromString(bytes)) fail("the caller gave up before the cgroup was made");
+  return created;
+}
+
+[[noreturn]] void monitor_main(const StateStore& store, const pb::ContainerConfig& config, const Stdio& stdio,
+                               int from_caller, int report_fd, const InitFunction& init) {
   pid_t pid = -1;
+  pb::ContainerState created;
+  std::optional<Cgroup> cgroup;
   int to_child[2] = {-1, -1}, from_child[2] = {-1, -1};
   try {
     ::setsid();  // not in the terminal's process group: the caller forwards signals instead
@@ -298,22 +341,31 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
     pid = check_sys(::fork(), "fork the container's PID 1");
     if (pid == 0) {
       ::close(report_fd);
+      ::close(from_caller);
       ::close(to_child[1]);
       ::close(from_child[0]);
       pid1_main(config, stdio, to_child[0], from_child[1], init);
     }
     // PID 1 has the caller's fds (the restorer's may matter to its init); the monitor, which
     // lives as long as the container, must not keep the caller's pipes and sockets open.
-    close_fds_except({report_fd, to_child[1], from_child[0]});
+    close_fds_except({report_fd, from_caller, to_child[1], from_child[0]});
     auto expect = [&](char want, const char* step) {
       char c = read_byte(from_child[0]);
       if (c == want) return;
       if (c == 'E') fail("{}", read_to_end(from_child[0]));
       fail("container PID 1 (host pid {}) died while {}", pid, step);
     };
-    // Into the cgroup at once: the move waits for an RCU grace period on v1 (milliseconds),
-    // during which PID 1 creates its namespaces and mounts. It runs nothing of the job's before 'G'.
-    cgroup.add_process(pid);
+    // PID 1 creates its namespaces and mounts while the caller makes the cgroup. It runs
+    // nothing of the job's before 'G'.
+    created = read_created_state(from_caller);
+    std::map<std::string, std::string> paths(created.cgroup_paths().begin(), created.cgroup_paths().end());
+    cgroup.emplace(Cgroup::open(parse_cgroup_driver(config.cgroup_driver()), std::move(paths)));
+    std::string go = "G";
+    if (cgroup->driver() == CgroupDriver::V2) {
+      cgroup->add_process(pid);  // an RCU grace period (milliseconds): see cgroup_warmup.h
+    } else {
+      for (const auto& [controller, dir] : cgroup->paths()) go += dir + "\n";
+    }
     expect('N', "creating its namespaces");
     if (config.net().mode() == "veth") {
       const auto& n = config.net();
@@ -322,10 +374,10 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
       net::set_link_up(n.host_ifname());
     }
     // PID 1 may have failed meanwhile: then its message, read next, says why.
-    (void)!::write(to_child[1], "G", 1);
+    write_string(to_child[1], go);
+    ::close(to_child[1]);
     expect('R', "setting up the container");
     std::string namespaces = read_to_end(from_child[0]);
-    ::close(to_child[1]);
     ::close(from_child[0]);
     // Nobody else writes a "created" state: save ours without reading it back.
     pb::ContainerState running = created;
@@ -368,7 +420,7 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
     if (errno != EINTR) ::_exit(1);
   }
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  bool oom = read_oom_killed(cgroup);
+  bool oom = !config.remove_on_exit() && read_oom_killed(*cgroup);  // --rm: nobody will ask
   try {
     if (config.remove_on_exit()) {
       StateStore::Lock lock(store);
@@ -406,7 +458,9 @@ InitFunction exec_init(const pb::ContainerConfig& config) {
 
 StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
   require_root("starting a container");
-  CgroupMoveWarmup warmup;  // see cgroup_warmup.h
+  // Only v2 needs it: on v1 PID 1 joins its cgroup by itself, on the kernel's fast path.
+  std::optional<CgroupMoveWarmup> warmup;
+  if (parse_cgroup_driver(config.cgroup_driver()) == CgroupDriver::V2) warmup.emplace();
   validate_config(config);
   if (!config.rootfs().empty()) config.set_rootfs(fs::canonical(config.rootfs()).string());
   const std::string name = config.name();
@@ -421,11 +475,17 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   // Until the monitor reports success, a failure undoes everything made so far.
   bool committed = false, reserved = false, log_opened = false;
   std::optional<Cgroup> cgroup;
+  pid_t monitor = -1;
+  UniqueFd to_monitor;  // the created state, once the cgroup exists; closed empty on failure
   struct Undo {
     std::function<void()> fn;
     ~Undo() { fn(); }
   } undo{[&] {
     if (committed) return;
+    if (monitor > 0) {
+      to_monitor.reset();  // a monitor still waiting for the state kills PID 1 and exits
+      ::waitpid(monitor, nullptr, 0);
+    }
     if (cgroup) {
       try {
         cgroup->kill_all();
@@ -449,35 +509,47 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   limits.cpuset = config.cpuset();
   std::vector<std::string> devices(config.devices().begin(), config.devices().end());
   {
-    // One locked step: the name is checked, the cgroup made and the state written (one fsync).
+    // One locked step: the name is checked and reserved.
     StateStore::Lock lock(store);
     if (store.try_load(name)) fail("a container named {} already exists under {}", name, root.string());
     if (config.net().mode() == "veth" && net::link_exists(config.net().host_ifname())) {
       fail("network link {} already exists on the host", config.net().host_ifname());
     }
-    cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
-      return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
-    });
-    state.mutable_cgroup_paths()->insert(cgroup->paths().begin(), cgroup->paths().end());
     store.save(state);
     reserved = true;
   }
   log_opened = true;
   Stdio stdio = plan_stdio(config);
 
-  int report[2];
+  int report[2], created[2];
   check_sys(::pipe2(report, O_CLOEXEC), "pipe");
-  UniqueFd report_read(report[0]);
-  pid_t monitor = ::fork();
-  if (monitor < 0) {
-    ::close(report[1]);
-    fail_errno(errno, "fork the monitor of container {}", name);
-  }
+  UniqueFd report_read(report[0]), report_write(report[1]);
+  check_sys(::pipe2(created, O_CLOEXEC), "pipe");
+  UniqueFd created_read(created[0]);
+  to_monitor.reset(created[1]);
+  monitor = ::fork();
+  if (monitor < 0) fail_errno(errno, "fork the monitor of container {}", name);
   if (monitor == 0) {
     report_read.reset();
-    monitor_main(store, state, *cgroup, stdio, report[1], init);
+    to_monitor.reset();
+    monitor_main(store, config, stdio, created_read.release(), report_write.release(), init);
   }
-  ::close(report[1]);
+  report_write.reset();
+  created_read.reset();
+  // The cgroup is made while the monitor forks PID 1 and PID 1 makes its namespaces.
+  cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
+    return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
+  });
+  state.mutable_cgroup_paths()->insert(cgroup->paths().begin(), cgroup->paths().end());
+  {
+    StateStore::Lock lock(store);
+    store.save(state);
+  }
+  std::string created_state;
+  if (!state.SerializeToString(&created_state)) fail("encode state of container {}", name);
+  // A monitor that died early has told why on the report pipe, read next.
+  write_without_sigpipe(to_monitor.get(), created_state);
+  to_monitor.reset();
 
   std::string answer;
   pollfd pfd{report_read.get(), POLLIN, 0};
@@ -485,8 +557,7 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      ::kill(monitor, SIGKILL);
-      ::waitpid(monitor, nullptr, 0);
+      ::kill(monitor, SIGKILL);  // the undo reaps it
       fail("container {} did not start within {} s", name, kStartTimeoutMs / 1000);
     }
     int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
@@ -498,7 +569,6 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     answer.append(buf, static_cast<size_t>(r));
   }
   if (answer.rfind("OK ", 0) != 0) {
-    ::waitpid(monitor, nullptr, 0);
     if (answer.rfind("ERR ", 0) == 0) {
       fail("start container {}: {}", name, answer.substr(4));
     }

@@ -35,6 +35,16 @@ pb::ContainerState state_from_json(const std::string& json, const std::string& w
   return state;
 }
 
+namespace {
+
+pb::ContainerState state_from_file(const fs::path& path) {
+  pb::ContainerState state;
+  if (!state.ParseFromString(read_file(path))) fail("corrupt state file {}", path.string());
+  return state;
+}
+
+}  // namespace
+
 StateStore::StateStore(fs::path root) : root_(std::move(root)) {
   if (root_.empty()) throw UsageError("--root must not be empty");
   std::error_code ec;
@@ -43,13 +53,13 @@ StateStore::StateStore(fs::path root) : root_(std::move(root)) {
   if (!fs::is_directory(root_)) fail("state root {} is not a directory", root_.string());
 }
 
-fs::path StateStore::state_path(const std::string& name) const { return root_ / (name + ".json"); }
+fs::path StateStore::state_path(const std::string& name) const { return root_ / (name + ".state"); }
 fs::path StateStore::default_log_path(const std::string& name) const { return root_ / (name + ".log"); }
 
 std::optional<pb::ContainerState> StateStore::try_load(const std::string& name) const {
   fs::path path = state_path(name);
   if (name.empty() || name.find('/') != std::string::npos || !fs::exists(path)) return std::nullopt;
-  return state_from_json(read_file(path), path.string());
+  return state_from_file(path);
 }
 
 pb::ContainerState StateStore::load(const std::string& name) const {
@@ -61,7 +71,9 @@ pb::ContainerState StateStore::load(const std::string& name) const {
 void StateStore::save(const pb::ContainerState& state) const {
   // No fsync: this is runtime state (like /run, gone with a reboot, as are the containers);
   // an fsync costs milliseconds per save on a disk-backed root.
-  write_file_atomic(state_path(state.config().name()), state_to_json(state), false);
+  std::string bytes;
+  if (!state.SerializeToString(&bytes)) fail("encode state of container {}", state.config().name());
+  write_file_atomic(state_path(state.config().name()), bytes, false);
 }
 
 void StateStore::remove(const std::string& name) const {
@@ -74,9 +86,9 @@ std::vector<pb::ContainerState> StateStore::list() const {
   std::vector<pb::ContainerState> out;
   for (const auto& entry : fs::directory_iterator(root_)) {
     const fs::path& p = entry.path();
-    if (p.extension() != ".json" || p.filename().string()[0] == '.') continue;
+    if (p.extension() != ".state" || p.filename().string()[0] == '.') continue;
     try {
-      out.push_back(state_from_json(read_file(p), p.string()));
+      out.push_back(state_from_file(p));
     } catch (const Error&) {
       // A file being replaced or foreign: skip it rather than fail the listing.
     }

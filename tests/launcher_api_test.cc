@@ -120,7 +120,7 @@ TEST(LauncherApi, CallerCanPtraceSeizeInitAndUseTheCgroup) {
   state = launcher::StateStore(root.path()).load(name);
   EXPECT_EQ(launcher::display_status(state), "killed (SIGKILL)");
   launcher::remove_container(root.path(), name, false);
-  EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+  EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
 }
 
 TEST(LauncherApi, MonitorDoesNotKeepTheCallersFds) {
@@ -161,7 +161,7 @@ TEST(LauncherApi, FailedSetupLeavesNothingAndReportsWhy) {
     EXPECT_NE(std::string(e.what()).find("--workdir /no/such/dir"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(leftover_cgroups(name).empty());
-  EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+  EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
 }
 
 TEST(LauncherApi, ParseSignal) {

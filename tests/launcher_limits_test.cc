@@ -132,7 +132,7 @@ TEST(LauncherLimits, V2LimitWithoutControllerFailsClearly) {
     EXPECT_EQ(r.exit_code, 1) << option;
     EXPECT_NE(r.err.find(std::string("controller '") + controller + "' is not enabled"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified/stasis") / name));
-    EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+    EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
   }
 }
 

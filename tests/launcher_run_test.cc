@@ -89,7 +89,7 @@ TEST(LauncherRun, VethTcpRoundTripAndCleanup) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(run_command({"ip", "-o", "link", "show", ifname}).exit_code, 0) << "veth left behind";
   EXPECT_TRUE(leftover_cgroups(name).empty());
-  EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+  EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
 }
 
 TEST(LauncherRun, CannotExecuteGives127) {
@@ -131,7 +131,7 @@ TEST(LauncherRun, RmOptionRemovesEverything) {
   auto r = stasis_at(root, {"run", "--rm", "--name", name, "--memory", "64M", "--", "/bin/true"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(leftover_cgroups(name).empty());
-  EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+  EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
   EXPECT_EQ(stasis_at(root, {"ps"}).out.find(name), std::string::npos);
 }
 
@@ -162,7 +162,7 @@ TEST(LauncherRun, DetachPsKillRm) {
   r = stasis_at(root, {"rm", name});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(leftover_cgroups(name).empty());
-  EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+  EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
   EXPECT_FALSE(fs::exists(root.path() / (name + ".log")));
 }
 
@@ -220,7 +220,7 @@ TEST(LauncherRun, RmForceLeavesNothingBehind) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(leftover_cgroups(name).empty());
   EXPECT_NE(run_command({"ip", "-o", "link", "show", ifname}).exit_code, 0) << "veth left behind";
-  EXPECT_FALSE(fs::exists(root.path() / (name + ".json")));
+  EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
 }
 
 TEST(LauncherRun, GeneratedNamesAreUnique) {

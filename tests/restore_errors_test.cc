@@ -40,7 +40,7 @@ class RestoreErrors : public ::testing::Test {
   }
 
   void expect_nothing_left(const std::string& name) {
-    EXPECT_FALSE(fs::exists(env_.root() / (name + ".json"))) << "state file left for " << name;
+    EXPECT_FALSE(fs::exists(env_.root() / (name + ".state"))) << "state file left for " << name;
     for (const char* controller : {"freezer", "memory", "pids", "cpu"})
       EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / "stasis" / name))
           << controller << " cgroup left for " << name;
