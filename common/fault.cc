@@ -6,9 +6,13 @@
 
 namespace stasis {
 
-void fault_point(std::string_view name) {
+bool fault_active(std::string_view name) {
   const char* wanted = std::getenv("STASIS_FAULT");
-  if (wanted && name == wanted) fail("injected fault at {} (STASIS_FAULT)", name);
+  return wanted && name == wanted;
+}
+
+void fault_point(std::string_view name) {
+  if (fault_active(name)) fail("injected fault at {} (STASIS_FAULT)", name);
 }
 
 }  // namespace stasis

@@ -8,5 +8,8 @@ namespace stasis {
 
 // Throws Error("injected fault at NAME") when the environment variable STASIS_FAULT == name.
 void fault_point(std::string_view name);
+// True when STASIS_FAULT == name: for points that make a step take its fallback path (as if
+// the kernel lacked a feature) instead of failing.
+bool fault_active(std::string_view name);
 
 }  // namespace stasis

@@ -50,8 +50,18 @@ class PageWriter {
 
 class PageReader {
  public:
+  struct Options {
+    // Maps the page file instead of reading it: uncompressed chunks are used in place, without
+    // a copy. (The file must not shrink meanwhile; restore's images are its own.)
+    bool mapped = false;
+    // Checks each chunk's data against its checksum. Off only for a file that was just
+    // verified as a whole (Checkpoint::verify); headers are always checked.
+    bool check_data = true;
+  };
+
   // Opens both files; checks headers.
   PageReader(const std::filesystem::path& dir, int64_t id);
+  PageReader(const std::filesystem::path& dir, int64_t id, Options options);
   ~PageReader();
 
   const pb::PagemapHeader& header() const;
@@ -62,6 +72,9 @@ class PageReader {
   // Error naming the file and offset.
   using RangeFn = std::function<void(uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero)>;
   void for_each(const RangeFn& fn);
+  // The raw bytes of data entry `index` (not a zero one), valid until the next call on this
+  // reader. One reader per thread: several may read one file at once.
+  std::span<const std::byte> data(size_t index);
   // Reads [vaddr, vaddr+length) if it is entirely saved (for `stasis show --pages`).
   std::vector<std::byte> read_range(uint64_t vaddr, uint64_t length);
 

@@ -2,6 +2,7 @@
 // time, checking each chunk's header and data checksums before decompressing it.
 #include <fcntl.h>
 #include <lz4.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -42,8 +43,10 @@ size_t pread_full(int fd, void* out, size_t size, uint64_t offset, const std::fi
 
 struct PageReader::Impl {
   std::filesystem::path pages_path, pagemap_path;
+  Options options;
   UniqueFd fd;
   uint64_t file_size = 0;
+  const std::byte* mapping = nullptr;  // the whole file, with options.mapped
   pb::PagemapHeader header;
   std::vector<pb::PagemapEntry> entries;
   std::vector<size_t> by_vaddr;  // indexes of entries sorted by vaddr, built on first read_range
@@ -57,6 +60,7 @@ struct PageReader::Impl {
 
   ~Impl() {
     if (zstd) ZSTD_freeDCtx(zstd);
+    if (mapping) ::munmap(const_cast<std::byte*>(mapping), file_size);
   }
 
   uint64_t page_size() const { return header.page_size(); }
@@ -86,12 +90,20 @@ struct PageReader::Impl {
     if (stored_size > left) {
       chunk_error(offset, fmt::format("truncated: {} stored bytes but only {} left in the file", stored_size, left));
     }
-    stored.resize(stored_size);
-    got = pread_full(fd.get(), stored.data(), stored_size, data_at, pages_path);
-    if (got < stored_size) chunk_error(offset, fmt::format("truncated: {} of {} stored bytes", got, stored_size));
-    uint64_t actual = XXH3_64bits(stored.data(), stored_size);
-    if (actual != sum) {
-      chunk_error(offset, fmt::format("checksum mismatch (stored {:016x}, computed {:016x})", sum, actual));
+    std::span<const std::byte> data;
+    if (mapping) {
+      data = std::span<const std::byte>(mapping + data_at, stored_size);
+    } else {
+      stored.resize(stored_size);
+      got = pread_full(fd.get(), stored.data(), stored_size, data_at, pages_path);
+      if (got < stored_size) chunk_error(offset, fmt::format("truncated: {} of {} stored bytes", got, stored_size));
+      data = stored;
+    }
+    if (options.check_data) {
+      uint64_t actual = XXH3_64bits(data.data(), stored_size);
+      if (actual != sum) {
+        chunk_error(offset, fmt::format("checksum mismatch (stored {:016x}, computed {:016x})", sum, actual));
+      }
     }
     switch (code) {
       case page_format::kCodeNone:
@@ -99,11 +111,11 @@ struct PageReader::Impl {
           chunk_error(offset, fmt::format("uncompressed chunk with stored size {} != raw size {}", stored_size,
                                           raw_size));
         }
-        raw = std::span<const std::byte>(stored.data(), stored_size);
+        raw = data;
         break;
       case page_format::kCodeLz4: {
         raw_buf.resize(raw_size);
-        int n = LZ4_decompress_safe(reinterpret_cast<const char*>(stored.data()), reinterpret_cast<char*>(raw_buf.data()),
+        int n = LZ4_decompress_safe(reinterpret_cast<const char*>(data.data()), reinterpret_cast<char*>(raw_buf.data()),
                                     static_cast<int>(stored_size), static_cast<int>(raw_size));
         if (n != static_cast<int>(raw_size)) {
           chunk_error(offset, fmt::format("lz4 data does not decompress to {} bytes (got {})", raw_size, n));
@@ -115,7 +127,7 @@ struct PageReader::Impl {
         raw_buf.resize(raw_size);
         if (!zstd) zstd = ZSTD_createDCtx();
         if (!zstd) chunk_error(offset, "cannot create a zstd context");
-        size_t n = ZSTD_decompressDCtx(zstd, raw_buf.data(), raw_size, stored.data(), stored_size);
+        size_t n = ZSTD_decompressDCtx(zstd, raw_buf.data(), raw_size, data.data(), stored_size);
         if (ZSTD_isError(n)) chunk_error(offset, fmt::format("zstd: {}", ZSTD_getErrorName(n)));
         if (n != raw_size) chunk_error(offset, fmt::format("zstd data decompresses to {} bytes, not {}", n, raw_size));
         raw = std::span<const std::byte>(raw_buf.data(), raw_size);
@@ -141,8 +153,11 @@ struct PageReader::Impl {
   }
 };
 
-PageReader::PageReader(const std::filesystem::path& dir, int64_t id) : impl_(std::make_unique<Impl>()) {
+PageReader::PageReader(const std::filesystem::path& dir, int64_t id) : PageReader(dir, id, Options{}) {}
+
+PageReader::PageReader(const std::filesystem::path& dir, int64_t id, Options options) : impl_(std::make_unique<Impl>()) {
   Impl& r = *impl_;
+  r.options = options;
   r.pagemap_path = dir / image_file_name(ImageType::Pagemap, id);
   r.pages_path = dir / image_file_name(ImageType::Pages, id);
 
@@ -173,6 +188,11 @@ PageReader::PageReader(const std::filesystem::path& dir, int64_t id) : impl_(std
   std::byte fh[format::kFileHeaderSize];
   size_t got = pread_full(r.fd.get(), fh, sizeof fh, 0, r.pages_path);
   format::check_file_header(fh, got, r.pages_path, ImageType::Pages);
+  if (options.mapped && r.file_size > 0) {
+    void* m = ::mmap(nullptr, r.file_size, PROT_READ, MAP_SHARED, r.fd.get(), 0);
+    if (m == MAP_FAILED) fail_errno(errno, "map {}", r.pages_path.string());
+    r.mapping = static_cast<const std::byte*>(m);
+  }
 }
 
 PageReader::~PageReader() = default;
@@ -191,6 +211,14 @@ void PageReader::for_each(const RangeFn& fn) {
       fn(e.vaddr(), len, r.entry_data(i), false);
     }
   }
+}
+
+std::span<const std::byte> PageReader::data(size_t index) {
+  Impl& r = *impl_;
+  if (index >= r.entries.size() || r.entries[index].zero()) {
+    fail("{}: entry {} has no data", r.pagemap_path.string(), index);
+  }
+  return r.entry_data(index);
 }
 
 std::vector<std::byte> PageReader::read_range(uint64_t vaddr, uint64_t length) {

@@ -14,7 +14,7 @@
 #include "common/error.h"
 #include "common/proc.h"
 #include "common/log.h"
-#include "restore/page_pipeline.h"
+#include "restore/page_fill.h"
 
 namespace stasis::restore {
 namespace {
@@ -101,8 +101,8 @@ int map_flags(const pb::Vma& vma) {
   return flags;
 }
 
-// Pages are written with process_vm_writev, which honours protections: dumped VMAs are
-// mapped writable first and get their real protection afterwards.
+// Pages are written with process_vm_writev, which honours protections (and UFFDIO_COPY): dumped
+// VMAs are mapped writable first and get their real protection afterwards.
 uint32_t initial_prot(const pb::Vma& vma) {
   return vma.dumped() ? (vma.prot() | PROT_READ | PROT_WRITE) : vma.prot();
 }
@@ -117,41 +117,6 @@ void apply_madvise(Remote& r, const pb::Vma& vma) {
     else if (flag == "hg") advice = MADV_HUGEPAGE;
     else if (flag == "nh") advice = MADV_NOHUGEPAGE;
     if (advice >= 0) r.call_checked("madvise " + flag, SYS_madvise, vma.start(), len, advice);
-  }
-}
-
-const pb::Vma* find_vma(const pb::MmState& mm, uint64_t addr) {
-  auto it = std::upper_bound(mm.vmas().begin(), mm.vmas().end(), addr,
-                             [](uint64_t a, const pb::Vma& v) { return a < v.start(); });
-  if (it == mm.vmas().begin()) return nullptr;
-  --it;
-  return addr < it->end() ? &*it : nullptr;
-}
-
-void write_pages(Remote& r, const RestorePlan& plan, MemoryStats& stats) {
-  PagePipeline pages(plan.dir, plan.task.pid());
-  const pb::MmState& mm = plan.task.mm;
-  static const std::vector<std::byte> kZeros(1 << 20);
-  while (auto range = pages.next()) {
-    if (!range->zero) {
-      ptrace::write_memory(r.host_pid(), range->vaddr, range->data);
-      stats.bytes_written += range->data.size();
-      stats.pages_written += range->data.size() / 4096;
-      pages.recycle(std::move(*range));
-      continue;
-    }
-    // Fresh anonymous memory is zero already; a file page that was privately zeroed is not.
-    const uint64_t vaddr = range->vaddr, length = range->length;
-    for (uint64_t addr = vaddr; addr < vaddr + length;) {
-      const pb::Vma* vma = find_vma(mm, addr);
-      if (!vma) fail("{}: saved zero page {:#x} lies outside every VMA", plan.dir.string(), addr);
-      const uint64_t end = std::min(vma->end(), vaddr + length);
-      if (is_file_backed(vma->kind())) {
-        for (uint64_t a = addr; a < end; a += kZeros.size())
-          ptrace::write_memory(r.host_pid(), a, std::span(kZeros).first(std::min<uint64_t>(kZeros.size(), end - a)));
-      }
-      addr = end;
-    }
   }
 }
 
@@ -213,7 +178,10 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
            rc < 0 ? describe_errno(static_cast<int>(-rc)) : fmt::format("mapped at {:#x} instead", rc));
     ++stats.vmas;
   }
-  write_pages(r, plan, stats);
+  FillStats filled = fill_pages(r, plan);
+  stats.pages_written = filled.pages;
+  stats.bytes_written = filled.bytes;
+  stats.bytes_by_userfaultfd = filled.bytes_by_userfaultfd;
   for (const auto& vma : plan.task.mm.vmas()) {
     if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
     if (initial_prot(vma) != vma.prot())
@@ -222,7 +190,8 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   }
   set_mm_fields(r, plan);
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) r.call(SYS_close, plan.mapped_file_fd(i));
-  log::debug("pid {}: {} VMAs mapped, {} pages written", plan.task.pid(), stats.vmas, stats.pages_written);
+  log::debug("pid {}: {} VMAs mapped, {} pages written ({} MiB through userfaultfd)", plan.task.pid(), stats.vmas,
+             stats.pages_written, stats.bytes_by_userfaultfd >> 20);
   return stats;
 }
 

@@ -12,6 +12,7 @@ struct MemoryStats {
   uint64_t vmas = 0;
   uint64_t pages_written = 0;
   uint64_t bytes_written = 0;
+  uint64_t bytes_by_userfaultfd = 0;  // of bytes_written
 };
 
 MemoryStats restore_memory(Remote& leader, const RestorePlan& plan);

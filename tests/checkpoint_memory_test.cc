@@ -1,5 +1,6 @@
 // Memory: every kind of mapping (mappings workload), and large anonymous memory (bigmem).
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <fstream>
 
@@ -7,6 +8,8 @@
 
 namespace stasis::test {
 namespace {
+
+namespace fs = std::filesystem;
 
 // Files behind the mappings are shared with the original, so the original must be stopped
 // (no --leave-running: its later writes to the shared file would change the restored one).
@@ -53,6 +56,38 @@ TEST(CheckpointMemory, Bigmem1GiBZstd) {
   RoundTrip how;
   how.dump_options = {"--compress", "zstd"};
   check_round_trip(w, how);
+}
+
+// Private anonymous pages go in through a userfaultfd of the restored task (UFFDIO_COPY); the
+// other kinds of mapping, here a shared one and file-backed ones, through process_vm_writev.
+TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
+  CheckpointEnv env;
+  Container original(env, "uffd");
+  ASSERT_TRUE(original.run(c_workload("bigmem", {"64"})));
+  fs::path images = env.work() / "images";
+  ASSERT_TRUE(original.dump(images));
+  Container restored(env, "uffd-r");
+  ASSERT_TRUE(restored.restore(images, original.status(), {"-v"}));
+  const std::string& out = restored.last_output();
+  EXPECT_NE(out.find("MiB through userfaultfd"), std::string::npos) << out;
+  EXPECT_EQ(out.find("(0 MiB through userfaultfd)"), std::string::npos) << out;
+  EXPECT_TRUE(keep_progressing(restored.status(), 3500ms));
+}
+
+// A kernel that refuses userfaultfd: every page goes through process_vm_writev, and the same
+// workloads come back whole.
+class WithoutUserfaultfd : public ::testing::Test {
+ protected:
+  void SetUp() override { ::setenv("STASIS_FAULT", "restore-no-userfaultfd", 1); }
+  void TearDown() override { ::unsetenv("STASIS_FAULT"); }
+};
+
+TEST_F(WithoutUserfaultfd, MappingsComeBack) { check_round_trip(c_workload("mappings")); }
+
+TEST_F(WithoutUserfaultfd, Bigmem64MiB) {
+  Workload w = c_workload("bigmem", {"64"});
+  w.watch = 3500ms;
+  check_round_trip(w);
 }
 
 }  // namespace

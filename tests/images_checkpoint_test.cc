@@ -108,6 +108,30 @@ TEST_F(CheckpointTest, VerifyCatchesModifiedFile) {
   EXPECT_EQ(error_of([&] { cp.verify_file("pages-1.img"); }), "");
 }
 
+// verify checks page data on several threads: a damaged chunk far into a file of many
+// chunks is found and named by its offset, and an intact file passes.
+TEST_F(CheckpointTest, VerifyFindsADamagedChunkAmongMany) {
+  Checkpoint cp = Checkpoint::create(dir());
+  {
+    stasis::images::PageWriter pages(dir(), 1, stasis::images::Compression::None, 4 * 4096);
+    std::vector<std::byte> data(256 * 4096);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = std::byte(static_cast<unsigned char>(i * 131 + i / 4096));
+    pages.add(0x10000, data);
+    pages.finish();
+  }
+  cp.finalize(stasis::pb::Inventory{});
+  EXPECT_NO_THROW(Checkpoint::open(dir()).verify());
+  // Chunks are 32 + 4*4096 bytes after the 16-byte file header; damage the data of the 50th.
+  const uint64_t chunk = 16 + 49 * (32 + 4 * 4096);
+  {
+    std::fstream f(dir() / "pages-1.img", std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(chunk + 32 + 1000));
+    f.put('!');
+  }
+  std::string msg = error_of([&] { Checkpoint::open(dir()).verify(); });
+  EXPECT_TRUE(contains(msg, "pages-1.img: offset " + std::to_string(chunk) + ": chunk: data checksum mismatch")) << msg;
+}
+
 TEST_F(CheckpointTest, VerifyCatchesResizedAndMissingFiles) {
   make();
   std::ofstream(dir() / "extra.bin", std::ios::app) << "more";

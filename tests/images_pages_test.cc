@@ -147,6 +147,36 @@ TEST_P(PageFileTest, MixedRangesRoundTrip) {
   EXPECT_THROW(reader.read_range(0x600000 + 32 * kPage, 2 * kPage), stasis::Error);
 }
 
+// The mapped reader (restore's) gives the same bytes, entry by entry, from several readers at
+// once; without data checks it still checks headers.
+TEST_P(PageFileTest, MappedReadersGiveTheSameBytes) {
+  PageWriter writer(tmp.path(), 8, GetParam(), 16 * kPage);
+  auto a = random_pages(40, 21), b = text_pages(50, 22);
+  writer.add(0x10000, a);
+  writer.add(0x200000, std::vector<std::byte>(3 * kPage));
+  writer.add(0x300000, b);
+  writer.finish();
+  PageReader plain(tmp.path(), 8);
+  PageReader mapped(tmp.path(), 8, {.mapped = true, .check_data = true});
+  PageReader trusting(tmp.path(), 8, {.mapped = true, .check_data = false});
+  ASSERT_EQ(mapped.entries().size(), plain.entries().size());
+  size_t data_entries = 0;
+  for (size_t i = 0; i < plain.entries().size(); ++i) {
+    if (plain.entries()[i].zero()) {
+      EXPECT_THROW(mapped.data(i), stasis::Error);
+      continue;
+    }
+    ++data_entries;
+    auto want = plain.data(i);
+    std::vector<std::byte> expected(want.begin(), want.end());
+    auto got = mapped.data(i);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), expected.begin(), expected.end())) << "entry " << i;
+    got = trusting.data(i);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), expected.begin(), expected.end())) << "entry " << i;
+  }
+  EXPECT_GE(data_entries, 2u);
+}
+
 TEST_P(PageFileTest, AdjacentPagesCoalesce) {
   Compression c = GetParam();
   auto data = random_pages(64, 9);
@@ -261,6 +291,21 @@ TEST_P(PageDamageTest, ChunkDataChecksumMismatch) {
   ASSERT_GT(chunk, 16u);
   flip_byte(pages(), chunk + 32 + 10);
   std::string msg = walk();
+  EXPECT_NE(msg.find(pages().string() + ": offset " + std::to_string(chunk) + ": chunk: checksum mismatch"),
+            std::string::npos)
+      << msg;
+}
+
+// The same damage through the mapped reader.
+TEST_P(PageDamageTest, ChunkDataChecksumMismatchMapped) {
+  uint64_t chunk = second_chunk();
+  ASSERT_GT(chunk, 16u);
+  flip_byte(pages(), chunk + 32 + 10);
+  std::string msg = error_of([&] {
+    PageReader reader(tmp.path(), 3, {.mapped = true, .check_data = true});
+    for (size_t i = 0; i < reader.entries().size(); ++i)
+      if (!reader.entries()[i].zero()) reader.data(i);
+  });
   EXPECT_NE(msg.find(pages().string() + ": offset " + std::to_string(chunk) + ": chunk: checksum mismatch"),
             std::string::npos)
       << msg;

@@ -461,6 +461,7 @@ Container::~Container() { remove(); }
   args.insert(args.end(), argv.begin(), argv.end());
   started_ = true;
   CommandResult r = env_.stasis(args, 30s);
+  last_output_ = r.out + r.err;
   if (r.exit_code != 0)
     return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
   host_pid();  // remember the PID for cleanup
@@ -475,6 +476,7 @@ Container::~Container() { remove(); }
   args.insert(args.end(), options.begin(), options.end());
   auto t0 = std::chrono::steady_clock::now();
   CommandResult r = env_.stasis(args, timeout);
+  last_output_ = r.out + r.err;
   print_timing("dump", name_, t0);
   if (r.exit_code != 0)
     return ::testing::AssertionFailure() << "stasis " << join(args) << " failed: " << describe(r);
@@ -490,6 +492,7 @@ Container::~Container() { remove(); }
   started_ = true;
   auto t0 = std::chrono::steady_clock::now();
   CommandResult r = env_.stasis(args, timeout);
+  last_output_ = r.out + r.err;
   print_timing("restore", name_, t0);
   host_pid();
   if (r.exit_code != 0)

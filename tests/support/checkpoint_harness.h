@@ -119,6 +119,8 @@ class Container {
   ::testing::AssertionResult restore(const std::filesystem::path& dir, const std::filesystem::path& status,
                                      const std::vector<std::string>& options = {},
                                      std::chrono::milliseconds timeout = 120s);
+  // What the last run/dump/restore printed (stdout, then stderr).
+  const std::string& last_output() const { return last_output_; }
   // The host PID of the container's PID 1 from `stasis ps --json` (remembered for cleanup).
   std::optional<pid_t> host_pid();
   // Its cgroup folder for a controller ("memory", "pids", ... or "unified"), from ps --json.
@@ -133,6 +135,7 @@ class Container {
   CheckpointEnv& env_;
   std::string name_;
   std::filesystem::path status_;
+  std::string last_output_;
   pid_t pid_ = -1;                 // last host PID seen, for cleanup
   unsigned long long start_time_ = 0;  // its start time (field 22 of stat), against PID reuse
   bool started_ = false;
