@@ -96,8 +96,8 @@ void inherit_cpuset(const fs::path& dir) {
 void apply_v1_limits(const std::map<std::string, std::string>& paths, const CgroupLimits& limits,
                      const std::vector<std::string>& extra_devices) {
   auto at = [&](const char* controller) { return fs::path(paths.at(controller)); };
-  inherit_cpuset(at("cpuset"));
   if (!limits.cpuset.empty()) {
+    inherit_cpuset(at("cpuset"));
     with_context("--cpuset " + limits.cpuset, [&] { write_file(at("cpuset") / "cpuset.cpus", limits.cpuset); });
   }
   if (limits.memory_max > 0) {
@@ -219,6 +219,11 @@ Cgroup Cgroup::create(CgroupDriver driver, const std::string& name, const Cgroup
   std::map<std::string, std::string> paths;
   if (driver == CgroupDriver::V1) {
     for (const auto& c : kV1Controllers) {
+      // cpu (with cpuacct) and cpuset only for their limits: each hierarchy costs a
+      // directory of control files to make and remove, a good part of a `stasis run`.
+      const std::string_view controller = c.name;
+      if ((controller == "cpu" || controller == "cpuacct") && limits.cpus <= 0) continue;
+      if (controller == "cpuset" && limits.cpuset.empty()) continue;
       fs::path hierarchy = base / c.name;
       if (!is_fs_type(hierarchy, CGROUP_SUPER_MAGIC)) {
         if (!c.required) continue;

@@ -36,8 +36,9 @@ struct CgroupLimits {
 
 class Cgroup {
  public:
-  // Creates the cgroup "stasis/<name>" in every hierarchy it needs (v1: memory, cpu, pids,
-  // cpuset, freezer, devices; v2: the unified one) and applies limits. A limit whose controller
+  // Creates the cgroup "stasis/<name>" in every hierarchy it needs (v1: memory, pids, freezer,
+  // devices, and cpu/cpuacct or cpuset only when limits.cpus or limits.cpuset ask for them;
+  // v2: the unified one) and applies limits. A limit whose controller
   // is missing throws an Error naming the controller; nothing is left behind on failure.
   // v1 also sets the devices controller: deny all but null, zero, full, random, urandom, tty,
   // ptmx and pts, plus extra_devices (see device_rule); v2 refuses extra_devices.

@@ -170,7 +170,7 @@ void setup_environment(const pb::ContainerConfig& config) {
   if (!config.workdir().empty()) check_sys(::chdir(config.workdir().c_str()), "--workdir {}", config.workdir());
 }
 
-[[noreturn]] void pid1_main(const pb::ContainerConfig& config, const Stdio& stdio, int from_monitor, int to_monitor,
+[[noreturn]] void pid1_main(const pb::ContainerConfig& config, const Stdio& stdio, int go_fd, int to_monitor,
                             const InitFunction& init) {
   try {
     ::signal(SIGINT, SIG_DFL);
@@ -182,7 +182,7 @@ void setup_environment(const pb::ContainerConfig& config) {
     int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
     if (config.net().mode() != "host") flags |= CLONE_NEWNET;
     check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
-    write_byte(to_monitor, 'N');
+    if (config.net().mode() == "veth") write_byte(to_monitor, 'N');  // the monitor adds the veth peer
     // While the caller makes our cgroup, set up what does not depend on it. (Nothing made
     // here is charged to the container's cgroup; none of the job's allocations happen before.)
     // With a rootfs, pivot_root would hide /sys/fs/cgroup from the join below: later then.
@@ -194,8 +194,9 @@ void setup_environment(const pb::ContainerConfig& config) {
     };
     if (config.net().mode() != "host") net::set_link_up("lo");
     if (config.rootfs().empty()) setup_inside();
-    // "G", then on v1 the cgroup's directories, one per line; nothing when the monitor gave up.
-    std::string go = read_to_end(from_monitor);
+    // "G", then on v1 the cgroup's directories, one per line (see go_from_caller); nothing
+    // when the caller or the monitor gave up.
+    std::string go = read_to_end(go_fd);
     if (go.empty() || go[0] != 'G') ::_exit(1);
     std::map<std::string, std::string> v1_paths;
     std::istringstream lines(go.substr(1));
@@ -220,7 +221,7 @@ void setup_environment(const pb::ContainerConfig& config) {
   }
   write_string(to_monitor, ready);
   ::close(to_monitor);
-  ::close(from_monitor);
+  ::close(go_fd);
   int rc = 1;
   try {
     rc = init();
@@ -311,6 +312,14 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
   }
 }
 
+// What lets PID 1 go on: "G", then on v1 the cgroup's directories, which it joins itself.
+std::string go_message(const Cgroup& cgroup) {
+  std::string go = "G";
+  if (cgroup.driver() == CgroupDriver::V1)
+    for (const auto& [controller, dir] : cgroup.paths()) go += dir + "\n";
+  return go;
+}
+
 // The caller sends the container's state once its cgroup exists (see start_container), and
 // closes the pipe without a word when it could not make it.
 pb::ContainerState read_created_state(int from_caller) {
@@ -321,19 +330,24 @@ pb::ContainerState read_created_state(int from_caller) {
   return created;
 }
 
+// Who tells PID 1 to go on: the caller itself, as soon as the v1 cgroup exists (one process
+// fewer to wake on the way), unless the monitor has work to do first: the v2 move, or the veth.
+bool go_from_caller(const pb::ContainerConfig& config) {
+  return parse_cgroup_driver(config.cgroup_driver()) == CgroupDriver::V1 && config.net().mode() != "veth";
+}
+
 [[noreturn]] void monitor_main(const StateStore& store, const pb::ContainerConfig& config, const Stdio& stdio,
-                               int from_caller, int report_fd, const InitFunction& init) {
+                               int go_read, int go_write, int from_caller, int report_fd, const InitFunction& init) {
   pid_t pid = -1;
   pb::ContainerState created;
   std::optional<Cgroup> cgroup;
-  int to_child[2] = {-1, -1}, from_child[2] = {-1, -1};
+  int from_child[2] = {-1, -1};
   try {
     ::setsid();  // not in the terminal's process group: the caller forwards signals instead
     ::prctl(PR_SET_NAME, "stasis-monitor");
     ::signal(SIGINT, SIG_IGN);
     ::signal(SIGHUP, SIG_IGN);
     ::signal(SIGPIPE, SIG_IGN);
-    check_sys(::pipe2(to_child, O_CLOEXEC), "pipe");
     check_sys(::pipe2(from_child, O_CLOEXEC), "pipe");
     // Our next child is PID 1 of a new PID namespace; fork() (not a raw clone) keeps glibc's
     // view of the child's thread consistent for whatever init runs.
@@ -342,13 +356,14 @@ pb::ContainerState read_created_state(int from_caller) {
     if (pid == 0) {
       ::close(report_fd);
       ::close(from_caller);
-      ::close(to_child[1]);
+      ::close(go_write);
       ::close(from_child[0]);
-      pid1_main(config, stdio, to_child[0], from_child[1], init);
+      pid1_main(config, stdio, go_read, from_child[1], init);
     }
     // PID 1 has the caller's fds (the restorer's may matter to its init); the monitor, which
     // lives as long as the container, must not keep the caller's pipes and sockets open.
-    close_fds_except({report_fd, from_caller, to_child[1], from_child[0]});
+    const bool monitor_says_go = !go_from_caller(config);
+    close_fds_except({report_fd, from_caller, monitor_says_go ? go_write : -1, from_child[0]});
     auto expect = [&](char want, const char* step) {
       char c = read_byte(from_child[0]);
       if (c == want) return;
@@ -360,22 +375,21 @@ pb::ContainerState read_created_state(int from_caller) {
     created = read_created_state(from_caller);
     std::map<std::string, std::string> paths(created.cgroup_paths().begin(), created.cgroup_paths().end());
     cgroup.emplace(Cgroup::open(parse_cgroup_driver(config.cgroup_driver()), std::move(paths)));
-    std::string go = "G";
-    if (cgroup->driver() == CgroupDriver::V2) {
-      cgroup->add_process(pid);  // an RCU grace period (milliseconds): see cgroup_warmup.h
-    } else {
-      for (const auto& [controller, dir] : cgroup->paths()) go += dir + "\n";
+    if (monitor_says_go) {
+      if (cgroup->driver() == CgroupDriver::V2) {
+        cgroup->add_process(pid);  // an RCU grace period (milliseconds): see cgroup_warmup.h
+      }
+      if (config.net().mode() == "veth") {
+        expect('N', "creating its namespaces");
+        const auto& n = config.net();
+        net::create_veth(n.host_ifname(), n.container_ifname(), pid);
+        net::add_address(n.host_ifname(), n.host_ip());
+        net::set_link_up(n.host_ifname());
+      }
+      // PID 1 may have failed meanwhile: then its message, read next, says why.
+      write_string(go_write, go_message(*cgroup));
+      ::close(go_write);
     }
-    expect('N', "creating its namespaces");
-    if (config.net().mode() == "veth") {
-      const auto& n = config.net();
-      net::create_veth(n.host_ifname(), n.container_ifname(), pid);
-      net::add_address(n.host_ifname(), n.host_ip());
-      net::set_link_up(n.host_ifname());
-    }
-    // PID 1 may have failed meanwhile: then its message, read next, says why.
-    write_string(to_child[1], go);
-    ::close(to_child[1]);
     expect('R', "setting up the container");
     std::string namespaces = read_to_end(from_child[0]);
     ::close(from_child[0]);
@@ -521,21 +535,26 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   log_opened = true;
   Stdio stdio = plan_stdio(config);
 
-  int report[2], created[2];
+  int report[2], created[2], go[2];
   check_sys(::pipe2(report, O_CLOEXEC), "pipe");
   UniqueFd report_read(report[0]), report_write(report[1]);
   check_sys(::pipe2(created, O_CLOEXEC), "pipe");
   UniqueFd created_read(created[0]);
   to_monitor.reset(created[1]);
+  check_sys(::pipe2(go, O_CLOEXEC), "pipe");
+  UniqueFd go_read(go[0]), go_write(go[1]);
   monitor = ::fork();
   if (monitor < 0) fail_errno(errno, "fork the monitor of container {}", name);
   if (monitor == 0) {
     report_read.reset();
     to_monitor.reset();
-    monitor_main(store, config, stdio, created_read.release(), report_write.release(), init);
+    monitor_main(store, config, stdio, go_read.release(), go_write.release(), created_read.release(),
+                 report_write.release(), init);
   }
   report_write.reset();
   created_read.reset();
+  go_read.reset();
+  if (!go_from_caller(config)) go_write.reset();
   // The cgroup is made while the monitor forks PID 1 and PID 1 makes its namespaces.
   cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
     return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
@@ -550,6 +569,10 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   // A monitor that died early has told why on the report pipe, read next.
   write_without_sigpipe(to_monitor.get(), created_state);
   to_monitor.reset();
+  if (go_write) {
+    write_without_sigpipe(go_write.get(), go_message(*cgroup));
+    go_write.reset();
+  }
 
   std::string answer;
   pollfd pfd{report_read.get(), POLLIN, 0};
