@@ -87,7 +87,8 @@ int run(const Cli& cli, const RunOptions& o) {
   sa.sa_handler = forward_signal;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT}) ::sigaction(sig, &sa, nullptr);
-  return launcher::wait_for_exit(cli.global.root, started);
+  // We exit right away: no need to wait for the monitor's own exit.
+  return launcher::wait_for_exit(cli.global.root, started, /*reap_monitor=*/false);
 }
 
 }  // namespace

@@ -18,10 +18,12 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/cgroup.h"
+#include "common/fd.h"
 #include "container.pb.h"
 
 namespace stasis::launcher {
@@ -33,6 +35,8 @@ struct StartedContainer {
   std::string name;
   pid_t init_pid = -1;     // host PID of the job's PID 1
   pid_t monitor_pid = -1;  // host PID of the monitor (a child of the caller)
+  // Not detached: where the monitor says the job's status before it exits (wait_for_exit).
+  std::shared_ptr<UniqueFd> exit_report;
 };
 
 // The init of `stasis run`: execs config.argv (through our reaper with config.init), printing
@@ -50,8 +54,11 @@ InitFunction exec_init(const pb::ContainerConfig& config);
 StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init);
 
 // Waits for the job to end and returns its status as a shell reports it (code, or 128+signal).
-// Reaps the monitor when it is the caller's child, otherwise polls the state.
-int wait_for_exit(const std::filesystem::path& root, const StartedContainer& container);
+// The monitor says it once the job is gone and cleaned up after (--rm); reap_monitor then
+// also waits for the monitor itself, which a caller about to exit need not do (init reaps
+// it). Without that word, it reaps the monitor when it is the caller's child, otherwise polls
+// the state.
+int wait_for_exit(const std::filesystem::path& root, const StartedContainer& container, bool reap_monitor = true);
 
 // Signal to PID 1 of a running (or frozen) container.
 void kill_container(const std::filesystem::path& root, const std::string& name, int signal);

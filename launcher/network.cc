@@ -71,6 +71,17 @@ void set_link_up(const std::string& ifname) {
   if (err < 0) fail("netlink: set link {} up: {}", ifname, nl_geterror(err));
 }
 
+void set_loopback_up() {
+  Sock sock = connect();
+  // lo is interface 1 in every network namespace (LOOPBACK_IFINDEX): no need to look it up.
+  Link lo(rtnl_link_alloc());
+  rtnl_link_set_ifindex(lo.get(), 1);
+  Link change(rtnl_link_alloc());
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  int err = rtnl_link_change(sock.get(), lo.get(), change.get(), 0);
+  if (err < 0) fail("netlink: set lo (interface 1) up: {}", nl_geterror(err));
+}
+
 void create_veth(const std::string& host_ifname, const std::string& peer_ifname, pid_t peer_pid) {
   Sock sock = connect();
   int err = rtnl_link_veth_add(sock.get(), host_ifname.c_str(), peer_ifname.c_str(), peer_pid);

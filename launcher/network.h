@@ -10,6 +10,8 @@
 namespace stasis::launcher::net {
 
 void set_link_up(const std::string& ifname);
+// The same for lo of the caller's network namespace, in one netlink request.
+void set_loopback_up();
 // A veth pair: host_ifname stays here, peer_ifname goes into the network namespace of peer_pid.
 void create_veth(const std::string& host_ifname, const std::string& peer_ifname, pid_t peer_pid);
 // cidr: "10.213.0.2/24".

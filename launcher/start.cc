@@ -192,7 +192,7 @@ void setup_environment(const pb::ContainerConfig& config) {
                 config.hostname());
       setup_environment(config);
     };
-    if (config.net().mode() != "host") net::set_link_up("lo");
+    if (config.net().mode() != "host") net::set_loopback_up();
     if (config.rootfs().empty()) setup_inside();
     // "G", then on v1 the cgroup's directories, one per line (see go_from_caller); nothing
     // when the caller or the monitor gave up.
@@ -417,8 +417,9 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     write_string(report_fd, std::string("ERR ") + e.what());
     ::_exit(1);
   }
-  write_string(report_fd, "OK " + std::to_string(pid));
-  ::close(report_fd);
+  write_string(report_fd, "OK " + std::to_string(pid) + "\n");
+  // A foreground caller waits for "EXIT <status>" on the same pipe (see wait_for_exit).
+  if (config.detach()) ::close(report_fd);
 
   // From here on nobody reads our stdio: let go of the caller's terminal or pipes.
   int devnull = ::open("/dev/null", O_RDWR);
@@ -455,6 +456,8 @@ bool go_from_caller(const pb::ContainerConfig& config) {
   } catch (const std::exception&) {
     // Nothing more to do: the status is still our exit code.
   }
+  // The caller may return now, while the kernel still tears us down.
+  if (!config.detach()) write_string(report_fd, "EXIT " + std::to_string(code) + "\n");
   ::_exit(code);
 }
 
@@ -590,6 +593,7 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     answer.append(buf, static_cast<size_t>(r));
+    if (answer.rfind("OK ", 0) == 0 && answer.find('\n') != std::string::npos) break;  // more comes at exit
   }
   if (answer.rfind("OK ", 0) != 0) {
     if (answer.rfind("ERR ", 0) == 0) {
@@ -598,10 +602,21 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     fail("start container {}: the monitor (pid {}) died without a word", name, monitor);
   }
   committed = true;
-  return StartedContainer{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor};
+  StartedContainer started{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor, nullptr};
+  if (!config.detach()) started.exit_report = std::make_shared<UniqueFd>(std::move(report_read));
+  return started;
 }
 
-int wait_for_exit(const fs::path& root, const StartedContainer& container) {
+int wait_for_exit(const fs::path& root, const StartedContainer& container, bool reap_monitor) {
+  if (container.exit_report && *container.exit_report) {
+    // "EXIT <status>" from the monitor once the job is gone and cleaned up after.
+    std::string said = read_to_end(container.exit_report->get());
+    if (said.rfind("EXIT ", 0) == 0) {
+      int code = std::atoi(said.c_str() + 5);
+      if (reap_monitor) ::waitpid(container.monitor_pid, nullptr, 0);
+      return code;
+    }
+  }
   int status = 0;
   for (;;) {
     pid_t r = ::waitpid(container.monitor_pid, &status, 0);
