@@ -16,7 +16,7 @@
 
 namespace stasis::images {
 
-std::unique_ptr<google::protobuf::Message> new_record(ImageType type) {
+std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
   switch (type) {
     case ImageType::Inventory: return std::make_unique<pb::Inventory>();
     case ImageType::Pstree: return std::make_unique<pb::TaskEntry>();

@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include <google/protobuf/message.h>
+#include <google/protobuf/message_lite.h>
 
 #include "images/image_type.h"
 
@@ -13,6 +13,6 @@ namespace stasis::images {
 // A new empty message of the record type of this kind. Pagemap files start with one
 // pb::PagemapHeader and go on with pb::PagemapEntry (this returns the entry); Pages files
 // are not protobuf and give nullptr.
-std::unique_ptr<google::protobuf::Message> new_record(ImageType type);
+std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type);
 
 }  // namespace stasis::images

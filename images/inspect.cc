@@ -1,6 +1,5 @@
 #include "images/inspect.h"
 
-#include <google/protobuf/util/json_util.h>
 
 #include <map>
 #include <set>
@@ -10,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/json.h"
+#include "proto/reflection.h"
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/image_messages.h"
@@ -21,24 +21,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string to_json(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(m, &out, options);
-  if (!status.ok()) fail("print {} as JSON: {}", m.GetTypeName(), status.ToString());
-  return out;
+std::string record_json(const google::protobuf::MessageLite& m) {
+  return pb::to_json(m, {.pretty = false, .proto_field_names = true, .print_defaults = true});
 }
 
 // Appends "records":[...] for every record of a protobuf image.
 void records_json(const fs::path& path, ImageType type, std::string* out) {
   ImageReader reader(path, type);
-  std::unique_ptr<google::protobuf::Message> m;
+  std::unique_ptr<google::protobuf::MessageLite> m;
   if (type == ImageType::Pagemap) {
     pb::PagemapHeader header;
     if (!reader.read(header)) fail("{}: no PagemapHeader record", path.string());
-    *out += ",\"header\":" + to_json(header);
+    *out += ",\"header\":" + record_json(header);
   }
   m = new_record(type);
   *out += ",\"records\":[";
@@ -46,7 +40,7 @@ void records_json(const fs::path& path, ImageType type, std::string* out) {
   while (reader.read(*m)) {
     if (!first) *out += ',';
     first = false;
-    *out += to_json(*m);
+    *out += record_json(*m);
   }
   *out += ']';
 }
@@ -109,7 +103,7 @@ ParsedImageName parse_listed(const fs::path& dir, const std::string& name) {
 std::string checkpoint_json(const fs::path& dir) {
   Checkpoint cp = Checkpoint::open(dir);
   std::string out = "{\"directory\":" + json_string(dir.string());
-  out += ",\"inventory\":" + to_json(cp.inventory());
+  out += ",\"inventory\":" + record_json(cp.inventory());
   out += ",\"images\":[";
   bool first = true;
   for (const auto& image : cp.inventory().images()) {

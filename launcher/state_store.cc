@@ -7,33 +7,16 @@
 
 #include <algorithm>
 
-#include <google/protobuf/util/json_util.h>
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "proto/reflection.h"
 
 namespace stasis::launcher {
 
 namespace fs = std::filesystem;
 
-std::string state_to_json(const pb::ContainerState& state) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  auto status = google::protobuf::util::MessageToJsonString(state, &out, options);
-  if (!status.ok()) fail("encode state of container {}: {}", state.config().name(), status.ToString());
-  return out;
-}
-
-pb::ContainerState state_from_json(const std::string& json, const std::string& what) {
-  pb::ContainerState state;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &state, options);
-  if (!status.ok()) fail("parse {}: {}", what, status.ToString());
-  return state;
-}
+std::string state_to_json(const pb::ContainerState& state) { return pb::to_json(state, {.pretty = true}); }
 
 namespace {
 

@@ -46,8 +46,7 @@ class StateStore {
   std::filesystem::path root_;
 };
 
-// pb::ContainerState <-> JSON text, for `ps --json`.
+// pb::ContainerState as JSON text, for `ps --json`.
 std::string state_to_json(const pb::ContainerState& state);
-pb::ContainerState state_from_json(const std::string& json, const std::string& what);
 
 }  // namespace stasis::launcher
