@@ -209,15 +209,14 @@ std::string device_rule(const std::string& spec) {
   return fmt::format("{} {}:{} rwm", S_ISCHR(st.st_mode) ? 'c' : 'b', major(st.st_rdev), minor(st.st_rdev));
 }
 
-Cgroup Cgroup::create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits,
-                      const std::vector<std::string>& extra_devices) {
+std::map<std::string, std::string> Cgroup::plan(CgroupDriver driver, const std::string& name,
+                                                const CgroupLimits& limits) {
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
     fail("invalid cgroup name '{}'", name);
   }
-  fs::path base = cgroup_fs_root();
-  CreatedDirs created;
   std::map<std::string, std::string> paths;
   if (driver == CgroupDriver::V1) {
+    fs::path base = cgroup_fs_root();
     for (const auto& c : kV1Controllers) {
       // cpu (with cpuacct) and cpuset only for their limits: each hierarchy costs a
       // directory of control files to make and remove, a good part of a `stasis run`.
@@ -229,27 +228,42 @@ Cgroup Cgroup::create(CgroupDriver driver, const std::string& name, const Cgroup
         if (!c.required) continue;
         fail("cgroup v1 controller '{}' is not mounted at {}", c.name, hierarchy.string());
       }
-      // Creating "stasis" is shared by all containers; never removed by us.
-      make_dir(hierarchy / "stasis", created, false);
-      if (std::string(c.name) == "cpuset") inherit_cpuset(hierarchy / "stasis");
-      make_dir(hierarchy / "stasis" / name, created, true);
       paths[c.name] = (hierarchy / "stasis" / name).string();
     }
-    apply_v1_limits(paths, limits, extra_devices);
   } else {
     fs::path root = v2_root();
     if (!is_fs_type(root, CGROUP2_SUPER_MAGIC)) fail("cgroup v2 is not mounted at {}", root.string());
-    if (!extra_devices.empty()) {
-      throw UsageError("--device needs the cgroup v1 devices controller (use --cgroup-driver v1)");
-    }
-    make_dir(root / "stasis", created, false);
-    fs::path dir = root / "stasis" / name;
+    paths["unified"] = (root / "stasis" / name).string();
+  }
+  return paths;
+}
+
+Cgroup Cgroup::create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits,
+                      const std::vector<std::string>& extra_devices) {
+  return create(driver, plan(driver, name, limits), limits, extra_devices);
+}
+
+Cgroup Cgroup::create(CgroupDriver driver, const std::map<std::string, std::string>& planned,
+                      const CgroupLimits& limits, const std::vector<std::string>& extra_devices) {
+  if (driver == CgroupDriver::V2 && !extra_devices.empty()) {
+    throw UsageError("--device needs the cgroup v1 devices controller (use --cgroup-driver v1)");
+  }
+  CreatedDirs created;
+  for (const auto& [controller, path] : planned) {
+    fs::path dir = path;
+    // Creating "stasis" is shared by all containers; never removed by us.
+    make_dir(dir.parent_path(), created, false);
+    if (controller == "cpuset") inherit_cpuset(dir.parent_path());
     make_dir(dir, created, true);
-    paths["unified"] = dir.string();
-    apply_v2_limits(root, dir, limits);
+  }
+  if (driver == CgroupDriver::V1) {
+    apply_v1_limits(planned, limits, extra_devices);
+  } else {
+    fs::path dir = planned.at("unified");
+    apply_v2_limits(dir.parent_path().parent_path(), dir, limits);
   }
   created.committed = true;
-  return Cgroup(driver, std::move(paths));
+  return Cgroup(driver, planned);
 }
 
 Cgroup Cgroup::open(CgroupDriver driver, std::map<std::string, std::string> paths) {

@@ -44,6 +44,12 @@ class Cgroup {
   // ptmx and pts, plus extra_devices (see device_rule); v2 refuses extra_devices.
   static Cgroup create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits,
                        const std::vector<std::string>& extra_devices = {});
+  // Where create() would put it (controller -> directory), checking that the hierarchies are
+  // mounted, without making anything; and create() at those places.
+  static std::map<std::string, std::string> plan(CgroupDriver driver, const std::string& name,
+                                                 const CgroupLimits& limits);
+  static Cgroup create(CgroupDriver driver, const std::map<std::string, std::string>& planned,
+                       const CgroupLimits& limits, const std::vector<std::string>& extra_devices = {});
   // Re-opens a cgroup from its recorded paths (controller -> absolute path; "unified" for v2).
   static Cgroup open(CgroupDriver driver, std::map<std::string, std::string> paths);
 

@@ -525,6 +525,8 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   limits.pids_max = config.pids_max();
   limits.cpuset = config.cpuset();
   std::vector<std::string> devices(config.devices().begin(), config.devices().end());
+  const CgroupDriver driver = parse_cgroup_driver(config.cgroup_driver());
+  std::map<std::string, std::string> planned;
   {
     // One locked step: the name is checked and reserved.
     StateStore::Lock lock(store);
@@ -532,6 +534,11 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     if (config.net().mode() == "veth" && net::link_exists(config.net().host_ifname())) {
       fail("network link {} already exists on the host", config.net().host_ifname());
     }
+    // The state names the cgroup's directories from the start: whoever removes the container
+    // (an undo, `rm -f`) finds them, made or not yet.
+    planned = with_context(fmt::format("cgroup of container {}", name),
+                           [&] { return Cgroup::plan(driver, name, limits); });
+    state.mutable_cgroup_paths()->insert(planned.begin(), planned.end());
     store.save(state);
     reserved = true;
   }
@@ -559,14 +566,8 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   go_read.reset();
   if (!go_from_caller(config)) go_write.reset();
   // The cgroup is made while the monitor forks PID 1 and PID 1 makes its namespaces.
-  cgroup = with_context(fmt::format("cgroup of container {}", name), [&] {
-    return Cgroup::create(parse_cgroup_driver(config.cgroup_driver()), name, limits, devices);
-  });
-  state.mutable_cgroup_paths()->insert(cgroup->paths().begin(), cgroup->paths().end());
-  {
-    StateStore::Lock lock(store);
-    store.save(state);
-  }
+  cgroup = with_context(fmt::format("cgroup of container {}", name),
+                        [&] { return Cgroup::create(driver, planned, limits, devices); });
   std::string created_state;
   if (!state.SerializeToString(&created_state)) fail("encode state of container {}", name);
   // A monitor that died early has told why on the report pipe, read next.
