@@ -1,6 +1,7 @@
 // Cgroups v1 and v2: create "stasis/<name>" in each hierarchy, apply limits, freeze, kill.
 #include "common/cgroup.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -114,15 +115,21 @@ void apply_v1_limits(const std::map<std::string, std::string>& paths, const Cgro
   }
   if (limits.pids_max > 0) write_file(at("pids") / "pids.max", std::to_string(limits.pids_max));
 
-  // Devices: deny all, then allow the usual harmless set plus what the user asked for.
+  // Devices: deny all, then allow the usual harmless set plus what the user asked for. The
+  // kernel takes one rule per write(), so one open file serves them all.
   fs::path devices = at("devices");
   write_file(devices / "devices.deny", "a");
+  fs::path allow_path = devices / "devices.allow";
+  UniqueFd allow = open_or_throw(allow_path, O_WRONLY);
+  auto allow_rule = [&](std::string_view rule) {
+    if (::write(allow.get(), rule.data(), rule.size()) < 0) fail_errno(errno, "write '{}' to {}", rule, allow_path.string());
+  };
   for (const char* rule : {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
                            "c 5:2 rwm", "c 136:* rwm"}) {
-    write_file(devices / "devices.allow", rule);
+    allow_rule(rule);
   }
   for (const auto& rule : extra_devices) {
-    with_context("--device " + rule, [&] { write_file(devices / "devices.allow", device_rule(rule)); });
+    with_context("--device " + rule, [&] { allow_rule(device_rule(rule)); });
   }
 }
 
