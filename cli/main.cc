@@ -54,11 +54,14 @@ int run_main(int argc, char** argv) {
       {{"serve"}, add_serve_command},     {{"migrate"}, add_migrate_command},
   };
   std::string_view named = command_word(argc, argv);
-  bool known = false;
-  for (const auto& [names, add] : commands)
-    known = known || std::find(names.begin(), names.end(), named) != names.end();
-  for (const auto& [names, add] : commands)
-    if (!known || std::find(names.begin(), names.end(), named) != names.end()) add(cli);
+  auto wanted = std::find_if(commands.begin(), commands.end(), [&](const auto& command) {
+    return std::find(command.first.begin(), command.first.end(), named) != command.first.end();
+  });
+  if (wanted != commands.end()) {
+    wanted->second(cli);
+  } else {
+    for (const auto& [names, add] : commands) add(cli);
+  }
 
   try {
     app.parse(argc, argv);

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "dump/files.h"
+#include "images/vma_kind.h"
 #include "common/interrupt.h"
 
 namespace stasis::dump {
@@ -281,16 +282,14 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
     auto kind = classify_vma(name, shared);
     v->set_kind(kind);
     uint32_t flags = shared ? MAP_SHARED : MAP_PRIVATE;
-    if (kind == pb::Vma::ANON_PRIVATE || kind == pb::Vma::ANON_SHARED || kind == pb::Vma::HEAP ||
-        kind == pb::Vma::STACK)
-      flags |= MAP_ANONYMOUS;
+    if (images::is_private_anonymous(kind) || kind == pb::Vma::ANON_SHARED) flags |= MAP_ANONYMOUS;
     for (const auto& f : m.vm_flags) {
       v->add_vm_flags(f);
       if (f == "gd") flags |= MAP_GROWSDOWN;
     }
     v->set_flags(flags);
     if (kind == pb::Vma::ANON_SHARED) v->set_shmem_id(m.inode);
-    if (kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED) {
+    if (images::is_file_backed(kind)) {
       if (m.deleted)
         throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted file {}: not supported yet", pid,
                                            m.start, m.end, name));

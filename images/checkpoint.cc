@@ -71,8 +71,12 @@ FileSum checksum_file(const fs::path& path) {
 // Checks every chunk's data against the XXH3 in its header, on the mapped file and on up to
 // four threads: a restore verifies its page files before it starts anything, and a copy
 // through read() would cost more than the hashing.
-template <typename Chunk>
-void check_chunk_data(int fd, uint64_t size, const fs::path& path, const std::vector<Chunk>& chunks) {
+// One chunk of a page file: where its header is, how many bytes follow, their XXH3.
+struct ChunkSum {
+  uint64_t offset, stored, sum;
+};
+
+void check_chunk_data(int fd, uint64_t size, const fs::path& path, const std::vector<ChunkSum>& chunks) {
   void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) fail_errno(errno, "map {}", path.string());
   const auto* base = static_cast<const std::byte*>(m);
@@ -81,7 +85,7 @@ void check_chunk_data(int fd, uint64_t size, const fs::path& path, const std::ve
   std::atomic<uint64_t> bad_offset{UINT64_MAX};
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1)) < chunks.size() && bad_offset.load() == UINT64_MAX;) {
-      const Chunk& c = chunks[i];
+      const ChunkSum& c = chunks[i];
       if (XXH3_64bits(base + c.offset + page_format::kChunkHeaderSize, c.stored) != c.sum) {
         uint64_t expected = UINT64_MAX;
         bad_offset.compare_exchange_strong(expected, c.offset);
@@ -113,10 +117,7 @@ FileSum page_file_sum(const fs::path& path, bool check_data) {
   read_exact_at(fd.get(), file_header, sizeof file_header, 0, path);
   format::check_file_header(file_header, sizeof file_header, path, ImageType::Pages);
   XXH3_64bits_update(state.get(), file_header, sizeof file_header);
-  struct Chunk {
-    uint64_t offset, stored, sum;
-  };
-  std::vector<Chunk> chunks;
+  std::vector<ChunkSum> chunks;
   uint64_t offset = sizeof file_header;
   while (offset < size) {
     std::byte h[page_format::kChunkHeaderSize];

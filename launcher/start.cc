@@ -476,10 +476,11 @@ InitFunction exec_init(const pb::ContainerConfig& config) {
 
 StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
   require_root("starting a container");
+  validate_config(config);  // also resolves the cgroup driver "auto" to v1 or v2
+  const CgroupDriver driver = parse_cgroup_driver(config.cgroup_driver());
   // Only v2 needs it: on v1 PID 1 joins its cgroup by itself, on the kernel's fast path.
   std::optional<CgroupMoveWarmup> warmup;
-  if (parse_cgroup_driver(config.cgroup_driver()) == CgroupDriver::V2) warmup.emplace();
-  validate_config(config);
+  if (driver == CgroupDriver::V2) warmup.emplace();
   if (!config.rootfs().empty()) config.set_rootfs(fs::canonical(config.rootfs()).string());
   const std::string name = config.name();
   StateStore store(root);
@@ -526,7 +527,6 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   limits.pids_max = config.pids_max();
   limits.cpuset = config.cpuset();
   std::vector<std::string> devices(config.devices().begin(), config.devices().end());
-  const CgroupDriver driver = parse_cgroup_driver(config.cgroup_driver());
   std::map<std::string, std::string> planned;
   {
     // One locked step: the name is checked and reserved.

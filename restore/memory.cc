@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/proc.h"
 #include "common/log.h"
+#include "images/vma_kind.h"
 #include "restore/page_fill.h"
 
 namespace stasis::restore {
@@ -36,7 +37,7 @@ bool is_movable_special(pb::Vma::Kind kind) {
   return kind == pb::Vma::VDSO || kind == pb::Vma::VVAR || kind == pb::Vma::VVAR_VCLOCK;
 }
 
-bool is_file_backed(pb::Vma::Kind kind) { return kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED; }
+using images::is_file_backed;
 
 void unmap_stub(Remote& r) {
   for (const auto& m : proc::read_maps(r.host_pid())) {

@@ -12,16 +12,14 @@
 #include "common/error.h"
 #include "common/ptrace.h"
 #include "images/page_file.h"
+#include "images/vma_kind.h"
 #include "restore/task_userfaultfd.h"
 
 namespace stasis::restore {
 namespace {
 
-bool is_file_backed(pb::Vma::Kind kind) { return kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED; }
-
-bool is_private_anonymous(pb::Vma::Kind kind) {
-  return kind == pb::Vma::ANON_PRIVATE || kind == pb::Vma::HEAP || kind == pb::Vma::STACK;
-}
+using images::is_file_backed;
+using images::is_private_anonymous;
 
 const pb::Vma* find_vma(const pb::MmState& mm, uint64_t addr) {
   auto it = std::upper_bound(mm.vmas().begin(), mm.vmas().end(), addr,

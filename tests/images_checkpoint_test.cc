@@ -21,14 +21,7 @@ namespace fs = std::filesystem;
 using stasis::images::Checkpoint;
 using stasis::images::ImageType;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const stasis::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using stasis::test::error_of;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -212,12 +212,7 @@ INSTANTIATE_TEST_SUITE_P(Compressions, PageFileTest,
                          [](const auto& info) { return std::string(stasis::images::compression_name(info.param)); });
 
 std::string error_of_ctor(const fs::path& dir) {
-  try {
-    PageWriter writer(dir, 1, Compression::Lz4);
-  } catch (const stasis::Error& e) {
-    return e.what();
-  }
-  return "";
+  return stasis::test::error_of([&] { PageWriter writer(dir, 1, Compression::Lz4); });
 }
 
 TEST(PageFile, CompressionNames) {
@@ -244,14 +239,7 @@ TEST(PageFile, MissingDirectoryNamesThePath) {
 
 // --- damage ---------------------------------------------------------------------------
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const stasis::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using stasis::test::error_of;
 
 void flip_byte(const fs::path& p, uint64_t offset) {
   std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);

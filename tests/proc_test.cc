@@ -25,15 +25,7 @@ using namespace std::chrono_literals;
 
 using Child = stasis::test::ForkedChild;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using stasis::test::error_of;
 
 TEST(Proc, MapsOfSelf) {
   void* anon = mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

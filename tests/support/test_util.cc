@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/error.h"
+
 namespace stasis::test {
 
 CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
@@ -112,6 +114,15 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return cond();
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace stasis::test

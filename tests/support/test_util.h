@@ -24,6 +24,9 @@ CommandResult run_command(const std::vector<std::string>& argv,
 CommandResult run_stasis(const std::vector<std::string>& args,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// What fn throws as a stasis::Error (its what()), or "" when it throws none.
+std::string error_of(const std::function<void()>& fn);
+
 std::string stasis_binary();
 std::string workload(const std::string& name);  // path of a built workload
 

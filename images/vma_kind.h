@@ -1,0 +1,16 @@
+// What kind of memory a saved VMA (pb::Vma) is, as dump and restore both ask.
+#pragma once
+
+#include "mm.pb.h"
+
+namespace stasis::images {
+
+// Mapped from a file, privately or shared.
+inline bool is_file_backed(pb::Vma::Kind kind) { return kind == pb::Vma::FILE_PRIVATE || kind == pb::Vma::FILE_SHARED; }
+
+// Anonymous memory of this process alone: heap, stack and private anonymous mappings.
+inline bool is_private_anonymous(pb::Vma::Kind kind) {
+  return kind == pb::Vma::ANON_PRIVATE || kind == pb::Vma::HEAP || kind == pb::Vma::STACK;
+}
+
+}  // namespace stasis::images
