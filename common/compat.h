@@ -158,6 +158,9 @@ static_assert(sizeof(struct clone_args) >= CLONE_ARGS_SIZE_VER1, "clone_args nee
 #ifndef __NR_pidfd_getfd
 #define __NR_pidfd_getfd 438
 #endif
+#ifndef __NR_process_mrelease
+#define __NR_process_mrelease 448
+#endif
 #ifndef __NR_kcmp
 #define __NR_kcmp 312
 #endif
@@ -204,6 +207,9 @@ inline int sys_pidfd_open(pid_t pid, unsigned int flags) {
 }
 inline int sys_pidfd_getfd(int pidfd, int targetfd, unsigned int flags) {
   return static_cast<int>(::syscall(__NR_pidfd_getfd, pidfd, targetfd, flags));
+}
+inline int sys_process_mrelease(int pidfd, unsigned int flags) {
+  return static_cast<int>(::syscall(__NR_process_mrelease, pidfd, flags));
 }
 inline int sys_kcmp(pid_t pid1, pid_t pid2, int type, unsigned long idx1, unsigned long idx2) {
   return static_cast<int>(::syscall(__NR_kcmp, pid1, pid2, type, idx1, idx2));

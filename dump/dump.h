@@ -34,7 +34,7 @@ struct DumpReport {
   size_t sigactions = 0;
   images::PageStats pages;
   double freeze_s = 0, collect_s = 0, memory_s = 0, write_s = 0, frozen_s = 0, total_s = 0;
-  double scan_s = 0, read_s = 0, page_write_s = 0, wait_s = 0;
+  double scan_s = 0, read_s = 0, encode_s = 0, page_write_s = 0, wait_s = 0;
   bool killed = false;
 };
 

@@ -48,10 +48,12 @@ bool should_dump(pb::Vma::Kind kind) {
   }
 }
 
-// Reads batches of page ranges and hands them to the PageWriter. A few small buffers (2 MiB:
-// measured faster here than 8 or 32 MiB, the data is still in the CPU caches when it is
-// written) cycle between this thread, which reads the task, and a writer thread, which
-// compresses and writes; the reader can run ahead while the writer is busy.
+// Copies page ranges from the task into the page file in three stages, each on its own
+// thread, so that reading the task, compressing and writing the file overlap: the calling
+// thread reads batches into one of a few 2 MiB buffers (small enough that the data is still
+// in the CPU caches for the next stages), an encoder thread hands them to PageWriter::encode
+// (zero pages, checksums, compression) and a writer thread does the I/O. Writing into tmpfs
+// costs about as much as everything else together, so it gets a thread of its own.
 class PageCopier {
  public:
   PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats)
@@ -60,10 +62,11 @@ class PageCopier {
     if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", kBuffers * kBatchBytes);
     memory_ = static_cast<std::byte*>(p);
     for (size_t i = 0; i < kBuffers; ++i) free_.push_back(memory_ + i * kBatchBytes);
+    encoder_thread_ = std::thread([this] { encode_loop(); });
     writer_thread_ = std::thread([this] { write_loop(); });
   }
   ~PageCopier() {
-    stop_writer();  // never free a buffer the writer still reads
+    stop_threads();  // never free a buffer another stage still reads
     ::munmap(memory_, kBuffers * kBatchBytes);
   }
   PageCopier(const PageCopier&) = delete;
@@ -82,7 +85,7 @@ class PageCopier {
     }
   }
 
-  // Reads what is queued into a free buffer and hands it to the writer.
+  // Reads what is queued into a free buffer and hands it to the encoder.
   void flush() {
     if (ranges_.empty()) return;
     check_interrupted("dump", "the job was left running");
@@ -108,23 +111,24 @@ class PageCopier {
     stats_.read_seconds += since(t0);
     {
       std::lock_guard lock(mutex_);
-      ready_.push_back({buffer, std::move(ranges_)});
+      read_.push_back({buffer, std::move(ranges_), {}});
     }
     cv_.notify_all();
     ranges_.clear();
     queued_ = 0;
   }
 
-  // Flushes, waits for the writer to finish everything; rethrows a writer error.
+  // Flushes, waits for the other stages to finish everything; rethrows their error.
   void finish() {
     flush();
-    stop_writer();
+    stop_threads();
     if (error_) std::rethrow_exception(error_);
+    stats_.encode_seconds += encode_seconds_;
     stats_.write_seconds += write_seconds_;
   }
 
  private:
-  static constexpr size_t kBuffers = 4;
+  static constexpr size_t kBuffers = 6;
 
   struct Range {
     uint64_t start;
@@ -133,30 +137,61 @@ class PageCopier {
   struct Batch {
     std::byte* buffer;
     std::vector<Range> ranges;
+    images::PageWriter::Batch writes;
   };
 
-  void write_loop() {
-    for (;;) {
-      Batch batch;
-      {
-        std::unique_lock lock(mutex_);
-        cv_.wait(lock, [&] { return !ready_.empty() || done_; });
-        if (ready_.empty()) return;  // done and drained
-        batch = std::move(ready_.front());
-        ready_.pop_front();
-      }
+  // Takes the next batch from `from`; false once the previous stage is done and `from` drained,
+  // or on an error anywhere.
+  bool next(std::deque<Batch>& from, const bool& from_done, Batch& out) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return !from.empty() || from_done || error_; });
+    if (error_ || from.empty()) return false;
+    out = std::move(from.front());
+    from.pop_front();
+    return true;
+  }
+
+  void record_error(std::byte* buffer) {
+    std::lock_guard lock(mutex_);
+    if (!error_) error_ = std::current_exception();
+    free_.push_back(buffer);
+    cv_.notify_all();
+  }
+
+  void encode_loop() {
+    Batch batch;
+    while (next(read_, read_done_, batch)) {
       auto t = Clock::now();
       try {
         size_t off = 0;
         for (const auto& r : batch.ranges) {
-          writer_.add(r.start, std::span<const std::byte>(batch.buffer + off, r.length));
+          writer_.encode(r.start, std::span<const std::byte>(batch.buffer + off, r.length), batch.writes);
           off += r.length;
         }
       } catch (...) {
+        record_error(batch.buffer);
+        break;
+      }
+      encode_seconds_ += since(t);
+      {
         std::lock_guard lock(mutex_);
-        error_ = std::current_exception();
-        free_.push_back(batch.buffer);
-        cv_.notify_all();
+        encoded_.push_back(std::move(batch));
+      }
+      cv_.notify_all();
+    }
+    std::lock_guard lock(mutex_);
+    encoded_done_ = true;
+    cv_.notify_all();
+  }
+
+  void write_loop() {
+    Batch batch;
+    while (next(encoded_, encoded_done_, batch)) {
+      auto t = Clock::now();
+      try {
+        writer_.write(batch.writes);
+      } catch (...) {
+        record_error(batch.buffer);
         return;
       }
       write_seconds_ += since(t);
@@ -168,14 +203,14 @@ class PageCopier {
     }
   }
 
-  void stop_writer() {
-    if (!writer_thread_.joinable()) return;
+  void stop_threads() {
     {
       std::lock_guard lock(mutex_);
-      done_ = true;
+      read_done_ = true;
     }
     cv_.notify_all();
-    writer_thread_.join();
+    if (encoder_thread_.joinable()) encoder_thread_.join();
+    if (writer_thread_.joinable()) writer_thread_.join();
   }
 
   void read_vm(std::byte* buffer) {
@@ -215,14 +250,18 @@ class PageCopier {
   bool readable_ = true;
   UniqueFd mem_;
 
+  std::thread encoder_thread_;
   std::thread writer_thread_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::byte*> free_;  // buffers the reader may fill
-  std::deque<Batch> ready_;       // filled, waiting for the writer
-  bool done_ = false;
+  std::deque<Batch> read_;        // filled, waiting for the encoder
+  std::deque<Batch> encoded_;     // encoded, waiting for the writer
+  bool read_done_ = false;
+  bool encoded_done_ = false;
   std::exception_ptr error_;
-  double write_seconds_ = 0;  // written by the writer thread, read after join
+  double encode_seconds_ = 0;  // written by the encoder thread, read after join
+  double write_seconds_ = 0;   // written by the writer thread, read after join
 };
 
 }  // namespace

@@ -26,8 +26,9 @@ struct MemoryStats {
   uint64_t vmas_dumped = 0;
   double scan_seconds = 0;
   double read_seconds = 0;
-  double write_seconds = 0;  // compress + write, on the writer thread
-  double wait_seconds = 0;   // the reader waiting for the writer
+  double encode_seconds = 0;  // zero scan, checksums, compression, on the encoder thread
+  double write_seconds = 0;   // writing the page file, on the writer thread
+  double wait_seconds = 0;    // the reader waiting for a free buffer
 };
 
 // Writes pages-<id>.img and pagemap-<id>.img; sets Vma.dumped in mm.

@@ -37,9 +37,34 @@ class PageWriter {
   ~PageWriter();
 
   // Adds the bytes of [vaddr, vaddr + data.size()); both page-aligned. Ranges may come in any
-  // order but must not overlap. The data is copied (or compressed) before returning.
+  // order but must not overlap. The data is written (or compressed) before returning.
   void add(uint64_t vaddr, std::span<const std::byte> data);
-  // Writes the last chunk and the pagemap; throws on I/O error.
+
+  // The writes that encode() decided: bytes and the file offsets they go to. A batch owns the
+  // bytes it copied or compressed, and points into the data given to encode(), which must
+  // stay valid until the batch is written.
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    Batch(Batch&&) noexcept;
+    Batch& operator=(Batch&&) noexcept;
+    bool empty() const;
+
+   private:
+    friend class PageWriter;
+    struct Data;
+    std::unique_ptr<Data> d_;
+  };
+  // add() in two halves, so that a dump can compress on one thread while another writes:
+  // encode() finds the zero pages, checksums, compresses and appends to batch what is to be
+  // written (one thread, calls in the order add() would get them); write() does the I/O of a
+  // batch and empties it (any thread, any order: every batch has its own file offsets).
+  void encode(uint64_t vaddr, std::span<const std::byte> data, Batch& batch);
+  void write(Batch& batch);
+
+  // Writes the last chunk and the pagemap; throws on I/O error. Every encoded batch must have
+  // been written first.
   void finish();
   const PageStats& stats() const;
 

@@ -4,9 +4,10 @@
 //
 // Speed matters (this is the bulk of a dump): zero pages are found by comparing 64-bit words
 // with an early exit; with compression none, runs of pages are written straight from the
-// caller's buffer by one pwritev per add() (only small runs are copied, into a staging
-// buffer), and the checksum is computed as the bytes go by, the chunk header being patched
-// in place afterwards.
+// caller's buffer (only small runs are copied), and the checksum is computed as the bytes go
+// by, the chunk header being written last, into the room kept for it. The work is split in
+// two (encode, write) so that a dump can run them on two threads: every write carries its
+// own file offset, and the bytes a batch owns come from pools that write() refills.
 #include <fcntl.h>
 #include <lz4.h>
 #include <sys/uio.h>
@@ -14,7 +15,9 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -30,7 +33,8 @@ namespace stasis::images {
 namespace {
 
 constexpr uint64_t kPageSize = 4096;
-constexpr size_t kStagingSize = 1 << 20;
+constexpr size_t kHeader = page_format::kChunkHeaderSize;
+constexpr size_t kStagingSize = 256 << 10;
 constexpr size_t kDirectWrite = 16 << 10;  // runs at least this big are written from the caller's buffer
 constexpr size_t kMaxIov = 512;            // below IOV_MAX (1024)
 
@@ -49,87 +53,6 @@ bool is_zero_page(const std::byte* p) {
   return true;
 }
 
-void pwrite_all(int fd, const void* data, size_t size, uint64_t offset, const std::filesystem::path& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::pwrite(fd, p, size, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno(errno, "write {} at offset {}", path.string(), offset);
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-}
-
-// What goes next into the file, in order: small pieces copied into a staging buffer, large
-// ones referenced where they are; one pwritev writes them all.
-class WriteQueue {
- public:
-  WriteQueue(int fd, const std::filesystem::path& path, uint64_t offset)
-      : fd_(fd), path_(path), written_(offset), staging_(kStagingSize) {}
-
-  uint64_t written() const { return written_; }         // file offset up to which all is written
-  uint64_t end() const { return written_ + queued_; }   // file offset after everything queued
-  bool has_references() const { return references_; }
-
-  // Copies n bytes into the staging buffer; the returned pointer stays valid until flush().
-  std::byte* copy(const void* p, size_t n) {
-    if (staged_ + n > staging_.size() || iov_.size() == kMaxIov) flush();
-    std::byte* dst = staging_.data() + staged_;
-    std::memcpy(dst, p, n);
-    if (!iov_.empty() && static_cast<std::byte*>(iov_.back().iov_base) + iov_.back().iov_len == dst) {
-      iov_.back().iov_len += n;
-    } else {
-      iov_.push_back({dst, n});
-    }
-    staged_ += n;
-    queued_ += n;
-    return dst;
-  }
-  // Queues p itself: it must stay valid until flush().
-  void reference(const void* p, size_t n) {
-    if (iov_.size() == kMaxIov) flush();
-    iov_.push_back({const_cast<void*>(p), n});
-    queued_ += n;
-    references_ = true;
-  }
-
-  void flush() {
-    size_t first = 0;
-    while (first < iov_.size()) {
-      int count = static_cast<int>(iov_.size() - first);
-      ssize_t n = ::pwritev(fd_, iov_.data() + first, count, static_cast<off_t>(written_));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        fail_errno(errno, "write {} at offset {}", path_.string(), written_);
-      }
-      written_ += static_cast<uint64_t>(n);
-      queued_ -= static_cast<uint64_t>(n);
-      auto left = static_cast<size_t>(n);
-      while (first < iov_.size() && left >= iov_[first].iov_len) left -= iov_[first++].iov_len;
-      if (left > 0) {
-        iov_[first].iov_base = static_cast<char*>(iov_[first].iov_base) + left;
-        iov_[first].iov_len -= left;
-      }
-    }
-    iov_.clear();
-    staged_ = 0;
-    references_ = false;
-  }
-
- private:
-  int fd_;
-  const std::filesystem::path& path_;
-  uint64_t written_;
-  uint64_t queued_ = 0;
-  std::vector<std::byte> staging_;
-  size_t staged_ = 0;
-  std::vector<struct iovec> iov_;
-  bool references_ = false;
-};
-
 void fill_chunk_header(std::byte* h, uint8_t code, uint32_t raw, uint32_t stored, uint64_t sum) {
   using format::store;
   store<uint32_t>(h, page_format::kChunkMagic);
@@ -142,7 +65,80 @@ void fill_chunk_header(std::byte* h, uint8_t code, uint32_t raw, uint32_t stored
   store<uint64_t>(h + 24, XXH3_64bits(h, 24));
 }
 
+using Block = std::unique_ptr<std::byte[]>;
+
+// Blocks of one size, reused: taken by encode(), given back by write() from another thread.
+class BlockPool {
+ public:
+  explicit BlockPool(size_t size) : size_(size) {}
+  size_t size() const { return size_; }
+  Block take() {
+    {
+      std::lock_guard lock(mutex_);
+      if (!free_.empty()) {
+        Block b = std::move(free_.back());
+        free_.pop_back();
+        return b;
+      }
+    }
+    return Block(new std::byte[size_]);  // not zeroed: every byte used is written first
+  }
+  void give(Block b) {
+    std::lock_guard lock(mutex_);
+    free_.push_back(std::move(b));
+  }
+
+ private:
+  size_t size_;
+  std::mutex mutex_;
+  std::vector<Block> free_;
+};
+
 }  // namespace
+
+struct PageWriter::Batch::Data {
+  struct Segment {
+    uint64_t offset;  // in the page file
+    uint64_t size;
+    std::vector<iovec> iov;
+  };
+  std::vector<Segment> segments;
+  std::vector<std::pair<Block, BlockPool*>> blocks;  // what the iovecs point into, with their pool
+  std::byte* staging = nullptr;                      // the last staging block, while it has room
+  size_t staged = 0;
+
+  // Queues n bytes at p for file offset `offset`, joining the previous segment when they follow.
+  void append(uint64_t offset, const void* p, size_t n) {
+    if (!segments.empty() && segments.back().offset + segments.back().size == offset) {
+      Segment& s = segments.back();
+      iovec& last = s.iov.back();
+      if (static_cast<const std::byte*>(last.iov_base) + last.iov_len == p) last.iov_len += n;
+      else s.iov.push_back({const_cast<void*>(p), n});
+      s.size += n;
+      return;
+    }
+    segments.push_back({offset, n, {{const_cast<void*>(p), n}}});
+  }
+  // Copies n bytes (at most the staging size) into a staging block and queues them.
+  void copy(uint64_t offset, const void* p, size_t n, BlockPool& pool) {
+    if (!staging || staged + n > pool.size()) {
+      blocks.emplace_back(pool.take(), &pool);
+      staging = blocks.back().first.get();
+      staged = 0;
+    }
+    std::byte* dst = staging + staged;
+    std::memcpy(dst, p, n);
+    staged += n;
+    append(offset, dst, n);
+  }
+  void own(Block b, BlockPool& pool) { blocks.emplace_back(std::move(b), &pool); }
+};
+
+PageWriter::Batch::Batch() : d_(std::make_unique<Data>()) {}
+PageWriter::Batch::~Batch() = default;
+PageWriter::Batch::Batch(Batch&&) noexcept = default;
+PageWriter::Batch& PageWriter::Batch::operator=(Batch&&) noexcept = default;
+bool PageWriter::Batch::empty() const { return !d_ || d_->segments.empty(); }
 
 Compression parse_compression(std::string_view name) {
   if (name == "none") return Compression::None;
@@ -161,30 +157,35 @@ std::string_view compression_name(Compression c) {
 }
 
 struct PageWriter::Impl {
+  using Data = Batch::Data;
+
   std::filesystem::path pages_path;
   UniqueFd fd;
-  std::optional<WriteQueue> out_queue;
   std::optional<ImageWriter> pagemap;
   Compression compression;
   uint64_t chunk_size;
   PageStats stats;
+  uint64_t end = 0;  // file offset after everything encoded
   bool finished = false;
-  bool failed = false;  // an add() threw: the queue may point at a caller's buffer that is gone
+  // An encode() or write() threw: what is in the file no longer matches the pagemap.
+  std::atomic<bool> failed = false;
+
+  BlockPool staging_pool{kStagingSize};
+  // lz4/zstd: a chunk's room, header first: the raw chunk as it fills, or its compressed form.
+  std::optional<BlockPool> chunk_pool;
 
   // The open chunk.
   bool chunk_open = false;
-  uint64_t chunk_start = 0;      // file offset of its header
-  uint64_t chunk_raw = 0;        // raw bytes in it so far
-  std::byte* header_slot = nullptr;  // compression none: its placeholder, while still queued
+  uint64_t chunk_start = 0;  // file offset of its header
+  uint64_t chunk_raw = 0;    // raw bytes in it so far
 
   // Compression none: running checksum of the chunk's bytes.
   XXH3_state_t* hash = nullptr;
 
-  // lz4/zstd: the raw chunk and room for its compressed form (header first). A chunk filled
-  // by one run in one go is compressed straight from the caller's buffer (chunk_src).
-  std::vector<std::byte> raw;
+  // lz4/zstd: the raw chunk after kHeader bytes of room. A chunk filled by one run in one go
+  // is compressed straight from the caller's buffer (chunk_src).
+  Block raw;
   const std::byte* chunk_src = nullptr;
-  std::vector<std::byte> out;
   ZSTD_CCtx* zstd = nullptr;
 
   // The last pagemap range, still growing.
@@ -195,8 +196,6 @@ struct PageWriter::Impl {
     if (zstd) ZSTD_freeCCtx(zstd);
   }
 
-  WriteQueue& q() { return *out_queue; }
-
   void flush_entry() {
     if (pending) pagemap->write(*pending);
     pending.reset();
@@ -204,35 +203,28 @@ struct PageWriter::Impl {
 
   void open_chunk() {
     chunk_open = true;
-    chunk_start = q().end();
+    chunk_start = end;
     chunk_raw = 0;
     if (compression == Compression::None) {
-      // Queue a placeholder header; it is patched when the chunk closes.
-      std::byte zeros[page_format::kChunkHeaderSize] = {};
-      header_slot = q().copy(zeros, sizeof zeros);
+      end += kHeader;  // room for the header, written when the chunk closes
       XXH3_64bits_reset(hash);
     }
   }
 
-  void close_chunk() {
+  void close_chunk(Data& batch) {
     if (!chunk_open) return;
     chunk_open = false;
     auto raw_size = static_cast<uint32_t>(chunk_raw);
-    std::byte header[page_format::kChunkHeaderSize];
     if (compression == Compression::None) {
+      std::byte header[kHeader];
       fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits_digest(hash));
-      if (chunk_start >= q().written()) {
-        std::memcpy(header_slot, header, sizeof header);  // still queued: patch it there
-      } else {
-        q().flush();
-        pwrite_all(fd.get(), header, sizeof header, chunk_start, pages_path);
-      }
-      header_slot = nullptr;
-      stats.stored_bytes = q().end();
+      batch.copy(chunk_start, header, sizeof header, staging_pool);
+      stats.stored_bytes = end;
       return;
     }
-    std::byte* dst = out.data() + page_format::kChunkHeaderSize;
-    size_t capacity = out.size() - page_format::kChunkHeaderSize;
+    Block out = chunk_pool->take();
+    std::byte* dst = out.get() + kHeader;
+    size_t capacity = chunk_pool->size() - kHeader;
     size_t n = 0;
     uint8_t code = 0;
     if (compression == Compression::Lz4) {
@@ -249,20 +241,31 @@ struct PageWriter::Impl {
     }
     if (n >= raw_size) {
       // Incompressible: store it raw, so reading it back costs no decompression.
+      chunk_pool->give(std::move(out));
+      std::byte header[kHeader];
       fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits(chunk_src, raw_size));
-      q().copy(header, sizeof header);
-      q().reference(chunk_src, raw_size);
+      if (chunk_src == raw.get() + kHeader) {
+        std::memcpy(raw.get(), header, kHeader);
+        batch.append(chunk_start, raw.get(), kHeader + raw_size);
+        batch.own(std::move(raw), *chunk_pool);
+        raw = chunk_pool->take();
+      } else {
+        batch.copy(chunk_start, header, kHeader, staging_pool);
+        batch.append(chunk_start + kHeader, chunk_src, raw_size);
+      }
+      n = raw_size;
     } else {
-      fill_chunk_header(out.data(), code, raw_size, static_cast<uint32_t>(n), XXH3_64bits(dst, n));
-      q().reference(out.data(), page_format::kChunkHeaderSize + n);
+      fill_chunk_header(out.get(), code, raw_size, static_cast<uint32_t>(n), XXH3_64bits(dst, n));
+      batch.append(chunk_start, out.get(), kHeader + n);
+      batch.own(std::move(out), *chunk_pool);
     }
-    q().flush();  // raw and out are reused by the next chunk, chunk_src may be the caller's
-    chunk_src = raw.data();
-    stats.stored_bytes = q().end();
+    chunk_src = raw.get() + kHeader;
+    end = chunk_start + kHeader + n;
+    stats.stored_bytes = end;
   }
 
   // Adds data pages [vaddr, vaddr + len), len a multiple of the page size.
-  void add_data(uint64_t vaddr, const std::byte* p, uint64_t len) {
+  void add_data(uint64_t vaddr, const std::byte* p, uint64_t len, Data& batch) {
     while (len > 0) {
       if (!chunk_open) open_chunk();
       uint64_t piece = std::min(len, chunk_size - chunk_raw);
@@ -281,14 +284,15 @@ struct PageWriter::Impl {
       if (compression == Compression::None) {
         XXH3_64bits_update(hash, p, piece);
         if (piece >= kDirectWrite) {
-          q().reference(p, piece);
+          batch.append(end, p, piece);
         } else {
-          q().copy(p, piece);
+          batch.copy(end, p, piece, staging_pool);
         }
+        end += piece;
       } else if (chunk_raw == 0 && piece == chunk_size) {
         chunk_src = p;  // the whole chunk at once: closed below, before p can go away
       } else {
-        std::memcpy(raw.data() + chunk_raw, p, piece);
+        std::memcpy(raw.get() + kHeader + chunk_raw, p, piece);
       }
       chunk_raw += piece;
       stats.raw_bytes += piece;
@@ -296,7 +300,7 @@ struct PageWriter::Impl {
       vaddr += piece;
       p += piece;
       len -= piece;
-      if (chunk_raw == chunk_size) close_chunk();
+      if (chunk_raw == chunk_size) close_chunk(batch);
     }
   }
 
@@ -313,6 +317,28 @@ struct PageWriter::Impl {
     pending->set_nr_pages(pages);
     pending->set_zero(true);
   }
+
+  void write_segment(const Data::Segment& s) {
+    std::vector<iovec> iov = s.iov;  // pwritev's partial writes move the first entry along
+    size_t first = 0;
+    uint64_t offset = s.offset;
+    while (first < iov.size()) {
+      int count = static_cast<int>(std::min(iov.size() - first, kMaxIov));
+      ssize_t n = ::pwritev(fd.get(), iov.data() + first, count, static_cast<off_t>(offset));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail_errno(errno, "write {} at offset {}", pages_path.string(), offset);
+      }
+      if (n == 0) fail_errno(EIO, "write {} at offset {}: nothing written", pages_path.string(), offset);
+      offset += static_cast<uint64_t>(n);
+      auto left = static_cast<size_t>(n);
+      while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+      if (left > 0) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
+    }
+  }
 };
 
 PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression compression, uint64_t chunk_size)
@@ -328,19 +354,21 @@ PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression
   w.fd = open_or_throw(w.pages_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::byte header[format::kFileHeaderSize];
   format::write_file_header(header, ImageType::Pages);
-  pwrite_all(w.fd.get(), header, sizeof header, 0, w.pages_path);
-  w.out_queue.emplace(w.fd.get(), w.pages_path, sizeof header);
+  Batch first;
+  first.d_->copy(0, header, sizeof header, w.staging_pool);
+  w.write_segment(first.d_->segments.front());
+  w.end = sizeof header;
   w.stats.stored_bytes = sizeof header;
 
   if (compression == Compression::None) {
     w.hash = XXH3_createState();
     if (!w.hash) fail("{}: out of memory for a checksum state", w.pages_path.string());
   } else {
-    w.raw.resize(chunk_size);
-    w.chunk_src = w.raw.data();
     size_t bound = compression == Compression::Lz4 ? static_cast<size_t>(LZ4_compressBound(static_cast<int>(chunk_size)))
                                                    : ZSTD_compressBound(chunk_size);
-    w.out.resize(page_format::kChunkHeaderSize + bound);
+    w.chunk_pool.emplace(kHeader + std::max<size_t>(chunk_size, bound));
+    w.raw = w.chunk_pool->take();
+    w.chunk_src = w.raw.get() + kHeader;
     if (compression == Compression::Zstd) {
       w.zstd = ZSTD_createCCtx();
       if (!w.zstd) fail("{}: cannot create a zstd context", w.pages_path.string());
@@ -358,13 +386,20 @@ PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression
 PageWriter::~PageWriter() = default;
 
 void PageWriter::add(uint64_t vaddr, std::span<const std::byte> data) {
+  Batch batch;
+  encode(vaddr, data, batch);
+  write(batch);
+}
+
+void PageWriter::encode(uint64_t vaddr, std::span<const std::byte> data, Batch& batch) {
   Impl& w = *impl_;
   if (w.finished) fail("{}: add after finish", w.pages_path.string());
   if (w.failed) fail("{}: add after an earlier error", w.pages_path.string());
   if (vaddr % kPageSize != 0 || data.size() % kPageSize != 0) {
     fail("{}: range {:#x}+{:#x} is not page-aligned", w.pages_path.string(), vaddr, data.size());
   }
-  w.failed = true;  // until this add() is done
+  if (!batch.d_) batch.d_ = std::make_unique<Batch::Data>();
+  w.failed = true;  // until this encode() is done
   const std::byte* p = data.data();
   const std::byte* end = p + data.size();
   while (p < end) {
@@ -377,23 +412,39 @@ void PageWriter::add(uint64_t vaddr, std::span<const std::byte> data) {
     if (zero) {
       w.add_zero(at, len / kPageSize);
     } else {
-      w.add_data(at, p, len);
+      w.add_data(at, p, len, *batch.d_);
     }
     p = q;
   }
-  // The caller's buffer may go away once we return.
-  if (w.q().has_references()) w.q().flush();
   w.failed = false;
+}
+
+void PageWriter::write(Batch& batch) {
+  Impl& w = *impl_;
+  if (!batch.d_) return;
+  Batch::Data& d = *batch.d_;
+  try {
+    for (const auto& s : d.segments) w.write_segment(s);
+  } catch (...) {
+    w.failed = true;
+    throw;
+  }
+  for (auto& [block, pool] : d.blocks) pool->give(std::move(block));
+  d.blocks.clear();
+  d.segments.clear();
+  d.staging = nullptr;
+  d.staged = 0;
 }
 
 void PageWriter::finish() {
   Impl& w = *impl_;
   if (w.finished) return;
   if (w.failed) fail("{}: finish after an earlier error", w.pages_path.string());
-  w.close_chunk();
+  Batch last;
+  w.close_chunk(*last.d_);
+  write(last);
   w.flush_entry();
-  w.q().flush();
-  w.stats.stored_bytes = w.q().written();
+  w.stats.stored_bytes = w.end;
   w.pagemap->close();
   int fd = w.fd.release();
   if (::close(fd) < 0) fail_errno(errno, "close {}", w.pages_path.string());

@@ -3,6 +3,7 @@
 // `stasis run -d`, and page compression.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -533,6 +534,44 @@ TEST(Dump, MemoryContentsAllCompressions) {
     EXPECT_GE(bytes, 32u << 20) << c;
   }
   expect_untouched(w.pid(), status);
+}
+
+// A tmpfs of its own for one test, unmounted (lazily, whatever is left in it) at the end.
+class SmallTmpfs {
+ public:
+  SmallTmpfs(const fs::path& at, const std::string& size) : path_(at) {
+    fs::create_directories(at);
+    mounted_ = ::mount("tmpfs", at.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~SmallTmpfs() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  fs::path path_;
+  bool mounted_ = false;
+};
+
+TEST(Dump, FullImageFolderFailsAndJobRunsOn) {
+  // The page file is written on a thread of its own: its error must still fail the dump,
+  // name the file, remove the partial checkpoint and leave the job running.
+  TempDir tmp("dump-full");
+  fs::path status = tmp.path() / "status";
+  Workload w("bigmem", {status.string(), "64"}, tmp.path() / "log");
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 30s));
+  SmallTmpfs small(tmp.path() / "small", "16m");
+  ASSERT_TRUE(small.mounted()) << "mount tmpfs: " << std::strerror(errno);
+  for (const char* compression : {"none", "lz4"}) {
+    SCOPED_TRACE(compression);
+    fs::path dir = tmp.path() / "small" / "ck";
+    auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string(), "--compress", compression});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("pages-"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir));
+    expect_untouched(w.pid(), status);
+  }
 }
 
 TEST(Dump, InterruptedDumpLeavesJobRunning) {
