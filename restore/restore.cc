@@ -90,6 +90,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   // Everything is read and checked before anything is created.
   images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
   checkpoint.verify();
+  log::debug("checkpoint {} verified in {:.1f} ms", options.dir.string(), ms_since(started_at));
   auto tree = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
   if (tree.empty()) fail("{}: pstree.img lists no process", options.dir.string());
   if (tree.size() > 1)

@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -61,6 +62,11 @@ std::map<uint64_t, std::vector<std::byte>> read_back(const fs::path& dir, int64_
     }
   });
   return out;
+}
+
+std::string slurp_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Flattens adjacent ranges so the comparison does not depend on how they were split.
@@ -198,6 +204,36 @@ TEST_P(PageFileTest, AdjacentPagesCoalesce) {
   EXPECT_EQ(reader.entries()[2].nr_pages(), 8u);
   auto got = reader.read_range(0x10000, 64 * kPage);
   EXPECT_EQ(got, data);
+}
+
+// encode() and write() apart, as a dump runs them on two threads: batches written in reverse
+// order, and from another thread, give the same file as add() in order.
+TEST_P(PageFileTest, BatchesWrittenOutOfOrderGiveTheSameFile) {
+  std::vector<std::pair<uint64_t, std::vector<std::byte>>> ranges;
+  ranges.emplace_back(0x10000, random_pages(24, 31));  // spans chunks of 16 pages
+  ranges.emplace_back(0x100000, text_pages(7, 32));
+  ranges.emplace_back(0x200000, std::vector<std::byte>(5 * kPage));
+  ranges.emplace_back(0x300000, random_pages(3, 33));  // a small run: copied, not referenced
+  ranges.emplace_back(0x400000, text_pages(40, 34));
+  {
+    PageWriter in_order(tmp.path(), 1, GetParam(), 16 * kPage);
+    for (const auto& [vaddr, bytes] : ranges) in_order.add(vaddr, bytes);
+    in_order.finish();
+  }
+  {
+    PageWriter split(tmp.path(), 2, GetParam(), 16 * kPage);
+    std::vector<PageWriter::Batch> batches(ranges.size());
+    for (size_t i = 0; i < ranges.size(); ++i) split.encode(ranges[i].first, ranges[i].second, batches[i]);
+    std::thread writer([&] {
+      for (size_t i = batches.size(); i-- > 0;) split.write(batches[i]);
+    });
+    writer.join();
+    for (const auto& b : batches) EXPECT_TRUE(b.empty());
+    split.finish();
+    EXPECT_EQ(split.stats().stored_bytes, fs::file_size(tmp.path() / "pages-2.img"));
+  }
+  EXPECT_EQ(slurp_bytes(tmp.path() / "pages-1.img"), slurp_bytes(tmp.path() / "pages-2.img"));
+  EXPECT_EQ(merge(read_back(tmp.path(), 2)), merge(read_back(tmp.path(), 1)));
 }
 
 TEST_P(PageFileTest, EmptyPageFile) {
