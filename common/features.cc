@@ -550,7 +550,9 @@ const std::vector<Probe>& probes() {
        simple(probe_rseq_config)},
       {"process-vm", true, "copy memory out of and into stopped tasks (process_vm_readv/writev)",
        simple(probe_process_vm)},
-      {"pagemap-scan", true, "find present and swapped pages in one ioctl (PAGEMAP_SCAN, Linux 6.7+)",
+      {"pagemap-scan", false,
+       "find present and swapped pages in one ioctl (PAGEMAP_SCAN, Linux 6.7+); without it dump reads "
+       "/proc/PID/pagemap",
        simple(probe_pagemap_scan)},
       {"uffd-wp-async", false, "incremental and pre-copy dumps: track written pages (userfaultfd WP_ASYNC + PAGEMAP_SCAN)",
        simple(probe_uffd_wp_async)},

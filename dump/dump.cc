@@ -285,6 +285,7 @@ DumpReport dump(const DumpOptions& opt) {
     report.scan_s = ms.scan_seconds;
     report.read_s = ms.read_seconds;
     report.encode_s = ms.encode_seconds;
+    report.pagemap_scan = ms.pagemap_scan;
     report.page_write_s = ms.write_seconds;
     report.wait_s = ms.wait_seconds;
   });
@@ -369,8 +370,10 @@ std::string format_report(const DumpOptions& opt, const DumpReport& r) {
                      r.freeze_s, r.collect_s, r.memory_s, r.write_s, r.frozen_s, r.total_s);
   if (log::level() <= log::Level::Debug)
     out += fmt::format(
-        "  memory detail (three threads): scan {:.3f}s, read {:.3f}s (waited {:.3f}s), encode {:.3f}s, write {:.3f}s\n",
-        r.scan_s, r.read_s, r.wait_s, r.encode_s, r.page_write_s);
+        "  memory detail (three threads): scan {:.3f}s ({}), read {:.3f}s (waited {:.3f}s), encode {:.3f}s, write "
+        "{:.3f}s\n",
+        r.scan_s, r.pagemap_scan ? "PAGEMAP_SCAN" : "/proc/PID/pagemap", r.read_s, r.wait_s, r.encode_s,
+        r.page_write_s);
   out += r.killed ? "  the job was killed" + std::string(opt.container.empty() ? "" : " and the container removed") + "\n"
                   : "  the job was left running\n";
   return out;

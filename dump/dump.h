@@ -35,6 +35,7 @@ struct DumpReport {
   images::PageStats pages;
   double freeze_s = 0, collect_s = 0, memory_s = 0, write_s = 0, frozen_s = 0, total_s = 0;
   double scan_s = 0, read_s = 0, encode_s = 0, page_write_s = 0, wait_s = 0;
+  bool pagemap_scan = false;  // how the pages were found (else /proc/PID/pagemap)
   bool killed = false;
 };
 

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "dump/files.h"
+#include "dump/page_scan.h"
 #include "images/vma_kind.h"
 #include "common/interrupt.h"
 
@@ -33,7 +34,6 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 constexpr size_t kBatchBytes = 2 << 20;  // one process_vm_readv reads up to this much
 constexpr size_t kMaxIov = 1024;         // IOV_MAX
-constexpr size_t kRegions = 4096;        // page_region entries per PAGEMAP_SCAN call
 
 bool should_dump(pb::Vma::Kind kind) {
   switch (kind) {
@@ -344,42 +344,25 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
 MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& dir, int64_t id,
                        images::Compression compression) {
   MemoryStats stats;
-  UniqueFd pagemap = open_or_throw(fmt::format("/proc/{}/pagemap", pid), O_RDONLY);
+  PageScanner scanner(pid);
+  stats.pagemap_scan = scanner.uses_pagemap_scan();
   images::PageWriter writer(dir, id, compression);
   {
     PageCopier copier(pid, writer, stats);
-    std::vector<page_region> regions(kRegions);
     for (pb::Vma& v : *mm.mutable_vmas()) {
       if (!should_dump(v.kind())) continue;
       v.set_dumped(true);
       ++stats.vmas_dumped;
-      bool readable = v.prot() & PROT_READ;
-      pm_scan_arg arg{};
-      arg.size = sizeof arg;
-      arg.start = v.start();
-      arg.end = v.end();
-      arg.vec = reinterpret_cast<uint64_t>(regions.data());
-      arg.vec_len = regions.size();
-      arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-      // Pages of the zero page read as zeros anyway; for private file mappings only the
-      // privately modified (anonymous) pages matter: the rest comes from the file.
-      arg.category_inverted = PAGE_IS_PFNZERO;
-      arg.category_mask = PAGE_IS_PFNZERO;
-      if (v.kind() == pb::Vma::FILE_PRIVATE) {
-        arg.category_inverted |= PAGE_IS_FILE;
-        arg.category_mask |= PAGE_IS_FILE;
-      }
-      arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-      while (arg.start < arg.end) {
-        auto t0 = Clock::now();
-        int n = ::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg);
-        stats.scan_seconds += since(t0);
-        if (n < 0)
-          fail_errno(errno, "pid {}: PAGEMAP_SCAN of vma {:#x}-{:#x} ({})", pid, v.start(), v.end(), v.name());
-        for (int i = 0; i < n; ++i) copier.add(regions[i].start, regions[i].end, readable);
-        if (arg.walk_end <= arg.start) break;
-        arg.start = arg.walk_end;
-      }
+      const bool readable = v.prot() & PROT_READ;
+      // The scan is timed without the reads it triggers (a flush when a batch fills).
+      auto t0 = Clock::now();
+      double reading = 0;
+      scanner.scan(v, [&](uint64_t start, uint64_t end) {
+        auto t = Clock::now();
+        copier.add(start, end, readable);
+        reading += since(t);
+      });
+      stats.scan_seconds += since(t0) - reading;
     }
     copier.finish();
   }

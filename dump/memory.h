@@ -2,7 +2,7 @@
 //
 // Layout: /proc/PID/stat (code/data/arg/env bounds), the exact brk (injected brk(0) before
 // this, passed in), auxv, exe, and every vma of /proc/PID/smaps classified by kind.
-// Contents: PAGEMAP_SCAN finds the present or swapped pages of each dumpable vma (for private
+// Contents: PageScanner finds the present or swapped pages of each dumpable vma (for private
 // file mappings only the privately modified ones), process_vm_readv reads them in large
 // batches (pread on /proc/PID/mem for vmas without PROT_READ), PageWriter stores them.
 #pragma once
@@ -24,6 +24,7 @@ pb::Vma::Kind classify_vma(const std::string& path, bool shared);
 struct MemoryStats {
   images::PageStats pages;
   uint64_t vmas_dumped = 0;
+  bool pagemap_scan = false;  // pages found by PAGEMAP_SCAN, not by reading /proc/PID/pagemap
   double scan_seconds = 0;
   double read_seconds = 0;
   double encode_seconds = 0;  // zero scan, checksums, compression, on the encoder thread

@@ -90,5 +90,21 @@ TEST_F(WithoutUserfaultfd, Bigmem64MiB) {
   check_round_trip(w);
 }
 
+// A kernel older than 6.7 (no PAGEMAP_SCAN): the dump reads /proc/PID/pagemap instead, and
+// the same workloads come back whole.
+class WithoutPagemapScan : public ::testing::Test {
+ protected:
+  void SetUp() override { ::setenv("STASIS_FAULT", "dump-no-pagemap-scan", 1); }
+  void TearDown() override { ::unsetenv("STASIS_FAULT"); }
+};
+
+TEST_F(WithoutPagemapScan, MappingsComeBack) { check_round_trip(c_workload("mappings")); }
+
+TEST_F(WithoutPagemapScan, Bigmem64MiB) {
+  Workload w = c_workload("bigmem", {"64"});
+  w.watch = 3500ms;
+  check_round_trip(w);
+}
+
 }  // namespace
 }  // namespace stasis::test

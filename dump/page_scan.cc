@@ -1,0 +1,135 @@
+#include "dump/page_scan.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/compat.h"
+#include "common/error.h"
+#include "common/fault.h"
+#include "common/file_util.h"
+
+namespace stasis::dump {
+
+namespace {
+
+constexpr size_t kRegions = 4096;  // page_region entries per PAGEMAP_SCAN call
+constexpr size_t kEntries = 64 << 10;  // /proc/PID/pagemap entries per read (256 MiB of address space)
+constexpr uint64_t kPageSize = 4096;
+
+// /proc/PID/pagemap bits (Documentation/admin-guide/mm/pagemap.rst).
+constexpr uint64_t kPresent = 1ull << 63;
+constexpr uint64_t kSwapped = 1ull << 62;
+constexpr uint64_t kFileOrSharedAnon = 1ull << 61;
+constexpr uint64_t kPfnMask = (1ull << 55) - 1;
+
+bool pagemap_scan_works(int pagemap_fd) {
+  if (fault_active("dump-no-pagemap-scan")) return false;
+  // An empty range: the kernel checks the request and reports nothing, or does not know it.
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.category_anyof_mask = PAGE_IS_PRESENT;
+  arg.return_mask = PAGE_IS_PRESENT;
+  return ::ioctl(pagemap_fd, PAGEMAP_SCAN, &arg) >= 0;
+}
+
+// The frame of the shared zero page, as our own pagemap shows it for a page only read: so that
+// the fallback can leave out pages that were never written. 0 when frames are hidden from us
+// (no CAP_SYS_ADMIN); zero pages are then read and stored as zero ranges, which costs time only.
+uint64_t find_zero_pfn() {
+  void* p = ::mmap(nullptr, kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return 0;
+  volatile const char* c = static_cast<const char*>(p);
+  (void)*c;  // a read fault maps the zero page
+  uint64_t entry = 0;
+  int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (::pread(fd, &entry, sizeof entry, static_cast<off_t>(reinterpret_cast<uint64_t>(p) / kPageSize * 8)) !=
+        sizeof entry)
+      entry = 0;
+    ::close(fd);
+  }
+  ::munmap(p, kPageSize);
+  return (entry & kPresent) ? (entry & kPfnMask) : 0;
+}
+
+}  // namespace
+
+PageScanner::PageScanner(pid_t pid)
+    : pid_(pid), pagemap_(open_or_throw(fmt::format("/proc/{}/pagemap", pid), O_RDONLY)) {
+  use_ioctl_ = pagemap_scan_works(pagemap_.get());
+  if (!use_ioctl_) zero_pfn_ = find_zero_pfn();
+}
+
+void PageScanner::scan(const pb::Vma& vma, const RunFn& fn) {
+  if (use_ioctl_) scan_ioctl(vma, fn);
+  else scan_entries(vma, fn);
+}
+
+void PageScanner::scan_ioctl(const pb::Vma& vma, const RunFn& fn) {
+  std::vector<page_region> regions(kRegions);
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.start = vma.start();
+  arg.end = vma.end();
+  arg.vec = reinterpret_cast<uint64_t>(regions.data());
+  arg.vec_len = regions.size();
+  arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  // Pages of the zero page read as zeros anyway; for private file mappings only the
+  // privately modified (anonymous) pages matter: the rest comes from the file.
+  arg.category_inverted = PAGE_IS_PFNZERO;
+  arg.category_mask = PAGE_IS_PFNZERO;
+  if (vma.kind() == pb::Vma::FILE_PRIVATE) {
+    arg.category_inverted |= PAGE_IS_FILE;
+    arg.category_mask |= PAGE_IS_FILE;
+  }
+  arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  while (arg.start < arg.end) {
+    int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
+    if (n < 0)
+      fail_errno(errno, "pid {}: PAGEMAP_SCAN of vma {:#x}-{:#x} ({})", pid_, vma.start(), vma.end(), vma.name());
+    for (int i = 0; i < n; ++i) fn(regions[i].start, regions[i].end);
+    if (arg.walk_end <= arg.start) break;
+    arg.start = arg.walk_end;
+  }
+}
+
+void PageScanner::scan_entries(const pb::Vma& vma, const RunFn& fn) {
+  const bool skip_file_pages = vma.kind() == pb::Vma::FILE_PRIVATE;
+  entries_.resize(kEntries);
+  uint64_t run_start = 0, run_end = 0;  // the run being built; empty when equal
+  for (uint64_t at = vma.start(); at < vma.end();) {
+    const size_t count = static_cast<size_t>(std::min<uint64_t>((vma.end() - at) / kPageSize, kEntries));
+    const auto offset = static_cast<off_t>(at / kPageSize * sizeof(uint64_t));
+    const size_t want = count * sizeof(uint64_t);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(pagemap_.get(), reinterpret_cast<char*>(entries_.data()) + got, want - got,
+                          offset + static_cast<off_t>(got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        fail_errno(n < 0 ? errno : EIO, "pid {}: read /proc/{}/pagemap for vma {:#x}-{:#x} ({})", pid_, pid_,
+                   vma.start(), vma.end(), vma.name());
+      got += static_cast<size_t>(n);
+    }
+    for (size_t i = 0; i < count; ++i) {
+      const uint64_t e = entries_[i];
+      bool save = (e & (kPresent | kSwapped)) != 0;
+      if (save && skip_file_pages && (e & kFileOrSharedAnon)) save = false;
+      if (save && zero_pfn_ != 0 && (e & kPresent) && (e & kPfnMask) == zero_pfn_) save = false;
+      const uint64_t page = at + i * kPageSize;
+      if (save) {
+        if (run_end != page) {
+          if (run_start != run_end) fn(run_start, run_end);
+          run_start = page;
+        }
+        run_end = page + kPageSize;
+      }
+    }
+    at += count * kPageSize;
+  }
+  if (run_start != run_end) fn(run_start, run_end);
+}
+
+}  // namespace stasis::dump

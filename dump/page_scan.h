@@ -1,0 +1,43 @@
+// Which pages of a vma hold data a dump must save: present or swapped out, not the shared
+// zero page, and for private file mappings only the privately modified copies (the rest comes
+// back from the file).
+//
+// PAGEMAP_SCAN (Linux 6.7+) answers in one ioctl per vma with runs of pages. Older kernels
+// (Debian 12's 6.1, Ubuntu 22.04's 5.15) read /proc/PID/pagemap instead, 8 bytes per page,
+// and apply the same rules to its bits. STASIS_FAULT=dump-no-pagemap-scan forces the fallback.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "common/fd.h"
+#include "mm.pb.h"
+
+namespace stasis::dump {
+
+class PageScanner {
+ public:
+  // Opens /proc/PID/pagemap and finds out once which way this kernel answers.
+  explicit PageScanner(pid_t pid);
+
+  // Calls fn(start, end) for each run of pages of vma to save, in address order.
+  using RunFn = std::function<void(uint64_t start, uint64_t end)>;
+  void scan(const pb::Vma& vma, const RunFn& fn);
+
+  bool uses_pagemap_scan() const { return use_ioctl_; }
+
+ private:
+  void scan_ioctl(const pb::Vma& vma, const RunFn& fn);
+  void scan_entries(const pb::Vma& vma, const RunFn& fn);
+
+  pid_t pid_;
+  UniqueFd pagemap_;
+  bool use_ioctl_ = false;
+  uint64_t zero_pfn_ = 0;  // the shared zero page's frame (0: unknown, zero pages are read)
+  std::vector<uint64_t> entries_;
+};
+
+}  // namespace stasis::dump

@@ -1,0 +1,131 @@
+// PageScanner: PAGEMAP_SCAN and its fallback for older kernels (/proc/PID/pagemap) find the
+// same pages in a child with a known layout: written anonymous pages (not the ones only read,
+// which map the zero page), the privately modified page of a private file mapping (not the
+// ones only read from the file), the touched page of a shared anonymous mapping.
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "dump/page_scan.h"
+#include "tests/support/test_util.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr uint64_t kPage = 4096;
+using Runs = std::vector<std::pair<uint64_t, uint64_t>>;  // in pages from the vma start
+
+struct Layout {
+  uint64_t anon, file, shared;
+};
+
+// A child that maps and touches its memory, reports where, then waits to be killed.
+class Child {
+ public:
+  explicit Child(const fs::path& file) {
+    int p[2];
+    if (::pipe(p) < 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(p[0]);
+      auto* anon = static_cast<volatile char*>(
+          ::mmap(nullptr, 16 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      int fd = ::open(file.c_str(), O_RDONLY);
+      auto* mapped = static_cast<volatile char*>(::mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
+      auto* shared = static_cast<volatile char*>(
+          ::mmap(nullptr, 4 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+      anon[0] = 1;
+      anon[kPage] = 1;
+      anon[5 * kPage + 7] = 1;
+      (void)anon[8 * kPage];  // read only: the zero page
+      for (uint64_t i = 0; i < 8; ++i) (void)mapped[i * kPage];  // the file's pages
+      mapped[3 * kPage] = 'x';                                     // a private copy
+      shared[2 * kPage] = 1;
+      Layout l{reinterpret_cast<uint64_t>(anon), reinterpret_cast<uint64_t>(mapped), reinterpret_cast<uint64_t>(shared)};
+      if (::write(p[1], &l, sizeof l) != sizeof l) ::_exit(1);
+      for (;;) ::pause();
+    }
+    ::close(p[1]);
+    ok_ = pid_ > 0 && ::read(p[0], &layout_, sizeof layout_) == sizeof layout_;
+    ::close(p[0]);
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool ok() const { return ok_; }
+  pid_t pid() const { return pid_; }
+  const Layout& layout() const { return layout_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ok_ = false;
+  Layout layout_{};
+};
+
+pb::Vma vma(uint64_t start, uint64_t pages, pb::Vma::Kind kind) {
+  pb::Vma v;
+  v.set_start(start);
+  v.set_end(start + pages * kPage);
+  v.set_kind(kind);
+  return v;
+}
+
+Runs scan(dump::PageScanner& scanner, const pb::Vma& v) {
+  Runs runs;
+  scanner.scan(v, [&](uint64_t s, uint64_t e) { runs.emplace_back((s - v.start()) / kPage, (e - v.start()) / kPage); });
+  return runs;
+}
+
+TEST(PageScanner, BothWaysFindTheSamePages) {
+  TempDir tmp("page-scan");
+  fs::path file = tmp.path() / "data";
+  {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    std::vector<char> bytes(8 * kPage, 'f');
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+  }
+  Child child(file);
+  ASSERT_TRUE(child.ok());
+  const Layout& l = child.layout();
+  const pb::Vma anon = vma(l.anon, 16, pb::Vma::ANON_PRIVATE);
+  const pb::Vma mapped = vma(l.file, 8, pb::Vma::FILE_PRIVATE);
+  const pb::Vma shared = vma(l.shared, 4, pb::Vma::ANON_SHARED);
+
+  for (bool fallback : {false, true}) {
+    SCOPED_TRACE(fallback ? "/proc/PID/pagemap" : "PAGEMAP_SCAN");
+    if (fallback) ::setenv("STASIS_FAULT", "dump-no-pagemap-scan", 1);
+    dump::PageScanner scanner(child.pid());
+    ::unsetenv("STASIS_FAULT");
+    EXPECT_EQ(scanner.uses_pagemap_scan(), !fallback) << "this kernel has PAGEMAP_SCAN";
+    EXPECT_EQ(scan(scanner, anon), (Runs{{0, 2}, {5, 6}}));
+    EXPECT_EQ(scan(scanner, mapped), (Runs{{3, 4}}));
+    EXPECT_EQ(scan(scanner, shared), (Runs{{2, 3}}));
+  }
+}
+
+TEST(PageScanner, GoneProcessIsANamedError) {
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ASSERT_GT(pid, 0);
+  ::waitpid(pid, nullptr, 0);
+  std::string err = error_of([&] { dump::PageScanner scanner(pid); });
+  EXPECT_NE(err.find(std::to_string(pid)), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace stasis::test
