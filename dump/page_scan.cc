@@ -63,8 +63,35 @@ PageScanner::PageScanner(pid_t pid)
 }
 
 void PageScanner::scan(const pb::Vma& vma, const RunFn& fn) {
-  if (use_ioctl_) scan_ioctl(vma, fn);
+  if (vma.kind() == pb::Vma::ANON_SHARED) scan_shared_object(vma, fn);
+  else if (use_ioctl_) scan_ioctl(vma, fn);
   else scan_entries(vma, fn);
+}
+
+void PageScanner::scan_shared_object(const pb::Vma& vma, const RunFn& fn) {
+  // The page tables show only the pages this process has mapped right now; the shared
+  // memory object holds more (written through another mapping, dropped by MADV_DONTNEED,
+  // swapped out). SEEK_DATA/SEEK_HOLE on the object itself find them all; swapped pages
+  // count as data.
+  const std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid_, vma.start(), vma.end());
+  UniqueFd object(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!object)
+    fail_errno(errno, "pid {}: open {} (the shared memory behind vma {:#x}-{:#x} {})", pid_, link, vma.start(),
+               vma.end(), vma.name());
+  const uint64_t first = vma.pgoff(), last = vma.pgoff() + (vma.end() - vma.start());
+  for (uint64_t at = first; at < last;) {
+    off_t data = ::lseek(object.get(), static_cast<off_t>(at), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // no data from here on
+    if (data < 0) fail_errno(errno, "pid {}: lseek SEEK_DATA at {} in {} ({})", pid_, at, link, vma.name());
+    if (static_cast<uint64_t>(data) >= last) break;
+    off_t hole = ::lseek(object.get(), data, SEEK_HOLE);
+    if (hole < 0) fail_errno(errno, "pid {}: lseek SEEK_HOLE at {} in {} ({})", pid_, data, link, vma.name());
+    const uint64_t begin = static_cast<uint64_t>(data) / kPageSize * kPageSize;
+    const uint64_t end = std::min<uint64_t>((static_cast<uint64_t>(hole) + kPageSize - 1) / kPageSize * kPageSize, last);
+    if (end <= begin) break;
+    fn(vma.start() + (begin - first), vma.start() + (end - first));
+    at = end;
+  }
 }
 
 void PageScanner::scan_ioctl(const pb::Vma& vma, const RunFn& fn) {

@@ -1,6 +1,8 @@
 // Which pages of a vma hold data a dump must save: present or swapped out, not the shared
 // zero page, and for private file mappings only the privately modified copies (the rest comes
-// back from the file).
+// back from the file). Shared anonymous memory is asked of the shared memory object itself
+// (SEEK_DATA/SEEK_HOLE through /proc/PID/map_files): its pages need not be in our task's
+// page tables.
 //
 // PAGEMAP_SCAN (Linux 6.7+) answers in one ioctl per vma with runs of pages. Older kernels
 // (Debian 12's 6.1, Ubuntu 22.04's 5.15) read /proc/PID/pagemap instead, 8 bytes per page,
@@ -32,6 +34,7 @@ class PageScanner {
  private:
   void scan_ioctl(const pb::Vma& vma, const RunFn& fn);
   void scan_entries(const pb::Vma& vma, const RunFn& fn);
+  void scan_shared_object(const pb::Vma& vma, const RunFn& fn);
 
   pid_t pid_;
   UniqueFd pagemap_;

@@ -1,7 +1,9 @@
 // PageScanner: PAGEMAP_SCAN and its fallback for older kernels (/proc/PID/pagemap) find the
 // same pages in a child with a known layout: written anonymous pages (not the ones only read,
 // which map the zero page), the privately modified page of a private file mapping (not the
-// ones only read from the file), the touched page of a shared anonymous mapping.
+// ones only read from the file), the touched page of a shared anonymous mapping, and the pages
+// of another shared anonymous mapping that only a child of the process wrote (they are in the
+// shared memory object, not in the process's page tables).
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@ constexpr uint64_t kPage = 4096;
 using Runs = std::vector<std::pair<uint64_t, uint64_t>>;  // in pages from the vma start
 
 struct Layout {
-  uint64_t anon, file, shared;
+  uint64_t anon, file, shared, cold;
 };
 
 // A child that maps and touches its memory, reports where, then waits to be killed.
@@ -51,7 +53,17 @@ class Child {
       for (uint64_t i = 0; i < 8; ++i) (void)mapped[i * kPage];  // the file's pages
       mapped[3 * kPage] = 'x';                                     // a private copy
       shared[2 * kPage] = 1;
-      Layout l{reinterpret_cast<uint64_t>(anon), reinterpret_cast<uint64_t>(mapped), reinterpret_cast<uint64_t>(shared)};
+      auto* cold = static_cast<volatile char*>(
+          ::mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+      pid_t writer = ::fork();
+      if (writer == 0) {
+        cold[1 * kPage] = 1;
+        cold[6 * kPage + 100] = 1;
+        ::_exit(0);
+      }
+      if (writer < 0 || ::waitpid(writer, nullptr, 0) != writer) ::_exit(1);
+      Layout l{reinterpret_cast<uint64_t>(anon), reinterpret_cast<uint64_t>(mapped), reinterpret_cast<uint64_t>(shared),
+               reinterpret_cast<uint64_t>(cold)};
       if (::write(p[1], &l, sizeof l) != sizeof l) ::_exit(1);
       for (;;) ::pause();
     }
@@ -105,6 +117,7 @@ TEST(PageScanner, BothWaysFindTheSamePages) {
   const pb::Vma anon = vma(l.anon, 16, pb::Vma::ANON_PRIVATE);
   const pb::Vma mapped = vma(l.file, 8, pb::Vma::FILE_PRIVATE);
   const pb::Vma shared = vma(l.shared, 4, pb::Vma::ANON_SHARED);
+  const pb::Vma cold = vma(l.cold, 8, pb::Vma::ANON_SHARED);
 
   for (bool fallback : {false, true}) {
     SCOPED_TRACE(fallback ? "/proc/PID/pagemap" : "PAGEMAP_SCAN");
@@ -115,6 +128,7 @@ TEST(PageScanner, BothWaysFindTheSamePages) {
     EXPECT_EQ(scan(scanner, anon), (Runs{{0, 2}, {5, 6}}));
     EXPECT_EQ(scan(scanner, mapped), (Runs{{3, 4}}));
     EXPECT_EQ(scan(scanner, shared), (Runs{{2, 3}}));
+    EXPECT_EQ(scan(scanner, cold), (Runs{{1, 2}, {6, 7}}));
   }
 }
 

@@ -1,6 +1,9 @@
 // mappings: many kinds of memory mappings whose contents and layout must survive a checkpoint.
 //   anon    private anonymous RW region between two PROT_NONE guard pages
 //   shared  MAP_SHARED anonymous region
+//   cold    MAP_SHARED anonymous region whose pages are dropped from the page tables after
+//           every iteration (MADV_DONTNEED): the data lives on in the shared memory object
+//           only, where a dump must still find it
 //   fpriv   MAP_PRIVATE mapping of a file it creates; some pages are then modified privately
 //           (the file must keep its original bytes, untouched pages must still equal the file)
 //   fshared MAP_SHARED mapping of another file; writes must reach the file
@@ -48,7 +51,7 @@ struct region {
   uint64_t expected; // checksum of the contents (0 if not checked)
 };
 
-enum { R_GUARD_LO, R_ANON, R_GUARD_HI, R_SHARED, R_FPRIV, R_FSHARED, R_RO, R_STACK_GUARD, R_STACK, NREG };
+enum { R_GUARD_LO, R_ANON, R_GUARD_HI, R_SHARED, R_COLD, R_FPRIV, R_FSHARED, R_RO, R_STACK_GUARD, R_STACK, NREG };
 static struct region regions[NREG];
 static size_t fpriv_file_pages = 16;
 static uint64_t fpriv_file_sum;  // checksum of the private-mapped file's bytes on disk
@@ -169,6 +172,12 @@ int main(int argc, char** argv) {
   set_region(R_SHARED, "shared-anon", sh, 16 * PAGE, "rw-s", NULL);
   fill_random(sh, 16 * PAGE);
 
+  char* cold = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (cold == MAP_FAILED) die("mmap cold");
+  set_region(R_COLD, "shared-cold", cold, 16 * PAGE, "rw-s", NULL);
+  fill_random(cold, 16 * PAGE);
+  if (madvise(cold, 16 * PAGE, MADV_DONTNEED) < 0) die("madvise cold");
+
   fill_random(fpriv_original, sizeof fpriv_original);
   write_file(fpriv_path, fpriv_original, sizeof fpriv_original);
   fpriv_file_sum = checksum((uint64_t*)fpriv_original, sizeof fpriv_original / 8);
@@ -218,6 +227,7 @@ int main(int argc, char** argv) {
   for (unsigned long long iter = 1;; ++iter) {
     mutate(&regions[R_ANON], 0, 1);
     mutate(&regions[R_SHARED], 0, 1);
+    mutate(&regions[R_COLD], 1, 3);
     mutate(&regions[R_FPRIV], 1, 4);  // pages 1, 5, 9, 13 become private copies
     mutate(&regions[R_FSHARED], 0, 1);
     for (int i = 0; i < NREG; ++i) {
@@ -247,6 +257,7 @@ int main(int argc, char** argv) {
     swapcontext(&main_ctx, &coro_ctx);
     if (coro_seen != iter) ws_failf("coroutine counted %llu, expected %llu", coro_seen, iter);
     check_maps();
+    if (madvise(cold, 16 * PAGE, MADV_DONTNEED) < 0) ws_failf("madvise cold: %s", strerror(errno));
     ws_write(iter);
     ws_sleep_ms(20);
   }
