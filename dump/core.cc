@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/ptrace.h"
+#include "dump/seccomp.h"
 
 namespace stasis::dump {
 
@@ -74,6 +75,7 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
     tc.set_robust_list(reinterpret_cast<uint64_t>(head));
     tc.set_robust_list_len(len);
     tc.set_comm(trim(read_file(fmt::format("/proc/{}/task/{}/comm", task.host_pid, tid))));
+    *tc.mutable_seccomp() = collect_seccomp(tid, proc::read_task_status(task.host_pid, tid).seccomp);
     log::debug("tid {} (ns {}): rip {:#x} {} syscall {}", tid, task.ns_tids[index], regs.rip, adj.state,
                adj.interrupted_syscall);
     return tc;

@@ -21,15 +21,35 @@ constexpr int kMaxRounds = 100;
 
 bool thread_exists(pid_t tid) { return std::filesystem::exists(fmt::format("/proc/{}", tid)); }
 
-void check_tracer(pid_t tid) {
+// Reads the thread's status: refuses a thread someone else traces, and says whether it runs
+// under seccomp.
+struct ThreadFacts {
+  bool seccomp = false;
+};
+ThreadFacts check_thread(pid_t tid) {
   proc::Status status;
   try {
     status = proc::read_status(tid);
   } catch (const Error&) {
-    return;
+    return {};  // gone: the seize says so
   }
   if (status.tracer_pid != 0)
     fail("thread {} is already traced by pid {} (a debugger or another dump?)", tid, status.tracer_pid);
+  return {status.seccomp != 0};
+}
+
+// Seizes a thread. One under seccomp gets PTRACE_O_SUSPEND_SECCOMP: the system calls we inject
+// must not meet its filters, which could refuse them or kill the job.
+ptrace::SeizedThread seize_thread(pid_t tid) {
+  const ThreadFacts facts = check_thread(tid);
+  if (!facts.seccomp) return ptrace::SeizedThread::seize(tid, seize_options());
+  try {
+    return ptrace::SeizedThread::seize(tid, seize_options() | PTRACE_O_SUSPEND_SECCOMP);
+  } catch (const Error& e) {
+    throw Error(fmt::format("thread {} runs under seccomp, and suspending it for the dump failed ({}); it needs "
+                            "CAP_SYS_ADMIN and a kernel with CONFIG_CHECKPOINT_RESTORE",
+                            tid, e.what()));
+  }
 }
 
 }  // namespace
@@ -56,9 +76,8 @@ std::vector<ptrace::SeizedThread> seize_process(pid_t pid) {
     bool added = false;
     for (pid_t tid : tids) {
       if (seen.count(tid)) continue;
-      check_tracer(tid);
       try {
-        auto t = ptrace::SeizedThread::seize(tid, seize_options());
+        auto t = seize_thread(tid);
         t.interrupt_and_wait();
         threads.push_back(std::move(t));
       } catch (const Error&) {
@@ -83,8 +102,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
   {
     CgroupFreeze freeze(cgroup);
     for (pid_t tid : cgroup.threads()) {
-      check_tracer(tid);
-      auto t = ptrace::SeizedThread::seize(tid, seize_options());
+      auto t = seize_thread(tid);
       // A frozen task cannot reach a ptrace-stop: ask for it now, wait after the thaw.
       if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) fail_errno(errno, "PTRACE_INTERRUPT tid {}", tid);
       threads.push_back(std::move(t));
@@ -99,7 +117,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
     for (pid_t tid : cgroup.threads()) {
       if (seen.count(tid)) continue;
       try {
-        auto t = ptrace::SeizedThread::seize(tid, seize_options());
+        auto t = seize_thread(tid);
         t.interrupt_and_wait();
         threads.push_back(std::move(t));
       } catch (const Error&) {

@@ -132,4 +132,10 @@ void finish_leader(ptrace::SeizedThread& leader, uint64_t code_page, const pb::T
   set_thread_cpu_state(leader, core);
 }
 
+const pb::ThreadCore& thread_core(const pb::TaskCore& core, pid_t tid) {
+  for (const auto& t : core.threads())
+    if (t.tid() == tid) return t;
+  fail("pid {}: no saved state for thread {}", core.pid(), tid);
+}
+
 }  // namespace stasis::restore

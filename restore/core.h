@@ -24,6 +24,9 @@ struct RestoredThread {
 // memory), seizes each, and returns them (the leader not included).
 std::vector<RestoredThread> create_threads(Remote& leader, const RestorePlan& plan);
 
+// The saved state of namespace thread tid; throws when the image has none.
+const pb::ThreadCore& thread_core(const pb::TaskCore& core, pid_t tid);
+
 // Per-thread kernel state that only the thread can set on itself.
 void restore_thread_state(Remote& thread, const pb::ThreadCore& core);
 

@@ -22,6 +22,7 @@
 #include "restore/creds.h"
 #include "restore/init.h"
 #include "restore/memory.h"
+#include "restore/seccomp.h"
 #include "restore/signals.h"
 #include "restore/stub.h"
 
@@ -53,12 +54,6 @@ class ContainerRollback {
   std::string name_;
   bool dismissed_ = false;
 };
-
-const pb::ThreadCore& thread_core(const pb::TaskCore& core, pid_t tid) {
-  for (const auto& t : core.threads())
-    if (t.tid() == tid) return t;
-  fail("pid {}: no saved state for thread {}", core.pid(), tid);
-}
 
 pb::ContainerConfig container_config(const images::Checkpoint& checkpoint, const RestoreOptions& options,
                                      const RestorePlan& plan) {
@@ -123,7 +118,10 @@ int restore_checkpoint(const RestoreOptions& options) {
 
   const auto rebuild_at = Clock::now();
   const pid_t pid = plan.task.pid();
-  auto leader = ptrace::SeizedThread::seize(stub_pid, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE);
+  // Under seccomp, the filters come back before we are done: our injected calls must pass them
+  // (the threads created from the leader inherit the option).
+  const unsigned long suspend = uses_seccomp(plan.task.core) ? PTRACE_O_SUSPEND_SECCOMP : 0;
+  auto leader = ptrace::SeizedThread::seize(stub_pid, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | suspend);
   leader.interrupt_and_wait();
   MemoryStats memory;
   std::vector<RestoredThread> threads;
@@ -137,6 +135,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     fault_point("restore-after-memory");
     check_interrupt();
     threads = create_threads(remote, plan);
+    restore_seccomp(remote, threads, plan.task.core);
     for (auto& t : threads) {
       const pb::ThreadCore& core = thread_core(plan.task.core, t.ns_tid);
       Remote thread_remote(t.thread, stub_pid, report.code_page);
