@@ -1,6 +1,6 @@
 // seccomp: filters survive dump and restore, in force in every thread, shared (TSYNC) or per
 // thread; the dump and the restore inject system calls the filters would kill the job for
-// (getitimer, umask), which must not reach them. A filter that hands calls to a supervisor is
+// (getitimer; set_robust_list, set_tid_address), which must not reach them. A filter that hands calls to a supervisor is
 // refused and the job runs on.
 #include <gtest/gtest.h>
 

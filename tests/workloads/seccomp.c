@@ -1,9 +1,10 @@
 // seccomp: two threads under two seccomp filters installed with TSYNC, which must still be in
 // force after restore:
 //   filter 1: getppid fails with EPERM; getitimer kills the process
-//   filter 2 (SECCOMP_FILTER_FLAG_LOG): umask kills the process
-// The workload itself never calls getitimer or umask; a dump injects getitimer and a restore
-// injects umask, so a tool that does not keep the filters out of its own way kills the job.
+//   filter 2 (SECCOMP_FILTER_FLAG_LOG): set_robust_list and set_tid_address kill the process
+// The workload never calls these once its threads run; a dump injects getitimer and a restore
+// set_robust_list and set_tid_address in every thread, so a tool that does not keep the
+// filters out of its own way kills the job.
 // Every iteration each thread checks that getppid fails with EPERM and that its
 // /proc/self/task/TID/status shows "Seccomp: 2" and its number of filters.
 //   seccomp STATUS_FILE          as above: both threads share the two filters
@@ -43,7 +44,8 @@ static int install(int nrule, const uint32_t* nrs, const uint32_t* actions, unsi
 
 static volatile unsigned long long worker_rounds;
 static int split, notify;
-static volatile int filters_on;  // set by main once both filters are in force
+static volatile int filters_on;      // set by main once both filters are in force
+static volatile int worker_started;  // set by the worker: glibc's thread start-up is done
 
 // getsid_errno: what getsid must fail with in this thread (0: it must work).
 static void check_thread(const char* who, int filters, int getsid_errno) {
@@ -73,6 +75,7 @@ static void check_thread(const char* who, int filters, int getsid_errno) {
 
 static void* worker(void* arg) {
   (void)arg;
+  worker_started = 1;
   while (!filters_on) ws_sleep_ms(1);
   if (split || notify) {
     const uint32_t nrs[] = {SYS_getsid};
@@ -97,16 +100,18 @@ int main(int argc, char** argv) {
     fprintf(stderr, "pthread_create failed\n");
     return 1;
   }
+  // The new thread's start-up in glibc calls set_robust_list, which filter 2 forbids.
+  while (!worker_started) ws_sleep_ms(1);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     perror("PR_SET_NO_NEW_PRIVS");
     return 1;
   }
   const uint32_t nrs1[] = {SYS_getppid, SYS_getitimer};
   const uint32_t act1[] = {SECCOMP_RET_ERRNO | EPERM, SECCOMP_RET_KILL_PROCESS};
-  const uint32_t nrs2[] = {SYS_umask};
-  const uint32_t act2[] = {SECCOMP_RET_KILL_PROCESS};
+  const uint32_t nrs2[] = {SYS_set_robust_list, SYS_set_tid_address};
+  const uint32_t act2[] = {SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_PROCESS};
   if (install(2, nrs1, act1, SECCOMP_FILTER_FLAG_TSYNC) != 0 ||
-      install(1, nrs2, act2, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG) != 0) {
+      install(2, nrs2, act2, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG) != 0) {
     perror("seccomp");
     return 1;
   }
