@@ -134,6 +134,13 @@ static_assert(sizeof(struct clone_args) >= CLONE_ARGS_SIZE_VER1, "clone_args nee
 #ifndef PR_SET_MM_MAP_SIZE
 #define PR_SET_MM_MAP_SIZE 15
 #endif
+// prctl (6.17): timer_create takes the id it is given instead of picking one.
+#ifndef PR_TIMER_CREATE_RESTORE_IDS
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
+#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+#define PR_TIMER_CREATE_RESTORE_IDS_GET 2
+#endif
 
 // ---------------------------------------------------------------------------------------
 // kcmp (3.5): compare kernel objects of two tasks.

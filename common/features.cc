@@ -213,6 +213,13 @@ std::string probe_process_vm() {
   return "";
 }
 
+// Reading the setting is harmless; only ON changes how this process creates timers.
+std::string probe_timer_restore_ids() {
+  if (::prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) < 0)
+    return errno_text("prctl(PR_TIMER_CREATE_RESTORE_IDS)");
+  return "";
+}
+
 struct Mapping {
   void* addr = MAP_FAILED;
   size_t size = 0;
@@ -554,6 +561,10 @@ const std::vector<Probe>& probes() {
        "find present and swapped pages in one ioctl (PAGEMAP_SCAN, Linux 6.7+); without it dump reads "
        "/proc/PID/pagemap",
        simple(probe_pagemap_scan)},
+      {"timer-restore-ids", false,
+       "restore POSIX timers with their ids (prctl PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17); without it a job "
+       "with POSIX timers cannot be restored",
+       simple(probe_timer_restore_ids)},
       {"uffd-wp-async", false, "incremental and pre-copy dumps: track written pages (userfaultfd WP_ASYNC + PAGEMAP_SCAN)",
        simple(probe_uffd_wp_async)},
       {"uffd-missing", false, "lazy restore: pages arrive on first touch (userfaultfd MISSING + UFFDIO_COPY)",

@@ -9,6 +9,7 @@
 #include "common/compat.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "dump/posix_timers.h"
 
 namespace stasis::dump {
 
@@ -62,8 +63,9 @@ pb::SignalState collect_signals(Task& task, Injector& injector) {
     e->set_interval_us(us(it.it_interval));
     e->set_value_us(us(it.it_value));
   }
-  log::debug("pid {}: {} signal action(s), {} shared pending", task.host_pid, state.actions_size(),
-             state.shared_pending_size());
+  collect_posix_timers(task, injector, state.mutable_posix_timers());
+  log::debug("pid {}: {} signal action(s), {} shared pending, {} POSIX timer(s)", task.host_pid,
+             state.actions_size(), state.shared_pending_size(), state.posix_timers_size());
   return state;
 }
 

@@ -1,5 +1,6 @@
 // signals-<nspid>.img: handlers (injected rt_sigaction), pending queues (PTRACE_PEEKSIGINFO),
-// alternate stacks (injected sigaltstack) and interval timers (injected getitimer).
+// alternate stacks (injected sigaltstack), interval timers (injected getitimer) and POSIX
+// timers (posix_timers.h).
 #pragma once
 
 #include "dump/inject.h"

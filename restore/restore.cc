@@ -22,6 +22,7 @@
 #include "restore/creds.h"
 #include "restore/init.h"
 #include "restore/memory.h"
+#include "restore/posix_timers.h"
 #include "restore/seccomp.h"
 #include "restore/signals.h"
 #include "restore/stub.h"
@@ -148,6 +149,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_thread_state(remote, plan.task.core.threads(0));
     restore_thread_signals(remote, plan.task.signals, pid, pid);
     restore_process_signals(remote, plan.task.signals, pid);
+    restore_posix_timers(remote, plan.task.signals);
     restore_creds(remote, plan.task.core.creds());
     remote.finish();
     fault_point("restore-before-finish");

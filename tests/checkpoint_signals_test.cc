@@ -1,5 +1,5 @@
 // Signal state: handlers and their flags, a pending blocked signal, an interval timer, and
-// the alternate signal stack.
+// the alternate signal stack; POSIX timers with their ids, clocks, notifications and intervals.
 #include <gtest/gtest.h>
 
 #include "tests/support/checkpoint_harness.h"
@@ -25,6 +25,20 @@ TEST(CheckpointSignals, RepeatedDumpsAllRestore) {
   Workload w = signals();
   w.watch = 1200ms;
   check_repeated_dumps(w, 3);
+}
+
+Workload posix_timers() {
+  Workload w = c_workload("posix_timers");
+  w.watch = 1500ms;  // the workload checks that both timers fire every half second
+  return w;
+}
+
+TEST(CheckpointSignals, PosixTimersComeBack) { check_round_trip(posix_timers()); }
+
+TEST(CheckpointSignals, PosixTimersLeaveRunning) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(posix_timers(), how);
 }
 
 }  // namespace

@@ -1,0 +1,58 @@
+#include "restore/posix_timers.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include <cstring>
+
+#include "common/compat.h"
+#include "common/error.h"
+
+namespace stasis::restore {
+
+namespace {
+
+constexpr int kSigevThreadId = 4;  // SIGEV_THREAD_ID
+
+timespec to_timespec(uint64_t ns) {
+  return timespec{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+}
+
+void create_timer(Remote& r, const pb::PosixTimer& t) {
+  const std::string what = fmt::format("POSIX timer {}", t.id());
+  sigevent sev;
+  std::memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = t.notify();
+  sev.sigev_signo = t.signo();
+  sev.sigev_value.sival_ptr = reinterpret_cast<void*>(t.sigev_value());
+  if (t.notify() == kSigevThreadId) sev._sigev_un._tid = t.notify_tid();
+  else if (t.notify() != SIGEV_SIGNAL && t.notify() != SIGEV_NONE) fail("{}: unknown notification {}", what, t.notify());
+  // The id goes in where timer_create writes it: with RESTORE_IDS on, it is taken from there.
+  const int32_t wanted = t.id();
+  const uint64_t sev_addr = r.put_scratch(&sev, sizeof sev);
+  const uint64_t id_addr = r.append_scratch(&wanted, sizeof wanted);
+  const long rc = r.call(SYS_timer_create, static_cast<uint64_t>(t.clock()), sev_addr, id_addr);
+  if (rc < 0) fail("{}: timer_create on clock {}: {}", what, t.clock(), describe_errno(static_cast<int>(-rc)));
+  if (t.value_ns() == 0) return;  // disarmed
+  itimerspec its{to_timespec(t.interval_ns()), to_timespec(t.value_ns())};
+  r.call_checked("timer_settime", SYS_timer_settime, static_cast<uint64_t>(t.id()), 0, r.put_scratch(&its, sizeof its),
+                 0);
+}
+
+}  // namespace
+
+void restore_posix_timers(Remote& leader, const pb::SignalState& signals) {
+  if (signals.posix_timers().empty()) return;
+  const long on = leader.call(SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
+  if (on < 0)
+    fail("the job has {} POSIX timer(s), and this kernel cannot create a timer with a given id "
+         "(prctl PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17): {}",
+         signals.posix_timers_size(), describe_errno(static_cast<int>(-on)));
+  for (const auto& t : signals.posix_timers()) create_timer(leader, t);
+  leader.call_checked("prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)", SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS,
+                      PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
+}
+
+}  // namespace stasis::restore
