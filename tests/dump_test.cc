@@ -434,6 +434,23 @@ TEST(Dump, SocketIsRefusedAndJobRunsOn) {
   expect_untouched(w.pid(), status);
 }
 
+TEST(Dump, FileLockIsRefusedAndJobRunsOn) {
+  for (const char* kind : {"flock", "posix", "ofd"}) {
+    SCOPED_TRACE(kind);
+    TempDir tmp("dump-lock");
+    fs::path status = tmp.path() / "status";
+    Workload w("dump_lock", {status.string(), kind}, tmp.path() / "log");
+    ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+    fs::path dir = tmp.path() / "ck";
+    auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
+    EXPECT_EQ(r.exit_code, 4) << r.err;
+    EXPECT_NE(r.err.find(fmt::format("pid {} fd 3", w.pid())), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("file lock"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir)) << "the partial checkpoint must be removed";
+    expect_untouched(w.pid(), status);
+  }
+}
+
 TEST(Dump, PipeToOutsideIsRefused) {
   TempDir tmp("dump-pipe");
   fs::path status = tmp.path() / "status";
