@@ -1,8 +1,10 @@
 // Per-process attributes the stub sets on itself before its address space is replaced:
-// umask, working and root directory, personality, name, dumpable, rlimits.
+// umask, working and root directory, personality, name, nice, rlimits. Dumpable comes last,
+// injected after the credentials (a change of uid resets it).
 #pragma once
 
 #include "core.pb.h"
+#include "restore/remote.h"
 
 namespace stasis::restore {
 
@@ -12,5 +14,8 @@ void apply_process_attributes(const pb::TaskCore& core);
 // A hard limit above the restorer's own cannot be raised without CAP_SYS_RESOURCE: it is
 // clamped to ours (the restorer warns about it before starting).
 void apply_rlimits(const pb::TaskCore& core);
+
+// PR_SET_DUMPABLE, injected into the leader (the flag belongs to the address space).
+void restore_dumpable(Remote& leader, const pb::TaskCore& core);
 
 }  // namespace stasis::restore

@@ -23,6 +23,7 @@
 #include "restore/init.h"
 #include "restore/memory.h"
 #include "restore/posix_timers.h"
+#include "restore/process.h"
 #include "restore/seccomp.h"
 #include "restore/signals.h"
 #include "restore/stub.h"
@@ -151,6 +152,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_process_signals(remote, plan.task.signals, pid);
     restore_posix_timers(remote, plan.task.signals);
     restore_creds(remote, plan.task.core.creds());
+    restore_dumpable(remote, plan.task.core);
     remote.finish();
     fault_point("restore-before-finish");
     check_interrupt();
