@@ -1,6 +1,7 @@
 #include "dump/core.h"
 
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <linux/futex.h>
@@ -76,6 +77,15 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
     tc.set_robust_list_len(len);
     tc.set_comm(trim(read_file(fmt::format("/proc/{}/task/{}/comm", task.host_pid, tid))));
     *tc.mutable_seccomp() = collect_seccomp(tid, proc::read_task_status(task.host_pid, tid).seccomp);
+    const int policy = ::sched_getscheduler(tid);
+    sched_param param{};
+    if (policy < 0 || ::sched_getparam(tid, &param) < 0) fail_errno(errno, "sched_getscheduler/sched_getparam");
+    tc.set_sched_policy(policy);
+    tc.set_sched_priority(param.sched_priority);
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));  // a tid: that thread's
+    if (errno != 0) fail_errno(errno, "getpriority");
+    tc.set_nice(nice);
     log::debug("tid {} (ns {}): rip {:#x} {} syscall {}", tid, task.ns_tids[index], regs.rip, adj.state,
                adj.interrupted_syscall);
     return tc;

@@ -4,6 +4,7 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -130,6 +131,15 @@ void finish_leader(ptrace::SeizedThread& leader, uint64_t code_page, const pb::T
   if (static_cast<long>(after.rax) != 0)
     fail("pid {}: unmap restore code page: {}", tid, describe_errno(static_cast<int>(-static_cast<long>(after.rax))));
   set_thread_cpu_state(leader, core);
+}
+
+void restore_thread_scheduling(pid_t host_tid, const pb::ThreadCore& core) {
+  if (core.has_nice() && ::setpriority(PRIO_PROCESS, static_cast<id_t>(host_tid), core.nice()) < 0)
+    fail_errno(errno, "tid {}: setpriority nice {}", host_tid, core.nice());
+  const sched_param param{core.sched_priority()};
+  if (::sched_setscheduler(host_tid, core.sched_policy(), &param) < 0)
+    fail_errno(errno, "tid {}: sched_setscheduler policy {} priority {}", host_tid, core.sched_policy(),
+               core.sched_priority());
 }
 
 const pb::ThreadCore& thread_core(const pb::TaskCore& core, pid_t tid) {

@@ -33,6 +33,9 @@ void restore_thread_state(Remote& thread, const pb::ThreadCore& core);
 // Unregisters the rseq area the stub inherited from us (it is about to be unmapped).
 void unregister_stub_rseq(Remote& stub);
 
+// Policy, real-time priority and nice of a thread, set from outside (we are privileged).
+void restore_thread_scheduling(pid_t host_tid, const pb::ThreadCore& core);
+
 // Sets the final registers, XSAVE state and signal mask of a non-leader thread.
 void set_thread_cpu_state(ptrace::SeizedThread& thread, const pb::ThreadCore& core);
 

@@ -157,6 +157,8 @@ int restore_checkpoint(const RestoreOptions& options) {
     fault_point("restore-before-finish");
     check_interrupt();
     finish_leader(leader, report.code_page, plan.task.core.threads(0));
+    for (const auto& t : threads) restore_thread_scheduling(t.host_tid, thread_core(plan.task.core, t.ns_tid));
+    restore_thread_scheduling(stub_pid, plan.task.core.threads(0));
   });
   // Let it go: every thread resumes where it was dumped.
   for (auto& t : threads) t.thread.detach();
