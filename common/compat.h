@@ -168,6 +168,12 @@ static_assert(sizeof(struct clone_args) >= CLONE_ARGS_SIZE_VER1, "clone_args nee
 #ifndef __NR_process_mrelease
 #define __NR_process_mrelease 448
 #endif
+#ifndef __NR_mseal
+#define __NR_mseal 462
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
 #ifndef __NR_kcmp
 #define __NR_kcmp 312
 #endif

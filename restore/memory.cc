@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/compat.h"
 #include "common/error.h"
 #include "common/proc.h"
 #include "common/log.h"
@@ -108,8 +109,11 @@ uint32_t initial_prot(const pb::Vma& vma) {
   return vma.dumped() ? (vma.prot() | PROT_READ | PROT_WRITE) : vma.prot();
 }
 
-void apply_madvise(Remote& r, const pb::Vma& vma) {
+// The VM flags of smaps that a call can set again: madvise advice, mlock ("lo": locked on
+// fault, so only the pages that were saved are brought in) and, last, mseal ("sl").
+void apply_vm_flags(Remote& r, const pb::Vma& vma) {
   const uint64_t len = vma.end() - vma.start();
+  bool sealed = false;
   for (const auto& flag : vma.vm_flags()) {
     int advice = -1;
     if (flag == "dc") advice = MADV_DONTFORK;
@@ -117,8 +121,11 @@ void apply_madvise(Remote& r, const pb::Vma& vma) {
     else if (flag == "wf") advice = MADV_WIPEONFORK;
     else if (flag == "hg") advice = MADV_HUGEPAGE;
     else if (flag == "nh") advice = MADV_NOHUGEPAGE;
+    else if (flag == "lo") r.call_checked("mlock2", SYS_mlock2, vma.start(), len, MLOCK_ONFAULT);
+    else if (flag == "sl") sealed = true;
     if (advice >= 0) r.call_checked("madvise " + flag, SYS_madvise, vma.start(), len, advice);
   }
+  if (sealed) r.call_checked("mseal", __NR_mseal, vma.start(), len, 0);
 }
 
 // struct prctl_mm_map from <linux/prctl.h>, with the auxv stored right after it.
@@ -187,7 +194,7 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
     if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
     if (initial_prot(vma) != vma.prot())
       r.call_checked("mprotect", SYS_mprotect, vma.start(), vma.end() - vma.start(), vma.prot());
-    apply_madvise(r, vma);
+    apply_vm_flags(r, vma);
   }
   set_mm_fields(r, plan);
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) r.call(SYS_close, plan.mapped_file_fd(i));

@@ -74,6 +74,9 @@ TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
   EXPECT_TRUE(keep_progressing(restored.status(), 3500ms));
 }
 
+// Locked, sealed and MADV_DONTDUMP mappings keep those flags.
+TEST(CheckpointMemory, LockedAndSealedMappingsStaySo) { check_round_trip(c_workload("vmflags")); }
+
 // A kernel that refuses userfaultfd: every page goes through process_vm_writev, and the same
 // workloads come back whole.
 class WithoutUserfaultfd : public ::testing::Test {
