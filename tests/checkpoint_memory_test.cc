@@ -77,37 +77,35 @@ TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
 // Locked, sealed and MADV_DONTDUMP mappings keep those flags.
 TEST(CheckpointMemory, LockedAndSealedMappingsStaySo) { check_round_trip(c_workload("vmflags")); }
 
-// A kernel that refuses userfaultfd: every page goes through process_vm_writev, and the same
-// workloads come back whole.
-class WithoutUserfaultfd : public ::testing::Test {
+// A kernel without some feature, as STASIS_FAULT=NAME makes stasis believe (common/fault.h);
+// the same workloads must come back whole by the other way.
+class WithFault : public ::testing::Test {
  protected:
-  void SetUp() override { ::setenv("STASIS_FAULT", "restore-no-userfaultfd", 1); }
-  void TearDown() override { ::unsetenv("STASIS_FAULT"); }
+  explicit WithFault(const char* fault) { ::setenv("STASIS_FAULT", fault, 1); }
+  ~WithFault() override { ::unsetenv("STASIS_FAULT"); }
+  static void mappings() { check_round_trip(c_workload("mappings")); }
+  static void bigmem_64mib() {
+    Workload w = c_workload("bigmem", {"64"});
+    w.watch = 3500ms;
+    check_round_trip(w);
+  }
 };
 
-TEST_F(WithoutUserfaultfd, MappingsComeBack) { check_round_trip(c_workload("mappings")); }
-
-TEST_F(WithoutUserfaultfd, Bigmem64MiB) {
-  Workload w = c_workload("bigmem", {"64"});
-  w.watch = 3500ms;
-  check_round_trip(w);
-}
-
-// A kernel older than 6.7 (no PAGEMAP_SCAN): the dump reads /proc/PID/pagemap instead, and
-// the same workloads come back whole.
-class WithoutPagemapScan : public ::testing::Test {
+// No userfaultfd: every page goes in through process_vm_writev.
+class WithoutUserfaultfd : public WithFault {
  protected:
-  void SetUp() override { ::setenv("STASIS_FAULT", "dump-no-pagemap-scan", 1); }
-  void TearDown() override { ::unsetenv("STASIS_FAULT"); }
+  WithoutUserfaultfd() : WithFault("restore-no-userfaultfd") {}
 };
+TEST_F(WithoutUserfaultfd, MappingsComeBack) { mappings(); }
+TEST_F(WithoutUserfaultfd, Bigmem64MiB) { bigmem_64mib(); }
 
-TEST_F(WithoutPagemapScan, MappingsComeBack) { check_round_trip(c_workload("mappings")); }
-
-TEST_F(WithoutPagemapScan, Bigmem64MiB) {
-  Workload w = c_workload("bigmem", {"64"});
-  w.watch = 3500ms;
-  check_round_trip(w);
-}
+// A kernel older than 6.7 (no PAGEMAP_SCAN): the dump reads /proc/PID/pagemap instead.
+class WithoutPagemapScan : public WithFault {
+ protected:
+  WithoutPagemapScan() : WithFault("dump-no-pagemap-scan") {}
+};
+TEST_F(WithoutPagemapScan, MappingsComeBack) { mappings(); }
+TEST_F(WithoutPagemapScan, Bigmem64MiB) { bigmem_64mib(); }
 
 }  // namespace
 }  // namespace stasis::test

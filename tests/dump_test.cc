@@ -420,34 +420,30 @@ TEST(Dump, SignalsFilesPipes) {
   EXPECT_EQ(data2[0].data(), "hello pipe");
 }
 
-TEST(Dump, SocketIsRefusedAndJobRunsOn) {
-  TempDir tmp("dump-socket");
+// Dumps the workload by pid and expects a refusal (exit 4) naming its fd 3 and `what`; the
+// partial checkpoint is gone and the job runs on untouched.
+void expect_fd_refused(const std::string& workload, const std::vector<std::string>& args, const std::string& what) {
+  TempDir tmp("dump-refused");
   fs::path status = tmp.path() / "status";
-  Workload w("dump_socket", {status.string()}, tmp.path() / "log");
+  std::vector<std::string> argv{status.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Workload w(workload, argv, tmp.path() / "log");
   ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
   fs::path dir = tmp.path() / "ck";
   auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find(fmt::format("pid {} fd 3", w.pid())), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("socket"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir)) << "the partial checkpoint must be removed";
   expect_untouched(w.pid(), status);
 }
 
+TEST(Dump, SocketIsRefusedAndJobRunsOn) { expect_fd_refused("dump_socket", {}, "socket"); }
+
 TEST(Dump, FileLockIsRefusedAndJobRunsOn) {
   for (const char* kind : {"flock", "posix", "ofd"}) {
     SCOPED_TRACE(kind);
-    TempDir tmp("dump-lock");
-    fs::path status = tmp.path() / "status";
-    Workload w("dump_lock", {status.string(), kind}, tmp.path() / "log");
-    ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
-    fs::path dir = tmp.path() / "ck";
-    auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
-    EXPECT_EQ(r.exit_code, 4) << r.err;
-    EXPECT_NE(r.err.find(fmt::format("pid {} fd 3", w.pid())), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("file lock"), std::string::npos) << r.err;
-    EXPECT_FALSE(fs::exists(dir)) << "the partial checkpoint must be removed";
-    expect_untouched(w.pid(), status);
+    expect_fd_refused("dump_lock", {kind}, "file lock");
   }
 }
 
