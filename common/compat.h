@@ -171,6 +171,9 @@ static_assert(sizeof(struct clone_args) >= CLONE_ARGS_SIZE_VER1, "clone_args nee
 #ifndef __NR_mseal
 #define __NR_mseal 462
 #endif
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
 #ifndef MLOCK_ONFAULT
 #define MLOCK_ONFAULT 0x01
 #endif

@@ -22,16 +22,21 @@ constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kPresent = 1ull << 63;
 constexpr uint64_t kSwapped = 1ull << 62;
 constexpr uint64_t kFileOrSharedAnon = 1ull << 61;
+constexpr uint64_t kGuardRegion = 1ull << 58;  // Linux 6.14+
 constexpr uint64_t kPfnMask = (1ull << 55) - 1;
 
-bool pagemap_scan_works(int pagemap_fd) {
-  if (fault_active("dump-no-pagemap-scan")) return false;
-  // An empty range: the kernel checks the request and reports nothing, or does not know it.
+// Whether PAGEMAP_SCAN takes a request for these categories. An empty range: the kernel checks
+// the request and reports nothing, or does not know the ioctl or a category (EINVAL).
+bool pagemap_scan_takes(int pagemap_fd, uint64_t categories) {
   pm_scan_arg arg{};
   arg.size = sizeof arg;
-  arg.category_anyof_mask = PAGE_IS_PRESENT;
-  arg.return_mask = PAGE_IS_PRESENT;
+  arg.category_anyof_mask = categories;
+  arg.return_mask = categories;
   return ::ioctl(pagemap_fd, PAGEMAP_SCAN, &arg) >= 0;
+}
+
+bool pagemap_scan_works(int pagemap_fd) {
+  return !fault_active("dump-no-pagemap-scan") && pagemap_scan_takes(pagemap_fd, PAGE_IS_PRESENT);
 }
 
 // The frame of the shared zero page, as our own pagemap shows it for a page only read: so that
@@ -59,6 +64,7 @@ uint64_t find_zero_pfn() {
 PageScanner::PageScanner(pid_t pid)
     : pid_(pid), pagemap_(open_or_throw(fmt::format("/proc/{}/pagemap", pid), O_RDONLY)) {
   use_ioctl_ = pagemap_scan_works(pagemap_.get());
+  knows_guards_ = use_ioctl_ && pagemap_scan_takes(pagemap_.get(), PAGE_IS_GUARD);  // 6.14+
   if (!use_ioctl_) zero_pfn_ = find_zero_pfn();
 }
 
@@ -104,9 +110,14 @@ void PageScanner::scan_ioctl(const pb::Vma& vma, const RunFn& fn) {
   arg.vec_len = regions.size();
   arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
   // Pages of the zero page read as zeros anyway; for private file mappings only the
-  // privately modified (anonymous) pages matter: the rest comes from the file.
+  // privately modified (anonymous) pages matter: the rest comes from the file. Guard regions
+  // look swapped out (their markers are swap entries) and hold nothing.
   arg.category_inverted = PAGE_IS_PFNZERO;
   arg.category_mask = PAGE_IS_PFNZERO;
+  if (knows_guards_) {
+    arg.category_inverted |= PAGE_IS_GUARD;
+    arg.category_mask |= PAGE_IS_GUARD;
+  }
   if (vma.kind() == pb::Vma::FILE_PRIVATE) {
     arg.category_inverted |= PAGE_IS_FILE;
     arg.category_mask |= PAGE_IS_FILE;
@@ -124,6 +135,44 @@ void PageScanner::scan_ioctl(const pb::Vma& vma, const RunFn& fn) {
 
 void PageScanner::scan_entries(const pb::Vma& vma, const RunFn& fn) {
   const bool skip_file_pages = vma.kind() == pb::Vma::FILE_PRIVATE;
+  scan_entries_if(
+      vma,
+      [&](uint64_t e) {
+        if (!(e & (kPresent | kSwapped)) || (e & kGuardRegion)) return false;
+        if (skip_file_pages && (e & kFileOrSharedAnon)) return false;
+        return !(zero_pfn_ != 0 && (e & kPresent) && (e & kPfnMask) == zero_pfn_);
+      },
+      fn);
+}
+
+void PageScanner::scan_guards(const pb::Vma& vma, const RunFn& fn) {
+  if (!use_ioctl_) {
+    scan_entries_if(vma, [](uint64_t e) { return (e & kGuardRegion) != 0; }, fn);
+    return;
+  }
+  if (!knows_guards_) return;
+  std::vector<page_region> regions(kRegions);
+  pm_scan_arg arg{};
+  arg.size = sizeof arg;
+  arg.start = vma.start();
+  arg.end = vma.end();
+  arg.vec = reinterpret_cast<uint64_t>(regions.data());
+  arg.vec_len = regions.size();
+  arg.category_anyof_mask = PAGE_IS_GUARD;
+  arg.return_mask = PAGE_IS_GUARD;
+  while (arg.start < arg.end) {
+    int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
+    if (n < 0)
+      fail_errno(errno, "pid {}: PAGEMAP_SCAN for guard regions of vma {:#x}-{:#x} ({})", pid_, vma.start(),
+                 vma.end(), vma.name());
+    for (int i = 0; i < n; ++i) fn(regions[i].start, regions[i].end);
+    if (arg.walk_end <= arg.start) break;
+    arg.start = arg.walk_end;
+  }
+}
+
+void PageScanner::scan_entries_if(const pb::Vma& vma, const std::function<bool(uint64_t entry)>& save,
+                                  const RunFn& fn) {
   entries_.resize(kEntries);
   uint64_t run_start = 0, run_end = 0;  // the run being built; empty when equal
   for (uint64_t at = vma.start(); at < vma.end();) {
@@ -141,18 +190,13 @@ void PageScanner::scan_entries(const pb::Vma& vma, const RunFn& fn) {
       got += static_cast<size_t>(n);
     }
     for (size_t i = 0; i < count; ++i) {
-      const uint64_t e = entries_[i];
-      bool save = (e & (kPresent | kSwapped)) != 0;
-      if (save && skip_file_pages && (e & kFileOrSharedAnon)) save = false;
-      if (save && zero_pfn_ != 0 && (e & kPresent) && (e & kPfnMask) == zero_pfn_) save = false;
+      if (!save(entries_[i])) continue;
       const uint64_t page = at + i * kPageSize;
-      if (save) {
-        if (run_end != page) {
-          if (run_start != run_end) fn(run_start, run_end);
-          run_start = page;
-        }
-        run_end = page + kPageSize;
+      if (run_end != page) {
+        if (run_start != run_end) fn(run_start, run_end);
+        run_start = page;
       }
+      run_end = page + kPageSize;
     }
     at += count * kPageSize;
   }

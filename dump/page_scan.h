@@ -1,6 +1,6 @@
 // Which pages of a vma hold data a dump must save: present or swapped out, not the shared
 // zero page, and for private file mappings only the privately modified copies (the rest comes
-// back from the file). Shared anonymous memory is asked of the shared memory object itself
+// back from the file), never guard regions. Shared anonymous memory is asked of the shared memory object itself
 // (SEEK_DATA/SEEK_HOLE through /proc/PID/map_files): its pages need not be in our task's
 // page tables.
 //
@@ -29,16 +29,23 @@ class PageScanner {
   using RunFn = std::function<void(uint64_t start, uint64_t end)>;
   void scan(const pb::Vma& vma, const RunFn& fn);
 
+  // Calls fn(start, end) for each guard region (MADV_GUARD_INSTALL) in vma. Kernels that
+  // cannot report them (before 6.14) report none.
+  void scan_guards(const pb::Vma& vma, const RunFn& fn);
+
   bool uses_pagemap_scan() const { return use_ioctl_; }
 
  private:
   void scan_ioctl(const pb::Vma& vma, const RunFn& fn);
   void scan_entries(const pb::Vma& vma, const RunFn& fn);
   void scan_shared_object(const pb::Vma& vma, const RunFn& fn);
+  // The /proc/PID/pagemap way: runs of pages whose entry `save` accepts.
+  void scan_entries_if(const pb::Vma& vma, const std::function<bool(uint64_t entry)>& save, const RunFn& fn);
 
   pid_t pid_;
   UniqueFd pagemap_;
   bool use_ioctl_ = false;
+  bool knows_guards_ = false;  // PAGEMAP_SCAN reports guard regions (PAGE_IS_GUARD, 6.14+)
   uint64_t zero_pfn_ = 0;  // the shared zero page's frame (0: unknown, zero pages are read)
   std::vector<uint64_t> entries_;
 };

@@ -194,6 +194,9 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
     if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
     if (initial_prot(vma) != vma.prot())
       r.call_checked("mprotect", SYS_mprotect, vma.start(), vma.end() - vma.start(), vma.prot());
+    // Guard regions after the pages are in (installing one drops what is there), before mlock.
+    for (const auto& g : vma.guards())
+      r.call_checked("madvise(MADV_GUARD_INSTALL)", SYS_madvise, g.start(), g.end() - g.start(), MADV_GUARD_INSTALL);
     apply_vm_flags(r, vma);
   }
   set_mm_fields(r, plan);

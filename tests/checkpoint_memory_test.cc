@@ -77,6 +77,9 @@ TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
 // Locked, sealed and MADV_DONTDUMP mappings keep those flags.
 TEST(CheckpointMemory, LockedAndSealedMappingsStaySo) { check_round_trip(c_workload("vmflags")); }
 
+// Guard regions (MADV_GUARD_INSTALL) inside a mapping stay guards.
+TEST(CheckpointMemory, GuardRegionsStayGuards) { check_round_trip(c_workload("guards")); }
+
 // A kernel without some feature, as STASIS_FAULT=NAME makes stasis believe (common/fault.h);
 // the same workloads must come back whole by the other way.
 class WithFault : public ::testing::Test {
@@ -106,6 +109,7 @@ class WithoutPagemapScan : public WithFault {
 };
 TEST_F(WithoutPagemapScan, MappingsComeBack) { mappings(); }
 TEST_F(WithoutPagemapScan, Bigmem64MiB) { bigmem_64mib(); }
+TEST_F(WithoutPagemapScan, GuardRegionsStayGuards) { check_round_trip(c_workload("guards")); }
 
 }  // namespace
 }  // namespace stasis::test

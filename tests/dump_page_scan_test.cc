@@ -1,7 +1,7 @@
 // PageScanner: PAGEMAP_SCAN and its fallback for older kernels (/proc/PID/pagemap) find the
 // same pages in a child with a known layout: written anonymous pages (not the ones only read,
 // which map the zero page), the privately modified page of a private file mapping (not the
-// ones only read from the file), the touched page of a shared anonymous mapping, and the pages
+// ones only read from the file, nor guard regions, which are found on their own), the touched page of a shared anonymous mapping, and the pages
 // of another shared anonymous mapping that only a child of the process wrote (they are in the
 // shared memory object, not in the process's page tables).
 #include <fcntl.h>
@@ -50,6 +50,8 @@ class Child {
       anon[kPage] = 1;
       anon[5 * kPage + 7] = 1;
       (void)anon[8 * kPage];  // read only: the zero page
+      anon[12 * kPage] = 1;   // then made a guard region with page 13: neither is saved
+      if (::madvise(const_cast<char*>(anon) + 12 * kPage, 2 * kPage, 102 /* MADV_GUARD_INSTALL */) < 0) ::_exit(1);
       for (uint64_t i = 0; i < 8; ++i) (void)mapped[i * kPage];  // the file's pages
       mapped[3 * kPage] = 'x';                                     // a private copy
       shared[2 * kPage] = 1;
@@ -126,6 +128,11 @@ TEST(PageScanner, BothWaysFindTheSamePages) {
     ::unsetenv("STASIS_FAULT");
     EXPECT_EQ(scanner.uses_pagemap_scan(), !fallback) << "this kernel has PAGEMAP_SCAN";
     EXPECT_EQ(scan(scanner, anon), (Runs{{0, 2}, {5, 6}}));
+    Runs guards;
+    scanner.scan_guards(anon, [&](uint64_t s, uint64_t e) {
+      guards.emplace_back((s - anon.start()) / kPage, (e - anon.start()) / kPage);
+    });
+    EXPECT_EQ(guards, (Runs{{12, 14}}));
     EXPECT_EQ(scan(scanner, mapped), (Runs{{3, 4}}));
     EXPECT_EQ(scan(scanner, shared), (Runs{{2, 3}}));
     EXPECT_EQ(scan(scanner, cold), (Runs{{1, 2}, {6, 7}}));
