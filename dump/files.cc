@@ -141,10 +141,6 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
     auto info = proc::read_fdinfo(pid, fd);
-    for (const auto& [key, value] : info.extra)
-      if (key == "lock")  // "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"
-        throw UnsupportedError(fmt::format("pid {} fd {}: {} holds a file lock ({}): file locks are not supported yet",
-                                           pid, fd, link, value));
     e.set_cloexec(info.flags & O_CLOEXEC);
     uint32_t flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
     e.set_kind(kind);
@@ -215,6 +211,8 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
       }
     }
     e.set_file_id(id);
+    for (const auto& [key, value] : info.extra)
+      if (key == "lock") locks_.add(pid, e, value);
     log::debug("pid {} fd {}: kind {} id {} {}", pid, fd, pb::FdEntry::Kind_Name(kind), id, link);
     out.push_back(e);
   }

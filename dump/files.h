@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "chardev.pb.h"
+#include "dump/file_locks.h"
 #include "files.pb.h"
 #include "mm.pb.h"
 #include "pipe.pb.h"
@@ -57,6 +58,7 @@ class FileCollector {
 
   uint64_t next_id_ = 1;
   std::vector<Known> known_;
+  LockCollector locks_;
   std::vector<pb::RegFile> regfiles_;
   std::vector<pb::PipeEnd> pipes_;
   std::vector<pb::PipeData> pipe_data_;

@@ -21,6 +21,7 @@
 #include "restore/core.h"
 #include "restore/creds.h"
 #include "restore/init.h"
+#include "restore/file_locks.h"
 #include "restore/memory.h"
 #include "restore/posix_timers.h"
 #include "restore/process.h"
@@ -151,6 +152,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_thread_signals(remote, plan.task.signals, pid, pid);
     restore_process_signals(remote, plan.task.signals, pid);
     restore_posix_timers(remote, plan.task.signals);
+    restore_file_locks(remote, plan.task.fds);
     restore_creds(remote, plan.task.core.creds());
     restore_dumpable(remote, plan.task.core);
     remote.finish();

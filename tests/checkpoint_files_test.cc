@@ -11,6 +11,28 @@ namespace fs = std::filesystem;
 // The files are shared with the original, so it must be stopped by the dump.
 TEST(CheckpointFiles, OpenFilesComeBackWithOffsetsAndContents) { check_round_trip(c_workload("files")); }
 
+// flock, POSIX and OFD locks are held again after restore (the workload probes them).
+TEST(CheckpointFiles, FileLocksComeBack) { check_round_trip(c_workload("file_locks")); }
+
+// The original still runs (--leave-running) and holds its locks: the restore cannot take them,
+// says so, and leaves nothing behind; the original runs on.
+TEST(CheckpointFiles, LocksHeldByTheOriginalFailTheRestore) {
+  CheckpointEnv env;
+  Container original(env, "locks");
+  ASSERT_TRUE(original.run(c_workload("file_locks")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  fs::path images = env.image_dir("locks");
+  ASSERT_TRUE(original.dump(images, {"--leave-running"}));
+  Container copy(env, "locks-copy");
+  auto r = copy.restore(images, original.status());
+  ASSERT_FALSE(r) << "the restore took locks the original still holds";
+  EXPECT_NE(std::string(r.message()).find("another process holds a conflicting lock"), std::string::npos)
+      << r.message();
+  EXPECT_FALSE(copy.host_pid().has_value()) << "a failed restore must leave nothing running";
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s));
+}
+
 // A file the image refers to has disappeared: restore must fail and say which file.
 TEST(CheckpointFiles, RestoreWithMissingFileFailsClearly) {
   CheckpointEnv env;

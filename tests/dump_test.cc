@@ -440,12 +440,7 @@ void expect_fd_refused(const std::string& workload, const std::vector<std::strin
 
 TEST(Dump, SocketIsRefusedAndJobRunsOn) { expect_fd_refused("dump_socket", {}, "socket"); }
 
-TEST(Dump, FileLockIsRefusedAndJobRunsOn) {
-  for (const char* kind : {"flock", "posix", "ofd"}) {
-    SCOPED_TRACE(kind);
-    expect_fd_refused("dump_lock", {kind}, "file lock");
-  }
-}
+TEST(Dump, LeaseIsRefusedAndJobRunsOn) { expect_fd_refused("dump_lease", {}, "LEASE locks are not supported"); }
 
 TEST(Dump, PipeToOutsideIsRefused) {
   TempDir tmp("dump-pipe");
