@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "common/compat.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
@@ -86,6 +87,13 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
     const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));  // a tid: that thread's
     if (errno != 0) fail_errno(errno, "getpriority");
     tc.set_nice(nice);
+    injector.clear_scratch(sizeof(int));
+    injector.call_checked(t, "prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG, injector.scratch());
+    tc.set_pdeathsig(injector.read_scratch<int>());
+    tc.set_timerslack_ns(std::strtoull(read_file(fmt::format("/proc/{}/timerslack_ns", tid)).c_str(), nullptr, 10));
+    const long ioprio = ::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+    if (ioprio < 0) fail_errno(errno, "ioprio_get");
+    tc.set_ioprio(static_cast<int32_t>(ioprio));
     log::debug("tid {} (ns {}): rip {:#x} {} syscall {}", tid, task.ns_tids[index], regs.rip, adj.state,
                adj.interrupted_syscall);
     return tc;
@@ -193,6 +201,15 @@ pb::TaskCore collect_core(Task& task, Injector& injector) {
   core.set_nice(static_cast<int32_t>(stat.nice));
   core.set_dumpable(static_cast<uint32_t>(
       injector.call_checked(task.threads[0], "prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE)));
+  injector.clear_scratch(sizeof(int));
+  injector.call_checked(task.threads[0], "prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, PR_GET_CHILD_SUBREAPER,
+                        injector.scratch());
+  core.set_child_subreaper(injector.read_scratch<int>() != 0);
+  const long mdwe = injector.call(task.threads[0], SYS_prctl, PR_GET_MDWE, 0, 0, 0, 0);
+  core.set_mdwe(mdwe > 0 ? static_cast<uint32_t>(mdwe) : 0);  // EINVAL before 6.3: off
+  core.set_oom_score_adj(static_cast<int32_t>(std::strtol(read_file(fmt::format("/proc/{}/oom_score_adj", pid)).c_str(), nullptr, 10)));
+  core.set_coredump_filter(static_cast<uint32_t>(
+      std::strtoul(read_file(fmt::format("/proc/{}/coredump_filter", pid)).c_str(), nullptr, 16)));
   return core;
 }
 

@@ -1,5 +1,6 @@
 #include "restore/process.h"
 
+#include <fcntl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -7,7 +8,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/compat.h"
 #include "common/error.h"
+#include "common/fd.h"
 
 namespace stasis::restore {
 
@@ -40,6 +43,36 @@ void restore_dumpable(Remote& leader, const pb::TaskCore& core) {
   // 2 (SUID_DUMP_ROOT) is the kernel's own and cannot be set: 0 is the safer of the others.
   const uint64_t dumpable = core.dumpable() == 1 ? 1 : 0;
   leader.call_checked("prctl(PR_SET_DUMPABLE)", SYS_prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+}
+
+namespace {
+
+void write_proc(const std::string& path, const std::string& value) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+    fail_errno(errno, "write {} to {}", value, path);
+}
+
+}  // namespace
+
+void restore_thread_attributes(Remote& thread, pid_t host_tid, const pb::ThreadCore& core) {
+  if (core.pdeathsig() != 0)
+    thread.call_checked("prctl(PR_SET_PDEATHSIG)", SYS_prctl, PR_SET_PDEATHSIG, static_cast<uint64_t>(core.pdeathsig()));
+  if (core.has_timerslack_ns())
+    write_proc(fmt::format("/proc/{}/timerslack_ns", host_tid), std::to_string(core.timerslack_ns()));
+  if (core.ioprio() != 0 && ::syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, host_tid, core.ioprio()) < 0)
+    fail_errno(errno, "tid {}: ioprio_set {:#x}", host_tid, core.ioprio());
+}
+
+void restore_late_process_attributes(Remote& leader, pid_t host_pid, const pb::TaskCore& core) {
+  if (core.child_subreaper())
+    leader.call_checked("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (core.has_oom_score_adj())
+    write_proc(fmt::format("/proc/{}/oom_score_adj", host_pid), std::to_string(core.oom_score_adj()));
+  if (core.has_coredump_filter())
+    write_proc(fmt::format("/proc/{}/coredump_filter", host_pid), fmt::format("{:#x}", core.coredump_filter()));
+  if (core.mdwe() != 0)
+    leader.call_checked("prctl(PR_SET_MDWE)", SYS_prctl, PR_SET_MDWE, core.mdwe(), 0, 0, 0);
 }
 
 }  // namespace stasis::restore

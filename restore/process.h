@@ -18,4 +18,14 @@ void apply_rlimits(const pb::TaskCore& core);
 // PR_SET_DUMPABLE, injected into the leader (the flag belongs to the address space).
 void restore_dumpable(Remote& leader, const pb::TaskCore& core);
 
+// Per thread, after its credentials (a change of them clears the parent-death signal): the
+// parent-death signal (injected), timer slack (/proc/TID/timerslack_ns) and I/O priority
+// (ioprio_set), the last two from outside.
+void restore_thread_attributes(Remote& thread, pid_t host_tid, const pb::ThreadCore& core);
+
+// Per process, at the very end: child subreaper (injected), oom_score_adj and coredump_filter
+// (/proc/PID), and memory-deny-write-execute last of all (injected: it would refuse the
+// writable-then-executable mappings the restore makes).
+void restore_late_process_attributes(Remote& leader, pid_t host_pid, const pb::TaskCore& core);
+
 }  // namespace stasis::restore

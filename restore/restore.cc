@@ -145,6 +145,7 @@ int restore_checkpoint(const RestoreOptions& options) {
       restore_thread_state(thread_remote, core);
       restore_thread_signals(thread_remote, plan.task.signals, pid, t.ns_tid);
       restore_creds(thread_remote, plan.task.core.creds());
+      restore_thread_attributes(thread_remote, t.host_tid, core);
       thread_remote.finish();
       set_thread_cpu_state(t.thread, core);
     }
@@ -155,6 +156,8 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_file_locks(remote, plan.task.fds);
     restore_creds(remote, plan.task.core.creds());
     restore_dumpable(remote, plan.task.core);
+    restore_thread_attributes(remote, stub_pid, plan.task.core.threads(0));
+    restore_late_process_attributes(remote, stub_pid, plan.task.core);
     remote.finish();
     fault_point("restore-before-finish");
     check_interrupt();

@@ -68,6 +68,10 @@ TEST(CheckpointBasic, MemoryAndPidsLimitsComeBack) {
 
 // A restored container is dumped and restored again: the images of a restored process are
 // as good as the first ones.
+// Task attributes: parent-death signal, timer slack and I/O priority per thread; subreaper,
+// oom_score_adj, coredump_filter and memory-deny-write-execute per process.
+TEST(CheckpointBasic, TaskAttributesComeBack) { check_round_trip(c_workload("attrs")); }
+
 TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
   CheckpointEnv env;
   Container first(env, "gen1");
