@@ -333,6 +333,12 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
     }
     v->set_flags(flags);
     if (kind == pb::Vma::ANON_SHARED) v->set_shmem_id(m.inode);
+    // Restored as plain shared memory it would no longer be the segment: shmdt and shmctl on
+    // it would fail, and others attached to it would not see it.
+    if (name.rfind("/SYSV", 0) == 0)
+      throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} is an attached SysV shared memory segment ({}): "
+                                         "not supported yet (the IPC namespace's contents come with namespaces)",
+                                         pid, m.start, m.end, name));
     if (images::is_file_backed(kind)) {
       if (m.deleted)
         throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted file {}: not supported yet", pid,

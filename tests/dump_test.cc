@@ -442,6 +442,19 @@ TEST(Dump, SocketIsRefusedAndJobRunsOn) { expect_fd_refused("dump_socket", {}, "
 
 TEST(Dump, LeaseIsRefusedAndJobRunsOn) { expect_fd_refused("dump_lease", {}, "LEASE locks are not supported"); }
 
+TEST(Dump, SysvSharedMemoryIsRefusedAndJobRunsOn) {
+  TempDir tmp("dump-sysv");
+  fs::path status = tmp.path() / "status";
+  Workload w("dump_sysv", {status.string()}, tmp.path() / "log");
+  ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
+  fs::path dir = tmp.path() / "ck";
+  auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("SysV shared memory"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir));
+  expect_untouched(w.pid(), status);
+}
+
 TEST(Dump, PipeToOutsideIsRefused) {
   TempDir tmp("dump-pipe");
   fs::path status = tmp.path() / "status";
