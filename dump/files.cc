@@ -164,6 +164,13 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
               throw UnsupportedError(fmt::format("pid {} fd {}: deleted directory {} is not supported", pid, fd, link));
             f.set_deleted(true);
             f.set_contents(read_deleted_contents(pid, fd, static_cast<uint64_t>(st.st_size)));
+            if (f.path().rfind("/memfd:", 0) == 0) {
+              f.set_memfd(true);
+              f.set_memfd_name(f.path().substr(std::string_view("/memfd:").size()));
+              UniqueFd copy = grab_fd(pidfd.get(), pid, fd);
+              const int seals = ::fcntl(copy.get(), F_GET_SEALS);
+              f.set_seals(seals < 0 ? 0 : static_cast<uint32_t>(seals));  // EINVAL: created without sealing
+            }
           }
           regfiles_.push_back(std::move(f));
           break;

@@ -1,7 +1,9 @@
 #include "restore/regfiles.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -33,11 +35,29 @@ UniqueFd open_ghost(const pb::RegFile& file) {
   return UniqueFd(fd);
 }
 
+// A memfd comes back as one: same name, contents and seals (added last: a write seal would
+// stop the contents going in). It opens read-write; another access mode is reopened from it.
+UniqueFd open_memfd(const pb::RegFile& file) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, file.memfd_name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (!fd) fail_errno(errno, "memfd_create {}", file.memfd_name());
+  write_all(fd.get(), std::as_bytes(std::span(file.contents().data(), file.contents().size())), file.path());
+  if (file.seals() != 0 && ::fcntl(fd.get(), F_ADD_SEALS, file.seals()) < 0)
+    fail_errno(errno, "memfd {}: add seals {:#x}", file.memfd_name(), file.seals());
+  const int access = static_cast<int>(file.flags()) & O_ACCMODE;
+  if (access == O_RDWR && !(file.flags() & O_APPEND)) return fd;
+  const std::string self = fmt::format("/proc/self/fd/{}", fd.get());
+  UniqueFd reopened(::open(self.c_str(), (file.flags() & ~kCreationFlags) | O_CLOEXEC));
+  if (!reopened) fail_errno(errno, "reopen memfd {} with flags {:#o}", file.memfd_name(), file.flags());
+  return reopened;
+}
+
 }  // namespace
 
 UniqueFd open_regfile(const pb::RegFile& file) {
   UniqueFd fd;
-  if (file.deleted()) {
+  if (file.memfd()) {
+    fd = open_memfd(file);
+  } else if (file.deleted()) {
     fd = open_ghost(file);
   } else {
     int raw = ::open(file.path().c_str(), (file.flags() & ~kCreationFlags) | O_CLOEXEC);

@@ -6,12 +6,16 @@
 //            st_nlink must stay 0
 //   ro       read-only file of known bytes; 16 bytes read per iteration at an offset that
 //            advances by exactly 16 (wrapping to 0 at the end)
+//   memfd    memfd "stasis-memfd" of 12 KiB of known bytes, sealed against shrinking and
+//            growing; 16 bytes read per iteration (offset advancing, wrapping); its name,
+//            seals, size and contents are checked, and ftruncate must fail
 //   pipe     a pipe holding 1000 buffered bytes; every iteration 10 bytes are read and the
 //            next 10 bytes of the sequence written, so the buffer keeps a known content
 // Also the close-on-exec flag of the log fd is read back.
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "workload_status.h"
@@ -67,6 +71,20 @@ int main(int argc, char** argv) {
   close(tmp);
   int ro_fd = open_or_die(path, O_RDONLY);
   off_t ro_off = 0;
+
+  const off_t memfd_len = 12 * 1024;
+  const int memfd_seals = F_SEAL_SHRINK | F_SEAL_GROW;
+  int mem_fd = memfd_create("stasis-memfd", MFD_ALLOW_SEALING);
+  if (mem_fd < 0) {
+    perror("memfd_create");
+    return 1;
+  }
+  write_pattern(mem_fd, (size_t)memfd_len);
+  if (fcntl(mem_fd, F_ADD_SEALS, memfd_seals) < 0 || lseek(mem_fd, 0, SEEK_SET) != 0) {
+    perror("memfd seals");
+    return 1;
+  }
+  off_t mem_off = 0;
 
   int p[2];
   if (pipe(p) < 0) {
@@ -125,6 +143,29 @@ int main(int argc, char** argv) {
     if (fstat(del_fd, &st) < 0 || st.st_nlink != 0 || st.st_size != (off_t)deleted_len)
       ws_failf("deleted file: nlink %lu size %lld, expected 0 and %zu", (unsigned long)st.st_nlink,
                (long long)st.st_size, deleted_len);
+
+    // memfd: name, seals, size, contents at the offset, which advances by 16.
+    {
+      char self[64], target[256] = {0};
+      snprintf(self, sizeof self, "/proc/self/fd/%d", mem_fd);
+      if (readlink(self, target, sizeof target - 1) < 0 || strncmp(target, "/memfd:stasis-memfd", 19) != 0)
+        ws_failf("memfd is now '%s'", target);
+      if (fcntl(mem_fd, F_GET_SEALS) != memfd_seals) ws_failf("memfd seals %#x", fcntl(mem_fd, F_GET_SEALS));
+      if (ftruncate(mem_fd, 0) == 0) ws_failf("the sealed memfd could be truncated");
+      if (fstat(mem_fd, &st) < 0 || st.st_size != memfd_len) ws_failf("memfd size %lld", (long long)st.st_size);
+      if (mem_off + 16 > memfd_len) {
+        mem_off = 0;
+        lseek(mem_fd, 0, SEEK_SET);
+      }
+      if (lseek(mem_fd, 0, SEEK_CUR) != mem_off) ws_failf("memfd offset is not %lld", (long long)mem_off);
+      if (read(mem_fd, buf, 16) != 16) ws_failf("memfd read: %s", strerror(errno));
+      for (int i = 0; i < 16; ++i)
+        if (buf[i] != pattern((uint64_t)mem_off + (uint64_t)i)) {
+          ws_failf("memfd byte %lld differs", (long long)mem_off + i);
+          break;
+        }
+      mem_off += 16;
+    }
 
     // ro: the offset advances by 16 per iteration.
     if (ro_off + 16 > ro_len) {
