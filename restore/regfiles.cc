@@ -64,7 +64,8 @@ UniqueFd open_regfile(const pb::RegFile& file) {
     if (raw < 0) fail_errno(errno, "reopen file {}", file.path());
     fd.reset(raw);
   }
-  if (!S_ISDIR(file.mode()) && ::lseek(fd.get(), static_cast<off_t>(file.pos()), SEEK_SET) < 0)
+  // Directories and O_PATH fds have no offset to set (lseek on O_PATH fails with EBADF).
+  if (!S_ISDIR(file.mode()) && !(file.flags() & O_PATH) && ::lseek(fd.get(), static_cast<off_t>(file.pos()), SEEK_SET) < 0)
     fail_errno(errno, "seek {} to {}", file.path(), file.pos());
   return fd;
 }

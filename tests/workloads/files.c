@@ -9,6 +9,7 @@
 //   memfd    memfd "stasis-memfd" of 12 KiB of known bytes, sealed against shrinking and
 //            growing; 16 bytes read per iteration (offset advancing, wrapping); its name,
 //            seals, size and contents are checked, and ftruncate must fail
+//   opath    an O_PATH fd of the ro file: O_PATH kept, fstat gives the ro file's size
 //   pipe     a pipe holding 1000 buffered bytes; every iteration 10 bytes are read and the
 //            next 10 bytes of the sequence written, so the buffer keeps a known content
 // Also the close-on-exec flag of the log fd is read back.
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
   close(tmp);
   int ro_fd = open_or_die(path, O_RDONLY);
   off_t ro_off = 0;
+  int path_fd = open_or_die(path, O_PATH);
 
   const off_t memfd_len = 12 * 1024;
   const int memfd_seals = F_SEAL_SHRINK | F_SEAL_GROW;
@@ -166,6 +168,10 @@ int main(int argc, char** argv) {
         }
       mem_off += 16;
     }
+
+    // opath: still an O_PATH fd of the ro file.
+    if (!(fcntl(path_fd, F_GETFL) & O_PATH)) ws_failf("the O_PATH fd lost O_PATH");
+    if (fstat(path_fd, &st) < 0 || st.st_size != ro_len) ws_failf("the O_PATH fd does not name the ro file");
 
     // ro: the offset advances by 16 per iteration.
     if (ro_off + 16 > ro_len) {
