@@ -1,7 +1,7 @@
 #include "dump/core.h"
 
-#include <sys/prctl.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <linux/futex.h>
@@ -36,6 +36,42 @@ std::string trim(std::string s) {
 
 uint32_t parse_u32(const std::string& text, int base = 10) {
   return static_cast<uint32_t>(std::strtoul(text.c_str(), nullptr, base));
+}
+
+// Scheduling (policy, real-time priority, nice), parent-death signal, timer slack, I/O priority.
+void collect_thread_attributes(ptrace::SeizedThread& t, Injector& injector, pb::ThreadCore& tc) {
+  const pid_t tid = t.tid();
+  const int policy = ::sched_getscheduler(tid);
+  sched_param param{};
+  if (policy < 0 || ::sched_getparam(tid, &param) < 0) fail_errno(errno, "sched_getscheduler/sched_getparam");
+  tc.set_sched_policy(policy);
+  tc.set_sched_priority(param.sched_priority);
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));  // a tid: that thread's
+  if (errno != 0) fail_errno(errno, "getpriority");
+  tc.set_nice(nice);
+  injector.clear_scratch(sizeof(int));
+  injector.call_checked(t, "prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG, injector.scratch());
+  tc.set_pdeathsig(injector.read_scratch<int>());
+  tc.set_timerslack_ns(std::strtoull(read_file(fmt::format("/proc/{}/timerslack_ns", tid)).c_str(), nullptr, 10));
+  const long ioprio = ::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+  if (ioprio < 0) fail_errno(errno, "ioprio_get");
+  tc.set_ioprio(static_cast<int32_t>(ioprio));
+}
+
+// Child subreaper and memory-deny-write-execute (injected), oom_score_adj, coredump_filter.
+void collect_process_attributes(Task& task, Injector& injector, pb::TaskCore& core) {
+  ptrace::SeizedThread& leader = task.threads[0];
+  injector.clear_scratch(sizeof(int));
+  injector.call_checked(leader, "prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, PR_GET_CHILD_SUBREAPER, injector.scratch());
+  core.set_child_subreaper(injector.read_scratch<int>() != 0);
+  const long mdwe = injector.call(leader, SYS_prctl, PR_GET_MDWE, 0, 0, 0, 0);
+  core.set_mdwe(mdwe > 0 ? static_cast<uint32_t>(mdwe) : 0);  // EINVAL before 6.3: off
+  const auto proc_number = [&](const char* name, int base) {
+    return std::strtoll(read_file(fmt::format("/proc/{}/{}", task.host_pid, name)).c_str(), nullptr, base);
+  };
+  core.set_oom_score_adj(static_cast<int32_t>(proc_number("oom_score_adj", 10)));
+  core.set_coredump_filter(static_cast<uint32_t>(proc_number("coredump_filter", 16)));
 }
 
 pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
@@ -78,22 +114,7 @@ pb::ThreadCore collect_thread(Task& task, size_t index, Injector& injector) {
     tc.set_robust_list_len(len);
     tc.set_comm(trim(read_file(fmt::format("/proc/{}/task/{}/comm", task.host_pid, tid))));
     *tc.mutable_seccomp() = collect_seccomp(tid, proc::read_task_status(task.host_pid, tid).seccomp);
-    const int policy = ::sched_getscheduler(tid);
-    sched_param param{};
-    if (policy < 0 || ::sched_getparam(tid, &param) < 0) fail_errno(errno, "sched_getscheduler/sched_getparam");
-    tc.set_sched_policy(policy);
-    tc.set_sched_priority(param.sched_priority);
-    errno = 0;
-    const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));  // a tid: that thread's
-    if (errno != 0) fail_errno(errno, "getpriority");
-    tc.set_nice(nice);
-    injector.clear_scratch(sizeof(int));
-    injector.call_checked(t, "prctl(PR_GET_PDEATHSIG)", SYS_prctl, PR_GET_PDEATHSIG, injector.scratch());
-    tc.set_pdeathsig(injector.read_scratch<int>());
-    tc.set_timerslack_ns(std::strtoull(read_file(fmt::format("/proc/{}/timerslack_ns", tid)).c_str(), nullptr, 10));
-    const long ioprio = ::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
-    if (ioprio < 0) fail_errno(errno, "ioprio_get");
-    tc.set_ioprio(static_cast<int32_t>(ioprio));
+    collect_thread_attributes(t, injector, tc);
     log::debug("tid {} (ns {}): rip {:#x} {} syscall {}", tid, task.ns_tids[index], regs.rip, adj.state,
                adj.interrupted_syscall);
     return tc;
@@ -201,15 +222,7 @@ pb::TaskCore collect_core(Task& task, Injector& injector) {
   core.set_nice(static_cast<int32_t>(stat.nice));
   core.set_dumpable(static_cast<uint32_t>(
       injector.call_checked(task.threads[0], "prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE)));
-  injector.clear_scratch(sizeof(int));
-  injector.call_checked(task.threads[0], "prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, PR_GET_CHILD_SUBREAPER,
-                        injector.scratch());
-  core.set_child_subreaper(injector.read_scratch<int>() != 0);
-  const long mdwe = injector.call(task.threads[0], SYS_prctl, PR_GET_MDWE, 0, 0, 0, 0);
-  core.set_mdwe(mdwe > 0 ? static_cast<uint32_t>(mdwe) : 0);  // EINVAL before 6.3: off
-  core.set_oom_score_adj(static_cast<int32_t>(std::strtol(read_file(fmt::format("/proc/{}/oom_score_adj", pid)).c_str(), nullptr, 10)));
-  core.set_coredump_filter(static_cast<uint32_t>(
-      std::strtoul(read_file(fmt::format("/proc/{}/coredump_filter", pid)).c_str(), nullptr, 16)));
+  collect_process_attributes(task, injector, core);
   return core;
 }
 
