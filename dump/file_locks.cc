@@ -1,5 +1,6 @@
 #include "dump/file_locks.h"
 
+#include <cstdlib>
 #include <sstream>
 #include <vector>
 
@@ -27,9 +28,17 @@ void LockCollector::add(pid_t pid, pb::FdEntry& entry, const std::string& line) 
   if (words[2] != "ADVISORY") throw UnsupportedError(fmt::format("{}: mandatory locks are not supported", where));
   if (words[3] != "READ" && words[3] != "WRITE") fail("{}: unknown lock type {}", where, words[3]);
   lock.set_write(words[3] == "WRITE");
-  const uint64_t first = std::stoull(words[6]);
+  const auto number = [&](const std::string& w) {
+    char* end = nullptr;
+    const uint64_t n = std::strtoull(w.c_str(), &end, 10);
+    if (w.empty() || *end != '\0') fail("{}: '{}' is not a byte offset", where, w);
+    return n;
+  };
+  const uint64_t first = number(words[6]);
+  const uint64_t last = words[7] == "EOF" ? 0 : number(words[7]);
+  if (words[7] != "EOF" && last < first) fail("{}: the range ends before it starts", where);
   lock.set_start(first);
-  lock.set_length(words[7] == "EOF" ? 0 : std::stoull(words[7]) - first + 1);
+  lock.set_length(words[7] == "EOF" ? 0 : last - first + 1);
   // The same lock once: by inode for POSIX, by open file description for the others.
   const std::string rest = fmt::format("{} {} {} {} {} {}", words[1], words[3], words[4], words[5], words[6], words[7]);
   const std::string key = lock.kind() == pb::FileLock::POSIX ? rest : fmt::format("{}#{}", entry.file_id(), rest);
