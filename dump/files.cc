@@ -93,8 +93,13 @@ std::string describe_unsupported(const std::string& link, mode_t mode) {
   return "file of type " + link;
 }
 
-uint64_t FileCollector::find_same(pid_t pid, int fd, pb::FdEntry::Kind kind) const {
-  for (const auto& k : known_) {
+uint64_t FileCollector::find_same(pid_t pid, int fd, pb::FdEntry::Kind kind, const struct stat& st) const {
+  // Only fds of the same inode can share an open file description: ask kcmp about those
+  // alone, so that a process with thousands of fds does not cost millions of calls.
+  auto same_inode = known_by_inode_.find({st.st_dev, st.st_ino});
+  if (same_inode == known_by_inode_.end()) return 0;
+  for (size_t index : same_inode->second) {
+    const Known& k = known_[index];
     if (k.kind != kind) continue;
     int rc = compat::sys_kcmp(k.pid, pid, KCMP_FILE, static_cast<unsigned long>(k.fd), static_cast<unsigned long>(fd));
     if (rc == 0) return k.id;
@@ -145,9 +150,10 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     uint32_t flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
     e.set_kind(kind);
 
-    uint64_t id = find_same(pid, fd, kind);
+    uint64_t id = find_same(pid, fd, kind, st);
     if (id == 0) {
       id = next_id_++;
+      known_by_inode_[{st.st_dev, st.st_ino}].push_back(known_.size());
       known_.push_back({pid, fd, id, kind});
       switch (kind) {
         case pb::FdEntry::REGULAR:

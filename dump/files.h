@@ -54,10 +54,11 @@ class FileCollector {
     pb::FdEntry::Kind kind;
   };
   // Id of an already-seen open file description shared with (pid, fd), or 0.
-  uint64_t find_same(pid_t pid, int fd, pb::FdEntry::Kind kind) const;
+  uint64_t find_same(pid_t pid, int fd, pb::FdEntry::Kind kind, const struct stat& st) const;
 
   uint64_t next_id_ = 1;
   std::vector<Known> known_;
+  std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> known_by_inode_;  // indexes into known_
   LockCollector locks_;
   std::vector<pb::RegFile> regfiles_;
   std::vector<pb::PipeEnd> pipes_;
