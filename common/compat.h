@@ -191,6 +191,14 @@ static_assert(sizeof(struct clone_args) >= CLONE_ARGS_SIZE_VER1, "clone_args nee
 
 namespace stasis::compat {
 
+// kcmp(KCMP_EPOLL_TFD)'s slot (struct kcmp_epoll_slot of <linux/kcmp.h>, which clashes with
+// glibc's headers): an epoll fd, a target fd it watches, which of its entries for that fd.
+struct KcmpEpollSlot {
+  uint32_t efd;
+  uint32_t tfd;
+  uint32_t toff;
+};
+
 #ifdef STASIS_NEED_RSEQ_CONFIGURATION_STRUCT
 struct RseqConfigurationAbi {
   uint64_t rseq_abi_pointer;

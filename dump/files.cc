@@ -10,6 +10,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "dump/event_files.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
 
@@ -142,6 +143,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else if (S_ISDIR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::DIRECTORY;
     else if (S_ISCHR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::CHARDEV;
     else if (is_pipe) kind = pb::FdEntry::PIPE;
+    else if (event_file_kind(link)) kind = pb::FdEntry::EVENT;
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
@@ -211,6 +213,14 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           }
           break;
         }
+        case pb::FdEntry::EVENT: {
+          pb::EventFile ev;
+          ev.set_id(id);
+          ev.set_flags(flags);
+          describe_event_file(pid, fd, *event_file_kind(link), info.extra, ev);
+          event_files_.push_back(std::move(ev));
+          break;
+        }
         default:
           break;
       }
@@ -253,6 +263,7 @@ void FileCollector::write_images(const std::filesystem::path& dir) const {
   write_all_records(ImageType::Pipes, pipes_);
   write_all_records(ImageType::PipeData, pipe_data_);
   write_all_records(ImageType::CharDevs, chardevs_);
+  write_all_records(ImageType::EventFiles, event_files_);
 }
 
 }  // namespace stasis::dump

@@ -18,6 +18,7 @@
 
 #include "chardev.pb.h"
 #include "dump/file_locks.h"
+#include "eventfiles.pb.h"
 #include "files.pb.h"
 #include "mm.pb.h"
 #include "pipe.pb.h"
@@ -44,7 +45,7 @@ class FileCollector {
   // Writes regfiles.img, pipes.img, pipe-data.img and chardevs.img (even when empty).
   void write_images(const std::filesystem::path& dir) const;
 
-  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size(); }
+  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size(); }
 
  private:
   struct Known {
@@ -63,6 +64,7 @@ class FileCollector {
   std::vector<pb::RegFile> regfiles_;
   std::vector<pb::PipeEnd> pipes_;
   std::vector<pb::PipeData> pipe_data_;
+  std::vector<pb::EventFile> event_files_;
   std::vector<pb::CharDev> chardevs_;
   std::set<uint64_t> pipe_data_seen_;
   // pipe inode -> (has read end, has write end, first pid/fd seen) to check both ends are ours.

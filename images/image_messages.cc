@@ -2,6 +2,7 @@
 
 #include "cgroup.pb.h"
 #include "chardev.pb.h"
+#include "eventfiles.pb.h"
 #include "container.pb.h"
 #include "core.pb.h"
 #include "files.pb.h"
@@ -30,6 +31,7 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::Pipes: return std::make_unique<pb::PipeEnd>();
     case ImageType::PipeData: return std::make_unique<pb::PipeData>();
     case ImageType::CharDevs: return std::make_unique<pb::CharDev>();
+    case ImageType::EventFiles: return std::make_unique<pb::EventFile>();
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();

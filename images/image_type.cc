@@ -15,7 +15,7 @@ struct TypeInfo {
 };
 
 // The stem of each kind's file name. "pipe-data" holds a dash, so ids are split off at the last one.
-constexpr std::array<TypeInfo, 15> kTypes{{
+constexpr std::array<TypeInfo, 16> kTypes{{
     {ImageType::Inventory, "inventory"},
     {ImageType::Pstree, "pstree"},
     {ImageType::Core, "core"},
@@ -31,6 +31,7 @@ constexpr std::array<TypeInfo, 15> kTypes{{
     {ImageType::Namespaces, "namespaces"},
     {ImageType::Cgroup, "cgroup"},
     {ImageType::Container, "container"},
+    {ImageType::EventFiles, "eventfiles"},
 }};
 
 constexpr std::string_view kSuffix = ".img";

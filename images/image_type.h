@@ -28,6 +28,7 @@ enum class ImageType : uint16_t {
   Namespaces = 13, // namespaces.img (pb::NamespaceState)
   Cgroup = 14,     // cgroup.img (pb::CgroupState)
   Container = 15,  // container.img (pb::ContainerConfig)
+  EventFiles = 16, // eventfiles.img (pb::EventFile records)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

@@ -16,6 +16,8 @@ FileImages load_file_images(const images::Checkpoint& checkpoint) {
   load.operator()<pb::PipeData>(ImageType::PipeData,
                                 [&](pb::PipeData m) { out.pipe_data[m.pipe_id()] = std::move(*m.mutable_data()); });
   load.operator()<pb::CharDev>(ImageType::CharDevs, [&](pb::CharDev m) { out.chardevs[m.id()] = std::move(m); });
+  load.operator()<pb::EventFile>(ImageType::EventFiles,
+                                 [&](pb::EventFile m) { out.event_files[m.id()] = std::move(m); });
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "chardev.pb.h"
+#include "eventfiles.pb.h"
 #include "images/checkpoint.h"
 #include "pipe.pb.h"
 #include "regfile.pb.h"
@@ -16,6 +17,7 @@ struct FileImages {
   std::map<uint64_t, pb::PipeEnd> pipe_ends;    // by open-file id
   std::map<uint64_t, std::string> pipe_data;    // by pipe id
   std::map<uint64_t, pb::CharDev> chardevs;     // by open-file id
+  std::map<uint64_t, pb::EventFile> event_files;  // by open-file id
 };
 
 FileImages load_file_images(const images::Checkpoint& checkpoint);

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "restore/chardevs.h"
+#include "restore/event_files.h"
 #include "restore/pipes.h"
 #include "restore/regfiles.h"
 
@@ -57,6 +58,12 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
         file = open_chardev(it->second);
         break;
       }
+      case pb::FdEntry::EVENT: {
+        auto it = images.event_files.find(entry.file_id());
+        if (it == images.event_files.end()) fail("fd {}: eventfiles.img has no file {}", entry.fd(), entry.file_id());
+        file = open_event_file(it->second);
+        break;
+      }
       case pb::FdEntry::INHERITED: {
         if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
         file.reset(fcntl(stdio[entry.file_id()], F_DUPFD_CLOEXEC, 0));
@@ -74,6 +81,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     }
     installed[key] = entry.fd();
   }
+  add_epoll_targets(fds, images);
 }
 
 }  // namespace stasis::restore

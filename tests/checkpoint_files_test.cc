@@ -11,6 +11,15 @@ namespace fs = std::filesystem;
 // The files are shared with the original, so it must be stopped by the dump.
 TEST(CheckpointFiles, OpenFilesComeBackWithOffsetsAndContents) { check_round_trip(c_workload("files")); }
 
+// An epoll event loop over a timerfd, an eventfd, a signalfd and a pipe carries on.
+TEST(CheckpointFiles, EventLoopCarriesOn) { check_round_trip(c_workload("events")); }
+
+TEST(CheckpointFiles, EventLoopLeaveRunning) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(c_workload("events"), how);
+}
+
 // flock, POSIX and OFD locks are held again after restore (the workload probes them).
 TEST(CheckpointFiles, FileLocksComeBack) { check_round_trip(c_workload("file_locks")); }
 

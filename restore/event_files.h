@@ -1,0 +1,21 @@
+// Event notification files come back as new ones of the same kind: an eventfd with its count
+// (and semaphore mode), a signalfd with its mask, a timerfd armed with the time it had left
+// and its unread expirations (TFD_IOC_SET_TICKS), an epoll. The epoll's watched files are
+// added once every fd is in place, through the fds they were added with.
+#pragma once
+
+#include <vector>
+
+#include "common/fd.h"
+#include "eventfiles.pb.h"
+#include "files.pb.h"
+#include "restore/file_images.h"
+
+namespace stasis::restore {
+
+UniqueFd open_event_file(const pb::EventFile& file);
+
+// After the whole fd table is installed: EPOLL_CTL_ADD for every epoll's targets.
+void add_epoll_targets(const std::vector<pb::FdEntry>& fds, const FileImages& images);
+
+}  // namespace stasis::restore
