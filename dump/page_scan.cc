@@ -101,32 +101,35 @@ void PageScanner::scan_shared_object(const pb::Vma& vma, const RunFn& fn) {
 }
 
 void PageScanner::scan_ioctl(const pb::Vma& vma, const RunFn& fn) {
+  pm_scan_arg request{};
+  request.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  // Pages of the zero page read as zeros anyway; for private file mappings only the
+  // privately modified (anonymous) pages matter: the rest comes from the file. Guard regions
+  // look swapped out (their markers are swap entries) and hold nothing.
+  request.category_inverted = PAGE_IS_PFNZERO;
+  request.category_mask = PAGE_IS_PFNZERO;
+  if (knows_guards_) {
+    request.category_inverted |= PAGE_IS_GUARD;
+    request.category_mask |= PAGE_IS_GUARD;
+  }
+  if (vma.kind() == pb::Vma::FILE_PRIVATE) {
+    request.category_inverted |= PAGE_IS_FILE;
+    request.category_mask |= PAGE_IS_FILE;
+  }
+  request.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  pagemap_scan(vma, request, "PAGEMAP_SCAN", fn);
+}
+
+void PageScanner::pagemap_scan(const pb::Vma& vma, pm_scan_arg arg, const char* what, const RunFn& fn) {
   std::vector<page_region> regions(kRegions);
-  pm_scan_arg arg{};
   arg.size = sizeof arg;
   arg.start = vma.start();
   arg.end = vma.end();
   arg.vec = reinterpret_cast<uint64_t>(regions.data());
   arg.vec_len = regions.size();
-  arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-  // Pages of the zero page read as zeros anyway; for private file mappings only the
-  // privately modified (anonymous) pages matter: the rest comes from the file. Guard regions
-  // look swapped out (their markers are swap entries) and hold nothing.
-  arg.category_inverted = PAGE_IS_PFNZERO;
-  arg.category_mask = PAGE_IS_PFNZERO;
-  if (knows_guards_) {
-    arg.category_inverted |= PAGE_IS_GUARD;
-    arg.category_mask |= PAGE_IS_GUARD;
-  }
-  if (vma.kind() == pb::Vma::FILE_PRIVATE) {
-    arg.category_inverted |= PAGE_IS_FILE;
-    arg.category_mask |= PAGE_IS_FILE;
-  }
-  arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
   while (arg.start < arg.end) {
     int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
-    if (n < 0)
-      fail_errno(errno, "pid {}: PAGEMAP_SCAN of vma {:#x}-{:#x} ({})", pid_, vma.start(), vma.end(), vma.name());
+    if (n < 0) fail_errno(errno, "pid {}: {} of vma {:#x}-{:#x} ({})", pid_, what, vma.start(), vma.end(), vma.name());
     for (int i = 0; i < n; ++i) fn(regions[i].start, regions[i].end);
     if (arg.walk_end <= arg.start) break;
     arg.start = arg.walk_end;
@@ -151,24 +154,10 @@ void PageScanner::scan_guards(const pb::Vma& vma, const RunFn& fn) {
     return;
   }
   if (!knows_guards_) return;
-  std::vector<page_region> regions(kRegions);
-  pm_scan_arg arg{};
-  arg.size = sizeof arg;
-  arg.start = vma.start();
-  arg.end = vma.end();
-  arg.vec = reinterpret_cast<uint64_t>(regions.data());
-  arg.vec_len = regions.size();
-  arg.category_anyof_mask = PAGE_IS_GUARD;
-  arg.return_mask = PAGE_IS_GUARD;
-  while (arg.start < arg.end) {
-    int n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &arg);
-    if (n < 0)
-      fail_errno(errno, "pid {}: PAGEMAP_SCAN for guard regions of vma {:#x}-{:#x} ({})", pid_, vma.start(),
-                 vma.end(), vma.name());
-    for (int i = 0; i < n; ++i) fn(regions[i].start, regions[i].end);
-    if (arg.walk_end <= arg.start) break;
-    arg.start = arg.walk_end;
-  }
+  pm_scan_arg request{};
+  request.category_anyof_mask = PAGE_IS_GUARD;
+  request.return_mask = PAGE_IS_GUARD;
+  pagemap_scan(vma, request, "PAGEMAP_SCAN for guard regions", fn);
 }
 
 void PageScanner::scan_entries_if(const pb::Vma& vma, const std::function<bool(uint64_t entry)>& save,

@@ -15,6 +15,7 @@
 #include <functional>
 #include <vector>
 
+#include "common/compat.h"
 #include "common/fd.h"
 #include "mm.pb.h"
 
@@ -37,6 +38,8 @@ class PageScanner {
 
  private:
   void scan_ioctl(const pb::Vma& vma, const RunFn& fn);
+  // PAGEMAP_SCAN over vma for the categories of request (range and vector are set here).
+  void pagemap_scan(const pb::Vma& vma, pm_scan_arg request, const char* what, const RunFn& fn);
   void scan_entries(const pb::Vma& vma, const RunFn& fn);
   void scan_shared_object(const pb::Vma& vma, const RunFn& fn);
   // The /proc/PID/pagemap way: runs of pages whose entry `save` accepts.

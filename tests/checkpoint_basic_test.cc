@@ -66,12 +66,12 @@ TEST(CheckpointBasic, MemoryAndPidsLimitsComeBack) {
   check_round_trip(c_workload("counter"), how);
 }
 
-// A restored container is dumped and restored again: the images of a restored process are
-// as good as the first ones.
 // Task attributes: parent-death signal, timer slack and I/O priority per thread; subreaper,
 // oom_score_adj, coredump_filter and memory-deny-write-execute per process.
 TEST(CheckpointBasic, TaskAttributesComeBack) { check_round_trip(c_workload("attrs")); }
 
+// A restored container is dumped and restored again: the images of a restored process are
+// as good as the first ones.
 TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
   CheckpointEnv env;
   Container first(env, "gen1");
