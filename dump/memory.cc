@@ -284,6 +284,31 @@ pb::Vma::Kind classify_vma(const std::string& path, bool shared) {
   return shared ? pb::Vma::ANON_SHARED : pb::Vma::ANON_PRIVATE;
 }
 
+namespace {
+
+// A shared mapping of a memfd: its name and size. A memfd sealed against writes is refused:
+// restore writes the pages in through the mapping.
+void describe_memfd_mapping(pid_t pid, uint64_t start, uint64_t end, pb::Vma& v) {
+  const std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, start, end);
+  UniqueFd memfd = open_or_throw(link, O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (::fstat(memfd.get(), &st) < 0) fail_errno(errno, "pid {}: stat {}", pid, link);
+  const int seals = ::fcntl(memfd.get(), F_GET_SEALS);
+  if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+    throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps a memfd sealed against writes: not supported yet",
+                                       pid, start, end));
+  const std::string path = proc::read_link(link);
+  const std::string_view prefix = "/memfd:", suffix = " (deleted)";
+  std::string name = path.substr(prefix.size());
+  if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    name.resize(name.size() - suffix.size());
+  v.set_memfd_name(name);
+  v.set_memfd_size(static_cast<uint64_t>(st.st_size));
+  v.set_memfd_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
+}
+
+}  // namespace
+
 pb::MmState collect_mm(pid_t pid, uint64_t brk) {
   pb::MmState mm;
   auto stat = proc::read_stat(pid);
@@ -324,9 +349,15 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
     v->set_pgoff(m.offset);
     v->set_name(name);
     auto kind = classify_vma(name, shared);
+    const bool memfd = m.deleted && m.path.rfind("/memfd:", 0) == 0;
+    if (memfd && shared) {
+      // Its pages are read through the memfd itself, like shared anonymous memory.
+      kind = pb::Vma::ANON_SHARED;
+      describe_memfd_mapping(pid, m.start, m.end, *v);
+    }
     v->set_kind(kind);
     uint32_t flags = shared ? MAP_SHARED : MAP_PRIVATE;
-    if (images::is_private_anonymous(kind) || kind == pb::Vma::ANON_SHARED) flags |= MAP_ANONYMOUS;
+    if (images::is_private_anonymous(kind) || (kind == pb::Vma::ANON_SHARED && !memfd)) flags |= MAP_ANONYMOUS;
     for (const auto& f : m.vm_flags) {
       v->add_vm_flags(f);
       if (f == "gd") flags |= MAP_GROWSDOWN;

@@ -94,7 +94,7 @@ void move_special_mappings(Remote& r, const pb::MmState& mm) {
 int map_flags(const pb::Vma& vma) {
   int flags = MAP_FIXED;
   flags |= (vma.kind() == pb::Vma::ANON_SHARED || vma.kind() == pb::Vma::FILE_SHARED) ? MAP_SHARED : MAP_PRIVATE;
-  if (!is_file_backed(vma.kind())) flags |= MAP_ANONYMOUS;
+  if (!is_file_backed(vma.kind()) && vma.memfd_name().empty()) flags |= MAP_ANONYMOUS;
   if (vma.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
   // Huge sparse reservations (sanitizer shadows, JIT heaps) were made without swap
   // accounting; without it they fail with ENOMEM.
@@ -179,6 +179,7 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
     const uint64_t len = vma.end() - vma.start();
     int fd = -1;
     if (is_file_backed(vma.kind())) fd = plan.mapped_file_fd(static_cast<size_t>(plan.path_fd_index(vma.path())));
+    if (!vma.memfd_name().empty()) fd = plan.mapped_file_fd(static_cast<size_t>(plan.memfd_index(vma.shmem_id())));
     long rc = r.call(SYS_mmap, vma.start(), len, initial_prot(vma), static_cast<uint64_t>(map_flags(vma)),
                      static_cast<uint64_t>(static_cast<int64_t>(fd)), vma.pgoff());
     if (rc < 0 || static_cast<uint64_t>(rc) != vma.start())

@@ -18,6 +18,12 @@ struct MappedFile {
   std::string path;
   pb::FileIdentity identity;
   bool writable = false;  // a shared writable mapping needs O_RDWR
+  // A memfd the target maps: the stub makes one (or uses the restored fd of the same memfd).
+  bool memfd = false;
+  std::string memfd_name;
+  uint64_t memfd_size = 0;
+  uint32_t memfd_seals = 0;
+  uint64_t shmem_id = 0;  // its inode when dumped
 };
 
 struct RestorePlan {
@@ -33,6 +39,7 @@ struct RestorePlan {
   int mapped_file_fd(size_t index) const { return high_fd_base + 4 + static_cast<int>(index); }
   int exe_fd() const { return mapped_file_fd(mapped_files.size() - 1); }
   int path_fd_index(const std::string& path) const;  // index in mapped_files, or throws
+  int memfd_index(uint64_t shmem_id) const;          // index in mapped_files, or throws
   const pb::SignalState& signals() const { return task.signals; }
 };
 

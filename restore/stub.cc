@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,6 +46,19 @@ void close_all_but(const std::vector<int>& keep) {
 void open_mapped_files(const RestorePlan& plan) {
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) {
     const MappedFile& file = plan.mapped_files[i];
+    if (file.memfd) {
+      // Sized now; its pages are written in through the mapping.
+      int fd = static_cast<int>(syscall(SYS_memfd_create, file.memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+      if (fd < 0) fail_errno(errno, "memfd_create {}", file.memfd_name);
+      if (ftruncate(fd, static_cast<off_t>(file.memfd_size)) < 0)
+        fail_errno(errno, "memfd {}: set its size to {}", file.memfd_name, file.memfd_size);
+      // No write seal comes this way (the dump refuses them): the pages can still go in after.
+      if (file.memfd_seals != 0 && fcntl(fd, F_ADD_SEALS, file.memfd_seals) < 0)
+        fail_errno(errno, "memfd {}: add seals {:#x}", file.memfd_name, file.memfd_seals);
+      move_fd(fd, plan.mapped_file_fd(i));
+      if (fd != plan.mapped_file_fd(i)) close(fd);
+      continue;
+    }
     int fd = open(file.path.c_str(), (file.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) fail_errno(errno, "open mapped file {}", file.path);
     struct stat st;
@@ -51,6 +66,23 @@ void open_mapped_files(const RestorePlan& plan) {
     check_same_file(file.path, st, file.identity);
     move_fd(fd, plan.mapped_file_fd(i));
     if (fd != plan.mapped_file_fd(i)) close(fd);
+  }
+}
+
+// A mapped memfd that the process also has an fd of must be that fd's memfd: the one
+// made for the mapping gives way to it.
+void share_mapped_memfds(const RestorePlan& plan) {
+  for (size_t i = 0; i < plan.mapped_files.size(); ++i) {
+    const MappedFile& file = plan.mapped_files[i];
+    if (!file.memfd) continue;
+    for (const auto& entry : plan.task.fds) {
+      if (entry.kind() != pb::FdEntry::REGULAR) continue;
+      auto it = plan.files.regfiles.find(entry.file_id());
+      if (it == plan.files.regfiles.end() || !it->second.memfd() || it->second.file().ino() != file.shmem_id) continue;
+      if (dup3(entry.fd(), plan.mapped_file_fd(i), O_CLOEXEC) < 0)
+        fail_errno(errno, "memfd {}: share fd {} with its mapping", file.memfd_name, entry.fd());
+      break;
+    }
   }
 }
 
@@ -79,6 +111,7 @@ void report(int control_fd, const StubReport& r) {
     install_fd_table(plan.task.fds, plan.files,
                      {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep);
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
+    share_mapped_memfds(plan);
     apply_process_attributes(plan.task.core);
     install_signal_actions(plan.signals());
     apply_rlimits(plan.task.core);

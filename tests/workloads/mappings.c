@@ -4,6 +4,9 @@
 //   cold    MAP_SHARED anonymous region whose pages are dropped from the page tables after
 //           every iteration (MADV_DONTNEED): the data lives on in the shared memory object
 //           only, where a dump must still find it
+//   memfd   MAP_SHARED mapping of a memfd ("stasis-map", sealed against shrinking) whose fd
+//           stays open: what pread on the fd returns must equal the mapping
+//   memfd2  MAP_SHARED mapping of a memfd ("stasis-map2") whose fd was closed after mmap
 //   fpriv   MAP_PRIVATE mapping of a file it creates; some pages are then modified privately
 //           (the file must keep its original bytes, untouched pages must still equal the file)
 //   fshared MAP_SHARED mapping of another file; writes must reach the file
@@ -51,7 +54,7 @@ struct region {
   uint64_t expected; // checksum of the contents (0 if not checked)
 };
 
-enum { R_GUARD_LO, R_ANON, R_GUARD_HI, R_SHARED, R_COLD, R_FPRIV, R_FSHARED, R_RO, R_STACK_GUARD, R_STACK, NREG };
+enum { R_GUARD_LO, R_ANON, R_GUARD_HI, R_SHARED, R_COLD, R_MEMFD, R_MEMFD2, R_FPRIV, R_FSHARED, R_RO, R_STACK_GUARD, R_STACK, NREG };
 static struct region regions[NREG];
 static size_t fpriv_file_pages = 16;
 static uint64_t fpriv_file_sum;  // checksum of the private-mapped file's bytes on disk
@@ -178,6 +181,20 @@ int main(int argc, char** argv) {
   fill_random(cold, 16 * PAGE);
   if (madvise(cold, 16 * PAGE, MADV_DONTNEED) < 0) die("madvise cold");
 
+  int memfd = memfd_create("stasis-map", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (memfd < 0 || ftruncate(memfd, 8 * PAGE) < 0 || fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) die("memfd");
+  char* mf = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  if (mf == MAP_FAILED) die("mmap memfd");
+  set_region(R_MEMFD, "memfd", mf, 8 * PAGE, "rw-s", "/memfd:stasis-map (deleted)");
+  fill_random(mf, 8 * PAGE);
+  int memfd2 = memfd_create("stasis-map2", MFD_CLOEXEC);
+  if (memfd2 < 0 || ftruncate(memfd2, 4 * PAGE) < 0) die("memfd2");
+  char* mf2 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd2, 0);
+  if (mf2 == MAP_FAILED) die("mmap memfd2");
+  close(memfd2);
+  set_region(R_MEMFD2, "memfd-without-fd", mf2, 4 * PAGE, "rw-s", "/memfd:stasis-map2 (deleted)");
+  fill_random(mf2, 4 * PAGE);
+
   fill_random(fpriv_original, sizeof fpriv_original);
   write_file(fpriv_path, fpriv_original, sizeof fpriv_original);
   fpriv_file_sum = checksum((uint64_t*)fpriv_original, sizeof fpriv_original / 8);
@@ -228,6 +245,8 @@ int main(int argc, char** argv) {
     mutate(&regions[R_ANON], 0, 1);
     mutate(&regions[R_SHARED], 0, 1);
     mutate(&regions[R_COLD], 1, 3);
+    mutate(&regions[R_MEMFD], 0, 1);
+    mutate(&regions[R_MEMFD2], 0, 1);
     mutate(&regions[R_FPRIV], 1, 4);  // pages 1, 5, 9, 13 become private copies
     mutate(&regions[R_FSHARED], 0, 1);
     for (int i = 0; i < NREG; ++i) {
@@ -258,6 +277,13 @@ int main(int argc, char** argv) {
     if (coro_seen != iter) ws_failf("coroutine counted %llu, expected %llu", coro_seen, iter);
     check_maps();
     if (madvise(cold, 16 * PAGE, MADV_DONTNEED) < 0) ws_failf("madvise cold: %s", strerror(errno));
+    // The memfd's fd and its mapping are one object.
+    static char memfd_copy[8 * PAGE];
+    if (pread(memfd, memfd_copy, sizeof memfd_copy, 0) != (ssize_t)sizeof memfd_copy)
+      ws_failf("pread memfd: %s", strerror(errno));
+    else if (memcmp(memfd_copy, mf, sizeof memfd_copy) != 0)
+      ws_failf("memfd: the fd and the mapping differ");
+    if (fcntl(memfd, F_GET_SEALS) != F_SEAL_SHRINK) ws_failf("memfd seals are %#x", fcntl(memfd, F_GET_SEALS));
     ws_write(iter);
     ws_sleep_ms(20);
   }
