@@ -38,7 +38,8 @@ uint32_t parse_u32(const std::string& text, int base = 10) {
   return static_cast<uint32_t>(std::strtoul(text.c_str(), nullptr, base));
 }
 
-// Scheduling (policy, real-time priority, nice), parent-death signal, timer slack, I/O priority.
+// Scheduling (policy, real-time priority, nice, CPU affinity), parent-death signal, timer slack,
+// I/O priority.
 void collect_thread_attributes(ptrace::SeizedThread& t, Injector& injector, pb::ThreadCore& tc) {
   const pid_t tid = t.tid();
   const int policy = ::sched_getscheduler(tid);
@@ -57,6 +58,10 @@ void collect_thread_attributes(ptrace::SeizedThread& t, Injector& injector, pb::
   const long ioprio = ::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
   if (ioprio < 0) fail_errno(errno, "ioprio_get");
   tc.set_ioprio(static_cast<int32_t>(ioprio));
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (::sched_getaffinity(tid, sizeof cpus, &cpus) < 0) fail_errno(errno, "sched_getaffinity");
+  tc.set_cpu_affinity(&cpus, sizeof cpus);
 }
 
 // Child subreaper and memory-deny-write-execute (injected), oom_score_adj, coredump_filter.

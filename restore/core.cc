@@ -136,6 +136,16 @@ void finish_leader(ptrace::SeizedThread& leader, uint64_t code_page, const pb::T
 void restore_thread_scheduling(pid_t host_tid, const pb::ThreadCore& core) {
   if (core.has_nice() && ::setpriority(PRIO_PROCESS, static_cast<id_t>(host_tid), core.nice()) < 0)
     fail_errno(errno, "tid {}: setpriority nice {}", host_tid, core.nice());
+  if (core.cpu_affinity().size() == sizeof(cpu_set_t)) {
+    cpu_set_t wanted, allowed, both;
+    std::memcpy(&wanted, core.cpu_affinity().data(), sizeof wanted);
+    if (::sched_getaffinity(host_tid, sizeof allowed, &allowed) < 0) fail_errno(errno, "tid {}: sched_getaffinity", host_tid);
+    CPU_AND(&both, &wanted, &allowed);
+    if (CPU_COUNT(&both) == 0)
+      log::warn("tid {}: none of the CPUs it was bound to is available here; it may use all it is allowed", host_tid);
+    else if (!CPU_EQUAL(&both, &allowed) && ::sched_setaffinity(host_tid, sizeof both, &both) < 0)
+      fail_errno(errno, "tid {}: sched_setaffinity", host_tid);
+  }
   const sched_param param{core.sched_priority()};
   if (::sched_setscheduler(host_tid, core.sched_policy(), &param) < 0)
     fail_errno(errno, "tid {}: sched_setscheduler policy {} priority {}", host_tid, core.sched_policy(),

@@ -33,7 +33,9 @@ void restore_thread_state(Remote& thread, const pb::ThreadCore& core);
 // Unregisters the rseq area the stub inherited from us (it is about to be unmapped).
 void unregister_stub_rseq(Remote& stub);
 
-// Policy, real-time priority and nice of a thread, set from outside (we are privileged).
+// Policy, real-time priority, nice and CPU affinity of a thread, set from outside (we are
+// privileged). The affinity is cut to the CPUs the thread may use here (its cpuset, this
+// host's CPUs); when none of its CPUs is left it keeps all it may use, with a warning.
 void restore_thread_scheduling(pid_t host_tid, const pb::ThreadCore& core);
 
 // Sets the final registers, XSAVE state and signal mask of a non-leader thread.

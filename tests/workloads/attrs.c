@@ -1,10 +1,12 @@
 // attrs: task attributes that must come back, set once and checked every iteration:
 //   main thread    parent-death signal SIGTERM, timer slack 123456 ns, I/O priority idle
-//   worker thread  parent-death signal SIGHUP, timer slack 777000 ns, I/O priority best-effort 7
+//   worker thread  parent-death signal SIGHUP, timer slack 777000 ns, I/O priority best-effort 7,
+//                  bound to CPU 0
 //   process        child subreaper, oom_score_adj 345, coredump_filter 0x3f, and
 //                  memory-deny-write-execute (mprotect to PROT_EXEC must fail)
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -58,9 +60,19 @@ static volatile int worker_ready;
 static void* worker(void* arg) {
   (void)arg;
   set_thread(SIGHUP, 777000, IOPRIO_BE7);
+  cpu_set_t cpu0;
+  CPU_ZERO(&cpu0);
+  CPU_SET(0, &cpu0);
+  if (sched_setaffinity(0, sizeof cpu0, &cpu0) < 0) {
+    perror("attrs: sched_setaffinity");
+    exit(1);
+  }
   worker_ready = 1;
   for (;;) {
     check_thread("worker", SIGHUP, 777000, IOPRIO_BE7);
+    cpu_set_t now;
+    if (sched_getaffinity(0, sizeof now, &now) < 0 || !CPU_EQUAL(&now, &cpu0))
+      ws_failf("worker: no longer bound to CPU 0 alone (%d CPUs)", CPU_COUNT(&now));
     ws_sleep_ms(20);
   }
   return NULL;
