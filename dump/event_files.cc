@@ -1,11 +1,19 @@
 #include "dump/event_files.h"
 
+#include <fcntl.h>
+
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <vector>
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/fd.h"
+#include "common/file_util.h"
+#include "common/proc.h"
 
 namespace stasis::dump {
 
@@ -38,11 +46,68 @@ uint64_t duration_ns(const std::string& text, const std::string& where) {
   return sec * 1000000000ull + nsec;
 }
 
+// A mount of the filesystem with kernel device number sdev (MAJOR << 20 | MINOR), opened
+// for open_by_handle_at (which refuses O_PATH fds).
+UniqueFd open_mount_of(uint32_t sdev, const std::string& where) {
+  const std::string want = fmt::format("{}:{}", sdev >> 20, sdev & 0xfffff);
+  std::istringstream in(read_file("/proc/self/mountinfo"));
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mount_point;
+    if (!(fields >> id >> parent >> dev >> root >> mount_point) || dev != want) continue;
+    UniqueFd fd(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd) return fd;
+  }
+  throw UnsupportedError(fmt::format("{}: a watched file is on device {}, which has no mount here", where, want));
+}
+
+// "wd:1 ino:a7a001 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1
+// f_handle:01a0a70026250cd1": the watched file is found again through its file handle.
+void describe_inotify_watch(const std::string& line, const std::string& root, const std::string& where,
+                            pb::InotifyWatch& w) {
+  unsigned wd = 0, sdev = 0, mask = 0, ignored = 0, bytes = 0;
+  int type = 0;
+  unsigned long ino = 0;
+  char hex[2 * 128 + 1] = {};
+  if (std::sscanf(line.c_str(), "wd:%x ino:%lx sdev:%x mask:%x ignored_mask:%x fhandle-bytes:%x fhandle-type:%x f_handle:%256s",
+                  &wd, &ino, &sdev, &mask, &ignored, &bytes, &type, hex) != 8 ||
+      bytes > 128 || std::strlen(hex) != 2 * bytes)
+    throw UnsupportedError(fmt::format("{}: cannot read the inotify watch '{}' (no file handle?)", where, line));
+  std::vector<unsigned char> handle_buf(sizeof(file_handle) + bytes);
+  auto* handle = reinterpret_cast<file_handle*>(handle_buf.data());
+  handle->handle_bytes = bytes;
+  handle->handle_type = type;
+  for (unsigned i = 0; i < bytes; ++i) {
+    unsigned byte = 0;
+    std::sscanf(hex + 2 * i, "%2x", &byte);
+    handle->f_handle[i] = static_cast<unsigned char>(byte);
+  }
+  UniqueFd mount = open_mount_of(sdev, where);
+  UniqueFd file(::open_by_handle_at(mount.get(), handle, O_PATH | O_CLOEXEC));
+  if (!file)
+    throw UnsupportedError(fmt::format("{}: the file of inotify watch {} cannot be found again: {}", where, wd,
+                                       describe_errno(errno)));
+  std::string path = proc::read_link(fmt::format("/proc/self/fd/{}", file.get()));
+  if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0)
+    throw UnsupportedError(fmt::format("{}: inotify watch {} is on a deleted file: not supported", where, wd));
+  // Seen from the job's root (a container with its own root file system).
+  if (root != "/") {
+    if (path.compare(0, root.size(), root) != 0 || (path.size() > root.size() && path[root.size()] != '/'))
+      throw UnsupportedError(fmt::format("{}: inotify watch {} is on {}, outside the job's root {}", where, wd, path,
+                                         root));
+    path = path.size() == root.size() ? "/" : path.substr(root.size());
+  }
+  w.set_wd(static_cast<int32_t>(wd));
+  w.set_mask(mask);
+  w.set_path(path);
+}
+
 }  // namespace
 
 std::optional<std::string> event_file_kind(const std::string& link) {
   for (const char* kind : {"eventfd", "signalfd", "timerfd", "eventpoll"})
     if (link == fmt::format("anon_inode:[{}]", kind)) return std::string(kind);
+  if (link == "anon_inode:inotify") return std::string("inotify");
   return std::nullopt;
 }
 
@@ -81,6 +146,14 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
       t->set_fd(target);
       t->set_events(events);
       t->set_data(data);
+    }
+  } else if (kind == "inotify") {
+    auto* in = ev.mutable_inotify();
+    const std::string root = proc::read_link(fmt::format("/proc/{}/root", pid));
+    for (const auto& [key, value] : fdinfo) {
+      // "inotify wd:1 ino:...": the fdinfo parser splits at the first colon.
+      if (key != "inotify wd") continue;
+      describe_inotify_watch("wd:" + value, root, where, *in->add_watches());
     }
   } else {
     fail("{}: not an event file", where);

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
@@ -9,7 +11,10 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -28,6 +33,51 @@ timespec to_timespec(uint64_t ns) {
 UniqueFd checked(int fd, const char* what) {
   if (fd < 0) fail_errno(errno, "{}", what);
   return UniqueFd(fd);
+}
+
+// A path none of the watches is on: adding and removing a watch there uses up a watch
+// descriptor.
+std::string spare_path(const pb::Inotify& in) {
+  for (const char* candidate : {"/", "/dev/null", "/proc", "/dev", "/etc"}) {
+    struct stat c {};
+    if (::stat(candidate, &c) < 0) continue;
+    bool watched = false;
+    for (const auto& w : in.watches()) {
+      struct stat s {};
+      if (::stat(w.path().c_str(), &s) == 0 && s.st_dev == c.st_dev && s.st_ino == c.st_ino) watched = true;
+    }
+    if (!watched) return candidate;
+  }
+  fail("inotify: no spare path to skip watch descriptors with");
+}
+
+// Watch descriptors are handed out in increasing order from 1: the watches go in in the
+// order of theirs, and the numbers the job had removed are used up on a spare path. The
+// events that this queues (IN_IGNORED of those) are read away after.
+UniqueFd open_inotify(const pb::Inotify& in, int nonblock) {
+  UniqueFd fd = checked(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK), "inotify_init1");
+  std::vector<pb::InotifyWatch> watches(in.watches().begin(), in.watches().end());
+  std::sort(watches.begin(), watches.end(), [](const auto& a, const auto& b) { return a.wd() < b.wd(); });
+  int next = 1;
+  std::string spare;
+  for (const auto& w : watches) {
+    while (next < w.wd()) {
+      if (spare.empty()) spare = spare_path(in);
+      const int burnt = ::inotify_add_watch(fd.get(), spare.c_str(), IN_ACCESS);
+      if (burnt < 0) fail_errno(errno, "inotify: use up watch descriptor {} on {}", next, spare);
+      ::inotify_rm_watch(fd.get(), burnt);
+      next = burnt + 1;
+    }
+    const int wd = ::inotify_add_watch(fd.get(), w.path().c_str(), w.mask());
+    if (wd < 0) fail_errno(errno, "inotify: watch {} (mask {:#x})", w.path(), w.mask());
+    if (wd != w.wd()) fail("inotify: watching {} gave descriptor {}, the job had {}", w.path(), wd, w.wd());
+    next = wd + 1;
+  }
+  char buf[4096];
+  while (::read(fd.get(), buf, sizeof buf) > 0) {
+  }
+  if (!nonblock && ::fcntl(fd.get(), F_SETFL, 0) < 0) fail_errno(errno, "inotify: clear O_NONBLOCK");
+  return fd;
 }
 
 }  // namespace
@@ -62,6 +112,8 @@ UniqueFd open_event_file(const pb::EventFile& file) {
     }
     case pb::EventFile::kEpoll:
       return checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
+    case pb::EventFile::kInotify:
+      return open_inotify(file.inotify(), nonblock);
     default:
       fail("eventfiles.img: event file {} of no known kind", file.id());
   }

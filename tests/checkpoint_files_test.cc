@@ -20,6 +20,9 @@ TEST(CheckpointFiles, EventLoopLeaveRunning) {
   check_round_trip(c_workload("events"), how);
 }
 
+// inotify watches come back with their descriptors (one of them used up before the dump).
+TEST(CheckpointFiles, InotifyWatchesComeBack) { check_round_trip(c_workload("watcher")); }
+
 // flock, POSIX and OFD locks are held again after restore (the workload probes them).
 TEST(CheckpointFiles, FileLocksComeBack) { check_round_trip(c_workload("file_locks")); }
 
