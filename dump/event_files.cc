@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <vector>
 
@@ -63,8 +64,9 @@ UniqueFd open_mount_of(uint32_t sdev, const std::string& where) {
 
 // "wd:1 ino:a7a001 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1
 // f_handle:01a0a70026250cd1": the watched file is found again through its file handle.
+// mounts: the mounts opened so far, by device (one read of mountinfo per device, not per watch).
 void describe_inotify_watch(const std::string& line, const std::string& root, const std::string& where,
-                            pb::InotifyWatch& w) {
+                            std::map<uint32_t, UniqueFd>& mounts, pb::InotifyWatch& w) {
   unsigned wd = 0, sdev = 0, mask = 0, ignored = 0, bytes = 0;
   int type = 0;
   unsigned long ino = 0;
@@ -82,8 +84,9 @@ void describe_inotify_watch(const std::string& line, const std::string& root, co
     std::sscanf(hex + 2 * i, "%2x", &byte);
     handle->f_handle[i] = static_cast<unsigned char>(byte);
   }
-  UniqueFd mount = open_mount_of(sdev, where);
-  UniqueFd file(::open_by_handle_at(mount.get(), handle, O_PATH | O_CLOEXEC));
+  auto mount = mounts.find(sdev);
+  if (mount == mounts.end()) mount = mounts.emplace(sdev, open_mount_of(sdev, where)).first;
+  UniqueFd file(::open_by_handle_at(mount->second.get(), handle, O_PATH | O_CLOEXEC));
   if (!file)
     throw UnsupportedError(fmt::format("{}: the file of inotify watch {} cannot be found again: {}", where, wd,
                                        describe_errno(errno)));
@@ -150,10 +153,11 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
   } else if (kind == "inotify") {
     auto* in = ev.mutable_inotify();
     const std::string root = proc::read_link(fmt::format("/proc/{}/root", pid));
+    std::map<uint32_t, UniqueFd> mounts;
     for (const auto& [key, value] : fdinfo) {
       // "inotify wd:1 ino:...": the fdinfo parser splits at the first colon.
       if (key != "inotify wd") continue;
-      describe_inotify_watch("wd:" + value, root, where, *in->add_watches());
+      describe_inotify_watch("wd:" + value, root, where, mounts, *in->add_watches());
     }
   } else {
     fail("{}: not an event file", where);

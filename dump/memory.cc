@@ -48,11 +48,6 @@ bool should_dump(pb::Vma::Kind kind) {
   }
 }
 
-// The kernel's own mappings: nothing of the job's can be in them.
-bool is_special(pb::Vma::Kind kind) {
-  return kind == pb::Vma::VDSO || kind == pb::Vma::VVAR || kind == pb::Vma::VVAR_VCLOCK || kind == pb::Vma::VSYSCALL;
-}
-
 // Copies page ranges from the task into the page file in three stages, each on its own
 // thread, so that reading the task, compressing and writing the file overlap: the calling
 // thread reads batches into one of a few 2 MiB buffers (small enough that the data is still
@@ -392,7 +387,7 @@ MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& 
   {
     PageCopier copier(pid, writer, stats);
     for (pb::Vma& v : *mm.mutable_vmas()) {
-      if (!is_special(v.kind()))
+      if (!images::is_kernel_mapping(v.kind()))
         scanner.scan_guards(v, [&](uint64_t start, uint64_t end) {
           auto* g = v.add_guards();
           g->set_start(start);

@@ -10,16 +10,11 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/timespec.h"
 
 namespace stasis::dump {
 
 namespace {
-
-constexpr int kSigevThreadId = 4;  // SIGEV_THREAD_ID
-
-uint64_t nanoseconds(const timespec& ts) {
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // "signal/pid.123" (SIGEV_SIGNAL), "signal/tid.123" (SIGEV_THREAD_ID), "none/pid.123".
 void parse_notify(const std::string& text, pb::PosixTimer& t, const Task& task, const std::string& where) {
@@ -33,7 +28,7 @@ void parse_notify(const std::string& text, pb::PosixTimer& t, const Task& task, 
   } else if (kind == "signal" && target == "pid") {
     t.set_notify(SIGEV_SIGNAL);
   } else if (kind == "signal" && target == "tid") {
-    t.set_notify(kSigevThreadId);
+    t.set_notify(SIGEV_THREAD_ID);
     for (size_t i = 0; i < task.threads.size(); ++i)
       if (task.threads[i].tid() == host_tid) t.set_notify_tid(task.ns_tids[i]);
     if (t.notify_tid() == 0) fail("{}: it signals thread {}, which is not one of the job's", where, host_tid);
@@ -80,8 +75,8 @@ void collect_posix_timers(Task& task, Injector& injector, google::protobuf::Repe
     injector.call_checked(task.threads[0], "timer_gettime", SYS_timer_gettime, static_cast<uint64_t>(timer.id()),
                           injector.scratch());
     const auto its = injector.read_scratch<itimerspec>();
-    timer.set_interval_ns(nanoseconds(its.it_interval));
-    timer.set_value_ns(nanoseconds(its.it_value));
+    timer.set_interval_ns(to_nanoseconds(its.it_interval));
+    timer.set_value_ns(to_nanoseconds(its.it_value));
   }
 }
 

@@ -13,4 +13,10 @@ inline bool is_private_anonymous(pb::Vma::Kind kind) {
   return kind == pb::Vma::ANON_PRIVATE || kind == pb::Vma::HEAP || kind == pb::Vma::STACK;
 }
 
+// The kernel's own mappings ([vdso], [vvar], [vvar_vclock], [vsyscall]): no page of the job's
+// is in them, and restore never maps them itself.
+inline bool is_kernel_mapping(pb::Vma::Kind kind) {
+  return kind == pb::Vma::VDSO || kind == pb::Vma::VVAR || kind == pb::Vma::VVAR_VCLOCK || kind == pb::Vma::VSYSCALL;
+}
+
 }  // namespace stasis::images

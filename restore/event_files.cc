@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/timespec.h"
 
 namespace stasis::restore {
 
@@ -26,14 +27,6 @@ namespace {
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
 #endif
 
-timespec to_timespec(uint64_t ns) {
-  return timespec{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
-}
-
-UniqueFd checked(int fd, const char* what) {
-  if (fd < 0) fail_errno(errno, "{}", what);
-  return UniqueFd(fd);
-}
 
 // A path none of the watches is on: adding and removing a watch there uses up a watch
 // descriptor.
@@ -55,7 +48,7 @@ std::string spare_path(const pb::Inotify& in) {
 // order of theirs, and the numbers the job had removed are used up on a spare path. The
 // events that this queues (IN_IGNORED of those) are read away after.
 UniqueFd open_inotify(const pb::Inotify& in, int nonblock) {
-  UniqueFd fd = checked(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK), "inotify_init1");
+  UniqueFd fd(check_sys(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK), "inotify_init1"));
   std::vector<pb::InotifyWatch> watches(in.watches().begin(), in.watches().end());
   std::sort(watches.begin(), watches.end(), [](const auto& a, const auto& b) { return a.wd() < b.wd(); });
   int next = 1;
@@ -87,7 +80,7 @@ UniqueFd open_event_file(const pb::EventFile& file) {
   switch (file.kind_case()) {
     case pb::EventFile::kEventfd: {
       const auto& e = file.eventfd();
-      UniqueFd fd = checked(::eventfd(0, EFD_CLOEXEC | nonblock | (e.semaphore() ? EFD_SEMAPHORE : 0)), "eventfd");
+      UniqueFd fd(check_sys(::eventfd(0, EFD_CLOEXEC | nonblock | (e.semaphore() ? EFD_SEMAPHORE : 0)), "eventfd"));
       const uint64_t count = e.count();
       if (count != 0 && ::write(fd.get(), &count, sizeof count) != sizeof count)
         fail_errno(errno, "eventfd: set the count to {}", count);
@@ -95,12 +88,12 @@ UniqueFd open_event_file(const pb::EventFile& file) {
     }
     case pb::EventFile::kSignalfd: {
       const uint64_t mask = file.signalfd().signal_mask();
-      return checked(static_cast<int>(::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC | nonblock)),
-                     "signalfd");
+      const int fd = static_cast<int>(::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC | nonblock));
+      return UniqueFd(check_sys(fd, "signalfd"));
     }
     case pb::EventFile::kTimerfd: {
       const auto& t = file.timerfd();
-      UniqueFd fd = checked(::timerfd_create(t.clockid(), TFD_CLOEXEC | nonblock), "timerfd_create");
+      UniqueFd fd(check_sys(::timerfd_create(t.clockid(), TFD_CLOEXEC | nonblock), "timerfd_create"));
       if (t.value_ns() != 0) {
         itimerspec its{to_timespec(t.interval_ns()), to_timespec(t.value_ns())};
         if (::timerfd_settime(fd.get(), 0, &its, nullptr) < 0) fail_errno(errno, "timerfd_settime");
@@ -111,7 +104,7 @@ UniqueFd open_event_file(const pb::EventFile& file) {
       return fd;
     }
     case pb::EventFile::kEpoll:
-      return checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
+      return UniqueFd(check_sys(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
     case pb::EventFile::kInotify:
       return open_inotify(file.inotify(), nonblock);
     default:

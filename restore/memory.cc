@@ -175,7 +175,7 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   unmap_stub(r);
   move_special_mappings(r, plan.task.mm);
   for (const auto& vma : plan.task.mm.vmas()) {
-    if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
+    if (images::is_kernel_mapping(vma.kind())) continue;
     const uint64_t len = vma.end() - vma.start();
     int fd = -1;
     if (is_file_backed(vma.kind())) fd = plan.mapped_file_fd(static_cast<size_t>(plan.path_fd_index(vma.path())));
@@ -192,7 +192,7 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   stats.bytes_written = filled.bytes;
   stats.bytes_by_userfaultfd = filled.bytes_by_userfaultfd;
   for (const auto& vma : plan.task.mm.vmas()) {
-    if (is_movable_special(vma.kind()) || vma.kind() == pb::Vma::VSYSCALL) continue;
+    if (images::is_kernel_mapping(vma.kind())) continue;
     if (initial_prot(vma) != vma.prot())
       r.call_checked("mprotect", SYS_mprotect, vma.start(), vma.end() - vma.start(), vma.prot());
     // Guard regions after the pages are in (installing one drops what is there), before mlock.

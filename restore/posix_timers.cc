@@ -9,16 +9,11 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/timespec.h"
 
 namespace stasis::restore {
 
 namespace {
-
-constexpr int kSigevThreadId = 4;  // SIGEV_THREAD_ID
-
-timespec to_timespec(uint64_t ns) {
-  return timespec{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
-}
 
 void create_timer(Remote& r, const pb::PosixTimer& t) {
   const std::string what = fmt::format("POSIX timer {}", t.id());
@@ -27,7 +22,7 @@ void create_timer(Remote& r, const pb::PosixTimer& t) {
   sev.sigev_notify = t.notify();
   sev.sigev_signo = t.signo();
   sev.sigev_value.sival_ptr = reinterpret_cast<void*>(t.sigev_value());
-  if (t.notify() == kSigevThreadId) sev._sigev_un._tid = t.notify_tid();
+  if (t.notify() == SIGEV_THREAD_ID) sev._sigev_un._tid = t.notify_tid();
   else if (t.notify() != SIGEV_SIGNAL && t.notify() != SIGEV_NONE) fail("{}: unknown notification {}", what, t.notify());
   // The id goes in where timer_create writes it: with RESTORE_IDS on, it is taken from there.
   const int32_t wanted = t.id();

@@ -1,6 +1,5 @@
 #include "restore/process.h"
 
-#include <fcntl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -10,7 +9,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
-#include "common/fd.h"
+#include "common/file_util.h"
 
 namespace stasis::restore {
 
@@ -45,21 +44,11 @@ void restore_dumpable(Remote& leader, const pb::TaskCore& core) {
   leader.call_checked("prctl(PR_SET_DUMPABLE)", SYS_prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
 }
 
-namespace {
-
-void write_proc(const std::string& path, const std::string& value) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
-    fail_errno(errno, "write {} to {}", value, path);
-}
-
-}  // namespace
-
 void restore_thread_attributes(Remote& thread, pid_t host_tid, const pb::ThreadCore& core) {
   if (core.pdeathsig() != 0)
     thread.call_checked("prctl(PR_SET_PDEATHSIG)", SYS_prctl, PR_SET_PDEATHSIG, static_cast<uint64_t>(core.pdeathsig()));
   if (core.has_timerslack_ns())
-    write_proc(fmt::format("/proc/{}/timerslack_ns", host_tid), std::to_string(core.timerslack_ns()));
+    write_file(fmt::format("/proc/{}/timerslack_ns", host_tid), std::to_string(core.timerslack_ns()));
   if (core.ioprio() != 0 && ::syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, host_tid, core.ioprio()) < 0)
     fail_errno(errno, "tid {}: ioprio_set {:#x}", host_tid, core.ioprio());
 }
@@ -68,9 +57,9 @@ void restore_late_process_attributes(Remote& leader, pid_t host_pid, const pb::T
   if (core.child_subreaper())
     leader.call_checked("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   if (core.has_oom_score_adj())
-    write_proc(fmt::format("/proc/{}/oom_score_adj", host_pid), std::to_string(core.oom_score_adj()));
+    write_file(fmt::format("/proc/{}/oom_score_adj", host_pid), std::to_string(core.oom_score_adj()));
   if (core.has_coredump_filter())
-    write_proc(fmt::format("/proc/{}/coredump_filter", host_pid), fmt::format("{:#x}", core.coredump_filter()));
+    write_file(fmt::format("/proc/{}/coredump_filter", host_pid), fmt::format("{:#x}", core.coredump_filter()));
   if (core.mdwe() != 0)
     leader.call_checked("prctl(PR_SET_MDWE)", SYS_prctl, PR_SET_MDWE, core.mdwe(), 0, 0, 0);
 }

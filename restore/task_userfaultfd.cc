@@ -22,8 +22,8 @@ std::unique_ptr<TaskUserfaultfd> TaskUserfaultfd::open(Remote& task) {
     return nullptr;
   }
   UniqueFd fd;
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (pidfd) fd.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(remote_fd), 0)));
+  UniqueFd pidfd(compat::sys_pidfd_open(pid, 0));
+  if (pidfd) fd.reset(compat::sys_pidfd_getfd(pidfd.get(), static_cast<int>(remote_fd), 0));
   int saved_errno = errno;
   task.call(SYS_close, static_cast<uint64_t>(remote_fd));  // ours now, or given up
   if (!fd) {
