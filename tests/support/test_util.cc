@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
 #include "common/error.h"
+#include "common/features.h"
 
 namespace stasis::test {
 
@@ -72,6 +75,17 @@ CommandResult run_command(const std::vector<std::string>& argv, std::chrono::mil
 
 std::string stasis_binary() { return STASIS_BINARY; }
 std::string workload(const std::string& name) { return std::string(STASIS_WORKLOAD_DIR) + "/" + name; }
+
+std::optional<std::string> missing_feature(std::string_view name) {
+  static std::mutex mutex;
+  static std::map<std::string, std::optional<std::string>, std::less<>> known;
+  std::lock_guard lock(mutex);
+  if (auto it = known.find(name); it != known.end()) return it->second;
+  auto result = features::probe_feature(name);
+  std::optional<std::string> missing;
+  if (!result.ok) missing = result.detail.empty() ? std::string("probe failed") : result.detail;
+  return known.emplace(std::string(name), missing).first->second;
+}
 
 CommandResult run_stasis(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{stasis_binary()};

@@ -6,7 +6,9 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace stasis::test {
@@ -66,7 +68,19 @@ class ForkedChild {
   pid_t pid_ = -1;
 };
 
+// Why the running kernel lacks the feature that `stasis check` probes under this name (its
+// detail), or nullopt when it has it. Results are kept for the life of the test process.
+std::optional<std::string> missing_feature(std::string_view name);
+
 // Polls cond every 10 ms until it is true or timeout passes; returns its last value.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
 }  // namespace stasis::test
+
+// Skips the current test, naming the feature, when the running kernel lacks it, as
+// `stasis check` would say: tests of what the kernel has run, the others are skipped.
+#define STASIS_REQUIRE_FEATURE(name)                                                          \
+  do {                                                                                        \
+    if (auto stasis_missing_ = ::stasis::test::missing_feature(name))                         \
+      GTEST_SKIP() << "this kernel lacks the feature " << (name) << ": " << *stasis_missing_; \
+  } while (0)
