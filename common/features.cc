@@ -496,6 +496,24 @@ std::string vdso_layout(bool& found) {
   return out;
 }
 
+// Sealing needs a mapping of our own; done in a child, as a sealed mapping can never go away.
+std::string probe_mseal() {
+  return in_child([]() -> std::string {
+    Mapping m(4096, PROT_READ);
+    if (m.addr == MAP_FAILED) return errno_text("mmap");
+    if (::syscall(__NR_mseal, m.addr, m.size, 0) < 0) return errno_text("mseal");
+    return "";
+  });
+}
+
+// MADV_GUARD_INSTALL (Linux 6.13) on a mapping of our own, removed again.
+std::string probe_guard_regions() {
+  Mapping m(4096, PROT_READ | PROT_WRITE);
+  if (m.addr == MAP_FAILED) return errno_text("mmap");
+  if (::madvise(m.addr, m.size, MADV_GUARD_INSTALL) < 0) return errno_text("madvise(MADV_GUARD_INSTALL)");
+  return "";
+}
+
 std::string probe_soft_dirty() {
   return in_child([]() -> std::string {
     Mapping m(4096, PROT_READ | PROT_WRITE);
@@ -565,6 +583,10 @@ const std::vector<Probe>& probes() {
        "restore POSIX timers with their ids (prctl PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17); without it a job "
        "with POSIX timers cannot be restored",
        simple(probe_timer_restore_ids)},
+      {"mseal", false, "sealed mappings (mseal, Linux 6.10) stay sealed after restore",
+       simple(probe_mseal)},
+      {"guard-regions", false, "guard regions (MADV_GUARD_INSTALL, Linux 6.13) are found by the dump and installed again",
+       simple(probe_guard_regions)},
       {"uffd-wp-async", false, "incremental and pre-copy dumps: track written pages (userfaultfd WP_ASYNC + PAGEMAP_SCAN)",
        simple(probe_uffd_wp_async)},
       {"uffd-missing", false, "lazy restore: pages arrive on first touch (userfaultfd MISSING + UFFDIO_COPY)",
@@ -594,7 +616,7 @@ const std::vector<Probe>& probes() {
          detail = vdso_layout(found);
          return found ? "" : "no [vdso] mapping in /proc/self/maps";
        }},
-      {"soft-dirty", false, "(not used) soft-dirty page tracking; expected missing here", simple(probe_soft_dirty)},
+      {"soft-dirty", false, "(not used) soft-dirty page tracking; stasis tracks written pages with userfaultfd instead", simple(probe_soft_dirty)},
   };
   return table;
 }

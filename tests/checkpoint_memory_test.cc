@@ -61,6 +61,7 @@ TEST(CheckpointMemory, Bigmem1GiBZstd) {
 // Private anonymous pages go in through a userfaultfd of the restored task (UFFDIO_COPY); the
 // other kinds of mapping, here a shared one and file-backed ones, through process_vm_writev.
 TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
+  STASIS_REQUIRE_FEATURE("uffd-missing");
   CheckpointEnv env;
   Container original(env, "uffd");
   ASSERT_TRUE(original.run(c_workload("bigmem", {"64"})));
@@ -75,10 +76,16 @@ TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
 }
 
 // Locked, sealed and MADV_DONTDUMP mappings keep those flags.
-TEST(CheckpointMemory, LockedAndSealedMappingsStaySo) { check_round_trip(c_workload("vmflags")); }
+TEST(CheckpointMemory, LockedAndSealedMappingsStaySo) {
+  STASIS_REQUIRE_FEATURE("mseal");
+  check_round_trip(c_workload("vmflags"));
+}
 
 // Guard regions (MADV_GUARD_INSTALL) inside a mapping stay guards.
-TEST(CheckpointMemory, GuardRegionsStayGuards) { check_round_trip(c_workload("guards")); }
+TEST(CheckpointMemory, GuardRegionsStayGuards) {
+  STASIS_REQUIRE_FEATURE("guard-regions");
+  check_round_trip(c_workload("guards"));
+}
 
 // A kernel without some feature, as STASIS_FAULT=NAME makes stasis believe (common/fault.h);
 // the same workloads must come back whole by the other way.
@@ -109,7 +116,10 @@ class WithoutPagemapScan : public WithFault {
 };
 TEST_F(WithoutPagemapScan, MappingsComeBack) { mappings(); }
 TEST_F(WithoutPagemapScan, Bigmem64MiB) { bigmem_64mib(); }
-TEST_F(WithoutPagemapScan, GuardRegionsStayGuards) { check_round_trip(c_workload("guards")); }
+TEST_F(WithoutPagemapScan, GuardRegionsStayGuards) {
+  STASIS_REQUIRE_FEATURE("guard-regions");
+  check_round_trip(c_workload("guards"));
+}
 
 }  // namespace
 }  // namespace stasis::test

@@ -33,9 +33,13 @@ Workload posix_timers() {
   return w;
 }
 
-TEST(CheckpointSignals, PosixTimersComeBack) { check_round_trip(posix_timers()); }
+TEST(CheckpointSignals, PosixTimersComeBack) {
+  STASIS_REQUIRE_FEATURE("timer-restore-ids");
+  check_round_trip(posix_timers());
+}
 
 TEST(CheckpointSignals, PosixTimersLeaveRunning) {
+  STASIS_REQUIRE_FEATURE("timer-restore-ids");
   RoundTrip how;
   how.leave_running = true;
   check_round_trip(posix_timers(), how);
