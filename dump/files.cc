@@ -147,6 +147,8 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
+    if (kind == pb::FdEntry::CHARDEV)
+      if (auto tty = terminals_.kind(major(st.st_rdev), minor(st.st_rdev))) TerminalCheck::refuse_fd(pid, fd, link, *tty);
     auto info = proc::read_fdinfo(pid, fd);
     e.set_cloexec(info.flags & O_CLOEXEC);
     uint32_t flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
@@ -239,6 +241,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     log::debug("pid {} fd {}: kind {} id {} {}", pid, fd, pb::FdEntry::Kind_Name(kind), id, link);
     out.push_back(e);
   }
+  terminals_.refuse_controlling_terminal(pid);
   return out;
 }
 

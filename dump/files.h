@@ -18,6 +18,7 @@
 
 #include "chardev.pb.h"
 #include "dump/file_locks.h"
+#include "dump/terminals.h"
 #include "eventfiles.pb.h"
 #include "files.pb.h"
 #include "mm.pb.h"
@@ -61,6 +62,7 @@ class FileCollector {
   std::vector<Known> known_;
   std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> known_by_inode_;  // indexes into known_
   LockCollector locks_;
+  TerminalCheck terminals_;
   std::vector<pb::RegFile> regfiles_;
   std::vector<pb::PipeEnd> pipes_;
   std::vector<pb::PipeData> pipe_data_;

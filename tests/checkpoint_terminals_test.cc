@@ -1,0 +1,126 @@
+// Terminals cannot be checkpointed: a pty pair held by the job, stdio on a terminal, or a
+// controlling terminal alone are refused at dump time, naming pid, fd and terminal and saying
+// what would help, and the job runs on untouched.
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "tests/support/checkpoint_harness.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A counter started as from an interactive shell: its own session, whose controlling terminal
+// is a pty slave; the test holds the master, as a terminal emulator would. Its stdio is on
+// the terminal, or (stdio_on_terminal false) on /dev/null and a log, as with `nohup`.
+class TerminalProcess {
+ public:
+  ~TerminalProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+    if (master_ >= 0) ::close(master_);
+  }
+  ::testing::AssertionResult start(const fs::path& status, bool stdio_on_terminal) {
+    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master_ < 0 || ::grantpt(master_) < 0 || ::unlockpt(master_) < 0)
+      return ::testing::AssertionFailure() << "open a pty: " << strerror(errno);
+    slave_ = ::ptsname(master_);
+    std::vector<std::string> argv = c_workload("counter").argv(status);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    const std::string log = status.string() + ".log";
+    pid_ = ::fork();
+    if (pid_ < 0) return ::testing::AssertionFailure() << "fork: " << strerror(errno);
+    if (pid_ == 0) {
+      ::setsid();
+      int tty = ::open(slave_.c_str(), O_RDWR);  // the session leader's first terminal: its controlling one
+      if (tty < 0) ::_exit(126);
+      if (stdio_on_terminal) {
+        for (int k = 0; k < 3; ++k) ::dup2(tty, k);
+      } else {
+        int null_fd = ::open("/dev/null", O_RDONLY);
+        int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(null_fd, 0);
+        ::dup2(log_fd, 1);
+        ::dup2(log_fd, 2);
+      }
+      ::close_range(3, ~0U, 0);
+      ::execv(cargv[0], cargv.data());
+      ::_exit(127);
+    }
+    return wait_for_progress(status, 0, 20s);
+  }
+  pid_t pid() const { return pid_; }
+  const std::string& slave() const { return slave_; }
+
+ private:
+  pid_t pid_ = -1;
+  int master_ = -1;
+  std::string slave_;
+};
+
+// A job holding both ends of a pty in a container: refused, naming the fd and the pty.
+TEST(CheckpointTerminals, PtyPairIsRefusedAndTheJobRunsOn) {
+  CheckpointEnv env;
+  Container c(env, "pty");
+  ASSERT_TRUE(c.run(c_workload("pty")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 10s, &n));
+  auto r = c.dump(env.image_dir("pty"));
+  ASSERT_FALSE(r) << "a job holding a pty pair was dumped; its restore cannot rebuild the pair";
+  const std::string message = r.message();
+  EXPECT_TRUE(contains(message, "fd 3")) << message;
+  EXPECT_TRUE(contains(message, "is a terminal (pty master)")) << message;
+  EXPECT_TRUE(wait_for_progress(c.status(), n, 10s)) << "the job must run on after a refused dump";
+}
+
+// `stasis dump --pid` of a program started from an interactive shell: its stdio is the
+// terminal. Refused on fd 0, saying how to start it so that it can be checkpointed.
+TEST(CheckpointTerminals, StdioOnATerminalIsRefusedWithAHint) {
+  CheckpointEnv env;
+  TerminalProcess p;
+  ASSERT_TRUE(p.start(env.status_path("tty"), /*stdio_on_terminal=*/true));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(env.status_path("tty"), 0, 10s, &n));
+  auto r = env.dump_pid(p.pid(), env.image_dir("tty"));
+  ASSERT_FALSE(r) << "a process whose stdio is a terminal was dumped";
+  const std::string message = r.message();
+  EXPECT_TRUE(contains(message, fmt::format("pid {} fd 0: {} is a terminal (pty slave)", p.pid(), p.slave())))
+      << message;
+  EXPECT_TRUE(contains(message, "setsid")) << message;
+  EXPECT_TRUE(contains(message, "stasis run")) << message;
+  EXPECT_TRUE(wait_for_progress(env.status_path("tty"), n, 10s)) << "the process must run on after a refused dump";
+}
+
+// A controlling terminal without any fd on it (stdio redirected, as `nohup` leaves a job):
+// the session's terminal cannot come back either; refused, naming it.
+TEST(CheckpointTerminals, ControllingTerminalAloneIsRefused) {
+  CheckpointEnv env;
+  TerminalProcess p;
+  ASSERT_TRUE(p.start(env.status_path("ctty"), /*stdio_on_terminal=*/false));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(env.status_path("ctty"), 0, 10s, &n));
+  auto r = env.dump_pid(p.pid(), env.image_dir("ctty"));
+  ASSERT_FALSE(r) << "a process with a controlling terminal was dumped";
+  const std::string message = r.message();
+  EXPECT_TRUE(contains(message, fmt::format("pid {}: it has a controlling terminal ({})", p.pid(), p.slave())))
+      << message;
+  EXPECT_TRUE(contains(message, "setsid")) << message;
+  EXPECT_TRUE(wait_for_progress(env.status_path("ctty"), n, 10s)) << "the process must run on after a refused dump";
+}
+
+}  // namespace
+}  // namespace stasis::test
