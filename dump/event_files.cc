@@ -105,6 +105,29 @@ void describe_inotify_watch(const std::string& line, const std::string& root, co
   w.set_path(path);
 }
 
+// The fd of pid that holds the file of epoll epfd's index-th item added as fd target (the
+// kernel keys items by file and fd number, and the number may have been closed since, the
+// file staying open at another): target itself when the file is still there, else the first
+// fd holding it, by identity (kcmp KCMP_EPOLL_TFD), or -1. fds: the process's fds, listed on
+// first need.
+int find_epoll_target(pid_t pid, int epfd, int target, uint32_t index, std::vector<int>& fds) {
+  compat::KcmpEpollSlot slot{static_cast<uint32_t>(epfd), static_cast<uint32_t>(target), index};
+  auto same = [&](int fd) {
+    const int rc = compat::sys_kcmp(pid, pid, KCMP_EPOLL_TFD, static_cast<unsigned long>(fd),
+                                    reinterpret_cast<unsigned long>(&slot));
+    // EBADF: no fd there; ENOENT: no such item (it cannot vanish while the job is frozen).
+    if (rc < 0 && errno != EBADF)
+      fail_errno(errno, "pid {} fd {} (eventpoll): kcmp(KCMP_EPOLL_TFD) of its fd {} item {} with fd {}", pid, epfd,
+                 target, index, fd);
+    return rc == 0;
+  };
+  if (same(target)) return target;
+  if (fds.empty()) fds = proc::list_fds(pid);
+  for (int fd : fds)
+    if (fd != target && same(fd)) return fd;
+  return -1;
+}
+
 }  // namespace
 
 std::optional<std::string> event_file_kind(const std::string& link) {
@@ -131,6 +154,8 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
     t->set_interval_ns(duration_ns(require(fdinfo, "it_interval", where), where));
   } else if (kind == "eventpoll") {
     auto* e = ev.mutable_epoll();
+    std::map<int, uint32_t> seen;  // items per fd number so far: kcmp's index among them
+    std::vector<int> fds;          // the process's fds, listed once when a file has moved
     for (const auto& [key, value] : fdinfo) {
       if (key != "tfd") continue;
       // "       5 events:       19 data:                5  pos:0 ino:b sdev:f"
@@ -139,16 +164,16 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
       unsigned long long data = 0;
       if (std::sscanf(value.c_str(), "%d events: %x data: %llx", &target, &events, &data) != 3)
         fail("{}: cannot read the watched file '{}'", where, value);
-      // The file must still be at that fd: restore adds it back through it.
-      compat::KcmpEpollSlot slot{static_cast<uint32_t>(fd), static_cast<uint32_t>(target), 0};
-      if (compat::sys_kcmp(pid, pid, KCMP_EPOLL_TFD, static_cast<unsigned long>(target),
-                           reinterpret_cast<unsigned long>(&slot)) != 0)
-        throw UnsupportedError(fmt::format("{}: it watches a file that is no longer at fd {}: not supported", where,
-                                           target));
       auto* t = e->add_targets();
       t->set_fd(target);
       t->set_events(events);
       t->set_data(data);
+      const int at = find_epoll_target(pid, fd, target, seen[target]++, fds);
+      if (at < 0)
+        throw UnsupportedError(fmt::format("{}: it watches a file added as fd {} that is open at no fd of the "
+                                           "process now; restore could not watch it again",
+                                           where, target));
+      if (at != target) t->set_file_fd(at);
     }
   } else if (kind == "inotify") {
     auto* in = ev.mutable_inotify();

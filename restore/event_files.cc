@@ -112,19 +112,55 @@ UniqueFd open_event_file(const pb::EventFile& file) {
   }
 }
 
+namespace {
+
+// Adds one item to the epoll at epfd: the file at t.fd, or, when the job had closed that
+// number since (t.file_fd set), its file at t.file_fd, added through a temporary fd at the
+// old number so that the item keeps the number the job added it with (EPOLL_CTL_MOD and
+// DEL by the file's present number must fail, as they did). Whatever the table has at that
+// number is put back after.
+void add_epoll_target(int epfd, const pb::EpollTarget& t) {
+  epoll_event ev{};
+  ev.events = t.events();
+  ev.data.u64 = t.data();
+  if (!t.has_file_fd()) {
+    if (::epoll_ctl(epfd, EPOLL_CTL_ADD, t.fd(), &ev) < 0)
+      fail_errno(errno, "epoll fd {}: watch fd {} again (events {:#x})", epfd, t.fd(), t.events());
+    return;
+  }
+  const int number = t.fd();
+  UniqueFd epoll_copy;  // the epoll itself may sit at the old number now
+  if (epfd == number) {
+    epoll_copy = UniqueFd(check_sys(::fcntl(epfd, F_DUPFD_CLOEXEC, 0), "epoll fd {}: dup", epfd));
+    epfd = epoll_copy.get();
+  }
+  const int held_flags = ::fcntl(number, F_GETFD);
+  UniqueFd held;  // what the table has at that number
+  if (held_flags >= 0)
+    held = UniqueFd(check_sys(::fcntl(number, F_DUPFD_CLOEXEC, 0), "epoll: set fd {} aside", number));
+  check_sys(::dup3(t.file_fd(), number, O_CLOEXEC), "epoll: put the file of fd {} at its old number {}", t.file_fd(),
+            number);
+  const int rc = ::epoll_ctl(epfd, EPOLL_CTL_ADD, number, &ev);
+  const int err = errno;
+  if (held) {
+    check_sys(::dup3(held.get(), number, (held_flags & FD_CLOEXEC) ? O_CLOEXEC : 0), "epoll: put fd {} back", number);
+  } else {
+    ::close(number);
+  }
+  if (rc < 0)
+    fail_errno(err, "epoll fd {}: watch the file of fd {} again as fd {} (events {:#x})", epfd, t.file_fd(), number,
+               t.events());
+}
+
+}  // namespace
+
 void add_epoll_targets(const std::vector<pb::FdEntry>& fds, const FileImages& images) {
   std::set<uint64_t> done;  // one epoll file can be at several fds: add its targets once
   for (const auto& entry : fds) {
     if (entry.kind() != pb::FdEntry::EVENT || !done.insert(entry.file_id()).second) continue;
     auto it = images.event_files.find(entry.file_id());
     if (it == images.event_files.end() || it->second.kind_case() != pb::EventFile::kEpoll) continue;
-    for (const auto& t : it->second.epoll().targets()) {
-      epoll_event ev{};
-      ev.events = t.events();
-      ev.data.u64 = t.data();
-      if (::epoll_ctl(entry.fd(), EPOLL_CTL_ADD, t.fd(), &ev) < 0)
-        fail_errno(errno, "epoll fd {}: watch fd {} again (events {:#x})", entry.fd(), t.fd(), t.events());
-    }
+    for (const auto& t : it->second.epoll().targets()) add_epoll_target(entry.fd(), t);
   }
 }
 

@@ -3,7 +3,9 @@
 //   an eventfd in semaphore mode holding a count of 3 (data 0xe); each iteration adds 1 and
 //              takes 1, and every 25 iterations the whole count is taken and checked (3)
 //   a signalfd for SIGUSR1, which is blocked and raised each iteration (data 0x5)
-//   a pipe's read end, a byte written to it each iteration (data 0x9)
+//   a pipe's read end, a byte written to it each iteration (data 0x9), added through a
+//              second fd closed right after: the epoll keys it by that closed number, so
+//              EPOLL_CTL_MOD by the read end's own number must keep failing with ENOENT
 // Every iteration waits for the epoll until the signal, the eventfd and the pipe have each
 // reported once (with their data), and the timer ticks must keep coming.
 #define _GNU_SOURCE
@@ -12,6 +14,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/timerfd.h>
 
 #include "workload_status.h"
@@ -43,7 +47,14 @@ int main(int argc, char** argv) {
   watch(ep, tfd, 0x7);
   watch(ep, efd, 0xe);
   watch(ep, sfd, 0x5);
-  watch(ep, p[0], 0x9);
+  int alias = dup(p[0]);
+  if (alias < 0) die("dup");
+  watch(ep, alias, 0x9);
+  close(alias);
+  // Another file takes the number: restore must add the pipe's item through that number and
+  // leave this file there, without close-on-exec.
+  int filler = open("/dev/null", O_RDONLY);
+  if (filler != alias) die("open /dev/null at the closed number");
 
   uint64_t ticks = 0, ticks_checked = 0;
   for (unsigned long long iter = 1;; ++iter) {
@@ -90,6 +101,12 @@ int main(int argc, char** argv) {
       uint64_t three = 3;
       if (write(efd, &three, sizeof three) != sizeof three) ws_failf("eventfd refill: %s", strerror(errno));
       if (ticks == ticks_checked) ws_failf("the timerfd stopped ticking");
+      struct epoll_event mod = {.events = EPOLLIN, .data.u64 = 0x9};
+      if (epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &mod) == 0 || errno != ENOENT)
+        ws_failf("the pipe is watched by its own fd %d, not by the closed one it was added with", p[0]);
+      struct stat st;
+      if (fstat(filler, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3) || fcntl(filler, F_GETFD) != 0)
+        ws_failf("fd %d is no longer /dev/null without close-on-exec", filler);
       ticks_checked = ticks;
     }
     ws_write(iter);
