@@ -11,6 +11,9 @@ void add_restore_command(Cli& cli) {
   cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
   cmd->add_flag("-d,--detach", options->detach, "Return once the job runs again instead of waiting for it");
   cmd->add_option("--log", options->log_path, "File for the job's output (default when detached: ROOT/NAME.log)");
+  cmd->add_option("--inherit-fd", options->inherit_fds,
+                  "Connect the job's end of a pipe whose other end was outside it, SOURCE:pipe:[INODE], to SOURCE: "
+                  "fd[N] (fd N of this command) or a file path (read, or appended to); repeatable");
   cmd->callback([&cli, options, dir] {
     cli.action = [&cli, options, dir]() -> int {
       options->dir = *dir;

@@ -251,7 +251,7 @@ DumpReport dump(const DumpOptions& opt) {
     report.ns_pid = task.ns_pid;
     // Files first: the usual reason to refuse (a socket) is found before anything is injected.
     fds = files.collect(pid, state ? container_stdio(pid, state->config()) : std::vector<InheritedFd>{});
-    files.check_complete();
+    files.mark_outside_pipes();
     {
       Injector injector(pid, task.threads[0]);
       core = collect_core(task, injector);

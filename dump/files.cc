@@ -245,13 +245,17 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
   return out;
 }
 
-void FileCollector::check_complete() const {
-  // Both ends of every pipe must be ours, or restore could not rebuild it.
+void FileCollector::mark_outside_pipes() {
+  // A pipe the job holds one direction of (`producer | job`): restore gives that end a pipe
+  // whose other end is closed, with the bytes that were waiting to be read, or connects it
+  // to what `stasis restore --inherit-fd` names.
   for (const auto& [ino, ends] : pipe_ends_) {
-    if (!ends.read || !ends.write)
-      throw UnsupportedError(fmt::format("pid {} fd {}: the other end of pipe:[{}] is not in the dumped process "
-                                         "(pipes to outside are not supported yet)",
-                                         ends.pid, ends.fd, ino));
+    if (ends.read && ends.write) continue;
+    for (auto& p : pipes_)
+      if (p.pipe_id() == ino) p.set_other_end_outside(true);
+    log::info("pid {} fd {}: the other end of pipe:[{}] is outside the job; restore closes it, or connects the "
+              "job's {} end to a file or fd given with --inherit-fd",
+              ends.pid, ends.fd, ino, ends.read ? "read" : "write");
   }
 }
 

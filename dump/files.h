@@ -41,8 +41,8 @@ class FileCollector {
  public:
   // Collects the fd table of pid; inherited names the fds that are the container plumbing.
   std::vector<pb::FdEntry> collect(pid_t pid, const std::vector<InheritedFd>& inherited);
-  // After every process: throws UnsupportedError for a pipe with an end outside the dump.
-  void check_complete() const;
+  // After every process: marks the pipes the job holds one direction of (other end outside).
+  void mark_outside_pipes();
   // Writes regfiles.img, pipes.img, pipe-data.img and chardevs.img (even when empty).
   void write_images(const std::filesystem::path& dir) const;
 
@@ -69,7 +69,7 @@ class FileCollector {
   std::vector<pb::EventFile> event_files_;
   std::vector<pb::CharDev> chardevs_;
   std::set<uint64_t> pipe_data_seen_;
-  // pipe inode -> (has read end, has write end, first pid/fd seen) to check both ends are ours.
+  // pipe inode -> (has read end, has write end, first pid/fd seen): which pipes go outside.
   struct PipeEnds {
     bool read = false;
     bool write = false;

@@ -18,6 +18,8 @@ struct FileImages {
   std::map<uint64_t, std::string> pipe_data;    // by pipe id
   std::map<uint64_t, pb::CharDev> chardevs;     // by open-file id
   std::map<uint64_t, pb::EventFile> event_files;  // by open-file id
+  // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
+  std::map<uint64_t, int> inherited_pipes;
 };
 
 FileImages load_file_images(const images::Checkpoint& checkpoint);

@@ -39,7 +39,9 @@ int run_restore_init(const RestorePlan& plan, int control_fd) {
     return 1;
   }
   if (child == 0) run_stub(plan, control_fd);
-  close(control_fd);
+  // The job alone holds what it inherits from the restorer (a pipe's reader left here would
+  // keep its writer from EPIPE): we need no fd but our stdio.
+  syscall(SYS_close_range, 3, ~0U, 0);
   return launcher::forward_signals_and_reap(static_cast<pid_t>(child), all);
 }
 

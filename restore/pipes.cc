@@ -36,6 +36,16 @@ UniqueFd PipeFactory::open_end(uint64_t end_id) {
   auto it = images_.pipe_ends.find(end_id);
   if (it == images_.pipe_ends.end()) fail("pipes.img has no pipe end {}", end_id);
   const pb::PipeEnd& end = it->second;
+  auto inherited = images_.inherited_pipes.find(end.pipe_id());
+  if (inherited != images_.inherited_pipes.end()) {
+    // --inherit-fd: the job's end is what the user gave; only O_NONBLOCK is the dump's.
+    UniqueFd fd(fcntl(inherited->second, F_DUPFD_CLOEXEC, 0));
+    if (!fd) fail_errno(errno, "pipe {}: dup the --inherit-fd source", end.pipe_id());
+    const int flags = fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || fcntl(fd.get(), F_SETFL, (flags & ~O_NONBLOCK) | (end.flags() & O_NONBLOCK)) < 0)
+      fail_errno(errno, "pipe {}: set O_NONBLOCK on the --inherit-fd source", end.pipe_id());
+    return fd;
+  }
   Pipe& pipe = pipe_for(end.pipe_id(), end.capacity());
   const bool reader = (end.flags() & O_ACCMODE) == O_RDONLY;
   UniqueFd& own = reader ? pipe.read_end : pipe.write_end;

@@ -32,12 +32,16 @@ struct RestorePlan {
   FileImages files;
   std::vector<MappedFile> mapped_files;  // distinct paths of file mappings, then the exe last
   int high_fd_base = 0;
+  // --inherit-fd sources: their fds in the restorer (above every fd of the stub's own), which
+  // the stub moves to inherited_fd(i).
+  std::vector<int> inherited_source_fds;
 
   // The stub's own fds, all at or above high_fd_base.
   int stdio_copy_fd(int k) const { return high_fd_base + k; }
   int control_fd() const { return high_fd_base + 3; }
   int mapped_file_fd(size_t index) const { return high_fd_base + 4 + static_cast<int>(index); }
   int exe_fd() const { return mapped_file_fd(mapped_files.size() - 1); }
+  int inherited_fd(size_t index) const { return mapped_file_fd(mapped_files.size()) + static_cast<int>(index); }
   int path_fd_index(const std::string& path) const;  // index in mapped_files, or throws
   int memfd_index(uint64_t shmem_id) const;          // index in mapped_files, or throws
   const pb::SignalState& signals() const { return task.signals; }

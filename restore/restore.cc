@@ -20,6 +20,7 @@
 #include "restore/checks.h"
 #include "restore/core.h"
 #include "restore/creds.h"
+#include "restore/inherit_fds.h"
 #include "restore/init.h"
 #include "restore/file_locks.h"
 #include "restore/memory.h"
@@ -95,6 +96,13 @@ int restore_checkpoint(const RestoreOptions& options) {
     throw UnsupportedError(fmt::format("{}: the checkpoint holds {} processes; process trees come in a later issue",
                                        options.dir.string(), tree.size()));
   RestorePlan plan = make_plan(options.dir, load_task_image(checkpoint, tree[0]), load_file_images(checkpoint));
+  // Sources above the stub's own fds, so that it can move them into place without clobbering.
+  std::vector<InheritedEnd> inherited =
+      open_inherited_ends(options.inherit_fds, plan.files, plan.inherited_fd(options.inherit_fds.size()) + 1);
+  for (size_t i = 0; i < inherited.size(); ++i) {
+    plan.inherited_source_fds.push_back(inherited[i].fd.get());
+    plan.files.inherited_pipes[inherited[i].pipe_id] = plan.inherited_fd(i);
+  }
   pb::ContainerConfig config = container_config(checkpoint, options, plan);
   check_host_compatible(checkpoint, plan);
   check_files_unchanged(plan, config.rootfs());
@@ -115,6 +123,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   launcher::StartedContainer started = launcher::start_container(options.root, config, init);
   ContainerRollback rollback(options.root, started.name);
   control_write.reset();
+  inherited.clear();  // the stub has its own copies: the job alone holds the sources now
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
   const pid_t stub_pid = own_pid_1 ? started.init_pid : find_stub_under_init(started.init_pid, 5000);
   const double start_ms = ms_since(start_at);

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace stasis::restore {
 
@@ -12,6 +13,7 @@ struct RestoreOptions {
   std::string name;              // new container name; default: the dumped container's
   bool detach = false;           // return once restored instead of waiting for the job
   std::string log_path;          // job output; default: ROOT/<name>.log when detached
+  std::vector<std::string> inherit_fds;  // --inherit-fd SOURCE:pipe:[INODE] (restore/inherit_fds.h)
 };
 
 // Returns the exit status for `stasis restore`: 0 when detached, else the job's status.

@@ -105,12 +105,17 @@ void report(int control_fd, const StubReport& r) {
     control = plan.control_fd();
     for (int k = 0; k < 3; ++k) move_fd(k, plan.stdio_copy_fd(k));
     std::vector<int> keep{plan.control_fd(), plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)};
+    for (size_t i = 0; i < plan.inherited_source_fds.size(); ++i) {
+      move_fd(plan.inherited_source_fds[i], plan.inherited_fd(i));
+      keep.push_back(plan.inherited_fd(i));
+    }
     close_all_but(keep);
     open_mapped_files(plan);
     for (size_t i = 0; i < plan.mapped_files.size(); ++i) keep.push_back(plan.mapped_file_fd(i));
     install_fd_table(plan.task.fds, plan.files,
                      {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep);
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
+    for (size_t i = 0; i < plan.inherited_source_fds.size(); ++i) close(plan.inherited_fd(i));
     share_mapped_memfds(plan);
     apply_process_attributes(plan.task.core);
     install_signal_actions(plan.signals());
