@@ -21,7 +21,9 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 // A counter started as from an interactive shell: its own session, whose controlling terminal
 // is a pty slave; the test holds the master, as a terminal emulator would. Its stdio is on
-// the terminal, or (stdio_on_terminal false) on /dev/null and a log, as with `nohup`.
+// the terminal, or on /dev/null and a log, as with `nohup` (and then it may hold /dev/tty
+// at fd 3).
+enum class Stdio { kTerminal, kRedirected, kRedirectedWithDevTty };
 class TerminalProcess {
  public:
   ~TerminalProcess() {
@@ -32,7 +34,7 @@ class TerminalProcess {
     }
     if (master_ >= 0) ::close(master_);
   }
-  ::testing::AssertionResult start(const fs::path& status, bool stdio_on_terminal) {
+  ::testing::AssertionResult start(const fs::path& status, Stdio stdio) {
     master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master_ < 0 || ::grantpt(master_) < 0 || ::unlockpt(master_) < 0)
       return ::testing::AssertionFailure() << "open a pty: " << strerror(errno);
@@ -48,7 +50,7 @@ class TerminalProcess {
       ::setsid();
       int tty = ::open(slave_.c_str(), O_RDWR);  // the session leader's first terminal: its controlling one
       if (tty < 0) ::_exit(126);
-      if (stdio_on_terminal) {
+      if (stdio == Stdio::kTerminal) {
         for (int k = 0; k < 3; ++k) ::dup2(tty, k);
       } else {
         int null_fd = ::open("/dev/null", O_RDONLY);
@@ -57,7 +59,9 @@ class TerminalProcess {
         ::dup2(log_fd, 1);
         ::dup2(log_fd, 2);
       }
-      ::close_range(3, ~0U, 0);
+      int keep_from = 3;
+      if (stdio == Stdio::kRedirectedWithDevTty && ::dup2(::open("/dev/tty", O_RDWR), 3) == 3) keep_from = 4;
+      ::close_range(keep_from, ~0U, 0);
       ::execv(cargv[0], cargv.data());
       ::_exit(127);
     }
@@ -92,7 +96,7 @@ TEST(CheckpointTerminals, PtyPairIsRefusedAndTheJobRunsOn) {
 TEST(CheckpointTerminals, StdioOnATerminalIsRefusedWithAHint) {
   CheckpointEnv env;
   TerminalProcess p;
-  ASSERT_TRUE(p.start(env.status_path("tty"), /*stdio_on_terminal=*/true));
+  ASSERT_TRUE(p.start(env.status_path("tty"), Stdio::kTerminal));
   std::uint64_t n = 0;
   ASSERT_TRUE(wait_for_progress(env.status_path("tty"), 0, 10s, &n));
   auto r = env.dump_pid(p.pid(), env.image_dir("tty"));
@@ -110,7 +114,7 @@ TEST(CheckpointTerminals, StdioOnATerminalIsRefusedWithAHint) {
 TEST(CheckpointTerminals, ControllingTerminalAloneIsRefused) {
   CheckpointEnv env;
   TerminalProcess p;
-  ASSERT_TRUE(p.start(env.status_path("ctty"), /*stdio_on_terminal=*/false));
+  ASSERT_TRUE(p.start(env.status_path("ctty"), Stdio::kRedirected));
   std::uint64_t n = 0;
   ASSERT_TRUE(wait_for_progress(env.status_path("ctty"), 0, 10s, &n));
   auto r = env.dump_pid(p.pid(), env.image_dir("ctty"));
@@ -120,6 +124,20 @@ TEST(CheckpointTerminals, ControllingTerminalAloneIsRefused) {
       << message;
   EXPECT_TRUE(contains(message, "setsid")) << message;
   EXPECT_TRUE(wait_for_progress(env.status_path("ctty"), n, 10s)) << "the process must run on after a refused dump";
+}
+
+// /dev/tty held open (stdio redirected): refused on that fd.
+TEST(CheckpointTerminals, DevTtyIsRefused) {
+  CheckpointEnv env;
+  TerminalProcess p;
+  ASSERT_TRUE(p.start(env.status_path("devtty"), Stdio::kRedirectedWithDevTty));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(env.status_path("devtty"), 0, 10s, &n));
+  auto r = env.dump_pid(p.pid(), env.image_dir("devtty"));
+  ASSERT_FALSE(r) << "a process holding /dev/tty was dumped";
+  const std::string message = r.message();
+  EXPECT_TRUE(contains(message, fmt::format("pid {} fd 3: /dev/tty is a terminal", p.pid()))) << message;
+  EXPECT_TRUE(wait_for_progress(env.status_path("devtty"), n, 10s)) << "the process must run on after a refused dump";
 }
 
 }  // namespace
