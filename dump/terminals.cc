@@ -1,5 +1,6 @@
 #include "dump/terminals.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "common/error.h"
@@ -30,16 +31,28 @@ std::string describe(const std::string& type) {
 const TerminalCheck::Driver* TerminalCheck::find(unsigned major, unsigned minor) {
   if (!loaded_) {
     loaded_ = true;
-    // "pty_slave            /dev/pts      136 0-1048575 pty:slave"
-    std::istringstream in(read_file("/proc/tty/drivers"));
+    // "pty_slave            /dev/pts      136 0-1048575 pty:slave"; where /proc has no tty
+    // folder, the drivers every kernel has.
+    std::string text;
+    try {
+      text = read_file("/proc/tty/drivers");
+    } catch (const Error&) {
+      text = "/dev/tty /dev/tty 5 0 system:/dev/tty\n/dev/console /dev/console 5 1 system:console\n"
+             "/dev/ptmx /dev/ptmx 5 2 system\n/dev/vc/0 /dev/vc/0 4 0 system:vtmaster\n"
+             "unknown /dev/tty 4 1-63 console\nserial /dev/ttyS 4 64-255 serial\n"
+             "pty_slave /dev/pts 136 0-1048575 pty:slave\npty_master /dev/ptm 128 0-1048575 pty:master\n";
+    }
+    std::istringstream in(text);
     for (std::string line; std::getline(in, line);) {
       std::istringstream fields(line);
       Driver d;
       std::string range;
       if (!(fields >> d.name >> d.path >> d.major >> range >> d.type)) continue;
-      const auto dash = range.find('-');
-      d.first = static_cast<unsigned>(std::stoul(range.substr(0, dash)));
-      d.last = dash == std::string::npos ? d.first : static_cast<unsigned>(std::stoul(range.substr(dash + 1)));
+      unsigned first = 0, last = 0;
+      const int got = std::sscanf(range.c_str(), "%u-%u", &first, &last);
+      if (got < 1) continue;
+      d.first = first;
+      d.last = got == 2 ? last : first;
       drivers_.push_back(std::move(d));
     }
   }
