@@ -15,7 +15,7 @@ namespace stasis::dump {
 class TerminalCheck {
  public:
   // What terminal the character device major:minor is ("pty slave", "pty master",
-  // "controlling terminal (/dev/tty)", ...), or nullopt when it is no terminal; from the
+  // "the controlling terminal's alias /dev/tty", ...), or nullopt when it is no terminal; from the
   // drivers the kernel lists in /proc/tty/drivers.
   std::optional<std::string> kind(unsigned major, unsigned minor);
 

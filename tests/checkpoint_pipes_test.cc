@@ -21,6 +21,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 std::string pattern(size_t from, size_t count) {
   std::string out;
   for (size_t k = from; k < from + count; ++k) out += static_cast<char>('a' + k % 26);
@@ -272,6 +277,61 @@ TEST(CheckpointPipes, PythonReadingFromSleepComesBack) {
   ASSERT_TRUE(restored.restore(images, status));
   ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
   EXPECT_TRUE(keep_progressing(status, 2000ms));
+}
+
+// `producer | cat > out`: cat, restored with its stdin connected to a pipe of `stasis restore`
+// (--inherit-fd fd[N]), reads what comes there, appends it after what it wrote before the
+// dump, and exits 0 at end of file.
+TEST(CheckpointPipes, CatReadsFromAnInheritedFdAndEnds) {
+  CheckpointEnv env;
+  const fs::path out = env.work() / "out.txt";
+  int in[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  struct stat st {};
+  ASSERT_EQ(::fstat(in[0], &st), 0);
+  const ino_t pipe_ino = st.st_ino;
+  pid_t cat = ::fork();
+  ASSERT_GE(cat, 0);
+  if (cat == 0) {
+    ::setsid();
+    int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(in[0], 0);
+    ::dup2(out_fd, 1);
+    ::dup2(null_fd, 2);
+    ::close_range(3, ~0U, 0);
+    ::execl("/bin/cat", "cat", nullptr);
+    ::_exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{cat};
+  ::close(in[0]);
+  ASSERT_EQ(::write(in[1], "hello\n", 6), 6);
+  ASSERT_TRUE(wait_until([&] { return read_text(out) == "hello\n"; }, 10s)) << read_text(out);
+  fs::path images = env.image_dir("cat");
+  ASSERT_TRUE(env.dump_pid(cat, images));
+  ASSERT_EQ(::waitpid(cat, nullptr, 0), cat);
+  reap.pid = -1;
+  ::close(in[1]);
+
+  int next[2];
+  ASSERT_EQ(::pipe(next), 0);  // its read end goes to `stasis restore` (no close-on-exec)
+  Container restored(env, "cat");
+  auto r = restored.restore(images, env.status_path("cat"),
+                            {"--inherit-fd", fmt::format("fd[{}]:pipe:[{}]", next[0], pipe_ino)});
+  ::close(next[0]);
+  ASSERT_TRUE(r) << r.message();
+  ASSERT_EQ(::write(next[1], "world\n", 6), 6);
+  ::close(next[1]);
+  EXPECT_TRUE(wait_until([&] { return read_text(out) == "hello\nworld\n"; }, 10s)) << read_text(out);
+  EXPECT_TRUE(restored.wait_gone()) << "cat did not end at the end of its new stdin";
 }
 
 }  // namespace
