@@ -109,7 +109,7 @@ class Pipeline {
   ino_t stdin_pipe_ = 0, stdout_pipe_ = 0;
 };
 
-constexpr size_t kSent = 3000;  // the job reads 8 bytes per 10 ms: most are still queued at the dump
+constexpr size_t kSent = 2000;  // the job reads 8 bytes per 10 ms: most are still queued at the dump
 
 // Dumped with bytes queued in its stdin; restored with both other ends gone: it reads every
 // byte sent (the queued ones from the image), then end of file; its writes get EPIPE.
@@ -137,7 +137,7 @@ TEST(CheckpointPipes, OtherEndsOutsideAreGoneAfterRestore) {
       << restored.last_output();
   ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
   PipeReport after;
-  EXPECT_TRUE(wait_until([&] { return (after = read_report(status)).eof == 1 && after.epipe == 1; }, 20s))
+  EXPECT_TRUE(wait_until([&] { return (after = read_report(status)).eof == 1 && after.epipe == 1; }, 40s))
       << "read " << after.read << " eof " << after.eof << " epipe " << after.epipe;
   EXPECT_EQ(after.read, kSent) << "bytes queued in the pipe at the dump were lost or repeated";
   EXPECT_EQ(after.written, before.written) << "a write succeeded with the reader gone";
