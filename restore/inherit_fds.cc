@@ -53,8 +53,10 @@ UniqueFd open_source(const std::string& source, bool job_reads, const std::strin
                                    job_reads ? "reading" : "writing", job_reads ? "read" : "write"));
     return UniqueFd(check_sys(::fcntl(static_cast<int>(n), F_DUPFD_CLOEXEC, 0), "--inherit-fd {}: dup fd {}", spec, n));
   }
-  const int fd = job_reads ? ::open(source.c_str(), O_RDONLY | O_CLOEXEC)
-                           : ::open(source.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  // O_NONBLOCK: a FIFO without its other end must not hang the restore (the job's end gets
+  // the dumped O_NONBLOCK later).
+  const int fd = job_reads ? ::open(source.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+                           : ::open(source.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
   if (fd < 0)
     throw UsageError(fmt::format("--inherit-fd {}: open {} for {}: {}", spec, source, job_reads ? "reading" : "appending",
                                  describe_errno(errno)));
