@@ -6,10 +6,13 @@
 #include "common/error.h"
 #include "dump/dump.h"
 #include "images/page_file.h"
+#include "launcher/config.h"
 
 namespace stasis::cli {
 
 namespace {
+
+constexpr uint64_t kMaxGhostLimit = 480ull << 20;
 
 struct DumpArgs {
   std::string name;
@@ -17,6 +20,7 @@ struct DumpArgs {
   std::string dir;
   bool leave_running = false;
   std::string compression = "lz4";
+  std::string ghost_limit = "64M";
 };
 
 }  // namespace
@@ -30,6 +34,9 @@ void add_dump_command(Cli& cli) {
   cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
   cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();
+  cmd->add_option("--ghost-limit", a->ghost_limit,
+                  "Most data saved per deleted file or memfd, holes not counted (K, M, G suffixes; at most 480M)")
+      ->capture_default_str();
   cmd->callback([&cli, a] {
     cli.action = [&cli, a]() -> int {
       if (a->name.empty() == (a->pid == 0))
@@ -41,6 +48,11 @@ void add_dump_command(Cli& cli) {
       o.state_root = cli.global.root;
       o.leave_running = a->leave_running;
       o.compression = images::parse_compression(a->compression);
+      const int64_t ghost_limit = launcher::parse_size(a->ghost_limit, "--ghost-limit");
+      // Each file's data is one image record, whose size is bounded (images/format.h).
+      if (ghost_limit < 0 || static_cast<uint64_t>(ghost_limit) > kMaxGhostLimit)
+        throw UsageError(fmt::format("--ghost-limit {}: at most {} MiB", a->ghost_limit, kMaxGhostLimit >> 20));
+      o.ghost_limit = static_cast<uint64_t>(ghost_limit);
       dump::DumpReport r = dump::dump(o);
       std::fputs(dump::format_report(o, r).c_str(), stdout);
       return 0;

@@ -14,6 +14,10 @@ void add_restore_command(Cli& cli) {
   cmd->add_option("--inherit-fd", options->inherit_fds,
                   "Connect the job's end of a pipe whose other end was outside it, SOURCE:pipe:[INODE], to SOURCE: "
                   "fd[N] (fd N of this command) or a file path (read, or appended to); repeatable");
+  cmd->add_option("--allow-changed-file", options->allow_changed_files,
+                  "Reopen this file (path in the job) although it changed since the dump, at the dumped offset; "
+                  "repeatable")
+      ->allow_extra_args(false);
   cmd->callback([&cli, options, dir] {
     cli.action = [&cli, options, dir]() -> int {
       options->dir = *dir;

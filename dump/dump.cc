@@ -241,7 +241,7 @@ DumpReport dump(const DumpOptions& opt) {
   pb::TaskCore core;
   pb::SignalState signals;
   std::vector<pb::FdEntry> fds;
-  FileCollector files;
+  FileCollector files(opt.ghost_limit);
   pb::NamespaceState namespaces;
   pb::CgroupState cgroup_state;
   pb::ContainerConfig config;

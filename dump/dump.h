@@ -22,6 +22,7 @@ struct DumpOptions {
   std::filesystem::path state_root = "/run/stasis";
   bool leave_running = false;
   images::Compression compression = images::Compression::Lz4;
+  uint64_t ghost_limit = 64ull << 20;  // most data saved per deleted file or memfd (--ghost-limit)
 };
 
 struct DumpReport {

@@ -1,9 +1,14 @@
 #include "dump/files.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "common/compat.h"
 #include "common/error.h"
@@ -18,7 +23,6 @@ namespace stasis::dump {
 
 namespace {
 
-constexpr uint64_t kMaxDeletedFileSize = 64ull << 20;
 const std::string kDeletedSuffix = " (deleted)";
 
 std::string strip_deleted(std::string path) {
@@ -28,23 +32,74 @@ std::string strip_deleted(std::string path) {
   return path;
 }
 
-std::string read_deleted_contents(pid_t pid, int fd, uint64_t size) {
-  if (size > kMaxDeletedFileSize)
-    throw UnsupportedError(fmt::format("pid {} fd {}: deleted file of {} bytes is over the {} MiB limit for saving "
-                                       "deleted files",
-                                       pid, fd, size, kMaxDeletedFileSize >> 20));
-  UniqueFd f = open_or_throw(fmt::format("/proc/{}/fd/{}", pid, fd), O_RDONLY);
-  std::string out(size, '\0');
-  uint64_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(f.get(), out.data() + done, size - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail_errno(errno, "pid {} fd {}: read deleted file contents", pid, fd);
-    if (n == 0) break;
-    done += static_cast<uint64_t>(n);
+// Files of proc, sysfs, cgroupfs and the like are views of kernel state: their identity
+// (inode, size, mtime) changes on its own and means nothing for the restore.
+bool on_kernel_fs(pid_t pid, int fd) {
+  struct statfs fs {};
+  if (::statfs(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), &fs) < 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case BPF_FS_MAGIC:
+      return true;
+    default:
+      return false;
   }
-  out.resize(done);
-  return out;
+}
+
+int64_t nanoseconds(const struct timespec& t) { return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec; }
+
+std::string boot_id() {
+  std::string id = read_file("/proc/sys/kernel/random/boot_id");
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
+// The data of a ghost or memfd by its data extents: holes stay holes (a sparse file of 1 TiB
+// with a few pages written costs a few pages). Their total is held to the ghost limit.
+void read_data_extents(pid_t pid, int fd, const std::string& what, uint64_t size, uint64_t limit, pb::RegFile& f) {
+  // O_NOATIME: reading it for the dump is not an access of the job's.
+  UniqueFd file = open_or_throw(fmt::format("/proc/{}/fd/{}", pid, fd), O_RDONLY | O_NOATIME);
+  std::vector<std::pair<uint64_t, uint64_t>> runs;  // (offset, length)
+  uint64_t total = 0;
+  for (off_t at = 0; static_cast<uint64_t>(at) < size;) {
+    off_t data = ::lseek(file.get(), at, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // only a hole from here to the end
+    if (data < 0) fail_errno(errno, "pid {} fd {}: lseek SEEK_DATA at {} in {}", pid, fd, at, what);
+    off_t hole = ::lseek(file.get(), data, SEEK_HOLE);
+    if (hole < 0) fail_errno(errno, "pid {} fd {}: lseek SEEK_HOLE at {} in {}", pid, fd, data, what);
+    const uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
+    if (end > static_cast<uint64_t>(data)) {
+      runs.emplace_back(data, end - static_cast<uint64_t>(data));
+      total += end - static_cast<uint64_t>(data);
+    }
+    at = hole;
+  }
+  if (total > limit)
+    throw UnsupportedError(fmt::format(
+        "pid {} fd {}: {} holds {} bytes of data (size {}), over the limit of {} bytes for saving deleted files "
+        "and memfds; dump with a larger --ghost-limit to save it",
+        pid, fd, what, total, size, limit));
+  for (const auto& [offset, length] : runs) {
+    pb::DataExtent* e = f.add_extents();
+    e->set_offset(offset);
+    std::string& out = *e->mutable_data();
+    out.resize(length);
+    uint64_t done = 0;
+    while (done < length) {
+      ssize_t n = ::pread(file.get(), out.data() + done, length - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail_errno(errno, "pid {} fd {}: read {} at {}", pid, fd, what, offset + done);
+      if (n == 0) break;  // shrunk under us: the job is frozen, so only another process did it
+      done += static_cast<uint64_t>(n);
+    }
+    out.resize(done);
+  }
 }
 
 UniqueFd grab_fd(int pidfd, pid_t pid, int fd) {
@@ -71,6 +126,8 @@ std::string peek_pipe(int end, pid_t pid, int fd, int capacity) {
 }
 
 }  // namespace
+
+FileCollector::FileCollector(uint64_t ghost_limit) : ghost_limit_(ghost_limit), boot_id_(boot_id()) {}
 
 pb::FileIdentity identity_of(const struct stat& st) {
   pb::FileIdentity id;
@@ -107,6 +164,77 @@ uint64_t FileCollector::find_same(pid_t pid, int fd, pb::FdEntry::Kind kind, con
     if (rc < 0) fail_errno(errno, "kcmp(KCMP_FILE) pid {} fd {} with pid {} fd {}", k.pid, k.fd, pid, fd);
   }
   return 0;
+}
+
+pb::RegFile FileCollector::describe_regfile(pid_t pid, int pidfd, int fd, const std::string& link,
+                                           const struct stat& st, uint32_t flags, uint64_t pos, uint64_t id) {
+  pb::RegFile f;
+  f.set_id(id);
+  f.set_path(strip_deleted(link));
+  f.set_flags(flags);
+  f.set_pos(pos);
+  f.set_mode(st.st_mode);
+  *f.mutable_file() = identity_of(st);
+  f.set_boot_id(boot_id_);
+  f.set_kernel_fs(on_kernel_fs(pid, fd));
+  if (st.st_nlink != 0 || f.kernel_fs()) return f;
+
+  // Deleted while open, or a memfd: restore makes it anew, as it was.
+  f.set_deleted(true);
+  f.set_uid(st.st_uid);
+  f.set_gid(st.st_gid);
+  f.set_atime_ns(nanoseconds(st.st_atim));
+  const bool memfd = f.path().rfind("/memfd:", 0) == 0 && S_ISREG(st.st_mode);
+  if (memfd) {
+    f.set_memfd(true);
+    f.set_memfd_name(f.path().substr(std::string_view("/memfd:").size()));
+    UniqueFd copy = grab_fd(pidfd, pid, fd);
+    const int seals = ::fcntl(copy.get(), F_GET_SEALS);
+    f.set_seals(seals < 0 ? 0 : static_cast<uint32_t>(seals));  // EINVAL: created without sealing
+  } else {
+    // The ghost is made again where the file was: a read-only mount would refuse it then.
+    struct statvfs vfs {};
+    if (::statvfs(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+      throw UnsupportedError(fmt::format("pid {} fd {}: {} was deleted on a read-only mount: restore could not make "
+                                         "it again there",
+                                         pid, fd, link));
+  }
+  // Another description of an inode already seen (a hard link, the file opened again) opens
+  // the same ghost: its data is saved once.
+  auto [first, inserted] = ghost_by_inode_.try_emplace({st.st_dev, st.st_ino}, id);
+  if (!inserted) {
+    f.set_same_inode_as(first->second);
+    return f;
+  }
+  if (S_ISREG(st.st_mode))
+    read_data_extents(pid, fd, memfd ? "memfd " + f.memfd_name() : "deleted file " + f.path(),
+                      static_cast<uint64_t>(st.st_size), ghost_limit_, f);
+  return f;
+}
+
+void FileCollector::collect_cwd(pid_t pid) {
+  // A working directory removed under the process comes back as a ghost directory.
+  const std::string cwd_link = fmt::format("/proc/{}/cwd", pid);
+  struct stat st {};
+  if (::stat(cwd_link.c_str(), &st) < 0) fail_errno(errno, "pid {}: stat its working directory", pid);
+  if (st.st_nlink != 0) return;
+  const std::string link = proc::read_link(cwd_link);
+  pb::RegFile f;
+  f.set_id(next_id_++);
+  f.set_cwd(true);
+  f.set_path(strip_deleted(link));
+  f.set_flags(O_RDONLY | O_DIRECTORY);
+  f.set_mode(st.st_mode);
+  *f.mutable_file() = identity_of(st);
+  f.set_boot_id(boot_id_);
+  f.set_deleted(true);
+  f.set_uid(st.st_uid);
+  f.set_gid(st.st_gid);
+  f.set_atime_ns(nanoseconds(st.st_atim));
+  auto [first, inserted] = ghost_by_inode_.try_emplace({st.st_dev, st.st_ino}, f.id());
+  if (!inserted) f.set_same_inode_as(first->second);
+  log::debug("pid {}: working directory {} was deleted: saved as a ghost directory", pid, link);
+  regfiles_.push_back(std::move(f));
 }
 
 std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<InheritedFd>& inherited) {
@@ -161,30 +289,9 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
       known_.push_back({pid, fd, id, kind});
       switch (kind) {
         case pb::FdEntry::REGULAR:
-        case pb::FdEntry::DIRECTORY: {
-          pb::RegFile f;
-          f.set_id(id);
-          f.set_path(strip_deleted(link));
-          f.set_flags(flags);
-          f.set_pos(info.pos);
-          f.set_mode(st.st_mode);
-          *f.mutable_file() = identity_of(st);
-          if (st.st_nlink == 0) {
-            if (kind == pb::FdEntry::DIRECTORY)
-              throw UnsupportedError(fmt::format("pid {} fd {}: deleted directory {} is not supported", pid, fd, link));
-            f.set_deleted(true);
-            f.set_contents(read_deleted_contents(pid, fd, static_cast<uint64_t>(st.st_size)));
-            if (f.path().rfind("/memfd:", 0) == 0) {
-              f.set_memfd(true);
-              f.set_memfd_name(f.path().substr(std::string_view("/memfd:").size()));
-              UniqueFd copy = grab_fd(pidfd.get(), pid, fd);
-              const int seals = ::fcntl(copy.get(), F_GET_SEALS);
-              f.set_seals(seals < 0 ? 0 : static_cast<uint32_t>(seals));  // EINVAL: created without sealing
-            }
-          }
-          regfiles_.push_back(std::move(f));
+        case pb::FdEntry::DIRECTORY:
+          regfiles_.push_back(describe_regfile(pid, pidfd.get(), fd, link, st, flags, info.pos, id));
           break;
-        }
         case pb::FdEntry::CHARDEV: {
           pb::CharDev c;
           c.set_id(id);
@@ -242,6 +349,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     out.push_back(e);
   }
   terminals_.refuse_controlling_terminal(pid);
+  collect_cwd(pid);
   return out;
 }
 

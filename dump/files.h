@@ -37,8 +37,12 @@ struct InheritedFd {
   uint64_t std_fd;      // 0, 1 or 2
 };
 
+// Deleted files and memfds are saved by their data, each up to this much (dump --ghost-limit).
+inline constexpr uint64_t kDefaultGhostLimit = 64ull << 20;
+
 class FileCollector {
  public:
+  explicit FileCollector(uint64_t ghost_limit = kDefaultGhostLimit);
   // Collects the fd table of pid; inherited names the fds that are the container plumbing.
   std::vector<pb::FdEntry> collect(pid_t pid, const std::vector<InheritedFd>& inherited);
   // After every process: marks the pipes the job holds one direction of (other end outside).
@@ -58,7 +62,16 @@ class FileCollector {
   // Id of an already-seen open file description shared with (pid, fd), or 0.
   uint64_t find_same(pid_t pid, int fd, pb::FdEntry::Kind kind, const struct stat& st) const;
 
+  pb::RegFile describe_regfile(pid_t pid, int pidfd, int fd, const std::string& link, const struct stat& st,
+                               uint32_t flags, uint64_t pos, uint64_t id);
+  // Adds a record for pid's working directory if it was deleted (a ghost directory).
+  void collect_cwd(pid_t pid);
+
+  uint64_t ghost_limit_;
+  std::string boot_id_;
   uint64_t next_id_ = 1;
+  // Deleted inode (files, directories, memfds) -> id of its first RegFile.
+  std::map<std::pair<dev_t, ino_t>, uint64_t> ghost_by_inode_;
   std::vector<Known> known_;
   std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> known_by_inode_;  // indexes into known_
   LockCollector locks_;

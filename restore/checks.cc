@@ -4,6 +4,11 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
+#include <fcntl.h>
+
+#include <set>
+#include <vector>
+
 #include "common/error.h"
 #include "common/log.h"
 #include "images/host_info.h"
@@ -40,6 +45,61 @@ void check_same_file(const std::string& path, const struct stat& st, const pb::F
   if (static_cast<uint64_t>(st.st_size) != identity.size() || mtime_ns != identity.mtime_ns())
     fail("file {} changed since the dump (size {} -> {}, mtime {} -> {})", path, identity.size(), st.st_size,
          identity.mtime_ns(), mtime_ns);
+}
+
+std::string regfile_change(const pb::RegFile& file, const struct stat& st, const std::string& boot_id) {
+  const pb::FileIdentity& was = file.file();
+  if ((st.st_mode & S_IFMT) != (file.mode() & S_IFMT))
+    return S_ISDIR(file.mode()) ? "no longer a directory" : "no longer a regular file";
+  std::vector<std::string> changes;
+  // Inode numbers mean something only in the boot that dumped.
+  if (!boot_id.empty() && file.boot_id() == boot_id && (st.st_dev != was.dev() || st.st_ino != was.ino()))
+    changes.push_back(fmt::format("another file now: inode {} -> {}", was.ino(), st.st_ino));
+  if (!S_ISDIR(st.st_mode)) {  // a directory's size and mtime change with its entries
+    const int64_t mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    // Appends go to the end whatever the offset: a log that others appended to is fine, one
+    // that shrank was truncated or rotated.
+    const bool appends = (file.flags() & O_APPEND) && (file.flags() & O_ACCMODE) != O_RDONLY;
+    if (appends ? size < was.size() : size != was.size())
+      changes.push_back(fmt::format("size {} -> {}", was.size(), size));
+    if (!appends && mtime_ns != was.mtime_ns()) changes.push_back(fmt::format("mtime {} -> {}", was.mtime_ns(), mtime_ns));
+  }
+  std::string out;
+  for (const auto& c : changes) out += (out.empty() ? "" : ", ") + c;
+  return out;
+}
+
+void check_open_files(RestorePlan& plan, const std::filesystem::path& rootfs,
+                      const std::vector<std::string>& allow_changed) {
+  std::set<std::string> allowed(allow_changed.begin(), allow_changed.end());
+  std::set<std::string> used;
+  for (const auto& [id, file] : plan.files.regfiles) {
+    if (file.deleted() || file.memfd() || file.cwd()) continue;  // made anew
+    if (file.kernel_fs()) continue;  // a view of kernel state, reopened in the new container
+    std::string where = fmt::format("pid {}", plan.task.pid());
+    for (const auto& e : plan.task.fds)
+      if ((e.kind() == pb::FdEntry::REGULAR || e.kind() == pb::FdEntry::DIRECTORY) && e.file_id() == id) {
+        where += fmt::format(" fd {}", e.fd());
+        break;
+      }
+    const std::filesystem::path path = rootfs.empty() ? std::filesystem::path(file.path()) : rootfs / file.path().substr(1);
+    struct stat st;
+    if (stat(path.c_str(), &st) < 0) fail_errno(errno, "{}: reopen file {}", where, path.string());
+    const std::string change = regfile_change(file, st, plan.files.boot_id);
+    if (change.empty()) continue;
+    if (!allowed.count(file.path()))
+      throw Error(fmt::format("{}: file {} changed since the dump ({}): it may have been rotated, replaced or "
+                              "written by another process; restore with --allow-changed-file {} to reopen it as it "
+                              "is now, at offset {}",
+                              where, path.string(), change, file.path(), file.pos()));
+    log::warn("{}: file {} changed since the dump ({}); reopened as it is now, at offset {} (--allow-changed-file)",
+              where, path.string(), change, file.pos());
+    plan.files.changed_ok.insert(id);
+    used.insert(file.path());
+  }
+  for (const auto& path : allowed)
+    if (!used.count(path)) log::warn("--allow-changed-file {}: no open file of the checkpoint changed there", path);
 }
 
 void check_files_unchanged(const RestorePlan& plan, const std::filesystem::path& rootfs) {

@@ -1,8 +1,11 @@
-// The per-checkpoint file images (regular files, pipes, character devices), indexed by id.
+// The per-checkpoint file images (regular files, pipes, character devices), indexed by id,
+// and what the checks before the restore decided about them.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
+#include <string>
 
 #include "chardev.pb.h"
 #include "eventfiles.pb.h"
@@ -20,6 +23,8 @@ struct FileImages {
   std::map<uint64_t, pb::EventFile> event_files;  // by open-file id
   // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
   std::map<uint64_t, int> inherited_pipes;
+  std::string boot_id;                 // of this boot: files dumped in it are compared by inode too
+  std::set<uint64_t> changed_ok;       // regfiles found changed and accepted (--allow-changed-file)
 };
 
 FileImages load_file_images(const images::Checkpoint& checkpoint);

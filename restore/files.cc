@@ -30,6 +30,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     if (std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
 
   PipeFactory pipes(images, max_fd(fds) + 1);
+  GhostFiles ghosts(images, max_fd(fds) + 1);
   // One open file description per file id, so dup'd fds come back sharing offset and flags.
   std::map<std::pair<int, uint64_t>, int> installed;  // (kind, id) -> first fd installed
   for (const auto& entry : fds) {
@@ -46,7 +47,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
       case pb::FdEntry::DIRECTORY: {
         auto it = images.regfiles.find(entry.file_id());
         if (it == images.regfiles.end()) fail("fd {}: regfiles.img has no file {}", entry.fd(), entry.file_id());
-        file = open_regfile(it->second);
+        file = ghosts.open(it->second);
         break;
       }
       case pb::FdEntry::PIPE:
@@ -81,6 +82,10 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     }
     installed[key] = entry.fd();
   }
+  for (const auto& [id, file] : images.regfiles)
+    if (file.cwd()) ghosts.enter_cwd(file);
+  // Every fd of a ghost is open (and the working directory entered): delete them again.
+  ghosts.remove_names();
   add_epoll_targets(fds, images);
 }
 

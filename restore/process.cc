@@ -18,7 +18,10 @@ void apply_process_attributes(const pb::TaskCore& core) {
   if (!core.root().empty() && core.root() != "/") {
     if (chroot(core.root().c_str()) < 0) fail_errno(errno, "chroot {}", core.root());
   }
-  if (!core.cwd().empty() && chdir(core.cwd().c_str()) < 0) fail_errno(errno, "chdir {}", core.cwd());
+  // A deleted working directory (" (deleted)") was entered as a ghost by install_fd_table.
+  struct stat cwd;
+  const bool in_ghost_cwd = stat(".", &cwd) == 0 && cwd.st_nlink == 0;
+  if (!core.cwd().empty() && !in_ghost_cwd && chdir(core.cwd().c_str()) < 0) fail_errno(errno, "chdir {}", core.cwd());
   if (personality(core.personality()) < 0) fail_errno(errno, "personality {:#x}", core.personality());
   if (!core.comm().empty() && prctl(PR_SET_NAME, core.comm().c_str()) < 0) fail_errno(errno, "set name {}", core.comm());
   // Before the threads are created, which inherit it.

@@ -106,6 +106,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   pb::ContainerConfig config = container_config(checkpoint, options, plan);
   check_host_compatible(checkpoint, plan);
   check_files_unchanged(plan, config.rootfs());
+  check_open_files(plan, config.rootfs(), options.allow_changed_files);
   const double load_ms = ms_since(started_at);
   check_interrupt();
 

@@ -14,6 +14,7 @@ struct RestoreOptions {
   bool detach = false;           // return once restored instead of waiting for the job
   std::string log_path;          // job output; default: ROOT/<name>.log when detached
   std::vector<std::string> inherit_fds;  // --inherit-fd SOURCE:pipe:[INODE] (restore/inherit_fds.h)
+  std::vector<std::string> allow_changed_files;  // open files reopened although changed (paths in the job)
 };
 
 // Returns the exit status for `stasis restore`: 0 when detached, else the job's status.

@@ -1,5 +1,8 @@
-// Open files: offsets, O_APPEND, a deleted file, a read-only file, a pipe with buffered data.
+// Open files: offsets, O_APPEND, a deleted file, a read-only file, a pipe with buffered data;
+// files deleted while open (ghosts); files changed between dump and restore.
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "tests/support/checkpoint_harness.h"
 
@@ -62,6 +65,92 @@ TEST(CheckpointFiles, RestoreWithMissingFileFailsClearly) {
   EXPECT_NE(std::string(r.message()).find(ro.filename().string()), std::string::npos)
       << "the error should name the missing file: " << r.message();
   EXPECT_FALSE(restored.host_pid().has_value()) << "a failed restore must leave nothing running";
+}
+
+// Owner, group, mode and mtime of a deleted file and of a memfd are the dump's, not root's.
+TEST(CheckpointFiles, GhostsKeepOwnerModeAndTimes) { check_round_trip(c_workload("ghosts", {"owner"})); }
+
+// Two hard-linked names of one deleted file, and the same deleted name opened again, come back
+// as one inode: a write through one fd is seen through the others.
+TEST(CheckpointFiles, HardLinkedGhostStaysOneFile) { check_round_trip(c_workload("ghosts", {"links"})); }
+
+// A deleted file of 1 GiB with 8 KiB of data: saved by its data alone, under the default
+// ghost limit, and restored with its holes and mtime.
+TEST(CheckpointFiles, SparseGhostKeepsHolesAndMtime) { check_round_trip(c_workload("ghosts", {"sparse"})); }
+
+// A deleted working directory, with a deleted file in it, comes back as a ghost directory
+// holding the ghost of the file.
+TEST(CheckpointFiles, DeletedWorkingDirectoryComesBack) { check_round_trip(c_workload("ghosts", {"cwd"})); }
+
+// A deleted file in a directory deleted too: the directory is made again for the while.
+TEST(CheckpointFiles, DeletedFileInDeletedDirectoryComesBack) {
+  check_round_trip(c_workload("ghosts", {"dirfile"}));
+}
+
+// A deleted directory held open by an fd comes back as a ghost directory.
+TEST(CheckpointFiles, HeldDeletedDirectoryComesBack) { check_round_trip(c_workload("ghosts", {"held"})); }
+
+// A deleted file whose name a new file took, and one with a name too long for a suffix of ours.
+TEST(CheckpointFiles, GhostsWithReusedOrLongNames) { check_round_trip(c_workload("ghosts", {"names"})); }
+
+// Over --ghost-limit, the dump is refused naming the option, and the job runs on.
+TEST(CheckpointFiles, GhostOverTheLimitIsRefusedNamingTheOption) {
+  CheckpointEnv env;
+  Container original(env, "ghost-limit");
+  ASSERT_TRUE(original.run(c_workload("ghosts", {"sparse"})));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  fs::path images = env.image_dir("ghost-limit");
+  auto r = original.dump(images, {"--ghost-limit", "4K"});
+  ASSERT_FALSE(r) << "a deleted file with 8 KiB of data was dumped under a 4 KiB limit";
+  EXPECT_NE(std::string(r.message()).find("exit 4"), std::string::npos) << "refused as unsupported: " << r.message();
+  EXPECT_NE(std::string(r.message()).find("dump with a larger --ghost-limit"), std::string::npos) << r.message();
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s)) << "the job must run on after a refused dump";
+}
+
+// A file that the job had open was replaced after the dump (a log rotated): restore refuses it
+// before starting anything, naming the file and the option.
+TEST(CheckpointFiles, RotatedFileIsRefused) {
+  CheckpointEnv env;
+  Container original(env, "rotated");
+  ASSERT_TRUE(original.run(c_workload("files")));
+  ASSERT_TRUE(wait_for_progress(original.status(), 1, 10s));
+  fs::path images = env.image_dir("rotated");
+  ASSERT_TRUE(original.dump(images));
+  ASSERT_TRUE(original.wait_gone());
+  fs::path log = original.status().string() + ".log";
+  fs::rename(log, log.string() + ".1");
+  std::ofstream(log) << "a new log\n";
+  Container restored(env, "rotated-copy");
+  auto r = restored.restore(images, original.status());
+  ASSERT_FALSE(r) << "restore reopened the rotated log " << log << " as if it were the dumped one";
+  const std::string message = r.message();
+  EXPECT_NE(message.find(log.string() + " changed since the dump"), std::string::npos) << message;
+  EXPECT_NE(message.find("--allow-changed-file"), std::string::npos) << message;
+  EXPECT_FALSE(restored.host_pid().has_value()) << "a refused restore must leave nothing running";
+}
+
+// The same file replaced by an identical copy (a new inode, a new mtime) is refused, and taken
+// with --allow-changed-file.
+TEST(CheckpointFiles, ChangedFileIsAcceptedWhenAllowed) {
+  CheckpointEnv env;
+  Container original(env, "replaced");
+  ASSERT_TRUE(original.run(c_workload("files")));
+  ASSERT_TRUE(wait_for_progress(original.status(), 1, 10s));
+  fs::path images = env.image_dir("replaced");
+  ASSERT_TRUE(original.dump(images));
+  ASSERT_TRUE(original.wait_gone());
+  fs::path ro = original.status().string() + ".ro";
+  fs::path copy = ro.string() + ".copy";
+  fs::copy_file(ro, copy);
+  fs::rename(copy, ro);
+  Container refused(env, "replaced-refused");
+  auto r = refused.restore(images, original.status());
+  ASSERT_FALSE(r) << "restore took the replaced " << ro;
+  EXPECT_NE(std::string(r.message()).find("another file now"), std::string::npos) << r.message();
+  Container accepted(env, "replaced-accepted");
+  ASSERT_TRUE(accepted.restore(images, original.status(), {"--allow-changed-file", ro.string()}));
+  EXPECT_TRUE(keep_progressing(accepted.status(), 1500ms));
 }
 
 }  // namespace

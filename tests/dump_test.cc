@@ -376,7 +376,9 @@ TEST(Dump, SignalsFilesPipes) {
   const auto& deleted = by_id[by_fd[22].file_id()];
   EXPECT_TRUE(deleted.deleted());
   EXPECT_EQ(deleted.path(), (tmp.path() / "deleted").string());
-  EXPECT_EQ(deleted.contents(), "gone but kept");
+  ASSERT_EQ(deleted.extents_size(), 1);  // its data, by data extents
+  EXPECT_EQ(deleted.extents(0).offset(), 0u);
+  EXPECT_EQ(deleted.extents(0).data(), "gone but kept");
 
   // Memory: the pattern is saved exactly; of the private file mapping only the modified page.
   uint64_t pattern = 0, mapped = 0;

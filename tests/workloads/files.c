@@ -12,6 +12,8 @@
 //   opath    an O_PATH fd of the ro file: O_PATH kept, fstat gives the ro file's size
 //   pipe     a pipe holding 1000 buffered bytes; every iteration 10 bytes are read and the
 //            next 10 bytes of the sequence written, so the buffer keeps a known content
+//   proc     /proc/self/stat held open and read again every iteration (a kernel file: reopened
+//            in the new container whatever its inode, size and mtime)
 // Also the close-on-exec flag of the log fd is read back.
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -87,6 +89,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   off_t mem_off = 0;
+
+  int proc_fd = open_or_die("/proc/self/stat", O_RDONLY);
 
   int p[2];
   if (pipe(p) < 0) {
@@ -190,6 +194,9 @@ int main(int argc, char** argv) {
         }
     }
     ro_off += 16;
+
+    // proc: still readable.
+    if (pread(proc_fd, buf, 64, 0) <= 0) ws_failf("/proc/self/stat read: %s", strerror(errno));
 
     // pipe: buffered count, then rotate 10 bytes through it.
     int avail = -1;
