@@ -1,6 +1,7 @@
 // Open files: offsets, O_APPEND, a deleted file, a read-only file, a pipe with buffered data;
 // files deleted while open (ghosts); files changed between dump and restore.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include <fstream>
 
@@ -92,6 +93,30 @@ TEST(CheckpointFiles, HeldDeletedDirectoryComesBack) { check_round_trip(c_worklo
 
 // A deleted file whose name a new file took, and one with a name too long for a suffix of ours.
 TEST(CheckpointFiles, GhostsWithReusedOrLongNames) { check_round_trip(c_workload("ghosts", {"names"})); }
+
+// A file deleted under a read-only mount could not be made again there: the dump refuses it,
+// naming it, and the job runs on.
+TEST(CheckpointFiles, GhostOnReadOnlyMountIsRefused) {
+  CheckpointEnv env;
+  const fs::path rw = env.work() / "rw", ro = env.work() / "ro";
+  fs::create_directories(rw);
+  fs::create_directories(ro);
+  std::ofstream(rw / "f") << "data\n";
+  ASSERT_EQ(::mount(rw.c_str(), ro.c_str(), nullptr, MS_BIND, nullptr), 0) << strerror(errno);
+  struct Unmount {
+    fs::path path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{ro};
+  ASSERT_EQ(::mount(nullptr, ro.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0) << strerror(errno);
+  Container original(env, "ghost-ro");
+  ASSERT_TRUE(original.run(c_workload("ghosts", {"rofile", (ro / "f").string(), (rw / "f").string()})));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  auto r = original.dump(env.image_dir("ghost-ro"));
+  ASSERT_FALSE(r) << "a file deleted on a read-only mount was dumped; restore could not make it there";
+  EXPECT_NE(std::string(r.message()).find("deleted on a read-only mount"), std::string::npos) << r.message();
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s)) << "the job must run on after a refused dump";
+}
 
 // Over --ghost-limit, the dump is refused naming the option, and the job runs on.
 TEST(CheckpointFiles, GhostOverTheLimitIsRefusedNamingTheOption) {

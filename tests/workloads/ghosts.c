@@ -15,6 +15,8 @@
 //           can be made in it) with its mode
 //   names   a deleted file whose name now belongs to a new file, and a deleted file with a
 //           name of 250 characters: contents stay, and the new file keeps its own
+//   rofile RO RW  a file opened through a read-only bind mount (RO) and deleted through a
+//           writable one (RW): the dump must refuse it (restore could not make it there)
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <sys/mman.h>
@@ -82,7 +84,7 @@ static void set_mtime(int fd) {
 }
 
 int main(int argc, char** argv) {
-  ws_init(argc, argv, 2, "STATUS_FILE owner|links|sparse|cwd|dirfile|held|names");
+  ws_init(argc, argv, 2, "STATUS_FILE owner|links|sparse|cwd|dirfile|held|names|rofile RO RW");
   const char* mode = argv[2];
   char path[4400], path2[4600];
 
@@ -234,6 +236,20 @@ int main(int argc, char** argv) {
         check_bytes(now, "the new file", 5, 0, 100);
         close(now);
       }
+      ws_write(iter);
+      ws_sleep_ms(20);
+    }
+  }
+
+  if (strcmp(mode, "rofile") == 0 && argc >= 5) {
+    // argv[3] is a file seen through a read-only bind mount, argv[4] the same file through a
+    // writable one: opened through the first, deleted through the second.
+    int fd = open(argv[3], O_RDONLY);
+    if (fd < 0) die("open", argv[3]);
+    if (unlink(argv[4]) < 0) die("unlink", argv[4]);
+    for (unsigned long long iter = 1;; ++iter) {
+      char c;
+      if (pread(fd, &c, 1, 0) != 1) ws_failf("read the deleted file: %s", strerror(errno));
       ws_write(iter);
       ws_sleep_ms(20);
     }
