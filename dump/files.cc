@@ -177,6 +177,21 @@ pb::RegFile FileCollector::describe_regfile(pid_t pid, int pidfd, int fd, const 
   *f.mutable_file() = identity_of(st);
   f.set_boot_id(boot_id_);
   f.set_kernel_fs(on_kernel_fs(pid, fd));
+  if (st.st_nlink != 0 && f.path() != link) {
+    // " (deleted)" on a file that still has links: either its own name ends so, or the name
+    // it was opened by was deleted while another hard link lives on, under a name we do not
+    // know; reopening the path would give another file, or none.
+    struct stat named {};
+    const std::string seen = fmt::format("/proc/{}/root{}", pid, link);
+    if (::stat(seen.c_str(), &named) == 0 && named.st_dev == st.st_dev && named.st_ino == st.st_ino) {
+      f.set_path(link);
+    } else {
+      throw UnsupportedError(fmt::format("pid {} fd {}: {}: the name it was opened by was deleted, but the file "
+                                         "lives on under {} other name(s), which restore could not find: not "
+                                         "supported (open it by a name that stays)",
+                                         pid, fd, link, st.st_nlink));
+    }
+  }
   if (st.st_nlink != 0 || f.kernel_fs()) return f;
 
   // Deleted while open, or a memfd: restore makes it anew, as it was.

@@ -118,6 +118,20 @@ TEST(CheckpointFiles, GhostOnReadOnlyMountIsRefused) {
   EXPECT_TRUE(wait_for_progress(original.status(), n, 10s)) << "the job must run on after a refused dump";
 }
 
+// A file whose name was deleted while another hard link lives on cannot be reopened by path:
+// the dump refuses it, naming it, and the job runs on.
+TEST(CheckpointFiles, FileWithOnlyAnotherLinkLeftIsRefused) {
+  CheckpointEnv env;
+  Container original(env, "other-link");
+  ASSERT_TRUE(original.run(c_workload("ghosts", {"otherlink"})));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  auto r = original.dump(env.image_dir("other-link"));
+  ASSERT_FALSE(r) << "a file opened by a deleted name was dumped; restore could not reopen it";
+  EXPECT_NE(std::string(r.message()).find("the name it was opened by was deleted"), std::string::npos) << r.message();
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s)) << "the job must run on after a refused dump";
+}
+
 // Over --ghost-limit, the dump is refused naming the option, and the job runs on.
 TEST(CheckpointFiles, GhostOverTheLimitIsRefusedNamingTheOption) {
   CheckpointEnv env;

@@ -1,7 +1,8 @@
 // ghosts: files and directories deleted while open ("ghosts"), each case chosen by argv[2];
 // files live next to the status file. Checked every iteration, before and after restore:
 //   owner   a deleted file and a memfd, each owned by 1234:5678 with mode 0640 / 0600, the
-//           file with a fixed mtime: owner, group, mode and mtime stay
+//           file with a fixed mtime: owner, group, mode and mtime stay; the memfd opened a
+//           second time through /proc/self/fd stays the same memfd
 //   links   a file with two hard-linked names, each opened on its own (two open file
 //           descriptions), then both names deleted: a write through one fd is seen through
 //           the other, both fds name one inode, and a second open of the same deleted name
@@ -15,6 +16,8 @@
 //           can be made in it) with its mode
 //   names   a deleted file whose name now belongs to a new file, and a deleted file with a
 //           name of 250 characters: contents stay, and the new file keeps its own
+//   otherlink  a file opened by a name since deleted, with another hard link left: the dump
+//           must refuse it (restore could not find it by a name)
 //   rofile RO RW  a file opened through a read-only bind mount (RO) and deleted through a
 //           writable one (RW): the dump must refuse it (restore could not make it there)
 #define _GNU_SOURCE
@@ -84,7 +87,7 @@ static void set_mtime(int fd) {
 }
 
 int main(int argc, char** argv) {
-  ws_init(argc, argv, 2, "STATUS_FILE owner|links|sparse|cwd|dirfile|held|names|rofile RO RW");
+  ws_init(argc, argv, 2, "STATUS_FILE owner|links|sparse|cwd|dirfile|held|names|otherlink|rofile RO RW");
   const char* mode = argv[2];
   char path[4400], path2[4600];
 
@@ -97,6 +100,10 @@ int main(int argc, char** argv) {
     int mfd = memfd_create("ghosts-owned", 0);
     if (mfd < 0) die("memfd_create", "");
     if (pwrite(mfd, "memfd", 5, 0) != 5 || fchown(mfd, 1234, 5678) < 0 || fchmod(mfd, 0600) < 0) die("memfd", "setup");
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", mfd);
+    int mfd_again = open(self, O_RDONLY);  // a second open file description of the memfd
+    if (mfd_again < 0) die("reopen", self);
     for (unsigned long long iter = 1;; ++iter) {
       check_stat(fd, "deleted file", 0640, 1234, 5678);
       check_mtime(fd, "deleted file");
@@ -104,6 +111,10 @@ int main(int argc, char** argv) {
       check_stat(mfd, "memfd", 0600, 1234, 5678);
       char buf[5];
       if (pread(mfd, buf, 5, 0) != 5 || memcmp(buf, "memfd", 5) != 0) ws_failf("memfd contents differ");
+      unsigned long long seen = 0;
+      if (pwrite(mfd, &iter, sizeof iter, 8) != sizeof iter || pread(mfd_again, &seen, sizeof seen, 8) != sizeof seen ||
+          seen != iter)
+        ws_failf("a write of %llu to the memfd reads back as %llu through its second open", iter, seen);
       ws_write(iter);
       ws_sleep_ms(20);
     }
@@ -250,6 +261,20 @@ int main(int argc, char** argv) {
     for (unsigned long long iter = 1;; ++iter) {
       char c;
       if (pread(fd, &c, 1, 0) != 1) ws_failf("read the deleted file: %s", strerror(errno));
+      ws_write(iter);
+      ws_sleep_ms(20);
+    }
+  }
+
+  if (strcmp(mode, "otherlink") == 0) {
+    // A file opened by one name, that name deleted, another hard link left: the dump must
+    // refuse it (restore could not find the file by a name).
+    snprintf(path, sizeof path, "%s.first", ws_path);
+    snprintf(path2, sizeof path2, "%s.second", ws_path);
+    int fd = make_file(path, 2, 4096);
+    if (link(path, path2) < 0 || unlink(path) < 0) die("link/unlink", path);
+    for (unsigned long long iter = 1;; ++iter) {
+      check_bytes(fd, "file with another link", 2, 0, 4096);
       ws_write(iter);
       ws_sleep_ms(20);
     }
