@@ -88,6 +88,8 @@ void check_open_files(RestorePlan& plan, const std::filesystem::path& rootfs,
     if (stat(path.c_str(), &st) < 0) fail_errno(errno, "{}: reopen file {}", where, path.string());
     const std::string change = regfile_change(file, st, plan.files.boot_id);
     if (change.empty()) continue;
+    if ((st.st_mode & S_IFMT) != (file.mode() & S_IFMT))  // no option makes a directory a file
+      throw Error(fmt::format("{}: {} is {}", where, path.string(), change));
     if (!allowed.count(file.path()))
       throw Error(fmt::format("{}: file {} changed since the dump ({}): it may have been rotated, replaced or "
                               "written by another process; restore with --allow-changed-file {} to reopen it as it "

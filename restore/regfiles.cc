@@ -221,7 +221,8 @@ UniqueFd GhostFiles::open(const pb::RegFile& file) {
     struct stat st;
     if (::fstat(fd.get(), &st) < 0) fail_errno(errno, "stat {}", file.path());
     const std::string change = regfile_change(file, st, images_.boot_id);
-    if (!change.empty() && !file.kernel_fs() && !images_.changed_ok.count(file.id()))
+    const bool same_type = (st.st_mode & S_IFMT) == (file.mode() & S_IFMT);
+    if (!change.empty() && !file.kernel_fs() && (!same_type || !images_.changed_ok.count(file.id())))
       fail("file {} changed since the dump ({}); restore with --allow-changed-file {} to accept it", file.path(), change,
            file.path());
   }

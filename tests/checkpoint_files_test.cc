@@ -169,6 +169,32 @@ TEST(CheckpointFiles, RotatedFileIsRefused) {
   EXPECT_FALSE(restored.host_pid().has_value()) << "a refused restore must leave nothing running";
 }
 
+// A file open for appending may have grown since the dump (others appended to a shared log),
+// never shrunk (truncated or rotated).
+TEST(CheckpointFiles, AppendedFileMayGrowNotShrink) {
+  CheckpointEnv env;
+  Container original(env, "appended");
+  ASSERT_TRUE(original.run(c_workload("files")));
+  ASSERT_TRUE(wait_for_progress(original.status(), 1, 10s));
+  fs::path images = env.image_dir("appended");
+  ASSERT_TRUE(original.dump(images));
+  ASSERT_TRUE(original.wait_gone());
+  const fs::path append = original.status().string() + ".append";
+  const auto size = fs::file_size(append);
+  ASSERT_GT(size, 0u);
+  fs::resize_file(append, size - 1);
+  Container shrunk(env, "appended-shrunk");
+  auto r = shrunk.restore(images, original.status());
+  ASSERT_FALSE(r) << "restore took " << append << " although it shrank";
+  EXPECT_NE(std::string(r.message()).find("size " + std::to_string(size) + " -> " + std::to_string(size - 1)),
+            std::string::npos)
+      << r.message();
+  fs::resize_file(append, size + 100);
+  Container grown(env, "appended-grown");
+  // The workload itself will see the 100 bytes it did not write: only the restore is checked.
+  EXPECT_TRUE(grown.restore(images, original.status())) << "a grown append-only file must be accepted";
+}
+
 // The same file replaced by an identical copy (a new inode, a new mtime) is refused, and taken
 // with --allow-changed-file.
 TEST(CheckpointFiles, ChangedFileIsAcceptedWhenAllowed) {
