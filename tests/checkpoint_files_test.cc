@@ -75,6 +75,15 @@ TEST(CheckpointFiles, GhostsKeepOwnerModeAndTimes) { check_round_trip(c_workload
 // as one inode: a write through one fd is seen through the others.
 TEST(CheckpointFiles, HardLinkedGhostStaysOneFile) { check_round_trip(c_workload("ghosts", {"links"})); }
 
+// Dumped with --leave-running (the original runs on, writing through its ghosts, and is
+// removed after): the copy's ghosts are made from the dumped data, one inode per dumped inode.
+TEST(CheckpointFiles, GhostsAfterLeaveRunning) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(c_workload("ghosts", {"links"}), how);
+  check_round_trip(c_workload("ghosts", {"cwd"}), how);
+}
+
 // A deleted file of 1 GiB with 8 KiB of data: saved by its data alone, under the default
 // ghost limit, and restored with its holes and mtime.
 TEST(CheckpointFiles, SparseGhostKeepsHolesAndMtime) { check_round_trip(c_workload("ghosts", {"sparse"})); }
