@@ -40,6 +40,7 @@ bool on_kernel_fs(pid_t pid, int fd) {
   switch (static_cast<unsigned long>(fs.f_type)) {
     case PROC_SUPER_MAGIC:
     case SYSFS_MAGIC:
+    case DEVPTS_SUPER_MAGIC:
     case CGROUP_SUPER_MAGIC:
     case CGROUP2_SUPER_MAGIC:
     case DEBUGFS_MAGIC:

@@ -51,11 +51,14 @@ std::string regfile_change(const pb::RegFile& file, const struct stat& st, const
   const pb::FileIdentity& was = file.file();
   if ((st.st_mode & S_IFMT) != (file.mode() & S_IFMT))
     return S_ISDIR(file.mode()) ? "no longer a directory" : "no longer a regular file";
+  // A directory holds no data at an offset, its size and mtime change with its entries, and
+  // some are new mounts in every container (/dev, /dev/shm): its type is all that matters.
+  if (S_ISDIR(st.st_mode)) return "";
   std::vector<std::string> changes;
   // Inode numbers mean something only in the boot that dumped.
   if (!boot_id.empty() && file.boot_id() == boot_id && (st.st_dev != was.dev() || st.st_ino != was.ino()))
     changes.push_back(fmt::format("another file now: inode {} -> {}", was.ino(), st.st_ino));
-  if (!S_ISDIR(st.st_mode)) {  // a directory's size and mtime change with its entries
+  {
     const int64_t mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
     const uint64_t size = static_cast<uint64_t>(st.st_size);
     // Appends go to the end whatever the offset: a log that others appended to is fine, one
@@ -77,6 +80,9 @@ void check_open_files(RestorePlan& plan, const std::filesystem::path& rootfs,
   for (const auto& [id, file] : plan.files.regfiles) {
     if (file.deleted() || file.memfd() || file.cwd()) continue;  // made anew
     if (file.kernel_fs()) continue;  // a view of kernel state, reopened in the new container
+    // Only a directory's type matters (regfile_change), checked once open: some are mounts
+    // made anew in the container (/dev/shm), out of our sight from here.
+    if (S_ISDIR(file.mode())) continue;
     std::string where = fmt::format("pid {}", plan.task.pid());
     for (const auto& e : plan.task.fds)
       if ((e.kind() == pb::FdEntry::REGULAR || e.kind() == pb::FdEntry::DIRECTORY) && e.file_id() == id) {

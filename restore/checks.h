@@ -20,7 +20,7 @@ void check_same_file(const std::string& path, const struct stat& st, const pb::F
 // What makes st (of the path a RegFile is reopened from) another file than the one dumped, or
 // "" when it is the same. Compared: the type; device and inode when boot_id (ours) is the
 // dump's; size and mtime, except that a file open for appending may have grown (others
-// appended: its writes go to the end anyway). A directory's size and mtime are not compared.
+// appended: its writes go to the end anyway). Of a directory, only the type is compared.
 std::string regfile_change(const pb::RegFile& file, const struct stat& st, const std::string& boot_id);
 
 // Every file the fds reopen by path must be the dumped one (regfile_change); those named in
