@@ -300,6 +300,9 @@ void describe_memfd_mapping(pid_t pid, uint64_t start, uint64_t end, pb::Vma& v)
   v.set_memfd_name(name);
   v.set_memfd_size(static_cast<uint64_t>(st.st_size));
   v.set_memfd_seals(seals > 0 ? static_cast<uint32_t>(seals) : 0);
+  v.set_memfd_mode(st.st_mode);
+  v.set_memfd_uid(st.st_uid);
+  v.set_memfd_gid(st.st_gid);
 }
 
 }  // namespace

@@ -36,6 +36,9 @@ RestorePlan make_plan(const std::filesystem::path& dir, TaskImage task, FileImag
         f.memfd_name = vma.memfd_name();
         f.memfd_size = vma.memfd_size();
         f.memfd_seals = vma.memfd_seals();
+        f.memfd_mode = vma.memfd_mode();
+        f.memfd_uid = vma.memfd_uid();
+        f.memfd_gid = vma.memfd_gid();
         f.shmem_id = vma.shmem_id();
         plan.mapped_files.push_back(std::move(f));
       }

@@ -23,6 +23,8 @@ struct MappedFile {
   std::string memfd_name;
   uint64_t memfd_size = 0;
   uint32_t memfd_seals = 0;
+  uint32_t memfd_mode = 0;  // st_mode, 0 in images from before it was saved
+  uint32_t memfd_uid = 0, memfd_gid = 0;
   uint64_t shmem_id = 0;  // its inode when dumped
 };
 

@@ -52,6 +52,10 @@ void open_mapped_files(const RestorePlan& plan) {
       if (fd < 0) fail_errno(errno, "memfd_create {}", file.memfd_name);
       if (ftruncate(fd, static_cast<off_t>(file.memfd_size)) < 0)
         fail_errno(errno, "memfd {}: set its size to {}", file.memfd_name, file.memfd_size);
+      // Owner and mode as dumped, before the seals (F_SEAL_EXEC would stop the chmod).
+      if (file.memfd_mode != 0 && (fchown(fd, file.memfd_uid, file.memfd_gid) < 0 || fchmod(fd, file.memfd_mode & 07777) < 0))
+        fail_errno(errno, "memfd {}: set owner {}:{} and mode {:o}", file.memfd_name, file.memfd_uid, file.memfd_gid,
+                   file.memfd_mode & 07777);
       // No write seal comes this way (the dump refuses them): the pages can still go in after.
       if (file.memfd_seals != 0 && fcntl(fd, F_ADD_SEALS, file.memfd_seals) < 0)
         fail_errno(errno, "memfd {}: add seals {:#x}", file.memfd_name, file.memfd_seals);

@@ -2,7 +2,8 @@
 // files live next to the status file. Checked every iteration, before and after restore:
 //   owner   a deleted file and a memfd, each owned by 1234:5678 with mode 0640 / 0600, the
 //           file with a fixed mtime: owner, group, mode and mtime stay; the memfd opened a
-//           second time through /proc/self/fd stays the same memfd
+//           second time through /proc/self/fd stays the same memfd; a memfd only mapped (its
+//           fd closed), owned by 1234:5678 with mode 0604, keeps them
 //   links   a file with two hard-linked names, each opened on its own (two open file
 //           descriptions), then both names deleted: a write through one fd is seen through
 //           the other, both fds name one inode, and a second open of the same deleted name
@@ -104,11 +105,29 @@ int main(int argc, char** argv) {
     snprintf(self, sizeof self, "/proc/self/fd/%d", mfd);
     int mfd_again = open(self, O_RDONLY);  // a second open file description of the memfd
     if (mfd_again < 0) die("reopen", self);
+    // A memfd only mapped (its fd closed): restore makes it for the mapping alone.
+    int mapped_fd = memfd_create("ghosts-mapped", 0);
+    if (mapped_fd < 0 || ftruncate(mapped_fd, 4096) < 0 || fchown(mapped_fd, 1234, 5678) < 0 ||
+        fchmod(mapped_fd, 0604) < 0)
+      die("mapped memfd", "setup");
+    char* mapped = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mapped_fd, 0);
+    if (mapped == MAP_FAILED) die("mmap", "mapped memfd");
+    close(mapped_fd);
+    char map_file[128];
+    snprintf(map_file, sizeof map_file, "/proc/self/map_files/%lx-%lx", (unsigned long)mapped,
+             (unsigned long)mapped + 4096);
     for (unsigned long long iter = 1;; ++iter) {
       check_stat(fd, "deleted file", 0640, 1234, 5678);
       check_mtime(fd, "deleted file");
       check_bytes(fd, "deleted file", 1, (off_t)(iter % 2) * 4096, 4096);
       check_stat(mfd, "memfd", 0600, 1234, 5678);
+      int through_map = open(map_file, O_RDONLY);
+      if (through_map < 0) ws_failf("open %s: %s", map_file, strerror(errno));
+      else {
+        check_stat(through_map, "mapped memfd", 0604, 1234, 5678);
+        close(through_map);
+      }
+      mapped[iter % 4096] = (char)iter;
       char buf[5];
       if (pread(mfd, buf, 5, 0) != 5 || memcmp(buf, "memfd", 5) != 0) ws_failf("memfd contents differ");
       unsigned long long seen = 0;
