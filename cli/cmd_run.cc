@@ -72,11 +72,12 @@ pb::ContainerConfig to_config(const RunOptions& o) {
   return c;
 }
 
-int run(const Cli& cli, const RunOptions& o) {
+int run(const Cli& cli, const RunOptions& o, bool name_given) {
+  // An empty --name is a mistake (an unset variable), not a request for a generated name.
+  if (name_given && o.name.empty()) throw UsageError("--name: must not be empty (omit it for a generated name)");
   launcher::require_root("stasis run");
   pb::ContainerConfig config = to_config(o);
-  launcher::InitFunction init = launcher::exec_init(config);
-  launcher::StartedContainer started = launcher::start_container(cli.global.root, config, init);
+  launcher::StartedContainer started = launcher::run_container(cli.global.root, config);
   if (o.detach) {
     std::printf("%s\n", started.name.c_str());
     return kExitOk;
@@ -96,7 +97,7 @@ int run(const Cli& cli, const RunOptions& o) {
 void add_run_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("run", "Start a job in fresh namespaces and a cgroup");
   auto o = std::make_shared<RunOptions>();
-  cmd->add_option("--name", o->name, "Container name (generated when absent)");
+  auto* name = cmd->add_option("--name", o->name, "Container name (generated when absent)");
   cmd->add_flag("-d,--detach", o->detach, "Return once the job runs; its output goes to the log");
   cmd->add_option("--memory", o->memory, "Memory limit in bytes (K, M, G suffixes)");
   cmd->add_option("--cpus", o->cpus, "CPU limit, fractional (CFS quota)");
@@ -115,7 +116,7 @@ void add_run_command(Cli& cli) {
   cmd->add_option("--device", o->devices, "Extra allowed device: a path or a rule 'c MAJ:MIN [rwm]' (v1)")->allow_extra_args(false);
   cmd->add_flag("--init", o->init, "Run a small reaper as PID 1 that forwards signals and reaps orphans");
   cmd->add_option("command", o->command, "CMD [ARGS...] (after --)");
-  cmd->callback([&cli, o] { cli.action = [&cli, o]() -> int { return run(cli, *o); }; });
+  cmd->callback([&cli, o, name] { cli.action = [&cli, o, name]() -> int { return run(cli, *o, name->count() > 0); }; });
 }
 
 }  // namespace stasis::cli

@@ -53,6 +53,12 @@ InitFunction exec_init(const pb::ContainerConfig& config);
 // nothing is left behind (no cgroup, link, state file or process) and an Error is thrown.
 StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init);
 
+// `stasis run`: start_container with exec_init. The default log (ROOT/NAME.log) starts empty.
+// Detached, it returns only once the job's exec has happened: an exec failure throws Error
+// "cannot execute 'X': ..." with exit code 127 (not found) or 126 (not executable), and
+// nothing is left behind. In the foreground the job reports it (message, status 127/126).
+StartedContainer run_container(const std::filesystem::path& root, pb::ContainerConfig config);
+
 // Waits for the job to end and returns its status as a shell reports it (code, or 128+signal).
 // The monitor says it once the job is gone and cleaned up after (--rm); reap_monitor then
 // also waits for the monitor itself, which a caller about to exit need not do (init reaps
@@ -62,15 +68,20 @@ int wait_for_exit(const std::filesystem::path& root, const StartedContainer& con
 
 // Signal to PID 1 of a running (or frozen) container.
 void kill_container(const std::filesystem::path& root, const std::string& name, int signal);
-// Removes cgroup, network links and state. A running container is refused unless force, which
-// kills every process of it first and waits (bounded) for its monitor to finish.
-void remove_container(const std::filesystem::path& root, const std::string& name, bool force);
+// Removes cgroup, network links, state and its default log (ROOT/NAME.log) unless keep_log. A
+// running container is refused unless force, which kills every process of it first and waits
+// (bounded) for its monitor to finish. keep_log: a dump keeps the log for the restored job.
+void remove_container(const std::filesystem::path& root, const std::string& name, bool force, bool keep_log = false);
 void freeze_container(const std::filesystem::path& root, const std::string& name);
 void thaw_container(const std::filesystem::path& root, const std::string& name);
 // Runs argv inside the container (all its namespaces, its cgroup, its root); returns its status.
 int exec_in_container(const std::filesystem::path& root, const std::string& name, const std::vector<std::string>& argv);
 
-// Sets state.status (e.g. "exited" after dump killed the job, "running" after restore).
+// The status a dump sets before it kills the job: the monitor, should it clean up (--rm), then
+// keeps the log, which the restored container continues.
+inline constexpr const char* kStatusDumped = "dumped";
+
+// Sets state.status (e.g. kStatusDumped before dump kills the job, "running" after restore).
 void set_container_status(const std::filesystem::path& root, const std::string& name, const std::string& status);
 
 Cgroup open_cgroup(const pb::ContainerState& state);

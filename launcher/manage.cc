@@ -171,7 +171,7 @@ void thaw_container(const fs::path& root, const std::string& name) {
   store.update(name, [](pb::ContainerState& s) { if (s.status() == "frozen") s.set_status("running"); });
 }
 
-void remove_container(const fs::path& root, const std::string& name, bool force) {
+void remove_container(const fs::path& root, const std::string& name, bool force, bool keep_log) {
   require_root("stasis rm");
   StateStore store(root);
   pb::ContainerState state = store.load(name);
@@ -195,7 +195,7 @@ void remove_container(const fs::path& root, const std::string& name, bool force)
   const auto& netcfg = current->config().net();
   if (netcfg.mode() == "veth" && !netcfg.host_ifname().empty()) net::delete_link(netcfg.host_ifname());
   if (!current->cgroup_paths().empty()) open_cgroup(*current).destroy();
-  if (current->config().log_path() == store.default_log_path(name).string()) {
+  if (!keep_log && current->config().log_path() == store.default_log_path(name).string()) {
     ::unlink(current->config().log_path().c_str());
   }
   store.remove(name);

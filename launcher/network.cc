@@ -1,6 +1,10 @@
 #include "launcher/network.h"
 
+#include <arpa/inet.h>
 #include <net/if.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include <memory>
 
@@ -144,6 +148,36 @@ bool delete_link(const std::string& ifname) {
   if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return false;
   if (err < 0) fail("netlink: delete link {}: {}", ifname, nl_geterror(err));
   return true;
+}
+
+std::string link_in_subnet(const std::string& cidr) {
+  Addr wanted = parse_addr(cidr);
+  auto ipv4 = [](nl_addr* a) {
+    uint32_t v = 0;
+    std::memcpy(&v, nl_addr_get_binary_addr(a), sizeof v);
+    return ntohl(v);
+  };
+  const uint32_t want = ipv4(wanted.get());
+  const unsigned want_prefix = nl_addr_get_prefixlen(wanted.get());
+  Sock sock = connect();
+  nl_cache* raw = nullptr;
+  int err = rtnl_addr_alloc_cache(sock.get(), &raw);
+  if (err < 0) fail("netlink: list addresses: {}", nl_geterror(err));
+  std::unique_ptr<nl_cache, CacheDeleter> cache(raw);
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* addr = reinterpret_cast<rtnl_addr*>(obj);
+    nl_addr* local = rtnl_addr_get_local(addr);
+    if (rtnl_addr_get_family(addr) != AF_INET || !local || nl_addr_get_len(local) != 4) continue;
+    // Two subnets overlap when they agree on the shorter of their prefixes.
+    const unsigned prefix = std::min(want_prefix, static_cast<unsigned>(rtnl_addr_get_prefixlen(addr)));
+    const uint32_t mask = prefix == 0 ? 0 : ~((1u << (32 - prefix)) - 1);
+    if ((ipv4(local) & mask) != (want & mask)) continue;
+    char name[IF_NAMESIZE] = "?";
+    ::if_indextoname(static_cast<unsigned>(rtnl_addr_get_ifindex(addr)), name);
+    char text[64];
+    return fmt::format("{} ({})", name, nl_addr2str(local, text, sizeof text));
+  }
+  return "";
 }
 
 std::vector<std::string> link_names() {

@@ -23,5 +23,8 @@ bool link_exists(const std::string& ifname);
 bool delete_link(const std::string& ifname);
 // Names of every link in this namespace ("lo", "eth0", ...).
 std::vector<std::string> link_names();
+// The first link here with an IPv4 address whose subnet overlaps cidr's ("10.213.0.1/24"), as
+// "NAME (ADDRESS/PREFIX)", or "" when none has.
+std::string link_in_subnet(const std::string& cidr);
 
 }  // namespace stasis::launcher::net

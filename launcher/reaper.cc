@@ -11,18 +11,28 @@
 
 namespace stasis::launcher {
 
-int exec_argv(const std::vector<std::string>& argv) {
+int exec_failure_status(int err) {
+  return err == ENOENT || err == ENOTDIR ? kExitCommandNotFound : kExitNotExecutable;
+}
+
+int exec_argv(const std::vector<std::string>& argv, int exec_report) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   ::execvp(args[0], args.data());
   int err = errno;
+  if (exec_report >= 0) {
+    char said[32];
+    int n = std::snprintf(said, sizeof said, "X%d\n", err);
+    while (::write(exec_report, said, static_cast<size_t>(n)) < 0 && errno == EINTR) {
+    }
+  }
   std::fprintf(stderr, "stasis run: cannot execute '%s': %s\n", argv[0].c_str(), std::strerror(err));
   std::fflush(stderr);
-  return 127;
+  return exec_failure_status(err);
 }
 
-int run_reaper(const std::vector<std::string>& argv) {
+int run_reaper(const std::vector<std::string>& argv, int exec_report) {
   ::prctl(PR_SET_NAME, "stasis-init");
   sigset_t all, old;
   sigfillset(&all);
@@ -35,8 +45,10 @@ int run_reaper(const std::vector<std::string>& argv) {
   if (child == 0) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::setpgid(0, 0);
-    ::_exit(exec_argv(argv));
+    ::_exit(exec_argv(argv, exec_report));
   }
+  // Only the job's exec (or its failure) may end the report.
+  if (exec_report >= 0) ::close(exec_report);
   return forward_signals_and_reap(child, all);
 }
 

@@ -11,14 +11,22 @@
 namespace stasis::launcher {
 
 // Never returns normally: returns the job's status (code, or 128+signal) for PID 1 to exit with.
-int run_reaper(const std::vector<std::string>& argv);
+// exec_report: see exec_argv; the job's exec reports there, and the reaper lets go of its copy.
+int run_reaper(const std::vector<std::string>& argv, int exec_report = -1);
 
 // The loop of an init: waits for signals (all of `blocked`, blocked by the caller before it
 // created child), forwards every one but SIGCHLD to child and its process group, reaps
 // whatever ends, and returns child's status (code, or 128+signal) once child has ended.
 int forward_signals_and_reap(pid_t child, const sigset_t& blocked);
 
-// execvp(argv); on failure prints "stasis run: cannot execute ..." and returns 127.
-int exec_argv(const std::vector<std::string>& argv);
+// What a shell returns when a command cannot be run: not found, or found but not executable.
+constexpr int kExitCommandNotFound = 127;
+constexpr int kExitNotExecutable = 126;
+int exec_failure_status(int err);  // 127 for ENOENT/ENOTDIR, else 126
+
+// execvp(argv); on failure prints "stasis run: cannot execute ..." and returns
+// exec_failure_status. exec_report (>= 0): a close-on-exec pipe whose reader learns of the
+// failure ("X<errno>\n"); a successful exec closes it, so its end of file means "it runs".
+int exec_argv(const std::vector<std::string>& argv, int exec_report = -1);
 
 }  // namespace stasis::launcher

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -43,20 +44,54 @@ int64_t now_ns() {
       .count();
 }
 
+// How start_impl was called: by `stasis run` (run_container) or by restore (start_container).
+struct StartMode {
+  // PID 1 keeps its report pipe open into init, which tells an exec failure there (exec_init);
+  // the monitor answers only at the exec.
+  bool report_exec = false;
+  // A new job: its default log (ROOT/NAME.log) starts empty, even if a dumped container of
+  // that name left one behind.
+  bool fresh_log = false;
+};
+
+// PID 1's end of its report pipe while init runs, when StartMode::report_exec (else -1).
+int g_exec_report = -1;
+
+// Thrown in the monitor when PID 1 reports that the exec of the job failed.
+struct ExecFailed {
+  int err;
+};
+
 // Where PID 1's stdio comes from (fds of the caller, inherited by monitor and PID 1).
 struct Stdio {
   int in = 0, out = 1, err = 2;
   UniqueFd owned_in, owned_log;
+  bool created_log = false;  // the log did not exist before (a failed start removes it)
 };
 
-Stdio plan_stdio(const pb::ContainerConfig& config) {
+Stdio plan_stdio(const pb::ContainerConfig& config, bool fresh_log) {
   Stdio s;
   if (config.detach()) {
     s.owned_in = open_or_throw("/dev/null", O_RDONLY);
     s.in = s.owned_in.get();
   }
   if (!config.log_path().empty()) {
-    s.owned_log = with_context("--log", [&] { return open_or_throw(config.log_path(), O_WRONLY | O_CREAT | O_APPEND, 0640); });
+    s.owned_log = with_context("--log", [&] {
+      const int flags = O_WRONLY | O_CREAT | O_APPEND;
+      if (fresh_log) {
+        s.created_log = true;
+        return open_or_throw(config.log_path(), flags | O_TRUNC, 0640);
+      }
+      // A log that exists (a restored container's, taken over) is appended to and outlives a
+      // failed start.
+      int fd = ::open(config.log_path().c_str(), flags | O_EXCL | O_CLOEXEC, 0640);
+      if (fd >= 0) {
+        s.created_log = true;
+        return UniqueFd(fd);
+      }
+      if (errno != EEXIST) fail_errno(errno, "open {}", config.log_path());
+      return open_or_throw(config.log_path(), flags, 0640);
+    });
     s.out = s.err = s.owned_log.get();
   }
   return s;
@@ -171,7 +206,7 @@ void setup_environment(const pb::ContainerConfig& config) {
 }
 
 [[noreturn]] void pid1_main(const pb::ContainerConfig& config, const Stdio& stdio, int go_fd, int to_monitor,
-                            const InitFunction& init) {
+                            const InitFunction& init, bool report_exec) {
   try {
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGHUP, SIG_DFL);
@@ -221,7 +256,10 @@ void setup_environment(const pb::ContainerConfig& config) {
   }
   if (ns_dir >= 0) ::close(ns_dir);
   write_string(to_monitor, ready);
-  ::close(to_monitor);
+  // With report_exec the pipe stays open (close-on-exec) into init: its end of file at the
+  // exec is the monitor's "it runs", an "X<errno>" before it a failed exec (exec_argv).
+  if (report_exec) g_exec_report = to_monitor;
+  else ::close(to_monitor);
   ::close(go_fd);
   int rc = 1;
   try {
@@ -308,8 +346,10 @@ void cleanup_resources(const StateStore& store, const pb::ContainerState& state)
     } catch (const Error&) {
     }
   }
-  if (state.config().log_path() == store.default_log_path(state.config().name()).string()) {
-    ::unlink(state.config().log_path().c_str());
+  // A dumped job's log lives on in the restored container.
+  const std::string& log = state.config().log_path();
+  if (state.status() != kStatusDumped && log == store.default_log_path(state.config().name()).string()) {
+    ::unlink(log.c_str());
   }
 }
 
@@ -338,7 +378,8 @@ bool go_from_caller(const pb::ContainerConfig& config) {
 }
 
 [[noreturn]] void monitor_main(const StateStore& store, const pb::ContainerConfig& config, const Stdio& stdio,
-                               int go_read, int go_write, int from_caller, int report_fd, const InitFunction& init) {
+                               int go_read, int go_write, int from_caller, int report_fd, const InitFunction& init,
+                               StartMode mode) {
   pid_t pid = -1;
   pb::ContainerState created;
   std::optional<Cgroup> cgroup;
@@ -359,7 +400,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       ::close(from_caller);
       ::close(go_write);
       ::close(from_child[0]);
-      pid1_main(config, stdio, go_read, from_child[1], init);
+      pid1_main(config, stdio, go_read, from_child[1], init, mode.report_exec);
     }
     // PID 1 has the caller's fds (the restorer's may matter to its init); the monitor, which
     // lives as long as the container, must not keep the caller's pipes and sockets open.
@@ -392,8 +433,12 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       ::close(go_write);
     }
     expect('R', "setting up the container");
+    // Until PID 1 closes its end: before init, or (report_exec) at the job's exec.
     std::string namespaces = read_to_end(from_child[0]);
     ::close(from_child[0]);
+    if (size_t x = namespaces.find('X'); x != std::string::npos) {
+      throw ExecFailed{std::atoi(namespaces.c_str() + x + 1)};
+    }
     // Nobody else writes a "created" state: save ours without reading it back.
     pb::ContainerState running = created;
     running.set_status("running");
@@ -404,7 +449,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       StateStore::Lock lock(store);
       store.save(running);
     }
-  } catch (const std::exception& e) {
+  } catch (...) {
     if (pid > 0) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
@@ -415,7 +460,15 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       } catch (const Error&) {
       }
     }
-    write_string(report_fd, std::string("ERR ") + e.what());
+    try {
+      throw;
+    } catch (const ExecFailed& e) {
+      write_string(report_fd, fmt::format("EXEC {}\n", e.err));
+    } catch (const std::exception& e) {
+      write_string(report_fd, std::string("ERR ") + e.what());
+    } catch (...) {
+      write_string(report_fd, "ERR unknown failure in the monitor");
+    }
     ::_exit(1);
   }
   write_string(report_fd, "OK " + std::to_string(pid) + "\n");
@@ -470,11 +523,14 @@ InitFunction exec_init(const pb::ContainerConfig& config) {
   return [argv, reaper]() -> int {
     // The caller's other fds must not leak into the job.
     ::syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
-    return reaper ? run_reaper(argv) : exec_argv(argv);
+    return reaper ? run_reaper(argv, g_exec_report) : exec_argv(argv, g_exec_report);
   };
 }
 
-StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
+namespace {
+
+StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, const InitFunction& init,
+                            StartMode mode) {
   require_root("starting a container");
   validate_config(config);  // also resolves the cgroup driver "auto" to v1 or v2
   const CgroupDriver driver = parse_cgroup_driver(config.cgroup_driver());
@@ -492,7 +548,8 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   state.set_status("created");
   state.set_created_unix_ns(now_ns());
   // Until the monitor reports success, a failure undoes everything made so far.
-  bool committed = false, reserved = false, log_opened = false;
+  bool committed = false, reserved = false;
+  Stdio stdio;
   std::optional<Cgroup> cgroup;
   pid_t monitor = -1;
   UniqueFd to_monitor;  // the created state, once the cgroup exists; closed empty on failure
@@ -518,7 +575,9 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
       } catch (const Error&) {
       }
     }
-    if (log_opened && config.log_path() == store.default_log_path(name).string()) ::unlink(config.log_path().c_str());
+    if (stdio.created_log && config.log_path() == store.default_log_path(name).string()) {
+      ::unlink(config.log_path().c_str());
+    }
   }};
 
   CgroupLimits limits;
@@ -532,8 +591,14 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     // One locked step: the name is checked and reserved.
     StateStore::Lock lock(store);
     if (store.try_load(name)) fail("a container named {} already exists under {}", name, root.string());
-    if (config.net().mode() == "veth" && net::link_exists(config.net().host_ifname())) {
-      fail("network link {} already exists on the host", config.net().host_ifname());
+    if (config.net().mode() == "veth") {
+      const auto& n = config.net();
+      if (net::link_exists(n.host_ifname())) fail("network link {} already exists on the host", n.host_ifname());
+      // Two links in one subnet would both route it, and the new one would not be reached.
+      if (std::string other = net::link_in_subnet(n.host_ip()); !other.empty()) {
+        fail("the subnet of --ip {} is already on the host's link {}: give container {} an address in another subnet",
+             n.ip_cidr(), other, name);
+      }
     }
     // The state names the cgroup's directories from the start: whoever removes the container
     // (an undo, `rm -f`) finds them, made or not yet.
@@ -543,8 +608,7 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     store.save(state);
     reserved = true;
   }
-  log_opened = true;
-  Stdio stdio = plan_stdio(config);
+  stdio = plan_stdio(config, mode.fresh_log && config.log_path() == store.default_log_path(name).string());
 
   int report[2], created[2], go[2];
   check_sys(::pipe2(report, O_CLOEXEC), "pipe");
@@ -560,7 +624,7 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     report_read.reset();
     to_monitor.reset();
     monitor_main(store, config, stdio, go_read.release(), go_write.release(), created_read.release(),
-                 report_write.release(), init);
+                 report_write.release(), init, mode);
   }
   report_write.reset();
   created_read.reset();
@@ -598,6 +662,11 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
     if (answer.rfind("OK ", 0) == 0 && answer.find('\n') != std::string::npos) break;  // more comes at exit
   }
   if (answer.rfind("OK ", 0) != 0) {
+    if (answer.rfind("EXEC ", 0) == 0) {
+      int err = std::atoi(answer.c_str() + 5);
+      throw Error(fmt::format("cannot execute '{}': {}", config.argv(0), std::strerror(err)),
+                  exec_failure_status(err));
+    }
     if (answer.rfind("ERR ", 0) == 0) {
       fail("start container {}: {}", name, answer.substr(4));
     }
@@ -607,6 +676,20 @@ StartedContainer start_container(const fs::path& root, pb::ContainerConfig confi
   StartedContainer started{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor, nullptr};
   if (!config.detach()) started.exit_report = std::make_shared<UniqueFd>(std::move(report_read));
   return started;
+}
+
+}  // namespace
+
+StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
+  return start_impl(root, std::move(config), init, StartMode{});
+}
+
+StartedContainer run_container(const fs::path& root, pb::ContainerConfig config) {
+  InitFunction init = exec_init(config);
+  // Detached, nobody would see an exec failure: the caller learns of it before returning. In
+  // the foreground the job's own message and status (127/126) say it, with no wait here.
+  StartMode mode{.report_exec = config.detach(), .fresh_log = true};
+  return start_impl(root, std::move(config), init, mode);
 }
 
 int wait_for_exit(const fs::path& root, const StartedContainer& container, bool reap_monitor) {

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <fstream>
+
 #include "tests/launcher_test_util.h"
 
 namespace stasis::test {
@@ -92,6 +94,24 @@ TEST(LauncherRun, VethTcpRoundTripAndCleanup) {
   EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
 }
 
+// A second veth container in a subnet the host already has on a link is refused: the host
+// would route the subnet to one of the two links only.
+TEST(LauncherRun, VethInASubnetAlreadyOnTheHostIsRefused) {
+  TempDir root;
+  std::string first = unique_name("vsub"), second = unique_name("vsub");
+  ContainerGuard g1(root.path(), first), g2(root.path(), second);
+  std::string subnet = "10.217." + std::to_string(::getpid() % 200 + 20);
+  auto run = [&](const std::string& name, const std::string& ip) {
+    return stasis_at(root, {"run", "-d", "--name", name, "--net", "veth", "--ip", ip, "--", "/bin/sleep", "60"});
+  };
+  ASSERT_EQ(run(first, subnet + ".2/24").exit_code, 0);
+  auto r = run(second, subnet + ".3/24");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("another subnet"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root.path() / (second + ".state")));
+  EXPECT_TRUE(leftover_cgroups(second).empty());
+}
+
 TEST(LauncherRun, CannotExecuteGives127) {
   TempDir root;
   std::string name = unique_name("127");
@@ -99,6 +119,48 @@ TEST(LauncherRun, CannotExecuteGives127) {
   auto r = stasis_at(root, {"run", "--name", name, "--", "/no/such/program"});
   EXPECT_EQ(r.exit_code, 127);
   EXPECT_NE(r.err.find("cannot execute '/no/such/program'"), std::string::npos) << r.err;
+}
+
+// Detached, the exec failure is told before `run -d` returns: 127 (not found) or 126 (not
+// executable), with the message on run's stderr, and no container, cgroup or log left.
+TEST(LauncherRun, DetachedCannotExecuteFailsBeforeDetaching) {
+  TempDir root, files;
+  const fs::path not_executable = files.path() / "data";
+  { std::ofstream(not_executable) << "not a program\n"; }
+  struct Case {
+    std::vector<std::string> options;
+    std::string program;
+    int code;
+  };
+  for (const Case& c : {Case{{}, "/no/such/program", 127}, Case{{}, not_executable.string(), 126},
+                        Case{{"--init"}, "/no/such/program", 127}, Case{{"--init"}, not_executable.string(), 126},
+                        Case{{"--log", (files.path() / "user.log").string()}, "no-such-command-anywhere", 127}}) {
+    std::string name = unique_name("d127");
+    ContainerGuard guard(root.path(), name);
+    std::vector<std::string> args{"run", "-d", "--name", name};
+    args.insert(args.end(), c.options.begin(), c.options.end());
+    args.insert(args.end(), {"--", c.program});
+    auto r = stasis_at(root, args);
+    EXPECT_EQ(r.exit_code, c.code) << c.program << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find("cannot execute '" + c.program + "'"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "") << "no name is printed for a container that did not start";
+    EXPECT_FALSE(fs::exists(root.path() / (name + ".state"))) << c.program;
+    EXPECT_FALSE(fs::exists(root.path() / (name + ".log"))) << c.program;
+    EXPECT_TRUE(leftover_cgroups(name).empty()) << c.program;
+  }
+  EXPECT_EQ(stasis_at(root, {"ps"}).out.find("d127"), std::string::npos);
+  // The foreground says 126 too for a file that is not executable.
+  auto r = stasis_at(root, {"run", "--rm", "--", not_executable.string()});
+  EXPECT_EQ(r.exit_code, 126) << r.err;
+}
+
+TEST(LauncherRun, EmptyNameIsAUsageError) {
+  TempDir root;
+  auto r = stasis_at(root, {"run", "-d", "--name", "", "--", "/bin/true"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("--name"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(stasis_at(root, {"ps"}).out.find("c-"), std::string::npos) << "a container was made";
 }
 
 TEST(LauncherRun, ExitStatusAndSignalArePassedOn) {
