@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "common/compat.h"
 #include "common/fd.h"
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -165,6 +167,43 @@ void kill_seized(std::vector<ptrace::SeizedThread>& threads, const std::vector<p
   }
 }
 
+// Freezes the cgroup again when destroyed (unless released), so that a paused container stays
+// paused whatever the outcome of its dump. Declared after the seized threads, it runs while
+// they are still in their ptrace-stops: they never run their own code on the way.
+class Refreeze {
+ public:
+  explicit Refreeze(const Cgroup& cgroup) : cgroup_(cgroup) {}
+  ~Refreeze() {
+    if (!active_) return;
+    try {
+      cgroup_.freeze();
+    } catch (const Error& e) {
+      log::error("could not freeze the paused container again: {}", e.what());
+    }
+  }
+  Refreeze(const Refreeze&) = delete;
+  Refreeze& operator=(const Refreeze&) = delete;
+  void release() { active_ = false; }
+
+ private:
+  const Cgroup& cgroup_;
+  bool active_ = true;
+};
+
+// Whether threads may be let go while the freezer holds them. The v2 freezer counts a thread
+// in a ptrace-stop as frozen and traps it again on its way out. The v1 freezer (the kernel's
+// task freezer) saves the ptrace-stop state; a detach then wakes the thread through that saved
+// state only since Linux 6.8: before, it would be left stopped, untraced, for good. There the
+// cgroup is frozen right after the detach, and the job runs for that moment.
+bool can_refreeze_before_detach(CgroupDriver driver) {
+  if (fault_active("dump-refreeze-after-detach")) return false;
+  if (driver == CgroupDriver::V2) return true;
+  utsname u{};
+  int major = 0, minor = 0;
+  if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 8);
+}
+
 template <typename Message>
 void write_one(const images::Checkpoint& ckpt, ImageType type, std::optional<int64_t> id, const Message& m) {
   images::write_single(ckpt.path(type, id), type, m);
@@ -183,7 +222,8 @@ DumpReport dump(const DumpOptions& opt) {
   if (!opt.container.empty()) {
     launcher::StateStore store(opt.state_root);
     state = store.load(opt.container);
-    if (state->status() != "running" || !launcher::container_alive(*state))
+    // A paused container ("frozen") is dumped too, and left paused (see Refreeze).
+    if ((state->status() != "running" && state->status() != "frozen") || !launcher::container_alive(*state))
       fail("container {} is not running (status: {})", opt.container, launcher::display_status(*state));
     cgroup = launcher::open_cgroup(*state);
   } else {
@@ -197,7 +237,16 @@ DumpReport dump(const DumpOptions& opt) {
 
   // --- freeze: every thread seized and in a ptrace-stop
   auto t_freeze = Clock::now();
+  // A paused container is frozen again before its threads are let go (refreeze, declared
+  // after them) where the kernel allows it, and in any case right after (refreeze_late,
+  // declared before them: also for a seize that fails half way, which lets them go itself).
+  const bool was_paused = cgroup && cgroup->frozen();
+  std::optional<Refreeze> refreeze_late;
+  if (was_paused) refreeze_late.emplace(*cgroup);
+  Task task;
   std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup) : seize_process(opt.pid);
+  std::optional<Refreeze> refreeze;
+  if (was_paused && can_refreeze_before_detach(cgroup->driver())) refreeze.emplace(*cgroup);
   report.freeze_s = since(t_freeze);
   check_interrupted("dump", "the job was left running");
 
@@ -220,7 +269,6 @@ DumpReport dump(const DumpOptions& opt) {
   refuse_process_tree(job, what);
   if (job.empty()) fail("{}: no process of the job to dump", what);
 
-  Task task;
   task.host_pid = job.front();
   {
     auto& idx = by_process[task.host_pid];
@@ -321,9 +369,12 @@ DumpReport dump(const DumpOptions& opt) {
   inventory.set_page_size(static_cast<uint32_t>(::sysconf(_SC_PAGESIZE)));
 
   if (opt.leave_running) {
-    // Resume the job as soon as everything is read; checksumming the files needs no job.
+    // Resume the job as soon as everything is read; checksumming the files needs no job. A
+    // paused one is frozen again first.
+    refreeze.reset();
     task.threads.clear();
     all.clear();
+    refreeze_late.reset();
     report.frozen_s = since(t_freeze);
     ckpt.finalize(std::move(inventory));
     partial.commit();
@@ -331,6 +382,8 @@ DumpReport dump(const DumpOptions& opt) {
     ckpt.finalize(std::move(inventory));
     partial.commit();
     // Only now, with a complete checkpoint on disk, is the job killed.
+    if (refreeze) refreeze->release();
+    if (refreeze_late) refreeze_late->release();
     for (auto& t : task.threads) all.push_back(std::move(t));
     task.threads.clear();
     auto t_kill = Clock::now();
