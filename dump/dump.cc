@@ -381,9 +381,11 @@ DumpReport dump(const DumpOptions& opt) {
   } else {
     ckpt.finalize(std::move(inventory));
     partial.commit();
-    // Only now, with a complete checkpoint on disk, is the job killed.
+    // Only now, with a complete checkpoint on disk, is the job killed. Its log stays for the
+    // restored job: the monitor (under --rm) and the removal below leave it.
     if (refreeze) refreeze->release();
     if (refreeze_late) refreeze_late->release();
+    if (state) launcher::set_container_status(opt.state_root, opt.container, launcher::kStatusDumped);
     for (auto& t : task.threads) all.push_back(std::move(t));
     task.threads.clear();
     auto t_kill = Clock::now();
@@ -395,7 +397,7 @@ DumpReport dump(const DumpOptions& opt) {
     if (state) {
       try {
         auto t_remove = Clock::now();
-        launcher::remove_container(opt.state_root, opt.container, /*force=*/true);
+        launcher::remove_container(opt.state_root, opt.container, /*force=*/true, /*keep_log=*/true);
         log::debug("removed container {} in {:.3f}s", opt.container, since(t_remove));
       } catch (const Error& e) {
         throw Error(fmt::format("the checkpoint in {} is complete and the job was killed, but removing container {} "

@@ -15,6 +15,7 @@
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "launcher/container.h"
+#include "launcher/restored_log.h"
 #include "launcher/state_store.h"
 #include "namespaces.pb.h"
 #include "restore/checks.h"
@@ -39,14 +40,16 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-// Removes the half-built container (its processes, cgroup, links, state) unless dismissed.
+// Removes the half-built container (its processes, cgroup, links, state, and its log unless
+// keep_log: a log taken over from the dumped container stays) unless dismissed.
 class ContainerRollback {
  public:
-  ContainerRollback(std::filesystem::path root, std::string name) : root_(std::move(root)), name_(std::move(name)) {}
+  ContainerRollback(std::filesystem::path root, std::string name, bool keep_log)
+      : root_(std::move(root)), name_(std::move(name)), keep_log_(keep_log) {}
   ~ContainerRollback() {
     if (dismissed_) return;
     try {
-      launcher::remove_container(root_, name_, /*force=*/true);
+      launcher::remove_container(root_, name_, /*force=*/true, keep_log_);
     } catch (const std::exception& e) {
       log::error("cleaning up the half-restored container {}: {}", name_, e.what());
     }
@@ -56,14 +59,15 @@ class ContainerRollback {
  private:
   std::filesystem::path root_;
   std::string name_;
+  bool keep_log_;
   bool dismissed_ = false;
 };
 
-pb::ContainerConfig container_config(const images::Checkpoint& checkpoint, const RestoreOptions& options,
-                                     const RestorePlan& plan) {
+pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const images::Checkpoint& checkpoint,
+                                     const RestoreOptions& options, const RestorePlan& plan,
+                                     const launcher::RestoredLog& job_log) {
   using images::ImageType;
-  pb::ContainerConfig config;
-  images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, config);
+  pb::ContainerConfig config = dumped;
   if (checkpoint.exists(ImageType::Namespaces)) {
     pb::NamespaceState ns;
     images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
@@ -71,8 +75,7 @@ pb::ContainerConfig container_config(const images::Checkpoint& checkpoint, const
   }
   if (!options.name.empty()) config.set_name(options.name);
   config.set_detach(options.detach);
-  // The old container's log belongs to it; the new one gets its own unless told otherwise.
-  config.set_log_path(options.log_path);
+  config.set_log_path(job_log.path());
   // PID 1 is the job itself, or our init when the job had another PID.
   config.set_init(plan.task.pid() != 1);
   return config;
@@ -103,7 +106,11 @@ int restore_checkpoint(const RestoreOptions& options) {
     plan.inherited_source_fds.push_back(inherited[i].fd.get());
     plan.files.inherited_pipes[inherited[i].pipe_id] = plan.inherited_fd(i);
   }
-  pb::ContainerConfig config = container_config(checkpoint, options, plan);
+  pb::ContainerConfig dumped;
+  images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, dumped);
+  launcher::StateStore store(options.root);
+  launcher::RestoredLog job_log(store, dumped, options.name.empty() ? dumped.name() : options.name, options.log_path);
+  pb::ContainerConfig config = container_config(dumped, checkpoint, options, plan, job_log);
   check_host_compatible(checkpoint, plan);
   check_files_unchanged(plan, config.rootfs());
   check_open_files(plan, config.rootfs(), options.allow_changed_files);
@@ -122,7 +129,7 @@ int restore_checkpoint(const RestoreOptions& options) {
 
   const auto start_at = Clock::now();
   launcher::StartedContainer started = launcher::start_container(options.root, config, init);
-  ContainerRollback rollback(options.root, started.name);
+  ContainerRollback rollback(options.root, started.name, job_log.taken_over());
   control_write.reset();
   inherited.clear();  // the stub has its own copies: the job alone holds the sources now
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
@@ -179,9 +186,9 @@ int restore_checkpoint(const RestoreOptions& options) {
   for (auto& t : threads) t.thread.detach();
   leader.detach();
   rollback.dismiss();
+  job_log.commit();
   const double rebuild_ms = ms_since(rebuild_at);
 
-  launcher::StateStore store(options.root);
   store.update(started.name, [&](pb::ContainerState& state) {
     state.set_restored(true);
     state.set_checkpoint_dir(std::filesystem::absolute(options.dir).string());

@@ -1,4 +1,6 @@
-// The container side of dump and restore: paused containers (dumped, and left paused).
+// The container side of dump and restore: the log a dumped job leaves (kept, continued by the
+// restored container, copied for a copy beside the original), and paused containers (dumped,
+// and left paused).
 #include <gtest/gtest.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -13,6 +15,19 @@ namespace stasis::test {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
 
 // What `stasis ps` shows for a container ("running", "frozen", ...), or "" when not listed.
 std::string ps_status(const CheckpointEnv& env, const std::string& name) {
@@ -42,6 +57,119 @@ std::string tracer_of(pid_t pid) {
   if (before.raw == after.raw) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "the paused job ran: its status went from '" << before.raw << "' to '"
                                        << after.raw << "'";
+}
+
+// `stasis restore` that fails after the container was started (an injected fault).
+CommandResult failing_restore(const CheckpointEnv& env, const fs::path& dir, const std::string& name) {
+  std::vector<std::string> argv{"env", "STASIS_FAULT=restore-after-memory", stasis_binary(), "--root",
+                                env.root().string(), "restore", "-D", dir.string(), "-d"};
+  if (!name.empty()) argv.insert(argv.end(), {"--name", name});
+  return run_command(argv, 60s);
+}
+
+// ---- the log ------------------------------------------------------------------------------
+
+// The dump keeps the log; the job restored under its name appends to it: what it printed
+// before the dump is still there, once, and it goes on from where it was.
+TEST(LauncherCheckpoint, RestoredContainerAppendsToTheDumpedLog) {
+  CheckpointEnv env;
+  Container original(env, "log");
+  ASSERT_TRUE(original.run(c_workload("launcher_log")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 20, 20s, &n));
+  const fs::path log = env.root() / (original.name() + ".log");
+  ASSERT_TRUE(original.dump(env.image_dir("log")));
+  ASSERT_TRUE(original.wait_gone());
+  ASSERT_TRUE(fs::exists(log)) << "the dump deleted the container's log";
+  const std::string before = read_text_file(log);
+  ASSERT_NE(before.find("line 20\n"), std::string::npos) << before;
+
+  // A restore that fails leaves the log as it was.
+  CommandResult failed = failing_restore(env, env.image_dir("log"), "");
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_EQ(read_text_file(log), before) << "a failed restore changed or removed the kept log";
+
+  // Under the dumped name (the default); `original`'s destructor removes it.
+  clear_status(original.status());
+  auto r = env.stasis({"restore", "-D", env.image_dir("log").string(), "-d"}, 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(wait_for_progress(original.status(), n, 20s, &n, n));
+  const std::string after = read_text_file(log);
+  EXPECT_EQ(after.rfind(before, 0), 0u) << "the restored container did not append to the log";
+  EXPECT_EQ(count_of(after, "line 1\n"), 1u) << "the job's earlier output is missing or repeated";
+  EXPECT_NE(after.find(fmt::format("line {}\n", n)), std::string::npos) << "the restored job does not write to it";
+
+  // The log is the container's: rm removes it with the container.
+  ASSERT_EQ(env.stasis({"rm", "-f", original.name()}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(log));
+}
+
+// A copy restored under a new name while the original still exists starts from a copy of the
+// original's log; the original's log is untouched and goes on growing.
+TEST(LauncherCheckpoint, CopyBesideTheOriginalStartsFromACopyOfItsLog) {
+  CheckpointEnv env;
+  Container original(env, "logsrc");
+  ASSERT_TRUE(original.run(c_workload("launcher_log")));
+  ASSERT_TRUE(wait_for_progress(original.status(), 10));
+  ASSERT_TRUE(original.dump(env.image_dir("copy"), {"--leave-running"}));
+  const fs::path original_log = env.root() / (original.name() + ".log");
+  const std::string at_dump = read_text_file(original_log);
+
+  Container copy(env, "logcopy");
+  ASSERT_TRUE(copy.restore(env.image_dir("copy"), original.status()));
+  const fs::path copy_log = env.root() / (copy.name() + ".log");
+  ASSERT_TRUE(wait_until([&] { return read_text_file(copy_log).size() > at_dump.size() + 40; }, 20s))
+      << "the copy writes nothing to " << copy_log;
+  const std::string copied = read_text_file(copy_log);
+  EXPECT_EQ(count_of(copied, "line 1\n"), 1u) << copied.substr(0, 200);
+  EXPECT_TRUE(fs::exists(original_log));
+  const std::string original_now = read_text_file(original_log);
+  EXPECT_EQ(original_now.rfind(at_dump, 0), 0u) << "the original's log was changed";
+  EXPECT_EQ(count_of(original_now, "line 1\n"), 1u) << "the copy wrote into the original's log";
+  ASSERT_TRUE(wait_until([&] { return read_text_file(original_log).size() > original_now.size(); }, 10s))
+      << "the original stopped writing to its log";
+}
+
+// Restored under a new name once the original is gone, the job keeps its log, now under the
+// new container's name; a failed restore leaves the kept log as it was.
+TEST(LauncherCheckpoint, LogMovesToTheNewNameAndSurvivesAFailedRestore) {
+  CheckpointEnv env;
+  Container original(env, "logmv");
+  ASSERT_TRUE(original.run(c_workload("launcher_log")));
+  ASSERT_TRUE(wait_for_progress(original.status(), 10));
+  ASSERT_TRUE(original.dump(env.image_dir("mv")));
+  ASSERT_TRUE(original.wait_gone());
+  const fs::path old_log = env.root() / (original.name() + ".log");
+  ASSERT_TRUE(fs::exists(old_log));
+  const std::string at_dump = read_text_file(old_log);
+
+  // A restore that fails leaves the log where it was.
+  const std::string failed_name = env.unique_name("logmv-bad");
+  CommandResult failed = failing_restore(env, env.image_dir("mv"), failed_name);
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_EQ(read_text_file(old_log), at_dump);
+  EXPECT_FALSE(fs::exists(env.root() / (failed_name + ".log")));
+
+  Container moved(env, "logmv-new");
+  ASSERT_TRUE(moved.restore(env.image_dir("mv"), original.status()));
+  const fs::path new_log = env.root() / (moved.name() + ".log");
+  ASSERT_TRUE(wait_until([&] { return read_text_file(new_log).size() > at_dump.size(); }, 20s));
+  EXPECT_EQ(read_text_file(new_log).rfind(at_dump, 0), 0u);
+  EXPECT_FALSE(fs::exists(old_log)) << "the log should have moved to the new name";
+}
+
+// A new `run` under the name of a dumped container starts with an empty log.
+TEST(LauncherCheckpoint, NewRunUnderADumpedNameStartsAFreshLog) {
+  CheckpointEnv env;
+  Container original(env, "logfresh");
+  ASSERT_TRUE(original.run(c_workload("launcher_log")));
+  ASSERT_TRUE(wait_for_progress(original.status(), 5));
+  ASSERT_TRUE(original.dump(env.image_dir("fresh")));
+  ASSERT_TRUE(original.wait_gone());
+  auto r = env.stasis({"run", "-d", "--name", original.name(), "--", "/bin/echo", "fresh"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path log = env.root() / (original.name() + ".log");
+  ASSERT_TRUE(wait_until([&] { return read_text_file(log) == "fresh\n"; }, 10s)) << read_text_file(log);
 }
 
 // ---- paused containers ----------------------------------------------------------------------

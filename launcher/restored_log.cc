@@ -1,0 +1,63 @@
+#include "launcher/restored_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace stasis::launcher {
+
+namespace fs = std::filesystem;
+
+RestoredLog::RestoredLog(const StateStore& store, const pb::ContainerConfig& dumped, const std::string& name,
+                         const std::string& user_log) {
+  if (!user_log.empty()) {
+    path_ = user_log;
+    return;
+  }
+  const std::string& old_log = dumped.log_path();
+  if (old_log.empty()) return;  // it wrote to its caller's stdio: nothing to continue
+  // The same check start_container makes, early: nothing below may touch a live container's log.
+  if (store.try_load(name)) fail("a container named {} already exists under {}", name, store.root().string());
+  const bool original_exists = dumped.name() != name && store.try_load(dumped.name()).has_value();
+  const bool default_log = old_log == store.default_log_path(dumped.name()).string();
+  if (!original_exists && (dumped.name() == name || !default_log)) {
+    // The same container again (or its own --log file): it goes on appending.
+    path_ = old_log;
+    taken_over_ = true;
+    return;
+  }
+  const fs::path new_log = store.default_log_path(name);
+  path_ = new_log.string();
+  std::error_code ec;
+  if (fs::exists(new_log, ec)) {
+    fail("{} exists: the log of a dumped container named {}; restore that checkpoint, remove the file, or give --log",
+         new_log.string(), name);
+  }
+  if (!fs::exists(old_log, ec)) return;  // gone (removed with its container): a fresh log
+  if (original_exists) {
+    // Beside the original: its history, and the original's log untouched.
+    fs::copy_file(old_log, new_log, ec);
+    if (ec) fail("copy the log of container {} ({}) to {}: {}", dumped.name(), old_log, new_log.string(), ec.message());
+  } else {
+    // The dumped container's default log, renamed for the new one: linked now, the old name
+    // unlinked at commit, so a failed restore leaves it as it was.
+    if (::link(old_log.c_str(), new_log.c_str()) != 0) fail_errno(errno, "link {} to {}", old_log, new_log.string());
+    old_name_ = old_log;
+  }
+  made_ = new_log;
+}
+
+void RestoredLog::commit() {
+  committed_ = true;
+  if (!old_name_.empty()) ::unlink(old_name_.c_str());
+}
+
+RestoredLog::~RestoredLog() {
+  if (committed_ || made_.empty()) return;
+  if (::unlink(made_.c_str()) != 0 && errno != ENOENT)
+    log::warn("could not remove {}: {}", made_.string(), describe_errno(errno));
+}
+
+}  // namespace stasis::launcher
