@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "common/error.h"
 #include "restore/restore.h"
 
 namespace stasis::cli {
@@ -8,9 +9,9 @@ void add_restore_command(Cli& cli) {
   auto options = std::make_shared<restore::RestoreOptions>();
   auto dir = std::make_shared<std::string>();
   cmd->add_option("-D,--images-dir", *dir, "Checkpoint directory written by `stasis dump`")->required();
-  cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
+  auto* name = cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
   cmd->add_flag("-d,--detach", options->detach, "Return once the job runs again instead of waiting for it");
-  cmd->add_option("--log", options->log_path, "File for the job's output (default when detached: ROOT/NAME.log)");
+  cmd->add_option("--log", options->log_path, "File for the job's output (default: the dumped container's log)");
   cmd->add_option("--inherit-fd", options->inherit_fds,
                   "Connect the job's end of a pipe whose other end was outside it, SOURCE:pipe:[INODE], to SOURCE: "
                   "fd[N] (fd N of this command) or a file path (read, or appended to); repeatable");
@@ -18,8 +19,13 @@ void add_restore_command(Cli& cli) {
                   "Reopen this file (path in the job) although it changed since the dump, at the dumped offset; "
                   "repeatable")
       ->allow_extra_args(false);
-  cmd->callback([&cli, options, dir] {
-    cli.action = [&cli, options, dir]() -> int {
+  cmd->add_option("--ip", options->ip, "--net veth: the container's new address, CIDR (default: the dumped one's)");
+  cmd->add_option("--host-ip", options->host_ip,
+                  "--net veth: the host side's new address (default: the subnet's first)");
+  cmd->callback([&cli, options, dir, name] {
+    cli.action = [&cli, options, dir, name]() -> int {
+      if (name->count() > 0 && options->name.empty())
+        throw UsageError("--name: must not be empty (omit it to keep the dumped container's name)");
       options->dir = *dir;
       options->root = cli.global.root;
       return restore::restore_checkpoint(*options);

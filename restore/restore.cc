@@ -63,6 +63,24 @@ class ContainerRollback {
   bool dismissed_ = false;
 };
 
+// The network of the restored container: its own host link (named after it, so that a copy
+// can run beside the original), and the addresses of --ip/--host-ip when given.
+void adapt_network(pb::ContainerConfig& config, const RestoreOptions& options) {
+  auto* net = config.mutable_net();
+  if (net->mode() != "veth") {
+    if (!options.ip.empty() || !options.host_ip.empty())
+      throw UsageError(fmt::format("--ip and --host-ip only apply to a container run with --net veth (this one: {})",
+                                   net->mode().empty() ? "loopback" : net->mode()));
+    return;
+  }
+  net->clear_host_ifname();  // validate_config names it after the container
+  if (!options.ip.empty()) {
+    net->set_ip_cidr(options.ip);
+    if (options.host_ip.empty()) net->clear_host_ip();  // the new subnet's first address
+  }
+  if (!options.host_ip.empty()) net->set_host_ip(options.host_ip);
+}
+
 pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const images::Checkpoint& checkpoint,
                                      const RestoreOptions& options, const RestorePlan& plan,
                                      const launcher::RestoredLog& job_log) {
@@ -76,6 +94,7 @@ pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const im
   if (!options.name.empty()) config.set_name(options.name);
   config.set_detach(options.detach);
   config.set_log_path(job_log.path());
+  adapt_network(config, options);
   // PID 1 is the job itself, or our init when the job had another PID.
   config.set_init(plan.task.pid() != 1);
   return config;

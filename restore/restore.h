@@ -15,6 +15,7 @@ struct RestoreOptions {
   std::string log_path;          // job output; default: ROOT/<name>.log when detached
   std::vector<std::string> inherit_fds;  // --inherit-fd SOURCE:pipe:[INODE] (restore/inherit_fds.h)
   std::vector<std::string> allow_changed_files;  // open files reopened although changed (paths in the job)
+  std::string ip, host_ip;       // --net veth: new addresses (as `run --ip/--host-ip`)
 };
 
 // Returns the exit status for `stasis restore`: 0 when detached, else the job's status.

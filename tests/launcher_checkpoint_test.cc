@@ -1,6 +1,6 @@
 // The container side of dump and restore: the log a dumped job leaves (kept, continued by the
-// restored container, copied for a copy beside the original), and paused containers (dumped,
-// and left paused).
+// restored container, copied for a copy beside the original), paused containers (dumped, and
+// left paused), and a second copy of a --net veth container with its own link and addresses.
 #include <gtest/gtest.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -261,6 +261,82 @@ TEST(LauncherCheckpoint, FailedDumpLeavesAPausedContainerPaused) {
   EXPECT_EQ(tracer_of(*pid), "0");
   ASSERT_EQ(env.stasis({"thaw", original.name()}).exit_code, 0);
   ASSERT_TRUE(wait_for_progress(original.status(), read_status(original.status()).progress, 10s));
+}
+
+// ---- --net veth ---------------------------------------------------------------------------
+
+// A TCP round trip from the host to a server started in the container with `stasis exec`.
+::testing::AssertionResult reachable(const CheckpointEnv& env, const std::string& name, const std::string& ip) {
+  CommandResult server;
+  std::thread t(
+      [&] { server = env.stasis({"exec", name, "--", workload("launcher_tcp"), "server", ip, "7777"}, 30s); });
+  CommandResult client = run_command({workload("launcher_tcp"), "client", ip, "7777", name}, 20s);
+  t.join();
+  if (client.exit_code == 0 && client.out == "echo:" + name + "\n") return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << name << " at " << ip << ": client exit " << client.exit_code << " '"
+                                       << client.out << client.err << "', server exit " << server.exit_code << " '"
+                                       << server.out << server.err << "'";
+}
+
+std::string host_link_of(const CheckpointEnv& env, const std::string& name) {
+  CommandResult ps = env.stasis({"ps", "--json"}, 20s);
+  size_t at = ps.out.find("\"name\": \"" + name + "\"");
+  if (at == std::string::npos) return "";
+  at = ps.out.find("\"host_ifname\": \"", at);
+  if (at == std::string::npos) return "";
+  return ps.out.substr(at + 16, ps.out.find('"', at + 16) - at - 16);
+}
+
+bool link_exists(const std::string& ifname) {
+  return !ifname.empty() && run_command({"ip", "-o", "link", "show", ifname}).exit_code == 0;
+}
+
+TEST(LauncherCheckpoint, SecondVethCopyBesideTheFirstGetsItsOwnLinkAndAddress) {
+  CheckpointEnv env;
+  const int a = ::getpid() % 100 + 20;  // two subnets of our own
+  const std::string first_net = fmt::format("10.214.{}", a), second_net = fmt::format("10.214.{}", a + 120);
+  Container original(env, "veth");
+  ASSERT_TRUE(original.run(c_workload("counter"), {"--net", "veth", "--ip", first_net + ".2/24"}));
+  const std::string first_link = host_link_of(env, original.name());
+  ASSERT_TRUE(link_exists(first_link));
+  ASSERT_TRUE(original.dump(env.image_dir("veth"), {"--leave-running"}));
+
+  // Without new addresses the copy would share the original's subnet, which the host could
+  // route to only one of them: refused, with nothing left behind.
+  const std::string refused = env.unique_name("veth-same");
+  auto r = env.stasis({"restore", "-D", env.image_dir("veth").string(), "--name", refused, "-d"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("another subnet"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(first_link), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(env.root() / (refused + ".state")));
+
+  Container copy(env, "veth-copy");
+  ASSERT_TRUE(copy.restore(env.image_dir("veth"), original.status(), {"--ip", second_net + ".2/24"}))
+      << copy.last_output();
+  const std::string second_link = host_link_of(env, copy.name());
+  EXPECT_NE(second_link, first_link);
+  EXPECT_TRUE(link_exists(second_link));
+  EXPECT_NE(run_command({"ip", "-o", "addr", "show", second_link}).out.find(second_net + ".1/24"), std::string::npos);
+  EXPECT_TRUE(reachable(env, original.name(), first_net + ".2"));
+  EXPECT_TRUE(reachable(env, copy.name(), second_net + ".2"));
+
+  original.remove();
+  copy.remove();
+  EXPECT_FALSE(link_exists(first_link)) << "link " << first_link << " left behind";
+  EXPECT_FALSE(link_exists(second_link)) << "link " << second_link << " left behind";
+}
+
+TEST(LauncherCheckpoint, RestoreIpOptionsNeedVeth) {
+  CheckpointEnv env;
+  Container original(env, "noveth");
+  ASSERT_TRUE(original.run(c_workload("counter")));
+  ASSERT_TRUE(original.dump(env.image_dir("noveth"), {"--leave-running"}));
+  auto r = env.stasis({"restore", "-D", env.image_dir("noveth").string(), "--name", env.unique_name("x"), "-d",
+                       "--ip", "10.215.0.2/24"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--net veth"), std::string::npos) << r.err;
+  r = env.stasis({"restore", "-D", env.image_dir("noveth").string(), "--name", "", "-d"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
 }
 
 }  // namespace
