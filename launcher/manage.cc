@@ -177,7 +177,14 @@ void remove_container(const fs::path& root, const std::string& name, bool force,
   pb::ContainerState state = store.load(name);
   if (container_alive(state)) {
     if (!force) fail("container {} is running ({}): stop it first or use 'rm -f'", name, display_status(state));
-    if (!state.cgroup_paths().empty()) open_cgroup(state).kill_all();
+    if (!state.cgroup_paths().empty()) {
+      try {
+        open_cgroup(state).kill_all();
+      } catch (const Error&) {
+        // Once PID 1 is gone, the monitor of a --rm container removes the cgroup under us.
+        if (init_running(state)) throw;
+      }
+    }
     if (init_running(state)) ::kill(state.init_pid(), SIGKILL);
     // The monitor records the exit; let it finish so it does not write after we remove.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -285,6 +285,20 @@ TEST(LauncherRun, RmForceLeavesNothingBehind) {
   EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
 }
 
+// rm -f of a --rm container: its monitor removes the cgroup as the job dies, which is no error.
+TEST(LauncherRun, RmForceOfARmContainerSucceeds) {
+  TempDir root;
+  for (int i = 0; i < 3; ++i) {
+    std::string name = unique_name("rmrm");
+    ContainerGuard guard(root.path(), name);
+    ASSERT_EQ(stasis_at(root, {"run", "-d", "--rm", "--name", name, "--", "/bin/sleep", "60"}).exit_code, 0);
+    auto r = stasis_at(root, {"rm", "-f", name});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
+    EXPECT_TRUE(wait_until([&] { return leftover_cgroups(name).empty(); }, seconds(5)));
+  }
+}
+
 TEST(LauncherRun, GeneratedNamesAreUnique) {
   TempDir root;
   auto a = stasis_at(root, {"run", "-d", "--", "/bin/true"});
