@@ -104,6 +104,27 @@ TEST(LauncherCheckpoint, RestoredContainerAppendsToTheDumpedLog) {
   EXPECT_FALSE(fs::exists(log));
 }
 
+// The same for a --rm container, whose monitor cleans up as the dump kills the job.
+TEST(LauncherCheckpoint, DumpOfAnRmContainerKeepsItsLog) {
+  CheckpointEnv env;
+  Container original(env, "logrm");
+  ASSERT_TRUE(original.run(c_workload("launcher_log"), {"--rm"}));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 5, 20s, &n));
+  ASSERT_TRUE(original.dump(env.image_dir("logrm")));
+  ASSERT_TRUE(original.wait_gone());
+  const fs::path log = env.root() / (original.name() + ".log");
+  ASSERT_TRUE(fs::exists(log)) << "the --rm monitor deleted the dumped container's log";
+  const std::string before = read_text_file(log);
+  clear_status(original.status());
+  auto r = env.stasis({"restore", "-D", env.image_dir("logrm").string(), "-d"}, 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(wait_for_progress(original.status(), n, 20s, &n, n));
+  const std::string after = read_text_file(log);
+  EXPECT_EQ(after.rfind(before, 0), 0u);
+  EXPECT_EQ(count_of(after, "line 1\n"), 1u);
+}
+
 // A copy restored under a new name while the original still exists starts from a copy of the
 // original's log; the original's log is untouched and goes on growing.
 TEST(LauncherCheckpoint, CopyBesideTheOriginalStartsFromACopyOfItsLog) {
