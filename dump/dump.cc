@@ -192,16 +192,17 @@ class Refreeze {
 
 // Whether threads may be let go while the freezer holds them. The v2 freezer counts a thread
 // in a ptrace-stop as frozen and traps it again on its way out. The v1 freezer (the kernel's
-// task freezer) saves the ptrace-stop state; a detach then wakes the thread through that saved
-// state only since Linux 6.8: before, it would be left stopped, untraced, for good. There the
-// cgroup is frozen right after the detach, and the job runs for that moment.
+// task freezer) saves the ptrace-stop state, and a detach wakes the thread through that saved
+// state only since Linux 6.7 ("freezer,sched: Use saved_state to reduce some spurious
+// wakeups"): before, the thaw would put it back in a ptrace-stop with no tracer, for good.
+// There the cgroup is frozen right after the detach, and the job runs for that moment.
 bool can_refreeze_before_detach(CgroupDriver driver) {
   if (fault_active("dump-refreeze-after-detach")) return false;
   if (driver == CgroupDriver::V2) return true;
   utsname u{};
   int major = 0, minor = 0;
   if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
-  return major > 6 || (major == 6 && minor >= 8);
+  return major > 6 || (major == 6 && minor >= 7);
 }
 
 template <typename Message>

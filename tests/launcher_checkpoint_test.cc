@@ -227,7 +227,7 @@ CommandResult dump_with_fault(const CheckpointEnv& env, const std::string& name,
                      60s);
 }
 
-// The other two ways back to paused: the v2 freezer, and (as on kernels before 6.8 with v1)
+// The other two ways back to paused: the v2 freezer, and (as on kernels before 6.7 with v1)
 // freezing right after the threads are let go.
 TEST(LauncherCheckpoint, PausedContainerStaysPausedWithTheV2FreezerAndWithALateRefreeze) {
   CheckpointEnv env;
