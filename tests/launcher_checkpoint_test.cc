@@ -149,6 +149,15 @@ TEST(LauncherCheckpoint, CopyBesideTheOriginalStartsFromACopyOfItsLog) {
   EXPECT_EQ(count_of(original_now, "line 1\n"), 1u) << "the copy wrote into the original's log";
   ASSERT_TRUE(wait_until([&] { return read_text_file(original_log).size() > original_now.size(); }, 10s))
       << "the original stopped writing to its log";
+  // A log already under the new name (another dumped container's) is not overwritten.
+  const std::string other = env.unique_name("logtaken");
+  const fs::path other_log = env.root() / (other + ".log");
+  { std::ofstream(other_log) << "kept\n"; }
+  auto r = env.stasis({"restore", "-D", env.image_dir("copy").string(), "--name", other, "-d"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(other_log.string()), std::string::npos) << r.err;
+  EXPECT_EQ(read_text_file(other_log), "kept\n");
+  EXPECT_FALSE(fs::exists(env.root() / (other + ".state")));
 }
 
 // Restored under a new name once the original is gone, the job keeps its log, now under the
