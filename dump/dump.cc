@@ -1,6 +1,7 @@
 #include "dump/dump.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -312,6 +313,10 @@ DumpReport dump(const DumpOptions& opt) {
     if (state) {
       cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());
       config = state->config();
+      // The job is stopped: its output so far, for a copy restored beside it (restored_log.h).
+      struct stat log_stat {};
+      if (!config.log_path().empty() && ::stat(config.log_path().c_str(), &log_stat) == 0)
+        config.set_log_bytes_at_dump(log_stat.st_size);
     } else {
       CgroupDriver driver = detect_cgroup_driver();
       cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));

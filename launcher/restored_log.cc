@@ -1,14 +1,38 @@
 #include "launcher/restored_log.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/log.h"
 
 namespace stasis::launcher {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Copies the first `bytes` bytes of from (all of it when 0) into a new file `to`.
+void copy_prefix(const fs::path& from, const fs::path& to, int64_t bytes) {
+  UniqueFd in = open_or_throw(from, O_RDONLY);
+  UniqueFd out = open_or_throw(to, O_WRONLY | O_CREAT | O_EXCL, 0640);
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) fail_errno(errno, "stat {}", from.string());
+  off_t left = bytes > 0 ? std::min<off_t>(bytes, st.st_size) : st.st_size;
+  while (left > 0) {
+    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, static_cast<size_t>(left), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno(errno, "copy {} to {}", from.string(), to.string());
+    if (n == 0) break;  // shorter than it was
+    left -= n;
+  }
+}
+
+}  // namespace
 
 RestoredLog::RestoredLog(const StateStore& store, const pb::ContainerConfig& dumped, const std::string& name,
                          const std::string& user_log) {
@@ -37,9 +61,14 @@ RestoredLog::RestoredLog(const StateStore& store, const pb::ContainerConfig& dum
   }
   if (!fs::exists(old_log, ec)) return;  // gone (removed with its container): a fresh log
   if (original_exists) {
-    // Beside the original: its history, and the original's log untouched.
-    fs::copy_file(old_log, new_log, ec);
-    if (ec) fail("copy the log of container {} ({}) to {}: {}", dumped.name(), old_log, new_log.string(), ec.message());
+    // Beside the original: its output up to the dump (it has gone on writing since), and the
+    // original's log untouched.
+    try {
+      copy_prefix(old_log, new_log, dumped.log_bytes_at_dump());
+    } catch (const Error&) {
+      ::unlink(new_log.c_str());  // no destructor runs for a constructor that throws
+      throw;
+    }
   } else {
     // The dumped container's default log, renamed for the new one: linked now, the old name
     // unlinked at commit, so a failed restore leaves it as it was.

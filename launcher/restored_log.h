@@ -1,6 +1,6 @@
 // The log of a restored container. A dump keeps the container's log (it is the job's output so
-// far); the restored container appends to it, or starts from a copy of it when the dumped
-// container still exists (a copy beside the original never writes to the original's log).
+// far); the restored container appends to it, or starts from a copy of it up to the dump when
+// the dumped container still exists (a copy beside the original never writes to its log).
 // See docs/launcher.md, "Logs of restored containers".
 #pragma once
 
