@@ -42,6 +42,12 @@ RestoredLog::RestoredLog(const StateStore& store, const pb::ContainerConfig& dum
   }
   const std::string& old_log = dumped.log_path();
   if (old_log.empty()) return;  // it wrote to its caller's stdio: nothing to continue
+  std::error_code ec;
+  if (!fs::is_directory(fs::path(old_log).parent_path(), ec)) {
+    // Dumped on another host or under a state root that is gone: nothing to continue here.
+    log::warn("the log of the dumped container, {}, is not on this host: the restored one starts anew", old_log);
+    return;
+  }
   // The same check start_container makes, early: nothing below may touch a live container's log.
   if (store.try_load(name)) fail("a container named {} already exists under {}", name, store.root().string());
   const bool original_exists = dumped.name() != name && store.try_load(dumped.name()).has_value();
@@ -54,7 +60,6 @@ RestoredLog::RestoredLog(const StateStore& store, const pb::ContainerConfig& dum
   }
   const fs::path new_log = store.default_log_path(name);
   path_ = new_log.string();
-  std::error_code ec;
   if (fs::exists(new_log, ec)) {
     fail("{} exists: the log of a dumped container named {}; restore that checkpoint, remove the file, or give --log",
          new_log.string(), name);

@@ -202,6 +202,38 @@ TEST(LauncherCheckpoint, LogMovesToTheNewNameAndSurvivesAFailedRestore) {
   EXPECT_FALSE(fs::exists(old_log)) << "the log should have moved to the new name";
 }
 
+// Restored under another state root, the dumping one gone (as after a move to another host),
+// the job starts a new log there instead of failing on the old path.
+TEST(LauncherCheckpoint, RestoreUnderAnotherRootStartsANewLog) {
+  CheckpointEnv env;
+  TempDir roots("stasis-roots");
+  const fs::path first = roots.path() / "first", second = roots.path() / "second";
+  const std::string name = env.unique_name("logroot");
+  struct Remove {
+    fs::path root;
+    std::string name;
+    ~Remove() { run_stasis({"--root", root.string(), "rm", "-f", name}, 20s); }
+  } remove_first{first, name}, remove_second{second, name};
+  const fs::path status = env.status_path(name);
+  auto argv = c_workload("launcher_log").argv(status);
+  std::vector<std::string> run{"--root", first.string(), "run", "-d", "--name", name, "--"};
+  run.insert(run.end(), argv.begin(), argv.end());
+  ASSERT_EQ(run_stasis(run).exit_code, 0);
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 5, 20s, &n));
+  CommandResult r = run_stasis({"--root", first.string(), "dump", name, "-D", env.image_dir("root").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(wait_until([&] { return !fs::exists(first / (name + ".state")); }, 10s));
+  fs::remove_all(first);
+  clear_status(status);
+  r = run_stasis({"--root", second.string(), "restore", "-D", env.image_dir("root").string(), "-d"}, 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(wait_for_progress(status, n, 20s, &n, n));
+  const std::string log = read_text_file(second / (name + ".log"));
+  EXPECT_EQ(log.find("line 1\n"), std::string::npos) << "the new log should hold only the restored job's output";
+  EXPECT_NE(log.find(fmt::format("line {}\n", n)), std::string::npos) << log;
+}
+
 // A new `run` under the name of a dumped container starts with an empty log.
 TEST(LauncherCheckpoint, NewRunUnderADumpedNameStartsAFreshLog) {
   CheckpointEnv env;
