@@ -166,6 +166,16 @@ void SeizedThread::cont(int signal) {
   stopped_ = false;
 }
 
+void SeizedThread::cont_to_syscall(int signal) {
+  if (::ptrace(PTRACE_SYSCALL, tid_, nullptr, reinterpret_cast<void*>(static_cast<long>(signal))) < 0)
+    fail_errno(errno, "ptrace syscall tid {}", tid_);
+  stopped_ = false;
+}
+
+void SeizedThread::request_interrupt() const {
+  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0) fail_errno(errno, "ptrace interrupt tid {}", tid_);
+}
+
 void SeizedThread::detach() {
   if (tid_ < 0) return;
   // PTRACE_DETACH needs a ptrace-stop; a running seized thread is interrupted first.

@@ -52,6 +52,11 @@ class SeizedThread {
   // did not stop within timeout.
   int wait_stop(std::chrono::milliseconds timeout = kDefaultWait);
   void cont(int signal = 0);
+  // PTRACE_SYSCALL: resume until the next system-call entry or exit (or any other stop).
+  void cont_to_syscall(int signal = 0);
+  // PTRACE_INTERRUPT without waiting: a stopped thread traps (PTRACE_EVENT_STOP) as soon as
+  // it is resumed, before it returns to user code.
+  void request_interrupt() const;
   // PTRACE_DETACH (interrupting first when the thread is running, as detach needs a stop).
   void detach();
   // Give up ownership without detaching (the caller detaches or the thread is killed).

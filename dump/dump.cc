@@ -303,7 +303,7 @@ DumpReport dump(const DumpOptions& opt) {
     fds = files.collect(pid, state ? container_stdio(pid, state->config()) : std::vector<InheritedFd>{});
     files.mark_outside_pipes();
     {
-      Injector injector(pid, task.threads[0]);
+      Injector injector(pid, task.threads[0], task.threads.size());
       core = collect_core(task, injector);
       signals = collect_signals(task, injector);
       brk = static_cast<uint64_t>(injector.call_checked(task.threads[0], "brk(0)", SYS_brk, 0));
