@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "dump/guardian.h"
 
 namespace stasis::dump {
 
@@ -99,6 +100,9 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
   // threads then reach their stops) and the threads are detached after.
   std::vector<ptrace::SeizedThread> threads;
   std::set<pid_t> seen;
+  // Armed before the freeze and disarmed after the thaw: should we die in between, it thaws.
+  Guardian guardian(cgroup);
+  guardian.arm();
   {
     CgroupFreeze freeze(cgroup);
     for (pid_t tid : cgroup.threads()) {
@@ -109,6 +113,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
       seen.insert(tid);
     }
   }  // thawed here
+  guardian.disarm();
   for (auto& t : threads) wait_interrupt_stop(t);
   // Stragglers: anything that appeared anyway (it cannot while frozen, but be sure).
   for (int round = 0;; ++round) {

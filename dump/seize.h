@@ -4,7 +4,8 @@
 //    fork or spawn behind our back), thaw so they reach the ptrace-stop, then catch stragglers;
 //  - --pid: ptrace alone (seize + interrupt each thread, re-reading /proc/PID/task until the
 //    set is stable), so the process keeps its own cgroup and limits.
-// On any error the SeizedThread destructors detach and the job runs on untouched.
+// On any error the SeizedThread destructors detach and the job runs on untouched. Should the
+// dumper die while the cgroup is frozen, a guardian process thaws it (dump/guardian.h).
 #pragma once
 
 #include <sys/types.h>
