@@ -25,6 +25,7 @@
 #include "container.pb.h"
 #include "dump/cgroup_state.h"
 #include "dump/core.h"
+#include "dump/dir_claim.h"
 #include "dump/files.h"
 #include "dump/inject.h"
 #include "common/interrupt.h"
@@ -234,7 +235,10 @@ DumpReport dump(const DumpOptions& opt) {
     if (opt.pid == ::getpid() || opt.pid == ::getppid()) fail("pid {} is stasis itself or its parent", opt.pid);
   }
 
+  // Claimed first: a dump that loses the race for the directory leaves it alone.
+  DirectoryClaim claim(opt.dir);
   images::Checkpoint ckpt = images::Checkpoint::create(opt.dir);
+  claim.mark_unfinished();
   PartialDirectory partial(opt.dir);
 
   // --- freeze: every thread seized and in a ptrace-stop
@@ -384,9 +388,11 @@ DumpReport dump(const DumpOptions& opt) {
     report.frozen_s = since(t_freeze);
     ckpt.finalize(std::move(inventory));
     partial.commit();
+    claim.complete();
   } else {
     ckpt.finalize(std::move(inventory));
     partial.commit();
+    claim.complete();
     // Only now, with a complete checkpoint on disk, is the job killed. Its log stays for the
     // restored job: the monitor (under --rm) and the removal below leave it.
     if (refreeze) refreeze->release();
