@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/proc.h"
 
@@ -120,6 +121,17 @@ StubPlace find_stub_place(pid_t pid) {
   return {};
 }
 
+// Tests kill the dumper at one exact step of the injection: STASIS_FAULT=dump-kill-at-step-N
+// SIGKILLs us at the Nth state change of a thread (tests/dump_kill_test.cc).
+int g_steps = 0;
+void step() {
+  ++g_steps;
+  const char* wanted = std::getenv("STASIS_FAULT");
+  if (wanted && std::string_view(wanted).rfind("dump-kill-at-step-", 0) == 0 &&
+      fault_active(fmt::format("dump-kill-at-step-{}", g_steps)))
+    ::raise(SIGKILL);
+}
+
 // Brings a thread that ran an injected call back to an interrupt stop, then puts its signal
 // mask and registers back (in that order: until the registers are back they point at the
 // stub, which sets the mask itself). The interrupt stop matters: only on the way out of it
@@ -129,9 +141,12 @@ void back_to_saved(ptrace::SeizedThread& t, const user_regs_struct& saved, uint6
                    std::vector<int>& deferred) {
   if (t.tid() < 0) return;  // it exited
   t.request_interrupt();
+  step();
   if (t.stopped()) t.cont(0);
+  step();
   for (;;) {
     int status = t.wait_stop();
+    step();
     if ((status >> 16) == PTRACE_EVENT_STOP) break;
     if (!is_syscall_stop(status) && (status >> 16) == 0) {
       // A signal on the way: suppressed now, sent again below (faults cannot come from
@@ -142,7 +157,9 @@ void back_to_saved(ptrace::SeizedThread& t, const user_regs_struct& saved, uint6
     t.cont(0);
   }
   t.set_sigmask(saved_mask);
+  step();
   t.set_regs(saved);
+  step();
   // Signals queue again once the thread resumes (their siginfo is not kept: tkill).
   for (int sig : deferred)
     if (::syscall(SYS_tkill, t.tid(), sig) < 0)
@@ -177,6 +194,7 @@ Injector::Injector(pid_t pid, ptrace::SeizedThread& thread, size_t threads)
     // Written through /proc/PID/mem, which may write into the r-x vDSO (the page becomes the
     // process's own copy, as for a debugger's breakpoint).
     write_forced(place.address, std::as_bytes(std::span(kStub)));
+    step();
     stub_ = place.address;
     stub_original_ = std::move(place.original);
   } else {
@@ -214,6 +232,8 @@ void Injector::remove_stub() {
   const uint64_t at = std::exchange(stub_, 0);
   try {
     write_forced(at, stub_original_);
+    step();
+    log::debug("pid {}: injection done in {} steps", pid_, g_steps);
   } catch (const std::exception& e) {
     // Harmless: the bytes sit in padding nothing runs.
     log::warn("pid {}: could not clear the injection stub from its vDSO padding: {}", pid_, e.what());
@@ -242,6 +262,7 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
 
   user_regs_struct regs = saved;
   regs.rsp = write_recovery_block(tid, saved, saved_mask);
+  step();
   regs.rip = stub_;
   regs.rax = static_cast<uint64_t>(nr);
   // orig_rax = -1: not inside a system call, so that resuming from this stop does not apply
@@ -275,9 +296,11 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
 
   restore.armed = true;
   t.set_regs(regs);
+  step();
   // Blocked only now that the registers lead to the stub (which unblocks them): a handler
   // must not run on borrowed registers, and a pending signal keeps its siginfo this way.
   t.set_sigmask(~uint64_t{0});
+  step();
 
   t.cont_to_syscall(0);
   const auto deadline = Clock::now() + kCallTimeout;
@@ -292,6 +315,7 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
     } catch (const Error& e) {
       throw Error(fmt::format("tid {}: injected system call {}: {}", tid, nr, e.what()));
     }
+    step();
     if (is_syscall_stop(status)) {
       if (++syscall_stops == 2) {
         result = static_cast<long>(t.get_regs().rax);

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "dump/guardian.h"
@@ -112,6 +113,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
       threads.push_back(std::move(t));
       seen.insert(tid);
     }
+    if (fault_active("dump-kill-while-frozen")) ::raise(SIGKILL);  // tests: the guardian thaws
   }  // thawed here
   guardian.disarm();
   for (auto& t : threads) wait_interrupt_stop(t);

@@ -222,6 +222,63 @@ TEST(DumpKill, KilledDumperLeavesTheContainerJobAsItWas) {
   ASSERT_TRUE(keep_progressing(restored.status(), 1500ms));
 }
 
+// The same, deterministic: the dumper SIGKILLs itself (STASIS_FAULT) at one exact step of the
+// injection (each register, mask or stop change of a thread), for every step of the first
+// calls and of the last ones and a sample in between, and once while the cgroup is frozen.
+TEST(DumpKill, KilledAtEachStepOfTheInjection) {
+  CheckpointEnv env;
+  Container c(env, "dumpkill-steps");
+  ASSERT_TRUE(c.run(c_workload("dumpkill", {"64"})));
+  pid_t job = *c.host_pid();
+  {
+    std::istringstream children(read_text(fmt::format("/proc/{}/task/{}/children", job, job)));
+    pid_t child = 0;
+    if (children >> child) job = child;
+  }
+  const std::string freezer = c.cgroup_path("freezer").value_or("") + "/freezer.state";
+  std::uint64_t progress = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 20s, &progress));
+
+  // How many steps a whole dump takes.
+  CommandResult whole = env.stasis({"-v", "dump", c.name(), "-D", (env.work() / "whole").string(), "--leave-running"});
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  fs::remove_all(env.work() / "whole");
+  const std::string marker = "injection done in ";
+  auto at = whole.err.find(marker);
+  ASSERT_NE(at, std::string::npos) << "no step count in: " << whole.err;
+  const int total = std::stoi(whole.err.substr(at + marker.size()));
+  std::vector<std::string> faults{"dump-kill-while-frozen"};
+  for (int n = 1; n <= total; ++n)
+    if (n <= 40 || n > total - 40 || n % 9 == 0) faults.push_back(fmt::format("dump-kill-at-step-{}", n));
+  std::cout << "[ figures  ] " << total << " injection steps in a dump; killing at " << faults.size() << "\n";
+
+  const fs::path log = env.work() / "dump.log";
+  int killed = 0;
+  for (const auto& fault : faults) {
+    ASSERT_EQ(::setenv("STASIS_FAULT", fault.c_str(), 1), 0);
+    const fs::path dir = env.work() / fault;
+    int st = 0;
+    {
+      Stasis dumper(env, {"dump", c.name(), "-D", dir.string(), "--leave-running"}, log);
+      st = dumper.wait();
+    }
+    ::unsetenv("STASIS_FAULT");
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) ++killed;
+    else ADD_FAILURE() << fault << ": the dump did not die there: " << read_text(log);
+    ASSERT_TRUE(job_intact(job, c.status(), freezer, &progress)) << "after " << fault;
+    fs::remove_all(dir);
+  }
+  EXPECT_EQ(killed, static_cast<int>(faults.size()));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 5s, &n));
+  const fs::path images = env.image_dir("after-steps");
+  ASSERT_TRUE(c.dump(images)) << c.last_output();
+  Container restored(env, "dumpkill-steps-back");
+  ASSERT_TRUE(restored.restore(images, c.status()));
+  ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, &n, n));
+  ASSERT_TRUE(keep_progressing(restored.status(), 1000ms));
+}
+
 TEST(DumpKill, KilledDumperLeavesAHostProcessAsItWas) {
   CheckpointEnv env;
   HostProcess host;
