@@ -140,8 +140,11 @@ int restore_checkpoint(const RestoreOptions& options) {
   if (pipe2(control, O_CLOEXEC) < 0) fail_errno(errno, "create the restore control pipe");
   UniqueFd control_read(control[0]), control_write(control[1]);
   const int stub_fd = control_write.get();
+  const int restorer_fd = control_read.get();
   const bool own_pid_1 = plan.task.pid() == 1;
-  launcher::InitFunction init = [&plan, stub_fd, own_pid_1]() -> int {
+  launcher::InitFunction init = [&plan, stub_fd, restorer_fd, own_pid_1]() -> int {
+    // Only the restorer may hold the read end: the stub takes its closing for the restorer's death.
+    ::close(restorer_fd);
     if (own_pid_1) run_stub(plan, stub_fd);
     return run_restore_init(plan, stub_fd);
   };
@@ -149,6 +152,12 @@ int restore_checkpoint(const RestoreOptions& options) {
   const auto start_at = Clock::now();
   launcher::StartedContainer started = launcher::start_container(options.root, config, init);
   ContainerRollback rollback(options.root, started.name, job_log.taken_over());
+  // Until the end, `ps` shows it as restoring; a restore killed half way leaves it so (or,
+  // once its half-built job is gone, as failed), never as a running job.
+  launcher::StateStore(options.root).update(started.name, [&](pb::ContainerState& state) {
+    state.set_status("restoring");
+    state.set_checkpoint_dir(std::filesystem::absolute(options.dir).string());
+  });
   control_write.reset();
   inherited.clear();  // the stub has its own copies: the job alone holds the sources now
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
@@ -194,6 +203,8 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_dumpable(remote, plan.task.core);
     restore_thread_attributes(remote, stub_pid, plan.task.core.threads(0));
     restore_late_process_attributes(remote, stub_pid, plan.task.core);
+    remote.call_checked("close (the stub's end of the control pipe)", SYS_close,
+                        static_cast<uint64_t>(plan.control_fd()));
     remote.finish();
     fault_point("restore-before-finish");
     check_interrupt();
@@ -210,7 +221,7 @@ int restore_checkpoint(const RestoreOptions& options) {
 
   store.update(started.name, [&](pb::ContainerState& state) {
     state.set_restored(true);
-    state.set_checkpoint_dir(std::filesystem::absolute(options.dir).string());
+    if (state.status() == "restoring") state.set_status("running");
   });
   log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} threads)", options.dir.string(),
             started.name, pid, stub_pid, plan.task.core.threads_size());

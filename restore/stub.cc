@@ -134,8 +134,14 @@ void report(int control_fd, const StubReport& r) {
     report(control, bad);
     _exit(1);
   }
-  close(control);
-  for (;;) pause();
+  // Seized here by the restorer. Should it die first, the read end of the control pipe
+  // closes (poll reports POLLERR on our write end) and the stub leaves, so that a killed
+  // restore does not leave a container that looks alive (the restorer closes this fd in the
+  // job once it has it).
+  for (;;) {
+    pollfd p{control, 0, 0};
+    if (poll(&p, 1, -1) > 0 && (p.revents & (POLLERR | POLLHUP))) _exit(1);
+  }
 }
 
 StubReport read_stub_report(int control_fd, pid_t init_host_pid, int timeout_ms) {
