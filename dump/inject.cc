@@ -81,7 +81,8 @@ bool is_syscall_stop(int status) { return WIFSTOPPED(status) && WSTOPSIG(status)
 
 // Where the stub can go: the end of the zero padding that follows the last byte of the vDSO's
 // ELF image (section headers last) in its executable mapping, which nothing executes or
-// parses. Returns the address and the bytes there now, or 0 when there is no such room.
+// parses. Returns the address and the bytes to put back there after (zeros), or address 0
+// when there is no such room.
 struct StubPlace {
   uint64_t address = 0;
   std::vector<std::byte> original;
@@ -149,10 +150,15 @@ void back_to_saved(ptrace::SeizedThread& t, const user_regs_struct& saved, uint6
     step();
     if ((status >> 16) == PTRACE_EVENT_STOP) break;
     if (!is_syscall_stop(status) && (status >> 16) == 0) {
-      // A signal on the way: suppressed now, sent again below (faults cannot come from
-      // the thread's own code here, and are dropped).
       const int sig = WSTOPSIG(status);
-      if (!is_fault_signal(sig) && sig != SIGTRAP) deferred.push_back(sig);
+      if (is_fault_signal(sig)) {
+        // Raised by the borrowed registers: dropped, and the thread's own context back
+        // first, or resuming would fault again.
+        t.set_sigmask(saved_mask);
+        t.set_regs(saved);
+      } else {
+        deferred.push_back(sig);  // suppressed now, sent again below
+      }
     }
     t.cont(0);
   }
