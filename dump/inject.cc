@@ -195,7 +195,8 @@ Injector::Injector(pid_t pid, ptrace::SeizedThread& thread, size_t threads)
   mem_ = UniqueFd(::open(mem_path.c_str(), O_RDWR | O_CLOEXEC));
   if (!mem_) fail_errno(errno, "open {}", mem_path);
 
-  StubPlace place = find_stub_place(pid);
+  // STASIS_FAULT=dump-no-vdso-stub: as if the vDSO had no room (tests of the fallback).
+  StubPlace place = fault_active("dump-no-vdso-stub") ? StubPlace{} : find_stub_place(pid);
   if (place.address) {
     // Written through /proc/PID/mem, which may write into the r-x vDSO (the page becomes the
     // process's own copy, as for a debugger's breakpoint).
@@ -380,6 +381,8 @@ uint64_t Injector::write_recovery_block(pid_t tid, const user_regs_struct& saved
   // that runs when the stub unblocks signals lands below it, as it would anyway).
   const uint64_t on_stack = (saved.rsp - kRedZone - kBlockRoom) & ~uint64_t{15};
   try {
+    // STASIS_FAULT=dump-block-in-scratch: as if there were no room below (tests of the slots).
+    if (scratch_ && fault_active("dump-block-in-scratch")) fail("no room below the stack pointer (STASIS_FAULT)");
     write_forced(on_stack, bytes);
     return on_stack;
   } catch (const Error& e) {

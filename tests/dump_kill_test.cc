@@ -299,6 +299,32 @@ TEST(DumpKill, KilledDumperLeavesAHostProcessAsItWas) {
   ASSERT_TRUE(keep_progressing(restored.status(), 1500ms));
 }
 
+// The two fallbacks of the injection still make good checkpoints: recovery blocks in the
+// scratch area's slots (no room below a thread's stack pointer), and calls at each thread's
+// own code (no room in the vDSO, with a warning that a killed dump is not safe then).
+TEST(DumpKill, InjectionFallbacksStillRoundTrip) {
+  for (const char* fault : {"dump-block-in-scratch", "dump-no-vdso-stub"}) {
+    SCOPED_TRACE(fault);
+    CheckpointEnv env;
+    Container c(env, "fallback");
+    ASSERT_TRUE(c.run(c_workload("dumpkill", {"16"})));
+    std::uint64_t n = 0;
+    ASSERT_TRUE(wait_for_progress(c.status(), 0, 5s, &n));
+    const fs::path images = env.image_dir("fallback");
+    ASSERT_EQ(::setenv("STASIS_FAULT", fault, 1), 0);
+    CommandResult r = env.stasis({"dump", c.name(), "-D", images.string()});
+    ::unsetenv("STASIS_FAULT");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    if (std::string(fault) == "dump-no-vdso-stub") {
+      EXPECT_NE(r.err.find("no room for the injection stub"), std::string::npos) << r.err;
+    }
+    Container restored(env, "fallback-back");
+    ASSERT_TRUE(restored.restore(images, c.status()));
+    ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, &n, n));
+    ASSERT_TRUE(keep_progressing(restored.status(), 1000ms));
+  }
+}
+
 // Waits until a dump has claimed dir (its `.unfinished` mark is there).
 bool claimed(const fs::path& dir) {
   return wait_until([&] { return fs::exists(dir / ".unfinished"); }, 10s);
