@@ -51,7 +51,10 @@ InitFunction exec_init(const pb::ContainerConfig& config);
 // so its memory is the caller's; the caller, being root, may PTRACE_SEIZE it).
 // Returns once PID 1 exists and the state says "running" with its init_pid. On any failure
 // nothing is left behind (no cgroup, link, state file or process) and an Error is thrown.
-StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init);
+// `mark`, when given, adds to the state before it is first written (restore records its
+// checkpoint there, so that even a restore killed during the start is known as one).
+StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init,
+                                 const std::function<void(pb::ContainerState&)>& mark = {});
 
 // `stasis run`: start_container with exec_init. The default log (ROOT/NAME.log) starts empty.
 // Detached, it returns only once the job's exec has happened: an exec failure throws Error

@@ -108,10 +108,10 @@ bool container_alive(const pb::ContainerState& state) {
 
 std::string display_status(const pb::ContainerState& state) {
   const std::string& status = state.status();
-  // A restore that never finished (its restorer was killed): whatever became of its job.
-  const bool restore_unfinished = !state.restored() && !state.checkpoint_dir().empty();
-  if (restore_unfinished && (status == "exited" || !container_alive(state))) return "failed (restore did not finish)";
-  if (status == "restoring") return "restoring";
+  // A restore in progress, or one that never finished (its restorer was killed): never
+  // shown as a running job.
+  if (!state.restored() && !state.checkpoint_dir().empty() && status != "created")
+    return status == "exited" || !container_alive(state) ? "failed (restore did not finish)" : "restoring";
   if (status == "exited") {
     // The OOM killer SIGKILLs a task of the job; when that was PID 1 (or its death ended the
     // job: 137 from a shell), the job was OOM-killed; otherwise it survived one.

@@ -52,6 +52,8 @@ struct StartMode {
   // A new job: its default log (ROOT/NAME.log) starts empty, even if a dumped container of
   // that name left one behind.
   bool fresh_log = false;
+  // Adds to the state before its first write (restore: its checkpoint).
+  std::function<void(pb::ContainerState&)> mark;
 };
 
 // PID 1's end of its report pipe while init runs, when StartMode::report_exec (else -1).
@@ -547,6 +549,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
   *state.mutable_config() = config;
   state.set_status("created");
   state.set_created_unix_ns(now_ns());
+  if (mode.mark) mode.mark(state);
   // Until the monitor reports success, a failure undoes everything made so far.
   bool committed = false, reserved = false;
   Stdio stdio;
@@ -680,8 +683,9 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
 
 }  // namespace
 
-StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init) {
-  return start_impl(root, std::move(config), init, StartMode{});
+StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init,
+                                 const std::function<void(pb::ContainerState&)>& mark) {
+  return start_impl(root, std::move(config), init, StartMode{.mark = mark});
 }
 
 StartedContainer run_container(const fs::path& root, pb::ContainerConfig config) {

@@ -150,14 +150,13 @@ int restore_checkpoint(const RestoreOptions& options) {
   };
 
   const auto start_at = Clock::now();
-  launcher::StartedContainer started = launcher::start_container(options.root, config, init);
+  // The checkpoint is in the state from the start and `restored` only at the end: until then
+  // `ps` shows "restoring", and a restore killed half way "failed (restore did not finish)"
+  // once its half-built job is gone, never a running job.
+  const std::string checkpoint_dir = std::filesystem::absolute(options.dir).string();
+  launcher::StartedContainer started = launcher::start_container(
+      options.root, config, init, [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); });
   ContainerRollback rollback(options.root, started.name, job_log.taken_over());
-  // Until the end, `ps` shows it as restoring; a restore killed half way leaves it so (or,
-  // once its half-built job is gone, as failed), never as a running job.
-  launcher::StateStore(options.root).update(started.name, [&](pb::ContainerState& state) {
-    state.set_status("restoring");
-    state.set_checkpoint_dir(std::filesystem::absolute(options.dir).string());
-  });
   control_write.reset();
   inherited.clear();  // the stub has its own copies: the job alone holds the sources now
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
@@ -219,10 +218,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   job_log.commit();
   const double rebuild_ms = ms_since(rebuild_at);
 
-  store.update(started.name, [&](pb::ContainerState& state) {
-    state.set_restored(true);
-    if (state.status() == "restoring") state.set_status("running");
-  });
+  store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
   log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} threads)", options.dir.string(),
             started.name, pid, stub_pid, plan.task.core.threads_size());
   log::info("restore took {:.1f} ms: load {:.1f}, start {:.1f}, rebuild {:.1f} (memory {:.1f}: {} VMAs, {} MiB written)",
