@@ -200,11 +200,16 @@ Injector::Injector(pid_t pid, ptrace::SeizedThread& thread, size_t threads)
   if (place.address) {
     // Written through /proc/PID/mem, which may write into the r-x vDSO (the page becomes the
     // process's own copy, as for a debugger's breakpoint).
-    write_forced(place.address, std::as_bytes(std::span(kStub)));
-    step();
-    stub_ = place.address;
-    stub_original_ = std::move(place.original);
-  } else {
+    try {
+      write_forced(place.address, std::as_bytes(std::span(kStub)));
+      step();
+      stub_ = place.address;
+      stub_original_ = std::move(place.original);
+    } catch (const Error& e) {
+      log::debug("pid {}: writing the injection stub into the vDSO: {}", pid, e.what());
+    }
+  }
+  if (!stub_) {
     log::warn("pid {}: no room for the injection stub in its vDSO; system calls are injected at each thread's "
               "own code, which a stasis killed during the dump would leave changed",
               pid);
