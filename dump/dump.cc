@@ -247,10 +247,14 @@ DumpReport dump(const DumpOptions& opt) {
   // after them) where the kernel allows it, and in any case right after (refreeze_late,
   // declared before them: also for a seize that fails half way, which lets them go itself).
   const bool was_paused = cgroup && cgroup->frozen();
+  // Should we die, the guardian leaves the cgroup as we found it (declared first: it says
+  // goodbye only after the refreezes below).
+  std::optional<Guardian> guardian;
+  if (cgroup) guardian.emplace(*cgroup, was_paused);
   std::optional<Refreeze> refreeze_late;
   if (was_paused) refreeze_late.emplace(*cgroup);
   Task task;
-  std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup) : seize_process(opt.pid);
+  std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup, *guardian) : seize_process(opt.pid);
   std::optional<Refreeze> refreeze;
   if (was_paused && can_refreeze_before_detach(cgroup->driver())) refreeze.emplace(*cgroup);
   report.freeze_s = since(t_freeze);

@@ -58,16 +58,16 @@ constexpr char kGoodbye = 'Q';
 
 }  // namespace
 
-Guardian::Guardian(const Cgroup& cgroup) {
+Guardian::Guardian(const Cgroup& cgroup, bool paused) : paused_(paused) {
   const auto& paths = cgroup.paths();
-  std::string thaw_path;
+  std::string thaw_path;  // what to write where: the job's own freezer state
   const char* thaw_value = nullptr;
   if (cgroup.driver() == CgroupDriver::V1) {
     thaw_path = (std::filesystem::path(paths.at("freezer")) / "freezer.state").string();
-    thaw_value = "THAWED";
+    thaw_value = paused ? "FROZEN" : "THAWED";
   } else {
     thaw_path = (std::filesystem::path(paths.at("unified")) / "cgroup.freeze").string();
-    thaw_value = "0";
+    thaw_value = paused ? "1" : "0";
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) < 0) fail_errno(errno, "pipe for the dump's guardian");
@@ -79,7 +79,8 @@ Guardian::Guardian(const Cgroup& cgroup) {
     ::close(fds[1]);
     guard(fds[0], thaw_path.c_str(), thaw_value);
   }
-  log::debug("guardian pid {} watches over cgroup {}", pid_, thaw_path);
+  log::debug("guardian pid {} watches over cgroup {} ({} if we die)", pid_, thaw_path, thaw_value);
+  if (paused_) send(kArm);
 }
 
 Guardian::~Guardian() {
@@ -95,8 +96,12 @@ Guardian::~Guardian() {
   }
 }
 
-void Guardian::arm() { send(kArm); }
-void Guardian::disarm() { send(kDisarm); }
+void Guardian::arm() {
+  if (!paused_) send(kArm);
+}
+void Guardian::disarm() {
+  if (!paused_) send(kDisarm);
+}
 
 void Guardian::send(char c) {
   for (;;) {

@@ -13,7 +13,6 @@
 #include "common/fault.h"
 #include "common/log.h"
 #include "common/proc.h"
-#include "dump/guardian.h"
 
 namespace stasis::dump {
 
@@ -96,13 +95,12 @@ std::vector<ptrace::SeizedThread> seize_process(pid_t pid) {
   return threads;
 }
 
-std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
+std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& guardian) {
   // Declared before the freeze so that on error the cgroup is thawed first (the interrupted
   // threads then reach their stops) and the threads are detached after.
   std::vector<ptrace::SeizedThread> threads;
   std::set<pid_t> seen;
   // Armed before the freeze and disarmed after the thaw: should we die in between, it thaws.
-  Guardian guardian(cgroup);
   guardian.arm();
   {
     CgroupFreeze freeze(cgroup);
@@ -113,7 +111,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup) {
       threads.push_back(std::move(t));
       seen.insert(tid);
     }
-    if (fault_active("dump-kill-while-frozen")) ::raise(SIGKILL);  // tests: the guardian thaws
+    if (fault_active("dump-kill-while-frozen")) ::raise(SIGKILL);  // tests: the guardian acts
   }  // thawed here
   guardian.disarm();
   for (auto& t : threads) wait_interrupt_stop(t);

@@ -5,7 +5,7 @@
 //  - --pid: ptrace alone (seize + interrupt each thread, re-reading /proc/PID/task until the
 //    set is stable), so the process keeps its own cgroup and limits.
 // On any error the SeizedThread destructors detach and the job runs on untouched. Should the
-// dumper die while the cgroup is frozen, a guardian process thaws it (dump/guardian.h).
+// dumper die while the cgroup is frozen, a guardian process puts it back (dump/guardian.h).
 #pragma once
 
 #include <sys/types.h>
@@ -14,6 +14,7 @@
 
 #include "common/cgroup.h"
 #include "common/ptrace.h"
+#include "dump/guardian.h"
 
 namespace stasis::dump {
 
@@ -24,8 +25,9 @@ unsigned long seize_options();
 std::vector<ptrace::SeizedThread> seize_process(pid_t pid);
 
 // Through the cgroup freezer: every thread of every process in cgroup. The cgroup is thawed
-// again before returning (the threads stay in their ptrace-stops), and on error.
-std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup);
+// again before returning (the threads stay in their ptrace-stops), and on error; guardian is
+// armed meanwhile.
+std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& guardian);
 
 // Waits for the PTRACE_INTERRUPT stop of a thread we interrupted; throws naming the tid when
 // it exited or stopped for something else.

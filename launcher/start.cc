@@ -692,7 +692,7 @@ StartedContainer run_container(const fs::path& root, pb::ContainerConfig config)
   InitFunction init = exec_init(config);
   // Detached, nobody would see an exec failure: the caller learns of it before returning. In
   // the foreground the job's own message and status (127/126) say it, with no wait here.
-  StartMode mode{.report_exec = config.detach(), .fresh_log = true};
+  StartMode mode{.report_exec = config.detach(), .fresh_log = true, .mark = {}};
   return start_impl(root, std::move(config), init, mode);
 }
 

@@ -299,6 +299,42 @@ TEST(DumpKill, KilledDumperLeavesAHostProcessAsItWas) {
   ASSERT_TRUE(keep_progressing(restored.status(), 1500ms));
 }
 
+// A paused container whose dump is killed is left paused: the guardian freezes it again
+// (the dump thaws it to seize its threads), and once thawed by its owner it goes on intact.
+TEST(DumpKill, KilledDumpOfAPausedContainerLeavesItPaused) {
+  CheckpointEnv env;
+  Container c(env, "dumpkill-paused");
+  ASSERT_TRUE(c.run(c_workload("dumpkill", {"16"})));
+  pid_t job = *c.host_pid();
+  {
+    std::istringstream children(read_text(fmt::format("/proc/{}/task/{}/children", job, job)));
+    pid_t child = 0;
+    if (children >> child) job = child;
+  }
+  const std::string freezer = c.cgroup_path("freezer").value_or("") + "/freezer.state";
+  std::uint64_t progress = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 20s, &progress));
+  ASSERT_EQ(env.stasis({"freeze", c.name()}).exit_code, 0);
+  const fs::path log = env.work() / "dump.log";
+  for (const char* fault : {"dump-kill-while-frozen", "dump-kill-at-step-3", "dump-kill-at-step-200"}) {
+    ASSERT_EQ(::setenv("STASIS_FAULT", fault, 1), 0);
+    int st = 0;
+    {
+      Stasis dumper(env, {"dump", c.name(), "-D", (env.work() / fault).string(), "--leave-running"}, log);
+      st = dumper.wait();
+    }
+    ::unsetenv("STASIS_FAULT");
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << fault << ": " << read_text(log);
+    EXPECT_TRUE(wait_until([&] { return read_text(freezer).rfind("FROZEN", 0) == 0; }, 2000ms))
+        << fault << ": the paused container is " << read_text(freezer);
+    for (pid_t tid : tasks_of(job)) EXPECT_EQ(status_field(job, tid, "TracerPid"), "0") << fault << ", tid " << tid;
+    fs::remove_all(env.work() / fault);
+  }
+  ASSERT_EQ(env.stasis({"thaw", c.name()}).exit_code, 0);
+  ASSERT_TRUE(job_intact(job, c.status(), freezer, &progress));
+  ASSERT_TRUE(keep_progressing(c.status(), 1000ms));
+}
+
 // The two fallbacks of the injection still make good checkpoints: recovery blocks in the
 // scratch area's slots (no room below a thread's stack pointer), and calls at each thread's
 // own code (no room in the vDSO, with a warning that a killed dump is not safe then).
