@@ -73,7 +73,8 @@ int wait_for_exit(const std::filesystem::path& root, const StartedContainer& con
 void kill_container(const std::filesystem::path& root, const std::string& name, int signal);
 // Removes cgroup, network links, state and its default log (ROOT/NAME.log) unless keep_log. A
 // running container is refused unless force, which kills every process of it first and waits
-// (bounded) for its monitor to finish. keep_log: a dump keeps the log for the restored job.
+// (bounded) for its monitor to finish. keep_log (a dump removing the job it killed): the log
+// stays for the restored job, and a container its --rm monitor removed already is no error.
 void remove_container(const std::filesystem::path& root, const std::string& name, bool force, bool keep_log = false);
 void freeze_container(const std::filesystem::path& root, const std::string& name);
 void thaw_container(const std::filesystem::path& root, const std::string& name);

@@ -178,7 +178,11 @@ void thaw_container(const fs::path& root, const std::string& name) {
 void remove_container(const fs::path& root, const std::string& name, bool force, bool keep_log) {
   require_root("stasis rm");
   StateStore store(root);
-  pb::ContainerState state = store.load(name);
+  auto found = store.try_load(name);
+  // The dump's removal of the job it killed races the monitor of a --rm container, which
+  // removes the container itself as the job dies: gone already is then no error.
+  if (!found && keep_log) return;
+  pb::ContainerState state = found ? std::move(*found) : store.load(name);  // load names what is missing
   if (container_alive(state)) {
     if (!force) fail("container {} is running ({}): stop it first or use 'rm -f'", name, display_status(state));
     if (!state.cgroup_paths().empty()) {
