@@ -28,6 +28,7 @@
 #include "dump/dir_claim.h"
 #include "dump/files.h"
 #include "dump/inject.h"
+#include "dump/ipc.h"
 #include "common/interrupt.h"
 #include "dump/memory.h"
 #include "dump/namespaces.h"
@@ -301,6 +302,7 @@ DumpReport dump(const DumpOptions& opt) {
   std::vector<pb::FdEntry> fds;
   FileCollector files(opt.ghost_limit);
   pb::NamespaceState namespaces;
+  std::vector<pb::IpcObject> ipc;
   pb::CgroupState cgroup_state;
   pb::ContainerConfig config;
   uint64_t brk = 0;
@@ -318,6 +320,7 @@ DumpReport dump(const DumpOptions& opt) {
       injector.unmap();  // before the memory layout is read
     }
     namespaces = collect_namespaces(pid);
+    ipc = collect_ipc(pid, namespaces);
     if (state) {
       cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());
       config = state->config();
@@ -372,6 +375,7 @@ DumpReport dump(const DumpOptions& opt) {
   }
   files.write_images(opt.dir);
   write_one(ckpt, ImageType::Namespaces, std::nullopt, namespaces);
+  write_ipc(ckpt, ipc);
   write_one(ckpt, ImageType::Cgroup, std::nullopt, cgroup_state);
   write_one(ckpt, ImageType::Container, std::nullopt, config);
 

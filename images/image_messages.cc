@@ -7,6 +7,7 @@
 #include "core.pb.h"
 #include "files.pb.h"
 #include "inventory.pb.h"
+#include "ipc.pb.h"
 #include "mm.pb.h"
 #include "namespaces.pb.h"
 #include "pagemap.pb.h"
@@ -32,6 +33,7 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::PipeData: return std::make_unique<pb::PipeData>();
     case ImageType::CharDevs: return std::make_unique<pb::CharDev>();
     case ImageType::EventFiles: return std::make_unique<pb::EventFile>();
+    case ImageType::Ipc: return std::make_unique<pb::IpcObject>();
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();

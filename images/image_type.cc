@@ -15,7 +15,7 @@ struct TypeInfo {
 };
 
 // The stem of each kind's file name. "pipe-data" holds a dash, so ids are split off at the last one.
-constexpr std::array<TypeInfo, 16> kTypes{{
+constexpr std::array<TypeInfo, 17> kTypes{{
     {ImageType::Inventory, "inventory"},
     {ImageType::Pstree, "pstree"},
     {ImageType::Core, "core"},
@@ -32,6 +32,7 @@ constexpr std::array<TypeInfo, 16> kTypes{{
     {ImageType::Cgroup, "cgroup"},
     {ImageType::Container, "container"},
     {ImageType::EventFiles, "eventfiles"},
+    {ImageType::Ipc, "ipc"},
 }};
 
 constexpr std::string_view kSuffix = ".img";

@@ -29,6 +29,7 @@ enum class ImageType : uint16_t {
   Cgroup = 14,     // cgroup.img (pb::CgroupState)
   Container = 15,  // container.img (pb::ContainerConfig)
   EventFiles = 16, // eventfiles.img (pb::EventFile records)
+  Ipc = 17,        // ipc.img (pb::IpcObject records)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

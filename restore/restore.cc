@@ -25,6 +25,7 @@
 #include "restore/init.h"
 #include "restore/file_locks.h"
 #include "restore/memory.h"
+#include "restore/namespaces.h"
 #include "restore/posix_timers.h"
 #include "restore/process.h"
 #include "restore/seccomp.h"
@@ -161,6 +162,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   inherited.clear();  // the stub has its own copies: the job alone holds the sources now
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
   const pid_t stub_pid = own_pid_1 ? started.init_pid : find_stub_under_init(started.init_pid, 5000);
+  restore_namespace_contents(checkpoint, started.init_pid);
   const double start_ms = ms_since(start_at);
 
   const auto rebuild_at = Clock::now();

@@ -1,0 +1,25 @@
+// ipc.img: the contents of the job's own IPC namespace (a container's), read from inside that
+// namespace by a helper thread: IPC sysctls that differ from a fresh namespace's, System V
+// shared memory (contents included), semaphore sets, message queues (messages copied with
+// MSG_COPY, left in place) and POSIX message queues (read and put back, under the freeze).
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "images/checkpoint.h"
+#include "ipc.pb.h"
+#include "namespaces.pb.h"
+
+namespace stasis::dump {
+
+// Nothing when the job shares the host's IPC namespace (a --pid dump): the host's objects are
+// not the job's to take. Throws UnsupportedError (the job untouched) for what restore could not
+// bring back: a segment still attached, a POSIX queue with a notification registered.
+std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& namespaces);
+
+// ipc.img, written only when there is something in it.
+void write_ipc(const images::Checkpoint& checkpoint, const std::vector<pb::IpcObject>& objects);
+
+}  // namespace stasis::dump
