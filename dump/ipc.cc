@@ -56,6 +56,15 @@ std::string read_sysctl(const std::string& name) {
   return value;
 }
 
+// The job's attachments of SysV segments ("/SYSV<key>" in maps, the shm id as inode), by id.
+using Attachments = std::map<int, std::vector<proc::MapEntry>>;
+Attachments sysv_attachments(pid_t pid) {
+  Attachments out;
+  for (auto& m : proc::read_maps(pid))
+    if (m.path.rfind("/SYSV", 0) == 0) out[static_cast<int>(m.inode)].push_back(m);
+  return out;
+}
+
 // Called on a thread inside the namespace from here on.
 
 void collect_sysctls(const std::map<std::string, std::string>& fresh, std::vector<pb::IpcObject>& out) {
@@ -86,7 +95,24 @@ void fill_perm(const struct ipc_perm& p, int id, pb::IpcPerm* out) {
   out->set_mode(p.mode & 0777);
 }
 
-void collect_shm(std::vector<pb::IpcObject>& out) {
+// Restore can attach a segment again only where and as the job had it: the job must hold every
+// attachment (nattch counts each VMA), each of the whole segment.
+void check_attachments(pid_t pid, int id, const struct shmid_ds& ds, const std::vector<proc::MapEntry>& maps) {
+  if (maps.size() != ds.shm_nattch)
+    throw UnsupportedError(fmt::format(
+        "SysV shared memory segment id {} (key {:#x}) is attached {} time(s), {} of them by the job (pid {}): a "
+        "segment shared with a process outside the job is not supported",
+        id, static_cast<unsigned>(ds.shm_perm.__key), ds.shm_nattch, maps.size(), pid));
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t whole = (ds.shm_segsz + page - 1) / page * page;
+  for (const auto& m : maps)
+    if (m.offset != 0 || m.end - m.start != whole)
+      throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps part of SysV shared memory segment id {} (offset "
+                                         "{:#x}, {} of {} bytes): only whole attachments are supported",
+                                         pid, m.start, m.end, id, m.offset, m.end - m.start, whole));
+}
+
+void collect_shm(pid_t pid, const Attachments& attachments, std::vector<pb::IpcObject>& out) {
   struct shm_info info {};
   int max_index = ::shmctl(0, SHM_INFO, reinterpret_cast<struct shmid_ds*>(&info));
   if (max_index < 0) fail_errno(errno, "shmctl(SHM_INFO)");
@@ -97,12 +123,8 @@ void collect_shm(std::vector<pb::IpcObject>& out) {
       if (errno == EINVAL) continue;  // a free slot
       fail_errno(errno, "shmctl(index {}, SHM_STAT)", index);
     }
-    if (ds.shm_nattch > 0)
-      throw UnsupportedError(fmt::format(
-          "SysV shared memory segment id {} (key {:#x}, {} bytes) is attached by {} process(es): restoring an attached "
-          "segment is not supported (only the segments no process has attached are saved); detach it (shmdt) before "
-          "the dump",
-          id, static_cast<unsigned>(ds.shm_perm.__key), ds.shm_segsz, ds.shm_nattch));
+    auto attached = attachments.find(id);
+    check_attachments(pid, id, ds, attached == attachments.end() ? std::vector<proc::MapEntry>{} : attached->second);
     if (ds.shm_segsz > kMaxSegmentBytes)
       throw UnsupportedError(fmt::format("SysV shared memory segment id {} holds {} MiB: segments over {} MiB are not "
                                          "supported",
@@ -111,9 +133,10 @@ void collect_shm(std::vector<pb::IpcObject>& out) {
     fill_perm(ds.shm_perm, id, s->mutable_perm());
     s->set_size(ds.shm_segsz);
     s->set_locked(ds.shm_perm.mode & SHM_LOCKED);
+    s->set_removed(ds.shm_perm.mode & SHM_DEST);
     void* at = ::shmat(id, nullptr, SHM_RDONLY);
     if (at == reinterpret_cast<void*>(-1)) fail_errno(errno, "shmat SysV segment id {} to read it", id);
-    std::unique_ptr<void, int (*)(const void*)> attached(at, ::shmdt);
+    std::unique_ptr<void, int (*)(const void*)> detach(at, ::shmdt);
     const char* bytes = static_cast<const char*>(at);
     size_t used = ds.shm_segsz;
     while (used > 0 && bytes[used - 1] == 0) --used;  // a fresh segment is zeros
@@ -279,7 +302,16 @@ std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& name
   bool own = false;
   for (const auto& ns : namespaces.namespaces())
     if (ns.kind() == "ipc") own = ns.own();
-  if (!own) return {};
+  const Attachments attachments = sysv_attachments(pid);
+  if (!own) {
+    // The segment is the host's: restore could not bring it back in a container's namespace.
+    for (const auto& [id, maps] : attachments)
+      throw UnsupportedError(fmt::format(
+          "pid {}: vma {:#x}-{:#x} is an attached SysV shared memory segment (id {}) of the host's IPC namespace: not "
+          "supported (the segments of a container's own IPC namespace are saved with it)",
+          pid, maps.front().start, maps.front().end, id));
+    return {};
+  }
   std::map<std::string, std::string> fresh;
   run_in_fresh_namespaces(CLONE_NEWIPC, [&] {
     for (const char* name : kLimits)
@@ -289,7 +321,7 @@ std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& name
   with_context(fmt::format("read the IPC namespace of pid {}", pid), [&] {
     run_in_namespaces(pid, {"ipc"}, [&] {
       collect_sysctls(fresh, out);
-      collect_shm(out);
+      collect_shm(pid, attachments, out);
       collect_sem(out);
       collect_msg(out);
       collect_mqueues(out);

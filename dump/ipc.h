@@ -16,7 +16,9 @@ namespace stasis::dump {
 
 // Nothing when the job shares the host's IPC namespace (a --pid dump): the host's objects are
 // not the job's to take. Throws UnsupportedError (the job untouched) for what restore could not
-// bring back: a segment still attached, a POSIX queue with a notification registered.
+// bring back: an attached segment of the host's namespace, a segment attached outside the job
+// or only in part, a POSIX queue with a notification registered, an open queue descriptor.
+// Runs before the memory layout is read, which marks the job's segment VMAs (sysv_shm).
 std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& namespaces);
 
 // ipc.img, written only when there is something in it.

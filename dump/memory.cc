@@ -362,12 +362,9 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
     }
     v->set_flags(flags);
     if (kind == pb::Vma::ANON_SHARED) v->set_shmem_id(m.inode);
-    // Restored as plain shared memory it would no longer be the segment: shmdt and shmctl on
-    // it would fail, and others attached to it would not see it.
-    if (name.rfind("/SYSV", 0) == 0)
-      throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} is an attached SysV shared memory segment ({}): "
-                                         "not supported yet (the IPC namespace's contents come with namespaces)",
-                                         pid, m.start, m.end, name));
+    // Restored as plain shared memory it would no longer be the segment: restore attaches the
+    // segment that ipc.img brings back (dump/ipc.cc has refused the attachments it cannot).
+    if (name.rfind("/SYSV", 0) == 0) v->set_sysv_shm(true);
     if (images::is_file_backed(kind)) {
       if (m.deleted)
         throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted file {}: not supported yet", pid,
@@ -396,7 +393,7 @@ MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& 
           g->set_start(start);
           g->set_end(end);
         });
-      if (!should_dump(v.kind())) continue;
+      if (!should_dump(v.kind()) || v.sysv_shm()) continue;  // a segment's pages are in ipc.img
       v.set_dumped(true);
       ++stats.vmas_dumped;
       const bool readable = v.prot() & PROT_READ;

@@ -5,8 +5,12 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cstring>
 #include <memory>
@@ -65,7 +69,7 @@ void set_perm(struct ipc_perm& p, const pb::IpcPerm& perm) {
   p.mode = static_cast<unsigned short>(perm.mode() & 0777);
 }
 
-void restore_shm(const pb::ShmSegment& s) {
+void restore_shm(const pb::ShmSegment& s, HeldSegments& held) {
   const auto& perm = s.perm();
   set_next_id("shm", perm.id());
   int id = ::shmget(perm.key(), s.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(perm.mode() & 0777));
@@ -83,6 +87,14 @@ void restore_shm(const pb::ShmSegment& s) {
   set_perm(ds.shm_perm, perm);
   check_sys(::shmctl(id, IPC_SET, &ds), "shmctl(SysV segment id {}, IPC_SET)", id);
   if (s.locked()) check_sys(::shmctl(id, SHM_LOCK, nullptr), "shmctl(SysV segment id {}, SHM_LOCK)", id);
+  if (s.removed()) {
+    // Removed while attached: it stays (under IPC_PRIVATE) while attached. Ours holds it until
+    // the job's own attachment is back.
+    void* at = ::shmat(id, nullptr, SHM_RDONLY);
+    if (at == reinterpret_cast<void*>(-1)) fail_errno(errno, "shmat SysV segment id {} to hold it", id);
+    held.hold(at);
+    check_sys(::shmctl(id, IPC_RMID, nullptr), "shmctl(SysV segment id {}, IPC_RMID)", id);
+  }
 }
 
 void restore_sem(const pb::SemSet& s) {
@@ -155,15 +167,21 @@ std::vector<pb::IpcObject> load_ipc(const images::Checkpoint& checkpoint) {
   return images::read_all<pb::IpcObject>(checkpoint.path(ImageType::Ipc), ImageType::Ipc);
 }
 
-void restore_ipc(pid_t pid, const std::vector<pb::IpcObject>& objects) {
-  if (objects.empty()) return;
+void HeldSegments::release() {
+  for (void* address : addresses_) ::shmdt(address);
+  addresses_.clear();
+}
+
+HeldSegments restore_ipc(pid_t pid, const std::vector<pb::IpcObject>& objects) {
+  HeldSegments held;
+  if (objects.empty()) return held;
   with_context("restore the container's IPC namespace", [&] {
     run_in_namespaces(pid, {"ipc"}, [&] {
       for (const auto& o : objects)
         if (o.has_sysctl() && !is_next_id(o.sysctl())) write_sysctl(o.sysctl());
       for (const auto& o : objects) {
         switch (o.kind_case()) {
-          case pb::IpcObject::kShm: restore_shm(o.shm()); break;
+          case pb::IpcObject::kShm: restore_shm(o.shm(), held); break;
           case pb::IpcObject::kSem: restore_sem(o.sem()); break;
           case pb::IpcObject::kMsg: restore_msg(o.msg()); break;
           case pb::IpcObject::kMqueue: restore_mqueue(o.mqueue()); break;
@@ -176,6 +194,23 @@ void restore_ipc(pid_t pid, const std::vector<pb::IpcObject>& objects) {
     });
   });
   log::debug("restored {} IPC object(s) and sysctl(s) in the namespace of pid {}", objects.size(), pid);
+  return held;
+}
+
+void attach_segment(Remote& r, const pb::Vma& vma) {
+  const auto& flags = vma.vm_flags();
+  // Attached read-only unless it may be made writable ("mw"): an attachment made writable
+  // and then mprotect()ed read-only can be made writable again.
+  const bool may_write = std::find(flags.begin(), flags.end(), "mw") != flags.end() || (vma.prot() & PROT_WRITE);
+  const bool exec = vma.prot() & PROT_EXEC;
+  const int shmflg = (may_write ? 0 : SHM_RDONLY) | (exec ? SHM_EXEC : 0);
+  const long rc = r.call(SYS_shmat, vma.shmem_id(), vma.start(), static_cast<uint64_t>(shmflg));
+  if (rc < 0 || static_cast<uint64_t>(rc) != vma.start())
+    fail("attach SysV shared memory segment id {} at {:#x}: {}", vma.shmem_id(), vma.start(),
+         rc < 0 ? describe_errno(static_cast<int>(-rc)) : fmt::format("attached at {:#x} instead", rc));
+  const uint32_t given = PROT_READ | (may_write ? PROT_WRITE : 0) | (exec ? PROT_EXEC : 0);
+  if (vma.prot() != given)
+    r.call_checked("mprotect SysV segment", SYS_mprotect, vma.start(), vma.end() - vma.start(), vma.prot());
 }
 
 }  // namespace stasis::restore

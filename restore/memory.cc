@@ -16,6 +16,7 @@
 #include "common/proc.h"
 #include "common/log.h"
 #include "images/vma_kind.h"
+#include "restore/ipc.h"
 #include "restore/page_fill.h"
 
 namespace stasis::restore {
@@ -176,6 +177,11 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   move_special_mappings(r, plan.task.mm);
   for (const auto& vma : plan.task.mm.vmas()) {
     if (images::is_kernel_mapping(vma.kind())) continue;
+    if (vma.sysv_shm()) {
+      attach_segment(r, vma);  // restore/ipc.cc
+      ++stats.vmas;
+      continue;
+    }
     const uint64_t len = vma.end() - vma.start();
     int fd = -1;
     if (is_file_backed(vma.kind())) fd = plan.mapped_file_fd(static_cast<size_t>(plan.path_fd_index(vma.path())));

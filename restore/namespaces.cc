@@ -24,14 +24,14 @@ void restore_uts(pid_t pid, const pb::NamespaceState& ns) {
 
 }  // namespace
 
-void restore_namespace_contents(const images::Checkpoint& checkpoint, pid_t pid) {
+HeldSegments restore_namespace_contents(const images::Checkpoint& checkpoint, pid_t pid) {
   using images::ImageType;
   if (checkpoint.exists(ImageType::Namespaces)) {
     pb::NamespaceState ns;
     images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
     with_context(fmt::format("restore the UTS names of pid {}", pid), [&] { restore_uts(pid, ns); });
   }
-  restore_ipc(pid, load_ipc(checkpoint));
+  return restore_ipc(pid, load_ipc(checkpoint));
 }
 
 }  // namespace stasis::restore

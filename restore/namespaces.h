@@ -6,11 +6,13 @@
 #include <sys/types.h>
 
 #include "images/checkpoint.h"
+#include "restore/ipc.h"
 
 namespace stasis::restore {
 
 // pid is the restored container's init, already in the new namespaces. Throws on failure; the
-// caller removes the container, and with it all that was made here.
-void restore_namespace_contents(const images::Checkpoint& checkpoint, pid_t pid);
+// caller removes the container, and with it all that was made here. The caller keeps what it
+// returns until the job's memory is back (restore/ipc.h).
+[[nodiscard]] HeldSegments restore_namespace_contents(const images::Checkpoint& checkpoint, pid_t pid);
 
 }  // namespace stasis::restore

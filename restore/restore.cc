@@ -162,7 +162,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   inherited.clear();  // the stub has its own copies: the job alone holds the sources now
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
   const pid_t stub_pid = own_pid_1 ? started.init_pid : find_stub_under_init(started.init_pid, 5000);
-  restore_namespace_contents(checkpoint, started.init_pid);
+  HeldSegments held_segments = restore_namespace_contents(checkpoint, started.init_pid);
   const double start_ms = ms_since(start_at);
 
   const auto rebuild_at = Clock::now();
@@ -180,6 +180,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     unregister_stub_rseq(remote);
     const auto memory_at = Clock::now();
     memory = restore_memory(remote, plan);
+    held_segments.release();  // the job holds its segments now
     memory_ms = ms_since(memory_at);
     fault_point("restore-after-memory");
     check_interrupt();

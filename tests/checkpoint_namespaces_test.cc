@@ -71,15 +71,25 @@ TEST(CheckpointNamespaces, ShowListsTheIpcObjects) {
   EXPECT_TRUE(keep_progressing(c.status(), 300ms));
 }
 
-// A segment the job has attached cannot come back as that segment: refused, job untouched.
-TEST(CheckpointNamespaces, AttachedSegmentIsRefusedAndJobRunsOn) {
+// Segments the job keeps attached come back attached where they were, as the same segments:
+// read-write by key, read-only, and one removed while attached.
+TEST(CheckpointNamespaces, AttachedSegmentsComeBackAttached) { check_round_trip(c_workload("ipc_attached")); }
+
+TEST(CheckpointNamespaces, AttachedSegmentsComeBackAfterLeaveRunning) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(c_workload("ipc_attached"), how);
+}
+
+// A segment of which the job maps only part cannot be attached again as it was: refused, the
+// job untouched.
+TEST(CheckpointNamespaces, PartlyMappedSegmentIsRefusedAndJobRunsOn) {
   CheckpointEnv env;
-  Container c(env, "sysv-attached");
-  ASSERT_TRUE(c.run(c_workload("dump_sysv")));
+  Container c(env, "sysv-partial");
+  ASSERT_TRUE(c.run(c_workload("ipc_attached", {"partial"})));
   fs::path dir = env.work() / "refused";
   ASSERT_FALSE(c.dump(dir));
-  EXPECT_NE(c.last_output().find("SysV shared memory segment"), std::string::npos) << c.last_output();
-  EXPECT_NE(c.last_output().find("attached"), std::string::npos) << c.last_output();
+  EXPECT_NE(c.last_output().find("maps part of SysV shared memory segment"), std::string::npos) << c.last_output();
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(keep_progressing(c.status(), 300ms));
 }
