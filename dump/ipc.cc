@@ -113,6 +113,9 @@ void check_attachments(pid_t pid, int id, const struct shmid_ds& ds, const std::
 }
 
 void collect_shm(pid_t pid, const Attachments& attachments, std::vector<pb::IpcObject>& out) {
+  // Under kernel.shm_rmid_forced a segment goes away when its creator exits; the restorer's
+  // helper thread would be the creator, and no restored segment would survive it.
+  const bool rmid_forced = fs::exists("/proc/sys/kernel/shm_rmid_forced") && read_sysctl("kernel/shm_rmid_forced") != "0";
   struct shm_info info {};
   int max_index = ::shmctl(0, SHM_INFO, reinterpret_cast<struct shmid_ds*>(&info));
   if (max_index < 0) fail_errno(errno, "shmctl(SHM_INFO)");
@@ -123,6 +126,11 @@ void collect_shm(pid_t pid, const Attachments& attachments, std::vector<pb::IpcO
       if (errno == EINVAL) continue;  // a free slot
       fail_errno(errno, "shmctl(index {}, SHM_STAT)", index);
     }
+    if (rmid_forced)
+      throw UnsupportedError(fmt::format("SysV shared memory segment id {}: kernel.shm_rmid_forced is set in the job's IPC "
+                                         "namespace, under which restored segments (created by the restorer) would be "
+                                         "destroyed: not supported",
+                                         id));
     auto attached = attachments.find(id);
     check_attachments(pid, id, ds, attached == attachments.end() ? std::vector<proc::MapEntry>{} : attached->second);
     if (ds.shm_segsz > kMaxSegmentBytes)
@@ -186,7 +194,7 @@ void collect_msg(std::vector<pb::IpcObject>& out) {
     for (msgqnum_t n = 0; n < ds.msg_qnum; ++n) {
       // MSG_COPY: message number n, left in the queue.
       ssize_t size = ::msgrcv(id, buf.data(), buf.size() - sizeof(long), static_cast<long>(n),
-                              IPC_NOWAIT | MSG_COPY | MSG_NOERROR);
+                              IPC_NOWAIT | MSG_COPY);  // no MSG_NOERROR: never truncate
       if (size < 0)
         fail_errno(errno, "msgrcv(message queue id {}, message {} of {}, MSG_COPY)", id, n, ds.msg_qnum);
       long type;

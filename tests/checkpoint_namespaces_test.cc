@@ -81,6 +81,35 @@ TEST(CheckpointNamespaces, AttachedSegmentsComeBackAfterLeaveRunning) {
   check_round_trip(c_workload("ipc_attached"), how);
 }
 
+// A restored job's namespace is dumped and restored again: the segment removed while attached
+// stays removed and attached through both generations.
+TEST(CheckpointNamespaces, AttachedSegmentsSecondGeneration) {
+  CheckpointEnv env;
+  Container first(env, "shm-gen1");
+  ASSERT_TRUE(first.run(c_workload("ipc_attached")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(first.status(), 0, 10s, &n));
+  const fs::path status = first.status();
+  ASSERT_TRUE(first.dump(env.image_dir("gen1")));
+  ASSERT_TRUE(first.wait_gone());
+  n = std::max(n, read_status(status).progress);
+  clear_status(status);
+
+  Container second(env, "shm-gen2");
+  ASSERT_TRUE(second.restore(env.image_dir("gen1"), status));
+  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
+  ASSERT_TRUE(wait_for_progress(status, n, 10s, &n));
+  ASSERT_TRUE(second.dump(env.image_dir("gen2")));
+  ASSERT_TRUE(second.wait_gone());
+  n = std::max(n, read_status(status).progress);
+  clear_status(status);
+
+  Container third(env, "shm-gen3");
+  ASSERT_TRUE(third.restore(env.image_dir("gen2"), status));
+  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
+  ASSERT_TRUE(keep_progressing(status, 1000ms));
+}
+
 // A segment of which the job maps only part cannot be attached again as it was: refused, the
 // job untouched.
 TEST(CheckpointNamespaces, PartlyMappedSegmentIsRefusedAndJobRunsOn) {
@@ -103,6 +132,19 @@ TEST(CheckpointNamespaces, OpenMqueueDescriptorIsRefusedAndJobRunsOn) {
   fs::path dir = env.work() / "refused";
   ASSERT_FALSE(c.dump(dir));
   EXPECT_NE(c.last_output().find("POSIX message queue descriptor"), std::string::npos) << c.last_output();
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(keep_progressing(c.status(), 300ms));
+}
+
+// Under kernel.shm_rmid_forced the restored segments would die with the restorer's thread that
+// created them: refused.
+TEST(CheckpointNamespaces, ShmRmidForcedIsRefusedAndJobRunsOn) {
+  CheckpointEnv env;
+  Container c(env, "rmid-forced");
+  ASSERT_TRUE(c.run(c_workload("ipc", {"rmid-forced"})));
+  fs::path dir = env.work() / "refused";
+  ASSERT_FALSE(c.dump(dir));
+  EXPECT_NE(c.last_output().find("kernel.shm_rmid_forced"), std::string::npos) << c.last_output();
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(keep_progressing(c.status(), 300ms));
 }

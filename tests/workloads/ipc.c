@@ -8,7 +8,8 @@
 // ids, sizes, modes, semaphore values, queue lengths, names. Once the file STATUS.verify
 // exists (the test makes it after a restore) it checks everything in full once (contents,
 // message order and priorities, sysctls), removes that file, and from then on uses every object each iteration.
-// With "hold-mq" it keeps its POSIX queue open (a descriptor dump must refuse).
+// With "hold-mq" it keeps its POSIX queue open (a descriptor dump must refuse), with
+// "rmid-forced" it sets kernel.shm_rmid_forced (dump must refuse its segment then).
 #define _GNU_SOURCE
 #include <mqueue.h>
 #include <sys/ipc.h>
@@ -220,12 +221,14 @@ static void exercise(unsigned long long n) {
 }
 
 int main(int argc, char** argv) {
-  ws_init(argc, argv, 1, "STATUS_FILE [hold-mq]");
+  ws_init(argc, argv, 1, "STATUS_FILE [hold-mq|rmid-forced]");
   char trigger[4200];
   snprintf(trigger, sizeof trigger, "%s.verify", argv[1]);
   setup();
   mqd_t held = (mqd_t)-1;
   if (argc > 2 && strcmp(argv[2], "hold-mq") == 0) held = mq_open(MQ_NAME, O_RDWR);
+  if (argc > 2 && strcmp(argv[2], "rmid-forced") == 0 && write_proc("/proc/sys/kernel/shm_rmid_forced", "1") < 0)
+    ws_failf("set kernel.shm_rmid_forced: %s", strerror(errno));
   int verified = 0;
   for (unsigned long long i = 1;; ++i) {
     if (!ws_failed()) light_check();
