@@ -195,6 +195,10 @@ void collect_msg(std::vector<pb::IpcObject>& out) {
       // MSG_COPY: message number n, left in the queue.
       ssize_t size = ::msgrcv(id, buf.data(), buf.size() - sizeof(long), static_cast<long>(n),
                               IPC_NOWAIT | MSG_COPY);  // no MSG_NOERROR: never truncate
+      if (size < 0 && errno == ENOSYS)
+        throw UnsupportedError(fmt::format("SysV message queue id {} holds {} message(s), and this kernel cannot copy them "
+                                           "without taking them (msgrcv MSG_COPY needs CONFIG_CHECKPOINT_RESTORE)",
+                                           id, ds.msg_qnum));
       if (size < 0)
         fail_errno(errno, "msgrcv(message queue id {}, message {} of {}, MSG_COPY)", id, n, ds.msg_qnum);
       long type;
