@@ -19,7 +19,7 @@ void add_restore_command(Cli& cli) {
                   "Reopen this file (path in the job) although it changed since the dump, at the dumped offset; "
                   "repeatable")
       ->allow_extra_args(false);
-  cmd->add_option("--ip", options->ip, "--net veth: the container's new address, CIDR (default: the dumped one's)");
+  cmd->add_option("--ip", options->ip, "--net veth: the container's new address, CIDR (default: the dumped one's); --net bridge: its new address on the bridge");
   cmd->add_option("--host-ip", options->host_ip,
                   "--net veth: the host side's new address (default: the subnet's first)");
   cmd->callback([&cli, options, dir, name] {

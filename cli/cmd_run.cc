@@ -15,6 +15,8 @@ struct RunOptions {
   std::string name, memory, cpus, pids, cpuset, hostname, workdir, net = "loopback", ip, host_ip;
   std::string cgroup_driver = "auto", rootfs, log;
   std::vector<std::string> env, devices, command;
+  std::string subnet;               // --net bridge
+  std::vector<std::string> publish;  // --net bridge: -p HOST:CONTAINER[/PROTO]
   bool detach = false, remove = false, init = false;
 };
 
@@ -62,6 +64,11 @@ pb::ContainerConfig to_config(const RunOptions& o) {
   c.mutable_net()->set_mode(o.net);
   c.mutable_net()->set_ip_cidr(o.ip);
   c.mutable_net()->set_host_ip(o.host_ip);
+  if (o.net == "bridge" && !o.host_ip.empty()) {
+    throw UsageError("--host-ip does not apply to --net bridge (the bridge's address is the gateway)");
+  }
+  c.mutable_net()->set_subnet(o.subnet);
+  for (const auto& p : o.publish) *c.mutable_net()->add_ports() = launcher::parse_port(p, "--publish");
   c.set_cgroup_driver(o.cgroup_driver);
   c.set_rootfs(o.rootfs);
   c.set_log_path(o.log);
@@ -106,8 +113,12 @@ void add_run_command(Cli& cli) {
   cmd->add_option("--hostname", o->hostname, "Host name inside (default: the container name)");
   cmd->add_option("--env", o->env, "Environment variable K=V (repeatable)")->allow_extra_args(false);
   cmd->add_option("--workdir", o->workdir, "Working directory of the job");
-  cmd->add_option("--net", o->net, "loopback (default), veth or host");
-  cmd->add_option("--ip", o->ip, "--net veth: the container's address, CIDR (e.g. 10.213.0.2/24)");
+  cmd->add_option("--net", o->net, "loopback (default), veth, bridge or host");
+  cmd->add_option("--ip", o->ip, "--net veth: the container's address, CIDR (e.g. 10.213.0.2/24); --net bridge: "
+                  "its address on the bridge (default: the first free one)");
+  cmd->add_option("--subnet", o->subnet, "--net bridge: the bridge's subnet when it is created (default 10.88.0.0/16)");
+  cmd->add_option("-p,--publish", o->publish, "--net bridge: publish a port, HOST:CONTAINER[/tcp|/udp] (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--host-ip", o->host_ip, "--net veth: the host side's address (default: the subnet's first)");
   cmd->add_option("--cgroup-driver", o->cgroup_driver, "auto (default), v1 or v2");
   cmd->add_option("--rootfs", o->rootfs, "pivot_root into this prepared tree");

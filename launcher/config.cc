@@ -7,6 +7,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <set>
+#include <algorithm>
 
 #include "common/cgroup.h"
 #include "common/error.h"
@@ -76,6 +78,61 @@ Ipv4Cidr parse_cidr(const std::string& text, const std::string& option) {
   uint32_t host = out.address & ~mask;
   if (host == 0 || host == ~mask) throw bad("the network or broadcast address cannot be used by a host");
   return out;
+}
+
+pb::PortMapping parse_port(const std::string& text, const std::string& option) {
+  auto bad = [&](const char* why) {
+    return UsageError(fmt::format("{}: invalid port '{}' ({})", option, text, why));
+  };
+  std::string spec = text, protocol = "tcp";
+  if (size_t slash = spec.find('/'); slash != std::string::npos) {
+    protocol = spec.substr(slash + 1);
+    spec = spec.substr(0, slash);
+    if (protocol != "tcp" && protocol != "udp") throw bad("the protocol is tcp or udp");
+  }
+  size_t colon = spec.find(':');
+  if (colon == std::string::npos) throw bad("expected HOST_PORT:CONTAINER_PORT[/tcp|/udp]");
+  auto number = [&](const std::string& digits) -> uint32_t {
+    if (digits.empty() || digits.size() > 5) throw bad("ports are numbers from 1 to 65535");
+    for (char c : digits) {
+      if (!std::isdigit(static_cast<unsigned char>(c))) throw bad("ports are numbers from 1 to 65535");
+    }
+    unsigned long v = std::stoul(digits);
+    if (v < 1 || v > 65535) throw bad("ports are numbers from 1 to 65535");
+    return static_cast<uint32_t>(v);
+  };
+  pb::PortMapping port;
+  port.set_host_port(number(spec.substr(0, colon)));
+  port.set_container_port(number(spec.substr(colon + 1)));
+  port.set_protocol(protocol);
+  return port;
+}
+
+uint32_t parse_ipv4(const std::string& text, const std::string& option) {
+  in_addr a{};
+  if (::inet_pton(AF_INET, text.c_str(), &a) != 1) {
+    throw UsageError(fmt::format("{}: invalid address '{}' (not an IPv4 address)", option, text));
+  }
+  return ntohl(a.s_addr);
+}
+
+Ipv4Cidr parse_cidr_network(const std::string& text, const std::string& option) {
+  size_t slash = text.find('/');
+  if (slash == std::string::npos) {
+    throw UsageError(fmt::format("{}: invalid subnet '{}' (expected A.B.C.D/PREFIX)", option, text));
+  }
+  in_addr a{};
+  if (::inet_pton(AF_INET, text.substr(0, slash).c_str(), &a) != 1) {
+    throw UsageError(fmt::format("{}: invalid subnet '{}' (not an IPv4 address)", option, text));
+  }
+  const std::string prefix = text.substr(slash + 1);
+  int bits = 0;
+  if (prefix.empty() || prefix.size() > 2 || !std::all_of(prefix.begin(), prefix.end(), ::isdigit) ||
+      (bits = std::stoi(prefix)) < 8 || bits > 29) {
+    throw UsageError(fmt::format("{}: invalid subnet '{}' (the prefix is a number from 8 to 29)", option, text));
+  }
+  const uint32_t mask = ~((1u << (32 - bits)) - 1);
+  return Ipv4Cidr{ntohl(a.s_addr) & mask, bits};
 }
 
 std::string generate_name() {
@@ -161,12 +218,43 @@ void validate_config(pb::ContainerConfig& config) {
     if (net->host_ifname().size() > 15 || net->container_ifname().size() > 15) {
       throw UsageError("veth interface names are limited to 15 characters");
     }
+  } else if (net->mode() == "bridge") {
+    // The address is checked against the bridge's subnet, and allocated when absent, under
+    // the bridge's lock (launcher/bridge.h).
+    if (!net->subnet().empty()) {
+      Ipv4Cidr subnet = parse_cidr_network(net->subnet(), "--subnet");
+      net->set_subnet(subnet.to_string());
+    }
+    if (!net->ip_cidr().empty()) {
+      std::string text = net->ip_cidr();
+      if (text.find('/') == std::string::npos) parse_ipv4(text, "--ip");
+      else parse_cidr(text, "--ip");
+    }
+    if (net->host_ifname().empty()) net->set_host_ifname(host_veth_name(name));
+    if (net->container_ifname().empty()) net->set_container_ifname("eth0");
+    std::set<std::string> seen;
+    for (const auto& p : net->ports()) {
+      if (p.host_port() < 1 || p.host_port() > 65535 || p.container_port() < 1 || p.container_port() > 65535 ||
+          (p.protocol() != "tcp" && p.protocol() != "udp")) {
+        throw UsageError(fmt::format("--publish {}:{}/{}: invalid port", p.host_port(), p.container_port(),
+                                     p.protocol()));
+      }
+      if (!seen.insert(fmt::format("{}/{}", p.host_port(), p.protocol())).second) {
+        throw UsageError(fmt::format("--publish: host port {}/{} is given twice", p.host_port(), p.protocol()));
+      }
+    }
   } else if (net->mode() == "loopback" || net->mode() == "host") {
     if (!net->ip_cidr().empty() || !net->host_ip().empty()) {
-      throw UsageError(fmt::format("--ip and --host-ip only apply to --net veth (not '{}')", net->mode()));
+      throw UsageError(fmt::format("--ip and --host-ip only apply to --net veth (--ip also to --net bridge), not '{}'", net->mode()));
     }
   } else {
-    throw UsageError(fmt::format("--net '{}': expected loopback, veth or host", net->mode()));
+    throw UsageError(fmt::format("--net '{}': expected loopback, veth, bridge or host", net->mode()));
+  }
+  if (net->mode() != "bridge") {
+    if (net->ports_size() > 0) throw UsageError("--publish (-p) needs --net bridge");
+    if (!net->subnet().empty()) throw UsageError("--subnet needs --net bridge");
+  } else {
+    net->clear_host_ip();  // the bridge's address, set once the bridge is known
   }
 
   CgroupDriver driver = parse_cgroup_driver(config.cgroup_driver());

@@ -20,6 +20,15 @@ struct Ipv4Cidr {
 // "10.213.0.2/24" -> address and prefix; throws UsageError naming the option.
 Ipv4Cidr parse_cidr(const std::string& text, const std::string& option);
 
+// "8080:80", "8080:80/udp" -> a published port; throws UsageError naming the option.
+pb::PortMapping parse_port(const std::string& text, const std::string& option);
+
+// "10.88.0.2" -> the address in host byte order; throws UsageError naming the option.
+uint32_t parse_ipv4(const std::string& text, const std::string& option);
+
+// "10.88.0.0/16" -> the network (host bits cleared) and prefix (8 to 29); throws UsageError.
+Ipv4Cidr parse_cidr_network(const std::string& text, const std::string& option);
+
 // A fresh name ("c-" + 8 hex digits) for a container started without --name.
 std::string generate_name();
 

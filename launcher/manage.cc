@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "launcher/bridge.h"
 #include "launcher/container.h"
 #include "launcher/network.h"
 #include "launcher/reaper.h"
@@ -208,7 +209,10 @@ void remove_container(const fs::path& root, const std::string& name, bool force,
   auto current = store.try_load(name);
   if (!current) return;  // --rm got there first
   const auto& netcfg = current->config().net();
-  if (netcfg.mode() == "veth" && !netcfg.host_ifname().empty()) net::delete_link(netcfg.host_ifname());
+  if ((netcfg.mode() == "veth" || netcfg.mode() == "bridge") && !netcfg.host_ifname().empty()) {
+    net::delete_link(netcfg.host_ifname());
+  }
+  bridge::release(root, current->config());
   if (!current->cgroup_paths().empty()) open_cgroup(*current).destroy();
   if (!keep_log && current->config().log_path() == store.default_log_path(name).string()) {
     ::unlink(current->config().log_path().c_str());

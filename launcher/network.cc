@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <cstring>
@@ -93,6 +94,46 @@ void create_veth(const std::string& host_ifname, const std::string& peer_ifname,
     fail("netlink: create veth pair {} <-> {} (in the netns of pid {}): {}", host_ifname, peer_ifname, peer_pid,
          nl_geterror(err));
   }
+}
+
+void create_bridge(const std::string& ifname) {
+  Sock sock = connect();
+  Link link(rtnl_link_alloc());
+  rtnl_link_set_name(link.get(), ifname.c_str());
+  int err = rtnl_link_set_type(link.get(), "bridge");
+  if (err < 0) fail("netlink: create bridge {}: {}", ifname, nl_geterror(err));
+  // A MAC address of its own (random, locally administered): otherwise the bridge takes the
+  // lowest of its ports' and changes it as containers come and go, and the others' cached
+  // neighbour entry for their gateway goes stale (their traffic out is lost for a while).
+  unsigned char mac[6];
+  if (::getrandom(mac, sizeof mac, 0) != static_cast<ssize_t>(sizeof mac)) fail_errno(errno, "getrandom");
+  mac[0] = static_cast<unsigned char>((mac[0] & 0xfe) | 0x02);
+  Addr lladdr(nl_addr_build(AF_LLC, mac, sizeof mac));
+  if (!lladdr) fail("netlink: out of memory");
+  rtnl_link_set_addr(link.get(), lladdr.get());
+  err = rtnl_link_add(sock.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (err < 0) fail("netlink: create bridge {}: {}", ifname, nl_geterror(err));
+}
+
+void set_master(const std::string& ifname, const std::string& master) {
+  Sock sock = connect();
+  Link link = get_link(sock.get(), ifname);
+  Link bridge = get_link(sock.get(), master);
+  Link change(rtnl_link_alloc());
+  rtnl_link_set_master(change.get(), rtnl_link_get_ifindex(bridge.get()));
+  int err = rtnl_link_change(sock.get(), link.get(), change.get(), 0);
+  if (err < 0) fail("netlink: attach {} to bridge {}: {}", ifname, master, nl_geterror(err));
+}
+
+void set_mac(const std::string& ifname, const unsigned char (&mac)[6]) {
+  Sock sock = connect();
+  Link link = get_link(sock.get(), ifname);
+  Link change(rtnl_link_alloc());
+  Addr lladdr(nl_addr_build(AF_LLC, mac, sizeof mac));
+  if (!lladdr) fail("netlink: out of memory");
+  rtnl_link_set_addr(change.get(), lladdr.get());
+  int err = rtnl_link_change(sock.get(), link.get(), change.get(), 0);
+  if (err < 0) fail("netlink: set the MAC address of {}: {}", ifname, nl_geterror(err));
 }
 
 void add_address(const std::string& ifname, const std::string& cidr) {

@@ -14,6 +14,12 @@ void set_link_up(const std::string& ifname);
 void set_loopback_up();
 // A veth pair: host_ifname stays here, peer_ifname goes into the network namespace of peer_pid.
 void create_veth(const std::string& host_ifname, const std::string& peer_ifname, pid_t peer_pid);
+// A bridge link (down, no address).
+void create_bridge(const std::string& ifname);
+// Makes ifname a port of the bridge master.
+void set_master(const std::string& ifname, const std::string& master);
+// Sets the MAC address of ifname (a link that is down).
+void set_mac(const std::string& ifname, const unsigned char (&mac)[6]);
 // cidr: "10.213.0.2/24".
 void add_address(const std::string& ifname, const std::string& cidr);
 // Default route via gateway (an address, "10.213.0.1"), through ifname.

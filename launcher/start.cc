@@ -23,6 +23,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "launcher/bridge.h"
 #include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
 #include "launcher/container.h"
@@ -54,6 +55,9 @@ struct StartMode {
   bool fresh_log = false;
   // Adds to the state before its first write (restore: its checkpoint).
   std::function<void(pb::ContainerState&)> mark;
+  // Restore: a published port another container holds is left out (with a warning) instead of
+  // failing, so that a copy can run beside its original.
+  bool drop_taken_ports = false;
 };
 
 // PID 1's end of its report pipe while init runs, when StartMode::report_exec (else -1).
@@ -135,6 +139,10 @@ void write_string(int fd, const std::string& s) {
   }
 }
 
+bool has_veth(const pb::ContainerConfig& config) {
+  return config.net().mode() == "veth" || config.net().mode() == "bridge";
+}
+
 std::string strip_prefix_len(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
 
 // ---- PID 1, before init -------------------------------------------------------------------
@@ -161,14 +169,32 @@ void make_dev_nodes(const fs::path& dev) {
             dev.string());
 }
 
+// Binds a generated file (--net bridge: hosts, resolv.conf) over target, which is made when
+// missing. A target that is a symlink is left alone: the link would be followed on the host.
+void bind_file(const std::string& source, const fs::path& target) {
+  if (source.empty()) return;
+  std::error_code ec;
+  if (fs::is_symlink(target, ec)) return;
+  if (!fs::exists(target, ec)) {
+    fs::create_directories(target.parent_path(), ec);
+    UniqueFd made(::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!made) fail_errno(errno, "create {} to bind {} over it", target.string(), source);
+  }
+  check_sys(::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr), "bind {} over {}", source,
+            target.string());
+}
+
 void setup_mounts(const pb::ContainerConfig& config) {
   // Mounts made in here must not propagate back to the host.
   check_sys(::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr), "make / rslave");
   if (config.rootfs().empty()) {
     check_sys(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount private /proc");
+    bind_file(config.net().hosts_file(), "/etc/hosts");
     return;
   }
   fs::path root = config.rootfs();
+  bind_file(config.net().hosts_file(), root / "etc/hosts");
+  bind_file(config.net().resolv_file(), root / "etc/resolv.conf");
   check_sys(::mount(root.c_str(), root.c_str(), nullptr, MS_BIND | MS_REC, nullptr), "bind-mount rootfs {}",
             root.string());
   ::mkdir((root / "proc").c_str(), 0555);
@@ -187,7 +213,15 @@ void setup_mounts(const pb::ContainerConfig& config) {
 
 void setup_veth(const pb::ContainerConfig& config) {
   const auto& net = config.net();
-  if (net.mode() != "veth") return;
+  if (!has_veth(config)) return;
+  if (net.mode() == "bridge") {
+    // A MAC address derived from the IP address (02:42 and its four bytes): a container at an
+    // address another one had (a restored one) is not mistaken for it by neighbour caches.
+    const uint32_t ip = parse_ipv4(strip_prefix_len(net.ip_cidr()), "--ip");
+    const unsigned char mac[6] = {0x02, 0x42, static_cast<unsigned char>(ip >> 24), static_cast<unsigned char>(ip >> 16),
+                                  static_cast<unsigned char>(ip >> 8), static_cast<unsigned char>(ip)};
+    net::set_mac(net.container_ifname(), mac);
+  }
   net::add_address(net.container_ifname(), net.ip_cidr());
   net::set_link_up(net.container_ifname());
   net::add_default_route(net.container_ifname(), strip_prefix_len(net.host_ip()));
@@ -219,7 +253,7 @@ void setup_environment(const pb::ContainerConfig& config) {
     int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
     if (config.net().mode() != "host") flags |= CLONE_NEWNET;
     check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
-    if (config.net().mode() == "veth") write_byte(to_monitor, 'N');  // the monitor adds the veth peer
+    if (has_veth(config)) write_byte(to_monitor, 'N');  // the monitor adds the veth peer
     // While the caller makes our cgroup, set up what does not depend on it. (Nothing made
     // here is charged to the container's cgroup; none of the job's allocations happen before.)
     // With a rootfs, pivot_root would hide /sys/fs/cgroup from the join below: later then.
@@ -336,12 +370,13 @@ void record_namespaces(pb::ContainerState& state, const std::string& report) {
 
 // Removes what a container has on the host besides its processes.
 void cleanup_resources(const StateStore& store, const pb::ContainerState& state) {
-  if (state.config().net().mode() == "veth" && !state.config().net().host_ifname().empty()) {
+  if (has_veth(state.config()) && !state.config().net().host_ifname().empty()) {
     try {
       net::delete_link(state.config().net().host_ifname());
     } catch (const Error&) {
     }
   }
+  bridge::release(store.root(), state.config());
   if (!state.cgroup_paths().empty()) {
     try {
       open_cgroup(state).destroy();
@@ -376,7 +411,7 @@ pb::ContainerState read_created_state(int from_caller) {
 // Who tells PID 1 to go on: the caller itself, as soon as the v1 cgroup exists (one process
 // fewer to wake on the way), unless the monitor has work to do first: the v2 move, or the veth.
 bool go_from_caller(const pb::ContainerConfig& config) {
-  return parse_cgroup_driver(config.cgroup_driver()) == CgroupDriver::V1 && config.net().mode() != "veth";
+  return parse_cgroup_driver(config.cgroup_driver()) == CgroupDriver::V1 && !has_veth(config);
 }
 
 [[noreturn]] void monitor_main(const StateStore& store, const pb::ContainerConfig& config, const Stdio& stdio,
@@ -423,12 +458,16 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       if (cgroup->driver() == CgroupDriver::V2) {
         cgroup->add_process(pid);  // an RCU grace period (milliseconds): see cgroup_warmup.h
       }
-      if (config.net().mode() == "veth") {
+      if (has_veth(config)) {
         expect('N', "creating its namespaces");
         const auto& n = config.net();
         net::create_veth(n.host_ifname(), n.container_ifname(), pid);
-        net::add_address(n.host_ifname(), n.host_ip());
-        net::set_link_up(n.host_ifname());
+        if (n.mode() == "bridge") {
+          bridge::attach(config);
+        } else {
+          net::add_address(n.host_ifname(), n.host_ip());
+          net::set_link_up(n.host_ifname());
+        }
       }
       // PID 1 may have failed meanwhile: then its message, read next, says why.
       write_string(go_write, go_message(*cgroup));
@@ -456,7 +495,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
-    if (config.net().mode() == "veth") {
+    if (has_veth(config)) {
       try {
         net::delete_link(config.net().host_ifname());
       } catch (const Error&) {
@@ -551,7 +590,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
   state.set_created_unix_ns(now_ns());
   if (mode.mark) mode.mark(state);
   // Until the monitor reports success, a failure undoes everything made so far.
-  bool committed = false, reserved = false;
+  bool committed = false, reserved = false, bridged = false;
   Stdio stdio;
   std::optional<Cgroup> cgroup;
   pid_t monitor = -1;
@@ -578,6 +617,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
       } catch (const Error&) {
       }
     }
+    if (bridged) bridge::release(root, config);
     if (stdio.created_log && config.log_path() == store.default_log_path(name).string()) {
       ::unlink(config.log_path().c_str());
     }
@@ -608,6 +648,19 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
     planned = with_context(fmt::format("cgroup of container {}", name),
                            [&] { return Cgroup::plan(driver, name, limits); });
     state.mutable_cgroup_paths()->insert(planned.begin(), planned.end());
+    // The address and ports are leased and the state recording them saved under the bridge's
+    // lock: a container started at the same time sees them taken.
+    std::optional<bridge::Lock> bridge_lock;
+    if (config.net().mode() == "bridge") {
+      if (net::link_exists(config.net().host_ifname())) {
+        fail("network link {} already exists on the host", config.net().host_ifname());
+      }
+      bridge_lock.emplace();
+      bridge::reserve(*bridge_lock, root, config, mode.drop_taken_ports);
+      bridged = true;
+      bridge::write_files(root, config);
+      *state.mutable_config() = config;
+    }
     store.save(state);
     reserved = true;
   }
@@ -685,7 +738,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
 
 StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init,
                                  const std::function<void(pb::ContainerState&)>& mark) {
-  return start_impl(root, std::move(config), init, StartMode{.mark = mark});
+  return start_impl(root, std::move(config), init, StartMode{.mark = mark, .drop_taken_ports = true});
 }
 
 StartedContainer run_container(const fs::path& root, pb::ContainerConfig config) {

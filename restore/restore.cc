@@ -68,6 +68,14 @@ class ContainerRollback {
 // can run beside the original), and the addresses of --ip/--host-ip when given.
 void adapt_network(pb::ContainerConfig& config, const RestoreOptions& options) {
   auto* net = config.mutable_net();
+  if (net->mode() == "bridge") {
+    // Back on the bridge at the dumped address and ports, or a new address (a copy beside the
+    // original); a host port the original still holds is left out (launcher/bridge.h).
+    if (!options.host_ip.empty()) throw UsageError("--host-ip does not apply to a container on --net bridge");
+    net->clear_host_ifname();
+    if (!options.ip.empty()) net->set_ip_cidr(options.ip);
+    return;
+  }
   if (net->mode() != "veth") {
     if (!options.ip.empty() || !options.host_ip.empty())
       throw UsageError(fmt::format("--ip and --host-ip only apply to a container run with --net veth (this one: {})",
