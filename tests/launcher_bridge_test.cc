@@ -372,6 +372,71 @@ TEST(LauncherBridge, RmAfterACrashClearsTheRules) {
   EXPECT_TRUE(nothing_left(link, {port}, ip, name));
 }
 
+TEST(LauncherBridge, PublishedUdpPort) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("udp");
+  RemoveOnExit guard{env, {name}};
+  const int port = host_port(4);
+  const std::string echo =
+      "import socket\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000))\n"
+      "while True:\n"
+      "    data, peer = s.recvfrom(100); s.sendto(b'udp:' + data, peer)\n";
+  ASSERT_EQ(env.stasis({"run", "-d", "--name", name, "--net", "bridge", "-p", fmt::format("{}:9000/udp", port), "--",
+                        "python3", "-c", echo})
+                .exit_code,
+            0);
+  const std::string ip = address_of(env, name), link = json_field(env, name, "host_ifname");
+  const std::string ask = fmt::format(
+      "import socket\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)\n"
+      "for i in range(100):\n"
+      "    s.sendto(b'ping', ('127.0.0.1', {}))\n"
+      "    try:\n"
+      "        print(s.recv(100).decode()); break\n"
+      "    except socket.timeout:\n"
+      "        pass\n",
+      port);
+  CommandResult r = run_command({"python3", "-c", ask}, 30s);
+  EXPECT_EQ(r.out, "udp:ping\n") << r.err << network_report(link);
+  ASSERT_EQ(env.stasis({"rm", "-f", name}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(kLeases / fmt::format("udp-{}", port)));
+  EXPECT_EQ(nat_table().find(fmt::format("udp . {}", port)), std::string::npos);
+  EXPECT_TRUE(nothing_left(link, {}, ip, name));
+}
+
+// With --rootfs, /etc/hosts and /etc/resolv.conf inside are ours (made in the tree when missing).
+TEST(LauncherBridge, RootfsGetsHostsAndResolvConf) {
+  CheckpointEnv env;
+  TempDir rootfs("stasis-rootfs");
+  auto copy_in = [&](const fs::path& file) {
+    fs::path dest = rootfs.path() / file.relative_path();
+    fs::create_directories(dest.parent_path());
+    fs::copy_file(fs::canonical(file), dest, fs::copy_options::overwrite_existing);
+    fs::permissions(dest, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  };
+  copy_in("/bin/sh");
+  std::istringstream ldd(run_command({"ldd", "/bin/sh"}).out);
+  for (std::string w; ldd >> w;)
+    if (w[0] == '/') copy_in(w);
+  for (const char* d : {"proc", "dev", "tmp"}) fs::create_directories(rootfs.path() / d);
+  const std::string name = env.unique_name("rootfs");
+  RemoveOnExit guard{env, {name}};
+  auto r = env.stasis({"run", "--rm", "--name", name, "--net", "bridge", "--rootfs", rootfs.path().string(), "--",
+                       "/bin/sh", "-c",
+                       "while read l; do echo \"$l\"; done < /etc/hosts; while read l; do echo \"$l\"; done < "
+                       "/etc/resolv.conf"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("127.0.0.1\tlocalhost"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\t" + name + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("# written by stasis"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("nameserver 127."), std::string::npos) << r.out;
+  // --rm: its generated files went with it.
+  EXPECT_FALSE(fs::exists(env.root() / (name + ".hosts")));
+  EXPECT_FALSE(fs::exists(env.root() / (name + ".resolv.conf")));
+}
+
 TEST(LauncherBridge, BadOptionsAreRefused) {
   CheckpointEnv env;
   auto r = env.stasis({"run", "--net", "veth", "--ip", "10.213.9.2/24", "-p", "8080:80", "--", "true"});
