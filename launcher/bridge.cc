@@ -252,6 +252,11 @@ void reserve(const Lock&, const fs::path& root, pb::ContainerConfig& config, boo
     }
     std::error_code ec;
     for (const auto& lease : written) fs::remove(lease, ec);
+    // A bridge made for this container alone goes with it.
+    try {
+      if (!any_address_held()) teardown();
+    } catch (const Error&) {
+    }
     throw;
   }
 }

@@ -3,7 +3,9 @@
 // on this machine: loopback, the bridge, and the test's own namespace and veth pair.
 #include <gtest/gtest.h>
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -81,10 +83,27 @@ std::string read_text(const fs::path& path) {
   if (!address.empty() && fs::exists(kLeases / ("ip-" + address)) &&
       read_text(kLeases / ("ip-" + address)).find("\n" + name + "\n") != std::string::npos)
     return ::testing::AssertionFailure() << "lease of address " << address << " left behind";
-  if (!any_address_lease()) {
-    if (link_exists("stasis0")) return ::testing::AssertionFailure() << "bridge stasis0 left behind";
-    if (!nat_table().empty()) return ::testing::AssertionFailure() << "table ip stasis left behind";
+  // Under the bridge's lock (a container starting meanwhile makes the bridge before its lease),
+  // a few times over 3 s: the last container's removal may still be under way.
+  std::string left;
+  for (int attempt = 0; attempt < 30; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(100ms);
+    int lock = ::open((kLeases / ".lock").c_str(), O_RDONLY | O_CLOEXEC);
+    if (lock >= 0) ::flock(lock, LOCK_EX);
+    left.clear();
+    if (!any_address_lease()) {
+      if (link_exists("stasis0")) {
+        left = "bridge stasis0 left behind" +
+               run_command({"sh", "-c", "ls -la /run/stasis/bridge; ip -o link show master stasis0; cat /run/stasis/bridge/*"})
+                   .out;
+      } else if (!nat_table().empty()) {
+        left = "table ip stasis left behind";
+      }
+    }
+    if (lock >= 0) ::close(lock);
+    if (left.empty()) break;
   }
+  if (!left.empty()) return ::testing::AssertionFailure() << left;
   return ::testing::AssertionSuccess();
 }
 
