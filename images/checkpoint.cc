@@ -3,7 +3,6 @@
 #include "images/checkpoint.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -68,28 +68,39 @@ FileSum checksum_file(const fs::path& path) {
   return out;
 }
 
-// Checks every chunk's data against the XXH3 in its header, on the mapped file and on up to
-// four threads: a restore verifies its page files before it starts anything, and a copy
-// through read() would cost more than the hashing.
-// One chunk of a page file: where its header is, how many bytes follow, their XXH3.
-struct ChunkSum {
-  uint64_t offset, stored, sum;
-};
-
-void check_chunk_data(int fd, uint64_t size, const fs::path& path, const std::vector<ChunkSum>& chunks) {
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  if (m == MAP_FAILED) fail_errno(errno, "map {}", path.string());
-  const auto* base = static_cast<const std::byte*>(m);
+// Checks every chunk's data against the XXH3 in its header, on up to four threads, each
+// reading its chunks in 1 MiB pieces into a buffer of its own (memory stays bounded whatever
+// the file's size, and the page cache is not charged to us as a mapping of it would be).
+void check_chunk_data(int fd, const fs::path& path, const std::vector<PageChunk>& chunks) {
   const size_t workers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> bad_offset{UINT64_MAX};
+  std::exception_ptr error;
+  std::mutex error_mutex;
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < chunks.size() && bad_offset.load() == UINT64_MAX;) {
-      const ChunkSum& c = chunks[i];
-      if (XXH3_64bits(base + c.offset + page_format::kChunkHeaderSize, c.stored) != c.sum) {
-        uint64_t expected = UINT64_MAX;
-        bad_offset.compare_exchange_strong(expected, c.offset);
+    try {
+      std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
+      if (!state) fail("checksum {}: out of memory", path.string());
+      std::vector<std::byte> buf(1 << 20);
+      for (size_t i; (i = next.fetch_add(1)) < chunks.size() && bad_offset.load() == UINT64_MAX;) {
+        const PageChunk& c = chunks[i];
+        XXH3_64bits_reset(state.get());
+        const uint64_t data_at = c.offset + page_format::kChunkHeaderSize;
+        for (uint64_t at = 0; at < c.stored_size;) {
+          const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), c.stored_size - at));
+          read_exact_at(fd, buf.data(), n, data_at + at, path);
+          XXH3_64bits_update(state.get(), buf.data(), n);
+          at += n;
+        }
+        if (XXH3_64bits_digest(state.get()) != c.sum) {
+          uint64_t expected = UINT64_MAX;
+          bad_offset.compare_exchange_strong(expected, c.offset);
+        }
       }
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+      bad_offset = 0;
     }
   };
   {
@@ -97,43 +108,20 @@ void check_chunk_data(int fd, uint64_t size, const fs::path& path, const std::ve
     for (size_t i = 1; i < std::min(workers, chunks.size()); ++i) helpers.emplace_back(work);
     work();
   }
-  ::munmap(m, size);
+  if (error) std::rethrow_exception(error);
   if (bad_offset != UINT64_MAX) throw Error(format::at(path, bad_offset, "chunk: data checksum mismatch"));
 }
 
 // A page file's checksum is not over its bytes but over its file header and every chunk
 // header, each of which holds the XXH3 of its chunk's data (and of itself): as strong, but the
-// dump can seal a page file by reading 32 bytes per chunk instead of the whole file again.
+// dump can seal a page file by reading 32 bytes per chunk instead of the whole file again, and
+// a restore can check the headers before it starts and each chunk's data as it fills it.
 // With check_data, every chunk's data is read and checked against its header as well.
 FileSum page_file_sum(const fs::path& path, bool check_data) {
   UniqueFd fd = open_or_throw(path, O_RDONLY);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) < 0) fail_errno(errno, "stat {}", path.string());
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
-  if (!state) fail("checksum {}: out of memory", path.string());
-  XXH3_64bits_reset(state.get());
-  std::byte file_header[format::kFileHeaderSize];
-  read_exact_at(fd.get(), file_header, sizeof file_header, 0, path);
-  format::check_file_header(file_header, sizeof file_header, path, ImageType::Pages);
-  XXH3_64bits_update(state.get(), file_header, sizeof file_header);
-  std::vector<ChunkSum> chunks;
-  uint64_t offset = sizeof file_header;
-  while (offset < size) {
-    std::byte h[page_format::kChunkHeaderSize];
-    if (size - offset < sizeof h) throw Error(format::at(path, offset, "chunk: truncated header"));
-    read_exact_at(fd.get(), h, sizeof h, offset, path);
-    if (format::load<uint32_t>(h) != page_format::kChunkMagic) throw Error(format::at(path, offset, "chunk: wrong magic"));
-    if (format::load<uint64_t>(h + 24) != XXH3_64bits(h, 24))
-      throw Error(format::at(path, offset, "chunk: header checksum mismatch"));
-    const uint32_t stored = format::load<uint32_t>(h + 12);
-    if (stored > size - offset - sizeof h) throw Error(format::at(path, offset, "chunk: truncated data"));
-    chunks.push_back({offset, stored, format::load<uint64_t>(h + 16)});
-    XXH3_64bits_update(state.get(), h, sizeof h);
-    offset += sizeof h + stored;
-  }
-  if (check_data && !chunks.empty()) check_chunk_data(fd.get(), size, path, chunks);
-  return FileSum{size, fmt::format("{:016x}", XXH3_64bits_digest(state.get()))};
+  PageFileLayout layout = read_page_file_layout(fd.get(), path);
+  if (check_data && !layout.chunks.empty()) check_chunk_data(fd.get(), path, layout.chunks);
+  return FileSum{layout.size, fmt::format("{:016x}", layout.seal)};
 }
 
 bool is_page_file(const std::string& name) {
@@ -229,19 +217,23 @@ void Checkpoint::finalize(pb::Inventory inventory) {
   inventory_ = std::move(inventory);
 }
 
-void Checkpoint::verify() const {
-  for (const auto& image : inventory_.images()) verify_file(image.name());
+void Checkpoint::verify(PageData page_data) const {
+  for (const auto& image : inventory_.images()) verify_file(image.name(), page_data);
 }
 
-void Checkpoint::verify_file(const std::string& name) const {
-  const pb::ImageChecksum* entry = nullptr;
-  for (const auto& image : inventory_.images()) {
-    if (image.name() == name) {
-      entry = &image;
-      break;
-    }
-  }
-  if (!entry) fail("checkpoint {}: {} is not listed in the inventory", dir_.string(), name);
+const pb::ImageChecksum& Checkpoint::listed(const std::string& name) const {
+  for (const auto& image : inventory_.images())
+    if (image.name() == name) return image;
+  fail("checkpoint {}: {} is not listed in the inventory", dir_.string(), name);
+}
+
+std::unique_ptr<PageReader> Checkpoint::open_pages(int64_t id) const {
+  const pb::ImageChecksum& entry = listed(image_file_name(ImageType::Pages, id));
+  return PageReader::open_sealed(dir_, id, entry.xxh3());
+}
+
+void Checkpoint::verify_file(const std::string& name, PageData page_data) const {
+  const pb::ImageChecksum* entry = &listed(name);
   fs::path p = dir_ / name;
   std::error_code ec;
   if (!fs::exists(p, ec)) fail("checkpoint {}: {} is missing", dir_.string(), name);
@@ -250,7 +242,7 @@ void Checkpoint::verify_file(const std::string& name) const {
   if (size != entry->size()) {
     fail("checkpoint {}: {} has {} bytes, the inventory says {}", dir_.string(), name, size, entry->size());
   }
-  FileSum sum = image_sum(p, /*check_data=*/true);
+  FileSum sum = image_sum(p, /*check_data=*/page_data == PageData::Check);
   if (sum.size != entry->size()) {
     fail("checkpoint {}: {} has {} bytes, the inventory says {}", dir_.string(), name, sum.size, entry->size());
   }

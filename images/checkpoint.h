@@ -2,10 +2,12 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "images/image_type.h"
+#include "images/page_file.h"
 #include "inventory.pb.h"
 
 namespace stasis::images {
@@ -28,13 +30,22 @@ class Checkpoint {
   void finalize(pb::Inventory inventory);
   const pb::Inventory& inventory() const { return inventory_; }
 
+  // What verify does with the data of the page files: read and check every chunk (Check), or
+  // check only their headers, whose checksums the inventory seals (Later: for a reader that
+  // checks each chunk as it reads it, such as a restore's, which reads them through
+  // open_pages).
+  enum class PageData { Check, Later };
   // Checks every listed file's size and checksum, and that no listed file is missing.
   // Throws an Error naming the first bad file.
-  void verify() const;
-  // Checks one file against the inventory (used by restore before reading it).
-  void verify_file(const std::string& name) const;
+  void verify(PageData page_data = PageData::Check) const;
+  // Checks one file against the inventory.
+  void verify_file(const std::string& name, PageData page_data = PageData::Check) const;
+  // The page file of `id`, its chunk headers checked against the inventory's checksum now and
+  // each chunk's data as it is read (PageReader::open_sealed).
+  std::unique_ptr<PageReader> open_pages(int64_t id) const;
 
  private:
+  const pb::ImageChecksum& listed(const std::string& name) const;  // or throws
   explicit Checkpoint(std::filesystem::path dir) : dir_(std::move(dir)) {}
   std::filesystem::path dir_;
   pb::Inventory inventory_;

@@ -73,11 +73,29 @@ class PageWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// One chunk of a page file as its header describes it (images/page_format.h).
+struct PageChunk {
+  uint64_t offset = 0;  // of its header in the file
+  uint8_t code = 0;     // page_format::kCode*
+  uint32_t raw_size = 0, stored_size = 0;
+  uint64_t sum = 0;  // XXH3-64 of the stored bytes
+};
+
+// Every chunk header of an open page file, each checked (magic, its own checksum, its data
+// within the file), and the file's seal: the XXH3-64 of the file header and of every chunk
+// header, which is what the inventory lists as a page file's checksum. Reads 32 bytes a chunk.
+struct PageFileLayout {
+  uint64_t size = 0;
+  std::vector<PageChunk> chunks;  // in file order
+  uint64_t seal = 0;
+};
+PageFileLayout read_page_file_layout(int fd, const std::filesystem::path& path);
+
 class PageReader {
  public:
   struct Options {
     // Maps the page file instead of reading it: uncompressed chunks are used in place, without
-    // a copy. (The file must not shrink meanwhile; restore's images are its own.)
+    // a copy. (The file must not shrink meanwhile.)
     bool mapped = false;
     // Checks each chunk's data against its checksum. Off only for a file that was just
     // verified as a whole (Checkpoint::verify); headers are always checked.
@@ -87,10 +105,38 @@ class PageReader {
   // Opens both files; checks headers.
   PageReader(const std::filesystem::path& dir, int64_t id);
   PageReader(const std::filesystem::path& dir, int64_t id, Options options);
+  // A sealed reader, given the page file's checksum in the inventory (Checkpoint::open_pages):
+  // every chunk header is read once, here, and checked against it; chunks are then read by
+  // these headers only, never the file's again, and every chunk's data is checked, so that a
+  // file changed after the open (its data, or a chunk rewritten whole with a matching header)
+  // fails its chunk's check instead of passing. Every data entry must lie in a listed chunk.
+  static std::unique_ptr<PageReader> open_sealed(const std::filesystem::path& dir, int64_t id,
+                                                 const std::string& sealed_xxh3);
   ~PageReader();
 
   const pb::PagemapHeader& header() const;
   const std::vector<pb::PagemapEntry>& entries() const;  // in file order
+  const std::filesystem::path& pages_path() const;
+
+  // Sealed readers only: every chunk, in file order, and the indexes of the data entries
+  // each holds (by offset in the chunk).
+  const std::vector<PageChunk>& chunks() const;
+  const std::vector<size_t>& chunk_entries(size_t chunk) const;
+  // Another reader of the same files sharing this one's pagemap and chunk headers, with its
+  // own buffers: one per thread.
+  std::unique_ptr<PageReader> share() const;
+
+  // Hands every data range of chunk `chunk` (of chunks()) to fn, from this reader's private
+  // buffers: an uncompressed chunk is read in pieces of `piece_size`, each hashed then given
+  // to fn piece by piece; a compressed one is read whole, checked, then decompressed. fn
+  // sees bytes before the chunk's checksum is complete: the caller must not let them be used
+  // until stream_chunk returns, which throws an Error naming the file and the chunk's offset
+  // if the chunk is bad. What fn was given is exactly what was checked.
+  static constexpr size_t kStreamPiece = 256 << 10;  // stays in a core's L2 cache
+  using DataFn = std::function<void(uint64_t vaddr, std::span<const std::byte> data)>;
+  void stream_chunk(size_t chunk, const DataFn& fn);
+  // Bytes of buffers stream_chunk needs at most (for the caller's memory budget).
+  uint64_t stream_buffer_bytes() const;
 
   // Calls fn for every saved range, streaming chunk by chunk. For zero ranges data is empty
   // and zero is true. A chunk with a bad checksum or that fails to decompress throws an
@@ -104,7 +150,9 @@ class PageReader {
   std::vector<std::byte> read_range(uint64_t vaddr, uint64_t length);
 
  private:
+  struct Index;
   struct Impl;
+  explicit PageReader(std::shared_ptr<const Index> index);
   std::unique_ptr<Impl> impl_;
 };
 

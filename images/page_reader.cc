@@ -9,6 +9,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <memory>
 #include <cstring>
 #include <vector>
 
@@ -41,7 +42,39 @@ size_t pread_full(int fd, void* out, size_t size, uint64_t offset, const std::fi
 
 }  // namespace
 
-struct PageReader::Impl {
+PageFileLayout read_page_file_layout(int fd, const std::filesystem::path& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) fail_errno(errno, "stat {}", path.string());
+  PageFileLayout out;
+  out.size = static_cast<uint64_t>(st.st_size);
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
+  if (!state) fail("checksum {}: out of memory", path.string());
+  XXH3_64bits_reset(state.get());
+  std::byte file_header[format::kFileHeaderSize];
+  size_t got = pread_full(fd, file_header, sizeof file_header, 0, path);
+  format::check_file_header(file_header, got, path, ImageType::Pages);
+  XXH3_64bits_update(state.get(), file_header, sizeof file_header);
+  uint64_t offset = sizeof file_header;
+  while (offset < out.size) {
+    std::byte h[page_format::kChunkHeaderSize];
+    auto bad = [&](std::string_view what) { throw Error(format::at(path, offset, fmt::format("chunk: {}", what))); };
+    if (out.size - offset < sizeof h) bad("truncated header");
+    if (pread_full(fd, h, sizeof h, offset, path) < sizeof h) bad("truncated header");
+    using format::load;
+    if (load<uint32_t>(h) != page_format::kChunkMagic) bad("wrong magic");
+    if (load<uint64_t>(h + 24) != XXH3_64bits(h, 24)) bad("header checksum mismatch");
+    PageChunk c{offset, load<uint8_t>(h + 4), load<uint32_t>(h + 8), load<uint32_t>(h + 12), load<uint64_t>(h + 16)};
+    if (c.stored_size > out.size - offset - sizeof h) bad("truncated data");
+    out.chunks.push_back(c);
+    XXH3_64bits_update(state.get(), h, sizeof h);
+    offset += sizeof h + c.stored_size;
+  }
+  out.seal = XXH3_64bits_digest(state.get());
+  return out;
+}
+
+// What readers of one page file share, read and checked once at open.
+struct PageReader::Index {
   std::filesystem::path pages_path, pagemap_path;
   Options options;
   UniqueFd fd;
@@ -49,70 +82,144 @@ struct PageReader::Impl {
   const std::byte* mapping = nullptr;  // the whole file, with options.mapped
   pb::PagemapHeader header;
   std::vector<pb::PagemapEntry> entries;
-  std::vector<size_t> by_vaddr;  // indexes of entries sorted by vaddr, built on first read_range
+  // Sealed readers: the chunk headers checked at open, and the data entries of each.
+  bool sealed = false;
+  std::vector<PageChunk> chunks;
+  std::vector<std::vector<size_t>> chunk_entries;
 
-  // The chunk in memory.
-  bool have_chunk = false;
-  uint64_t chunk_offset = 0;
-  std::vector<std::byte> stored, raw_buf;
-  std::span<const std::byte> raw;
-  ZSTD_DCtx* zstd = nullptr;
-
-  ~Impl() {
-    if (zstd) ZSTD_freeDCtx(zstd);
+  ~Index() {
     if (mapping) ::munmap(const_cast<std::byte*>(mapping), file_size);
   }
-
-  uint64_t page_size() const { return header.page_size(); }
 
   [[noreturn]] void chunk_error(uint64_t offset, std::string_view what) const {
     throw Error(format::at(pages_path, offset, fmt::format("chunk: {}", what)));
   }
 
-  void load_chunk(uint64_t offset) {
-    if (have_chunk && chunk_offset == offset) return;
-    have_chunk = false;
+  // The chunk whose header is at offset, as listed at open (sealed readers).
+  const PageChunk& listed_chunk(uint64_t offset) const {
+    auto it = std::lower_bound(chunks.begin(), chunks.end(), offset,
+                               [](const PageChunk& c, uint64_t o) { return c.offset < o; });
+    if (it == chunks.end() || it->offset != offset) chunk_error(offset, "no chunk starts here");
+    return *it;
+  }
+
+  // Reads every chunk header, checks their seal against the inventory's, and sorts the data
+  // entries into their chunks.
+  void seal(const std::string& expected) {
+    PageFileLayout layout = read_page_file_layout(fd.get(), pages_path);
+    const std::string got = fmt::format("{:016x}", layout.seal);
+    if (got != expected) {
+      fail("{}: chunk headers do not match the inventory (XXH3 {}, the inventory says {}): the file changed since the "
+           "dump",
+           pages_path.string(), got, expected);
+    }
+    chunks = std::move(layout.chunks);
+    for (const PageChunk& c : chunks) {  // buffers are sized by these
+      if (c.raw_size > header.chunk_size() || (c.code != page_format::kCodeNone && c.stored_size > page_format::kMaxChunkSize))
+        chunk_error(c.offset, fmt::format("raw size {} or stored size {} is over the chunk size {}", c.raw_size,
+                                          c.stored_size, header.chunk_size()));
+    }
+    chunk_entries.resize(chunks.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const pb::PagemapEntry& e = entries[i];
+      if (e.zero()) continue;
+      const PageChunk& c = listed_chunk(e.chunk_offset());
+      const uint64_t len = e.nr_pages() * header.page_size();
+      if (e.offset_in_chunk() > c.raw_size || len > c.raw_size - e.offset_in_chunk()) {
+        fail("{}: entry {} ({:#x}, {} pages) lies outside its chunk at offset {} ({} raw bytes)",
+             pagemap_path.string(), i, e.vaddr(), e.nr_pages(), e.chunk_offset(), c.raw_size);
+      }
+      chunk_entries[static_cast<size_t>(&c - chunks.data())].push_back(i);
+    }
+    for (auto& list : chunk_entries) {
+      std::sort(list.begin(), list.end(),
+                [&](size_t a, size_t b) { return entries[a].offset_in_chunk() < entries[b].offset_in_chunk(); });
+    }
+    sealed = true;
+  }
+};
+
+struct PageReader::Impl {
+  std::shared_ptr<const Index> ix;
+  std::vector<size_t> by_vaddr;  // indexes of entries sorted by vaddr, built on first read_range
+
+  // The chunk in memory.
+  bool have_chunk = false;
+  uint64_t chunk_offset = 0;
+  std::vector<std::byte> stored, raw_buf, piece;
+  std::span<const std::byte> raw;
+  ZSTD_DCtx* zstd = nullptr;
+  XXH3_state_t* hash = nullptr;
+
+  ~Impl() {
+    if (zstd) ZSTD_freeDCtx(zstd);
+    if (hash) XXH3_freeState(hash);
+  }
+
+  uint64_t page_size() const { return ix->header.page_size(); }
+
+  [[noreturn]] void chunk_error(uint64_t offset, std::string_view what) const { ix->chunk_error(offset, what); }
+
+  // The chunk's header: as listed at open for a sealed reader, else read and checked now.
+  PageChunk chunk_header(uint64_t offset) const {
+    if (ix->sealed) return ix->listed_chunk(offset);
     std::byte h[page_format::kChunkHeaderSize];
-    size_t got = pread_full(fd.get(), h, sizeof h, offset, pages_path);
+    size_t got = pread_full(ix->fd.get(), h, sizeof h, offset, ix->pages_path);
     if (got < sizeof h) chunk_error(offset, fmt::format("truncated header ({} of {} bytes)", got, sizeof h));
     using format::load;
     if (load<uint32_t>(h) != page_format::kChunkMagic) chunk_error(offset, "wrong chunk magic");
     if (load<uint64_t>(h + 24) != XXH3_64bits(h, 24)) chunk_error(offset, "header checksum mismatch");
-    uint8_t code = load<uint8_t>(h + 4);
-    uint32_t raw_size = load<uint32_t>(h + 8);
-    uint32_t stored_size = load<uint32_t>(h + 12);
-    uint64_t sum = load<uint64_t>(h + 16);
-    if (raw_size > header.chunk_size()) {
-      chunk_error(offset, fmt::format("raw size {} is over the chunk size {}", raw_size, header.chunk_size()));
+    PageChunk c{offset, load<uint8_t>(h + 4), load<uint32_t>(h + 8), load<uint32_t>(h + 12), load<uint64_t>(h + 16)};
+    if (c.raw_size > ix->header.chunk_size()) {
+      chunk_error(offset, fmt::format("raw size {} is over the chunk size {}", c.raw_size, ix->header.chunk_size()));
     }
     uint64_t data_at = offset + sizeof h;
-    uint64_t left = file_size > data_at ? file_size - data_at : 0;
-    if (stored_size > left) {
-      chunk_error(offset, fmt::format("truncated: {} stored bytes but only {} left in the file", stored_size, left));
+    uint64_t left = ix->file_size > data_at ? ix->file_size - data_at : 0;
+    if (c.stored_size > left) {
+      chunk_error(offset,
+                  fmt::format("truncated: {} stored bytes but only {} left in the file", c.stored_size, left));
     }
+    return c;
+  }
+
+  void checksum_mismatch(const PageChunk& c, uint64_t actual) const {
+    chunk_error(c.offset, fmt::format("checksum mismatch (stored {:016x}, computed {:016x})", c.sum, actual));
+  }
+
+  void load_chunk(uint64_t offset) {
+    if (have_chunk && chunk_offset == offset) return;
+    have_chunk = false;
+    const PageChunk c = chunk_header(offset);
+    const uint64_t data_at = offset + page_format::kChunkHeaderSize;
     std::span<const std::byte> data;
-    if (mapping) {
-      data = std::span<const std::byte>(mapping + data_at, stored_size);
+    if (ix->mapping && data_at + c.stored_size <= ix->file_size) {
+      data = std::span<const std::byte>(ix->mapping + data_at, c.stored_size);
     } else {
-      stored.resize(stored_size);
-      got = pread_full(fd.get(), stored.data(), stored_size, data_at, pages_path);
-      if (got < stored_size) chunk_error(offset, fmt::format("truncated: {} of {} stored bytes", got, stored_size));
+      stored.resize(c.stored_size);
+      size_t got = pread_full(ix->fd.get(), stored.data(), c.stored_size, data_at, ix->pages_path);
+      if (got < c.stored_size) chunk_error(offset, fmt::format("truncated: {} of {} stored bytes", got, c.stored_size));
       data = stored;
     }
-    if (options.check_data) {
-      uint64_t actual = XXH3_64bits(data.data(), stored_size);
-      if (actual != sum) {
-        chunk_error(offset, fmt::format("checksum mismatch (stored {:016x}, computed {:016x})", sum, actual));
-      }
+    if (ix->options.check_data || ix->sealed) {
+      uint64_t actual = XXH3_64bits(data.data(), data.size());
+      if (actual != c.sum) checksum_mismatch(c, actual);
     }
-    switch (code) {
+    raw = decode(c, data);
+    chunk_offset = offset;
+    have_chunk = true;
+  }
+
+  // The raw bytes of a checked chunk's stored bytes.
+  std::span<const std::byte> decode(const PageChunk& c, std::span<const std::byte> data) {
+    const uint64_t offset = c.offset;
+    const uint32_t raw_size = c.raw_size, stored_size = c.stored_size;
+    switch (c.code) {
       case page_format::kCodeNone:
         if (stored_size != raw_size) {
           chunk_error(offset, fmt::format("uncompressed chunk with stored size {} != raw size {}", stored_size,
                                           raw_size));
         }
-        raw = data;
-        break;
+        return data;
       case page_format::kCodeLz4: {
         raw_buf.resize(raw_size);
         int n = LZ4_decompress_safe(reinterpret_cast<const char*>(data.data()), reinterpret_cast<char*>(raw_buf.data()),
@@ -120,8 +227,7 @@ struct PageReader::Impl {
         if (n != static_cast<int>(raw_size)) {
           chunk_error(offset, fmt::format("lz4 data does not decompress to {} bytes (got {})", raw_size, n));
         }
-        raw = std::span<const std::byte>(raw_buf.data(), raw_size);
-        break;
+        return std::span<const std::byte>(raw_buf.data(), raw_size);
       }
       case page_format::kCodeZstd: {
         raw_buf.resize(raw_size);
@@ -130,33 +236,76 @@ struct PageReader::Impl {
         size_t n = ZSTD_decompressDCtx(zstd, raw_buf.data(), raw_size, data.data(), stored_size);
         if (ZSTD_isError(n)) chunk_error(offset, fmt::format("zstd: {}", ZSTD_getErrorName(n)));
         if (n != raw_size) chunk_error(offset, fmt::format("zstd data decompresses to {} bytes, not {}", n, raw_size));
-        raw = std::span<const std::byte>(raw_buf.data(), raw_size);
-        break;
+        return std::span<const std::byte>(raw_buf.data(), raw_size);
       }
       default:
-        chunk_error(offset, fmt::format("unknown compression code {}", code));
+        chunk_error(offset, fmt::format("unknown compression code {}", c.code));
     }
-    chunk_offset = offset;
-    have_chunk = true;
   }
 
   // The raw bytes of a data entry (loading its chunk).
   std::span<const std::byte> entry_data(size_t index) {
-    const pb::PagemapEntry& e = entries[index];
+    const pb::PagemapEntry& e = ix->entries[index];
     load_chunk(e.chunk_offset());
     uint64_t len = e.nr_pages() * page_size();
     if (e.offset_in_chunk() > raw.size() || len > raw.size() - e.offset_in_chunk()) {
-      fail("{}: entry {} ({:#x}, {} pages) lies outside its chunk at offset {} ({} raw bytes)", pagemap_path.string(),
-           index, e.vaddr(), e.nr_pages(), e.chunk_offset(), raw.size());
+      fail("{}: entry {} ({:#x}, {} pages) lies outside its chunk at offset {} ({} raw bytes)",
+           ix->pagemap_path.string(), index, e.vaddr(), e.nr_pages(), e.chunk_offset(), raw.size());
     }
     return raw.subspan(e.offset_in_chunk(), len);
+  }
+
+  // Uncompressed: read, hash and hand on piece by piece, so that each piece is still in the
+  // cache when fn copies it; the whole chunk is never held.
+  void stream_plain(const PageChunk& c, const std::vector<size_t>& list, const DataFn& fn) {
+    if (c.stored_size != c.raw_size) {
+      chunk_error(c.offset, fmt::format("uncompressed chunk with stored size {} != raw size {}", c.stored_size,
+                                        c.raw_size));
+    }
+    if (!hash && !(hash = XXH3_createState())) chunk_error(c.offset, "out of memory for a checksum state");
+    XXH3_64bits_reset(hash);
+    piece.resize(kStreamPiece);
+    const uint64_t data_at = c.offset + page_format::kChunkHeaderSize;
+    size_t k = 0;  // first entry of list that may overlap the piece
+    for (uint64_t at = 0; at < c.stored_size;) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), c.stored_size - at));
+      size_t got = pread_full(ix->fd.get(), piece.data(), want, data_at + at, ix->pages_path);
+      if (got < want) chunk_error(c.offset, fmt::format("truncated: {} of {} stored bytes", at + got, c.stored_size));
+      XXH3_64bits_update(hash, piece.data(), want);
+      const uint64_t end = at + want;
+      for (; k < list.size(); ++k) {  // entries lie in offset order and do not overlap
+        const auto& e = ix->entries[list[k]];
+        if (e.offset_in_chunk() + e.nr_pages() * page_size() > at) break;
+      }
+      for (size_t j = k; j < list.size(); ++j) {
+        const auto& e = ix->entries[list[j]];
+        const uint64_t e_start = e.offset_in_chunk(), e_end = e_start + e.nr_pages() * page_size();
+        if (e_start >= end) break;
+        const uint64_t from = std::max(at, e_start), to = std::min(end, e_end);
+        fn(e.vaddr() + (from - e_start), std::span<const std::byte>(piece.data() + (from - at), to - from));
+      }
+      at = end;
+    }
+    const uint64_t actual = XXH3_64bits_digest(hash);
+    if (actual != c.sum) checksum_mismatch(c, actual);
   }
 };
 
 PageReader::PageReader(const std::filesystem::path& dir, int64_t id) : PageReader(dir, id, Options{}) {}
 
+std::unique_ptr<PageReader> PageReader::open_sealed(const std::filesystem::path& dir, int64_t id,
+                                                    const std::string& sealed_xxh3) {
+  auto reader = std::make_unique<PageReader>(dir, id, Options{});
+  auto ix = std::const_pointer_cast<Index>(reader->impl_->ix);  // not shared with anyone yet
+  ix->seal(sealed_xxh3);
+  // Chunks are taken by several threads in about file order: read ahead for them.
+  ::posix_fadvise(ix->fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return reader;
+}
+
 PageReader::PageReader(const std::filesystem::path& dir, int64_t id, Options options) : impl_(std::make_unique<Impl>()) {
-  Impl& r = *impl_;
+  auto ix = std::make_shared<Index>();
+  Index& r = *ix;
   r.options = options;
   r.pagemap_path = dir / image_file_name(ImageType::Pagemap, id);
   r.pages_path = dir / image_file_name(ImageType::Pages, id);
@@ -193,17 +342,55 @@ PageReader::PageReader(const std::filesystem::path& dir, int64_t id, Options opt
     if (m == MAP_FAILED) fail_errno(errno, "map {}", r.pages_path.string());
     r.mapping = static_cast<const std::byte*>(m);
   }
+  impl_->ix = std::move(ix);
+}
+
+PageReader::PageReader(std::shared_ptr<const Index> index) : impl_(std::make_unique<Impl>()) {
+  impl_->ix = std::move(index);
+}
+
+std::unique_ptr<PageReader> PageReader::share() const {
+  return std::unique_ptr<PageReader>(new PageReader(impl_->ix));
+}
+
+const std::filesystem::path& PageReader::pages_path() const { return impl_->ix->pages_path; }
+
+const std::vector<PageChunk>& PageReader::chunks() const {
+  if (!impl_->ix->sealed) fail("{}: chunks are listed by sealed readers only", impl_->ix->pages_path.string());
+  return impl_->ix->chunks;
+}
+
+const std::vector<size_t>& PageReader::chunk_entries(size_t chunk) const { return impl_->ix->chunk_entries.at(chunk); }
+
+void PageReader::stream_chunk(size_t chunk, const DataFn& fn) {
+  Impl& r = *impl_;
+  const PageChunk& c = chunks().at(chunk);
+  const std::vector<size_t>& list = r.ix->chunk_entries[chunk];
+  if (c.code == page_format::kCodeNone && !r.ix->mapping) return r.stream_plain(c, list, fn);
+  r.load_chunk(c.offset);  // whole, checked, decompressed
+  for (size_t i : list) {
+    const auto& e = r.ix->entries[i];
+    fn(e.vaddr(), r.raw.subspan(e.offset_in_chunk(), e.nr_pages() * r.page_size()));
+  }
+}
+
+uint64_t PageReader::stream_buffer_bytes() const {
+  const Index& ix = *impl_->ix;
+  bool compressed = false;
+  for (const auto& c : ix.chunks) compressed |= c.code != page_format::kCodeNone;
+  // A compressed chunk is held twice, stored and raw.
+  return compressed ? 2 * ix.header.chunk_size() + kStreamPiece : kStreamPiece;
 }
 
 PageReader::~PageReader() = default;
 
-const pb::PagemapHeader& PageReader::header() const { return impl_->header; }
-const std::vector<pb::PagemapEntry>& PageReader::entries() const { return impl_->entries; }
+const pb::PagemapHeader& PageReader::header() const { return impl_->ix->header; }
+const std::vector<pb::PagemapEntry>& PageReader::entries() const { return impl_->ix->entries; }
 
 void PageReader::for_each(const RangeFn& fn) {
   Impl& r = *impl_;
-  for (size_t i = 0; i < r.entries.size(); ++i) {
-    const pb::PagemapEntry& e = r.entries[i];
+  for (size_t i = 0; i < r.ix->entries.size(); ++i) {
+    const pb::PagemapEntry& e = r.ix->entries[i];
     uint64_t len = e.nr_pages() * r.page_size();
     if (e.zero()) {
       fn(e.vaddr(), len, {}, true);
@@ -215,34 +402,34 @@ void PageReader::for_each(const RangeFn& fn) {
 
 std::span<const std::byte> PageReader::data(size_t index) {
   Impl& r = *impl_;
-  if (index >= r.entries.size() || r.entries[index].zero()) {
-    fail("{}: entry {} has no data", r.pagemap_path.string(), index);
+  if (index >= r.ix->entries.size() || r.ix->entries[index].zero()) {
+    fail("{}: entry {} has no data", r.ix->pagemap_path.string(), index);
   }
   return r.entry_data(index);
 }
 
 std::vector<std::byte> PageReader::read_range(uint64_t vaddr, uint64_t length) {
   Impl& r = *impl_;
-  if (length > UINT64_MAX - vaddr) fail("{}: range {:#x}+{:#x} overflows", r.pagemap_path.string(), vaddr, length);
-  if (r.by_vaddr.size() != r.entries.size()) {
-    r.by_vaddr.resize(r.entries.size());
-    for (size_t i = 0; i < r.entries.size(); ++i) r.by_vaddr[i] = i;
+  if (length > UINT64_MAX - vaddr) fail("{}: range {:#x}+{:#x} overflows", r.ix->pagemap_path.string(), vaddr, length);
+  if (r.by_vaddr.size() != r.ix->entries.size()) {
+    r.by_vaddr.resize(r.ix->entries.size());
+    for (size_t i = 0; i < r.ix->entries.size(); ++i) r.by_vaddr[i] = i;
     std::sort(r.by_vaddr.begin(), r.by_vaddr.end(),
-              [&](size_t a, size_t b) { return r.entries[a].vaddr() < r.entries[b].vaddr(); });
+              [&](size_t a, size_t b) { return r.ix->entries[a].vaddr() < r.ix->entries[b].vaddr(); });
   }
   std::vector<std::byte> out(length);
   uint64_t at = vaddr;
   uint64_t end = vaddr + length;
   // First entry that ends after vaddr.
   auto it = std::partition_point(r.by_vaddr.begin(), r.by_vaddr.end(), [&](size_t i) {
-    const auto& e = r.entries[i];
+    const auto& e = r.ix->entries[i];
     return e.vaddr() + e.nr_pages() * r.page_size() <= vaddr;
   });
   for (; at < end; ++it) {
-    if (it == r.by_vaddr.end() || r.entries[*it].vaddr() > at) {
-      fail("{}: address {:#x} is not saved (asked for {:#x}+{:#x})", r.pagemap_path.string(), at, vaddr, length);
+    if (it == r.by_vaddr.end() || r.ix->entries[*it].vaddr() > at) {
+      fail("{}: address {:#x} is not saved (asked for {:#x}+{:#x})", r.ix->pagemap_path.string(), at, vaddr, length);
     }
-    const pb::PagemapEntry& e = r.entries[*it];
+    const pb::PagemapEntry& e = r.ix->entries[*it];
     uint64_t e_end = e.vaddr() + e.nr_pages() * r.page_size();
     if (e_end <= at) continue;  // only in a pagemap with overlapping ranges
     uint64_t take = std::min(end, e_end) - at;
