@@ -4,12 +4,12 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/ptrace.h"
 #include "images/page_file.h"
 #include "images/vma_kind.h"
@@ -81,34 +81,34 @@ class Destination {
 }  // namespace
 
 FillStats fill_pages(Remote& task, const RestorePlan& plan) {
-  const images::PageReader::Options options{.mapped = true, .check_data = false};
-  const int64_t id = plan.task.pid();
-  images::PageReader first(plan.dir, id, options);
-  const auto& entries = first.entries();
-  // Work comes in groups of entries that share a chunk, so that each chunk is decompressed once.
-  std::vector<size_t> group_starts;
-  std::optional<uint64_t> chunk;  // of the current group
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (group_starts.empty() || (!entries[i].zero() && chunk && *chunk != entries[i].chunk_offset()))
-      group_starts.push_back(i);
-    if (!entries[i].zero()) chunk = entries[i].chunk_offset();
-  }
-  group_starts.push_back(entries.size());
+  if (!plan.pages) fail("{}: the page file of pid {} was not opened", plan.dir.string(), plan.task.pid());
+  const images::PageReader& pages = *plan.pages;
+  // Tests change the page file here, after every up-front check, to show the change is caught.
+  fault_pause("restore-before-fill");
+  const auto& entries = pages.entries();
+  const uint64_t page_size = pages.header().page_size();
+  const size_t nr_chunks = pages.chunks().size();
 
   Destination dest(task, plan);
-  std::atomic<size_t> next_group{0};
+  // Work items: every chunk, then the zero ranges.
+  std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_mutex;
-  auto work = [&](images::PageReader& reader) {
+  auto work = [&] {
     try {
-      for (size_t g; !failed && (g = next_group.fetch_add(1)) + 1 < group_starts.size();) {
-        for (size_t i = group_starts[g]; i < group_starts[g + 1]; ++i) {
-          const auto& e = entries[i];
-          const uint64_t length = e.nr_pages() * first.header().page_size();
-          if (e.zero()) dest.put(e.vaddr(), length, {}, true);
-          else dest.put(e.vaddr(), length, reader.data(i), false);
+      std::unique_ptr<images::PageReader> reader = pages.share();
+      for (size_t w; !failed && (w = next.fetch_add(1)) <= nr_chunks;) {
+        if (w < nr_chunks) {
+          // Bytes go into the job as they are read and hashed; a bad chunk throws once the last
+          // of it is in, before the job ever runs, and the restore is undone.
+          reader->stream_chunk(w, [&](uint64_t vaddr, std::span<const std::byte> data) {
+            dest.put(vaddr, data.size(), data, false);
+          });
+          continue;
         }
+        for (const auto& e : entries)
+          if (e.zero()) dest.put(e.vaddr(), e.nr_pages() * page_size, {}, true);
       }
     } catch (...) {
       std::lock_guard lock(error_mutex);
@@ -117,21 +117,15 @@ FillStats fill_pages(Remote& task, const RestorePlan& plan) {
     }
   };
   {
-    const size_t helpers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4) - 1;
+    // On every CPU, as long as the workers' buffers stay within a fixed budget: a restore's
+    // memory does not grow with the checkpoint.
+    constexpr uint64_t kBufferBudget = 32 << 20;
+    const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+    const size_t by_memory = std::max<uint64_t>(1, kBufferBudget / pages.stream_buffer_bytes());
+    const size_t workers = std::min({cpus, by_memory, nr_chunks + 1});
     std::vector<std::jthread> threads;
-    for (size_t t = 0; t < helpers && t + 1 < group_starts.size() - 1; ++t) {
-      threads.emplace_back([&] {
-        try {
-          images::PageReader reader(plan.dir, id, options);
-          work(reader);
-        } catch (...) {
-          std::lock_guard lock(error_mutex);
-          if (!error) error = std::current_exception();
-          failed = true;
-        }
-      });
-    }
-    work(first);
+    for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
+    work();
   }
   if (error) std::rethrow_exception(error);
   return dest.stats();

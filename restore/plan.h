@@ -3,9 +3,11 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "images/page_file.h"
 #include "mm.pb.h"
 #include "restore/file_images.h"
 #include "restore/task_image.h"
@@ -37,6 +39,9 @@ struct RestorePlan {
   // --inherit-fd sources: their fds in the restorer (above every fd of the stub's own), which
   // the stub moves to inherited_fd(i).
   std::vector<int> inherited_source_fds;
+  // The task's page file, its chunk headers checked against the inventory before anything
+  // starts; the fill checks each chunk's data as it goes in (restore/page_fill.h).
+  std::shared_ptr<const images::PageReader> pages;
 
   // The stub's own fds, all at or above high_fd_base.
   int stdio_copy_fd(int k) const { return high_fd_base + k; }

@@ -117,9 +117,11 @@ int restore_checkpoint(const RestoreOptions& options) {
   InterruptGuard interrupt_guard;
   const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
 
-  // Everything is read and checked before anything is created.
+  // Everything is read and checked before anything is created, but the data of the page
+  // files: their headers are checked now, each chunk's data as it goes into the job (from the
+  // very copy that was checked), and the job runs only once every chunk has passed.
   images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
-  checkpoint.verify();
+  checkpoint.verify(images::Checkpoint::PageData::Later);
   log::debug("checkpoint {} verified in {:.1f} ms", options.dir.string(), ms_since(started_at));
   auto tree = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
   if (tree.empty()) fail("{}: pstree.img lists no process", options.dir.string());
@@ -134,6 +136,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     plan.inherited_source_fds.push_back(inherited[i].fd.get());
     plan.files.inherited_pipes[inherited[i].pipe_id] = plan.inherited_fd(i);
   }
+  plan.pages = checkpoint.open_pages(plan.task.pid());
   pb::ContainerConfig dumped;
   images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, dumped);
   launcher::StateStore store(options.root);

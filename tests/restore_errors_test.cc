@@ -1,13 +1,23 @@
 // Restore refuses bad checkpoints before starting anything, and a restore that fails half way
-// leaves nothing behind: no container state, no cgroup, no process.
+// leaves nothing behind: no container state, no cgroup, no process. Page data is checked as it
+// goes in: a bad chunk, or a page file changed while the restore runs, fails the restore.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <thread>
 
 #include "images/checkpoint.h"
 #include "images/image_file.h"
+#include "images/page_file.h"
 #include "mm.pb.h"
 #include "tests/support/checkpoint_harness.h"
 
@@ -51,7 +61,7 @@ class RestoreErrors : public ::testing::Test {
   fs::path status_;
 };
 
-TEST_F(RestoreErrors, CorruptPageFileIsRefusedBeforeAnythingStarts) {
+TEST_F(RestoreErrors, CorruptPageFileIsRefusedAndLeavesNothingBehind) {
   {
     std::fstream f(images_ / "pages-1.img", std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(100);
@@ -131,6 +141,171 @@ TEST_F(RestoreErrors, FailureAfterMemoryLeavesNothingBehind) {
 TEST_F(RestoreErrors, FailureBeforeFinishLeavesNothingBehind) {
   std::string err = restore_fails(images_, env_.unique_name("fault"), {"STASIS_FAULT=restore-before-finish"});
   EXPECT_NE(err.find("injected fault"), std::string::npos) << err;
+}
+
+// A dumped bigmem of 24 MiB: page data in several chunks of 4 MiB.
+class RestorePageChecks : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    images_ = env_.image_dir("bigmem");
+    Container original(env_, "orig");
+    ASSERT_TRUE(original.run(c_workload("bigmem", {"24"})));
+    ASSERT_TRUE(original.dump(images_, {"--compress", "none"}));
+    status_ = original.status();
+    UniqueFd fd(::open(pages().c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    chunks_ = images::read_page_file_layout(fd.get(), pages()).chunks;
+    ASSERT_GE(chunks_.size(), 5u);
+  }
+
+  fs::path pages() const { return images_ / "pages-1.img"; }
+
+  // Flips one byte of the file.
+  void flip(uint64_t offset) {
+    std::fstream f(pages(), std::ios::binary | std::ios::in | std::ios::out);
+    f.seekg(static_cast<std::streamoff>(offset));
+    char ch = 0;
+    f.get(ch);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.put(static_cast<char>(ch ^ 0x5a));
+    ASSERT_TRUE(f.good());
+  }
+
+  // Changes a byte of an uncompressed chunk's data and rewrites its header to match, as a
+  // writer that knows the format would: only the checksums sealed by the inventory differ.
+  void rewrite_chunk(const images::PageChunk& c) {
+    ASSERT_EQ(c.code, 0) << "chunk at " << c.offset << " is compressed";
+    std::fstream f(pages(), std::ios::binary | std::ios::in | std::ios::out);
+    std::vector<char> bytes(32 + c.stored_size);
+    f.seekg(static_cast<std::streamoff>(c.offset));
+    f.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    bytes[32 + c.stored_size / 2] ^= 0x5a;
+    const uint64_t data_sum = XXH3_64bits(bytes.data() + 32, c.stored_size);
+    std::memcpy(bytes.data() + 16, &data_sum, 8);
+    const uint64_t header_sum = XXH3_64bits(bytes.data(), 24);
+    std::memcpy(bytes.data() + 24, &header_sum, 8);
+    f.seekp(static_cast<std::streamoff>(c.offset));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(f.good());
+  }
+
+  // Runs `stasis restore` (with env) expecting failure; checks that nothing is left; returns
+  // its stderr. While the restore is paused at restore-before-fill (after every up-front check,
+  // its container started), runs `change`.
+  std::string restore_fails(const std::string& name, const std::function<void()>& change = {}) {
+    std::vector<std::string> argv{"env"};
+    const fs::path marker = env_.work() / "paused";
+    if (change) {
+      argv.push_back("STASIS_FAULT=restore-before-fill");
+      argv.push_back("STASIS_FAULT_PAUSE=" + marker.string());
+    }
+    argv.insert(argv.end(), {stasis_binary(), "--root", env_.root().string(), "restore", "-D", images_.string(),
+                             "--name", name, "-d"});
+    CommandResult r;
+    std::thread restore([&] { r = run_command(argv, std::chrono::seconds(90)); });
+    if (change) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (!fs::exists(marker) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      EXPECT_TRUE(fs::exists(marker)) << "the restore never paused before its fill";
+      // The container is up: the change lands between its start and the fill.
+      CommandResult ps = env_.stasis({"ps"});
+      EXPECT_NE(ps.out.find(name), std::string::npos) << ps.out;
+      change();
+      fs::remove(marker);
+    }
+    restore.join();
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    expect_nothing_left(name);
+    return r.err;
+  }
+
+  void expect_nothing_left(const std::string& name) {
+    EXPECT_FALSE(fs::exists(env_.root() / (name + ".state"))) << "state file left for " << name;
+    for (const char* controller : {"freezer", "memory", "pids", "cpu"})
+      EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / "stasis" / name))
+          << controller << " cgroup left for " << name;
+    CommandResult ps = env_.stasis({"ps"});
+    EXPECT_EQ(ps.out.find(name), std::string::npos) << "ps still lists " << name << ":\n" << ps.out;
+    // The restored job would have the workload's command line, which names its status file.
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      const std::string pid = entry.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream in(entry.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      EXPECT_EQ(cmdline.find(status_.string()), std::string::npos) << "process " << pid << " left: " << cmdline;
+    }
+  }
+
+  // "pages-1.img: offset N: chunk: checksum mismatch" for the chunk c.
+  void expect_names_chunk(const std::string& err, const images::PageChunk& c) {
+    EXPECT_NE(err.find("pages-1.img: offset " + std::to_string(c.offset) + ": chunk: checksum mismatch"),
+              std::string::npos)
+        << err;
+  }
+
+  CheckpointEnv env_;
+  fs::path images_;
+  fs::path status_;
+  std::vector<images::PageChunk> chunks_;
+};
+
+TEST_F(RestorePageChecks, CorruptChunkInTheMiddleFailsTheRestore) {
+  const images::PageChunk& c = chunks_[chunks_.size() / 2];
+  flip(c.offset + 32 + c.stored_size / 2);
+  std::string err = restore_fails(env_.unique_name("middle"));
+  expect_names_chunk(err, c);
+}
+
+TEST_F(RestorePageChecks, CorruptLastByteOfTheFileFailsTheRestore) {
+  const images::PageChunk& c = chunks_.back();
+  ASSERT_EQ(c.offset + 32 + c.stored_size, fs::file_size(pages()));
+  flip(c.offset + 32 + c.stored_size - 1);
+  std::string err = restore_fails(env_.unique_name("end"));
+  expect_names_chunk(err, c);
+}
+
+// The page file passes every check before the container starts, then changes before its
+// pages go in: the restore must fail, not run the job with the new bytes.
+TEST_F(RestorePageChecks, PageFileChangedDuringTheRestoreFailsIt) {
+  const images::PageChunk& c = chunks_[chunks_.size() / 2];
+  std::string err = restore_fails(env_.unique_name("changed"), [&] { flip(c.offset + 32 + c.stored_size / 3); });
+  expect_names_chunk(err, c);
+}
+
+// The same with the chunk's header rewritten to match its new data: only the checksums that
+// the inventory sealed, read before the start, can tell.
+TEST_F(RestorePageChecks, ChunkRewrittenWithAMatchingHeaderDuringTheRestoreFailsIt) {
+  const images::PageChunk& c = chunks_[1];
+  std::string err = restore_fails(env_.unique_name("rewritten"), [&] { rewrite_chunk(c); });
+  expect_names_chunk(err, c);
+}
+
+// The same rewrite before the restore is refused before anything starts.
+TEST_F(RestorePageChecks, ChunkRewrittenWithAMatchingHeaderIsRefusedUpFront) {
+  rewrite_chunk(chunks_[1]);
+  std::string err = restore_fails(env_.unique_name("resealed"));
+  EXPECT_NE(err.find("pages-1.img checksum mismatch"), std::string::npos) << err;
+}
+
+// Unchanged, the paused restore goes on and the job runs on.
+TEST_F(RestorePageChecks, PausedRestoreOfAnIntactFileSucceeds) {
+  const fs::path marker = env_.work() / "paused";
+  Container restored(env_, "intact");
+  std::thread unpause([&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(marker) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    fs::remove(marker);
+  });
+  ::setenv("STASIS_FAULT", "restore-before-fill", 1);
+  ::setenv("STASIS_FAULT_PAUSE", marker.c_str(), 1);
+  const bool ok = restored.restore(images_, status_);
+  ::unsetenv("STASIS_FAULT");
+  ::unsetenv("STASIS_FAULT_PAUSE");
+  unpause.join();
+  ASSERT_TRUE(ok) << restored.last_output();
+  EXPECT_TRUE(keep_progressing(status_, std::chrono::milliseconds(1500)));
 }
 
 }  // namespace
