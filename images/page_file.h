@@ -127,12 +127,9 @@ class PageReader {
   std::unique_ptr<PageReader> share() const;
 
   // Hands every data range of chunk `chunk` (of chunks()) to fn, from this reader's private
-  // buffers: an uncompressed chunk is read in pieces of `piece_size`, each hashed then given
-  // to fn piece by piece; a compressed one is read whole, checked, then decompressed. fn
-  // sees bytes before the chunk's checksum is complete: the caller must not let them be used
-  // until stream_chunk returns, which throws an Error naming the file and the chunk's offset
-  // if the chunk is bad. What fn was given is exactly what was checked.
-  static constexpr size_t kStreamPiece = 256 << 10;  // stays in a core's L2 cache
+  // buffers: the chunk is read whole with pread, checked against the checksum listed at open,
+  // then decompressed if need be. What fn is given is exactly what was checked, and a bad
+  // chunk throws an Error naming the file and the chunk's offset before fn sees any of it.
   using DataFn = std::function<void(uint64_t vaddr, std::span<const std::byte> data)>;
   void stream_chunk(size_t chunk, const DataFn& fn);
   // Bytes of buffers stream_chunk needs at most (for the caller's memory budget).

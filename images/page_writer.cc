@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fast_hash.h"
 #include "common/file_util.h"
 #include "images/format.h"
 #include "images/image_file.h"
@@ -243,7 +244,7 @@ struct PageWriter::Impl {
       // Incompressible: store it raw, so reading it back costs no decompression.
       chunk_pool->give(std::move(out));
       std::byte header[kHeader];
-      fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits(chunk_src, raw_size));
+      fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, xxh3_64(chunk_src, raw_size));
       if (chunk_src == raw.get() + kHeader) {
         std::memcpy(raw.get(), header, kHeader);
         batch.append(chunk_start, raw.get(), kHeader + raw_size);
@@ -255,7 +256,7 @@ struct PageWriter::Impl {
       }
       n = raw_size;
     } else {
-      fill_chunk_header(out.get(), code, raw_size, static_cast<uint32_t>(n), XXH3_64bits(dst, n));
+      fill_chunk_header(out.get(), code, raw_size, static_cast<uint32_t>(n), xxh3_64(dst, n));
       batch.append(chunk_start, out.get(), kHeader + n);
       batch.own(std::move(out), *chunk_pool);
     }
