@@ -182,7 +182,8 @@ struct PageReader::Impl {
   }
 
   void checksum_mismatch(const PageChunk& c, uint64_t actual) const {
-    chunk_error(c.offset, fmt::format("checksum mismatch (stored {:016x}, computed {:016x})", c.sum, actual));
+    chunk_error(c.offset, fmt::format("checksum mismatch (stored {:016x}, computed {:016x}){}", c.sum, actual,
+                                      ix->sealed ? ": the file is damaged, or changed after it was opened" : ""));
   }
 
   void load_chunk(uint64_t offset) {
