@@ -1,6 +1,10 @@
 // Memory: every kind of mapping (mappings workload), and large anonymous memory (bigmem).
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -73,6 +77,47 @@ TEST(CheckpointMemory, PagesGoInThroughUserfaultfd) {
   EXPECT_NE(out.find("MiB through userfaultfd"), std::string::npos) << out;
   EXPECT_EQ(out.find("(0 MiB through userfaultfd)"), std::string::npos) << out;
   EXPECT_TRUE(keep_progressing(restored.status(), 3500ms));
+}
+
+// Runs argv (output to /dev/null); its exit status and peak RSS in KiB (ru_maxrss of wait4).
+std::pair<int, long> run_for_peak_rss(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null_fd = open("/dev/null", O_WRONLY);
+    dup2(null_fd, 1);
+    dup2(null_fd, 2);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), usage.ru_maxrss};
+}
+
+// A restore reads page files into bounded buffers, never maps them whole: its peak RSS stays
+// far below the size of the checkpoint (it was the size of the page file plus a few MiB).
+TEST(CheckpointMemory, RestoreMemoryStaysBounded) {
+  CheckpointEnv env;
+  for (const char* compression : {"none", "zstd"}) {
+    SCOPED_TRACE(compression);
+    Container original(env, "rss");
+    Workload w = c_workload("bigmem", {"256"});
+    w.start_timeout = 60s;
+    ASSERT_TRUE(original.run(w));
+    fs::path images = env.work() / (std::string("images-") + compression);
+    ASSERT_TRUE(original.dump(images, {"--compress", compression}));
+    Container restored(env, "rss-r");
+    auto [code, rss_kib] = run_for_peak_rss({stasis_binary(), "--root", env.root().string(), "restore", "-D",
+                                             images.string(), "--name", restored.name(), "-d"});
+    ASSERT_EQ(code, 0);
+    EXPECT_LT(rss_kib, 64 << 10) << "peak RSS of the restore of 256 MiB: " << (rss_kib >> 10) << " MiB";
+    EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  }
 }
 
 // Locked, sealed and MADV_DONTDUMP mappings keep those flags.
