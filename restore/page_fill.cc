@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/interrupt.h"
 #include "common/ptrace.h"
 #include "images/page_file.h"
 #include "images/vma_kind.h"
@@ -99,9 +100,10 @@ FillStats fill_pages(Remote& task, const RestorePlan& plan) {
     try {
       std::unique_ptr<images::PageReader> reader = pages.share();
       for (size_t w; !failed && (w = next.fetch_add(1)) <= nr_chunks;) {
+        check_interrupted("restore", "nothing was left behind");  // a fill of many GiB takes seconds
         if (w < nr_chunks) {
-          // Bytes go into the job as they are read and hashed; a bad chunk throws once the last
-          // of it is in, before the job ever runs, and the restore is undone.
+          // The chunk is checked before any of it goes in, from the very buffer it goes in
+          // from; a bad one throws, and the restore is undone before the job ever runs.
           reader->stream_chunk(w, [&](uint64_t vaddr, std::span<const std::byte> data) {
             dest.put(vaddr, data.size(), data, false);
           });
