@@ -9,8 +9,8 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <memory>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common/error.h"
@@ -110,15 +110,18 @@ struct PageReader::Index {
     PageFileLayout layout = read_page_file_layout(fd.get(), pages_path);
     const std::string got = fmt::format("{:016x}", layout.seal);
     if (got != expected) {
-      fail("{}: chunk headers do not match the inventory (XXH3 {}, the inventory says {}): the file changed since the "
-           "dump",
+      fail("{}: chunk headers do not match the inventory (XXH3 {}, the inventory says {}): the file is damaged, or "
+           "changed since the dump",
            pages_path.string(), got, expected);
     }
     chunks = std::move(layout.chunks);
     for (const PageChunk& c : chunks) {  // buffers are sized by these
-      if (c.raw_size > header.chunk_size() || (c.code != page_format::kCodeNone && c.stored_size > page_format::kMaxChunkSize))
+      const bool too_big = c.raw_size > header.chunk_size() ||
+                           (c.code != page_format::kCodeNone && c.stored_size > page_format::kMaxChunkSize);
+      if (too_big) {
         chunk_error(c.offset, fmt::format("raw size {} or stored size {} is over the chunk size {}", c.raw_size,
                                           c.stored_size, header.chunk_size()));
+      }
     }
     chunk_entries.resize(chunks.size());
     for (size_t i = 0; i < entries.size(); ++i) {
