@@ -1,6 +1,9 @@
 // Page files: each compression round-trips random, zero, text and scattered ranges;
-// adjacent pages coalesce; read_range; damaged chunks are rejected naming file and offset.
+// adjacent pages coalesce; read_range; damaged chunks are rejected naming file and offset;
+// sealed readers catch a file changed after they opened it.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <cstring>
 #include <filesystem>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fd.h"
 #include "images/page_file.h"
 #include "tests/support/test_util.h"
 
@@ -403,6 +407,108 @@ TEST_P(PageDamageTest, EveryDamagedByteOrTruncationIsCaught) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Compressions, PageDamageTest,
+                         ::testing::Values(Compression::None, Compression::Lz4, Compression::Zstd),
+                         [](const auto& info) { return std::string(stasis::images::compression_name(info.param)); });
+
+// --- sealed readers (restore's) ------------------------------------------------------------
+
+class SealedReaderTest : public ::testing::TestWithParam<Compression> {
+ protected:
+  stasis::test::TempDir tmp{"images-sealed"};
+  std::vector<std::byte> data = random_pages(20, 41);
+  std::vector<std::byte> text = text_pages(12, 42);
+  void SetUp() override {
+    PageWriter writer(tmp.path(), 5, GetParam(), 8 * kPage);
+    writer.add(0x40000, data);
+    writer.add(0x80000, std::vector<std::byte>(3 * kPage));
+    writer.add(0x100000, text);
+    writer.finish();
+  }
+  fs::path pages() const { return tmp.path() / "pages-5.img"; }
+  std::vector<stasis::images::PageChunk> layout() const {
+    stasis::UniqueFd fd(::open(pages().c_str(), O_RDONLY | O_CLOEXEC));
+    return stasis::images::read_page_file_layout(fd.get(), pages()).chunks;
+  }
+  std::string seal() const {
+    stasis::UniqueFd fd(::open(pages().c_str(), O_RDONLY | O_CLOEXEC));
+    return fmt::format("{:016x}", stasis::images::read_page_file_layout(fd.get(), pages()).seal);
+  }
+  // Every chunk through stream_chunk, by address.
+  static std::map<uint64_t, std::vector<std::byte>> stream_all(PageReader& reader) {
+    std::map<uint64_t, std::vector<std::byte>> out;
+    for (size_t c = 0; c < reader.chunks().size(); ++c)
+      reader.stream_chunk(c, [&](uint64_t vaddr, std::span<const std::byte> bytes) {
+        out[vaddr].assign(bytes.begin(), bytes.end());
+      });
+    return out;
+  }
+};
+
+TEST_P(SealedReaderTest, StreamsWhatForEachReads) {
+  auto reader = PageReader::open_sealed(tmp.path(), 5, seal());
+  EXPECT_EQ(reader->chunks().size(), layout().size());
+  std::vector<std::byte> got_data, got_text;  // the zero range has no chunk
+  for (const auto& [vaddr, bytes] : stream_all(*reader)) {
+    auto& into = vaddr < 0x100000 ? got_data : got_text;
+    into.insert(into.end(), bytes.begin(), bytes.end());
+  }
+  EXPECT_EQ(got_data, data);
+  EXPECT_EQ(got_text, text);
+  // Shared readers on other threads read the same.
+  std::vector<std::byte> again;
+  std::thread t([&] {
+    auto other = reader->share();
+    for (const auto& [vaddr, bytes] : stream_all(*other))
+      if (vaddr < 0x100000) again.insert(again.end(), bytes.begin(), bytes.end());
+  });
+  t.join();
+  EXPECT_EQ(again, data);
+}
+
+TEST_P(SealedReaderTest, WrongSealIsRefusedAtOpen) {
+  std::string msg = error_of([&] { PageReader::open_sealed(tmp.path(), 5, "0123456789abcdef"); });
+  EXPECT_NE(msg.find("chunk headers do not match the inventory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(pages().string()), std::string::npos) << msg;
+}
+
+// Data changed after the open fails its chunk, named by offset.
+TEST_P(SealedReaderTest, DataChangedAfterTheOpenIsCaught) {
+  auto reader = PageReader::open_sealed(tmp.path(), 5, seal());
+  const auto chunks = layout();
+  const auto& c = chunks[chunks.size() / 2];
+  flip_byte(pages(), c.offset + 32 + c.stored_size - 1);
+  std::string msg = error_of([&] { stream_all(*reader); });
+  EXPECT_NE(msg.find(pages().string() + ": offset " + std::to_string(c.offset) + ": chunk: checksum mismatch"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("changed after it was opened"), std::string::npos) << msg;
+}
+
+// A chunk rewritten after the open with a header that matches its new data (what a plain
+// reader would accept) still fails: the checksum comes from the headers read at open.
+TEST_P(SealedReaderTest, ChunkRewrittenWithAMatchingHeaderIsCaught) {
+  auto reader = PageReader::open_sealed(tmp.path(), 5, seal());
+  const auto c = layout().front();
+  {
+    std::fstream f(pages(), std::ios::binary | std::ios::in | std::ios::out);
+    std::vector<char> bytes(32 + c.stored_size);
+    f.seekg(static_cast<std::streamoff>(c.offset));
+    f.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    bytes[32] ^= 0x11;
+    const uint64_t data_sum = XXH3_64bits(bytes.data() + 32, c.stored_size);
+    std::memcpy(bytes.data() + 16, &data_sum, 8);
+    const uint64_t header_sum = XXH3_64bits(bytes.data(), 24);
+    std::memcpy(bytes.data() + 24, &header_sum, 8);
+    f.seekp(static_cast<std::streamoff>(c.offset));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  EXPECT_EQ(error_of([&] { read_back(tmp.path(), 5); }), "") << "a plain reader takes the rewritten chunk";
+  std::string msg = error_of([&] { stream_all(*reader); });
+  EXPECT_NE(msg.find(": offset " + std::to_string(c.offset) + ": chunk: checksum mismatch"), std::string::npos)
+      << msg;
+}
+
+INSTANTIATE_TEST_SUITE_P(Compressions, SealedReaderTest,
                          ::testing::Values(Compression::None, Compression::Lz4, Compression::Zstd),
                          [](const auto& info) { return std::string(stasis::images::compression_name(info.param)); });
 
