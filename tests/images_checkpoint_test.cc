@@ -123,6 +123,23 @@ TEST_F(CheckpointTest, VerifyFindsADamagedChunkAmongMany) {
   }
   std::string msg = error_of([&] { Checkpoint::open(dir()).verify(); });
   EXPECT_TRUE(contains(msg, "pages-1.img: offset " + std::to_string(chunk) + ": chunk: data checksum mismatch")) << msg;
+  // PageData::Later leaves the data to the reader: the headers pass, and the sealed reader of
+  // open_pages names the chunk when it reads it.
+  Checkpoint cp2 = Checkpoint::open(dir());
+  EXPECT_NO_THROW(cp2.verify(Checkpoint::PageData::Later));
+  auto reader = cp2.open_pages(1);
+  msg = error_of([&] {
+    for (size_t c = 0; c < reader->chunks().size(); ++c) reader->stream_chunk(c, [](uint64_t, auto) {});
+  });
+  EXPECT_TRUE(contains(msg, "pages-1.img: offset " + std::to_string(chunk) + ": chunk: checksum mismatch")) << msg;
+  // A damaged header is caught by both, before any data is read.
+  {
+    std::fstream f(dir() / "pages-1.img", std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(chunk + 16));  // the data checksum in the header
+    f.put('!');
+  }
+  EXPECT_NE(error_of([&] { cp2.verify(Checkpoint::PageData::Later); }), "");
+  EXPECT_NE(error_of([&] { cp2.open_pages(1); }), "");
 }
 
 TEST_F(CheckpointTest, VerifyCatchesResizedAndMissingFiles) {
