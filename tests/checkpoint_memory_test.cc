@@ -111,9 +111,14 @@ TEST(CheckpointMemory, RestoreMemoryStaysBounded) {
     ASSERT_TRUE(original.run(w));
     fs::path images = env.work() / (std::string("images-") + compression);
     ASSERT_TRUE(original.dump(images, {"--compress", compression}));
-    Container restored(env, "rss-r");
+    // Restored by hand (for its rusage), so removed by hand, even when an assertion fails.
+    struct Removed {
+      CheckpointEnv& env;
+      std::string name;
+      ~Removed() { env.stasis({"rm", "-f", name}); }
+    } restored{env, env.unique_name("rss-r")};
     auto [code, rss_kib] = run_for_peak_rss({stasis_binary(), "--root", env.root().string(), "restore", "-D",
-                                             images.string(), "--name", restored.name(), "-d"});
+                                             images.string(), "--name", restored.name, "-d"});
     ASSERT_EQ(code, 0);
     EXPECT_LT(rss_kib, 64 << 10) << "peak RSS of the restore of 256 MiB: " << (rss_kib >> 10) << " MiB";
     EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
