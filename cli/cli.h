@@ -14,6 +14,7 @@ struct GlobalOptions {
   std::string root = "/run/stasis";  // container state lives here
   bool verbose = false;
   std::string log_file;
+  std::string cgroup_parent;  // "": derived from root (launcher::cgroup_parent_for)
 };
 
 struct Cli {

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "launcher/config.h"
 
 namespace stasis::cli {
 
@@ -22,7 +23,7 @@ namespace {
 std::string_view command_word(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
-    if (a == "--root" || a == "--log-file") {
+    if (a == "--root" || a == "--log-file" || a == "--cgroup-parent") {
       ++i;  // its value
       continue;
     }
@@ -37,6 +38,9 @@ int run_main(int argc, char** argv) {
   CLI::App& app = cli.app;
   app.set_version_flag("--version", std::string(kVersion));
   app.add_option("--root", cli.global.root, "Directory where container state lives")->capture_default_str();
+  app.add_option("--cgroup-parent", cli.global.cgroup_parent,
+                 "Cgroup (below each hierarchy's root) under which containers are made "
+                 "(default: stasis for the default root, stasis-<hash of the root> for another)");
   app.add_flag("-v,--verbose", cli.global.verbose, "Print details of every step");
   app.add_option("--log-file", cli.global.log_file, "Also write the log to this file");
   app.require_subcommand(1);
@@ -80,6 +84,7 @@ int run_main(int argc, char** argv) {
   if (!cli.global.log_file.empty()) log::set_file(cli.global.log_file);
   if (!cli.action) return kExitUsage;
   try {
+    launcher::set_cgroup_parent(cli.global.cgroup_parent);
     return cli.action();
   } catch (const Error& e) {
     log::error("{}", e.what());

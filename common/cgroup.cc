@@ -1,4 +1,4 @@
-// Cgroups v1 and v2: create "stasis/<name>" in each hierarchy, apply limits, freeze, kill.
+// Cgroups v1 and v2: create "<parent>/<name>" in each hierarchy, apply limits, freeze, kill.
 #include "common/cgroup.h"
 
 #include <fcntl.h>
@@ -133,8 +133,13 @@ void apply_v1_limits(const std::map<std::string, std::string>& paths, const Cgro
   }
 }
 
+// The root of the hierarchy that holds a controller's cgroups ("unified" for v2).
+fs::path hierarchy_root(CgroupDriver driver, const std::string& controller) {
+  return driver == CgroupDriver::V2 ? v2_root() : cgroup_fs_root() / controller;
+}
+
 // v2 controllers must be listed in the root's cgroup.controllers and enabled down to us.
-void enable_v2_controller(const fs::path& root, const fs::path& stasis_dir, const std::string& controller,
+void enable_v2_controller(const fs::path& root, const fs::path& dir, const std::string& controller,
                           const std::string& option) {
   std::string available = read_file(root / "cgroup.controllers");
   std::istringstream in(available);
@@ -145,29 +150,33 @@ void enable_v2_controller(const fs::path& root, const fs::path& stasis_dir, cons
     fail("cgroup v2: controller '{}' is not enabled in {} (cgroup.controllers: '{}'), so {} cannot be applied",
          controller, root.string(), trim(available), option);
   }
-  write_file(root / "cgroup.subtree_control", "+" + controller);
-  write_file(stasis_dir / "cgroup.subtree_control", "+" + controller);
+  // In the root and every level of the parent, down to the container's own cgroup.
+  fs::path level = root;
+  write_file(level / "cgroup.subtree_control", "+" + controller);
+  for (const auto& part : dir.parent_path().lexically_relative(root)) {
+    level /= part;
+    write_file(level / "cgroup.subtree_control", "+" + controller);
+  }
 }
 
 void apply_v2_limits(const fs::path& root, const fs::path& dir, const CgroupLimits& limits) {
-  fs::path stasis_dir = dir.parent_path();
   if (limits.memory_max > 0) {
-    enable_v2_controller(root, stasis_dir, "memory", "--memory");
+    enable_v2_controller(root, dir, "memory", "--memory");
     write_file(dir / "memory.max", std::to_string(limits.memory_max));
     if (fs::exists(dir / "memory.swap.max")) write_file(dir / "memory.swap.max", "0");
   }
   if (limits.cpus > 0) {
-    enable_v2_controller(root, stasis_dir, "cpu", "--cpus");
+    enable_v2_controller(root, dir, "cpu", "--cpus");
     auto quota = static_cast<int64_t>(std::llround(limits.cpus * static_cast<double>(limits.cpu_period_us)));
     if (quota < 1000) quota = 1000;
     write_file(dir / "cpu.max", fmt::format("{} {}", quota, limits.cpu_period_us));
   }
   if (limits.pids_max > 0) {
-    enable_v2_controller(root, stasis_dir, "pids", "--pids");
+    enable_v2_controller(root, dir, "pids", "--pids");
     write_file(dir / "pids.max", std::to_string(limits.pids_max));
   }
   if (!limits.cpuset.empty()) {
-    enable_v2_controller(root, stasis_dir, "cpuset", "--cpuset");
+    enable_v2_controller(root, dir, "cpuset", "--cpuset");
     write_file(dir / "cpuset.cpus", limits.cpuset);
   }
 }
@@ -216,8 +225,31 @@ std::string device_rule(const std::string& spec) {
   return fmt::format("{} {}:{} rwm", S_ISCHR(st.st_mode) ? 'c' : 'b', major(st.st_rdev), minor(st.st_rdev));
 }
 
+std::string normalize_cgroup_parent(const std::string& parent) {
+  std::string out;
+  std::string_view rest = parent;
+  while (!rest.empty()) {
+    size_t slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    if (part.empty()) continue;
+    if (part == "." || part == "..")
+      throw UsageError(fmt::format("--cgroup-parent '{}': '.' and '..' are not allowed", parent));
+    if (!out.empty()) out += '/';
+    out += part;
+  }
+  if (out.empty()) throw UsageError(fmt::format("--cgroup-parent '{}': expected a cgroup path such as 'stasis-host2'", parent));
+  return out;
+}
+
 std::map<std::string, std::string> Cgroup::plan(CgroupDriver driver, const std::string& name,
                                                 const CgroupLimits& limits) {
+  return plan(driver, kDefaultCgroupParent, name, limits);
+}
+
+std::map<std::string, std::string> Cgroup::plan(CgroupDriver driver, const std::string& parent_path,
+                                                const std::string& name, const CgroupLimits& limits) {
+  const std::string parent = normalize_cgroup_parent(parent_path);
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
     fail("invalid cgroup name '{}'", name);
   }
@@ -235,12 +267,12 @@ std::map<std::string, std::string> Cgroup::plan(CgroupDriver driver, const std::
         if (!c.required) continue;
         fail("cgroup v1 controller '{}' is not mounted at {}", c.name, hierarchy.string());
       }
-      paths[c.name] = (hierarchy / "stasis" / name).string();
+      paths[c.name] = (hierarchy / parent / name).string();
     }
   } else {
     fs::path root = v2_root();
     if (!is_fs_type(root, CGROUP2_SUPER_MAGIC)) fail("cgroup v2 is not mounted at {}", root.string());
-    paths["unified"] = (root / "stasis" / name).string();
+    paths["unified"] = (root / parent / name).string();
   }
   return paths;
 }
@@ -258,16 +290,21 @@ Cgroup Cgroup::create(CgroupDriver driver, const std::map<std::string, std::stri
   CreatedDirs created;
   for (const auto& [controller, path] : planned) {
     fs::path dir = path;
-    // Creating "stasis" is shared by all containers; never removed by us.
-    make_dir(dir.parent_path(), created, false);
-    if (controller == "cpuset") inherit_cpuset(dir.parent_path());
+    // The parent ("stasis", or the --cgroup-parent) is shared by all containers; never removed
+    // by us. Made level by level, each cpuset level given its parent's CPUs and memory nodes.
+    fs::path hierarchy = hierarchy_root(driver, controller);
+    fs::path level = hierarchy;
+    for (const auto& part : dir.parent_path().lexically_relative(hierarchy)) {
+      level /= part;
+      make_dir(level, created, false);
+      if (controller == "cpuset") inherit_cpuset(level);
+    }
     make_dir(dir, created, true);
   }
   if (driver == CgroupDriver::V1) {
     apply_v1_limits(planned, limits, extra_devices);
   } else {
-    fs::path dir = planned.at("unified");
-    apply_v2_limits(dir.parent_path().parent_path(), dir, limits);
+    apply_v2_limits(hierarchy_root(driver, "unified"), planned.at("unified"), limits);
   }
   created.committed = true;
   return Cgroup(driver, planned);

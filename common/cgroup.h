@@ -18,6 +18,11 @@ enum class CgroupDriver { V1, V2 };
 CgroupDriver detect_cgroup_driver();
 // "auto", "v1", "v2" -> driver; throws UsageError otherwise.
 CgroupDriver parse_cgroup_driver(const std::string& name);
+// Where containers' cgroups go by default, below each hierarchy's root.
+inline constexpr const char* kDefaultCgroupParent = "stasis";
+// A --cgroup-parent value -> the relative path plan() takes ("/a/b/" -> "a/b"); throws
+// UsageError for an empty one or one with "." or ".." components.
+std::string normalize_cgroup_parent(const std::string& parent);
 const char* cgroup_driver_name(CgroupDriver driver);
 // Where the hierarchies are mounted: /sys/fs/cgroup, or $STASIS_CGROUP_ROOT (tests point it at
 // an empty directory to check the "not mounted" error).
@@ -36,7 +41,8 @@ struct CgroupLimits {
 
 class Cgroup {
  public:
-  // Creates the cgroup "stasis/<name>" in every hierarchy it needs (v1: memory, pids, freezer,
+  // Creates the cgroup "<parent>/<name>" ("stasis/<name>" unless told; see
+  // launcher::cgroup_parent_for) in every hierarchy it needs (v1: memory, pids, freezer,
   // devices, and cpu/cpuacct or cpuset only when limits.cpus or limits.cpuset ask for them;
   // v2: the unified one) and applies limits. A limit whose controller
   // is missing throws an Error naming the controller; nothing is left behind on failure.
@@ -45,9 +51,13 @@ class Cgroup {
   static Cgroup create(CgroupDriver driver, const std::string& name, const CgroupLimits& limits,
                        const std::vector<std::string>& extra_devices = {});
   // Where create() would put it (controller -> directory), checking that the hierarchies are
-  // mounted, without making anything; and create() at those places.
+  // mounted, without making anything; and create() at those places. parent is relative to each
+  // hierarchy's root ("stasis", "stasis-1a2b3c4d", "jobs/batch"); create() makes what is missing
+  // of it and never removes it (other containers share it).
   static std::map<std::string, std::string> plan(CgroupDriver driver, const std::string& name,
                                                  const CgroupLimits& limits);
+  static std::map<std::string, std::string> plan(CgroupDriver driver, const std::string& parent,
+                                                 const std::string& name, const CgroupLimits& limits);
   static Cgroup create(CgroupDriver driver, const std::map<std::string, std::string>& planned,
                        const CgroupLimits& limits, const std::vector<std::string>& extra_devices = {});
   // Re-opens a cgroup from its recorded paths (controller -> absolute path; "unified" for v2).

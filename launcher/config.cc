@@ -15,6 +15,26 @@
 
 namespace stasis::launcher {
 
+namespace {
+std::string g_cgroup_parent;  // the global --cgroup-parent, normalized
+}  // namespace
+
+void set_cgroup_parent(const std::string& parent) {
+  g_cgroup_parent = parent.empty() ? "" : normalize_cgroup_parent(parent);
+}
+
+std::string cgroup_parent_for(const std::filesystem::path& root) {
+  if (!g_cgroup_parent.empty()) return g_cgroup_parent;
+  std::error_code ec;
+  std::filesystem::path path = std::filesystem::weakly_canonical(std::filesystem::absolute(root), ec);
+  if (ec) path = std::filesystem::absolute(root).lexically_normal();
+  if (path == kDefaultStateRoot) return kDefaultCgroupParent;
+  // FNV-1a: stable across builds and processes (std::hash need not be).
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : path.string()) hash = (hash ^ c) * 0x100000001b3ull;
+  return fmt::format("{}-{:08x}", kDefaultCgroupParent, static_cast<uint32_t>(hash ^ (hash >> 32)));
+}
+
 int64_t parse_size(const std::string& text, const std::string& option) {
   auto bad = [&] {
     return UsageError(fmt::format("{}: invalid size '{}' (expected bytes with an optional K, M, G or T suffix)",

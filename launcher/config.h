@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 #include "container.pb.h"
@@ -35,6 +36,15 @@ std::string generate_name();
 // Checks every field, fills defaults (hostname, generated veth names, host address) and
 // resolves cgroup_driver "auto" to the host's driver. Throws UsageError for bad values.
 void validate_config(pb::ContainerConfig& config);
+
+// Where the cgroups of the containers of state root `root` go, below each hierarchy's root: the
+// global --cgroup-parent when given (set_cgroup_parent), else "stasis" for the default root
+// /run/stasis and "stasis-<8 hex digits of a hash of the root's path>" for any other, so that
+// two roots on one machine (two "hosts") may each have a container of the same name.
+std::string cgroup_parent_for(const std::filesystem::path& root);
+// The global --cgroup-parent, for every container this process starts ("": derive from root).
+void set_cgroup_parent(const std::string& parent);
+inline constexpr const char* kDefaultStateRoot = "/run/stasis";
 
 // Names of the host-side veth of a container (at most 15 characters).
 std::string host_veth_name(const std::string& container_name);

@@ -646,7 +646,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
     // The state names the cgroup's directories from the start: whoever removes the container
     // (an undo, `rm -f`) finds them, made or not yet.
     planned = with_context(fmt::format("cgroup of container {}", name),
-                           [&] { return Cgroup::plan(driver, name, limits); });
+                           [&] { return Cgroup::plan(driver, cgroup_parent_for(root), name, limits); });
     state.mutable_cgroup_paths()->insert(planned.begin(), planned.end());
     // The address and ports are leased and the state recording them saved under the bridge's
     // lock: a container started at the same time sees them taken.

@@ -11,6 +11,7 @@
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "ipc.pb.h"
+#include "launcher/config.h"
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -181,7 +182,7 @@ TEST(CheckpointNamespaces, RefusedSysctlFailsRestoreAndLeavesNothing) {
   EXPECT_NE(r.err.find("99999999"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(env.root() / (name + ".state"))) << "state file left for " << name;
   for (const char* controller : {"freezer", "memory", "pids", "cpu", ""})
-    EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / "stasis" / name))
+    EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / launcher::cgroup_parent_for(env.root()) / name))
         << controller << " cgroup left for " << name;
   // No restored job writes its status.
   std::this_thread::sleep_for(300ms);

@@ -30,6 +30,7 @@
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/page_file.h"
+#include "launcher/config.h"
 #include "launcher/state_store.h"
 #include "mm.pb.h"
 #include "pipe.pb.h"
@@ -713,7 +714,7 @@ TEST(DumpContainer, CgroupV2Freezer) {
   auto ck = images::Checkpoint::open(dir);
   auto cg = single<pb::CgroupState>(ck, ImageType::Cgroup);
   EXPECT_EQ(cg.driver(), "v2");
-  EXPECT_EQ(cg.path(), "/stasis/" + c.name);
+  EXPECT_EQ(cg.path(), (fs::path("/") / launcher::cgroup_parent_for(c.root.path()) / c.name).string());
   auto tasks = images::read_all<pb::TaskEntry>(ck.path(ImageType::Pstree), ImageType::Pstree);
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(tasks[0].tids_size(), 9);

@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 void expect_nothing_left(const TempDir& root, const std::string& name) {
   EXPECT_TRUE(leftover_cgroups(name).empty()) << name;
-  EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified/stasis") / name));
+  EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified") / launcher::cgroup_parent_for(root.path()) / name));
   EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
   EXPECT_EQ(stasis_at(root, {"ps"}).out.find(name), std::string::npos);
 }

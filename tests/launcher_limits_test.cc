@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "launcher/config.h"
 #include "tests/launcher_test_util.h"
 
 namespace stasis::test {
@@ -19,7 +20,7 @@ TEST(LauncherLimits, MemoryLimitOomKillsAndPsSaysSo) {
   auto r = stasis_at(root, {"run", "--name", name, "--memory", "32M", "--", workload("launcher_alloc"), "256"});
   EXPECT_EQ(r.exit_code, 137) << r.out << r.err;
   EXPECT_EQ(r.out.find("survived"), std::string::npos);
-  EXPECT_EQ(slurp(fs::path("/sys/fs/cgroup/memory/stasis") / name / "memory.limit_in_bytes"), "33554432\n");
+  EXPECT_EQ(slurp(fs::path("/sys/fs/cgroup/memory") / launcher::cgroup_parent_for(root.path()) / name / "memory.limit_in_bytes"), "33554432\n");
   auto ps = stasis_at(root, {"ps"});
   EXPECT_NE(ps.out.find("oom-killed"), std::string::npos) << ps.out;
   EXPECT_NE(stasis_at(root, {"ps", "--json"}).out.find("\"oom_killed\": true"), std::string::npos);
@@ -60,8 +61,8 @@ TEST(LauncherLimits, PidsLimitMakesForkFail) {
   EXPECT_EQ(r.out, "done\n");
 }
 
-int64_t cpu_usage_ns(const std::string& name) {
-  return std::stoll(slurp(fs::path("/sys/fs/cgroup/cpuacct/stasis") / name / "cpuacct.usage"));
+int64_t cpu_usage_ns(const TempDir& root, const std::string& name) {
+  return std::stoll(slurp(fs::path("/sys/fs/cgroup/cpuacct") / launcher::cgroup_parent_for(root.path()) / name / "cpuacct.usage"));
 }
 
 TEST(LauncherLimits, CpuQuotaRoughlyEnforced) {
@@ -71,12 +72,12 @@ TEST(LauncherLimits, CpuQuotaRoughlyEnforced) {
   ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "--cpus", "0.3", "--", workload("launcher_spin"), "10"})
                 .exit_code,
             0);
-  EXPECT_EQ(slurp(fs::path("/sys/fs/cgroup/cpu/stasis") / name / "cpu.cfs_quota_us"), "30000\n");
+  EXPECT_EQ(slurp(fs::path("/sys/fs/cgroup/cpu") / launcher::cgroup_parent_for(root.path()) / name / "cpu.cfs_quota_us"), "30000\n");
   std::this_thread::sleep_for(milliseconds(200));
   auto t0 = std::chrono::steady_clock::now();
-  int64_t u0 = cpu_usage_ns(name);
+  int64_t u0 = cpu_usage_ns(root, name);
   std::this_thread::sleep_for(milliseconds(1500));
-  int64_t u1 = cpu_usage_ns(name);
+  int64_t u1 = cpu_usage_ns(root, name);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double share = static_cast<double>(u1 - u0) / 1e9 / wall;
   // 0.3 of a CPU; an unlimited spin would get close to 1.0. Others share this machine, so the
@@ -116,7 +117,7 @@ void freeze_thaw(const std::string& driver) {
   r = stasis_at(root, {"rm", "-f", name});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(leftover_cgroups(name).empty());
-  EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified/stasis") / name));
+  EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified") / launcher::cgroup_parent_for(root.path()) / name));
 }
 
 TEST(LauncherLimits, FreezeThawV1) { freeze_thaw("v1"); }
@@ -131,7 +132,7 @@ TEST(LauncherLimits, V2LimitWithoutControllerFailsClearly) {
     auto r = stasis_at(root, {"run", "--name", name, "--cgroup-driver", "v2", option, value, "--", "/bin/true"});
     EXPECT_EQ(r.exit_code, 1) << option;
     EXPECT_NE(r.err.find(std::string("controller '") + controller + "' is not enabled"), std::string::npos) << r.err;
-    EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified/stasis") / name));
+    EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified") / launcher::cgroup_parent_for(root.path()) / name));
     EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
   }
 }

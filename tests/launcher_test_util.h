@@ -27,13 +27,18 @@ inline std::string slurp(const std::filesystem::path& path) {
   return s.str();
 }
 
-// Every cgroup directory a container named `name` could have.
+// Every cgroup directory a container named `name` could have, under any state root's parent
+// ("stasis", "stasis-<hash>": launcher::cgroup_parent_for) in every hierarchy.
 inline std::vector<std::filesystem::path> leftover_cgroups(const std::string& name) {
   std::vector<std::filesystem::path> out;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
-    auto p = entry.path() / "stasis" / name;
-    if (std::filesystem::exists(p, ec)) out.push_back(p);
+  for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+    std::error_code ec2;
+    for (const auto& parent : std::filesystem::directory_iterator(hierarchy.path(), ec2)) {
+      if (parent.path().filename().string().rfind("stasis", 0) != 0) continue;
+      auto p = parent.path() / name;
+      if (std::filesystem::exists(p, ec2)) out.push_back(p);
+    }
   }
   return out;
 }

@@ -18,6 +18,7 @@
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/page_file.h"
+#include "launcher/config.h"
 #include "mm.pb.h"
 #include "tests/support/checkpoint_harness.h"
 
@@ -52,7 +53,7 @@ class RestoreErrors : public ::testing::Test {
   void expect_nothing_left(const std::string& name) {
     EXPECT_FALSE(fs::exists(env_.root() / (name + ".state"))) << "state file left for " << name;
     for (const char* controller : {"freezer", "memory", "pids", "cpu"})
-      EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / "stasis" / name))
+      EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / launcher::cgroup_parent_for(env_.root()) / name))
           << controller << " cgroup left for " << name;
   }
 
@@ -223,7 +224,7 @@ class RestorePageChecks : public ::testing::Test {
   void expect_nothing_left(const std::string& name) {
     EXPECT_FALSE(fs::exists(env_.root() / (name + ".state"))) << "state file left for " << name;
     for (const char* controller : {"freezer", "memory", "pids", "cpu"})
-      EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / "stasis" / name))
+      EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / launcher::cgroup_parent_for(env_.root()) / name))
           << controller << " cgroup left for " << name;
     CommandResult ps = env_.stasis({"ps"});
     EXPECT_EQ(ps.out.find(name), std::string::npos) << "ps still lists " << name << ":\n" << ps.out;
