@@ -75,12 +75,14 @@ struct CreatedDirs {
   }
 };
 
-void make_dir(const fs::path& dir, CreatedDirs& created, bool record) {
+// False when the parent is missing (ENOENT), for the caller to retry.
+bool make_dir(const fs::path& dir, CreatedDirs& created, bool record) {
   if (::mkdir(dir.c_str(), 0755) == 0) {
     if (record) created.dirs.push_back(dir);
-    return;
+    return true;
   }
-  if (errno == EEXIST && !record) return;
+  if (errno == EEXIST && !record) return true;
+  if (errno == ENOENT) return false;
   if (errno == EEXIST) fail("cgroup {} already exists (a container of that name is left over? remove it)", dir.string());
   fail_errno(errno, "create cgroup {}", dir.string());
 }
@@ -190,6 +192,19 @@ std::string read_key(const fs::path& file, const std::string& key) {
   return "";
 }
 
+// What to add to a "not mounted" error: `ip netns exec` runs its command in a mount namespace
+// of its own with /sys remounted for the network namespace, where /sys/fs/cgroup is an empty
+// directory. nsenter --net changes the network namespace alone.
+std::string not_mounted_hint(const fs::path& base) {
+  std::error_code ec;
+  if (!fs::is_directory(base, ec) || !fs::is_empty(base, ec)) return "";
+  return fmt::format(
+      ": {} is empty, as under `ip netns exec` (which remounts /sys for the network namespace and so "
+      "hides the cgroup mounts); run `nsenter --net=/run/netns/NAME stasis ...` instead, which changes only "
+      "the network namespace",
+      base.string());
+}
+
 }  // namespace
 
 fs::path cgroup_fs_root() {
@@ -202,7 +217,8 @@ CgroupDriver detect_cgroup_driver() {
   if (is_fs_type(base, CGROUP2_SUPER_MAGIC)) return CgroupDriver::V2;
   if (is_fs_type(base / "freezer", CGROUP_SUPER_MAGIC)) return CgroupDriver::V1;
   if (is_fs_type(base / "unified", CGROUP2_SUPER_MAGIC)) return CgroupDriver::V2;
-  fail("cgroups are not mounted under {} (neither v1 controllers nor a cgroup2 file system)", base.string());
+  fail("cgroups are not mounted under {} (neither v1 controllers nor a cgroup2 file system){}", base.string(),
+       not_mounted_hint(base));
 }
 
 CgroupDriver parse_cgroup_driver(const std::string& name) {
@@ -265,13 +281,14 @@ std::map<std::string, std::string> Cgroup::plan(CgroupDriver driver, const std::
       fs::path hierarchy = base / c.name;
       if (!is_fs_type(hierarchy, CGROUP_SUPER_MAGIC)) {
         if (!c.required) continue;
-        fail("cgroup v1 controller '{}' is not mounted at {}", c.name, hierarchy.string());
+        fail("cgroup v1 controller '{}' is not mounted at {}{}", c.name, hierarchy.string(), not_mounted_hint(base));
       }
       paths[c.name] = (hierarchy / parent / name).string();
     }
   } else {
     fs::path root = v2_root();
-    if (!is_fs_type(root, CGROUP2_SUPER_MAGIC)) fail("cgroup v2 is not mounted at {}", root.string());
+    if (!is_fs_type(root, CGROUP2_SUPER_MAGIC))
+      fail("cgroup v2 is not mounted at {}{}", root.string(), not_mounted_hint(cgroup_fs_root()));
     paths["unified"] = (root / parent / name).string();
   }
   return paths;
@@ -292,14 +309,20 @@ Cgroup Cgroup::create(CgroupDriver driver, const std::map<std::string, std::stri
     fs::path dir = path;
     // The parent ("stasis", or the --cgroup-parent) is shared by all containers; never removed
     // by us. Made level by level, each cpuset level given its parent's CPUs and memory nodes.
-    fs::path hierarchy = hierarchy_root(driver, controller);
-    fs::path level = hierarchy;
-    for (const auto& part : dir.parent_path().lexically_relative(hierarchy)) {
-      level /= part;
-      make_dir(level, created, false);
-      if (controller == "cpuset") inherit_cpuset(level);
+    // A parent of ours ("stasis-<hash>") may be removed between the two steps by the last
+    // container of its root going away (destroy): then it is made again.
+    const fs::path hierarchy = hierarchy_root(driver, controller);
+    for (int attempt = 0;; ++attempt) {
+      fs::path level = hierarchy;
+      bool parents = true;
+      for (const auto& part : dir.parent_path().lexically_relative(hierarchy)) {
+        level /= part;
+        if (!(parents = make_dir(level, created, false))) break;
+        if (controller == "cpuset") inherit_cpuset(level);
+      }
+      if (parents && make_dir(dir, created, true)) break;
+      if (attempt == 3) fail_errno(ENOENT, "create cgroup {}", dir.string());
     }
-    make_dir(dir, created, true);
   }
   if (driver == CgroupDriver::V1) {
     apply_v1_limits(planned, limits, extra_devices);
@@ -412,6 +435,10 @@ void Cgroup::destroy() const {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
+    // The parent made for a state root of its own ("stasis-<hash>") goes with its last
+    // container (EBUSY or ENOTEMPTY while others remain): test roots would pile them up.
+    fs::path parent = fs::path(path).parent_path();
+    if (parent.filename().string().rfind(std::string(kDefaultCgroupParent) + "-", 0) == 0) ::rmdir(parent.c_str());
   }
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string_view>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -76,6 +77,10 @@ pb::NamespaceState collect_namespaces(pid_t pid) {
     e->set_kind(kind);
     e->set_inode(st.st_ino);
     e->set_own(st.st_ino != host.st_ino || st.st_dev != host.st_dev);
+    e->set_external(!e->own());
+    // The launcher can leave a restored job in the caller's network namespace (--net host);
+    // every other kind it makes anew.
+    e->set_rejoin(e->external() && std::string_view(kind) == "net");
   }
   std::string hostname, domainname;
   read_uts(pid, hostname, domainname);

@@ -1,5 +1,6 @@
 #include "restore/namespaces.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -22,6 +23,23 @@ void restore_uts(pid_t pid, const pb::NamespaceState& ns) {
   });
 }
 
+// A namespace the job shared with its host must be ours (the restoring host's) again, not a
+// new one: the launcher made the container so (--net host); a mismatch would be a job cut off.
+void check_rejoined(pid_t pid, const pb::NamespaceState& ns) {
+  for (const auto& e : ns.namespaces()) {
+    if (!e.rejoin()) continue;
+    struct stat job {}, self {};
+    std::string job_path = fmt::format("/proc/{}/ns/{}", pid, e.kind());
+    std::string self_path = fmt::format("/proc/self/ns/{}", e.kind());
+    check_sys(::stat(job_path.c_str(), &job), "stat {}", job_path);
+    check_sys(::stat(self_path.c_str(), &self), "stat {}", self_path);
+    if (job.st_ino != self.st_ino || job.st_dev != self.st_dev)
+      fail("pid {}: the job shared the host's {} namespace when dumped, but the restored container has one of its "
+           "own (the container's configuration does not say --net host)",
+           pid, e.kind());
+  }
+}
+
 }  // namespace
 
 HeldSegments restore_namespace_contents(const images::Checkpoint& checkpoint, pid_t pid) {
@@ -29,6 +47,7 @@ HeldSegments restore_namespace_contents(const images::Checkpoint& checkpoint, pi
   if (checkpoint.exists(ImageType::Namespaces)) {
     pb::NamespaceState ns;
     images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
+    check_rejoined(pid, ns);
     with_context(fmt::format("restore the UTS names of pid {}", pid), [&] { restore_uts(pid, ns); });
   }
   return restore_ipc(pid, load_ipc(checkpoint));

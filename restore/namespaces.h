@@ -1,4 +1,5 @@
-// The contents of the restored container's namespaces, put back before the job runs: its UTS
+// The contents of the restored container's namespaces, put back before the job runs (after a
+// check that a namespace the job shared with its host, marked rejoin, is the restorer's): its UTS
 // names (namespaces.img; the job may have changed them since `stasis run`) and its IPC objects
 // (ipc.img, restore/ipc.h).
 #pragma once
