@@ -93,6 +93,38 @@ TEST(Cgroup, V1CreateLimitsFreezeKillDestroy) {
   for (const auto& [c, path] : cg.paths()) EXPECT_FALSE(fs::exists(path)) << path;
 }
 
+// A parent of several levels (--cgroup-parent) is made as needed, cpuset levels with their
+// parent's CPUs and memory nodes, and is kept: only a direct parent named "stasis-*" goes with
+// its last container.
+TEST(Cgroup, NestedParentIsMadeAndKept) {
+  const std::string top = "stasis-cgtest-" + std::to_string(::getpid());
+  const std::string parent = "/" + top + "//inner/";
+  std::string name = unique_name("cg");
+  CgroupLimits limits;
+  limits.cpuset = "0";
+  auto planned = Cgroup::plan(CgroupDriver::V1, parent, name, limits);
+  EXPECT_EQ(planned.at("cpuset"), "/sys/fs/cgroup/cpuset/" + top + "/inner/" + name);
+  {
+    Cgroup first = Cgroup::create(CgroupDriver::V1, planned, limits);
+    Remover remover{first};
+    Cgroup second = Cgroup::create(CgroupDriver::V1, Cgroup::plan(CgroupDriver::V1, parent, name + "b", limits), limits);
+    Remover remover2{second};
+    EXPECT_EQ(slurp(planned.at("cpuset") + "/cpuset.cpus"), "0\n");
+    EXPECT_FALSE(slurp("/sys/fs/cgroup/cpuset/" + top + "/inner/cpuset.mems").empty());
+    EXPECT_TRUE(fs::exists(planned.at("freezer")));
+  }
+  // "inner" is not ours to remove; the test removes what is left of its own tree.
+  for (const char* c : {"memory", "pids", "cpuset", "freezer", "devices"}) {
+    fs::path inner = fs::path("/sys/fs/cgroup") / c / top / "inner";
+    EXPECT_TRUE(fs::exists(inner)) << inner;
+    ::rmdir(inner.c_str());
+    ::rmdir(inner.parent_path().c_str());
+  }
+  EXPECT_THROW(Cgroup::plan(CgroupDriver::V1, "a/../b", name, {}), UsageError);
+  EXPECT_THROW(Cgroup::plan(CgroupDriver::V1, "//", name, {}), UsageError);
+  EXPECT_EQ(normalize_cgroup_parent("/x//y/"), "x/y");
+}
+
 TEST(Cgroup, CreateRefusesAnExistingCgroupAndLeavesItAlone) {
   std::string name = unique_name("cg");
   Cgroup cg = Cgroup::create(CgroupDriver::V1, name, {});
