@@ -68,17 +68,19 @@ std::vector<pid_t> read_pids(const fs::path& file) {
 // Removes what create() made so far when a later step fails.
 struct CreatedDirs {
   std::vector<fs::path> dirs;
+  std::vector<fs::path> parents;  // levels of the parent made here: removed if still empty
   bool committed = false;
   ~CreatedDirs() {
     if (committed) return;
     for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) ::rmdir(it->c_str());
+    for (auto it = parents.rbegin(); it != parents.rend(); ++it) ::rmdir(it->c_str());
   }
 };
 
 // False when the parent is missing (ENOENT), for the caller to retry.
 bool make_dir(const fs::path& dir, CreatedDirs& created, bool record) {
   if (::mkdir(dir.c_str(), 0755) == 0) {
-    if (record) created.dirs.push_back(dir);
+    (record ? created.dirs : created.parents).push_back(dir);
     return true;
   }
   if (errno == EEXIST && !record) return true;

@@ -65,6 +65,11 @@ class SecondHost {
     names_.push_back(name);
     return stasis({"restore", "-D", dir.string(), "--name", name, "-d"}, 120s);
   }
+  // Any command that makes container `name` on this host (removed at the end).
+  CommandResult make_container(const std::vector<std::string>& args, const std::string& name) {
+    names_.push_back(name);
+    return stasis(args, 60s);
+  }
   std::optional<pid_t> init_pid(const std::string& name) const {
     auto state = launcher::StateStore(root_.path()).try_load(name);
     if (!state || state->init_pid() <= 0) return std::nullopt;
@@ -233,6 +238,33 @@ TEST(CheckpointHosts, IpNetnsExecSaysToUseNsenter) {
   // The way that works, in the same namespace.
   r = host2.stasis({"run", "--rm", "--name", name, "--", "true"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// A container started on the second host gets its links there: loopback in a namespace of its
+// own, and the host side of its veth in the second host's namespace, not in this one.
+TEST(CheckpointHosts, VethOfAContainerOnTheSecondHostIsOnThatHost) {
+  SecondHost host2("veth");
+  ASSERT_TRUE(host2.ready());
+  const std::string name = "veth-" + std::to_string(::getpid());
+  // The same subnet may be in use here: the second host has its own routes.
+  CommandResult r = host2.make_container({"run", "-d", "--net", "veth", "--ip", "10.231.7.2/24", "--name", name,
+                                            "--", "sleep", "30"},
+                                           name);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto state = launcher::StateStore(host2.root()).try_load(name);
+  ASSERT_TRUE(state.has_value());
+  const std::string link = state->config().net().host_ifname();
+  ASSERT_FALSE(link.empty());
+  EXPECT_EQ(run_command({"nsenter", "--net=/run/netns/" + host2.netns(), "ip", "link", "show", link}).exit_code, 0)
+      << link << " is not on the second host";
+  EXPECT_NE(run_command({"ip", "link", "show", link}).exit_code, 0) << link << " is on this host";
+  std::optional<pid_t> init = host2.init_pid(name);
+  ASSERT_TRUE(init);
+  EXPECT_NE(namespace_id(*init, "net"), host2.net_id());
+  r = host2.stasis({"rm", "-f", name});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(run_command({"nsenter", "--net=/run/netns/" + host2.netns(), "ip", "link", "show", link}).exit_code, 0)
+      << link << " left on the second host";
 }
 
 TEST(CheckpointHosts, NetHostIsExternalAndRejoinedOnEachHost) {
