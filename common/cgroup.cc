@@ -337,6 +337,9 @@ Cgroup Cgroup::create(CgroupDriver driver, const std::map<std::string, std::stri
 
 Cgroup Cgroup::open(CgroupDriver driver, std::map<std::string, std::string> paths) {
   if (paths.empty()) fail("no cgroup paths recorded");
+  // Not "missing" (a container's cgroup may be gone, and rm copes) but hidden from us.
+  if (std::string hint = not_mounted_hint(cgroup_fs_root()); !hint.empty())
+    fail("cannot reach the cgroup {}{}", paths.begin()->second, hint);
   return Cgroup(driver, std::move(paths));
 }
 

@@ -238,6 +238,15 @@ TEST(CheckpointHosts, IpNetnsExecSaysToUseNsenter) {
   // The way that works, in the same namespace.
   r = host2.stasis({"run", "--rm", "--name", name, "--", "true"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // A container made that way cannot be frozen from under `ip netns exec` either: said so.
+  r = host2.make_container({"run", "-d", "--name", name, "--", "sleep", "30"}, name);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_command({"ip", "netns", "exec", host2.netns(), stasis_binary(), "--root", host2.root().string(), "freeze",
+                   name},
+                  30s);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("nsenter --net=/run/netns/NAME"), std::string::npos) << r.err;
+  EXPECT_NE(host2.stasis({"ps"}).out.find("running"), std::string::npos);
 }
 
 // A container started on the second host gets its links there: loopback in a namespace of its
