@@ -26,6 +26,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// PTRACE_SYSCALL_INFO_ENTRY and _EXIT of <linux/ptrace.h>; the `syscall` instruction's length.
+constexpr int kSyscallInfoEntry = 1;
+constexpr int kSyscallInfoExit = 2;
+constexpr uint64_t kSyscallLength = 2;
+// -ERESTARTSYS (512) to -ERESTART_RESTARTBLOCK (516): a call the kernel restarts on the way out.
+constexpr long kErestartFirst = 512;
+constexpr long kErestartLast = 516;
+
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
@@ -85,6 +93,8 @@ size_t xstate_buffer_size() {
 // SeizedThread
 
 SeizedThread SeizedThread::seize(pid_t tid, unsigned long options) {
+  // RemoteSyscall tells its syscall stops (SIGTRAP|0x80) from signals by this option.
+  options |= PTRACE_O_TRACESYSGOOD;
   if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) < 0)
     fail_errno(errno, "ptrace seize tid {} (options {:#x})", tid, options);
   return SeizedThread(tid);
@@ -147,6 +157,9 @@ void SeizedThread::interrupt_and_wait(std::chrono::milliseconds timeout) {
     int event = status >> 16;
     int sig = WSTOPSIG(status);
     if (event == PTRACE_EVENT_STOP) return;  // the interrupt (or a group-stop): done
+    // A syscall stop of a thread resumed with cont_to_syscall (an injected call): a ptrace-stop
+    // as good as the interrupt's, which it takes the place of.
+    if (event == 0 && sig == (SIGTRAP | 0x80)) return;
     if (event != 0) {
       // Another ptrace event (clone, exec, ...) reached first; the interrupt is still pending.
       log::debug("tid {}: ptrace event {} before the interrupt stop; resuming", tid_, event);
@@ -174,6 +187,14 @@ void SeizedThread::cont_to_syscall(int signal) {
 
 void SeizedThread::request_interrupt() const {
   if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0) fail_errno(errno, "ptrace interrupt tid {}", tid_);
+}
+
+int SeizedThread::syscall_stop_kind() const {
+  // struct ptrace_syscall_info starts with its op byte; <linux/ptrace.h> clashes with glibc's.
+  unsigned char info[128] = {};
+  if (::ptrace(PTRACE_GET_SYSCALL_INFO, tid_, reinterpret_cast<void*>(sizeof info), info) < 0)
+    fail_errno(errno, "ptrace get syscall info tid {}", tid_);
+  return info[0];
 }
 
 void SeizedThread::detach() {
@@ -284,6 +305,10 @@ RemoteSyscall::RemoteSyscall(SeizedThread& thread, uint64_t code_address, bool p
 RemoteSyscall::~RemoteSyscall() {
   if (thread_.tid() < 0) return;  // the thread is gone
   try {
+    const long saved_rax = static_cast<long>(saved_regs_.rax);
+    if (at_syscall_exit_ && static_cast<long>(saved_regs_.orig_rax) >= 0 && saved_rax >= -kErestartLast &&
+        saved_rax <= -kErestartFirst)
+      leave_syscall_exit_stop();
     thread_.set_regs(saved_regs_);
     thread_.set_sigmask(saved_sigmask_);
     // Signals queue again once the thread resumes (their siginfo is not kept: tkill).
@@ -297,6 +322,22 @@ RemoteSyscall::~RemoteSyscall() {
   }
 }
 
+void RemoteSyscall::leave_syscall_exit_stop() {
+  // Resumed from a syscall-exit stop, a thread goes back to user space without passing the
+  // kernel's syscall-restart step, which the saved registers need (the thread was caught
+  // inside an interrupted call, rax -ERESTART*). An interrupt stop is in the signal code,
+  // before that step, as the thread's first stop was: move it there.
+  thread_.request_interrupt();
+  thread_.cont(0);
+  for (;;) {
+    const int status = thread_.wait_stop();
+    if ((status >> 16) == PTRACE_EVENT_STOP) break;
+    if ((status >> 16) == 0) deferred_signals_.push_back(WSTOPSIG(status));
+    thread_.cont(0);
+  }
+  at_syscall_exit_ = false;
+}
+
 void RemoteSyscall::restore_code(uint64_t original_word) {
   if (::ptrace(PTRACE_POKEDATA, thread_.tid(), reinterpret_cast<void*>(code_address_),
                reinterpret_cast<void*>(original_word)) < 0)
@@ -306,6 +347,7 @@ void RemoteSyscall::restore_code(uint64_t original_word) {
 long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6) {
   const pid_t tid = thread_.tid();
   events_.clear();
+  at_syscall_exit_ = false;
 
   uint64_t original_word = 0;
   if (patch_) {
@@ -351,7 +393,10 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
   regs.r8 = a5;
   regs.r9 = a6;
   thread_.set_regs(regs);
-  thread_.cont(0);
+  // The call ends at its syscall-exit stop, never at the int3 after it: a trap raised while
+  // every signal is blocked makes the kernel reset the thread's SIGTRAP action to SIG_DFL
+  // (force_sig), which would silently take the job's own SIGTRAP handler away.
+  thread_.cont_to_syscall();
 
   const auto deadline = Clock::now() + timeout_;
   for (;;) {
@@ -366,6 +411,7 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
         // the registers back; the abandoned call then simply never completes.
         try {
           thread_.interrupt_and_wait();
+          at_syscall_exit_ = thread_.syscall_stop_kind() == kSyscallInfoExit;
         } catch (const Error& again) {
           throw Error(fmt::format("remote syscall {}: {}; interrupting it failed: {}", nr, e.what(), again.what()));
         }
@@ -381,15 +427,31 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
       ::ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &message);
       if (event != PTRACE_EVENT_STOP) events_.push_back({event, message});
       // A ptrace event (clone of an injected clone3, ...) or a group-stop/interrupt: go on.
-      thread_.cont(0);
+      thread_.cont_to_syscall();
       continue;
     }
-    if (sig == SIGTRAP) {
-      user_regs_struct after = thread_.get_regs();
-      if (after.rip == code_address_ + kSyscallInsn.size()) return static_cast<long>(after.rax);
-      // A SIGTRAP that is not our int3 (e.g. sent by someone): keep it for later.
-      deferred_signals_.push_back(sig);
-      thread_.cont(0);
+    if ((sig & 0x7f) == SIGTRAP) {
+      // With PTRACE_O_TRACESYSGOOD a syscall stop is SIGTRAP|0x80; without, plain SIGTRAP.
+      const int kind = thread_.syscall_stop_kind();
+      if (kind == kSyscallInfoExit) {
+        user_regs_struct after = thread_.get_regs();
+        const long rax = static_cast<long>(after.rax);
+        if (rax >= -kErestartLast && rax <= -kErestartFirst) {
+          // Interrupted by a signal (SIGSTOP, ...): the kernel restarts the call on the way out.
+          thread_.cont_to_syscall();
+          continue;
+        }
+        if (after.rip != code_address_ + kSyscallLength)
+          fail("tid {}: remote syscall {} stopped on the way out of a system call at {:#x}, not {:#x}", tid, nr,
+               after.rip, code_address_ + kSyscallLength);
+        at_syscall_exit_ = true;
+        return static_cast<long>(after.rax);
+      }
+      if (kind != kSyscallInfoEntry) {
+        // A SIGTRAP signal sent by someone: keep it for later.
+        deferred_signals_.push_back(SIGTRAP);
+      }
+      thread_.cont_to_syscall();
       continue;
     }
     if (is_fault_signal(sig)) {
@@ -404,7 +466,7 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
     // injected call is then restarted by the kernel) and send it again at the end.
     log::debug("tid {}: {} during remote syscall {}; deferring it", tid, signal_name(sig), nr);
     deferred_signals_.push_back(sig);
-    thread_.cont(0);
+    thread_.cont_to_syscall();
   }
 }
 

@@ -27,7 +27,8 @@ struct RseqConfiguration {
 // A thread attached with PTRACE_SEIZE. Detaches on destruction (errors ignored there).
 class SeizedThread {
  public:
-  // PTRACE_SEIZE with options (PTRACE_O_*); throws naming the tid.
+  // PTRACE_SEIZE with options (PTRACE_O_*, always with PTRACE_O_TRACESYSGOOD); throws naming
+  // the tid.
   static SeizedThread seize(pid_t tid, unsigned long options = 0);
   // Adopts a thread already traced by us (e.g. auto-attached by PTRACE_O_TRACECLONE).
   static SeizedThread adopt(pid_t tid);
@@ -57,6 +58,9 @@ class SeizedThread {
   // PTRACE_INTERRUPT without waiting: a stopped thread traps (PTRACE_EVENT_STOP) as soon as
   // it is resumed, before it returns to user code.
   void request_interrupt() const;
+  // At a SIGTRAP stop: PTRACE_SYSCALL_INFO_ENTRY (1) or _EXIT (2) for a syscall stop, 0 for
+  // a signal (PTRACE_GET_SYSCALL_INFO's op).
+  int syscall_stop_kind() const;
   // PTRACE_DETACH (interrupting first when the thread is running, as detach needs a stop).
   void detach();
   // Give up ownership without detaching (the caller detaches or the thread is killed).
@@ -90,7 +94,9 @@ class SeizedThread {
 // Runs system calls inside a stopped SeizedThread. The thread's registers are saved first and
 // put back after every call, so injection leaves no trace in them.
 //
-// The code page: `syscall; int3` must be executable at code_address in the tracee. With
+// The code page: `syscall; int3` must be executable at code_address in the tracee. Each call
+// runs from its syscall-entry stop to its syscall-exit stop (PTRACE_SYSCALL); the int3 is
+// never reached. With
 // patch = true, those three bytes are written there with PTRACE_POKEDATA for each call and
 // the original bytes put back (dump: use the thread's current rip; every other thread of the
 // process must be stopped, as they could run the patched bytes). With patch = false, the
@@ -132,6 +138,7 @@ class RemoteSyscall {
 
  private:
   void restore_code(uint64_t original_word);
+  void leave_syscall_exit_stop();
 
   SeizedThread& thread_;
   uint64_t code_address_;
@@ -141,6 +148,7 @@ class RemoteSyscall {
   std::vector<int> deferred_signals_;  // unblockable signals that stopped a call: re-sent at the end
   std::vector<Event> events_;
   std::chrono::milliseconds timeout_{10000};
+  bool at_syscall_exit_ = false;  // the last call left the thread in its syscall-exit stop
 };
 
 // Bulk memory access to a stopped task without running code in it.

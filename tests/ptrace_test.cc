@@ -519,6 +519,51 @@ TEST(Ptrace, FaultInInjectedCodeIsReportedAndStateRestored) {
   EXPECT_EQ(read_with_timeout(from_child.r, 5, 5s), "after");
 }
 
+volatile sig_atomic_t g_traps = 0;
+void on_trap(int) { g_traps = g_traps + 1; }
+
+// The SigIgn and SigCgt lines of /proc/PID/status.
+std::string signal_dispositions(pid_t pid) {
+  std::string out;
+  FILE* f = fopen(fmt::format("/proc/{}/status", pid).c_str(), "r");
+  if (!f) return out;
+  char line[256];
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "SigIgn:", 7) == 0 || strncmp(line, "SigCgt:", 7) == 0) out += line;
+  fclose(f);
+  return out;
+}
+
+// Injection must leave the thread's own SIGTRAP action alone (a trap raised while every
+// signal is blocked, as an int3 after the call would be, resets it to SIG_DFL): a handler
+// still runs for the child's own SIGTRAP afterwards, and SIG_IGN stays.
+TEST(Ptrace, InjectionKeepsSigtrapHandlerAndIgnore) {
+  for (bool ignore : {false, true}) {
+    SCOPED_TRACE(ignore ? "SIG_IGN" : "handler");
+    Pipe to_child, from_child;
+    Child child([&] {
+      signal(SIGTRAP, ignore ? SIG_IGN : on_trap);
+      echo_once(to_child.r, from_child.w);
+      raise(SIGTRAP);
+      if (write(from_child.w, g_traps == 1 || ignore ? "T" : "x", 1) != 1) _exit(5);
+    });
+    ASSERT_EQ(read_with_timeout(from_child.r, 1, 5s), "R");
+    std::this_thread::sleep_for(50ms);
+    const std::string before = signal_dispositions(child.pid());
+    SeizedThread thread = SeizedThread::seize(child.pid());
+    thread.interrupt_and_wait();
+    {
+      RemoteSyscall remote(thread, thread.get_regs().rip, true);
+      EXPECT_EQ(remote.call(SYS_getpid), child.pid());
+      EXPECT_EQ(remote.call(SYS_getppid), getpid());
+    }
+    thread.detach();
+    EXPECT_EQ(signal_dispositions(child.pid()), before);
+    write_str(to_child.w, "trap!");
+    EXPECT_EQ(read_with_timeout(from_child.r, 6, 5s), "trap!T");
+  }
+}
+
 TEST(Ptrace, ErrorsNameWhatFailed) {
   try {
     SeizedThread::seize(999999999);
