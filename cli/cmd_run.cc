@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "common/error.h"
+#include "common/interrupt.h"
 #include "launcher/config.h"
 #include "launcher/container.h"
 
@@ -19,12 +20,6 @@ struct RunOptions {
   std::vector<std::string> publish;  // --net bridge: -p HOST:CONTAINER[/PROTO]
   bool detach = false, remove = false, init = false;
 };
-
-volatile sig_atomic_t g_forward_pid = 0;
-
-void forward_signal(int sig) {
-  if (g_forward_pid > 0) ::kill(g_forward_pid, sig);
-}
 
 pb::ContainerConfig to_config(const RunOptions& o) {
   pb::ContainerConfig c;
@@ -90,11 +85,7 @@ int run(const Cli& cli, const RunOptions& o, bool name_given) {
     return kExitOk;
   }
   // Foreground: what we receive goes to the job's PID 1 (the monitor is in its own session).
-  g_forward_pid = started.init_pid;
-  struct sigaction sa {};
-  sa.sa_handler = forward_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT}) ::sigaction(sig, &sa, nullptr);
+  forward_signals_to(started.init_pid);
   // We exit right away: no need to wait for the monitor's own exit.
   return launcher::wait_for_exit(cli.global.root, started, /*reap_monitor=*/false);
 }

@@ -5,6 +5,8 @@
 // restore: remove the half-built container).
 #pragma once
 
+#include <sys/types.h>
+
 #include <csignal>
 
 namespace stasis {
@@ -22,5 +24,14 @@ class InterruptGuard {
 
 // Throws Error "OPERATION interrupted by SIGNAME; OUTCOME" once one of the signals arrived.
 void check_interrupted(const char* operation, const char* outcome);
+
+// The signal an InterruptGuard caught since it was made (0: none); it stays readable after
+// the guard is gone.
+int interrupted_by();
+
+// A foreground `run` or `restore` once the job runs: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+// SIGUSR2, SIGWINCH and SIGCONT sent to us go to pid (the job's PID 1, which is not in our
+// terminal's process group), until we exit. No InterruptGuard may be alive.
+void forward_signals_to(pid_t pid);
 
 }  // namespace stasis

@@ -1,10 +1,12 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/ptrace.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 
 #include "cgroup.pb.h"
 #include "common/error.h"
@@ -114,7 +116,8 @@ pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const im
 int restore_checkpoint(const RestoreOptions& options) {
   using images::ImageType;
   const auto started_at = Clock::now();
-  InterruptGuard interrupt_guard;
+  // Until the job runs; then a foreground restore passes signals on to it, as `run` does.
+  std::optional<InterruptGuard> interrupt_guard(std::in_place);
   const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
 
   // Everything is read and checked before anything is created, but the data of the page
@@ -239,6 +242,15 @@ int restore_checkpoint(const RestoreOptions& options) {
             ms_since(started_at), load_ms, start_ms, rebuild_ms, memory_ms, memory.vmas,
             memory.bytes_written >> 20);
   if (options.detach) return 0;
+  // From catching to passing on without a gap; a signal caught after the last check goes on too.
+  sigset_t forwarded, old_mask;
+  sigemptyset(&forwarded);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&forwarded, sig);
+  sigprocmask(SIG_BLOCK, &forwarded, &old_mask);
+  interrupt_guard.reset();
+  forward_signals_to(started.init_pid);
+  if (int sig = interrupted_by()) ::kill(started.init_pid, sig);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   return launcher::wait_for_exit(options.root, started);
 }
 

@@ -13,6 +13,8 @@
 namespace stasis::restore {
 namespace {
 
+constexpr int kLastSignal = 64;  // the kernel's _NSIG on x86_64
+
 siginfo_t decode_siginfo(const pb::SigInfo& info) {
   siginfo_t si;
   std::memset(&si, 0, sizeof si);
@@ -24,10 +26,17 @@ siginfo_t decode_siginfo(const pb::SigInfo& info) {
 }  // namespace
 
 void install_signal_actions(const pb::SignalState& signals) {
+  // The stub inherited what its makers had (the restorer's own SIGINT/SIGTERM handlers, whose
+  // addresses mean nothing in the job): every signal the dump did not record is SIG_DFL.
+  compat::KernelSigaction actions[kLastSignal + 1] = {};
   for (const auto& action : signals.actions()) {
-    compat::KernelSigaction ksa{action.handler(), action.flags(), action.restorer(), action.mask()};
-    if (syscall(SYS_rt_sigaction, action.signo(), &ksa, nullptr, sizeof(uint64_t)) < 0)
-      fail_errno(errno, "rt_sigaction signal {}", action.signo());
+    if (action.signo() < 1 || action.signo() > kLastSignal) fail("signal action for signal {}", action.signo());
+    actions[action.signo()] = {action.handler(), action.flags(), action.restorer(), action.mask()};
+  }
+  for (int sig = 1; sig <= kLastSignal; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (syscall(SYS_rt_sigaction, sig, &actions[sig], nullptr, sizeof(uint64_t)) < 0)
+      fail_errno(errno, "rt_sigaction signal {}", sig);
   }
 }
 
@@ -60,8 +69,11 @@ void restore_process_signals(Remote& leader, const pb::SignalState& signals, pid
     itimerval value{};
     value.it_interval.tv_sec = static_cast<time_t>(timer.interval_us() / 1000000);
     value.it_interval.tv_usec = static_cast<suseconds_t>(timer.interval_us() % 1000000);
-    // A timer that was about to fire must still fire: never arm it with zero (that disarms).
-    uint64_t left = timer.value_us() ? timer.value_us() : 1;
+    // Value 0 with an interval: ITIMER_VIRTUAL and ITIMER_PROF were set so (disarmed, the
+    // interval kept; setitimer keeps it again). ITIMER_REAL cannot be: setitimer forgets its
+    // interval when disarming it; it fired and re-arms when its SIGALRM is taken. Armed to
+    // fire at once, it gets there again (its SIGALRM, pending or not, comes back).
+    uint64_t left = timer.value_us() || timer.which() != ITIMER_REAL ? timer.value_us() : 1;
     value.it_value.tv_sec = static_cast<time_t>(left / 1000000);
     value.it_value.tv_usec = static_cast<suseconds_t>(left % 1000000);
     uint64_t addr = leader.put_scratch(&value, sizeof value);

@@ -10,7 +10,7 @@
 
 namespace stasis::restore {
 
-// In the stub.
+// In the stub: every signal's action as dumped, SIG_DFL for those the dump did not record.
 void install_signal_actions(const pb::SignalState& signals);
 
 // Injected into each thread (after its memory and before its final registers).

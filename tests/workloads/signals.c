@@ -7,6 +7,12 @@
 //            getitimer must still show the interval
 //   SIGPIPE  ignored (SIG_IGN must come back)
 //   sigaltstack: address, size and flags read back every iteration
+//   SIGTRAP  plain handler; the process sends itself one per iteration and it must run
+//   every other signal: SigCgt and SigIgn of /proc/self/status stay what they were at start
+//            (no handler or SIG_IGN appears that the process did not install)
+//   ITIMER_VIRTUAL disarmed with a 1 s interval kept (value 0): must stay disarmed (SIGVTALRM
+//            would kill the process) with its interval
+//   ITIMER_PROF armed for 1000 s with a 500 s interval: must stay armed
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
@@ -14,7 +20,7 @@
 
 #include "workload_status.h"
 
-static volatile sig_atomic_t usr1_count, alrm_count;
+static volatile sig_atomic_t usr1_count, alrm_count, trap_count;
 static volatile sig_atomic_t usr1_bad_info, usr1_off_stack;
 static char altstack[64 * 1024] __attribute__((aligned(16)));
 
@@ -29,6 +35,23 @@ static void on_usr1(int sig, siginfo_t* info, void* uc) {
 static void on_alrm(int sig) {
   (void)sig;
   ++alrm_count;
+}
+
+static void on_trap(int sig) {
+  (void)sig;
+  ++trap_count;
+}
+
+// The hex mask after key ("SigCgt:") in /proc/self/status, or ~0 when unreadable.
+static unsigned long long status_mask(const char* key) {
+  char text[8192];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof text - 1);
+  if (fd >= 0) close(fd);
+  if (n <= 0) return ~0ULL;
+  text[n] = 0;
+  char* p = strstr(text, key);
+  return p ? strtoull(p + strlen(key), NULL, 16) : ~0ULL;
 }
 
 static void die(const char* what) {
@@ -73,6 +96,11 @@ int main(int argc, char** argv) {
   sa.sa_handler = SIG_IGN;
   if (sigaction(SIGPIPE, &sa, NULL) < 0) die("sigaction SIGPIPE");
 
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_trap;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGTRAP, &sa, NULL) < 0) die("sigaction SIGTRAP");
+
   sigset_t block;
   sigemptyset(&block);
   sigaddset(&block, SIGUSR2);
@@ -81,6 +109,11 @@ int main(int argc, char** argv) {
 
   struct itimerval it = {.it_interval = {0, 50000}, .it_value = {0, 50000}};
   if (setitimer(ITIMER_REAL, &it, NULL) < 0) die("setitimer");
+  struct itimerval virt = {.it_interval = {1, 0}, .it_value = {0, 0}};
+  if (setitimer(ITIMER_VIRTUAL, &virt, NULL) < 0) die("setitimer ITIMER_VIRTUAL");
+  struct itimerval prof = {.it_interval = {500, 0}, .it_value = {1000, 0}};
+  if (setitimer(ITIMER_PROF, &prof, NULL) < 0) die("setitimer ITIMER_PROF");
+  const unsigned long long caught = status_mask("SigCgt:"), ignored = status_mask("SigIgn:");
 
   sig_atomic_t last_alrm = 0;
   unsigned long alrm_stalled = 0;
@@ -96,6 +129,25 @@ int main(int argc, char** argv) {
     check_action(SIGUSR1, (void*)on_usr1, SA_SIGINFO | SA_RESTART | SA_ONSTACK, SIGWINCH);
     check_action(SIGALRM, (void*)on_alrm, SA_RESTART, 0);
     check_action(SIGPIPE, (void*)SIG_IGN, 0, 0);
+    check_action(SIGTRAP, (void*)on_trap, 0, 0);
+
+    sig_atomic_t traps = trap_count;
+    if (kill(getpid(), SIGTRAP) < 0) ws_failf("kill SIGTRAP: %s", strerror(errno));
+    if (trap_count != traps + 1) ws_failf("SIGTRAP handler ran %d times for one signal", (int)(trap_count - traps));
+    unsigned long long now_caught = status_mask("SigCgt:"), now_ignored = status_mask("SigIgn:");
+    if (now_caught != caught) ws_failf("SigCgt is %llx, expected %llx", now_caught, caught);
+    if (now_ignored != ignored) ws_failf("SigIgn is %llx, expected %llx", now_ignored, ignored);
+
+    struct itimerval t;
+    getitimer(ITIMER_VIRTUAL, &t);
+    if (t.it_value.tv_sec || t.it_value.tv_usec || t.it_interval.tv_sec != 1 || t.it_interval.tv_usec)
+      ws_failf("ITIMER_VIRTUAL is %ld.%06ld s every %ld.%06ld s, expected disarmed with a 1 s interval",
+               (long)t.it_value.tv_sec, (long)t.it_value.tv_usec, (long)t.it_interval.tv_sec,
+               (long)t.it_interval.tv_usec);
+    getitimer(ITIMER_PROF, &t);
+    if (t.it_value.tv_sec < 900 || t.it_interval.tv_sec != 500)
+      ws_failf("ITIMER_PROF is %ld s every %ld s, expected armed (about 1000 s) every 500 s", (long)t.it_value.tv_sec,
+               (long)t.it_interval.tv_sec);
 
     sigset_t pending, mask;
     sigpending(&pending);
