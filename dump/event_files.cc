@@ -1,6 +1,8 @@
 #include "dump/event_files.h"
 
 #include <fcntl.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include "common/fd.h"
 #include "common/file_util.h"
 #include "common/proc.h"
+#include "common/timespec.h"
 
 namespace stasis::dump {
 
@@ -128,6 +131,23 @@ int find_epoll_target(pid_t pid, int epfd, int target, uint32_t index, std::vect
   return -1;
 }
 
+// A periodic timerfd that fired and was not read shows it_value 0: the kernel re-arms it only
+// when it is read or asked for its time. Asked here (timerfd_gettime on the same open file,
+// taken with pidfd_getfd), it counts the periods missed since into its ticks and runs again,
+// as it would for the job's own timerfd_gettime; its time left and ticks are then read again.
+void rearm_fired_timerfd(pid_t pid, int fd, const std::string& where, pb::TimerFd& t) {
+  UniqueFd pidfd(compat::sys_pidfd_open(pid, 0));
+  if (!pidfd) fail_errno(errno, "{}: pidfd_open", where);
+  UniqueFd timer(compat::sys_pidfd_getfd(pidfd.get(), fd, 0));
+  if (!timer) fail_errno(errno, "{}: pidfd_getfd", where);
+  itimerspec its{};
+  if (::timerfd_gettime(timer.get(), &its) < 0) fail_errno(errno, "{}: timerfd_gettime", where);
+  const auto again = proc::read_fdinfo(::getpid(), timer.get()).extra;
+  t.set_ticks(number(require(again, "ticks", where), 10, where));
+  t.set_value_ns(to_nanoseconds(its.it_value));
+  t.set_interval_ns(to_nanoseconds(its.it_interval));
+}
+
 }  // namespace
 
 std::optional<std::string> event_file_kind(const std::string& link) {
@@ -152,6 +172,7 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
     t->set_ticks(number(require(fdinfo, "ticks", where), 10, where));
     t->set_value_ns(duration_ns(require(fdinfo, "it_value", where), where));
     t->set_interval_ns(duration_ns(require(fdinfo, "it_interval", where), where));
+    if (t->value_ns() == 0 && t->interval_ns() != 0 && t->ticks() != 0) rearm_fired_timerfd(pid, fd, where, *t);
   } else if (kind == "eventpoll") {
     auto* e = ev.mutable_epoll();
     std::map<int, uint32_t> seen;  // items per fd number so far: kcmp's index among them

@@ -94,8 +94,12 @@ UniqueFd open_event_file(const pb::EventFile& file) {
     case pb::EventFile::kTimerfd: {
       const auto& t = file.timerfd();
       UniqueFd fd(check_sys(::timerfd_create(t.clockid(), TFD_CLOEXEC | nonblock), "timerfd_create"));
-      if (t.value_ns() != 0) {
-        itimerspec its{to_timespec(t.interval_ns()), to_timespec(t.value_ns())};
+      // Value 0 with an interval and ticks: it fired and waits to be read to run again (a dump
+      // asks it for its time, which re-arms it; this is for images that did not). Armed for
+      // one period, it runs again; a disarmed one keeps its interval.
+      const uint64_t value = t.value_ns() == 0 && t.ticks() != 0 ? t.interval_ns() : t.value_ns();
+      if (value != 0 || t.interval_ns() != 0) {
+        itimerspec its{to_timespec(t.interval_ns()), to_timespec(value)};
         if (::timerfd_settime(fd.get(), 0, &its, nullptr) < 0) fail_errno(errno, "timerfd_settime");
       }
       uint64_t ticks = t.ticks();

@@ -8,6 +8,9 @@
 //              EPOLL_CTL_MOD by the read end's own number must keep failing with ENOENT
 // Every iteration waits for the epoll until the signal, the eventfd and the pipe have each
 // reported once (with their data), and the timer ticks must keep coming.
+// A second timerfd, every 300 ms, is not watched and is read only every 200 iterations: it
+// fired and waits to be read most of the time (fdinfo it_value 0), and its fdinfo must always
+// show its interval and at least one tick; when read it must have ticked.
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +26,27 @@
 static void die(const char* what) {
   fprintf(stderr, "events: %s: %s\n", what, strerror(errno));
   exit(1);
+}
+
+// ticks, it_value and it_interval (ns) of a timerfd from /proc/self/fdinfo; 0 on success.
+static int timerfd_info(int fd, unsigned long long* ticks, unsigned long long* value, unsigned long long* interval) {
+  char path[64], text[1024];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = f < 0 ? -1 : read(f, text, sizeof text - 1);
+  if (f >= 0) close(f);
+  if (n <= 0) return -1;
+  text[n] = 0;
+  unsigned long long vs, vns, is, ins;
+  char* t = strstr(text, "ticks:");
+  char* v = strstr(text, "it_value:");
+  char* i = strstr(text, "it_interval:");
+  if (!t || !v || !i || sscanf(t, "ticks: %llu", ticks) != 1 || sscanf(v, "it_value: (%llu, %llu)", &vs, &vns) != 2 ||
+      sscanf(i, "it_interval: (%llu, %llu)", &is, &ins) != 2)
+    return -1;
+  *value = vs * 1000000000ULL + vns;
+  *interval = is * 1000000000ULL + ins;
+  return 0;
 }
 
 static void watch(int ep, int fd, uint64_t data) {
@@ -44,6 +68,10 @@ int main(int argc, char** argv) {
   if (ep < 0 || tfd < 0 || efd < 0 || sfd < 0 || pipe2(p, O_NONBLOCK) < 0) die("create");
   struct itimerspec its = {{0, 20000000}, {0, 20000000}};
   if (timerfd_settime(tfd, 0, &its, NULL) < 0) die("timerfd_settime");
+  int fired = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+  struct itimerspec soon = {{0, 300000000}, {0, 1000000}};
+  if (fired < 0 || timerfd_settime(fired, 0, &soon, NULL) < 0) die("timerfd (fired)");
+  ws_sleep_ms(5);
   watch(ep, tfd, 0x7);
   watch(ep, efd, 0xe);
   watch(ep, sfd, 0x5);
@@ -108,6 +136,19 @@ int main(int argc, char** argv) {
       if (fstat(filler, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3) || fcntl(filler, F_GETFD) != 0)
         ws_failf("fd %d is no longer /dev/null without close-on-exec", filler);
       ticks_checked = ticks;
+    }
+    unsigned long long fired_ticks, fired_value, fired_interval;
+    if (timerfd_info(fired, &fired_ticks, &fired_value, &fired_interval) < 0) {
+      ws_failf("cannot read the fdinfo of the fired timerfd");
+    } else if (fired_interval != 300000000ULL) {
+      ws_failf("the fired timerfd's interval is %llu ns, expected 300 ms (value %llu ns, %llu ticks)", fired_interval,
+               fired_value, fired_ticks);
+    } else if (fired_value == 0 && fired_ticks == 0) {
+      ws_failf("the fired timerfd is disarmed (no time left, no ticks)");
+    }
+    if (iter % 200 == 0) {
+      uint64_t v = 0;
+      if (read(fired, &v, sizeof v) != sizeof v || v == 0) ws_failf("the fired timerfd did not tick: %s", strerror(errno));
     }
     ws_write(iter);
     ws_sleep_ms(10);
