@@ -191,6 +191,9 @@ static_assert(sizeof(struct clone_args) >= CLONE_ARGS_SIZE_VER1, "clone_args nee
 
 namespace stasis::compat {
 
+// membarrier (6.3): the commands this process registered for, as MEMBARRIER_CMD_REGISTER_* bits.
+inline constexpr int kMembarrierCmdGetRegistrations = 1 << 9;
+
 // kcmp(KCMP_EPOLL_TFD)'s slot (struct kcmp_epoll_slot of <linux/kcmp.h>, which clashes with
 // glibc's headers): an epoll fd, a target fd it watches, which of its entries for that fd.
 struct KcmpEpollSlot {

@@ -31,6 +31,7 @@
 #include "dump/ipc.h"
 #include "common/interrupt.h"
 #include "dump/memory.h"
+#include "dump/mm_attributes.h"
 #include "dump/namespaces.h"
 #include "dump/pstree.h"
 #include "dump/seize.h"
@@ -306,6 +307,7 @@ DumpReport dump(const DumpOptions& opt) {
   pb::CgroupState cgroup_state;
   pb::ContainerConfig config;
   uint64_t brk = 0;
+  pb::MmAttributes mm_attributes;
   with_context(fmt::format("dump pid {}", pid), [&] {
     fill_namespace_ids(task);
     report.ns_pid = task.ns_pid;
@@ -317,6 +319,7 @@ DumpReport dump(const DumpOptions& opt) {
       core = collect_core(task, injector);
       signals = collect_signals(task, injector);
       brk = static_cast<uint64_t>(injector.call_checked(task.threads[0], "brk(0)", SYS_brk, 0));
+      mm_attributes = collect_mm_attributes(task, injector);
       injector.unmap();  // before the memory layout is read
     }
     namespaces = collect_namespaces(pid);
@@ -344,6 +347,7 @@ DumpReport dump(const DumpOptions& opt) {
   pb::MmState mm;
   with_context(fmt::format("dump pid {}", pid), [&] {
     mm = collect_mm(pid, brk);
+    *mm.mutable_attributes() = mm_attributes;
     MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression);
     report.pages = ms.pages;
     report.vmas_dumped = ms.vmas_dumped;

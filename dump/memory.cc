@@ -328,10 +328,6 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
   if (::stat(exe.c_str(), &st) == 0) *mm.mutable_exe_file() = identity_of(st);
   else fail_errno(errno, "stat {} ({})", exe, mm.exe_path());
 
-  auto status = proc::read_status(pid);
-  auto thp = status.fields.find("THP_enabled");
-  if (thp != status.fields.end()) mm.set_thp_disabled(thp->second == "0");
-
   for (const auto& m : proc::read_smaps(pid)) {
     pb::Vma* v = mm.add_vmas();
     // The image keeps the name as the kernel prints it, " (deleted)" included.

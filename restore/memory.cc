@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "images/vma_kind.h"
 #include "restore/ipc.h"
+#include "restore/mm_attributes.h"
 #include "restore/page_fill.h"
 
 namespace stasis::restore {
@@ -110,11 +111,11 @@ uint32_t initial_prot(const pb::Vma& vma) {
   return vma.dumped() ? (vma.prot() | PROT_READ | PROT_WRITE) : vma.prot();
 }
 
-// The VM flags of smaps that a call can set again: madvise advice, mlock ("lo": locked on
-// fault, so only the pages that were saved are brought in) and, last, mseal ("sl").
+// The VM flags of smaps that a call can set again: madvise advice, mlock ("lo", with "lf" when
+// locked on fault: then only the pages that were saved are brought in) and, last, mseal ("sl").
 void apply_vm_flags(Remote& r, const pb::Vma& vma) {
   const uint64_t len = vma.end() - vma.start();
-  bool sealed = false;
+  bool sealed = false, locked = false, on_fault = false;
   for (const auto& flag : vma.vm_flags()) {
     int advice = -1;
     if (flag == "dc") advice = MADV_DONTFORK;
@@ -122,10 +123,15 @@ void apply_vm_flags(Remote& r, const pb::Vma& vma) {
     else if (flag == "wf") advice = MADV_WIPEONFORK;
     else if (flag == "hg") advice = MADV_HUGEPAGE;
     else if (flag == "nh") advice = MADV_NOHUGEPAGE;
-    else if (flag == "lo") r.call_checked("mlock2", SYS_mlock2, vma.start(), len, MLOCK_ONFAULT);
+    else if (flag == "mg") advice = MADV_MERGEABLE;
+    else if (flag == "rr") advice = MADV_RANDOM;
+    else if (flag == "sr") advice = MADV_SEQUENTIAL;
+    else if (flag == "lo") locked = true;
+    else if (flag == "lf") on_fault = true;
     else if (flag == "sl") sealed = true;
     if (advice >= 0) r.call_checked("madvise " + flag, SYS_madvise, vma.start(), len, advice);
   }
+  if (locked) r.call_checked("mlock2", SYS_mlock2, vma.start(), len, on_fault ? MLOCK_ONFAULT : 0);
   if (sealed) r.call_checked("mseal", __NR_mseal, vma.start(), len, 0);
 }
 
@@ -175,6 +181,7 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   MemoryStats stats;
   unmap_stub(r);
   move_special_mappings(r, plan.task.mm);
+  restore_thp_disable(r, plan.task.mm);
   for (const auto& vma : plan.task.mm.vmas()) {
     if (images::is_kernel_mapping(vma.kind())) continue;
     if (vma.sysv_shm()) {
@@ -208,6 +215,7 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   }
   set_mm_fields(r, plan);
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) r.call(SYS_close, plan.mapped_file_fd(i));
+  restore_mm_attributes(r, plan.task.mm);
   log::debug("pid {}: {} VMAs mapped, {} pages written ({} MiB through userfaultfd)", plan.task.pid(), stats.vmas,
              stats.pages_written, stats.bytes_by_userfaultfd >> 20);
   return stats;

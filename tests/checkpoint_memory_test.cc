@@ -131,6 +131,16 @@ TEST(CheckpointMemory, LockedAndSealedMappingsStaySo) {
   check_round_trip(c_workload("vmflags"));
 }
 
+// madvise advice per mapping (smaps VmFlags), mlockall(MCL_FUTURE), THP disabled and
+// membarrier registrations.
+TEST(CheckpointMemory, AdviceAndAddressSpaceSettingsComeBack) { check_round_trip(c_workload("mmstate")); }
+
+TEST(CheckpointMemory, AdviceAndAddressSpaceSettingsLeaveRunning) {
+  RoundTrip how;
+  how.leave_running = true;
+  check_round_trip(c_workload("mmstate"), how);
+}
+
 // Guard regions (MADV_GUARD_INSTALL) inside a mapping stay guards.
 TEST(CheckpointMemory, GuardRegionsStayGuards) {
   STASIS_REQUIRE_FEATURE("guard-regions");
