@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 
+#include "common/cgroup.h"
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -68,7 +70,7 @@ TEST(CheckpointBasic, MemoryAndPidsLimitsComeBack) {
 
 // Task attributes: parent-death signal, timer slack and I/O priority per thread; subreaper,
 // oom_score_adj, coredump_filter and memory-deny-write-execute per process.
-TEST(CheckpointBasic, TaskAttributesComeBack) { check_round_trip(c_workload("attrs")); }
+TEST(CheckpointBasic, TaskAttributesComeBack) { check_round_trip(c_workload("attrs", {"stasis-test.example"})); }
 
 // A restored container is dumped and restored again: the images of a restored process are
 // as good as the first ones.
@@ -130,6 +132,50 @@ TEST(CheckpointBasic, HostProcessDumpedByPidRestoresInFreshPidNamespace) {
   std::vector<pid_t> nspids = namespace_pids(job);
   ASSERT_GE(nspids.size(), 2u) << "the restored process is not in a PID namespace of its own";
   EXPECT_EQ(nspids.back(), old_pid) << "the restored process lost its PID inside its namespace";
+}
+
+// A host process dumped by pid keeps the limits of the cgroup it was in: the restored
+// container's cgroup has them.
+TEST(CheckpointBasic, HostProcessKeepsItsCgroupLimits) {
+  CheckpointEnv env;
+  CgroupLimits limits;
+  limits.memory_max = 256ll << 20;
+  limits.pids_max = 77;
+  const CgroupDriver driver = detect_cgroup_driver();
+  struct Removed {
+    std::optional<Cgroup> cgroup;
+    ~Removed() {
+      if (!cgroup) return;
+      cgroup->kill_all();
+      cgroup->destroy();
+    }
+  } own;
+  own.cgroup.emplace(Cgroup::create(driver, env.unique_name("limits"), limits, {}));
+  HostProcess host;
+  ASSERT_TRUE(host.start(c_workload("counter"), env.status_path("host")));
+  own.cgroup->add_process(host.pid());
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(host.status(), 0, 10s, &n));
+  fs::path images = env.image_dir("host");
+  ASSERT_TRUE(env.dump_pid(host.pid(), images)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s));
+  clear_status(host.status());
+  Container restored(env, "limited");
+  ASSERT_TRUE(restored.restore(images, host.status()));
+  ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, nullptr, n));
+  const bool v2 = driver == CgroupDriver::V2;
+  auto memory = restored.cgroup_path(v2 ? "unified" : "memory");
+  auto pids = restored.cgroup_path(v2 ? "unified" : "pids");
+  ASSERT_TRUE(memory && pids) << "ps --json shows no cgroup for " << restored.name();
+  auto first_line = [](const fs::path& file) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  EXPECT_EQ(first_line(fs::path(*memory) / (v2 ? "memory.max" : "memory.limit_in_bytes")),
+            std::to_string(256ll << 20));
+  EXPECT_EQ(first_line(fs::path(*pids) / "pids.max"), "77");
 }
 
 TEST(CheckpointBasic, HostProcessDumpLeaveRunningKeepsIt) {

@@ -4,6 +4,8 @@
 //                  bound to CPU 0
 //   process        child subreaper, oom_score_adj 345, coredump_filter 0x3f, and
 //                  memory-deny-write-execute (mprotect to PROT_EXEC must fail)
+//   UTS namespace  the NIS domain name given as second argument, if any (run it in a
+//                  container: it changes the domain name of its UTS namespace)
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -11,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 
 #include "workload_status.h"
 
@@ -79,7 +82,12 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  ws_init(argc, argv, 1, "STATUS_FILE");
+  ws_init(argc, argv, 1, "STATUS_FILE [DOMAINNAME]");
+  const char* domain = argc > 2 ? argv[2] : NULL;
+  if (domain && setdomainname(domain, strlen(domain)) < 0) {
+    perror("attrs: setdomainname");
+    return 1;
+  }
   set_thread(SIGTERM, 123456, IOPRIO_IDLE);
   pthread_t t;
   if (pthread_create(&t, NULL, worker, NULL) != 0) return 1;
@@ -104,6 +112,9 @@ int main(int argc, char** argv) {
     if (read_number("/proc/self/coredump_filter", 16) != 0x3f) ws_failf("coredump_filter is not 0x3f");
     if (mdwe && prctl(MDWE_GET, 0, 0, 0, 0) != 1) ws_failf("memory-deny-write-execute is off");
     if (mdwe && mprotect(page, 4096, PROT_READ | PROT_EXEC) == 0) ws_failf("a written page could be made executable");
+    struct utsname uts;
+    if (domain && (uname(&uts) < 0 || strcmp(uts.domainname, domain) != 0))
+      ws_failf("the domain name is '%s', expected '%s'", uts.domainname, domain);
     ws_write(iter);
     ws_sleep_ms(20);
   }
