@@ -9,6 +9,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "restore/posix_timers.h"
 
 namespace stasis::restore {
 namespace {
@@ -52,6 +53,7 @@ void restore_thread_signals(Remote& thread, const pb::SignalState& signals, pid_
     // Queued by the thread itself: the kernel refuses kernel-style si_codes from other tasks.
     for (const auto& pending : ts.pending()) {
       siginfo_t si = decode_siginfo(pending);
+      if (is_posix_timer_signal(si, signals)) continue;  // its timer queues it again
       uint64_t addr = thread.put_scratch(&si, sizeof si);
       thread.call_checked("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo, tgid, tid, si.si_signo, addr);
     }
@@ -61,6 +63,7 @@ void restore_thread_signals(Remote& thread, const pb::SignalState& signals, pid_
 void restore_process_signals(Remote& leader, const pb::SignalState& signals, pid_t tgid) {
   for (const auto& pending : signals.shared_pending()) {
     siginfo_t si = decode_siginfo(pending);
+    if (is_posix_timer_signal(si, signals)) continue;  // its timer queues it again
     uint64_t addr = leader.put_scratch(&si, sizeof si);
     leader.call_checked("rt_sigqueueinfo", SYS_rt_sigqueueinfo, tgid, si.si_signo, addr);
   }

@@ -6,9 +6,13 @@
 //             handler checks that it runs in the worker, and counts
 //   t_none    CLOCK_REALTIME, SIGEV_NONE, armed for an hour with a 7 s interval
 //   t_idle    CLOCK_MONOTONIC, created and never armed
+//   t_blocked CLOCK_MONOTONIC, SIGEV_SIGNAL SIGRTMIN, blocked in every thread, every 5 ms: its
+//             signal is pending nearly always; every 25 iterations it is taken with
+//             sigtimedwait, and exactly one must be queued (the kernel queues a timer's signal
+//             once and counts overruns), from this timer
 // Every iteration: both counts keep rising (checked every 25 iterations, ~0.5 s), each id
 // still answers timer_gettime with its interval (t_idle disarmed), /proc/self/timers lists
-// exactly these four ids.
+// exactly these five ids.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -18,7 +22,7 @@
 
 #include "workload_status.h"
 
-static timer_t t_signal, t_thread, t_none, t_idle;
+static timer_t t_signal, t_thread, t_none, t_idle, t_blocked;
 static volatile sig_atomic_t signal_count, thread_count, bad_info, wrong_thread;
 static volatile pid_t worker_tid;
 
@@ -82,9 +86,9 @@ static void check_proc_timers(void) {
   text[n + 1] = 0;
   int count = 0;  // "\nID: " lines ("ClockID: " lines do not count)
   for (char* p = text; (p = strstr(p, "\nID: ")) != NULL; p += 5) ++count;
-  if (count != 4) ws_failf("/proc/self/timers lists %d timers, expected 4", count);
-  timer_t all[] = {t_signal, t_thread, t_none, t_idle};
-  for (int i = 0; i < 4; ++i) {
+  if (count != 5) ws_failf("/proc/self/timers lists %d timers, expected 5", count);
+  timer_t all[] = {t_signal, t_thread, t_none, t_idle, t_blocked};
+  for (int i = 0; i < 5; ++i) {
     char want[32];
     snprintf(want, sizeof want, "\nID: %d\n", timer_id(all[i]));
     if (!strstr(text, want)) ws_failf("/proc/self/timers lacks id %d", timer_id(all[i]));
@@ -100,6 +104,11 @@ int main(int argc, char** argv) {
   if (sigaction(SIGUSR1, &sa, NULL) < 0) die("sigaction SIGUSR1");
   sa.sa_sigaction = on_usr2;
   if (sigaction(SIGUSR2, &sa, NULL) < 0) die("sigaction SIGUSR2");
+  // SIGRTMIN is taken with sigtimedwait only: every thread blocks it.
+  sigset_t rtmin;
+  sigemptyset(&rtmin);
+  sigaddset(&rtmin, SIGRTMIN);
+  pthread_sigmask(SIG_BLOCK, &rtmin, NULL);
   // SIGUSR2 goes to the worker only: the main thread blocks it.
   pthread_t t;
   if (pthread_create(&t, NULL, worker, NULL) != 0) die("pthread_create");
@@ -127,6 +136,11 @@ int main(int argc, char** argv) {
   sev.sigev_notify = SIGEV_SIGNAL;
   sev.sigev_signo = SIGUSR1;
   if (timer_create(CLOCK_MONOTONIC, &sev, &t_idle) < 0) die("timer_create idle");
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_SIGNAL;
+  sev.sigev_signo = SIGRTMIN;
+  if (timer_create(CLOCK_MONOTONIC, &sev, &t_blocked) < 0) die("timer_create blocked");
+  arm(t_blocked, 5, 5);
   arm(t_signal, 30, 30);
   arm(t_thread, 40, 40);
   arm(t_none, 3600 * 1000, 7000);
@@ -139,12 +153,22 @@ int main(int argc, char** argv) {
     check_interval("t_thread", t_thread, 40, 1);
     check_interval("t_none", t_none, 7000, 1);
     check_interval("t_idle", t_idle, 0, 0);
+    check_interval("t_blocked", t_blocked, 5, 1);
     check_proc_timers();
     if (iter % 25 == 0) {
       if (signal_count == last_signal) ws_failf("t_signal stopped firing (%d)", (int)signal_count);
       if (thread_count == last_thread) ws_failf("t_thread stopped firing (%d)", (int)thread_count);
       last_signal = signal_count;
       last_thread = thread_count;
+      int queued = 0;
+      siginfo_t si;
+      const struct timespec now = {0, 0};
+      while (sigtimedwait(&rtmin, &si, &now) == SIGRTMIN) {
+        ++queued;
+        if (si.si_code != SI_TIMER || si.si_timerid != timer_id(t_blocked))
+          ws_failf("a SIGRTMIN came with si_code %d, timer %d, not from t_blocked", si.si_code, si.si_timerid);
+      }
+      if (queued != 1) ws_failf("t_blocked had %d signals queued, expected 1", queued);
     }
     ws_write(iter);
     ws_sleep_ms(20);
