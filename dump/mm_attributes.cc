@@ -27,8 +27,19 @@ long locked_kb(pid_t pid) {
 uint32_t probe_mlockall(Task& task, Injector& injector) {
   ptrace::SeizedThread& leader = task.threads[0];
   const long before = locked_kb(task.host_pid);
-  const long page = injector.call_checked(leader, "mmap (mlockall probe)", SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE,
-                                          MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0);
+  const long page = injector.call(leader, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                  static_cast<uint64_t>(-1), 0);
+  if (page == -EAGAIN) {
+    // Only a locked mapping fails so (over RLIMIT_MEMLOCK): MCL_FUTURE is on. Whether it is on
+    // fault cannot be seen then; on fault is the guess that never makes the restored job's
+    // mappings fail where the job's own did not (faulting all in would count more against
+    // its limit).
+    log::warn("pid {}: mlockall(MCL_FUTURE) is on and the job is at its locked-memory limit: restored as "
+              "MCL_FUTURE|MCL_ONFAULT (whether it was on fault cannot be told)",
+              task.host_pid);
+    return MCL_FUTURE | MCL_ONFAULT;
+  }
+  if (page < 0) fail_errno(static_cast<int>(-page), "tid {}: injected mmap (mlockall probe)", leader.tid());
   uint32_t flags = 0;
   try {
     if (locked_kb(task.host_pid) > before) {
@@ -52,6 +63,13 @@ uint32_t probe_mlockall(Task& task, Injector& injector) {
 uint32_t probe_membarrier(Task& task, Injector& injector) {
   ptrace::SeizedThread& leader = task.threads[0];
   const long got = injector.call(leader, SYS_membarrier, compat::kMembarrierCmdGetRegistrations, 0, 0);
+  constexpr long kKnown = MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED |
+                          MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE |
+                          MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ;
+  if (got >= 0 && (got & ~kKnown))
+    throw UnsupportedError(fmt::format("pid {}: membarrier registrations {:#x} include ones stasis does not know "
+                                       "({:#x}): not supported",
+                                       task.host_pid, got, got & ~kKnown));
   if (got >= 0) return static_cast<uint32_t>(got);
   if (got != -EINVAL) fail_errno(static_cast<int>(-got), "tid {}: injected membarrier(GET_REGISTRATIONS)", leader.tid());
   const long supported = injector.call(leader, SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
