@@ -56,13 +56,6 @@ void restore_thread_attributes(Remote& thread, pid_t host_tid, const pb::ThreadC
     fail_errno(errno, "tid {}: ioprio_set {:#x}", host_tid, core.ioprio());
 }
 
-void restore_domainname(Remote& leader, const std::string& domainname) {
-  // The container's UTS namespace starts with the restorer's; the host name came with its config.
-  if (domainname.empty()) return;
-  const uint64_t addr = leader.put_scratch(domainname.data(), domainname.size());
-  leader.call_checked("setdomainname", SYS_setdomainname, addr, domainname.size());
-}
-
 void restore_late_process_attributes(Remote& leader, pid_t host_pid, const pb::TaskCore& core) {
   if (core.child_subreaper())
     leader.call_checked("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);

@@ -3,8 +3,6 @@
 // injected after the credentials (a change of uid resets it).
 #pragma once
 
-#include <string>
-
 #include "core.pb.h"
 #include "restore/remote.h"
 
@@ -19,9 +17,6 @@ void apply_rlimits(const pb::TaskCore& core);
 
 // PR_SET_DUMPABLE, injected into the leader (the flag belongs to the address space).
 void restore_dumpable(Remote& leader, const pb::TaskCore& core);
-// The NIS domain name of the job's UTS namespace (the host name comes with the container).
-// Before restore_creds: it needs CAP_SYS_ADMIN.
-void restore_domainname(Remote& leader, const std::string& domainname);
 
 // Per thread, after its credentials (a change of them clears the parent-death signal): the
 // parent-death signal (injected), timer slack (/proc/TID/timerslack_ns) and I/O priority

@@ -92,19 +92,16 @@ void adapt_network(pb::ContainerConfig& config, const RestoreOptions& options) {
   if (!options.host_ip.empty()) net->set_host_ip(options.host_ip);
 }
 
-pb::NamespaceState namespace_state(const images::Checkpoint& checkpoint) {
+pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const images::Checkpoint& checkpoint,
+                                     const RestoreOptions& options, const RestorePlan& plan,
+                                     const launcher::RestoredLog& job_log) {
   using images::ImageType;
-  pb::NamespaceState ns;
-  if (checkpoint.exists(ImageType::Namespaces))
-    images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
-  return ns;
-}
-
-pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const RestoreOptions& options,
-                                     const RestorePlan& plan, const launcher::RestoredLog& job_log,
-                                     const pb::NamespaceState& ns) {
   pb::ContainerConfig config = dumped;
-  if (!ns.hostname().empty()) config.set_hostname(ns.hostname());
+  if (checkpoint.exists(ImageType::Namespaces)) {
+    pb::NamespaceState ns;
+    images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
+    if (!ns.hostname().empty()) config.set_hostname(ns.hostname());
+  }
   if (!options.name.empty()) config.set_name(options.name);
   config.set_detach(options.detach);
   config.set_log_path(job_log.path());
@@ -147,8 +144,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, dumped);
   launcher::StateStore store(options.root);
   launcher::RestoredLog job_log(store, dumped, options.name.empty() ? dumped.name() : options.name, options.log_path);
-  const pb::NamespaceState namespaces = namespace_state(checkpoint);
-  pb::ContainerConfig config = container_config(dumped, options, plan, job_log, namespaces);
+  pb::ContainerConfig config = container_config(dumped, checkpoint, options, plan, job_log);
   check_host_compatible(checkpoint, plan);
   check_files_unchanged(plan, config.rootfs());
   check_open_files(plan, config.rootfs(), options.allow_changed_files);
@@ -219,7 +215,6 @@ int restore_checkpoint(const RestoreOptions& options) {
     restore_process_signals(remote, plan.task.signals, pid);
     restore_posix_timers(remote, plan.task.signals);
     restore_file_locks(remote, plan.task.fds);
-    restore_domainname(remote, namespaces.domainname());
     restore_creds(remote, plan.task.core.creds());
     restore_dumpable(remote, plan.task.core);
     restore_thread_attributes(remote, stub_pid, plan.task.core.threads(0));
