@@ -21,6 +21,7 @@ struct DumpArgs {
   bool leave_running = false;
   std::string compression = "lz4";
   std::string ghost_limit = "64M";
+  std::string tmpfs_limit = "64M";
 };
 
 }  // namespace
@@ -36,6 +37,9 @@ void add_dump_command(Cli& cli) {
       ->capture_default_str();
   cmd->add_option("--ghost-limit", a->ghost_limit,
                   "Most data saved per deleted file or memfd, holes not counted (K, M, G suffixes; at most 480M)")
+      ->capture_default_str();
+  cmd->add_option("--tmpfs-limit", a->tmpfs_limit,
+                  "Most file data saved per tmpfs the container's job mounted (K, M, G suffixes)")
       ->capture_default_str();
   cmd->callback([&cli, a] {
     cli.action = [&cli, a]() -> int {
@@ -53,6 +57,9 @@ void add_dump_command(Cli& cli) {
       if (ghost_limit < 0 || static_cast<uint64_t>(ghost_limit) > kMaxGhostLimit)
         throw UsageError(fmt::format("--ghost-limit {}: at most {} MiB", a->ghost_limit, kMaxGhostLimit >> 20));
       o.ghost_limit = static_cast<uint64_t>(ghost_limit);
+      const int64_t tmpfs_limit = launcher::parse_size(a->tmpfs_limit, "--tmpfs-limit");
+      if (tmpfs_limit < 0) throw UsageError(fmt::format("--tmpfs-limit {}: not a size", a->tmpfs_limit));
+      o.tmpfs_limit = static_cast<uint64_t>(tmpfs_limit);
       dump::DumpReport r = dump::dump(o);
       std::fputs(dump::format_report(o, r).c_str(), stdout);
       return 0;

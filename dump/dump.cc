@@ -29,6 +29,7 @@
 #include "dump/files.h"
 #include "dump/inject.h"
 #include "dump/ipc.h"
+#include "dump/mounts.h"
 #include "common/interrupt.h"
 #include "dump/memory.h"
 #include "dump/mm_attributes.h"
@@ -313,6 +314,7 @@ DumpReport dump(const DumpOptions& opt) {
   FileCollector files(opt.ghost_limit);
   pb::NamespaceState namespaces;
   std::vector<pb::IpcObject> ipc;
+  MountsDump mounts;
   pb::CgroupState cgroup_state;
   pb::ContainerConfig config;
   uint64_t brk = 0;
@@ -333,6 +335,7 @@ DumpReport dump(const DumpOptions& opt) {
     }
     namespaces = collect_namespaces(pid);
     ipc = collect_ipc(pid, namespaces);
+    mounts = collect_mounts(pid, namespaces, state ? &*state : nullptr, opt.tmpfs_limit);
     if (state) {
       cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());
       config = state->config();
@@ -390,6 +393,7 @@ DumpReport dump(const DumpOptions& opt) {
   files.write_images(opt.dir);
   write_one(ckpt, ImageType::Namespaces, std::nullopt, namespaces);
   write_ipc(ckpt, ipc);
+  write_mounts(ckpt, mounts);
   write_one(ckpt, ImageType::Cgroup, std::nullopt, cgroup_state);
   write_one(ckpt, ImageType::Container, std::nullopt, config);
 

@@ -23,6 +23,7 @@ struct DumpOptions {
   bool leave_running = false;
   images::Compression compression = images::Compression::Lz4;
   uint64_t ghost_limit = 64ull << 20;  // most data saved per deleted file or memfd (--ghost-limit)
+  uint64_t tmpfs_limit = 64ull << 20;  // most file data saved per tmpfs the job mounted (--tmpfs-limit)
 };
 
 struct DumpReport {

@@ -9,6 +9,7 @@
 #include "inventory.pb.h"
 #include "ipc.pb.h"
 #include "mm.pb.h"
+#include "mounts.pb.h"
 #include "namespaces.pb.h"
 #include "pagemap.pb.h"
 #include "pipe.pb.h"
@@ -34,6 +35,8 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::CharDevs: return std::make_unique<pb::CharDev>();
     case ImageType::EventFiles: return std::make_unique<pb::EventFile>();
     case ImageType::Ipc: return std::make_unique<pb::IpcObject>();
+    case ImageType::Mounts: return std::make_unique<pb::MountEntry>();
+    case ImageType::Tmpfs: return std::make_unique<pb::TmpfsFile>();
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();

@@ -15,7 +15,7 @@ struct TypeInfo {
 };
 
 // The stem of each kind's file name. "pipe-data" holds a dash, so ids are split off at the last one.
-constexpr std::array<TypeInfo, 17> kTypes{{
+constexpr std::array<TypeInfo, 19> kTypes{{
     {ImageType::Inventory, "inventory"},
     {ImageType::Pstree, "pstree"},
     {ImageType::Core, "core"},
@@ -33,6 +33,8 @@ constexpr std::array<TypeInfo, 17> kTypes{{
     {ImageType::Container, "container"},
     {ImageType::EventFiles, "eventfiles"},
     {ImageType::Ipc, "ipc"},
+    {ImageType::Mounts, "mounts"},
+    {ImageType::Tmpfs, "tmpfs"},
 }};
 
 constexpr std::string_view kSuffix = ".img";

@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "launcher/bridge.h"
+#include "common/mountinfo.h"
 #include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
 #include "launcher/container.h"
@@ -291,6 +292,12 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (ns_dir >= 0 && ::fstatat(ns_dir, ns, &st, 0) == 0) ready += fmt::format("{} {}\n", ns, st.st_ino);
   }
   if (ns_dir >= 0) ::close(ns_dir);
+  // What the launcher mounted, to tell the job's own mounts from it at dump; without the
+  // list a dump refuses the container.
+  try {
+    ready += own_mount_report();
+  } catch (const std::exception&) {
+  }
   write_string(to_monitor, ready);
   // With report_exec the pipe stays open (close-on-exec) into init: its end of file at the
   // exec is the monitor's "it runs", an "X<errno>" before it a failed exec (exec_argv).
@@ -360,12 +367,19 @@ bool read_oom_killed(const Cgroup& cgroup) {
   }
 }
 
-// "pid 4026531836\nmnt ...\n" as PID 1 reports it.
+// "pid 4026531836\nmnt ...\n" as PID 1 reports it, then "M ID HASH" lines (its mounts).
 void record_namespaces(pb::ContainerState& state, const std::string& report) {
   std::istringstream in(report);
-  std::string ns;
-  uint64_t inode = 0;
-  while (in >> ns >> inode) (*state.mutable_namespace_inodes())[ns] = inode;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("M ", 0) == 0) {  // own_mount_report
+      state.add_launcher_mounts(line.substr(2));
+      continue;
+    }
+    std::istringstream words(line);
+    std::string ns;
+    uint64_t inode = 0;
+    if (words >> ns >> inode) (*state.mutable_namespace_inodes())[ns] = inode;
+  }
 }
 
 // Removes what a container has on the host besides its processes.

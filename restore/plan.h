@@ -10,6 +10,7 @@
 #include "images/page_file.h"
 #include "mm.pb.h"
 #include "restore/file_images.h"
+#include "restore/mounts.h"
 #include "restore/task_image.h"
 
 namespace stasis::restore {
@@ -42,6 +43,7 @@ struct RestorePlan {
   // The task's page file, its chunk headers checked against the inventory before anything
   // starts; the fill checks each chunk's data as it goes in (restore/page_fill.h).
   std::shared_ptr<const images::PageReader> pages;
+  MountPlan mounts;  // the job's own mounts, made by the stub first (restore/mounts.h)
 
   // The stub's own fds, all at or above high_fd_base.
   int stdio_copy_fd(int k) const { return high_fd_base + k; }

@@ -27,6 +27,7 @@
 #include "restore/init.h"
 #include "restore/file_locks.h"
 #include "restore/memory.h"
+#include "restore/mounts.h"
 #include "restore/namespaces.h"
 #include "restore/posix_timers.h"
 #include "restore/process.h"
@@ -148,6 +149,8 @@ int restore_checkpoint(const RestoreOptions& options) {
   check_host_compatible(checkpoint, plan);
   check_files_unchanged(plan, config.rootfs());
   check_open_files(plan, config.rootfs(), options.allow_changed_files);
+  plan.mounts = load_mounts(checkpoint);
+  check_mount_sources(plan.mounts, config.rootfs());
   const double load_ms = ms_since(started_at);
   check_interrupt();
 

@@ -17,6 +17,7 @@
 #include "restore/checks.h"
 #include "restore/code_page.h"
 #include "restore/files.h"
+#include "restore/mounts.h"
 #include "restore/process.h"
 #include "restore/signals.h"
 
@@ -114,6 +115,7 @@ void report(int control_fd, const StubReport& r) {
       keep.push_back(plan.inherited_fd(i));
     }
     close_all_but(keep);
+    restore_mounts(plan.mounts);  // before any file of the job is opened
     open_mapped_files(plan);
     for (size_t i = 0; i < plan.mapped_files.size(); ++i) keep.push_back(plan.mapped_file_fd(i));
     install_fd_table(plan.task.fds, plan.files,

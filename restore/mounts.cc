@@ -1,0 +1,212 @@
+#include "restore/mounts.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "common/fd.h"
+#include "common/mountinfo.h"
+#include "images/image_file.h"
+
+namespace stasis::restore {
+
+namespace {
+
+bool climbs_out(const std::string& path) {
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t slash = path.find('/', at);
+    if (slash == std::string::npos) slash = path.size();
+    if (path.compare(at, slash - at, "..") == 0 && slash - at == 2) return true;
+    at = slash + 1;
+  }
+  return false;
+}
+
+bool is_under(const std::string& path, const std::string& dir) {
+  return path == dir || (path.rfind(dir, 0) == 0 && path.size() > dir.size() && path[dir.size()] == '/');
+}
+
+std::string kind_name(const pb::MountEntry& m) {
+  switch (m.kind()) {
+    case pb::MountEntry::TMPFS: return "tmpfs";
+    case pb::MountEntry::BIND: return "bind mount";
+    default: return m.fstype();
+  }
+}
+
+timespec to_timespec(int64_t ns) { return timespec{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)}; }
+
+// Recreates the files of one tmpfs under its root fd, parents first; directory times last
+// (their entries change them).
+void fill_tmpfs(const pb::MountEntry& m, int root, const std::vector<pb::TmpfsFile>& files) {
+  std::vector<const pb::TmpfsFile*> dirs;
+  for (const pb::TmpfsFile& f : files) {
+    const std::string where = m.mount_point() + f.path();
+    const std::string rel = f.path().empty() ? "." : f.path().substr(1);
+    const mode_t type = f.mode() & S_IFMT;
+    const mode_t perm = f.mode() & 07777;
+    if (!f.link_to().empty()) {
+      if (::linkat(root, f.link_to().substr(1).c_str(), root, rel.c_str(), 0) < 0)
+        fail_errno(errno, "link {} to {}{}", where, m.mount_point(), f.link_to());
+      continue;
+    }
+    if (type == S_IFDIR) {
+      if (!f.path().empty() && ::mkdirat(root, rel.c_str(), 0700) < 0) fail_errno(errno, "mkdir {}", where);
+      dirs.push_back(&f);
+    } else if (type == S_IFREG) {
+      UniqueFd fd(::openat(root, rel.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!fd) fail_errno(errno, "create {}", where);
+      size_t done = 0;
+      while (done < f.data().size()) {
+        ssize_t n = ::write(fd.get(), f.data().data() + done, f.data().size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_errno(errno, "write {}", where);
+        done += static_cast<size_t>(n);
+      }
+      if (f.size() > f.data().size() && ::ftruncate(fd.get(), static_cast<off_t>(f.size())) < 0)
+        fail_errno(errno, "set the size of {}", where);
+    } else if (type == S_IFLNK) {
+      if (::symlinkat(f.target().c_str(), root, rel.c_str()) < 0) fail_errno(errno, "symlink {}", where);
+    } else if (type == S_IFIFO || type == S_IFCHR || type == S_IFBLK) {
+      if (::mknodat(root, rel.c_str(), type | 0600, static_cast<dev_t>(f.rdev())) < 0) fail_errno(errno, "mknod {}", where);
+    } else {
+      fail("{}: file type {:o} cannot be recreated", where, type);
+    }
+    // Owner before mode: a chown clears the set-id bits.
+    if (::fchownat(root, rel.c_str(), f.uid(), f.gid(), AT_SYMLINK_NOFOLLOW) < 0)
+      fail_errno(errno, "chown {} to {}:{}", where, f.uid(), f.gid());
+    if (type != S_IFLNK && ::fchmodat(root, rel.c_str(), perm, 0) < 0) fail_errno(errno, "chmod {} {:o}", where, perm);
+    if (type != S_IFDIR) {
+      const timespec times[2] = {to_timespec(f.atime_ns()), to_timespec(f.mtime_ns())};
+      if (::utimensat(root, rel.c_str(), times, AT_SYMLINK_NOFOLLOW) < 0) fail_errno(errno, "set the times of {}", where);
+    }
+  }
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    const pb::TmpfsFile& f = **it;
+    if (f.atime_ns() == 0 && f.mtime_ns() == 0) continue;  // a covered mount point: times unknown
+    const std::string rel = f.path().empty() ? "." : f.path().substr(1);
+    const timespec times[2] = {to_timespec(f.atime_ns()), to_timespec(f.mtime_ns())};
+    if (::utimensat(root, rel.c_str(), times, AT_SYMLINK_NOFOLLOW) < 0)
+      fail_errno(errno, "set the times of {}{}", m.mount_point(), f.path());
+  }
+}
+
+void set_propagation(const pb::MountEntry& m) {
+  auto apply = [&](unsigned long flag, const char* what) {
+    if (::mount(nullptr, m.mount_point().c_str(), nullptr, flag, nullptr) < 0)
+      fail_errno(errno, "make {} {}", m.mount_point(), what);
+  };
+  if (m.unbindable()) return apply(MS_UNBINDABLE, "unbindable");
+  if (m.slave()) apply(MS_SLAVE, "a slave");
+  if (m.shared()) apply(MS_SHARED, "shared");
+  if (!m.slave() && !m.shared()) apply(MS_PRIVATE, "private");
+}
+
+void mount_one(const pb::MountEntry& m, const MountPlan& plan) {
+  const char* target = m.mount_point().c_str();
+  struct stat st {};
+  if (::lstat(target, &st) < 0)
+    fail_errno(errno, "the mount point {} is missing in the restored container", m.mount_point());
+  const unsigned long flags = static_cast<unsigned long>(m.flags());
+  switch (m.kind()) {
+    case pb::MountEntry::BIND: {
+      if (::lstat(m.source().c_str(), &st) < 0)
+        fail_errno(errno, "its bind source {} is missing", m.source());
+      if (::mount(m.source().c_str(), target, nullptr, MS_BIND, nullptr) < 0)
+        fail_errno(errno, "bind-mount {} on {}", m.source(), m.mount_point());
+      // A bind takes its flags from a remount.
+      if (::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | flags, nullptr) < 0)
+        fail_errno(errno, "remount {} with flags {:#x}", m.mount_point(), flags);
+      break;
+    }
+    case pb::MountEntry::TMPFS: {
+      if (::mount(m.source().c_str(), target, "tmpfs", flags & ~static_cast<unsigned long>(MS_RDONLY),
+                  m.fs_options().c_str()) < 0)
+        fail_errno(errno, "mount tmpfs on {} with options '{}'", m.mount_point(), m.fs_options());
+      {
+        UniqueFd root(::open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!root) fail_errno(errno, "open {}", m.mount_point());
+        auto it = plan.files.find(m.mount_id());
+        if (it != plan.files.end()) fill_tmpfs(m, root.get(), it->second);
+      }
+      if ((flags & MS_RDONLY) && ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | flags, nullptr) < 0)
+        fail_errno(errno, "make {} read-only", m.mount_point());
+      break;
+    }
+    default:
+      if (::mount(m.source().c_str(), target, m.fstype().c_str(), flags,
+                  m.fs_options().empty() ? nullptr : m.fs_options().c_str()) < 0)
+        fail_errno(errno, "mount {} on {} with options '{}'", m.fstype(), m.mount_point(), m.fs_options());
+  }
+  set_propagation(m);
+}
+
+}  // namespace
+
+MountPlan load_mounts(const images::Checkpoint& checkpoint) {
+  using images::ImageType;
+  MountPlan plan;
+  if (!checkpoint.exists(ImageType::Mounts)) return plan;
+  plan.mounts = images::read_all<pb::MountEntry>(checkpoint.path(ImageType::Mounts), ImageType::Mounts);
+  for (const auto& m : plan.mounts) {
+    if (m.kind() == pb::MountEntry::UNKNOWN || m.kind() > pb::MountEntry::DEVPTS)
+      fail("{}: the mount at {} is of a kind this stasis does not know ({})", checkpoint.dir().string(),
+           m.mount_point(), static_cast<int>(m.kind()));
+    if (m.mount_point().empty() || m.mount_point()[0] != '/' || climbs_out(m.mount_point()))
+      fail("{}: mounts.img names an invalid mount point '{}'", checkpoint.dir().string(), m.mount_point());
+  }
+  if (checkpoint.exists(ImageType::Tmpfs)) {
+    images::ImageReader reader(checkpoint.path(ImageType::Tmpfs), ImageType::Tmpfs);
+    for (pb::TmpfsFile f; reader.read(f);) {
+      const bool bad_path = (!f.path().empty() && f.path()[0] != '/') || climbs_out(f.path()) ||
+                            (!f.link_to().empty() && (f.link_to()[0] != '/' || climbs_out(f.link_to())));
+      if (bad_path) fail("{}: tmpfs.img names an invalid path '{}'", checkpoint.dir().string(), f.path());
+      plan.files[f.mount_id()].push_back(std::move(f));
+    }
+  }
+  return plan;
+}
+
+void check_mount_sources(const MountPlan& plan, const std::string& rootfs) {
+  for (const auto& m : plan.mounts) {
+    if (m.kind() != pb::MountEntry::BIND || m.source_on_job_mount()) continue;
+    // What the launcher mounts afresh is not on the host's side to look at.
+    if (is_under(m.source(), "/proc")) continue;
+    if (!rootfs.empty() && (is_under(m.source(), "/dev") || is_under(m.source(), "/sys"))) continue;
+    const std::string host_path = rootfs.empty() ? m.source() : rootfs + m.source();
+    struct stat st {};
+    if (::stat(host_path.c_str(), &st) < 0)
+      throw Error(fmt::format("the job's bind mount at {} needs its source {} ({} on this host), which is missing "
+                              "({}): restore it where that path exists; nothing was started",
+                              m.mount_point(), m.source(), host_path, errno_name(errno)));
+    if (S_ISDIR(st.st_mode) != m.directory())
+      throw Error(fmt::format("the job's bind mount at {} needs its source {} ({} on this host) to be a {}, and it is "
+                              "not; nothing was started",
+                              m.mount_point(), m.source(), host_path, m.directory() ? "directory" : "file"));
+  }
+}
+
+void restore_mounts(const MountPlan& plan) {
+  for (const auto& m : plan.mounts)
+    with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()), [&] { mount_one(m, plan); });
+  if (plan.mounts.empty()) return;
+  // The kernel decides part of the propagation (a bind of a slave is a slave): check it came
+  // out as dumped.
+  const std::vector<MountInfo> now = read_mountinfo(0);
+  for (const auto& m : plan.mounts) {
+    auto it = std::find_if(now.rbegin(), now.rend(), [&](const MountInfo& x) { return x.mount_point == m.mount_point(); });
+    if (it == now.rend()) fail("the job's {} at {} is not in the restored mount table", kind_name(m), m.mount_point());
+    if ((it->shared != 0) != m.shared() || (it->master != 0) != m.slave() || it->unbindable != m.unbindable())
+      fail("the job's {} at {} came back with another propagation (shared {}, slave {}, unbindable {}) than dumped "
+           "(shared {}, slave {}, unbindable {})",
+           kind_name(m), m.mount_point(), it->shared != 0, it->master != 0, it->unbindable, m.shared(), m.slave(),
+           m.unbindable());
+  }
+}
+
+}  // namespace stasis::restore

@@ -1,0 +1,35 @@
+// mounts.img and tmpfs.img back into the restored container's mount namespace (see
+// dump/mounts.h): each mount the job had made, in the same order, with the same options and
+// propagation, and its tmpfs instances filled, before the job's files are opened and before it
+// runs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "images/checkpoint.h"
+#include "mounts.pb.h"
+
+namespace stasis::restore {
+
+struct MountPlan {
+  std::vector<pb::MountEntry> mounts;
+  std::map<uint32_t, std::vector<pb::TmpfsFile>> files;  // by mount id, parents first
+};
+
+// Nothing when the checkpoint has no mounts.img. Throws on an entry restore cannot apply (an
+// unknown kind, a path that climbs out of its tmpfs).
+MountPlan load_mounts(const images::Checkpoint& checkpoint);
+
+// Before anything is started: every bind source that lies on the host's file system (or the
+// container's rootfs) must exist. Throws naming the mount and the missing path.
+void check_mount_sources(const MountPlan& plan, const std::string& rootfs);
+
+// In the container (the stub, before it opens the job's files): mounts everything, fills the
+// tmpfs instances, sets the propagation, and checks it. Throws naming the mount; what was made
+// dies with the namespace when the caller removes the container.
+void restore_mounts(const MountPlan& plan);
+
+}  // namespace stasis::restore
