@@ -42,7 +42,7 @@ uint64_t mount_flags(const std::string& options) {
       {"ro", MS_RDONLY},       {"nosuid", MS_NOSUID},         {"nodev", MS_NODEV},
       {"noexec", MS_NOEXEC},   {"noatime", MS_NOATIME},       {"nodiratime", MS_NODIRATIME},
       {"relatime", MS_RELATIME}, {"strictatime", MS_STRICTATIME}, {"sync", MS_SYNCHRONOUS},
-      {"dirsync", MS_DIRSYNC},
+      {"dirsync", MS_DIRSYNC},    {"nosymfollow", 256 /* MS_NOSYMFOLLOW, Linux 5.10 */},
   };
   uint64_t flags = 0;
   size_t at = 0;
@@ -241,6 +241,34 @@ bool propagated_from_host(const MountInfo& m, const std::vector<MountInfo>& host
   return false;
 }
 
+std::string relative(const std::string& path, const std::string& dir) {
+  if (dir == "/") return path;
+  return path.substr(dir.size());
+}
+
+// A copy the kernel made of an earlier mount of the job's (y) by propagation: its parent
+// receives mounts from y's parent, and it is y's file system at the same place below it.
+// Mounting y again at restore makes it again.
+bool propagated_from_job(const MountInfo& x, const std::vector<const MountInfo*>& job_mounts,
+                         const std::map<uint32_t, const MountInfo*>& by_id) {
+  if (x.master == 0 && x.shared == 0) return false;
+  auto parent_x = by_id.find(x.parent);
+  if (parent_x == by_id.end()) return false;
+  const MountInfo& p = *parent_x->second;
+  for (const MountInfo* y : job_mounts) {
+    if (y->major != x.major || y->minor != x.minor || y->root != x.root || y->shared == 0) continue;
+    if (x.master != y->shared && x.shared != y->shared) continue;
+    auto parent_y = by_id.find(y->parent);
+    if (parent_y == by_id.end()) continue;
+    const MountInfo& q = *parent_y->second;
+    const bool receives = q.shared != 0 && (p.master == q.shared || p.shared == q.shared);
+    if (receives && is_under(x.mount_point, p.mount_point) && is_under(y->mount_point, q.mount_point) &&
+        relative(x.mount_point, p.mount_point) == relative(y->mount_point, q.mount_point))
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const pb::ContainerState* state,
@@ -263,9 +291,13 @@ MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const
   MountsDump out;
   std::map<uint32_t, std::string> added_points;  // mount id -> mount point, of the job's mounts
   std::vector<const MountInfo*> earlier;         // every mount before the current one
+  std::vector<const MountInfo*> job_mounts;      // the job's, saved
+  std::map<uint32_t, const MountInfo*> by_id;
+  for (const MountInfo& m : all) by_id[m.id] = &m;
   for (size_t i = 0; i < all.size(); ++i) {
     const MountInfo& m = all[i];
-    const bool job_made = !launcher.count(mount_key(m)) && !propagated_from_host(m, host, rootfs);
+    const bool job_made = !launcher.count(mount_key(m)) && !propagated_from_host(m, host, rootfs) &&
+                          !propagated_from_job(m, job_mounts, by_id);
     if (!job_made) {
       earlier.push_back(&m);
       continue;
@@ -276,6 +308,7 @@ MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const
     e.set_fstype(m.fstype);
     e.set_source(m.source);
     e.set_fs_options(fs_options(m.super_options));
+    e.set_fs_read_only(m.super_options == "ro" || m.super_options.rfind("ro,", 0) == 0);
     e.set_flags(mount_flags(m.mount_options));
     e.set_shared(m.shared != 0);
     e.set_slave(m.master != 0);
@@ -309,7 +342,7 @@ MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const
                                            "elsewhere: not supported",
                                            describe(m), m.root));
       for (size_t j = i + 1; j < all.size(); ++j)
-        if (all[j].parent == m.parent && all[j].mount_point == m.mount_point)
+        if ((all[j].parent == m.id || all[j].parent == m.parent) && all[j].mount_point == m.mount_point)
           throw UnsupportedError(fmt::format("the tmpfs the job mounted at {} is covered by a later mount there: its "
                                              "contents cannot be read",
                                              m.mount_point));
@@ -334,6 +367,7 @@ MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const
     }
     added_points[m.id] = m.mount_point;
     earlier.push_back(&m);
+    job_mounts.push_back(&m);
     out.mounts.push_back(std::move(e));
   }
   if (!added_points.empty()) refuse_files_on(pid, added_points);

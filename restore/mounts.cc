@@ -134,6 +134,9 @@ void mount_one(const pb::MountEntry& m, const MountPlan& plan) {
         auto it = plan.files.find(m.mount_id());
         if (it != plan.files.end()) fill_tmpfs(m, root.get(), it->second);
       }
+      // Read-only once filled: the superblock (a remount) and/or this mount (a bind remount).
+      if (m.fs_read_only() && ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_RDONLY, m.fs_options().c_str()) < 0)
+        fail_errno(errno, "make the tmpfs at {} read-only", m.mount_point());
       if ((flags & MS_RDONLY) && ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | flags, nullptr) < 0)
         fail_errno(errno, "make {} read-only", m.mount_point());
       break;
@@ -197,9 +200,17 @@ void restore_mounts(const MountPlan& plan) {
   if (plan.mounts.empty()) return;
   // The kernel decides part of the propagation (a bind of a slave is a slave): check it came
   // out as dumped.
+  // Several mounts stacked at one place are the last ones there, in the same order.
   const std::vector<MountInfo> now = read_mountinfo(0);
-  for (const auto& m : plan.mounts) {
-    auto it = std::find_if(now.rbegin(), now.rend(), [&](const MountInfo& x) { return x.mount_point == m.mount_point(); });
+  for (size_t i = 0; i < plan.mounts.size(); ++i) {
+    const pb::MountEntry& m = plan.mounts[i];
+    size_t above = 0;  // entries after this one at the same place
+    for (size_t j = i + 1; j < plan.mounts.size(); ++j) above += plan.mounts[j].mount_point() == m.mount_point();
+    auto it = now.rbegin();
+    for (size_t skip = above + 1;; ++it) {
+      if (it == now.rend()) break;
+      if (it->mount_point == m.mount_point() && --skip == 0) break;
+    }
     if (it == now.rend()) fail("the job's {} at {} is not in the restored mount table", kind_name(m), m.mount_point());
     if ((it->shared != 0) != m.shared() || (it->master != 0) != m.slave() || it->unbindable != m.unbindable())
       fail("the job's {} at {} came back with another propagation (shared {}, slave {}, unbindable {}) than dumped "
