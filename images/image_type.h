@@ -30,8 +30,8 @@ enum class ImageType : uint16_t {
   Container = 15,  // container.img (pb::ContainerConfig)
   EventFiles = 16, // eventfiles.img (pb::EventFile records)
   Ipc = 17,        // ipc.img (pb::IpcObject records)
-  Mounts = 30,     // mounts.img (pb::MountEntry records)
-  Tmpfs = 31,      // tmpfs.img (pb::TmpfsFile records)
+  Mounts = 18,     // mounts.img (pb::MountEntry records)
+  Tmpfs = 19,      // tmpfs.img (pb::TmpfsFile records)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

@@ -23,8 +23,8 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "launcher/bridge.h"
 #include "common/mountinfo.h"
+#include "launcher/bridge.h"
 #include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
 #include "launcher/container.h"
