@@ -2,6 +2,8 @@
 // two containers dumped and restored concurrently.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "tests/support/checkpoint_harness.h"
@@ -44,7 +46,16 @@ TEST(CheckpointParallel, SameImagesRestoredTwiceAtOnce) {
   EXPECT_EQ(namespace_pid(*pa), original_nspid);
   EXPECT_EQ(namespace_pid(*pb), original_nspid);
   long long ca = context_switches(*pa), cb = context_switches(*pb);
-  ASSERT_TRUE(keep_progressing(status, 1500ms));
+  // Each copy writes its own count into the one file: it may step back by as much as the two
+  // restores finished apart, so here only a FAIL or a standstill is an error.
+  std::uint64_t highest = n;
+  for (auto end = std::chrono::steady_clock::now() + 1500ms; std::chrono::steady_clock::now() < end;) {
+    WorkloadStatus s = read_status(status);
+    ASSERT_NE(s.kind, WorkloadStatus::Kind::kFail) << s.raw;
+    if (s.kind == WorkloadStatus::Kind::kOk) highest = std::max(highest, s.progress);
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GT(highest, n) << "neither copy counts on";
   EXPECT_GT(context_switches(*pa), ca) << "copy a does not run";
   EXPECT_GT(context_switches(*pb), cb) << "copy b does not run";
   EXPECT_TRUE(process_alive(*pa) && process_alive(*pb));
