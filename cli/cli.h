@@ -31,6 +31,9 @@ void add_ps_command(Cli& cli);
 void add_exec_command(Cli& cli);
 void add_kill_command(Cli& cli);
 void add_rm_command(Cli& cli);
+void add_stop_command(Cli& cli);
+void add_wait_command(Cli& cli);
+void add_inspect_command(Cli& cli);
 void add_freeze_commands(Cli& cli);  // freeze and thaw
 void add_dump_command(Cli& cli);
 void add_restore_command(Cli& cli);

@@ -31,7 +31,7 @@ void add_dump_command(Cli& cli) {
   auto a = std::make_shared<DumpArgs>();
   cmd->add_option("name", a->name, "Container to dump (started by `stasis run`)");
   cmd->add_option("--pid", a->pid, "Dump this process instead (not started by stasis; ptrace only)");
-  cmd->add_option("-D,--dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
+  cmd->add_option("-D,--dir,--images-dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
   cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
   cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();

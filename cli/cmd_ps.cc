@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "cli/cli.h"
+#include "common/error.h"
 #include "launcher/container.h"
 #include "launcher/state_store.h"
 
@@ -32,18 +33,33 @@ std::string limits(const pb::ContainerConfig& c) {
   return out.empty() ? "-" : out;
 }
 
-int ps(const Cli& cli, bool json) {
-  if (!std::filesystem::exists(cli.global.root)) {
-    std::printf(json ? "[]\n" : "NAME STATUS PID AGE CGROUP LIMITS\n");
+struct PsOptions {
+  bool all = false, quiet = false, json = false;
+  std::string format = "table";
+};
+
+int ps(const Cli& cli, const PsOptions& o) {
+  if (o.format != "table" && o.format != "json") {
+    throw UsageError(fmt::format("--format '{}': expected table or json", o.format));
+  }
+  const bool json = o.json || o.format == "json";
+  std::vector<pb::ContainerState> states;
+  if (std::filesystem::exists(cli.global.root)) {
+    for (auto& s : launcher::StateStore(cli.global.root).list()) {
+      // By default, as docker: containers whose job (or monitor) still exists; -a adds the others.
+      if (o.all || launcher::container_alive(s)) states.push_back(std::move(s));
+    }
+  }
+  if (o.quiet) {
+    for (const auto& s : states) std::printf("%s\n", s.config().name().c_str());
     return 0;
   }
-  launcher::StateStore store(cli.global.root);
-  auto states = store.list();
   if (json) {
     std::string out = "[";
     for (size_t i = 0; i < states.size(); ++i) {
-      states[i].set_display_status(launcher::display_status(states[i]));
-      out += (i ? ",\n" : "\n") + launcher::state_to_json(states[i]);
+      std::string entry = launcher::state_to_json(launcher::state_for_display(states[i]));
+      while (!entry.empty() && entry.back() == '\n') entry.pop_back();
+      out += (i ? ",\n" : "\n") + entry;
     }
     out += states.empty() ? "]\n" : "\n]\n";
     std::fputs(out.c_str(), stdout);
@@ -61,10 +77,21 @@ int ps(const Cli& cli, bool json) {
 }  // namespace
 
 void add_ps_command(Cli& cli) {
-  auto* cmd = cli.app.add_subcommand("ps", "List containers");
-  auto json = std::make_shared<bool>(false);
-  cmd->add_flag("--json", *json, "Print the state of every container as JSON");
-  cmd->callback([&cli, json] { cli.action = [&cli, json]() -> int { return ps(cli, *json); }; });
+  auto* cmd = cli.app.add_subcommand("ps", "List containers (those still running; -a for all)");
+  auto o = std::make_shared<PsOptions>();
+  cmd->add_flag("-a,--all", o->all, "Also list containers whose job has ended (they stay until `stasis rm`)");
+  cmd->add_flag("-q,--quiet", o->quiet, "Print names only, one a line");
+  cmd->add_option("--format", o->format, "table or json (an array of what `stasis inspect` prints)")
+      ->capture_default_str();
+  cmd->add_flag("--json", o->json, "Same as --format json");
+  cmd->footer(R"(By default ps lists the containers whose job or monitor still exists (running, frozen,
+being restored); -a adds those that have ended (exited, killed), which stay until `stasis rm`.
+
+Examples:
+  stasis ps -a
+  stasis ps -aq | xargs stasis rm
+  stasis ps --format json)");
+  cmd->callback([&cli, o] { cli.action = [&cli, o]() -> int { return ps(cli, *o); }; });
 }
 
 }  // namespace stasis::cli

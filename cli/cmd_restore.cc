@@ -8,7 +8,7 @@ void add_restore_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("restore", "Restore a checkpoint as a running container");
   auto options = std::make_shared<restore::RestoreOptions>();
   auto dir = std::make_shared<std::string>();
-  cmd->add_option("-D,--images-dir", *dir, "Checkpoint directory written by `stasis dump`")->required();
+  cmd->add_option("-D,--dir,--images-dir", *dir, "Checkpoint directory written by `stasis dump`")->required();
   auto* name = cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
   cmd->add_flag("-d,--detach", options->detach, "Return once the job runs again instead of waiting for it");
   cmd->add_option("--log", options->log_path, "File for the job's output (default: the dumped container's log)");

@@ -7,6 +7,7 @@
 #include "common/interrupt.h"
 #include "launcher/config.h"
 #include "launcher/container.h"
+#include "launcher/mounts.h"
 
 namespace stasis::cli {
 
@@ -15,7 +16,7 @@ namespace {
 struct RunOptions {
   std::string name, memory, cpus, pids, cpuset, hostname, workdir, net = "loopback", ip, host_ip;
   std::string cgroup_driver = "auto", rootfs, log;
-  std::vector<std::string> env, devices, command;
+  std::vector<std::string> env, devices, volumes, command;
   std::string subnet;               // --net bridge
   std::vector<std::string> publish;  // --net bridge: -p HOST:CONTAINER[/PROTO]
   bool detach = false, remove = false, init = false;
@@ -70,6 +71,7 @@ pb::ContainerConfig to_config(const RunOptions& o) {
   c.set_remove_on_exit(o.remove);
   c.set_init(o.init);
   for (const auto& d : o.devices) c.add_devices(d);
+  for (const auto& v : o.volumes) *c.add_mounts() = launcher::parse_volume(v);
   c.set_detach(o.detach);
   return c;
 }
@@ -102,8 +104,9 @@ void add_run_command(Cli& cli) {
   cmd->add_option("--pids", o->pids, "Maximum number of processes");
   cmd->add_option("--cpuset", o->cpuset, "CPUs the job may run on (e.g. 0-1)");
   cmd->add_option("--hostname", o->hostname, "Host name inside (default: the container name)");
-  cmd->add_option("--env", o->env, "Environment variable K=V (repeatable)")->allow_extra_args(false);
-  cmd->add_option("--workdir", o->workdir, "Working directory of the job");
+  cmd->add_option("-e,--env", o->env, "Environment variable KEY=VALUE (repeatable, one each)")->allow_extra_args(false);
+  cmd->add_option("-w,--workdir", o->workdir, "Working directory of the job");
+  cmd->add_option("-v,--volume", o->volumes, "Bind mount HOST:CONTAINER[:ro] (repeatable)")->allow_extra_args(false);
   cmd->add_option("--net", o->net, "loopback (default), veth, bridge or host");
   cmd->add_option("--ip", o->ip, "--net veth: the container's address, CIDR (e.g. 10.213.0.2/24); --net bridge: "
                   "its address on the bridge (default: the first free one)");
@@ -117,7 +120,8 @@ void add_run_command(Cli& cli) {
   cmd->add_flag("--rm", o->remove, "Remove the container when the job exits");
   cmd->add_option("--device", o->devices, "Extra allowed device: a path or a rule 'c MAJ:MIN [rwm]' (v1)")->allow_extra_args(false);
   cmd->add_flag("--init", o->init, "Run a small reaper as PID 1 that forwards signals and reaps orphans");
-  cmd->add_option("command", o->command, "CMD [ARGS...] (after --)");
+  // Our options end at the command's first word (a "--" before it is optional): cli/main.cc.
+  cmd->add_option("command", o->command, "CMD [ARGS...]: the job's command and its arguments");
   cmd->callback([&cli, o, name] { cli.action = [&cli, o, name]() -> int { return run(cli, *o, name->count() > 0); }; });
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/cgroup.h"
 #include "common/error.h"
+#include "launcher/mounts.h"
 
 namespace stasis::launcher {
 
@@ -209,6 +210,8 @@ void validate_config(pb::ContainerConfig& config) {
       throw UsageError(fmt::format("--rootfs {}: not an accessible directory", config.rootfs()));
     }
   }
+
+  validate_mounts(config);
 
   auto* net = config.mutable_net();
   if (net->mode().empty()) net->set_mode("loopback");

@@ -76,6 +76,15 @@ void kill_container(const std::filesystem::path& root, const std::string& name, 
 // (bounded) for its monitor to finish. keep_log (a dump removing the job it killed): the log
 // stays for the restored job, and a container its --rm monitor removed already is no error.
 void remove_container(const std::filesystem::path& root, const std::string& name, bool force, bool keep_log = false);
+// `stasis stop`: SIGTERM to PID 1 (a frozen job is thawed to take it), then, if the job has
+// not ended within `grace`, SIGKILL to every process of it. Returns once the job has ended
+// (its exit recorded, or its state removed by --rm); at once when it had already ended.
+// Throws Error when there is no such container or the job outlives the SIGKILL by 10 s.
+void stop_container(const std::filesystem::path& root, const std::string& name, std::chrono::milliseconds grace);
+// `stasis wait`: waits for the job to end and returns its status as a shell reports it (code,
+// or 128+signal); at once when it has already ended. Throws Error when the container is
+// removed before its exit could be read (--rm) or its monitor died without recording it.
+int wait_container(const std::filesystem::path& root, const std::string& name);
 void freeze_container(const std::filesystem::path& root, const std::string& name);
 void thaw_container(const std::filesystem::path& root, const std::string& name);
 // Runs argv inside the container (all its namespaces, its cgroup, its root); returns its status.
@@ -93,6 +102,8 @@ Cgroup open_cgroup(const pb::ContainerState& state);
 // "running", "frozen", "exited (0)", "killed (SIGKILL)", "oom-killed", "created", ...: what ps
 // shows, checked against the live system (a frozen cgroup, a vanished monitor).
 std::string display_status(const pb::ContainerState& state);
+// The state as `inspect` and `ps --json` print it: name and display_status filled in.
+pb::ContainerState state_for_display(pb::ContainerState state);
 // True when the monitor or PID 1 of this state still exists (PID 1 checked by its PID-namespace
 // inode, so a reused PID does not count).
 bool container_alive(const pb::ContainerState& state);

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "launcher/bridge.h"
+#include "common/log.h"
 #include "launcher/container.h"
 #include "launcher/network.h"
 #include "launcher/reaper.h"
@@ -158,6 +159,71 @@ void kill_container(const fs::path& root, const std::string& name, int signal) {
     open_cgroup(state).thaw();
     store.update(name, [](pb::ContainerState& s) { if (s.status() == "frozen") s.set_status("running"); });
   }
+}
+
+namespace {
+
+// Polls the state until the job has ended: its exit recorded, its state gone (--rm), or nothing
+// of it left alive. False at the deadline.
+bool wait_ended(const StateStore& store, const std::string& name, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto state = store.try_load(name);
+    if (!state || state->status() == "exited" || !container_alive(*state)) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
+void stop_container(const fs::path& root, const std::string& name, std::chrono::milliseconds grace) {
+  require_root("stasis stop");
+  StateStore store(root);
+  pb::ContainerState state = store.load(name);
+  if (!is_live_status(state.status()) || !container_alive(state)) return;  // already stopped
+  if (init_running(state)) {
+    // PID 1 of a PID namespace ignores signals it has no handler for: a job that does not
+    // handle SIGTERM ends with the SIGKILL after the grace period, as under docker.
+    ::kill(state.init_pid(), SIGTERM);
+    if (state.status() == "frozen" || display_status(state) == "frozen") {
+      open_cgroup(state).thaw();
+      store.update(name, [](pb::ContainerState& s) { if (s.status() == "frozen") s.set_status("running"); });
+    }
+  }
+  if (wait_ended(store, name, std::chrono::steady_clock::now() + grace)) return;
+  log::debug("container {} still runs {} ms after SIGTERM: SIGKILL", name, grace.count());
+  if (!state.cgroup_paths().empty()) {
+    try {
+      open_cgroup(state).kill_all();
+    } catch (const Error&) {
+      if (init_running(state)) throw;  // else it ended meanwhile (--rm removed the cgroup)
+    }
+  }
+  if (init_running(state)) ::kill(state.init_pid(), SIGKILL);
+  if (!wait_ended(store, name, std::chrono::steady_clock::now() + std::chrono::seconds(10))) {
+    fail("container {}: still running 10 s after SIGKILL (monitor {}, init {})", name, state.monitor_pid(),
+         state.init_pid());
+  }
+}
+
+int wait_container(const fs::path& root, const std::string& name) {
+  StateStore store(root);
+  store.load(name);  // "no container named ..."
+  for (;;) {
+    auto state = store.try_load(name);
+    if (!state) fail("container {} was removed (--rm or rm) before its exit status could be read", name);
+    if (state->status() == "exited") return state->exit_signal() ? 128 + state->exit_signal() : state->exit_code();
+    if (!container_alive(*state)) {
+      fail("container {} is {}: no exit status was recorded", name, display_status(*state));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+pb::ContainerState state_for_display(pb::ContainerState state) {
+  state.set_name(state.config().name());
+  state.set_display_status(display_status(state));
+  return state;
 }
 
 void freeze_container(const fs::path& root, const std::string& name) {

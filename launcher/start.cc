@@ -27,6 +27,7 @@
 #include "launcher/bridge.h"
 #include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
+#include "launcher/mounts.h"
 #include "launcher/container.h"
 #include "launcher/network.h"
 #include "launcher/reaper.h"
@@ -191,6 +192,7 @@ void setup_mounts(const pb::ContainerConfig& config) {
   if (config.rootfs().empty()) {
     check_sys(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount private /proc");
     bind_file(config.net().hosts_file(), "/etc/hosts");
+    apply_bind_mounts(config, "");
     return;
   }
   fs::path root = config.rootfs();
@@ -206,6 +208,7 @@ void setup_mounts(const pb::ContainerConfig& config) {
     // A sysfs of our own shows our network namespace; read-only.
     ::mount("sysfs", (root / "sys").c_str(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   }
+  apply_bind_mounts(config, root.string());
   check_sys(::chdir(root.c_str()), "chdir {}", root.string());
   check_sys(static_cast<int>(::syscall(SYS_pivot_root, ".", ".")), "pivot_root into {}", root.string());
   check_sys(::umount2(".", MNT_DETACH), "detach the old root");

@@ -9,6 +9,8 @@ TEST(Cli, VersionPrintsVersion) {
   auto r = run_stasis({"--version"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("0.1.0"), std::string::npos) << r.out;
+  // And the commit it was built from (or "unknown" outside a git checkout).
+  EXPECT_NE(r.out.find("(commit "), std::string::npos) << r.out;
 }
 
 TEST(Cli, NoCommandIsUsageErrorWithHelp) {
@@ -20,6 +22,23 @@ TEST(Cli, NoCommandIsUsageErrorWithHelp) {
 TEST(Cli, UnknownCommandIsUsageError) {
   auto r = run_stasis({"frobnicate"});
   EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "stasis: unknown command 'frobnicate' (see 'stasis --help' for the list)\n");
+  EXPECT_EQ(r.out, "");
+  // Also after global options.
+  r = run_stasis({"--root", "/tmp", "bogus", "x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'bogus'"), std::string::npos) << r.err;
+}
+
+TEST(Cli, DumpAndRestoreNameTheCheckpointFolderAlike) {
+  // Each accepts -D, --dir and --images-dir: a missing folder is then a failure (1), not a
+  // usage error (2).
+  for (const char* option : {"-D", "--dir", "--images-dir"}) {
+    auto r = run_stasis({"restore", option, "/no/such/checkpoint"});
+    EXPECT_EQ(r.exit_code, 1) << option << ": " << r.err;
+    r = run_stasis({"dump", "--pid", "999999999", option, "/no/such/parent/checkpoint"});
+    EXPECT_NE(r.exit_code, 2) << option << ": " << r.err;
+  }
 }
 
 TEST(Cli, UnknownOptionIsUsageError) {

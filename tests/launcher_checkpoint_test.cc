@@ -43,7 +43,7 @@ size_t count_of(const std::string& text, const std::string& needle) {
 
 // What `stasis ps` shows for a container ("running", "frozen", ...), or "" when not listed.
 std::string ps_status(const CheckpointEnv& env, const std::string& name) {
-  CommandResult r = env.stasis({"ps"}, 20s);
+  CommandResult r = env.stasis({"ps", "-a"}, 20s);
   std::istringstream lines(r.out);
   for (std::string line; std::getline(lines, line);) {
     std::istringstream words(line);
@@ -355,7 +355,7 @@ TEST(LauncherCheckpoint, FailedDumpLeavesAPausedContainerPaused) {
 }
 
 std::string host_link_of(const CheckpointEnv& env, const std::string& name) {
-  CommandResult ps = env.stasis({"ps", "--json"}, 20s);
+  CommandResult ps = env.stasis({"ps", "-a", "--json"}, 20s);
   size_t at = ps.out.find("\"name\": \"" + name + "\"");
   if (at == std::string::npos) return "";
   at = ps.out.find("\"host_ifname\": \"", at);

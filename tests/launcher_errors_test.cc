@@ -14,7 +14,7 @@ void expect_nothing_left(const TempDir& root, const std::string& name) {
   EXPECT_TRUE(leftover_cgroups(name).empty()) << name;
   EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/unified") / launcher::cgroup_parent_for(root.path()) / name));
   EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
-  EXPECT_EQ(stasis_at(root, {"ps"}).out.find(name), std::string::npos);
+  EXPECT_EQ(stasis_at(root, {"ps", "-a"}).out.find(name), std::string::npos);
 }
 
 struct BadRun {
@@ -111,7 +111,7 @@ TEST(LauncherErrors, DuplicateNameRefused) {
   EXPECT_NE(r.err.find("a container named " + name + " already exists"), std::string::npos) << r.err;
   // The first one is untouched.
   EXPECT_EQ(leftover_cgroups(name), cgroups);
-  EXPECT_NE(stasis_at(root, {"ps"}).out.find("running"), std::string::npos);
+  EXPECT_NE(stasis_at(root, {"ps", "-a"}).out.find("running"), std::string::npos);
 }
 
 TEST(LauncherErrors, BadSignal) {
@@ -124,7 +124,7 @@ TEST(LauncherErrors, BadSignal) {
     EXPECT_EQ(r.exit_code, 2) << bad;
     EXPECT_NE(r.err.find("signal '" + bad + "'"), std::string::npos) << r.err;
   }
-  EXPECT_NE(stasis_at(root, {"ps"}).out.find("running"), std::string::npos);
+  EXPECT_NE(stasis_at(root, {"ps", "-a"}).out.find("running"), std::string::npos);
 }
 
 TEST(LauncherErrors, NotRoot) {

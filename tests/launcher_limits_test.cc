@@ -21,9 +21,9 @@ TEST(LauncherLimits, MemoryLimitOomKillsAndPsSaysSo) {
   EXPECT_EQ(r.exit_code, 137) << r.out << r.err;
   EXPECT_EQ(r.out.find("survived"), std::string::npos);
   EXPECT_EQ(slurp(fs::path("/sys/fs/cgroup/memory") / launcher::cgroup_parent_for(root.path()) / name / "memory.limit_in_bytes"), "33554432\n");
-  auto ps = stasis_at(root, {"ps"});
+  auto ps = stasis_at(root, {"ps", "-a"});
   EXPECT_NE(ps.out.find("oom-killed"), std::string::npos) << ps.out;
-  EXPECT_NE(stasis_at(root, {"ps", "--json"}).out.find("\"oom_killed\": true"), std::string::npos);
+  EXPECT_NE(stasis_at(root, {"ps", "-a", "--json"}).out.find("\"oom_killed\": true"), std::string::npos);
 
   // A shell that survives the OOM kill of its child is not itself "oom-killed".
   std::string name3 = unique_name("mem");
@@ -32,8 +32,8 @@ TEST(LauncherLimits, MemoryLimitOomKillsAndPsSaysSo) {
                        workload("launcher_alloc") + " 256; echo after"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "after\n");
-  EXPECT_NE(stasis_at(root, {"ps"}).out.find("exited (0, after an oom kill)"), std::string::npos)
-      << stasis_at(root, {"ps"}).out;
+  EXPECT_NE(stasis_at(root, {"ps", "-a"}).out.find("exited (0, after an oom kill)"), std::string::npos)
+      << stasis_at(root, {"ps", "-a"}).out;
 
   // The same program within its limit survives.
   std::string name2 = unique_name("mem");
@@ -104,14 +104,14 @@ void freeze_thaw(const std::string& driver) {
   ASSERT_TRUE(wait_until([&] { return read_count(status) > 2; }, seconds(5)));
   auto r = stasis_at(root, {"freeze", name});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(stasis_at(root, {"ps"}).out.find("frozen"), std::string::npos);
+  EXPECT_NE(stasis_at(root, {"ps", "-a"}).out.find("frozen"), std::string::npos);
   long frozen_at = read_count(status);
   std::this_thread::sleep_for(milliseconds(300));
   EXPECT_EQ(read_count(status), frozen_at) << "progress while frozen";
   r = stasis_at(root, {"thaw", name});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(wait_until([&] { return read_count(status) > frozen_at + 5; }, seconds(5)));
-  EXPECT_NE(stasis_at(root, {"ps"}).out.find("running"), std::string::npos);
+  EXPECT_NE(stasis_at(root, {"ps", "-a"}).out.find("running"), std::string::npos);
   // rm -f works on a frozen container too.
   ASSERT_EQ(stasis_at(root, {"freeze", name}).exit_code, 0);
   r = stasis_at(root, {"rm", "-f", name});

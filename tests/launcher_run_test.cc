@@ -74,7 +74,7 @@ TEST(LauncherRun, VethTcpRoundTripAndCleanup) {
   auto r = stasis_at(root, {"run", "-d", "--name", name, "--net", "veth", "--ip", subnet + ".2/24", "--",
                             workload("launcher_tcp"), "server", subnet + ".2", "7777"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto ps = stasis_at(root, {"ps", "--json"});
+  auto ps = stasis_at(root, {"ps", "-a", "--json"});
   auto at = ps.out.find("\"host_ifname\": \"");
   ASSERT_NE(at, std::string::npos) << ps.out;
   std::string ifname = ps.out.substr(at + 16, ps.out.find('"', at + 16) - at - 16);
@@ -85,7 +85,7 @@ TEST(LauncherRun, VethTcpRoundTripAndCleanup) {
   EXPECT_EQ(client.exit_code, 0) << client.err;
   EXPECT_EQ(client.out, "echo:hello\n");
 
-  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"ps"}).out.find("exited (0)") != std::string::npos; },
+  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"ps", "-a"}).out.find("exited (0)") != std::string::npos; },
                          seconds(10)));
   r = stasis_at(root, {"rm", name});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -148,7 +148,7 @@ TEST(LauncherRun, DetachedCannotExecuteFailsBeforeDetaching) {
     EXPECT_FALSE(fs::exists(root.path() / (name + ".log"))) << c.program;
     EXPECT_TRUE(leftover_cgroups(name).empty()) << c.program;
   }
-  EXPECT_EQ(stasis_at(root, {"ps"}).out.find("d127"), std::string::npos);
+  EXPECT_EQ(stasis_at(root, {"ps", "-a"}).out.find("d127"), std::string::npos);
   // The foreground says 126 too for a file that is not executable.
   auto r = stasis_at(root, {"run", "--rm", "--", not_executable.string()});
   EXPECT_EQ(r.exit_code, 126) << r.err;
@@ -160,7 +160,7 @@ TEST(LauncherRun, EmptyNameIsAUsageError) {
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   EXPECT_NE(r.err.find("--name"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(stasis_at(root, {"ps"}).out.find("c-"), std::string::npos) << "a container was made";
+  EXPECT_EQ(stasis_at(root, {"ps", "-a"}).out.find("c-"), std::string::npos) << "a container was made";
 }
 
 TEST(LauncherRun, ExitStatusAndSignalArePassedOn) {
@@ -168,7 +168,7 @@ TEST(LauncherRun, ExitStatusAndSignalArePassedOn) {
   std::string name = unique_name("st");
   ContainerGuard guard(root.path(), name);
   EXPECT_EQ(stasis_at(root, {"run", "--name", name, "--", "/bin/sh", "-c", "exit 42"}).exit_code, 42);
-  EXPECT_NE(stasis_at(root, {"ps"}).out.find("exited (42)"), std::string::npos);
+  EXPECT_NE(stasis_at(root, {"ps", "-a"}).out.find("exited (42)"), std::string::npos);
   std::string name2 = unique_name("st");
   ContainerGuard guard2(root.path(), name2);
   // A job that kills itself: 128 + 9.
@@ -194,7 +194,7 @@ TEST(LauncherRun, RmOptionRemovesEverything) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(leftover_cgroups(name).empty());
   EXPECT_FALSE(fs::exists(root.path() / (name + ".state")));
-  EXPECT_EQ(stasis_at(root, {"ps"}).out.find(name), std::string::npos);
+  EXPECT_EQ(stasis_at(root, {"ps", "-a"}).out.find(name), std::string::npos);
 }
 
 TEST(LauncherRun, DetachPsKillRm) {
@@ -206,7 +206,7 @@ TEST(LauncherRun, DetachPsKillRm) {
                      seconds(20));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, name + "\n");
-  auto ps = stasis_at(root, {"ps"});
+  auto ps = stasis_at(root, {"ps", "-a"});
   EXPECT_NE(ps.out.find(name), std::string::npos);
   EXPECT_NE(ps.out.find("running"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("pids=50"), std::string::npos) << ps.out;
@@ -219,7 +219,7 @@ TEST(LauncherRun, DetachPsKillRm) {
   // sleep as PID 1 has no handler for TERM, so the kernel drops it: KILL by name.
   r = stasis_at(root, {"kill", name, "-s", "SIGKILL"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"ps"}).out.find("killed (SIGKILL)") != std::string::npos; },
+  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"ps", "-a"}).out.find("killed (SIGKILL)") != std::string::npos; },
                          seconds(10)));
   r = stasis_at(root, {"rm", name});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -235,9 +235,9 @@ TEST(LauncherRun, KillWithNumberAndTermThroughInit) {
   ASSERT_EQ(stasis_at(root, {"run", "-d", "--init", "--name", name, "--", "/bin/sleep", "100"}).exit_code, 0);
   // With --init, TERM reaches sleep (PID 2), which dies of it.
   EXPECT_EQ(stasis_at(root, {"kill", name, "-s", "15"}).exit_code, 0);
-  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"ps"}).out.find("exited (143)") != std::string::npos; },
+  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"ps", "-a"}).out.find("exited (143)") != std::string::npos; },
                          seconds(10)))
-      << stasis_at(root, {"ps"}).out;
+      << stasis_at(root, {"ps", "-a"}).out;
 }
 
 TEST(LauncherRun, ExecJoinsNamespacesAndCgroup) {
@@ -245,7 +245,7 @@ TEST(LauncherRun, ExecJoinsNamespacesAndCgroup) {
   std::string name = unique_name("exec");
   ContainerGuard guard(root.path(), name);
   ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "--", "/bin/sleep", "100"}).exit_code, 0);
-  auto ps = stasis_at(root, {"ps", "--json"});
+  auto ps = stasis_at(root, {"ps", "-a", "--json"});
   auto at = ps.out.find("\"init_pid\": ");
   ASSERT_NE(at, std::string::npos);
   int init = std::stoi(ps.out.substr(at + 12));
@@ -273,7 +273,7 @@ TEST(LauncherRun, RmForceLeavesNothingBehind) {
                 .exit_code,
             0);
   EXPECT_FALSE(leftover_cgroups(name).empty());
-  auto ps = stasis_at(root, {"ps", "--json"});
+  auto ps = stasis_at(root, {"ps", "-a", "--json"});
   auto at = ps.out.find("\"host_ifname\": \"");
   ASSERT_NE(at, std::string::npos) << ps.out;
   std::string ifname = ps.out.substr(at + 16, ps.out.find('"', at + 16) - at - 16);
@@ -335,29 +335,6 @@ TEST(LauncherRun, MountsInsideStayInside) {
   EXPECT_TRUE(fs::exists(fs::path("/proc") / std::to_string(getpid())));
 }
 
-// A minimal tree: /bin/sh and the libraries it needs, copied from the host.
-void make_rootfs(const fs::path& dir) {
-  auto copy_in = [&](const fs::path& file) {
-    fs::path dest = dir / file.relative_path();
-    fs::create_directories(dest.parent_path());
-    fs::copy_file(fs::canonical(file), dest, fs::copy_options::overwrite_existing);
-    fs::permissions(dest, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec);
-  };
-  copy_in("/bin/sh");
-  auto ldd = run_command({"ldd", "/bin/sh"});
-  std::istringstream lines(ldd.out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream words(line);
-    std::string w;
-    while (words >> w) {
-      if (w[0] == '/') copy_in(w);
-    }
-  }
-  for (const char* d : {"proc", "dev", "tmp", "etc"}) fs::create_directories(dir / d);
-}
-
 TEST(LauncherRun, RootfsPivotRootAndExecChroot) {
   TempDir root;
   TempDir rootfs("stasis-rootfs");
@@ -404,7 +381,7 @@ TEST(LauncherRun, ForegroundRunForwardsSignals) {
           "--", "/bin/sleep", "100", nullptr);
     _exit(127);
   }
-  bool running = wait_until([&] { return stasis_at(root, {"ps"}).out.find("running") != std::string::npos; },
+  bool running = wait_until([&] { return stasis_at(root, {"ps", "-a"}).out.find("running") != std::string::npos; },
                             std::chrono::seconds(10));
   EXPECT_TRUE(running);
   kill(pid, SIGTERM);

@@ -60,4 +60,28 @@ inline CommandResult stasis_at(const TempDir& root, std::vector<std::string> arg
   return run_stasis(args, timeout);
 }
 
+// A minimal tree: /bin/sh and the libraries it needs, copied from the host.
+inline void make_rootfs(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  auto copy_in = [&](const fs::path& file) {
+    fs::path dest = dir / file.relative_path();
+    fs::create_directories(dest.parent_path());
+    fs::copy_file(fs::canonical(file), dest, fs::copy_options::overwrite_existing);
+    fs::permissions(dest, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  };
+  copy_in("/bin/sh");
+  auto ldd = run_command({"ldd", "/bin/sh"});
+  std::istringstream lines(ldd.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string w;
+    while (words >> w) {
+      if (w[0] == '/') copy_in(w);
+    }
+  }
+  for (const char* d : {"proc", "dev", "tmp", "etc"}) fs::create_directories(dir / d);
+}
+
 }  // namespace stasis::test

@@ -502,7 +502,7 @@ Container::~Container() { remove(); }
 
 namespace {
 std::optional<PsEntry> ps_entry(const CheckpointEnv& env, const std::string& name) {
-  CommandResult r = env.stasis({"ps", "--json"}, 20s);
+  CommandResult r = env.stasis({"ps", "-a", "--json"}, 20s);
   if (r.exit_code != 0) return std::nullopt;
   std::vector<Json> values;
   JsonReader reader(r.out);
