@@ -18,6 +18,9 @@ void add_check_command(Cli& cli) {
   auto options = std::make_shared<CheckOptions>();
   auto* cmd = cli.app.add_subcommand("check", "Probe the kernel for every feature stasis relies on");
   cmd->add_flag("--json", options->json, "Print machine-readable JSON");
+  cmd->footer(R"(Examples:
+  stasis check
+  stasis check --json)");
   cmd->callback([&cli, options] {
     cli.action = [options]() -> int {
       std::vector<features::FeatureResult> results = features::probe_features();

@@ -41,6 +41,10 @@ void add_dump_command(Cli& cli) {
   cmd->add_option("--tmpfs-limit", a->tmpfs_limit,
                   "Most file data saved per tmpfs the container's job mounted (K, M, G suffixes)")
       ->capture_default_str();
+  cmd->footer(R"(Examples:
+  stasis dump web -D /var/lib/ckpt/web                  checkpoint, then end the job
+  stasis dump web -D /var/lib/ckpt/web --leave-running  checkpoint, the job goes on
+  stasis dump --pid 4242 -D /tmp/ckpt --compression zstd)");
   cmd->callback([&cli, a] {
     cli.action = [&cli, a]() -> int {
       if (a->name.empty() == (a->pid == 0))

@@ -22,6 +22,10 @@ void add_restore_command(Cli& cli) {
   cmd->add_option("--ip", options->ip, "--net veth: the container's new address, CIDR (default: the dumped one's); --net bridge: its new address on the bridge");
   cmd->add_option("--host-ip", options->host_ip,
                   "--net veth: the host side's new address (default: the subnet's first)");
+  cmd->footer(R"(Examples:
+  stasis restore -D /var/lib/ckpt/web
+  stasis restore -D /var/lib/ckpt/web -d --name web2 --ip 10.213.0.3/24
+  stasis restore --dir /tmp/ckpt --inherit-fd 'fd[0]:pipe:[123456]')");
   cmd->callback([&cli, options, dir, name] {
     cli.action = [&cli, options, dir, name]() -> int {
       if (name->count() > 0 && options->name.empty())

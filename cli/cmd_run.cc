@@ -122,6 +122,12 @@ void add_run_command(Cli& cli) {
   cmd->add_flag("--init", o->init, "Run a small reaper as PID 1 that forwards signals and reaps orphans");
   // Our options end at the command's first word (a "--" before it is optional): cli/main.cc.
   cmd->add_option("command", o->command, "CMD [ARGS...]: the job's command and its arguments");
+  cmd->footer(R"(Our options end at the command's first word; a "--" before it is optional.
+
+Examples:
+  stasis run python3 -c 'print(1)'
+  stasis run -d --name web -e PORT=8000 -w /srv -v /srv/data:/data:ro python3 -m http.server
+  stasis run --rootfs /var/lib/images/alpine --memory 256M --rm -- /bin/sh -c 'echo hi')");
   cmd->callback([&cli, o, name] { cli.action = [&cli, o, name]() -> int { return run(cli, *o, name->count() > 0); }; });
 }
 

@@ -3,7 +3,14 @@
 namespace stasis::cli {
 
 void add_serve_command(Cli& cli) {
-  auto* cmd = cli.app.add_subcommand("serve", "Receive migrated containers over TCP");
+  auto* cmd = cli.app.add_subcommand("serve", "Receive migrated containers over TCP (not implemented yet)");
+  cmd->footer(R"(Not implemented yet: it exits with status 3. Meanwhile a container moves to another
+host with a dump, a copy of the checkpoint folder, and a restore there.
+
+Examples:
+  stasis dump web -D /tmp/web              (on this host)
+  rsync -a /tmp/web other:/tmp/
+  ssh other stasis restore -D /tmp/web)");
   cmd->callback([&cli] { cli.action = [] () -> int { not_implemented("serve"); }; });
 }
 

@@ -98,6 +98,10 @@ void add_show_command(Cli& cli) {
   auto opts = std::make_shared<ShowOptions>();
   auto* cmd = cli.app.add_subcommand("show", "Print a checkpoint as JSON");
   cmd->add_option("dir", opts->dir, "Checkpoint directory")->required();
+  cmd->footer(R"(Examples:
+  stasis show /var/lib/ckpt/web | less
+  stasis show --verify /var/lib/ckpt/web
+  stasis show /var/lib/ckpt/web --pages 7f0000001000:256)");
   auto* verify = cmd->add_flag("--verify", opts->verify, "Check every checksum; print ok or the first error (exit 1)");
   cmd->add_flag("--json", opts->json, "Print JSON (the default)");
   auto* pages = cmd->add_option("--pages", opts->pages, "Hex dump of saved memory: ADDR[:LEN] (ADDR hex, LEN bytes, default a page)");

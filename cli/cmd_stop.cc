@@ -15,7 +15,7 @@ void add_stop_command(Cli& cli) {
   cmd->add_option("name", *names, "Container names")->required();
   cmd->add_option("-t,--time", *timeout, "Seconds to wait after SIGTERM before SIGKILL")->capture_default_str();
   cmd->footer(R"(Examples:
-  stasis stop web             SIGTERM, and SIGKILL 10 s later if it still runs
+  stasis stop web             SIGTERM; SIGKILL after 10 s if it still runs
   stasis stop -t 0 web        SIGKILL at once
   stasis stop -t 30 a b       stop two containers, 30 s grace each)");
   cmd->callback([&cli, names, timeout] {

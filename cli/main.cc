@@ -80,6 +80,12 @@ int run_main(int argc, char** argv) {
   app.add_flag("-v,--verbose", cli.global.verbose, "Print details of every step");
   app.add_option("--log-file", cli.global.log_file, "Also write the log to this file");
   app.require_subcommand(1);
+  app.footer(R"(Run 'stasis COMMAND --help' for a command's options and examples.
+
+Examples:
+  stasis run -d --name web python3 -m http.server 8000
+  stasis dump web -D /tmp/web && stasis restore -D /tmp/web -d
+  stasis ps -a)");
   app.fallthrough();  // global options may follow the command name
   app.failure_message(CLI::FailureMessage::help);
 

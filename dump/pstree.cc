@@ -50,7 +50,7 @@ void refuse_process_tree(const std::vector<pid_t>& processes, const std::string&
   std::string list;
   for (pid_t p : processes) list += (list.empty() ? "" : ", ") + std::to_string(p);
   throw UnsupportedError(fmt::format("{} has {} processes (pids {}): only a single process (with any number of "
-                                     "threads) can be dumped; process trees come in a later issue",
+                                     "threads) can be dumped; checkpointing a tree of processes is not supported",
                                      what, processes.size(), list));
 }
 

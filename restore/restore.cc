@@ -130,7 +130,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   auto tree = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
   if (tree.empty()) fail("{}: pstree.img lists no process", options.dir.string());
   if (tree.size() > 1)
-    throw UnsupportedError(fmt::format("{}: the checkpoint holds {} processes; process trees come in a later issue",
+    throw UnsupportedError(fmt::format("{}: the checkpoint holds {} processes; restoring a tree of processes is not supported",
                                        options.dir.string(), tree.size()));
   RestorePlan plan = make_plan(options.dir, load_task_image(checkpoint, tree[0]), load_file_images(checkpoint));
   // Sources above the stub's own fds, so that it can move them into place without clobbering.

@@ -48,10 +48,25 @@ TEST(Cli, UnknownOptionIsUsageError) {
 }
 
 TEST(Cli, EveryCommandHasHelp) {
-  for (const char* cmd : {"run", "ps", "exec", "kill", "rm", "freeze", "thaw", "dump", "restore", "show", "check",
-                          "serve", "migrate"}) {
+  for (const char* cmd : {"run", "ps", "inspect", "stop", "wait", "exec", "kill", "rm", "freeze", "thaw", "dump",
+                          "restore", "show", "check", "serve", "migrate"}) {
     auto r = run_stasis({cmd, "--help"});
     EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
     EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd << ": " << r.out;
+    // Ends with examples of the command itself.
+    size_t examples = r.out.rfind("Examples:\n");
+    ASSERT_NE(examples, std::string::npos) << cmd << ": " << r.out;
+    // (serve and migrate show what to do until they exist)
+    std::string shown = cmd == std::string("serve") || cmd == std::string("migrate") ? "stasis " : std::string("stasis ") + cmd;
+    EXPECT_NE(r.out.find(shown, examples), std::string::npos) << cmd << ": " << r.out;
+    EXPECT_EQ(r.out.find("issue"), std::string::npos) << cmd << ": " << r.out;
+    EXPECT_EQ(r.out.find("later"), std::string::npos) << cmd << ": " << r.out;
   }
+  for (const char* cmd : {"serve", "migrate"}) {
+    auto r = run_stasis({cmd, "--help"});
+    EXPECT_NE(r.out.find("not implemented yet"), std::string::npos) << cmd << ": " << r.out;
+    EXPECT_EQ(run_stasis({cmd}).exit_code, 3);
+  }
+  auto r = run_stasis({"--help"});
+  EXPECT_NE(r.out.find("Examples:"), std::string::npos) << r.out;
 }
