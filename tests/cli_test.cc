@@ -1,9 +1,15 @@
 // The command line itself: usage errors exit 2 with help, --version, not-implemented commands.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "tests/support/test_util.h"
 
+using stasis::test::run_command;
 using stasis::test::run_stasis;
+using stasis::test::TempDir;
 
 TEST(Cli, VersionPrintsVersion) {
   auto r = run_stasis({"--version"});
@@ -69,4 +75,49 @@ TEST(Cli, EveryCommandHasHelp) {
   }
   auto r = run_stasis({"--help"});
   EXPECT_NE(r.out.find("Examples:"), std::string::npos) << r.out;
+}
+
+namespace {
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+TEST(Cli, InstallPutsManPagesAndBashCompletionInPlace) {
+  namespace fs = std::filesystem;
+  TempDir prefix;
+  fs::path build = fs::path(STASIS_BINARY).parent_path();
+  auto r = run_command({"cmake", "--install", build.string(), "--prefix", prefix.path().string()},
+                       std::chrono::seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(fs::exists(prefix.path() / "bin" / "stasis"));
+  EXPECT_TRUE(fs::exists(prefix.path() / "share" / "bash-completion" / "completions" / "stasis"));
+  if (run_command({"sh", "-c", "command -v help2man"}).exit_code != 0) GTEST_SKIP() << "help2man is not installed";
+  fs::path man = prefix.path() / "share" / "man" / "man1";
+  for (const char* cmd : {"run", "ps", "inspect", "stop", "wait", "exec", "kill", "rm", "freeze", "thaw", "dump",
+                          "restore", "show", "check", "serve", "migrate"}) {
+    std::string page = read_text(man / (std::string("stasis-") + cmd + ".1"));
+    EXPECT_NE(page.find(std::string(".SH NAME\nstasis\\-") + cmd + " \\- "), std::string::npos) << cmd << ": " << page;
+    EXPECT_NE(page.find(".SH EXAMPLES"), std::string::npos) << cmd;
+  }
+  EXPECT_NE(read_text(man / "stasis-run.1").find("\\-\\-volume"), std::string::npos);
+  std::string top = read_text(man / "stasis.1");
+  EXPECT_NE(top.find(".SH \"SEE ALSO\""), std::string::npos) << top;
+  EXPECT_NE(top.find("stasis\\-restore"), std::string::npos) << top;
+}
+
+TEST(Cli, BashCompletionCompletesCommandsAndOptions) {
+  std::string script = std::string("source ") + STASIS_SOURCE_DIR + "/docs/completion/stasis.bash\n" + R"(
+c() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _stasis; echo "${COMPREPLY[*]}"; }
+c stasis s
+c stasis ps -
+c stasis run --net ""
+c stasis dump --comp
+)";
+  auto r = run_command({"bash", "-c", script});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "stop show serve\n-a --all -q --quiet --format --json --help\nloopback veth host\n--compression\n");
 }

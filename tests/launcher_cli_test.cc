@@ -220,5 +220,25 @@ TEST(LauncherCli, RmRemovesWhatItCanAndReportsTheRest) {
   EXPECT_EQ(stasis_at(root, {"rm", "-f", live}).exit_code, 0);
 }
 
+TEST(LauncherCli, BashCompletionOffersContainerNames) {
+  TempDir root;
+  std::string running = unique_name("comp"), ended = unique_name("comp");
+  ContainerGuard g1(root.path(), running), g2(root.path(), ended);
+  ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", running, "sleep", "100"}).exit_code, 0);
+  ASSERT_EQ(stasis_at(root, {"run", "--name", ended, "true"}).exit_code, 0);
+  std::string script = "PATH=" + fs::path(STASIS_BINARY).parent_path().string() + ":$PATH\nsource " +
+                       STASIS_SOURCE_DIR + "/docs/completion/stasis.bash\n" + R"(
+c() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _stasis; echo "${COMPREPLY[*]}"; }
+c stasis --root "$1" stop ""
+c stasis --root "$1" rm ""
+)";
+  auto r = run_command({"bash", "-c", script, "bash", root.path().string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> both = {running, ended};
+  std::sort(both.begin(), both.end());
+  // stop: the running one; rm: every one.
+  EXPECT_EQ(r.out, running + "\n" + both[0] + " " + both[1] + "\n");
+}
+
 }  // namespace
 }  // namespace stasis::test
