@@ -108,6 +108,34 @@ TEST(LauncherCli, VolumeInARootfs) {
   EXPECT_FALSE(fs::exists("/tmp/x"));
 }
 
+TEST(LauncherCli, VolumeIsMountedAgainByRestore) {
+  TempDir root;
+  TempDir source("stasis-vol-src");
+  TempDir target("stasis-vol-dst");
+  TempDir images("stasis-vol-ckpt");
+  std::ofstream(source.path() / "file") << "kept\n";
+  std::string name = unique_name("volck");
+  ContainerGuard guard(root.path(), name);
+  std::string file = (target.path() / "file").string();
+  // A single process (no shell) that reads the file through the mount now and then. (A file
+  // held open through a -v mount is not restored yet: docs/cli.md.)
+  ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "-v", source.path().string() + ":" + target.path().string(),
+                             "python3", "-c",
+                             "import time\nwhile True:\n  open('" + file + "').read()\n  time.sleep(0.05)"})
+                .exit_code,
+            0);
+  EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"exec", name, "test", "-e", file}).exit_code == 0; }, seconds(10)));
+  fs::path dir = images.path() / "ckpt";
+  auto r = stasis_at(root, {"dump", name, "-D", dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = stasis_at(root, {"restore", "--dir", dir.string(), "-d"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = stasis_at(root, {"exec", name, "cat", file});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "kept\n");
+  EXPECT_FALSE(fs::exists(target.path() / "file")) << "the mount stayed in the container";
+}
+
 TEST(LauncherCli, StopKillsAJobThatIgnoresSigtermAfterTheGracePeriod) {
   TempDir root;
   std::string name = unique_name("stop");
