@@ -435,7 +435,7 @@ TEST(KillRestore, KilledRestoreLeavesAtMostAFailedContainerThatRmRemoves) {
     bool finished = false;
     wait_until(
         [&] {
-          CommandResult ps = env.stasis({"ps"});
+          CommandResult ps = env.stasis({"ps", "-a"});
           std::istringstream lines(ps.out);
           std::string line;
           shown = "(not listed)";
@@ -446,7 +446,7 @@ TEST(KillRestore, KilledRestoreLeavesAtMostAFailedContainerThatRmRemoves) {
               for (const char* known : {"failed (restore did not finish)", "restoring", "running", "created"})
                 if (shown.rfind(known, 0) == 0) shown = known;
             }
-          CommandResult json = env.stasis({"ps", "--json"});
+          CommandResult json = env.stasis({"ps", "-a", "--json"});
           auto at = json.out.find("\"name\": \"" + name + "\"");
           auto next = at == std::string::npos ? at : json.out.find("\"config\"", at);
           auto restored = at == std::string::npos ? at : json.out.find("\"restored\": true", at);
@@ -467,7 +467,7 @@ TEST(KillRestore, KilledRestoreLeavesAtMostAFailedContainerThatRmRemoves) {
           << "killed " << ms << " ms into the restore, ps shows " << shown;
     }
     CommandResult rm = env.stasis({"rm", "-f", name});
-    CommandResult after = env.stasis({"ps", "--json"});
+    CommandResult after = env.stasis({"ps", "-a", "--json"});
     EXPECT_EQ(after.out.find("\"" + name + "\""), std::string::npos)
         << "rm -f left " << name << " (killed " << ms << " ms in): " << rm.err;
     // No process of it left: the workload's command line names its status file.

@@ -26,7 +26,7 @@ int host_port(int k) { return 20000 + (::getpid() % 4000) * 8 + k; }
 
 // A field of a container in `stasis ps --json` ("ip_cidr", "host_ifname").
 std::string json_field(const CheckpointEnv& env, const std::string& name, const std::string& field) {
-  CommandResult ps = env.stasis({"ps", "--json"}, 20s);
+  CommandResult ps = env.stasis({"ps", "-a", "--json"}, 20s);
   size_t at = ps.out.find("\"name\": \"" + name + "\"");
   if (at == std::string::npos) return "";
   const std::string key = "\"" + field + "\": \"";
@@ -379,7 +379,7 @@ TEST(LauncherBridge, RmAfterACrashClearsTheRules) {
   ASSERT_EQ(env.stasis(sleeper(env, name, {"-p", fmt::format("{}:80", port)})).exit_code, 0);
   const std::string ip = address_of(env, name), link = json_field(env, name, "host_ifname");
   ASSERT_NE(nat_table().find(fmt::format("{} :", port)), std::string::npos) << nat_table();
-  CommandResult ps = env.stasis({"ps", "--json"}, 20s);
+  CommandResult ps = env.stasis({"ps", "-a", "--json"}, 20s);
   for (const std::string key : {"\"monitor_pid\": ", "\"init_pid\": "}) {
     size_t at = ps.out.find(key);
     ASSERT_NE(at, std::string::npos) << ps.out;
