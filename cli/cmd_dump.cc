@@ -19,6 +19,7 @@ struct DumpArgs {
   pid_t pid = 0;
   std::string dir;
   bool leave_running = false;
+  bool quiet = false;
   std::string compression = "lz4";
   std::string ghost_limit = "64M";
   std::string tmpfs_limit = "64M";
@@ -33,6 +34,7 @@ void add_dump_command(Cli& cli) {
   cmd->add_option("--pid", a->pid, "Dump this process instead (not started by stasis; ptrace only)");
   cmd->add_option("-D,--dir,--images-dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
   cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
+  cmd->add_flag("-q,--quiet", a->quiet, "Print no summary (errors and warnings still go to stderr)");
   cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();
   cmd->add_option("--ghost-limit", a->ghost_limit,
@@ -65,7 +67,7 @@ void add_dump_command(Cli& cli) {
       if (tmpfs_limit < 0) throw UsageError(fmt::format("--tmpfs-limit {}: not a size", a->tmpfs_limit));
       o.tmpfs_limit = static_cast<uint64_t>(tmpfs_limit);
       dump::DumpReport r = dump::dump(o);
-      std::fputs(dump::format_report(o, r).c_str(), stdout);
+      if (!a->quiet) std::fputs(dump::format_report(o, r).c_str(), stdout);
       return 0;
     };
   });

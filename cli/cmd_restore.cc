@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "restore/restore.h"
 
 namespace stasis::cli {
@@ -11,6 +12,8 @@ void add_restore_command(Cli& cli) {
   cmd->add_option("-D,--dir,--images-dir", *dir, "Checkpoint directory written by `stasis dump`")->required();
   auto* name = cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
   cmd->add_flag("-d,--detach", options->detach, "Return once the job runs again instead of waiting for it");
+  auto quiet = std::make_shared<bool>(false);
+  cmd->add_flag("-q,--quiet", *quiet, "Print no summary (errors and warnings still go to stderr)");
   cmd->add_option("--log", options->log_path, "File for the job's output (default: the dumped container's log)");
   cmd->add_option("--inherit-fd", options->inherit_fds,
                   "Connect the job's end of a pipe whose other end was outside it, SOURCE:pipe:[INODE], to SOURCE: "
@@ -26,8 +29,10 @@ void add_restore_command(Cli& cli) {
   stasis restore -D /var/lib/ckpt/web
   stasis restore -D /var/lib/ckpt/web -d --name web2 --ip 10.213.0.3/24
   stasis restore --dir /tmp/ckpt --inherit-fd 'fd[0]:pipe:[123456]')");
-  cmd->callback([&cli, options, dir, name] {
-    cli.action = [&cli, options, dir, name]() -> int {
+  cmd->callback([&cli, options, dir, name, quiet] {
+    cli.action = [&cli, options, dir, name, quiet]() -> int {
+      // The summary is logged at info level; -v (debug) still shows everything.
+      if (*quiet && log::level() == log::Level::Info) log::set_level(log::Level::Warn);
       if (name->count() > 0 && options->name.empty())
         throw UsageError("--name: must not be empty (omit it to keep the dumped container's name)");
       options->dir = *dir;

@@ -126,10 +126,13 @@ TEST(LauncherCli, VolumeIsMountedAgainByRestore) {
             0);
   EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"exec", name, "test", "-e", file}).exit_code == 0; }, seconds(10)));
   fs::path dir = images.path() / "ckpt";
-  auto r = stasis_at(root, {"dump", name, "-D", dir.string()});
+  // --quiet: no summaries.
+  auto r = stasis_at(root, {"dump", name, "-D", dir.string(), "--quiet"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = stasis_at(root, {"restore", "--dir", dir.string(), "-d"});
+  EXPECT_EQ(r.out + r.err, "");
+  r = stasis_at(root, {"restore", "--dir", dir.string(), "-d", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out + r.err, "");
   r = stasis_at(root, {"exec", name, "cat", file});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "kept\n");
