@@ -37,6 +37,7 @@
 #include "dump/pstree.h"
 #include "dump/seize.h"
 #include "dump/signals.h"
+#include "dump/volumes.h"
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
@@ -323,6 +324,7 @@ DumpReport dump(const DumpOptions& opt) {
     fill_namespace_ids(task);
     report.ns_pid = task.ns_pid;
     // Files first: the usual reason to refuse (a socket) is found before anything is injected.
+    if (state) refuse_files_in_volumes(pid, state->config());
     fds = files.collect(pid, state ? container_stdio(pid, state->config()) : std::vector<InheritedFd>{});
     files.mark_outside_pipes();
     {

@@ -117,11 +117,9 @@ TEST(LauncherCli, VolumeIsMountedAgainByRestore) {
   std::string name = unique_name("volck");
   ContainerGuard guard(root.path(), name);
   std::string file = (target.path() / "file").string();
-  // A single process (no shell) that reads the file through the mount now and then. (A file
-  // held open through a -v mount is not restored yet: docs/cli.md.)
+  // A single process (no shell) with nothing open on the mount (that is refused: below).
   ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "-v", source.path().string() + ":" + target.path().string(),
-                             "python3", "-c",
-                             "import time\nwhile True:\n  open('" + file + "').read()\n  time.sleep(0.05)"})
+                             "python3", "-c", "import time\nwhile True: time.sleep(0.05)"})
                 .exit_code,
             0);
   EXPECT_TRUE(wait_until([&] { return stasis_at(root, {"exec", name, "test", "-e", file}).exit_code == 0; }, seconds(10)));
@@ -137,6 +135,40 @@ TEST(LauncherCli, VolumeIsMountedAgainByRestore) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "kept\n");
   EXPECT_FALSE(fs::exists(target.path() / "file")) << "the mount stayed in the container";
+}
+
+TEST(LauncherCli, DumpRefusesAFileHeldOpenThroughAVolume) {
+  TempDir root;
+  TempDir source("stasis-vol-src");
+  TempDir target("stasis-vol-dst");
+  TempDir images("stasis-vol-ckpt");
+  std::ofstream(source.path() / "file") << "held\n";
+  std::string name = unique_name("volopen");
+  ContainerGuard guard(root.path(), name);
+  std::string file = (target.path() / "file").string();
+  ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "-v", source.path().string() + ":" + target.path().string(),
+                             "python3", "-c", "import time\nf = open('" + file + "')\nwhile True: time.sleep(0.05)"})
+                .exit_code,
+            0);
+  // Until python has the file open.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto ps = stasis_at(root, {"inspect", name});
+        auto at = ps.out.find("\"init_pid\": ");
+        if (at == std::string::npos) return false;
+        std::string pid = std::to_string(std::stoi(ps.out.substr(at + 12)));
+        std::error_code ec;
+        for (const auto& fd : fs::directory_iterator(fs::path("/proc") / pid / "fd", ec)) {
+          std::error_code link_ec;
+          if (fs::read_symlink(fd.path(), link_ec).string() == file) return true;
+        }
+        return false;
+      },
+      seconds(10)));
+  auto r = stasis_at(root, {"dump", name, "-D", (images.path() / "ckpt").string()});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_TRUE(contains(r.err, file + " is on the bind mount -v")) << r.err;
+  EXPECT_TRUE(contains(stasis_at(root, {"ps"}).out, "running")) << "the job was left running";
 }
 
 TEST(LauncherCli, StopKillsAJobThatIgnoresSigtermAfterTheGracePeriod) {
