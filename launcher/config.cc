@@ -171,7 +171,7 @@ std::string host_veth_name(const std::string& container_name) {
 
 void validate_config(pb::ContainerConfig& config) {
   if (config.argv_size() == 0 || config.argv(0).empty()) {
-    throw UsageError("missing command: use 'stasis run [options] -- CMD [ARGS...]'");
+    throw UsageError("missing command: use 'stasis run [OPTIONS] CMD [ARGS...]'");
   }
   if (config.name().empty()) config.set_name(generate_name());
   const std::string& name = config.name();

@@ -288,7 +288,7 @@ void remove_container(const fs::path& root, const std::string& name, bool force,
 
 int exec_in_container(const fs::path& root, const std::string& name, const std::vector<std::string>& argv) {
   require_root("stasis exec");
-  if (argv.empty()) throw UsageError("missing command: use 'stasis exec NAME -- CMD [ARGS...]'");
+  if (argv.empty()) throw UsageError("missing command: use 'stasis exec NAME CMD [ARGS...]'");
   StateStore store(root);
   pb::ContainerState state = load_running(store, name);
   if (display_status(state) == "frozen") fail("container {} is frozen: thaw it first", name);
