@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "dump/dump.h"
 #include "images/page_file.h"
 #include "launcher/config.h"
@@ -34,7 +35,7 @@ void add_dump_command(Cli& cli) {
   cmd->add_option("--pid", a->pid, "Dump this process instead (not started by stasis; ptrace only)");
   cmd->add_option("-D,--dir,--images-dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
   cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
-  cmd->add_flag("-q,--quiet", a->quiet, "Print no summary (errors and warnings still go to stderr)");
+  cmd->add_flag("-q,--quiet", a->quiet, "Print no progress and no summary (errors and warnings still go to stderr)");
   cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();
   cmd->add_option("--ghost-limit", a->ghost_limit,
@@ -51,6 +52,7 @@ void add_dump_command(Cli& cli) {
     cli.action = [&cli, a]() -> int {
       if (a->name.empty() == (a->pid == 0))
         throw UsageError("stasis dump: give either a container NAME or --pid PID (exactly one)");
+      if (a->quiet) progress::set_enabled(false);
       dump::DumpOptions o;
       o.container = a->name;
       o.pid = a->pid;

@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "restore/restore.h"
 
 namespace stasis::cli {
@@ -13,7 +14,7 @@ void add_restore_command(Cli& cli) {
   auto* name = cmd->add_option("--name", options->name, "Name of the restored container (default: the dumped one's)");
   cmd->add_flag("-d,--detach", options->detach, "Return once the job runs again instead of waiting for it");
   auto quiet = std::make_shared<bool>(false);
-  cmd->add_flag("-q,--quiet", *quiet, "Print no summary (errors and warnings still go to stderr)");
+  cmd->add_flag("-q,--quiet", *quiet, "Print no progress and no summary (errors and warnings still go to stderr)");
   cmd->add_option("--log", options->log_path, "File for the job's output (default: the dumped container's log)");
   cmd->add_option("--inherit-fd", options->inherit_fds,
                   "Connect the job's end of a pipe whose other end was outside it, SOURCE:pipe:[INODE], to SOURCE: "
@@ -33,6 +34,7 @@ void add_restore_command(Cli& cli) {
     cli.action = [&cli, options, dir, name, quiet]() -> int {
       // The summary is logged at info level; -v (debug) still shows everything.
       if (*quiet && log::level() == log::Level::Info) log::set_level(log::Level::Warn);
+      if (*quiet) progress::set_enabled(false);
       if (name->count() > 0 && options->name.empty())
         throw UsageError("--name: must not be empty (omit it to keep the dumped container's name)");
       options->dir = *dir;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "cgroup.pb.h"
@@ -22,6 +23,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/progress.h"
 #include "container.pb.h"
 #include "dump/cgroup_state.h"
 #include "dump/core.h"
@@ -126,6 +128,21 @@ std::vector<InheritedFd> container_stdio(pid_t pid, const pb::ContainerConfig& c
     if (plumbing) out.push_back({fd, static_cast<uint64_t>(fd)});
   }
   return out;
+}
+
+// What the pages to save come to, about (for the progress line): the job's private and shared
+// memory in /proc/PID/smaps_rollup; 0 when unreadable.
+uint64_t saved_memory_estimate(pid_t pid) {
+  uint64_t kib = 0;
+  try {
+    std::istringstream in(read_file(fmt::format("/proc/{}/smaps_rollup", pid)));
+    for (std::string key; in >> key;) {
+      uint64_t value = 0;
+      if ((key == "Anonymous:" || key == "Pss_Shmem:") && in >> value) kib += value;
+    }
+  } catch (const Error&) {
+  }
+  return kib << 10;
 }
 
 pb::ContainerConfig synthesize_config(pid_t pid, const std::string& hostname, const std::string& cwd) {
@@ -363,6 +380,8 @@ DumpReport dump(const DumpOptions& opt) {
   with_context(fmt::format("dump pid {}", pid), [&] {
     mm = collect_mm(pid, brk);
     *mm.mutable_attributes() = mm_attributes;
+    // On a terminal, a line that says how far the pages are (common/progress.h).
+    progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
     MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression);
     report.pages = ms.pages;
     report.vmas_dumped = ms.vmas_dumped;

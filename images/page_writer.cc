@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/fast_hash.h"
 #include "common/file_util.h"
+#include "common/progress.h"
 #include "images/format.h"
 #include "images/image_file.h"
 #include "images/page_file.h"
@@ -297,6 +298,7 @@ struct PageWriter::Impl {
       }
       chunk_raw += piece;
       stats.raw_bytes += piece;
+      progress::add(piece);  // read by the progress line's own thread
       stats.pages += piece / kPageSize;
       vaddr += piece;
       p += piece;

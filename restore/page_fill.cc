@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fault.h"
 #include "common/interrupt.h"
+#include "common/progress.h"
 #include "common/ptrace.h"
 #include "images/page_file.h"
 #include "images/vma_kind.h"
@@ -90,6 +91,13 @@ FillStats fill_pages(Remote& task, const RestorePlan& plan) {
   const uint64_t page_size = pages.header().page_size();
   const size_t nr_chunks = pages.chunks().size();
 
+  // On a terminal, a line that says how far the pages are (common/progress.h).
+  progress::Display display("restore: memory", [&] {
+    uint64_t total = 0;
+    for (const auto& e : entries)
+      if (!e.zero()) total += e.nr_pages() * page_size;  // the zero ranges go in at no cost
+    return total;
+  });
   Destination dest(task, plan);
   // Work items: every chunk, then the zero ranges.
   std::atomic<size_t> next{0};
@@ -106,6 +114,7 @@ FillStats fill_pages(Remote& task, const RestorePlan& plan) {
           // from; a bad one throws, and the restore is undone before the job ever runs.
           reader->stream_chunk(w, [&](uint64_t vaddr, std::span<const std::byte> data) {
             dest.put(vaddr, data.size(), data, false);
+            progress::add(data.size());
           });
           continue;
         }

@@ -171,6 +171,51 @@ TEST(LauncherCli, DumpRefusesAFileHeldOpenThroughAVolume) {
   EXPECT_TRUE(contains(stasis_at(root, {"ps"}).out, "running")) << "the job was left running";
 }
 
+// `stasis ARGS...` with its stdio on a terminal (python's pty.spawn); what the terminal showed.
+CommandResult stasis_on_terminal(const TempDir& root, std::vector<std::string> args) {
+  // No first-draw delay: the line shows even for a quick phase.
+  std::vector<std::string> argv = {"env", "STASIS_PROGRESS_DELAY_MS=0", "python3", "-c",
+                                   "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)", STASIS_BINARY, "--root",
+                                   root.path().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, seconds(120));
+}
+
+TEST(LauncherCli, ProgressOfDumpAndRestoreOnATerminalOnly) {
+  TempDir root;
+  TempDir images("stasis-progress");
+  std::string name = unique_name("progress");
+  ContainerGuard guard(root.path(), name);
+  ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "python3", "-c",
+                             "import time\nb = b'x' * (128 << 20)\nopen('/dev/shm/" + name + "', 'w').close()\n"
+                             "while True: time.sleep(0.05)"})
+                .exit_code,
+            0);
+  ASSERT_TRUE(wait_until([&] { return fs::exists("/dev/shm/" + name); }, seconds(30)));
+  fs::remove("/dev/shm/" + name);
+
+  // Not a terminal: the summary only.
+  auto r = stasis_at(root, {"dump", name, "-D", (images.path() / "a").string(), "--leave-running"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(contains(r.out + r.err, "memory:")) << r.out << r.err;
+  EXPECT_FALSE(contains(r.out + r.err, "\r")) << r.out << r.err;
+  // A terminal with --quiet: nothing at all.
+  r = stasis_on_terminal(root, {"dump", name, "-D", (images.path() / "b").string(), "--leave-running", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "");
+  // A terminal: one line redrawn in place ("\r", then erased to its end), cleared before the summary.
+  r = stasis_on_terminal(root, {"dump", name, "-D", (images.path() / "c").string(), "--compression", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "\rdump: memory: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, " MiB (")) << r.out;
+  EXPECT_TRUE(contains(r.out, "%)\x1b[K") || contains(r.out, " s left\x1b[K")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\r\x1b[Kdumped container " + name)) << r.out;
+  r = stasis_on_terminal(root, {"restore", "-D", (images.path() / "c").string(), "-d"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "\rrestore: memory: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\r\x1b[Krestored ")) << r.out;
+}
+
 TEST(LauncherCli, StopKillsAJobThatIgnoresSigtermAfterTheGracePeriod) {
   TempDir root;
   std::string name = unique_name("stop");
