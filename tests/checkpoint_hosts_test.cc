@@ -246,7 +246,7 @@ TEST(CheckpointHosts, IpNetnsExecSaysToUseNsenter) {
                   30s);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("nsenter --net=/run/netns/NAME"), std::string::npos) << r.err;
-  EXPECT_NE(host2.stasis({"ps"}).out.find("running"), std::string::npos);
+  EXPECT_NE(host2.stasis({"ps", "-a"}).out.find("running"), std::string::npos);
 }
 
 // A container started on the second host gets its links there: loopback in a namespace of its

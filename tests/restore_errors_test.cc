@@ -210,7 +210,7 @@ class RestorePageChecks : public ::testing::Test {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       EXPECT_TRUE(fs::exists(marker)) << "the restore never paused before its fill";
       // The container is up: the change lands between its start and the fill.
-      CommandResult ps = env_.stasis({"ps"});
+      CommandResult ps = env_.stasis({"ps", "-a"});
       EXPECT_NE(ps.out.find(name), std::string::npos) << ps.out;
       change();
       fs::remove(marker);
@@ -226,7 +226,7 @@ class RestorePageChecks : public ::testing::Test {
     for (const char* controller : {"freezer", "memory", "pids", "cpu"})
       EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / launcher::cgroup_parent_for(env_.root()) / name))
           << controller << " cgroup left for " << name;
-    CommandResult ps = env_.stasis({"ps"});
+    CommandResult ps = env_.stasis({"ps", "-a"});
     EXPECT_EQ(ps.out.find(name), std::string::npos) << "ps still lists " << name << ":\n" << ps.out;
     // The restored job would have the workload's command line, which names its status file.
     for (const auto& entry : fs::directory_iterator("/proc")) {
