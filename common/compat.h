@@ -246,6 +246,13 @@ inline int sys_process_mrelease(int pidfd, unsigned int flags) {
 inline int sys_kcmp(pid_t pid1, pid_t pid2, int type, unsigned long idx1, unsigned long idx2) {
   return static_cast<int>(::syscall(__NR_kcmp, pid1, pid2, type, idx1, idx2));
 }
+// Kernel-internal results of an interrupted system call (include/linux/errno.h), seen negated
+// in rax of a task stopped inside one; the kernel restarts such a call on the way out.
+inline constexpr long kErestartSys = 512;
+inline constexpr long kErestartNoIntr = 513;
+inline constexpr long kErestartNoHand = 514;
+inline constexpr long kErestartRestartBlock = 516;
+
 inline int sys_userfaultfd(int flags) { return static_cast<int>(::syscall(__NR_userfaultfd, flags)); }
 inline int sys_rseq(void* rseq, uint32_t len, int flags, uint32_t sig) {
   return static_cast<int>(::syscall(__NR_rseq, rseq, len, flags, sig));

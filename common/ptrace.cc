@@ -30,9 +30,9 @@ using Clock = std::chrono::steady_clock;
 constexpr int kSyscallInfoEntry = 1;
 constexpr int kSyscallInfoExit = 2;
 constexpr uint64_t kSyscallLength = 2;
-// -ERESTARTSYS (512) to -ERESTART_RESTARTBLOCK (516): a call the kernel restarts on the way out.
-constexpr long kErestartFirst = 512;
-constexpr long kErestartLast = 516;
+// -ERESTARTSYS to -ERESTART_RESTARTBLOCK: a call the kernel restarts on the way out.
+constexpr long kErestartFirst = compat::kErestartSys;
+constexpr long kErestartLast = compat::kErestartRestartBlock;
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);

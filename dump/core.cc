@@ -22,12 +22,10 @@ namespace stasis::dump {
 
 namespace {
 
-// Kernel-internal restart codes (include/linux/errno.h), seen in rax of a task stopped
-// inside an interrupted system call.
-constexpr long kErestartSys = 512;
-constexpr long kErestartNoIntr = 513;
-constexpr long kErestartNoHand = 514;
-constexpr long kErestartRestartBlock = 516;
+using compat::kErestartNoHand;
+using compat::kErestartNoIntr;
+using compat::kErestartRestartBlock;
+using compat::kErestartSys;
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/compat.h"
 #include "common/error.h"
 #include "common/fault.h"
 #include "common/log.h"
@@ -25,11 +26,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Kernel-internal results of an interrupted system call (include/linux/errno.h).
-constexpr int64_t kErestartSys = 512;
-constexpr int64_t kErestartNoIntr = 513;
-constexpr int64_t kErestartNoHand = 514;
-constexpr int64_t kErestartRestartBlock = 516;
+using compat::kErestartNoHand;
+using compat::kErestartNoIntr;
+using compat::kErestartRestartBlock;
+using compat::kErestartSys;
 
 constexpr auto kCallTimeout = std::chrono::milliseconds(10000);
 

@@ -485,7 +485,7 @@ TEST(Dump, ProcessTreeIsRefused) {
   fs::path dir = tmp.path() / "ck";
   auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
   EXPECT_EQ(r.exit_code, 4) << r.err;
-  EXPECT_NE(r.err.find("process trees"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tree of processes"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(w.pid()) + ","), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir));
   expect_untouched(w.pid(), status);
