@@ -63,12 +63,23 @@ class PageWriter {
   void encode(uint64_t vaddr, std::span<const std::byte> data, Batch& batch);
   void write(Batch& batch);
 
+  // encode() of each range in turn, then the open chunk is closed into batch: a chunk never
+  // spans two batches, so the checksum of one whose bytes lie together (ranges back to back
+  // in one buffer, no zero page between) is taken in one pass with the fast one-shot hash when
+  // it closes, instead of piece by piece. Chunks are then at most a batch's data.
+  struct Range {
+    uint64_t vaddr;
+    std::span<const std::byte> data;
+  };
+  void encode(std::span<const Range> ranges, Batch& batch);
+
   // Writes the last chunk and the pagemap; throws on I/O error. Every encoded batch must have
   // been written first.
   void finish();
   const PageStats& stats() const;
 
  private:
+  void encode_range(uint64_t vaddr, std::span<const std::byte> data, Batch& batch);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -4,8 +4,9 @@
 //
 // Speed matters (this is the bulk of a dump): zero pages are found by comparing 64-bit words
 // with an early exit; with compression none, runs of pages are written straight from the
-// caller's buffer (only small runs are copied), and the checksum is computed as the bytes go
-// by, the chunk header being written last, into the room kept for it. The work is split in
+// caller's buffer (only small runs are copied), and the checksum is taken when the chunk
+// closes, in one pass over its bytes if they lie together (else piece by piece as they went
+// by), the chunk header being written last, into the room kept for it. The work is split in
 // two (encode, write) so that a dump can run them on two threads: every write carries its
 // own file offset, and the bytes a batch owns come from pools that write() refills.
 #include <fcntl.h>
@@ -181,7 +182,13 @@ struct PageWriter::Impl {
   uint64_t chunk_start = 0;  // file offset of its header
   uint64_t chunk_raw = 0;    // raw bytes in it so far
 
-  // Compression none: running checksum of the chunk's bytes.
+  // Compression none: the chunk's bytes not yet hashed, which lie together in the caller's
+  // buffer (valid until the end of the encode() call), and the running checksum of those before
+  // them, once there are any (streamed). A chunk whose bytes all lie together is hashed in one
+  // pass by the fast hash (common/fast_hash.h): the same XXH3-64, about twice as fast here.
+  const std::byte* span = nullptr;
+  size_t span_len = 0;
+  bool streamed = false;
   XXH3_state_t* hash = nullptr;
 
   // lz4/zstd: the raw chunk after kHeader bytes of room. A chunk filled by one run in one go
@@ -209,8 +216,33 @@ struct PageWriter::Impl {
     chunk_raw = 0;
     if (compression == Compression::None) {
       end += kHeader;  // room for the header, written when the chunk closes
-      XXH3_64bits_reset(hash);
+      span_len = 0;
+      streamed = false;
     }
+  }
+
+  // Compression none: n more bytes of the open chunk, at p.
+  void hash_piece(const std::byte* p, size_t n) {
+    if (span_len > 0 && span + span_len == p) {
+      span_len += n;
+      return;
+    }
+    flush_span();
+    span = p;
+    span_len = n;
+  }
+  // Into the running checksum: before the bytes go away, or when the next ones do not follow.
+  void flush_span() {
+    if (span_len == 0) return;
+    if (!streamed) XXH3_64bits_reset(hash);
+    streamed = true;
+    XXH3_64bits_update(hash, span, span_len);
+    span_len = 0;
+  }
+  uint64_t chunk_sum() {
+    if (!streamed) return xxh3_64(span, span_len);
+    flush_span();
+    return XXH3_64bits_digest(hash);
   }
 
   void close_chunk(Data& batch) {
@@ -219,7 +251,7 @@ struct PageWriter::Impl {
     auto raw_size = static_cast<uint32_t>(chunk_raw);
     if (compression == Compression::None) {
       std::byte header[kHeader];
-      fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, XXH3_64bits_digest(hash));
+      fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, chunk_sum());
       batch.copy(chunk_start, header, sizeof header, staging_pool);
       stats.stored_bytes = end;
       return;
@@ -284,7 +316,7 @@ struct PageWriter::Impl {
         pending->set_offset_in_chunk(chunk_raw);
       }
       if (compression == Compression::None) {
-        XXH3_64bits_update(hash, p, piece);
+        hash_piece(p, piece);
         if (piece >= kDirectWrite) {
           batch.append(end, p, piece);
         } else {
@@ -395,6 +427,20 @@ void PageWriter::add(uint64_t vaddr, std::span<const std::byte> data) {
 }
 
 void PageWriter::encode(uint64_t vaddr, std::span<const std::byte> data, Batch& batch) {
+  encode_range(vaddr, data, batch);
+  impl_->flush_span();  // data may go away once the batch is written, before the chunk closes
+}
+
+void PageWriter::encode(std::span<const Range> ranges, Batch& batch) {
+  for (const Range& r : ranges) encode_range(r.vaddr, r.data, batch);
+  Impl& w = *impl_;
+  if (!batch.d_) batch.d_ = std::make_unique<Batch::Data>();
+  w.failed = true;  // until the chunk is closed
+  w.close_chunk(*batch.d_);
+  w.failed = false;
+}
+
+void PageWriter::encode_range(uint64_t vaddr, std::span<const std::byte> data, Batch& batch) {
   Impl& w = *impl_;
   if (w.finished) fail("{}: add after finish", w.pages_path.string());
   if (w.failed) fail("{}: add after an earlier error", w.pages_path.string());

@@ -240,6 +240,62 @@ TEST_P(PageFileTest, BatchesWrittenOutOfOrderGiveTheSameFile) {
   EXPECT_EQ(merge(read_back(tmp.path(), 2)), merge(read_back(tmp.path(), 1)));
 }
 
+// As a dump encodes: each batch is one buffer holding several ranges back to back, encoded in
+// one call that closes its chunk, then written, then the buffer is reused for the next batch.
+// A chunk's checksum taken in one pass (data together) or piece by piece (zero pages between,
+// the chunk split) must be the XXH3-64 of its bytes, taken before the buffer was reused, and
+// the single-range encode() must not look at a buffer after its batch is written either.
+TEST_P(PageFileTest, BatchesOfRangesCloseTheirChunk) {
+  struct Piece {
+    uint64_t vaddr;
+    std::vector<std::byte> bytes;
+  };
+  std::vector<std::byte> mixed = random_pages(6, 53);
+  std::memset(mixed.data() + 2 * kPage, 0, 2 * kPage);  // zero pages between data pages
+  const std::vector<std::vector<Piece>> batches = {
+      {{0x10000, random_pages(5, 51)}, {0x20000, text_pages(3, 52)}},  // together: one pass
+      {{0x40000, mixed}},                                              // a zero run between
+      {{0x80000, random_pages(20, 54)}},                               // over the chunk size: split
+      {{0xc0000, std::vector<std::byte>(4 * kPage)}},                  // zero only: no chunk
+      {{0xd0000, random_pages(1, 55)}, {0xe0000, random_pages(2, 56)}},
+  };
+  std::map<uint64_t, std::vector<std::byte>> expected;
+  {
+    PageWriter writer(tmp.path(), 3, GetParam(), 16 * kPage);
+    std::vector<std::byte> buffer(32 * kPage);
+    for (const auto& batch : batches) {
+      std::vector<PageWriter::Range> ranges;
+      size_t at = 0;
+      for (const auto& p : batch) {
+        std::memcpy(buffer.data() + at, p.bytes.data(), p.bytes.size());
+        ranges.push_back({p.vaddr, std::span<const std::byte>(buffer.data() + at, p.bytes.size())});
+        at += p.bytes.size();
+        expected[p.vaddr] = p.bytes;
+      }
+      PageWriter::Batch b;
+      writer.encode(ranges, b);
+      writer.write(b);
+      std::memset(buffer.data(), 0xa5, buffer.size());  // the buffer goes on to the next batch
+    }
+    // The single-range encode(): its chunk stays open across calls and buffers.
+    for (uint64_t i = 0; i < 3; ++i) {
+      std::vector<std::byte> one = random_pages(5, static_cast<uint32_t>(60 + i));
+      expected[0x100000 + i * 5 * kPage] = one;
+      PageWriter::Batch b;
+      writer.encode(0x100000 + i * 5 * kPage, one, b);
+      writer.write(b);
+      std::memset(one.data(), 0x5a, one.size());
+    }
+    writer.finish();
+  }
+  // Batch by batch: 1, 1 (the zero run does not close it), 2, 0, 1; then 15 pages in chunks of 16.
+  stasis::UniqueFd fd(::open((tmp.path() / "pages-3.img").c_str(), O_RDONLY | O_CLOEXEC));
+  auto layout = stasis::images::read_page_file_layout(fd.get(), tmp.path() / "pages-3.img");
+  EXPECT_EQ(layout.chunks.size(), 6u);
+  for (const auto& c : layout.chunks) EXPECT_LE(c.raw_size, 16 * kPage);
+  EXPECT_EQ(merge(read_back(tmp.path(), 3)), merge(expected));  // every chunk's checksum checked
+}
+
 TEST_P(PageFileTest, EmptyPageFile) {
   PageWriter writer(tmp.path(), 2, GetParam());
   writer.finish();
