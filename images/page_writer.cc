@@ -1,6 +1,8 @@
 // PageWriter: splits what it is given into zero ranges and data, packs the data into
 // chunks of at most chunk_size raw bytes, compresses each chunk on its own and writes it
 // with a checksummed header; pagemap entries are streamed to pagemap-<id>.img as ranges end.
+// A chunk whose bytes lie together in the caller's buffer is checksummed or compressed from
+// there, in one pass; otherwise its bytes are hashed, or copied for compression, as they go.
 //
 // Speed matters (this is the bulk of a dump): zero pages are found by comparing 64-bit words
 // with an early exit; with compression none, runs of pages are written straight from the
@@ -182,19 +184,20 @@ struct PageWriter::Impl {
   uint64_t chunk_start = 0;  // file offset of its header
   uint64_t chunk_raw = 0;    // raw bytes in it so far
 
-  // Compression none: the chunk's bytes not yet hashed, which lie together in the caller's
-  // buffer (valid until the end of the encode() call), and the running checksum of those before
-  // them, once there are any (streamed). A chunk whose bytes all lie together is hashed in one
-  // pass by the fast hash (common/fast_hash.h): the same XXH3-64, about twice as fast here.
+  // The open chunk's last bytes, which lie together in the caller's buffer (valid until the
+  // end of the encode() call), at span_at in the chunk; streamed once bytes before them have
+  // gone into the running checksum (none) or been copied into raw (lz4/zstd). A chunk whose
+  // bytes all lie together is hashed in one pass by the fast hash (common/fast_hash.h: the same
+  // XXH3-64, about twice as fast here), or compressed straight from the caller's buffer.
   const std::byte* span = nullptr;
   size_t span_len = 0;
+  uint64_t span_at = 0;
   bool streamed = false;
-  XXH3_state_t* hash = nullptr;
+  XXH3_state_t* hash = nullptr;  // compression none
 
-  // lz4/zstd: the raw chunk after kHeader bytes of room. A chunk filled by one run in one go
-  // is compressed straight from the caller's buffer (chunk_src).
+  // lz4/zstd: the raw chunk after kHeader bytes of room, for a chunk whose bytes do not lie
+  // together.
   Block raw;
-  const std::byte* chunk_src = nullptr;
   ZSTD_CCtx* zstd = nullptr;
 
   // The last pagemap range, still growing.
@@ -214,15 +217,13 @@ struct PageWriter::Impl {
     chunk_open = true;
     chunk_start = end;
     chunk_raw = 0;
-    if (compression == Compression::None) {
-      end += kHeader;  // room for the header, written when the chunk closes
-      span_len = 0;
-      streamed = false;
-    }
+    span_len = 0;
+    streamed = false;
+    if (compression == Compression::None) end += kHeader;  // room for the header, written when the chunk closes
   }
 
-  // Compression none: n more bytes of the open chunk, at p.
-  void hash_piece(const std::byte* p, size_t n) {
+  // n more bytes of the open chunk, at p (chunk_raw not yet counting them).
+  void add_piece(const std::byte* p, size_t n) {
     if (span_len > 0 && span + span_len == p) {
       span_len += n;
       return;
@@ -230,15 +231,21 @@ struct PageWriter::Impl {
     flush_span();
     span = p;
     span_len = n;
+    span_at = chunk_raw;
   }
-  // Into the running checksum: before the bytes go away, or when the next ones do not follow.
+  // Out of the caller's buffer: before it may go away, or when the next bytes do not follow.
   void flush_span() {
     if (span_len == 0) return;
-    if (!streamed) XXH3_64bits_reset(hash);
+    if (compression == Compression::None) {
+      if (!streamed) XXH3_64bits_reset(hash);
+      XXH3_64bits_update(hash, span, span_len);
+    } else {
+      std::memcpy(raw.get() + kHeader + span_at, span, span_len);
+    }
     streamed = true;
-    XXH3_64bits_update(hash, span, span_len);
     span_len = 0;
   }
+  // Compression none: the chunk's checksum.
   uint64_t chunk_sum() {
     if (!streamed) return xxh3_64(span, span_len);
     flush_span();
@@ -252,10 +259,18 @@ struct PageWriter::Impl {
     if (compression == Compression::None) {
       std::byte header[kHeader];
       fill_chunk_header(header, page_format::kCodeNone, raw_size, raw_size, chunk_sum());
+      span_len = 0;  // used
       batch.copy(chunk_start, header, sizeof header, staging_pool);
       stats.stored_bytes = end;
       return;
     }
+    // The raw chunk: where it lies together, in the caller's buffer or in raw.
+    const std::byte* chunk_src = span;
+    if (streamed) {
+      flush_span();
+      chunk_src = raw.get() + kHeader;
+    }
+    span_len = 0;  // used, below
     Block out = chunk_pool->take();
     std::byte* dst = out.get() + kHeader;
     size_t capacity = chunk_pool->size() - kHeader;
@@ -293,7 +308,6 @@ struct PageWriter::Impl {
       batch.append(chunk_start, out.get(), kHeader + n);
       batch.own(std::move(out), *chunk_pool);
     }
-    chunk_src = raw.get() + kHeader;
     end = chunk_start + kHeader + n;
     stats.stored_bytes = end;
   }
@@ -315,18 +329,14 @@ struct PageWriter::Impl {
         pending->set_chunk_offset(chunk_start);
         pending->set_offset_in_chunk(chunk_raw);
       }
+      add_piece(p, piece);
       if (compression == Compression::None) {
-        hash_piece(p, piece);
         if (piece >= kDirectWrite) {
           batch.append(end, p, piece);
         } else {
           batch.copy(end, p, piece, staging_pool);
         }
         end += piece;
-      } else if (chunk_raw == 0 && piece == chunk_size) {
-        chunk_src = p;  // the whole chunk at once: closed below, before p can go away
-      } else {
-        std::memcpy(raw.get() + kHeader + chunk_raw, p, piece);
       }
       chunk_raw += piece;
       stats.raw_bytes += piece;
@@ -403,7 +413,6 @@ PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression
                                                    : ZSTD_compressBound(chunk_size);
     w.chunk_pool.emplace(kHeader + std::max<size_t>(chunk_size, bound));
     w.raw = w.chunk_pool->take();
-    w.chunk_src = w.raw.get() + kHeader;
     if (compression == Compression::Zstd) {
       w.zstd = ZSTD_createCCtx();
       if (!w.zstd) fail("{}: cannot create a zstd context", w.pages_path.string());
