@@ -66,7 +66,8 @@ class PageWriter {
   // encode() of each range in turn, then the open chunk is closed into batch: a chunk never
   // spans two batches, so the checksum of one whose bytes lie together (ranges back to back
   // in one buffer, no zero page between) is taken in one pass with the fast one-shot hash when
-  // it closes, instead of piece by piece. Chunks are then at most a batch's data.
+  // it closes, instead of piece by piece, and lz4/zstd compress it from there without a copy.
+  // Chunks then hold at most a batch's data.
   struct Range {
     uint64_t vaddr;
     std::span<const std::byte> data;
