@@ -384,6 +384,14 @@ TEST(LauncherRun, ForegroundRunForwardsSignals) {
   bool running = wait_until([&] { return stasis_at(root, {"ps", "-a"}).out.find("running") != std::string::npos; },
                             std::chrono::seconds(10));
   EXPECT_TRUE(running);
+  // The job runs a moment before `stasis run` catches what it forwards: wait for its handler.
+  auto catches_sigterm = [&] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1;
+    return 0ull;
+  };
+  EXPECT_TRUE(wait_until([&] { return catches_sigterm() != 0; }, std::chrono::seconds(10)));
   kill(pid, SIGTERM);
   int status = 0;
   bool done = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(10));
