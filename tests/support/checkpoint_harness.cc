@@ -680,6 +680,7 @@ void check_round_trip(const Workload& w, const RoundTrip& how) {
   for (const auto& k : kinds)
     if (namespace_id(*original_pid, k) != namespace_id(getpid(), k)) own.push_back(k);
 
+  if (how.before_dump) how.before_dump(original);
   fs::path images = env.image_dir("dump");
   std::vector<std::string> dump_options = how.dump_options;
   if (how.leave_running) dump_options.push_back("--leave-running");

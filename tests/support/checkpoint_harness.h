@@ -180,6 +180,8 @@ struct RoundTrip {
   std::vector<std::string> run_options;
   std::vector<std::string> dump_options;
   std::vector<std::string> restore_options;
+  // Runs on the original, running, just before the dump.
+  std::function<void(Container& original)> before_dump;
   // Extra checks on the restored container while it runs.
   std::function<void(Container& restored)> after_restore;
 };
