@@ -156,15 +156,6 @@ pb::ContainerConfig synthesize_config(pid_t pid, const std::string& hostname, co
   return c;
 }
 
-// A process dumped by pid keeps the limits of its cgroup: restore applies those of the config.
-void apply_cgroup_limits(const pb::CgroupState& cgroup, pb::ContainerConfig& config) {
-  config.set_memory_max(cgroup.memory_max());
-  config.set_pids_max(cgroup.pids_max());
-  if (cgroup.cpu_quota_us() > 0 && cgroup.cpu_period_us() > 0)
-    config.set_cpus(static_cast<double>(cgroup.cpu_quota_us()) / static_cast<double>(cgroup.cpu_period_us()));
-  config.set_cpuset(cgroup.cpuset_cpus());
-}
-
 // SIGKILLs the seized processes and reaps our ptrace links to them (bounded), so that their
 // real parent can reap them. Round robin over all threads: under --init, PID 1 (our reaper)
 // waits in the kernel for the job to be reaped, which needs our link to the job gone first.
@@ -366,7 +357,6 @@ DumpReport dump(const DumpOptions& opt) {
       CgroupDriver driver = detect_cgroup_driver();
       cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));
       config = synthesize_config(pid, namespaces.hostname(), core.cwd());
-      apply_cgroup_limits(cgroup_state, config);
     }
   });
   report.collect_s = since(t_collect);

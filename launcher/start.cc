@@ -643,6 +643,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
   CgroupLimits limits;
   limits.memory_max = config.memory_max();
   limits.cpus = config.cpus();
+  if (config.cpu_period_us() > 0) limits.cpu_period_us = config.cpu_period_us();
   limits.pids_max = config.pids_max();
   limits.cpuset = config.cpuset();
   std::vector<std::string> devices(config.devices().begin(), config.devices().end());

@@ -20,6 +20,7 @@
 #include "launcher/restored_log.h"
 #include "launcher/state_store.h"
 #include "namespaces.pb.h"
+#include "restore/cgroup_state.h"
 #include "restore/checks.h"
 #include "restore/core.h"
 #include "restore/creds.h"
@@ -103,6 +104,7 @@ pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const im
     images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
     if (!ns.hostname().empty()) config.set_hostname(ns.hostname());
   }
+  apply_cgroup_state(checkpoint, config);  // the limits its cgroup had at the dump
   if (!options.name.empty()) config.set_name(options.name);
   config.set_detach(options.detach);
   config.set_log_path(job_log.path());

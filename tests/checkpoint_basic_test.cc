@@ -68,6 +68,55 @@ TEST(CheckpointBasic, MemoryAndPidsLimitsComeBack) {
   check_round_trip(c_workload("counter"), how);
 }
 
+// Limits written to the container's cgroup after `stasis run` (as a user or a future `stasis
+// update` would) are the ones that come back, not those of the run's flags.
+TEST(CheckpointBasic, LimitsChangedAfterRunComeBack) {
+  // What is written, and read back after the restore: controller, v1 file, v2 file, value.
+  struct Limit {
+    const char *controller, *v1, *v2, *value;
+  };
+  const std::vector<Limit> changed{
+      {"memory", "memory.limit_in_bytes", "memory.max", "134217728"},
+      {"pids", "pids.max", "pids.max", "33"},
+      {"cpu", "cpu.cfs_period_us", nullptr, "50000"},  // before the quota: the pair must fit
+      {"cpu", "cpu.cfs_quota_us", "cpu.max", nullptr},
+      {"cpuset", "cpuset.cpus", "cpuset.cpus", "1"},
+  };
+  const bool v2 = detect_cgroup_driver() == CgroupDriver::V2;
+  auto file_of = [&](Container& c, const Limit& l) -> fs::path {
+    auto dir = c.cgroup_path(v2 ? "unified" : l.controller);
+    if (!dir) ADD_FAILURE() << "ps --json shows no " << l.controller << " cgroup for " << c.name();
+    return dir ? fs::path(*dir) / (v2 ? l.v2 : l.v1) : fs::path();
+  };
+  // v2 writes the quota and period together; v1 in two files.
+  auto value_of = [&](const Limit& l) -> std::string {
+    if (l.value) return l.value;
+    return v2 ? "20000 50000" : "20000";
+  };
+  RoundTrip how;
+  how.run_options = {"--memory", "256M", "--pids", "64", "--cpus", "0.5", "--cpuset", "0-1"};
+  how.before_dump = [&](Container& original) {
+    for (const auto& l : changed) {
+      if (v2 && !l.v2) continue;
+      fs::path file = file_of(original, l);
+      std::ofstream out(file);
+      out << value_of(l) << std::flush;
+      ASSERT_TRUE(out.good()) << "write " << value_of(l) << " to " << file;
+    }
+  };
+  how.after_restore = [&](Container& restored) {
+    for (const auto& l : changed) {
+      if (v2 && !l.v2) continue;
+      fs::path file = file_of(restored, l);
+      std::ifstream in(file);
+      std::string line;
+      std::getline(in, line);
+      EXPECT_EQ(line, value_of(l)) << file;
+    }
+  };
+  check_round_trip(c_workload("counter"), how);
+}
+
 // Task attributes: parent-death signal, timer slack and I/O priority per thread; subreaper,
 // oom_score_adj, coredump_filter and memory-deny-write-execute per process.
 TEST(CheckpointBasic, TaskAttributesComeBack) { check_round_trip(c_workload("attrs", {"stasis-test.example"})); }

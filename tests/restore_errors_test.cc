@@ -15,11 +15,15 @@
 #include <functional>
 #include <thread>
 
+#include "cgroup.pb.h"
+#include "common/cgroup.h"
+#include "common/error.h"
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/page_file.h"
 #include "launcher/config.h"
 #include "mm.pb.h"
+#include "restore/cgroup_state.h"
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -123,6 +127,50 @@ TEST_F(RestoreErrors, ChangedExecutableIsRefused) {
   std::string err = restore_fails(images_, env_.unique_name("changed"));
   EXPECT_NE(err.find(copy.string()), std::string::npos) << err;
   EXPECT_NE(err.find("changed since the dump"), std::string::npos) << err;
+}
+
+// The dumped cgroup's cpuset, rewritten into cgroup.img and the checkpoint resealed.
+void set_dumped_cpuset(const fs::path& images, const std::string& cpus) {
+  pb::CgroupState cgroup;
+  images::read_single(images / "cgroup.img", images::ImageType::Cgroup, cgroup);
+  cgroup.set_cpuset_cpus(cpus);
+  images::write_single(images / "cgroup.img", images::ImageType::Cgroup, cgroup);
+  auto checkpoint = images::Checkpoint::open(images);
+  checkpoint.finalize(checkpoint.inventory());
+}
+
+// A cpuset none of whose CPUs this host has: refused before anything is made.
+TEST_F(RestoreErrors, CpusetWithNoCpuHereIsRefused) {
+  set_dumped_cpuset(images_, "4000-4001");
+  const std::string name = env_.unique_name("nocpu");
+  std::string err = restore_fails(images_, name);
+  EXPECT_NE(err.find("CPUs 4000-4001"), std::string::npos) << err;
+  EXPECT_NE(err.find("none of which is online here"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup/cpuset") / launcher::cgroup_parent_for(env_.root()) / name));
+}
+
+// A cpuset with some CPUs this host lacks is cut to those it has, as thread affinities are.
+TEST_F(RestoreErrors, CpusetIsCutToTheCpusHere) {
+  set_dumped_cpuset(images_, "1,4000");
+  Container restored(env_, "cut");
+  ASSERT_TRUE(restored.restore(images_, status_));
+  ASSERT_TRUE(wait_for_progress(restored.status(), 0, 30s));
+  auto dir = restored.cgroup_path(detect_cgroup_driver() == CgroupDriver::V2 ? "unified" : "cpuset");
+  ASSERT_TRUE(dir.has_value()) << "ps --json shows no cpuset cgroup for " << restored.name();
+  std::ifstream in(fs::path(*dir) / "cpuset.cpus");
+  std::string cpus;
+  std::getline(in, cpus);
+  EXPECT_EQ(cpus, "1");
+}
+
+TEST(CpuList, CommonCpusAsAList) {
+  EXPECT_EQ(restore::cpus_in_both("0-3,6", "0-1"), "0-1");
+  EXPECT_EQ(restore::cpus_in_both("0,1,2,5-7", "1-6"), "1-2,5-6");
+  EXPECT_EQ(restore::cpus_in_both("8-9", "0-1\n"), "");
+  EXPECT_EQ(restore::cpus_in_both("3", "0-7\n"), "3");
+  EXPECT_THROW(restore::cpus_in_both("2-1", "0-7"), Error);
+  EXPECT_THROW(restore::cpus_in_both("0;1", "0-7"), Error);
+  EXPECT_THROW(restore::cpus_in_both("99999999", "0-7"), Error);
 }
 
 TEST_F(RestoreErrors, NameInUseIsRefusedAndTheFirstKeepsRunning) {
