@@ -189,7 +189,10 @@ void validate_config(pb::ContainerConfig& config) {
   if (config.cpus() < 0 || std::isnan(config.cpus()) || std::isinf(config.cpus())) {
     throw UsageError("--cpus must be a positive number");
   }
-  if (config.cpus() > 0 && config.cpus() < 0.01) throw UsageError("--cpus must be at least 0.01");
+  // A restored cgroup's own quota (it comes with its period) may be below what --cpus takes:
+  // the kernel accepted it, so restore must too.
+  if (config.cpus() > 0 && config.cpus() < 0.01 && config.cpu_period_us() == 0)
+    throw UsageError("--cpus must be at least 0.01");
   if (!config.cpuset().empty()) {
     for (char c : config.cpuset()) {
       if (!std::isdigit(static_cast<unsigned char>(c)) && c != ',' && c != '-') {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "launcher/config.h"
 #include "launcher/container.h"
 #include "launcher/state_store.h"
 #include "tests/launcher_test_util.h"
@@ -170,6 +171,18 @@ TEST(LauncherApi, ParseSignal) {
   EXPECT_EQ(launcher::parse_signal("10"), 10);
   EXPECT_THROW(launcher::parse_signal("NOPE"), UsageError);
   EXPECT_EQ(launcher::signal_name(SIGKILL), "SIGKILL");
+}
+
+// `--cpus` takes 0.01 and up; a restored cgroup's own quota (it comes with its period) may be
+// less, as the kernel allows (1 ms per period), and must not fail the restore.
+TEST(LauncherApi, RestoredCpuQuotaBelowTheFlagsFloorIsAccepted) {
+  pb::ContainerConfig flags;
+  flags.add_argv("/bin/true");
+  flags.set_cpus(0.005);
+  EXPECT_THROW(launcher::validate_config(flags), UsageError);
+  pb::ContainerConfig restored = flags;
+  restored.set_cpu_period_us(1000000);
+  EXPECT_NO_THROW(launcher::validate_config(restored));
 }
 
 }  // namespace
