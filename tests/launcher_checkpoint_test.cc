@@ -106,10 +106,13 @@ TEST(LauncherCheckpoint, RestoredContainerAppendsToTheDumpedLog) {
   auto r = env.stasis({"restore", "-D", env.image_dir("log").string(), "-d"}, 60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(wait_for_progress(original.status(), n, 20s, &n, n));
-  const std::string after = read_text_file(log);
+  // The monitor copies the job's output into the log: it may be a moment behind the status.
+  std::string after;
+  EXPECT_TRUE(wait_until([&] { return (after = read_text_file(log)).find(fmt::format("line {}\n", n)) != std::string::npos; },
+                         10s))
+      << "the restored job does not write to the log";
   EXPECT_EQ(after.rfind(before, 0), 0u) << "the restored container did not append to the log";
   EXPECT_TRUE(lines_continue(after)) << "the job's earlier output is missing or repeated";
-  EXPECT_NE(after.find(fmt::format("line {}\n", n)), std::string::npos) << "the restored job does not write to it";
 
   // The log is the container's: rm removes it with the container.
   ASSERT_EQ(env.stasis({"rm", "-f", original.name()}).exit_code, 0);
@@ -229,9 +232,13 @@ TEST(LauncherCheckpoint, RestoreUnderAnotherRootStartsANewLog) {
   r = run_stasis({"--root", second.string(), "restore", "-D", env.image_dir("root").string(), "-d"}, 60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(wait_for_progress(status, n, 20s, &n, n));
-  const std::string log = read_text_file(second / (name + ".log"));
+  // The monitor copies the job's output into the log: it may be a moment behind the status.
+  std::string log;
+  EXPECT_TRUE(wait_until(
+      [&] { return (log = read_text_file(second / (name + ".log"))).find(fmt::format("line {}\n", n)) != std::string::npos; },
+      10s))
+      << log;
   EXPECT_EQ(log.find("line 1\n"), std::string::npos) << "the new log should hold only the restored job's output";
-  EXPECT_NE(log.find(fmt::format("line {}\n", n)), std::string::npos) << log;
 }
 
 // A new `run` under the name of a dumped container starts with an empty log.
