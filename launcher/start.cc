@@ -547,6 +547,12 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     if (errno != EINTR) ::_exit(1);
   }
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // Our children went to the job's PID namespace, which died with its PID 1: a fork there
+  // fails (ENOMEM). The cleanup below forks (the nftables helper), so back to our own.
+  if (int own = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC); own >= 0) {
+    ::setns(own, CLONE_NEWPID);
+    ::close(own);
+  }
   bool oom = !config.remove_on_exit() && read_oom_killed(*cgroup);  // --rm: nobody will ask
   try {
     if (config.remove_on_exit()) {

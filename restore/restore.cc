@@ -233,6 +233,9 @@ int restore_checkpoint(const RestoreOptions& options) {
     for (const auto& t : threads) restore_thread_scheduling(t.host_tid, thread_core(plan.task.core, t.ns_tid));
     restore_thread_scheduling(stub_pid, plan.task.core.threads(0));
   });
+  // Every thread has its final registers: the job is whole from here, even if we die before
+  // the detach (the kernel lets the threads go then), so the state says so first.
+  store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
   // Let it go: every thread resumes where it was dumped.
   for (auto& t : threads) t.thread.detach();
   leader.detach();
@@ -240,7 +243,6 @@ int restore_checkpoint(const RestoreOptions& options) {
   job_log.commit();
   const double rebuild_ms = ms_since(rebuild_at);
 
-  store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
   log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} threads)", options.dir.string(),
             started.name, pid, stub_pid, plan.task.core.threads_size());
   log::info("restore took {:.1f} ms: load {:.1f}, start {:.1f}, rebuild {:.1f} (memory {:.1f}: {} VMAs, {} MiB written)",

@@ -451,9 +451,11 @@ TEST(LauncherBridge, RootfsGetsHostsAndResolvConf) {
   EXPECT_NE(r.out.find("\t" + name + "\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("# written by stasis"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("nameserver 127."), std::string::npos) << r.out;
-  // --rm: its generated files went with it.
+  // --rm: its generated files went with it, and its monitor took the bridge down as the last
+  // user (it forks the nftables helper after the job's PID namespace is gone).
   EXPECT_FALSE(fs::exists(env.root() / (name + ".hosts")));
   EXPECT_FALSE(fs::exists(env.root() / (name + ".resolv.conf")));
+  EXPECT_TRUE(nothing_left("", {}, "", name));
 }
 
 TEST(LauncherBridge, BadOptionsAreRefused) {
