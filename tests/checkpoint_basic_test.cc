@@ -124,30 +124,7 @@ TEST(CheckpointBasic, TaskAttributesComeBack) { check_round_trip(c_workload("att
 // A restored container is dumped and restored again: the images of a restored process are
 // as good as the first ones.
 TEST(CheckpointBasic, SecondGenerationDumpAndRestore) {
-  CheckpointEnv env;
-  Container first(env, "gen1");
-  ASSERT_TRUE(first.run(c_workload("counter")));
-  std::uint64_t n = 0;
-  ASSERT_TRUE(wait_for_progress(first.status(), 0, 10s, &n));
-  const fs::path status = first.status();
-  ASSERT_TRUE(first.dump(env.image_dir("gen1")));
-  ASSERT_TRUE(first.wait_gone());
-  n = std::max(n, read_status(status).progress);
-  clear_status(status);
-
-  Container second(env, "gen2");
-  ASSERT_TRUE(second.restore(env.image_dir("gen1"), status));
-  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
-  ASSERT_TRUE(wait_for_progress(status, n, 10s, &n));
-  ASSERT_TRUE(second.dump(env.image_dir("gen2")));
-  ASSERT_TRUE(second.wait_gone());
-  n = std::max(n, read_status(status).progress);
-  clear_status(status);
-
-  Container third(env, "gen3");
-  ASSERT_TRUE(third.restore(env.image_dir("gen2"), status));
-  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
-  ASSERT_TRUE(keep_progressing(status, 1000ms));
+  check_generations(c_workload("counter"), 2);
 }
 
 // `stasis dump --pid` of a plain host process, restored as a container: it runs in a fresh

@@ -85,30 +85,7 @@ TEST(CheckpointNamespaces, AttachedSegmentsComeBackAfterLeaveRunning) {
 // A restored job's namespace is dumped and restored again: the segment removed while attached
 // stays removed and attached through both generations.
 TEST(CheckpointNamespaces, AttachedSegmentsSecondGeneration) {
-  CheckpointEnv env;
-  Container first(env, "shm-gen1");
-  ASSERT_TRUE(first.run(c_workload("ipc_attached")));
-  std::uint64_t n = 0;
-  ASSERT_TRUE(wait_for_progress(first.status(), 0, 10s, &n));
-  const fs::path status = first.status();
-  ASSERT_TRUE(first.dump(env.image_dir("gen1")));
-  ASSERT_TRUE(first.wait_gone());
-  n = std::max(n, read_status(status).progress);
-  clear_status(status);
-
-  Container second(env, "shm-gen2");
-  ASSERT_TRUE(second.restore(env.image_dir("gen1"), status));
-  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
-  ASSERT_TRUE(wait_for_progress(status, n, 10s, &n));
-  ASSERT_TRUE(second.dump(env.image_dir("gen2")));
-  ASSERT_TRUE(second.wait_gone());
-  n = std::max(n, read_status(status).progress);
-  clear_status(status);
-
-  Container third(env, "shm-gen3");
-  ASSERT_TRUE(third.restore(env.image_dir("gen2"), status));
-  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
-  ASSERT_TRUE(keep_progressing(status, 1000ms));
+  check_generations(c_workload("ipc_attached"), 2);
 }
 
 // A segment of which the job maps only part cannot be attached again as it was: refused, the

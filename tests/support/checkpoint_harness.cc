@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -714,6 +715,30 @@ void check_round_trip(const Workload& w, const RoundTrip& how) {
     EXPECT_NE(ns, namespace_id(getpid(), k)) << "the restored container shares the host's " << k << " namespace";
   }
   if (how.after_restore) how.after_restore(restored);
+}
+
+void check_generations(const Workload& w, int generations) {
+  CheckpointEnv env;
+  std::vector<std::unique_ptr<Container>> copies;
+  copies.push_back(std::make_unique<Container>(env, w.name + "-gen1"));
+  ASSERT_TRUE(copies.back()->run(w));
+  const fs::path status = copies.back()->status();
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 0, 10s, &n));
+  for (int g = 1; g <= generations; ++g) {
+    const std::string images = "gen" + std::to_string(g);
+    ASSERT_TRUE(copies.back()->dump(env.image_dir(images))) << "dump of generation " << g;
+    ASSERT_TRUE(copies.back()->wait_gone());
+    n = std::max(n, read_status(status).progress);
+    clear_status(status);
+    copies.push_back(std::make_unique<Container>(env, w.name + "-gen" + std::to_string(g + 1)));
+    ASSERT_TRUE(copies.back()->restore(env.image_dir(images), status));
+    ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n)) << "restore of generation " << g;
+    if (g < generations) {
+      ASSERT_TRUE(wait_for_progress(status, n, 10s, &n));
+    }
+  }
+  ASSERT_TRUE(keep_progressing(status, 1000ms));
 }
 
 void check_repeated_dumps(const Workload& w, int dumps) {

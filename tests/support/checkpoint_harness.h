@@ -192,6 +192,11 @@ void check_round_trip(const Workload& w, const RoundTrip& how = {});
 // beyond the progress seen before its dump and keep progressing for the watch time.
 void check_repeated_dumps(const Workload& w, int dumps);
 
+// Runs w, dumps it (ending it) and restores the image, `generations` times over, each restored
+// copy dumped again: every copy must continue beyond the progress seen before its dump, the
+// last keep progressing for a second.
+void check_generations(const Workload& w, int generations);
+
 // Joins words for messages.
 std::string join(const std::vector<std::string>& words);
 
