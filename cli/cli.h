@@ -41,5 +41,6 @@ void add_show_command(Cli& cli);
 void add_check_command(Cli& cli);
 void add_serve_command(Cli& cli);
 void add_migrate_command(Cli& cli);
+void add_swrk_command(Cli& cli);  // CRIU's service mode (criu/swrk.h), hidden from the help
 
 }  // namespace stasis::cli

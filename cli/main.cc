@@ -100,6 +100,7 @@ Examples:
       {{"dump"}, add_dump_command},       {{"restore"}, add_restore_command},
       {{"show"}, add_show_command},       {{"check"}, add_check_command},
       {{"serve"}, add_serve_command},     {{"migrate"}, add_migrate_command},
+      {{"swrk"}, add_swrk_command},
   };
   const int named_at = command_index(argc, argv);
   std::string_view named = named_at ? argv[named_at] : "";

@@ -1,0 +1,445 @@
+// `stasis swrk FD`, CRIU's RPC protocol (docs/criu.md): the test plays the client as runc
+// does (a SOCK_SEQPACKET socket pair, our end at fd 3 of `stasis swrk 3`, one message per
+// datagram), then runc itself when Debian's runc is installed.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "criu_rpc.pb.h"
+#include "tests/support/test_util.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using criu::criu_req;
+using criu::criu_resp;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// `stasis swrk 3` with our socket's other end at its fd 3; killed (by pid) and reaped in
+// every path. Every wait is bounded: a server that hangs fails the test, not the suite.
+class SwrkClient {
+ public:
+  SwrkClient() {
+    int sv[2];
+    if (::socketpair(AF_LOCAL, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw std::runtime_error("socketpair");
+    sock_ = sv[0];
+    const std::string binary = stasis_binary();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+      ::dup2(sv[1], 3);  // without FD_CLOEXEC, as runc's ExtraFiles
+      int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::execl(binary.c_str(), binary.c_str(), "swrk", "3", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(sv[1]);
+  }
+  ~SwrkClient() {
+    if (sock_ >= 0) ::close(sock_);
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  SwrkClient(const SwrkClient&) = delete;
+  SwrkClient& operator=(const SwrkClient&) = delete;
+
+  void send_bytes(const std::string& bytes) {
+    ASSERT_EQ(::send(sock_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  }
+  void send(const criu_req& req) { send_bytes(req.SerializeAsString()); }
+
+  // The next response; nullopt when the server closed its end or did not answer in time.
+  std::optional<criu_resp> receive(std::chrono::milliseconds timeout = 60s) {
+    pollfd p{sock_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
+    char buf[64 * 1024];
+    ssize_t n = ::recv(sock_, buf, sizeof buf, 0);
+    if (n <= 0) return std::nullopt;
+    criu_resp resp;
+    if (!resp.ParseFromArray(buf, static_cast<int>(n))) return std::nullopt;
+    return resp;
+  }
+
+  // The exit status, or -1 when it did not exit within the bound (then it is killed).
+  int wait_exit(std::chrono::milliseconds timeout = 30s) {
+    int status = 0;
+    bool done = wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+    if (!done) return -1;
+    reaped_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  void close_socket() {
+    ::close(sock_);
+    sock_ = -1;
+  }
+
+ private:
+  int sock_ = -1;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+};
+
+criu_req request(criu::criu_req_type type) {
+  criu_req r;
+  r.set_type(type);
+  return r;
+}
+
+// A directory opened by the test: its fd number goes in images_dir_fd, as runc's does.
+class OpenDir {
+ public:
+  explicit OpenDir(const fs::path& p) : fd_(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
+  ~OpenDir() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+TEST(CriuRpc, VersionAnswersTheCriuLevelWeSpeak) {
+  SwrkClient client;
+  client.send(request(criu::VERSION));
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::VERSION);
+  EXPECT_TRUE(resp->success());
+  ASSERT_TRUE(resp->has_version());
+  EXPECT_EQ(resp->version().major_number(), 3);
+  EXPECT_EQ(resp->version().minor_number(), 16);
+  // go-criu counts a gitid as the next minor release: none is sent.
+  EXPECT_FALSE(resp->version().has_gitid());
+  EXPECT_EQ(resp->version().name().rfind("stasis ", 0), 0u) << resp->version().name();
+  EXPECT_EQ(client.wait_exit(), 0);
+}
+
+TEST(CriuRpc, FeatureCheckSaysWhatIsMissing) {
+  SwrkClient client;
+  criu_req req = request(criu::FEATURE_CHECK);
+  req.mutable_features()->set_mem_track(true);
+  req.mutable_features()->set_lazy_pages(true);
+  req.mutable_opts()->set_images_dir_fd(-1);  // runc sends its options along
+  client.send(req);
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::FEATURE_CHECK);
+  EXPECT_TRUE(resp->success());
+  ASSERT_TRUE(resp->has_features());
+  ASSERT_TRUE(resp->features().has_mem_track());
+  EXPECT_FALSE(resp->features().mem_track());
+  ASSERT_TRUE(resp->features().has_lazy_pages());
+  EXPECT_FALSE(resp->features().lazy_pages());
+  EXPECT_EQ(client.wait_exit(), 0);
+}
+
+TEST(CriuRpc, KeepOpenServesSeveralRequests) {
+  SwrkClient client;
+  criu_req req = request(criu::VERSION);
+  req.set_keep_open(true);
+  client.send(req);
+  ASSERT_TRUE(client.receive());
+  client.send(request(criu::FEATURE_CHECK));
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::FEATURE_CHECK);
+  EXPECT_EQ(client.wait_exit(), 0);
+}
+
+TEST(CriuRpc, UnsupportedRequestTypeFailsNamingIt) {
+  SwrkClient client;
+  client.send(request(criu::PAGE_SERVER));
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::PAGE_SERVER);
+  EXPECT_FALSE(resp->success());
+  EXPECT_NE(resp->cr_errmsg().find("PAGE_SERVER"), std::string::npos) << resp->cr_errmsg();
+  EXPECT_EQ(resp->cr_errno(), EOPNOTSUPP);
+  EXPECT_EQ(client.wait_exit(), 1);
+}
+
+TEST(CriuRpc, GarbageDatagramIsAnsweredAndEndsTheSession) {
+  SwrkClient client;
+  client.send_bytes(std::string("\xff\xff\xff\xff not protobuf", 17));
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_FALSE(resp->success());
+  EXPECT_EQ(resp->type(), criu::EMPTY);
+  EXPECT_NE(resp->cr_errmsg().find("not a criu_req"), std::string::npos) << resp->cr_errmsg();
+  EXPECT_EQ(client.wait_exit(), 1);
+}
+
+TEST(CriuRpc, TruncatedRequestIsAnsweredAndEndsTheSession) {
+  criu_req req = request(criu::DUMP);
+  req.mutable_opts()->set_images_dir_fd(5);
+  req.mutable_opts()->set_pid(1234);
+  req.mutable_opts()->set_log_file("dump.log");
+  req.mutable_opts()->set_root("/some/rootfs/of/a/container");
+  std::string bytes = req.SerializeAsString();
+  SwrkClient client;
+  client.send_bytes(bytes.substr(0, bytes.size() - 9));  // cut inside root's string
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_FALSE(resp->success());
+  EXPECT_NE(resp->cr_errmsg().find("not a criu_req"), std::string::npos) << resp->cr_errmsg();
+  EXPECT_EQ(client.wait_exit(), 1);
+}
+
+TEST(CriuRpc, ClientClosingEndsTheServer) {
+  SwrkClient client;
+  client.close_socket();
+  EXPECT_EQ(client.wait_exit(), 0);
+}
+
+TEST(CriuRpc, NotASocketIsRefused) {
+  // fd 3 of a plain run is whatever the test has there, or nothing: no socket pair.
+  auto r = run_stasis({"swrk", "200"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("fd 200"), std::string::npos) << r.err;
+}
+
+// A process to dump: one thread, no children.
+class Counter {
+ public:
+  Counter()
+      : child_([] {
+          for (;;) ::pause();
+        }) {}
+  pid_t pid() const { return child_.pid(); }
+  bool alive() const { return ::kill(child_.pid(), 0) == 0; }
+
+ private:
+  ForkedChild child_;
+};
+
+criu_req dump_request(int images_fd, pid_t pid) {
+  criu_req req = request(criu::DUMP);
+  criu::criu_opts* o = req.mutable_opts();
+  // As runc 1.1.5 sets them for `runc checkpoint --leave-running`.
+  o->set_images_dir_fd(images_fd);
+  o->set_log_level(4);
+  o->set_log_file("dump.log");
+  o->set_root("/");
+  o->set_manage_cgroups(true);
+  o->set_notify_scripts(true);
+  o->set_pid(pid);
+  o->set_shell_job(false);
+  o->set_leave_running(true);
+  o->set_tcp_established(false);
+  o->set_ext_unix_sk(false);
+  o->set_file_locks(false);
+  o->set_empty_ns(0);
+  o->set_orphan_pts_master(true);
+  o->set_auto_dedup(false);
+  o->set_lazy_pages(false);
+  o->set_config_file("/etc/criu/runc.conf.absent-for-stasis-tests");
+  return req;
+}
+
+TEST(CriuRpc, RefusedOptionIsNamedInTheResponseAndTheLog) {
+  Counter job;
+  TempDir dir("stasis-criu");
+  OpenDir images(dir.path());
+  criu_req req = dump_request(images.fd(), job.pid());
+  req.mutable_opts()->set_lazy_pages(true);
+  SwrkClient client;
+  client.send(req);
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::DUMP);
+  EXPECT_FALSE(resp->success());
+  EXPECT_NE(resp->cr_errmsg().find("lazy_pages"), std::string::npos) << resp->cr_errmsg();
+  EXPECT_EQ(resp->cr_errno(), EOPNOTSUPP);
+  EXPECT_EQ(client.wait_exit(), 1);
+  EXPECT_NE(slurp(dir.path() / "dump.log").find("lazy_pages"), std::string::npos);
+  EXPECT_TRUE(job.alive());
+}
+
+TEST(CriuRpc, DumpWithoutLeaveRunningIsRefusedWhileRestoreIsMissing) {
+  Counter job;
+  TempDir dir("stasis-criu");
+  OpenDir images(dir.path());
+  criu_req req = dump_request(images.fd(), job.pid());
+  req.mutable_opts()->set_leave_running(false);
+  SwrkClient client;
+  client.send(req);
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_FALSE(resp->success());
+  EXPECT_NE(resp->cr_errmsg().find("leave_running"), std::string::npos) << resp->cr_errmsg();
+  EXPECT_EQ(client.wait_exit(), 1);
+  EXPECT_TRUE(job.alive());
+}
+
+// Answers each notification until the final response, which it returns; the scripts seen go
+// into *scripts. fail_at: the one answered with notify_success = false.
+std::optional<criu_resp> answer_notifications(SwrkClient& client, std::vector<std::string>* scripts,
+                                              const std::string& fail_at = "") {
+  for (int i = 0; i < 16; ++i) {
+    auto resp = client.receive();
+    if (!resp || resp->type() != criu::NOTIFY) return resp;
+    scripts->push_back(resp->notify().script());
+    criu_req ack = request(criu::NOTIFY);
+    ack.set_notify_success(resp->notify().script() != fail_at);
+    client.send(ack);
+  }
+  return std::nullopt;
+}
+
+TEST(CriuRpc, DumpAsRuncAsksIt) {
+  Counter job;
+  TempDir dir("stasis-criu");
+  // runc writes descriptors.json into the images directory before it asks.
+  const std::string descriptors = R"(["/dev/null","/dev/null","/dev/null"])";
+  std::ofstream(dir.path() / "descriptors.json") << descriptors;
+  OpenDir images(dir.path());
+  SwrkClient client;
+  client.send(dump_request(images.fd(), job.pid()));
+  std::vector<std::string> scripts;
+  auto resp = answer_notifications(client, &scripts);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::DUMP);
+  EXPECT_TRUE(resp->success()) << resp->cr_errmsg() << "\n" << slurp(dir.path() / "dump.log");
+  EXPECT_EQ(client.wait_exit(), 0);
+  // The job shares our network namespace: no network-lock.
+  EXPECT_EQ(scripts, (std::vector<std::string>{"pre-dump", "post-dump"}));
+  EXPECT_TRUE(job.alive());
+  EXPECT_EQ(slurp(dir.path() / "descriptors.json"), descriptors);
+  EXPECT_NE(slurp(dir.path() / "dump.log").find("dumped pid"), std::string::npos);
+  auto verify = run_stasis({"show", "--verify", dir.path().string()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+}
+
+TEST(CriuRpc, FailedNotificationFailsTheDumpAndLeavesTheJob) {
+  Counter job;
+  TempDir dir("stasis-criu");
+  OpenDir images(dir.path());
+  SwrkClient client;
+  client.send(dump_request(images.fd(), job.pid()));
+  std::vector<std::string> scripts;
+  auto resp = answer_notifications(client, &scripts, "pre-dump");
+  ASSERT_TRUE(resp);
+  EXPECT_FALSE(resp->success());
+  EXPECT_NE(resp->cr_errmsg().find("pre-dump"), std::string::npos) << resp->cr_errmsg();
+  EXPECT_EQ(client.wait_exit(), 1);
+  EXPECT_TRUE(job.alive());
+  EXPECT_FALSE(fs::exists(dir.path() / "inventory.img"));
+  EXPECT_TRUE(fs::exists(dir.path() / "dump.log"));
+}
+
+
+// --- runc itself (Debian's runc 1.1.5), with stasis as its CRIU.
+
+// A runc container of one python3 process counting into /state/counter, its rootfs made of
+// the host's /usr (bind-mounted read-only) and empty directories; deleted in every path.
+class RuncContainer {
+ public:
+  RuncContainer() : id_("stasis-criu-test-" + std::to_string(::getpid())) {
+    const fs::path rootfs = bundle_.path() / "rootfs";
+    for (const char* d : {"usr", "proc", "dev", "sys", "tmp", "state", "etc"}) fs::create_directories(rootfs / d);
+    for (const char* l : {"bin", "lib", "lib64", "sbin"}) fs::create_symlink(std::string("usr/") + l, rootfs / l);
+    std::ofstream(bundle_.path() / "config.json") << R"({
+ "ociVersion": "1.0.2-dev",
+ "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
+  "args": ["python3", "-c", "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in itertools.count(1)]"],
+  "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "noNewPrivileges": true},
+ "root": {"path": "rootfs", "readonly": false},
+ "hostname": "criu-test",
+ "mounts": [
+  {"destination": "/proc", "type": "proc", "source": "proc"},
+  {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+  {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+  {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+  {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+  {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+  {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+  {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}],
+ "linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}]},
+  "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+  "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+  "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]}
+})";
+    // Its stdio is /dev/null: a pipe of ours would keep run_command waiting for the job.
+    started_ = run_command({"sh", "-c", "exec runc run -d -b " + bundle_.path().string() + " " + id_ +
+                                            " </dev/null >/dev/null 2>&1"})
+                   .exit_code == 0;
+  }
+  ~RuncContainer() { run_command({"runc", "delete", "-f", id_}); }
+  RuncContainer(const RuncContainer&) = delete;
+  RuncContainer& operator=(const RuncContainer&) = delete;
+
+  bool started() const { return started_; }
+  const std::string& id() const { return id_; }
+  long counter() const {
+    std::string text = slurp(bundle_.path() / "rootfs/state/counter");
+    return text.empty() ? 0 : std::stol(text);
+  }
+  bool running() const {
+    return run_command({"runc", "state", id_}).out.find("\"status\": \"running\"") != std::string::npos;
+  }
+
+ private:
+  TempDir bundle_{"stasis-criu-bundle"};
+  std::string id_;
+  bool started_ = false;
+};
+
+bool have_runc() { return run_command({"sh", "-c", "command -v runc"}).exit_code == 0; }
+
+TEST(CriuRpcRunc, CheckpointLeaveRunning) {
+  if (!have_runc()) GTEST_SKIP() << "runc is not installed (scripts/setup installs Debian's runc)";
+  RuncContainer c;
+  ASSERT_TRUE(c.started());
+  ASSERT_TRUE(wait_until([&] { return c.counter() > 0; }, 20s));
+  TempDir images("stasis-criu-images");
+  auto r = run_command({"runc", "--criu", stasis_binary(), "checkpoint", "--leave-running", "--image-path",
+                        images.path().string(), c.id()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << slurp(images.path() / "dump.log");
+  EXPECT_TRUE(fs::exists(images.path() / "descriptors.json"));
+  auto verify = run_stasis({"show", "--verify", images.path().string()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  // The container goes on counting.
+  EXPECT_TRUE(c.running());
+  long before = c.counter();
+  EXPECT_TRUE(wait_until([&] { return c.counter() > before; }, 10s));
+}
+
+TEST(CriuRpcRunc, CheckpointThatEndsTheContainerIsRefused) {
+  if (!have_runc()) GTEST_SKIP() << "runc is not installed (scripts/setup installs Debian's runc)";
+  RuncContainer c;
+  ASSERT_TRUE(c.started());
+  ASSERT_TRUE(wait_until([&] { return c.counter() > 0; }, 20s));
+  TempDir images("stasis-criu-images");
+  auto r = run_command({"runc", "--criu", stasis_binary(), "checkpoint", "--image-path", images.path().string(), c.id()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(slurp(images.path() / "dump.log").find("leave_running"), std::string::npos) << r.err;
+  EXPECT_TRUE(c.running());
+  long before = c.counter();
+  EXPECT_TRUE(wait_until([&] { return c.counter() > before; }, 10s));
+}
+
+}  // namespace
+}  // namespace stasis::test
