@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "criu/as_criu.h"
 #include "launcher/config.h"
 
 namespace stasis::cli {
@@ -70,6 +71,7 @@ std::vector<char*> separate_command(CLI::App& cmd, const CLI::App& app, std::vec
 }
 
 int run_main(int argc, char** argv) {
+  if (auto code = criu::run_as_criu(argc, argv)) return *code;  // run as `criu` (docs/criu.md)
   Cli cli;
   CLI::App& app = cli.app;
   app.set_version_flag("--version", fmt::format("stasis {} (commit {})", kVersion, STASIS_GIT_COMMIT));

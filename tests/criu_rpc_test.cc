@@ -38,11 +38,11 @@ std::string slurp(const fs::path& p) {
 // every path. Every wait is bounded: a server that hangs fails the test, not the suite.
 class SwrkClient {
  public:
-  SwrkClient() {
+  // binary: build/stasis, or a link to it named criu.
+  explicit SwrkClient(const std::string& binary = stasis_binary()) {
     int sv[2];
     if (::socketpair(AF_LOCAL, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw std::runtime_error("socketpair");
     sock_ = sv[0];
-    const std::string binary = stasis_binary();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork");
     if (pid_ == 0) {
@@ -233,6 +233,33 @@ TEST(CriuRpc, NotASocketIsRefused) {
   auto r = run_stasis({"swrk", "200"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("fd 200"), std::string::npos) << r.err;
+}
+
+// podman, CRI-O and runc 1.2+ run `criu` from PATH: a link named criu answers as CRIU.
+TEST(CriuRpc, RunAsCriu) {
+  TempDir bin("stasis-criu-bin");
+  const fs::path criu = bin.path() / "criu";
+  fs::create_symlink(stasis_binary(), criu);
+  auto version = run_command({criu.string(), "--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out.rfind("Version: 3.16\n", 0), 0u) << version.out;
+  auto check = run_command({criu.string(), "check"});
+  EXPECT_EQ(check.exit_code == 0, run_stasis({"check"}).exit_code == 0) << check.err;
+  if (check.exit_code == 0) {
+    EXPECT_EQ(check.out, "Looks good.\n");
+  }
+  EXPECT_NE(run_command({criu.string(), "check", "--feature", "mem_dirty_track"}).exit_code, 0);
+  auto dump = run_command({criu.string(), "dump", "-t", "1"});
+  EXPECT_EQ(dump.exit_code, 2);
+  EXPECT_NE(dump.err.find("swrk"), std::string::npos) << dump.err;
+
+  SwrkClient client(criu.string());
+  client.send(request(criu::VERSION));
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_TRUE(resp->success());
+  EXPECT_EQ(resp->version().minor_number(), 16);
+  EXPECT_EQ(client.wait_exit(), 0);
 }
 
 // A process to dump: one thread, no children.
