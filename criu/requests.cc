@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "criu/options.h"
+#include "criu/stats.h"
 #include "dump/dump.h"
 
 namespace stasis::criu {
@@ -79,16 +80,33 @@ struct Stashed {
   std::string data;
 };
 
-// Takes runc's descriptors.json (and a stale log of ours) out of the images directory.
+// Takes runc's descriptors.json (and stale files of ours) out of the images directory.
 std::vector<Stashed> stash_client_files(const Directories& dirs, const std::string& log_name) {
   std::vector<Stashed> out;
   const fs::path descriptors = dirs.images_path / kRuncDescriptors;
   std::error_code ec;
+  // Anything else there (runc reuses a directory, "a container can be checkpointed many
+  // times") is refused before a file is touched.
+  std::vector<std::string> others;
+  for (fs::directory_iterator it(dirs.images_path, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name != kRuncDescriptors && name != log_name && name != kStatsDumpName) others.push_back(name);
+  }
+  if (ec) fail("list the images directory {}: {}", dirs.images_path.string(), ec.message());
+  if (!others.empty()) {
+    std::sort(others.begin(), others.end());
+    fail("the images directory {} already holds {} file(s) ({}{}): stasis writes a checkpoint into an empty directory; "
+         "give another --image-path, or empty this one",
+         dirs.images_path.string(), others.size(), others.front(), others.size() > 1 ? ", ..." : "");
+  }
   if (fs::is_regular_file(descriptors, ec)) {
     out.push_back({kRuncDescriptors, read_file(descriptors)});
     if (::unlink(descriptors.c_str()) < 0) fail_errno(errno, "unlink {}", descriptors.string());
   }
-  if (dirs.work_is_images && fs::is_regular_file(dirs.images_path / log_name, ec)) fs::remove(dirs.images_path / log_name, ec);
+  // Files of an earlier request of ours, which the dump would take for someone else's.
+  if (dirs.work_is_images)
+    for (const std::string& name : {log_name, std::string(kStatsDumpName)})
+      if (fs::is_regular_file(dirs.images_path / name, ec)) fs::remove(dirs.images_path / name, ec);
   return out;
 }
 
@@ -205,6 +223,11 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
     log::info("{}", dump::format_report(d, report));
     UniqueFd dir = unstash(dirs, stashed);
     if (dir) log.publish(dir.get());
+    try {
+      write_dump_stats(dirs.work.get(), report);
+    } catch (const Error& e) {
+      log::warn("no {} in {}: {}", kStatsDumpName, dirs.work_path.string(), e.what());
+    }
     notifier.notify("post-dump");
     if (locked && d.leave_running) notifier.notify("network-unlock");
   } catch (const Error& e) {

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "criu_rpc.pb.h"
+#include "criu_stats.pb.h"
 #include "tests/support/test_util.h"
 
 namespace stasis::test {
@@ -372,6 +373,29 @@ TEST(CriuRpc, DumpAsRuncAsksIt) {
   EXPECT_NE(slurp(dir.path() / "dump.log").find("dumped pid"), std::string::npos);
   auto verify = run_stasis({"show", "--verify", dir.path().string()});
   EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  // stats-dump as go-criu reads it: two magic numbers and a size, then a stats_entry.
+  std::string stats = slurp(dir.path() / "stats-dump");
+  ASSERT_GT(stats.size(), 12u);
+  EXPECT_EQ(stats.substr(0, 8), std::string("\x40\x59\x10\x55\x06\x33\x09\x57", 8));
+  criu::stats_entry entry;
+  ASSERT_TRUE(entry.ParseFromString(stats.substr(12)));
+  ASSERT_TRUE(entry.has_dump());
+  EXPECT_GT(entry.dump().pages_scanned(), 0u);
+  EXPECT_GT(entry.dump().frozen_time(), 0u);
+
+  // runc reuses an images directory ("a container can be checkpointed many times"): a second
+  // dump into it is refused, and the first checkpoint stays whole.
+  SwrkClient again;
+  again.send(dump_request(images.fd(), job.pid()));
+  std::vector<std::string> scripts2;
+  auto resp2 = answer_notifications(again, &scripts2);
+  ASSERT_TRUE(resp2);
+  EXPECT_FALSE(resp2->success());
+  EXPECT_NE(resp2->cr_errmsg().find("already holds"), std::string::npos) << resp2->cr_errmsg();
+  EXPECT_EQ(again.wait_exit(), 1);
+  EXPECT_EQ(run_stasis({"show", "--verify", dir.path().string()}).exit_code, 0);
+  EXPECT_EQ(slurp(dir.path() / "descriptors.json"), descriptors);
+  EXPECT_TRUE(job.alive());
 }
 
 TEST(CriuRpc, FailedNotificationFailsTheDumpAndLeavesTheJob) {
