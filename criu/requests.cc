@@ -13,6 +13,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "criu/images_dir.h"
 #include "criu/options.h"
 #include "criu/stats.h"
 #include "dump/dump.h"
@@ -25,10 +26,6 @@ namespace {
 
 // go-criu reads responses into 8 KiB (runc's loop 40 KiB): a message stays well below.
 constexpr size_t kMaxErrmsg = 4000;
-
-// runc writes this into the images directory before it asks for a DUMP; it reads it back on
-// restore. Not part of our checkpoint: kept aside while the dump runs and put back.
-constexpr const char* kRuncDescriptors = "descriptors.json";
 
 std::string type_name(criu_req_type type) {
   const std::string& name = criu_req_type_Name(type);
@@ -73,57 +70,6 @@ class RequestLog {
   std::string name_;
   UniqueFd fd_;
 };
-
-// runc's file in the images directory, held while the dump needs the directory empty.
-struct Stashed {
-  std::string name;
-  std::string data;
-};
-
-// Takes runc's descriptors.json (and stale files of ours) out of the images directory.
-std::vector<Stashed> stash_client_files(const Directories& dirs, const std::string& log_name) {
-  std::vector<Stashed> out;
-  const fs::path descriptors = dirs.images_path / kRuncDescriptors;
-  std::error_code ec;
-  // Anything else there (runc reuses a directory, "a container can be checkpointed many
-  // times") is refused before a file is touched.
-  std::vector<std::string> others;
-  for (fs::directory_iterator it(dirs.images_path, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name != kRuncDescriptors && name != log_name && name != kStatsDumpName) others.push_back(name);
-  }
-  if (ec) fail("list the images directory {}: {}", dirs.images_path.string(), ec.message());
-  if (!others.empty()) {
-    std::sort(others.begin(), others.end());
-    fail("the images directory {} already holds {} file(s) ({}{}): stasis writes a checkpoint into an empty directory; "
-         "give another --image-path, or empty this one",
-         dirs.images_path.string(), others.size(), others.front(), others.size() > 1 ? ", ..." : "");
-  }
-  if (fs::is_regular_file(descriptors, ec)) {
-    out.push_back({kRuncDescriptors, read_file(descriptors)});
-    if (::unlink(descriptors.c_str()) < 0) fail_errno(errno, "unlink {}", descriptors.string());
-  }
-  // Files of an earlier request of ours, which the dump would take for someone else's.
-  if (dirs.work_is_images)
-    for (const std::string& name : {log_name, std::string(kStatsDumpName)})
-      if (fs::is_regular_file(dirs.images_path / name, ec)) fs::remove(dirs.images_path / name, ec);
-  return out;
-}
-
-// Puts them back; after a failed dump (which removes its directory) the directory is made again,
-// so that runc finds the log it points the user to. Returns the directory's fd.
-UniqueFd unstash(const Directories& dirs, const std::vector<Stashed>& files) {
-  if (::mkdir(dirs.images_path.c_str(), 0700) < 0 && errno != EEXIST)
-    log::warn("make the images directory {} again: {}", dirs.images_path.string(), describe_errno(errno));
-  UniqueFd dir(::open(dirs.images_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return dir;
-  for (const auto& f : files) {
-    UniqueFd out(::openat(dir.get(), f.name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!out || ::write(out.get(), f.data.data(), f.data.size()) != static_cast<ssize_t>(f.data.size()))
-      log::warn("could not put {} back into {}: {}", f.name, dirs.images_path.string(), describe_errno(errno));
-  }
-  return dir;
-}
 
 // Notifications (notify_scripts): the stage's name, then the client's NOTIFY answer.
 class Notifier {
@@ -207,13 +153,13 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
   RequestLog log(dirs, log_name, opts.log_level());
   log::info("DUMP request from pid {} (stasis {} speaking CRIU {}.{}'s protocol), images in {}", channel.peer_pid(),
             kVersion, kCriuMajor, kCriuMinor, dirs.images_path.string());
-  std::vector<Stashed> stashed;
+  std::optional<DumpDirectory> directory;
   bool locked = false;
   Notifier notifier(channel, opts.notify_scripts());
   try {
     check_dump_options(opts);
     dump::DumpOptions d = dump_options(opts, dirs.images_path);
-    stashed = stash_client_files(dirs, log_name);
+    directory.emplace(dirs, std::vector<std::string>{log_name, kStatsDumpName});
     notifier.notify("pre-dump");
     if (own_network_namespace(d.pid)) {
       notifier.notify("network-lock");
@@ -221,7 +167,7 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
     }
     dump::DumpReport report = dump::dump(d);
     log::info("{}", dump::format_report(d, report));
-    UniqueFd dir = unstash(dirs, stashed);
+    UniqueFd dir = directory->succeeded();
     if (dir) log.publish(dir.get());
     try {
       write_dump_stats(dirs.work.get(), report);
@@ -239,9 +185,11 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
         log::error("{}", unlock.what());
       }
     }
-    if (!stashed.empty() || dirs.work_is_images) {
-      UniqueFd dir = unstash(dirs, stashed);
+    if (directory) {
+      UniqueFd dir = directory->failed();
       if (dir) log.publish(dir.get());
+    } else {
+      log.publish(dirs.images.get());  // nothing was moved: the directory is as it was
     }
     return failure(DUMP, e.what(), dynamic_cast<const UnsupportedError*>(&e) ? EOPNOTSUPP : 0);
   }
@@ -250,6 +198,21 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
   r.set_success(true);
   r.mutable_dump()->set_restored(false);
   return r;
+}
+
+// Refused, with the reason in restore.log too: runc and podman point the user there.
+criu_resp handle_restore(const criu_req& req, Channel& channel) {
+  const criu_opts& opts = req.opts();
+  Directories dirs = open_directories(opts, channel.peer_pid());
+  RequestLog log(dirs, log_file_name(opts, "restore.log"), opts.log_level());
+  log::info("RESTORE request from pid {} (stasis {} speaking CRIU {}.{}'s protocol), images in {}",
+            channel.peer_pid(), kVersion, kCriuMajor, kCriuMinor, dirs.images_path.string());
+  log.publish(dirs.images.get());
+  return failure(RESTORE,
+                 "RESTORE is not supported by this stasis: a checkpoint taken through swrk holds no record of the "
+                 "container's mounts, from which a restore would remake them under criu_opts.root (see "
+                 "docs/criu.md)",
+                 EOPNOTSUPP);
 }
 
 }  // namespace
@@ -271,11 +234,7 @@ criu_resp handle_request(const criu_req& req, Channel& channel) {
       case FEATURE_CHECK: return handle_feature_check();
       case CHECK: return handle_check();
       case DUMP: return handle_dump(req, channel);
-      case RESTORE:
-        return failure(RESTORE,
-                       "RESTORE is not supported by this stasis: a runc checkpoint holds no record of the container's "
-                       "mounts yet, from which a restore would remake them (see docs/criu.md)",
-                       EOPNOTSUPP);
+      case RESTORE: return handle_restore(req, channel);
       case NOTIFY: return failure(NOTIFY, "a NOTIFY request outside of a notification: no notification is waiting");
       default:
         return failure(req.type(),

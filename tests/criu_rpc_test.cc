@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "criu_rpc.pb.h"
@@ -194,6 +196,25 @@ TEST(CriuRpc, UnsupportedRequestTypeFailsNamingIt) {
   EXPECT_NE(resp->cr_errmsg().find("PAGE_SERVER"), std::string::npos) << resp->cr_errmsg();
   EXPECT_EQ(resp->cr_errno(), EOPNOTSUPP);
   EXPECT_EQ(client.wait_exit(), 1);
+}
+
+TEST(CriuRpc, RestoreIsRefusedWithTheReasonInItsLog) {
+  TempDir dir("stasis-criu");
+  OpenDir images(dir.path());
+  criu_req req = request(criu::RESTORE);
+  req.mutable_opts()->set_images_dir_fd(images.fd());
+  req.mutable_opts()->set_log_file("restore.log");
+  req.mutable_opts()->set_rst_sibling(true);
+  SwrkClient client;
+  client.send(req);
+  auto resp = client.receive();
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->type(), criu::RESTORE);
+  EXPECT_FALSE(resp->success());
+  EXPECT_EQ(resp->cr_errno(), EOPNOTSUPP);
+  EXPECT_EQ(client.wait_exit(), 1);
+  // runc and podman show only the errno and the log's path.
+  EXPECT_NE(slurp(dir.path() / "restore.log").find("RESTORE is not supported"), std::string::npos);
 }
 
 TEST(CriuRpc, GarbageDatagramIsAnsweredAndEndsTheSession) {
@@ -383,18 +404,46 @@ TEST(CriuRpc, DumpAsRuncAsksIt) {
   EXPECT_GT(entry.dump().pages_scanned(), 0u);
   EXPECT_GT(entry.dump().frozen_time(), 0u);
 
-  // runc reuses an images directory ("a container can be checkpointed many times"): a second
-  // dump into it is refused, and the first checkpoint stays whole.
-  SwrkClient again;
-  again.send(dump_request(images.fd(), job.pid()));
-  std::vector<std::string> scripts2;
-  auto resp2 = answer_notifications(again, &scripts2);
-  ASSERT_TRUE(resp2);
-  EXPECT_FALSE(resp2->success());
-  EXPECT_NE(resp2->cr_errmsg().find("already holds"), std::string::npos) << resp2->cr_errmsg();
-  EXPECT_EQ(again.wait_exit(), 1);
-  EXPECT_EQ(run_stasis({"show", "--verify", dir.path().string()}).exit_code, 0);
+  // podman dumps every checkpoint of a container into the same directory, as CRIU overwrites:
+  // a failed dump there leaves the previous checkpoint whole, a complete one replaces it.
+  const std::string first_inventory = slurp(dir.path() / "inventory.img");
+  {
+    SwrkClient again;
+    again.send(dump_request(images.fd(), job.pid()));
+    std::vector<std::string> scripts2;
+    auto failed = answer_notifications(again, &scripts2, "pre-dump");
+    ASSERT_TRUE(failed);
+    EXPECT_FALSE(failed->success());
+    EXPECT_EQ(again.wait_exit(), 1);
+    EXPECT_EQ(slurp(dir.path() / "inventory.img"), first_inventory);
+    EXPECT_EQ(run_stasis({"show", "--verify", dir.path().string()}).exit_code, 0);
+  }
+  {
+    SwrkClient again;
+    again.send(dump_request(images.fd(), job.pid()));
+    std::vector<std::string> scripts2;
+    auto replaced = answer_notifications(again, &scripts2);
+    ASSERT_TRUE(replaced);
+    EXPECT_TRUE(replaced->success()) << replaced->cr_errmsg();
+    EXPECT_EQ(again.wait_exit(), 0);
+    EXPECT_NE(slurp(dir.path() / "inventory.img"), first_inventory);
+    EXPECT_EQ(run_stasis({"show", "--verify", dir.path().string()}).exit_code, 0);
+  }
   EXPECT_EQ(slurp(dir.path() / "descriptors.json"), descriptors);
+  const std::string aside = fmt::format(".{}.stasis-previous", dir.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir.path().parent_path()))
+    EXPECT_NE(e.path().filename().string().rfind(aside, 0), 0u) << e.path();
+  // Files that are not a checkpoint of ours are refused before anything is touched.
+  std::ofstream(dir.path() / "someone-elses") << "x";
+  SwrkClient refused;
+  refused.send(dump_request(images.fd(), job.pid()));
+  std::vector<std::string> scripts3;
+  auto resp3 = answer_notifications(refused, &scripts3);
+  ASSERT_TRUE(resp3);
+  EXPECT_FALSE(resp3->success());
+  EXPECT_NE(resp3->cr_errmsg().find("not a stasis checkpoint"), std::string::npos) << resp3->cr_errmsg();
+  EXPECT_EQ(refused.wait_exit(), 1);
+  EXPECT_EQ(run_stasis({"show", "--verify", dir.path().string()}).exit_code, 0);
   EXPECT_TRUE(job.alive());
 }
 
@@ -520,6 +569,71 @@ TEST(CriuRpcRunc, CheckpointThatEndsTheContainerIsRefused) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(slurp(images.path() / "dump.log").find("leave_running"), std::string::npos) << r.err;
   EXPECT_TRUE(c.running());
+  long before = c.counter();
+  EXPECT_TRUE(wait_until([&] { return c.counter() > before; }, 10s));
+}
+
+// --- podman (Debian's 4.3, with runc), which runs `criu` from PATH: a link to stasis there.
+
+class PodmanContainer {
+ public:
+  PodmanContainer() : name_("stasis-criu-test-" + std::to_string(::getpid())) {
+    fs::create_symlink(stasis_binary(), bin_.path() / "criu");
+    for (const char* d : {"usr", "proc", "dev", "sys", "tmp", "state", "etc"}) fs::create_directories(rootfs_.path() / d);
+    for (const char* l : {"bin", "lib", "lib64", "sbin"}) fs::create_symlink(std::string("usr/") + l, rootfs_.path() / l);
+    // The VM's hard RLIMIT_NOFILE and RLIMIT_NPROC are below podman's defaults for containers.
+    start_ = podman({"--runtime", "runc", "run", "-d", "--name", name_, "--ulimit", "nofile=1024:1024", "--ulimit",
+                    "nproc=1024:1024",
+                       "--network", "none", "-v", "/usr:/usr:ro", "--rootfs", rootfs_.path().string(), "python3",
+                       "-c",
+                       "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in "
+                       "itertools.count(1)]"});
+  }
+  ~PodmanContainer() { podman({"rm", "-f", "-t", "0", name_}); }
+  PodmanContainer(const PodmanContainer&) = delete;
+  PodmanContainer& operator=(const PodmanContainer&) = delete;
+
+  CommandResult podman(std::vector<std::string> args) const {
+    const char* path = std::getenv("PATH");
+    args.insert(args.begin(), {"env", "PATH=" + bin_.path().string() + ":" + (path ? path : "/usr/bin:/bin"), "podman"});
+    return run_command(args, 120s);
+  }
+  // podman run's output when it failed, else "".
+  std::string start_error() const { return start_.exit_code == 0 ? "" : start_.out + start_.err; }
+  const std::string& name() const { return name_; }
+  long counter() const {
+    std::string text = slurp(rootfs_.path() / "state/counter");
+    return text.empty() ? 0 : std::stol(text);
+  }
+
+ private:
+  TempDir bin_{"stasis-criu-bin"};
+  TempDir rootfs_{"stasis-criu-rootfs"};
+  std::string name_;
+  CommandResult start_;
+};
+
+TEST(CriuRpcPodman, CheckpointLeaveRunningWithStatsAndExport) {
+  if (run_command({"sh", "-c", "command -v podman && command -v runc"}).exit_code != 0)
+    GTEST_SKIP() << "podman or runc is not installed (Debian's podman 4.3 and runc 1.1.5)";
+  PodmanContainer c;
+  ASSERT_EQ(c.start_error(), "");
+  ASSERT_TRUE(wait_until([&] { return c.counter() > 0; }, 30s));
+  // podman asks our VERSION through `criu` on PATH, runc runs the same `criu swrk 3`, and
+  // --print-stats reads our stats-dump.
+  auto r = c.podman({"container", "checkpoint", "--leave-running", "--keep", "--print-stats", c.name()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\"criu_statistics\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"pages_scanned\""), std::string::npos) << r.out;
+  // Again into the same directory (podman's own), then into an archive.
+  TempDir out("stasis-criu-export");
+  const fs::path archive = out.path() / "ckpt.tar.zst";
+  r = c.podman({"container", "checkpoint", "--leave-running", "--export", archive.string(), c.name()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto list = run_command({"tar", "-tf", archive.string()});
+  EXPECT_NE(list.out.find("checkpoint/inventory.img"), std::string::npos) << list.out << list.err;
+  EXPECT_NE(list.out.find("stats-dump"), std::string::npos) << list.out;
+  EXPECT_NE(c.podman({"inspect", c.name(), "--format", "{{.State.Status}}"}).out.find("running"), std::string::npos);
   long before = c.counter();
   EXPECT_TRUE(wait_until([&] { return c.counter() > before; }, 10s));
 }
