@@ -7,6 +7,9 @@
 
 #include <sstream>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include "common/file_util.h"
 #include "common/proc.h"
 
@@ -37,6 +40,17 @@ UniqueFd open_peer_dir(pid_t peer, int fd, std::string_view option, fs::path& pa
          "in another mount namespace)",
          option, fd, path.string());
   return dir;
+}
+
+// "field(s) 200, 201": the numbers of the fields a lite message kept as unknown.
+std::string unknown_field_numbers(const std::string& bytes) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
+  std::string out;
+  for (uint32_t tag; (tag = in.ReadTag()) != 0;) {
+    out += fmt::format("{}{}", out.empty() ? "" : ", ", tag >> 3);
+    if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) break;
+  }
+  return out;
 }
 
 bool same_file(int a, int b) {
@@ -116,7 +130,8 @@ std::string log_file_name(const criu_opts& opts, std::string_view fallback) {
 
 void check_dump_options(const criu_opts& o) {
   if (!o.unknown_fields().empty())
-    throw OptionRefused("(unknown)", "the request sets field(s) this stasis does not know (a newer CRIU protocol)");
+    throw OptionRefused(fmt::format("field(s) {}", unknown_field_numbers(o.unknown_fields())),
+                        "unknown to this stasis (a newer CRIU protocol's options): not honoured, so refused");
   refuse_if(!o.has_pid() || o.pid() <= 0, "pid",
             "a dump needs the pid of the process to dump (dumping the requesting process itself is not supported)");
   // Ways of dumping we do not have.

@@ -3,6 +3,7 @@
 // datagram), then runc itself when Debian's runc is installed.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -322,6 +324,21 @@ criu_req dump_request(int images_fd, pid_t pid) {
   return req;
 }
 
+// Answers each notification until the final response, which it returns; the scripts seen go
+// into *scripts. fail_at: the one answered with notify_success = false.
+std::optional<criu_resp> answer_notifications(SwrkClient& client, std::vector<std::string>* scripts,
+                                              const std::string& fail_at = "") {
+  for (int i = 0; i < 16; ++i) {
+    auto resp = client.receive();
+    if (!resp || resp->type() != criu::NOTIFY) return resp;
+    scripts->push_back(resp->notify().script());
+    criu_req ack = request(criu::NOTIFY);
+    ack.set_notify_success(resp->notify().script() != fail_at);
+    client.send(ack);
+  }
+  return std::nullopt;
+}
+
 TEST(CriuRpc, RefusedOptionIsNamedInTheResponseAndTheLog) {
   Counter job;
   TempDir dir("stasis-criu");
@@ -341,6 +358,86 @@ TEST(CriuRpc, RefusedOptionIsNamedInTheResponseAndTheLog) {
   EXPECT_TRUE(job.alive());
 }
 
+// Each option we do not honour, set as a client would: refused by name, nothing written.
+TEST(CriuRpc, EveryUnhonouredOptionIsRefusedByName) {
+  Counter job;
+  TempDir etc("stasis-criu-etc");
+  std::ofstream(etc.path() / "runc.conf") << "tcp-close\n";
+  struct Case {
+    std::string option;
+    std::function<void(criu::criu_opts*)> set;
+  };
+  const std::vector<Case> cases = {
+      {"external", [](criu::criu_opts* o) { o->add_external("net[4026531840]:extRootNetNS"); }},
+      {"parent_img", [](criu::criu_opts* o) { o->set_parent_img("../parent"); }},
+      {"track_mem", [](criu::criu_opts* o) { o->set_track_mem(true); }},
+      {"ps", [](criu::criu_opts* o) { o->mutable_ps()->set_port(1234); }},
+      {"empty_ns", [](criu::criu_opts* o) { o->set_empty_ns(CLONE_NEWNET | CLONE_NEWPID); }},
+      {"status_fd", [](criu::criu_opts* o) { o->set_status_fd(7); }},
+      {"leave_stopped", [](criu::criu_opts* o) { o->set_leave_stopped(true); }},
+      {"config_file", [&](criu::criu_opts* o) { o->set_config_file((etc.path() / "runc.conf").string()); }},
+      {"pid", [](criu::criu_opts* o) { o->clear_pid(); }},
+      // A field of a newer protocol than ours (number 200, a varint).
+      {"field(s) 200", [](criu::criu_opts* o) { o->mutable_unknown_fields()->append("\xc0\x0c\x01", 3); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.option);
+    TempDir dir("stasis-criu");
+    OpenDir images(dir.path());
+    criu_req req = dump_request(images.fd(), job.pid());
+    c.set(req.mutable_opts());
+    SwrkClient client;
+    client.send(req);
+    auto resp = client.receive();
+    ASSERT_TRUE(resp);
+    EXPECT_FALSE(resp->success());
+    EXPECT_NE(resp->cr_errmsg().find(c.option), std::string::npos) << resp->cr_errmsg();
+    EXPECT_EQ(client.wait_exit(), 1);
+    EXPECT_FALSE(fs::exists(dir.path() / "inventory.img"));
+  }
+  EXPECT_TRUE(job.alive());
+}
+
+// runc names the container's freezer cgroup: a process in it that is neither the dumped one
+// nor its descendant would be left out of the checkpoint, and is refused.
+TEST(CriuRpc, FreezeCgroupHoldingAnotherProcessIsRefused) {
+  const fs::path base = fs::exists("/sys/fs/cgroup/freezer") ? "/sys/fs/cgroup/freezer" : "/sys/fs/cgroup";
+  struct CgroupDir {
+    fs::path path;
+    ~CgroupDir() { ::rmdir(path.c_str()); }  // its processes, declared after it, are gone by then
+  } cg{base / fmt::format("stasis-criu-test-{}", ::getpid())};
+  ASSERT_TRUE(fs::create_directory(cg.path));
+  Counter job, other;
+  auto move = [](const fs::path& to, pid_t pid) { std::ofstream(to / "cgroup.procs") << pid << "\n"; };
+  move(cg.path, job.pid());
+  move(cg.path, other.pid());
+  TempDir dir("stasis-criu");
+  OpenDir images(dir.path());
+  criu_req req = dump_request(images.fd(), job.pid());
+  req.mutable_opts()->set_freeze_cgroup(cg.path.string());
+  {
+    SwrkClient client;
+    client.send(req);
+    auto resp = client.receive();
+    ASSERT_TRUE(resp);
+    EXPECT_FALSE(resp->success());
+    EXPECT_NE(resp->cr_errmsg().find("freeze_cgroup"), std::string::npos) << resp->cr_errmsg();
+    EXPECT_NE(resp->cr_errmsg().find(std::to_string(other.pid())), std::string::npos) << resp->cr_errmsg();
+    EXPECT_EQ(client.wait_exit(), 1);
+  }
+  // Alone in it, the job is dumped.
+  move(base, other.pid());
+  SwrkClient client;
+  client.send(req);
+  std::vector<std::string> scripts;
+  auto resp = answer_notifications(client, &scripts);
+  ASSERT_TRUE(resp);
+  EXPECT_TRUE(resp->success()) << resp->cr_errmsg();
+  EXPECT_EQ(client.wait_exit(), 0);
+  EXPECT_TRUE(job.alive());
+  move(base, job.pid());
+}
+
 TEST(CriuRpc, DumpWithoutLeaveRunningIsRefusedWhileRestoreIsMissing) {
   Counter job;
   TempDir dir("stasis-criu");
@@ -355,21 +452,6 @@ TEST(CriuRpc, DumpWithoutLeaveRunningIsRefusedWhileRestoreIsMissing) {
   EXPECT_NE(resp->cr_errmsg().find("leave_running"), std::string::npos) << resp->cr_errmsg();
   EXPECT_EQ(client.wait_exit(), 1);
   EXPECT_TRUE(job.alive());
-}
-
-// Answers each notification until the final response, which it returns; the scripts seen go
-// into *scripts. fail_at: the one answered with notify_success = false.
-std::optional<criu_resp> answer_notifications(SwrkClient& client, std::vector<std::string>* scripts,
-                                              const std::string& fail_at = "") {
-  for (int i = 0; i < 16; ++i) {
-    auto resp = client.receive();
-    if (!resp || resp->type() != criu::NOTIFY) return resp;
-    scripts->push_back(resp->notify().script());
-    criu_req ack = request(criu::NOTIFY);
-    ack.set_notify_success(resp->notify().script() != fail_at);
-    client.send(ack);
-  }
-  return std::nullopt;
 }
 
 TEST(CriuRpc, DumpAsRuncAsksIt) {
