@@ -17,6 +17,7 @@
 #include "criu/options.h"
 #include "criu/stats.h"
 #include "dump/dump.h"
+#include "proto/reflection.h"
 
 namespace stasis::criu {
 
@@ -153,6 +154,7 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
   RequestLog log(dirs, log_name, opts.log_level());
   log::info("DUMP request from pid {} (stasis {} speaking CRIU {}.{}'s protocol), images in {}", channel.peer_pid(),
             kVersion, kCriuMajor, kCriuMinor, dirs.images_path.string());
+  if (log::level() <= log::Level::Debug) log::debug("options: {}", pb::to_json(opts));  // (built only when logged)
   std::optional<DumpDirectory> directory;
   bool locked = false;
   Notifier notifier(channel, opts.notify_scripts());
