@@ -36,6 +36,7 @@
 #include "dump/memory.h"
 #include "dump/mm_attributes.h"
 #include "dump/namespaces.h"
+#include "dump/net.h"
 #include "dump/pstree.h"
 #include "dump/seize.h"
 #include "dump/signals.h"
@@ -323,6 +324,7 @@ DumpReport dump(const DumpOptions& opt) {
   FileCollector files(opt.ghost_limit);
   pb::NamespaceState namespaces;
   std::vector<pb::IpcObject> ipc;
+  std::optional<pb::NetState> net;
   MountsDump mounts;
   pb::CgroupState cgroup_state;
   pb::ContainerConfig config;
@@ -345,6 +347,7 @@ DumpReport dump(const DumpOptions& opt) {
     }
     namespaces = collect_namespaces(pid);
     ipc = collect_ipc(pid, namespaces);
+    net = collect_net(pid, namespaces, state ? &state->config() : nullptr);
     mounts = collect_mounts(pid, namespaces, state ? &*state : nullptr, opt.tmpfs_limit);
     if (state) {
       cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());
@@ -404,6 +407,7 @@ DumpReport dump(const DumpOptions& opt) {
   files.write_images(opt.dir);
   write_one(ckpt, ImageType::Namespaces, std::nullopt, namespaces);
   write_ipc(ckpt, ipc);
+  write_net(ckpt, net);
   write_mounts(ckpt, mounts);
   write_one(ckpt, ImageType::Cgroup, std::nullopt, cgroup_state);
   write_one(ckpt, ImageType::Container, std::nullopt, config);

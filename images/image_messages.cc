@@ -11,6 +11,7 @@
 #include "mm.pb.h"
 #include "mounts.pb.h"
 #include "namespaces.pb.h"
+#include "net.pb.h"
 #include "pagemap.pb.h"
 #include "pipe.pb.h"
 #include "pstree.pb.h"
@@ -37,6 +38,7 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::Ipc: return std::make_unique<pb::IpcObject>();
     case ImageType::Mounts: return std::make_unique<pb::MountEntry>();
     case ImageType::Tmpfs: return std::make_unique<pb::TmpfsFile>();
+    case ImageType::Net: return std::make_unique<pb::NetState>();
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();

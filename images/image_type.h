@@ -32,6 +32,7 @@ enum class ImageType : uint16_t {
   Ipc = 17,        // ipc.img (pb::IpcObject records)
   Mounts = 18,     // mounts.img (pb::MountEntry records)
   Tmpfs = 19,      // tmpfs.img (pb::TmpfsFile records)
+  Net = 20,        // net.img (pb::NetState)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

@@ -8,6 +8,7 @@
 #include "images/image_file.h"
 #include "namespaces.pb.h"
 #include "restore/ipc.h"
+#include "restore/net.h"
 
 namespace stasis::restore {
 
@@ -50,6 +51,7 @@ HeldSegments restore_namespace_contents(const images::Checkpoint& checkpoint, pi
     check_rejoined(pid, ns);
     with_context(fmt::format("restore the UTS names of pid {}", pid), [&] { restore_uts(pid, ns); });
   }
+  if (auto net = load_net(checkpoint)) restore_net(pid, *net);
   return restore_ipc(pid, load_ipc(checkpoint));
 }
 

@@ -1,0 +1,224 @@
+// The contents of a container's network namespace across dump and restore (dump/net.h,
+// restore/net.h): links the job made (a veth pair with both ends inside; dummy links where the
+// kernel has them), their MTU, MAC and state, IPv4 and IPv6 addresses, routes of the main
+// table, and per-namespace sysctls, back here and on a second "host" (a network namespace of
+// its own with a state root of its own, as in checkpoint_hosts_test.cc). The test changes the
+// namespace from outside with `nsenter --net` and compares `ip` and `sysctl` output before the
+// dump and after the restore. Also: a link of a kind restore cannot make refuses the dump with
+// the job left running, and a route that cannot be made fails the restore with nothing left.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <regex>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "launcher/config.h"
+#include "launcher/state_store.h"
+#include "tests/support/checkpoint_harness.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A second host: a network namespace and a state root of its own. The destructor removes the
+// containers restored there (by name, then by PID) and the namespace, whatever the test did.
+class NetnsHost {
+ public:
+  NetnsHost() : netns_("stasis-net-" + std::to_string(::getpid())) {
+    made_ = run_command({"ip", "netns", "add", netns_}, 20s).exit_code == 0;
+  }
+  ~NetnsHost() {
+    for (const auto& name : names_) {
+      std::optional<pid_t> pid = init_pid(name);
+      stasis({"rm", "-f", name}, 30s);
+      if (pid && process_alive(*pid)) {
+        ::kill(*pid, SIGKILL);
+        wait_until([&] { return !process_alive(*pid); }, 10s);
+      }
+    }
+    if (made_) run_command({"ip", "netns", "del", netns_}, 20s);
+  }
+  NetnsHost(const NetnsHost&) = delete;
+  NetnsHost& operator=(const NetnsHost&) = delete;
+
+  bool ready() const { return made_; }
+  CommandResult stasis(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) const {
+    std::vector<std::string> argv{"nsenter", "--net=/run/netns/" + netns_, stasis_binary(), "--root",
+                                  root_.path().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, timeout);
+  }
+  CommandResult restore(const fs::path& dir, const std::string& name) {
+    names_.push_back(name);
+    return stasis({"restore", "-D", dir.string(), "--name", name, "-d"}, 120s);
+  }
+  std::optional<pid_t> init_pid(const std::string& name) const {
+    auto state = launcher::StateStore(root_.path()).try_load(name);
+    if (!state || state->init_pid() <= 0) return std::nullopt;
+    return state->init_pid();
+  }
+
+ private:
+  std::string netns_;
+  TempDir root_{"stasis-host2"};
+  bool made_ = false;
+  std::vector<std::string> names_;
+};
+
+// `sh -c script` in the network namespace of pid.
+CommandResult in_netns(pid_t pid, const std::string& script) {
+  return run_command({"nsenter", "--net=/proc/" + std::to_string(pid) + "/ns/net", "sh", "-c", script}, 30s);
+}
+
+// What the job sees of its network namespace, in a form that a faithful restore leaves
+// unchanged: links, addresses, routes (sorted), and the sysctls the test changes. Left out:
+// the launcher's veth peer on the host side (its index and namespace), and the DAD state of IPv6
+// addresses (restore adds them without a second detection).
+std::string net_view(pid_t pid, const std::vector<std::string>& sysctls) {
+  std::string script = "ip -o link; ip -o addr; ip route; ip -6 route";
+  for (const auto& s : sysctls) script += "; echo " + s + "=$(sysctl -n " + s + ")";
+  CommandResult r = in_netns(pid, script);
+  if (r.exit_code != 0) return "nsenter failed: " + r.err;
+  std::string text = std::regex_replace(r.out, std::regex("@if[0-9]+"), "@if");
+  text = std::regex_replace(text, std::regex(" (tentative|nodad|dadfailed)"), "");
+  text = std::regex_replace(text, std::regex(" link-netns(id)? [^ ]+"), "");  // how `ip` names the host side
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::sort(lines.begin(), lines.end());
+  return join(lines);
+}
+
+// The job's init (PID 1 of the container) from the harness; -1 if not found.
+pid_t init_of(Container& c) { return c.host_pid().value_or(-1); }
+
+const std::vector<std::string> kSysctls{"net.ipv4.tcp_keepalive_time", "net.core.somaxconn",
+                                        "net.ipv6.conf.vin0.hop_limit", "net.ipv4.conf.vin1.arp_ignore"};
+
+// The changes a job makes to its namespace; subnet is "10.215.N".
+std::string job_changes(const std::string& subnet) {
+  return "set -e; ip link add vin0 type veth peer name vin1; ip link set vin0 address 02:00:00:aa:bb:01;"
+         "ip link set vin1 mtu 1400; ip link set vin0 up; ip link set vin1 up;"
+         "ip addr add " + subnet + ".9/24 dev eth0;"
+         "ip addr add 192.168.77.1/24 dev vin0; ip -6 addr add fd00:77::1/64 dev vin0;"
+         "ip -6 addr add fd00:78::2/64 dev eth0;"
+         "ip route add 10.99.0.0/16 via " + subnet + ".1; ip route add 172.31.5.0/24 via 192.168.77.2 dev vin0;"
+         "ip -6 route add fd00:99::/64 dev vin0;"
+         "sysctl -qw net.ipv4.tcp_keepalive_time=1234 net.core.somaxconn=777 net.ipv6.conf.vin0.hop_limit=33 "
+         "net.ipv4.conf.vin1.arp_ignore=2";
+}
+
+TEST(CheckpointNet, LinksAddressesRoutesAndSysctlsComeBackHereAndOnASecondHost) {
+  CheckpointEnv env;
+  const std::string subnet = fmt::format("10.215.{}", ::getpid() % 200 + 20);
+  Container original(env, "net");
+  ASSERT_TRUE(original.run(c_workload("counter"), {"--net", "veth", "--ip", subnet + ".2/24"}));
+  const pid_t pid = init_of(original);
+  ASSERT_GT(pid, 0);
+  CommandResult r = in_netns(pid, job_changes(subnet));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string before = net_view(pid, kSysctls);
+  for (const char* expected : {"vin0@vin1", "mtu 1400", "02:00:00:aa:bb:01", "fd00:77::1/64", "fd00:78::2/64",
+                               "10.99.0.0/16 via", "172.31.5.0/24 via 192.168.77.2", "fd00:99::/64 dev vin0",
+                               "net.ipv4.tcp_keepalive_time=1234", "net.ipv6.conf.vin0.hop_limit=33"})
+    ASSERT_NE(before.find(expected), std::string::npos) << expected << " missing before the dump:\n" << before;
+
+  const fs::path dir = env.image_dir("net");
+  ASSERT_TRUE(original.dump(dir));
+  ASSERT_TRUE(original.wait_gone());
+  CommandResult show = env.stasis({"show", dir.string()});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("\"type\": \"net\""), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("\"name\": \"ipv4/tcp_keepalive_time\""), std::string::npos) << show.out;
+
+  {
+    Container here(env, "net-here");
+    ASSERT_TRUE(here.restore(dir, original.status())) << here.last_output();
+    const pid_t restored = init_of(here);
+    ASSERT_GT(restored, 0);
+    EXPECT_EQ(net_view(restored, kSysctls), before);
+    EXPECT_TRUE(keep_progressing(here.status(), 1s));
+    here.remove();
+  }
+
+  NetnsHost host2;
+  ASSERT_TRUE(host2.ready());
+  const std::string name = env.unique_name("net-there");
+  r = host2.restore(dir, name);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::optional<pid_t> there = host2.init_pid(name);
+  ASSERT_TRUE(there);
+  EXPECT_EQ(net_view(*there, kSysctls), before);
+  clear_status(original.status());
+  EXPECT_TRUE(keep_progressing(original.status(), 1s));
+}
+
+TEST(CheckpointNet, DummyLinkComesBack) {
+  if (run_command({"unshare", "-n", "ip", "link", "add", "d0", "type", "dummy"}).exit_code != 0)
+    GTEST_SKIP() << "this kernel cannot make dummy links (CONFIG_DUMMY)";
+  CheckpointEnv env;
+  Container original(env, "dummy");
+  ASSERT_TRUE(original.run(c_workload("counter")));
+  const pid_t pid = init_of(original);
+  ASSERT_GT(pid, 0);
+  CommandResult r = in_netns(pid,
+                             "set -e; ip link add dum0 type dummy; ip link set dum0 mtu 9000 up;"
+                             "ip addr add 10.77.0.1/24 dev dum0; ip -6 addr add fd00:66::1/64 dev dum0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string before = net_view(pid, {});
+  const fs::path dir = env.image_dir("dummy");
+  ASSERT_TRUE(original.dump(dir));
+  ASSERT_TRUE(original.wait_gone());
+  Container restored(env, "dummy-back");
+  ASSERT_TRUE(restored.restore(dir, original.status())) << restored.last_output();
+  EXPECT_EQ(net_view(init_of(restored), {}), before);
+}
+
+TEST(CheckpointNet, LinkOfAnUnsupportedKindIsRefusedAndTheJobRunsOn) {
+  CheckpointEnv env;
+  Container original(env, "bridge-inside");
+  ASSERT_TRUE(original.run(c_workload("counter")));
+  const pid_t pid = init_of(original);
+  ASSERT_GT(pid, 0);
+  CommandResult r = in_netns(pid, "ip link add br7 type bridge");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path dir = env.image_dir("bridge-inside");
+  EXPECT_FALSE(original.dump(dir));
+  EXPECT_NE(original.last_output().find("link br7 (bridge)"), std::string::npos) << original.last_output();
+  EXPECT_TRUE(process_alive(pid));
+  clear_status(original.status());
+  EXPECT_TRUE(keep_progressing(original.status(), 1s));
+}
+
+TEST(CheckpointNet, RouteThatCannotBeMadeFailsTheRestoreAndLeavesNothing) {
+  CheckpointEnv env;
+  const int n = ::getpid() % 100 + 20;
+  const std::string subnet = fmt::format("10.216.{}", n), other = fmt::format("10.216.{}", n + 120);
+  Container original(env, "net-route");
+  ASSERT_TRUE(original.run(c_workload("counter"), {"--net", "veth", "--ip", subnet + ".2/24"}));
+  const pid_t pid = init_of(original);
+  ASSERT_GT(pid, 0);
+  CommandResult r = in_netns(pid, "ip route add 10.98.0.0/16 via " + subnet + ".1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path dir = env.image_dir("net-route");
+  ASSERT_TRUE(original.dump(dir));
+  ASSERT_TRUE(original.wait_gone());
+
+  // In another subnet, the job's gateway is out of reach: its route cannot be made.
+  const std::string name = env.unique_name("net-route-back");
+  r = env.stasis({"restore", "-D", dir.string(), "--name", name, "-d", "--ip", other + ".2/24"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("route 10.98.0.0/16 via " + subnet + ".1 dev eth0"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(env.root() / (name + ".state")));
+  const std::string host_link = launcher::host_veth_name(name);
+  EXPECT_NE(run_command({"ip", "link", "show", host_link}).exit_code, 0) << host_link << " left behind";
+  EXPECT_EQ(env.stasis({"ps", "-a"}).out.find(name), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stasis::test
