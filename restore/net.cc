@@ -157,6 +157,11 @@ void restore_addresses(nl_sock* sock, const pb::NetState& net) {
   netlink::Cache cache(raw);
   std::set<std::string> dumped;
   for (const auto& a : net.addresses()) dumped.insert(address_text(a));
+  const std::string* launcher_link = nullptr;
+  for (const auto& l : net.links())
+    if (l.launcher()) launcher_link = &l.name();
+  bool has_launcher_address = false;
+  for (const auto& a : net.addresses()) has_launcher_address |= a.launcher();
   std::set<std::string> present;
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(obj);
@@ -168,6 +173,14 @@ void restore_addresses(nl_sock* sock, const pb::NetState& net) {
     // the job had the one of its own MAC, put back below.
     const bool stale_link_local = rtnl_addr_get_family(addr) == AF_INET6 &&
                                   rtnl_addr_get_scope(addr) == RT_SCOPE_LINK && !dumped.count(text);
+    // The job had removed the launcher's address (it made a new one at restore): remove it again.
+    const bool dropped_launcher_address = rtnl_addr_get_family(addr) == AF_INET && !dumped.count(text) &&
+                                          launcher_link && *launcher_link == name && !has_launcher_address;
+    if (dropped_launcher_address) {
+      err = rtnl_addr_delete(sock, addr, 0);
+      if (err < 0 && err != -NLE_NOADDR) fail("address {}: remove it: {}", text, nl_geterror(err));
+      continue;
+    }
     if (stale_link_local) {
       for (const auto& l : net.links()) {
         if (!l.launcher() || l.name() != name) continue;
@@ -249,7 +262,33 @@ int add_route(nl_sock* sock, const pb::NetRoute& r) {
   return rtnl_route_add(sock, route.get(), NLM_F_EXCL);
 }
 
+// The job had removed the default route the launcher gives its veth, which the launcher has
+// made again: remove it again.
+void drop_launcher_route(nl_sock* sock, const pb::NetState& net) {
+  const pb::NetLink* launcher_link = nullptr;
+  for (const auto& l : net.links())
+    if (l.launcher()) launcher_link = &l;
+  if (!launcher_link) return;
+  for (const auto& r : net.routes())
+    if (r.launcher()) return;
+  nl_cache* raw = nullptr;
+  int err = rtnl_route_alloc_cache(sock, AF_INET, 0, &raw);
+  if (err < 0) fail("netlink: list routes: {}", nl_geterror(err));
+  netlink::Cache cache(raw);
+  const int ifindex = ifindex_of(sock, launcher_link->name());
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* route = reinterpret_cast<rtnl_route*>(obj);
+    nl_addr* dst = rtnl_route_get_dst(route);
+    if (rtnl_route_get_table(route) != RT_TABLE_MAIN || (dst && nl_addr_get_prefixlen(dst) != 0) ||
+        rtnl_route_get_nnexthops(route) != 1 || rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(route, 0)) != ifindex)
+      continue;
+    err = rtnl_route_delete(sock, route, 0);
+    if (err < 0) fail("default route dev {}: remove it: {}", launcher_link->name(), nl_geterror(err));
+  }
+}
+
 void restore_routes(nl_sock* sock, const pb::NetState& net) {
+  drop_launcher_route(sock, net);
   // A route through a gateway needs the route to that gateway first: those that fail for want
   // of one are tried again while others go in.
   std::vector<const pb::NetRoute*> pending;

@@ -195,6 +195,28 @@ TEST(CheckpointNet, LinkOfAnUnsupportedKindIsRefusedAndTheJobRunsOn) {
   EXPECT_TRUE(keep_progressing(original.status(), 1s));
 }
 
+// What the launcher gave the job and the job took away stays away: the launcher makes its
+// address and default route again at restore, and restore removes them.
+TEST(CheckpointNet, LaunchersAddressAndRouteRemovedByTheJobStayRemoved) {
+  CheckpointEnv env;
+  const std::string subnet = fmt::format("10.217.{}", ::getpid() % 200 + 20);
+  Container original(env, "net-own");
+  ASSERT_TRUE(original.run(c_workload("counter"), {"--net", "veth", "--ip", subnet + ".2/24"}));
+  const pid_t pid = init_of(original);
+  ASSERT_GT(pid, 0);
+  CommandResult r = in_netns(pid, "set -e; ip route del default; ip addr del " + subnet + ".2/24 dev eth0; ip addr add " +
+                                      subnet + ".7/24 dev eth0; ip route add 10.97.0.0/16 via " + subnet + ".1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string before = net_view(pid, {});
+  ASSERT_EQ(before.find("default via"), std::string::npos) << before;
+  const fs::path dir = env.image_dir("net-own");
+  ASSERT_TRUE(original.dump(dir));
+  ASSERT_TRUE(original.wait_gone());
+  Container restored(env, "net-own-back");
+  ASSERT_TRUE(restored.restore(dir, original.status())) << restored.last_output();
+  EXPECT_EQ(net_view(init_of(restored), {}), before);
+}
+
 TEST(CheckpointNet, RouteThatCannotBeMadeFailsTheRestoreAndLeavesNothing) {
   CheckpointEnv env;
   const int n = ::getpid() % 100 + 20;
