@@ -68,7 +68,12 @@ void for_each_line(std::string_view text, Fn&& fn) {
   }
 }
 
-std::string proc_path(pid_t pid, std::string_view rest) { return fmt::format("/proc/{}/{}", pid, rest); }
+// pid 0 is the caller: /proc/self, which names it in any /proc, also one of an outer PID
+// namespace (a restored job that shares its host's mounts sees the host's /proc).
+std::string proc_path(pid_t pid, std::string_view rest) {
+  if (pid == 0) return fmt::format("/proc/self/{}", rest);
+  return fmt::format("/proc/{}/{}", pid, rest);
+}
 
 void classify(MapEntry& m) {
   const std::string& p = m.path;

@@ -62,7 +62,7 @@ struct MapEntry {
 MapEntry parse_maps_line(std::string_view line, std::string_view source, int line_number);
 std::vector<MapEntry> parse_maps(std::string_view text, std::string_view source);
 std::vector<MapEntry> parse_smaps(std::string_view text, std::string_view source);
-std::vector<MapEntry> read_maps(pid_t pid);
+std::vector<MapEntry> read_maps(pid_t pid);  // pid 0: the caller (/proc/self)
 std::vector<MapEntry> read_smaps(pid_t pid);
 
 // ---------------------------------------------------------------------------------------

@@ -78,9 +78,11 @@ pb::NamespaceState collect_namespaces(pid_t pid) {
     e->set_inode(st.st_ino);
     e->set_own(st.st_ino != host.st_ino || st.st_dev != host.st_dev);
     e->set_external(!e->own());
-    // The launcher can leave a restored job in the caller's network namespace (--net host);
-    // every other kind it makes anew.
-    e->set_rejoin(e->external() && std::string_view(kind) == "net");
+    // A namespace shared with the host is the restoring host's at restore (the launcher leaves
+    // the job in it), but for the PID namespace: the restored job gets its own, under our init,
+    // where its PIDs collide with nothing; and the cgroup one, made anew at the job's cgroup.
+    const std::string_view k = kind;
+    e->set_rejoin(e->external() && k != "pid" && k != "cgroup");
   }
   std::string hostname, domainname;
   read_uts(pid, hostname, domainname);

@@ -215,6 +215,13 @@ void validate_config(pb::ContainerConfig& config) {
   }
 
   validate_mounts(config);
+  for (const auto& kind : config.host_namespaces()) {
+    if (kind != "mnt" && kind != "uts" && kind != "ipc")
+      throw UsageError(fmt::format("a container can share only its mount, UTS and IPC namespaces with the host, not {}", kind));
+    // The root and the mounts are made in a mount namespace of the container's own.
+    if (kind == "mnt" && (!config.rootfs().empty() || config.mounts_size() > 0))
+      throw UsageError("a container in the host's mount namespace takes no --rootfs and no -v");
+  }
 
   auto* net = config.mutable_net();
   if (net->mode().empty()) net->set_mode("loopback");

@@ -141,6 +141,12 @@ void write_string(int fd, const std::string& s) {
   }
 }
 
+bool shares_host_namespace(const pb::ContainerConfig& config, std::string_view kind) {
+  for (const auto& k : config.host_namespaces())
+    if (k == kind) return true;
+  return false;
+}
+
 bool has_veth(const pb::ContainerConfig& config) {
   return config.net().mode() == "veth" || config.net().mode() == "bridge";
 }
@@ -254,17 +260,23 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (stdio.in != 0) check_sys(::dup2(stdio.in, 0), "dup2 stdin");
     if (stdio.out != 1) check_sys(::dup2(stdio.out, 1), "dup2 stdout");
     if (stdio.err != 2) check_sys(::dup2(stdio.err, 2), "dup2 stderr");
-    int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+    const bool own_mnt = !shares_host_namespace(config, "mnt"), own_uts = !shares_host_namespace(config, "uts");
+    int flags = 0;
+    if (own_mnt) flags |= CLONE_NEWNS;
+    if (own_uts) flags |= CLONE_NEWUTS;
+    if (!shares_host_namespace(config, "ipc")) flags |= CLONE_NEWIPC;
     if (config.net().mode() != "host") flags |= CLONE_NEWNET;
-    check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
+    if (flags) check_sys(::unshare(flags), "unshare mount/uts/ipc/net namespaces");
     if (has_veth(config)) write_byte(to_monitor, 'N');  // the monitor adds the veth peer
     // While the caller makes our cgroup, set up what does not depend on it. (Nothing made
     // here is charged to the container's cgroup; none of the job's allocations happen before.)
     // With a rootfs, pivot_root would hide /sys/fs/cgroup from the join below: later then.
+    // In the host's mount or UTS namespace, its mounts and its name are not ours to change.
     auto setup_inside = [&] {
-      setup_mounts(config);
-      check_sys(::sethostname(config.hostname().data(), config.hostname().size()), "sethostname {}",
-                config.hostname());
+      if (own_mnt) setup_mounts(config);
+      if (own_uts)
+        check_sys(::sethostname(config.hostname().data(), config.hostname().size()), "sethostname {}",
+                  config.hostname());
       setup_environment(config);
     };
     if (config.net().mode() != "host") net::set_loopback_up();

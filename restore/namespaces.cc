@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <string_view>
+
 #include "common/error.h"
 #include "common/ns_thread.h"
 #include "images/image_file.h"
@@ -14,7 +16,14 @@ namespace stasis::restore {
 
 namespace {
 
+bool rejoined(const pb::NamespaceState& ns, std::string_view kind) {
+  for (const auto& e : ns.namespaces())
+    if (e.kind() == kind) return e.rejoin();
+  return false;
+}
+
 void restore_uts(pid_t pid, const pb::NamespaceState& ns) {
+  if (rejoined(ns, "uts")) return;  // the restoring host's names are the job's now
   run_in_namespaces(pid, {"uts"}, [&] {
     if (!ns.hostname().empty())
       check_sys(::sethostname(ns.hostname().data(), ns.hostname().size()), "sethostname \"{}\"", ns.hostname());
@@ -25,7 +34,8 @@ void restore_uts(pid_t pid, const pb::NamespaceState& ns) {
 }
 
 // A namespace the job shared with its host must be ours (the restoring host's) again, not a
-// new one: the launcher made the container so (--net host); a mismatch would be a job cut off.
+// new one: the launcher made the container so (--net host, host_namespaces); a mismatch would
+// be a job cut off.
 void check_rejoined(pid_t pid, const pb::NamespaceState& ns) {
   for (const auto& e : ns.namespaces()) {
     if (!e.rejoin()) continue;
@@ -36,12 +46,22 @@ void check_rejoined(pid_t pid, const pb::NamespaceState& ns) {
     check_sys(::stat(self_path.c_str(), &self), "stat {}", self_path);
     if (job.st_ino != self.st_ino || job.st_dev != self.st_dev)
       fail("pid {}: the job shared the host's {} namespace when dumped, but the restored container has one of its "
-           "own (the container's configuration does not say --net host)",
+           "own (its configuration says neither --net host nor that it shares that namespace)",
            pid, e.kind());
   }
 }
 
 }  // namespace
+
+void share_host_namespaces(const images::Checkpoint& checkpoint, pb::ContainerConfig& config) {
+  using images::ImageType;
+  if (!checkpoint.exists(ImageType::Namespaces)) return;
+  pb::NamespaceState ns;
+  images::read_single(checkpoint.path(ImageType::Namespaces), ImageType::Namespaces, ns);
+  config.clear_host_namespaces();
+  for (const char* kind : {"mnt", "uts", "ipc"})
+    if (rejoined(ns, kind)) config.add_host_namespaces(kind);
+}
 
 HeldSegments restore_namespace_contents(const images::Checkpoint& checkpoint, pid_t pid) {
   using images::ImageType;

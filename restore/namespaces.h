@@ -6,10 +6,15 @@
 
 #include <sys/types.h>
 
+#include "container.pb.h"
 #include "images/checkpoint.h"
 #include "restore/ipc.h"
 
 namespace stasis::restore {
+
+// The namespaces the job shared with its host and that the restored container shares with
+// the restoring host (namespaces.img, rejoin): mnt, uts, ipc into config.host_namespaces.
+void share_host_namespaces(const images::Checkpoint& checkpoint, pb::ContainerConfig& config);
 
 // pid is the restored container's init, already in the new namespaces. Throws on failure; the
 // caller removes the container, and with it all that was made here. The caller keeps what it

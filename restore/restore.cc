@@ -105,6 +105,7 @@ pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const im
     if (!ns.hostname().empty()) config.set_hostname(ns.hostname());
   }
   apply_cgroup_state(checkpoint, config);  // the limits its cgroup had at the dump
+  share_host_namespaces(checkpoint, config);
   if (!options.name.empty()) config.set_name(options.name);
   config.set_detach(options.detach);
   config.set_log_path(job_log.path());
