@@ -16,40 +16,20 @@
 #include <netlink/route/route.h>
 
 #include "common/error.h"
+#include "common/netlink.h"
 
 namespace stasis::launcher::net {
 
 namespace {
 
-struct SockDeleter {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct LinkDeleter {
-  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
-};
-struct AddrDeleter {
-  void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-struct RtAddrDeleter {
-  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-struct RouteDeleter {
-  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
-};
-struct CacheDeleter {
-  void operator()(nl_cache* c) const { nl_cache_free(c); }
-};
-using Sock = std::unique_ptr<nl_sock, SockDeleter>;
-using Link = std::unique_ptr<rtnl_link, LinkDeleter>;
-using Addr = std::unique_ptr<nl_addr, AddrDeleter>;
+using netlink::Addr;
+using netlink::CacheDeleter;
+using netlink::Link;
+using netlink::RouteDeleter;
+using netlink::RtAddrDeleter;
+using netlink::Sock;
 
-Sock connect() {
-  Sock sock(nl_socket_alloc());
-  if (!sock) fail("netlink: out of memory");
-  int err = nl_connect(sock.get(), NETLINK_ROUTE);
-  if (err < 0) fail("netlink: connect NETLINK_ROUTE: {}", nl_geterror(err));
-  return sock;
-}
+Sock connect() { return netlink::connect_route(); }
 
 Link get_link(nl_sock* sock, const std::string& ifname) {
   rtnl_link* link = nullptr;

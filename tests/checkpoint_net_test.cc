@@ -181,16 +181,26 @@ TEST(CheckpointNet, DummyLinkComesBack) {
 
 TEST(CheckpointNet, LinkOfAnUnsupportedKindIsRefusedAndTheJobRunsOn) {
   CheckpointEnv env;
-  Container original(env, "bridge-inside");
+  Container original(env, "odd-link");
   ASSERT_TRUE(original.run(c_workload("counter")));
   const pid_t pid = init_of(original);
   ASSERT_GT(pid, 0);
-  CommandResult r = in_netns(pid, "ip link add br7 type bridge");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const fs::path dir = env.image_dir("bridge-inside");
-  EXPECT_FALSE(original.dump(dir));
-  EXPECT_NE(original.last_output().find("link br7 (bridge)"), std::string::npos) << original.last_output();
-  EXPECT_TRUE(process_alive(pid));
+  struct Case {
+    std::string make, link, kind;
+  };
+  for (const Case& c : {Case{"ip link add br7 type bridge", "br7", "bridge"},
+                        Case{"ip tuntap add tun7 mode tun", "tun7", "tun"},
+                        Case{"ip link add vx7 type vxlan id 7 dstport 4789", "vx7", "vxlan"}}) {
+    CommandResult r = in_netns(pid, c.make);
+    ASSERT_EQ(r.exit_code, 0) << c.make << ": " << r.err;
+    const fs::path dir = env.image_dir("odd-link-" + c.kind);
+    EXPECT_FALSE(original.dump(dir));
+    EXPECT_NE(original.last_output().find("link " + c.link + " (" + c.kind + ")"), std::string::npos)
+        << original.last_output();
+    EXPECT_TRUE(process_alive(pid));
+    r = in_netns(pid, "ip link del " + c.link);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
   clear_status(original.status());
   EXPECT_TRUE(keep_progressing(original.status(), 1s));
 }
