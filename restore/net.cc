@@ -6,6 +6,7 @@
 #include <linux/rtnetlink.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 
@@ -319,6 +320,7 @@ std::optional<pb::NetState> load_net(const images::Checkpoint& checkpoint) {
 }
 
 void restore_net(pid_t pid, const pb::NetState& net) {
+  const auto started = std::chrono::steady_clock::now();
   with_context(fmt::format("restore the network namespace of pid {}", pid), [&] {
     run_in_namespaces(pid, {"net"}, [&] {
       netlink::Sock sock = netlink::connect_route();
@@ -329,8 +331,10 @@ void restore_net(pid_t pid, const pb::NetState& net) {
       restore_routes(sock.get(), net);
     });
   });
-  log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} sysctl(s) put back in its network namespace", pid,
-             net.links_size(), net.addresses_size(), net.routes_size(), net.sysctls_size());
+  log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} sysctl(s) put back in its network namespace in "
+             "{:.1f} ms",
+             pid, net.links_size(), net.addresses_size(), net.routes_size(), net.sysctls_size(),
+             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
 }
 
 }  // namespace stasis::restore
