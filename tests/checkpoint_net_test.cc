@@ -108,7 +108,8 @@ std::string job_changes(const std::string& subnet) {
          "ip addr add 192.168.77.1/24 dev vin0; ip -6 addr add fd00:77::1/64 dev vin0;"
          "ip -6 addr add fd00:78::2/64 dev eth0;"
          "ip route add 10.99.0.0/16 via " + subnet + ".1; ip route add 172.31.5.0/24 via 192.168.77.2 dev vin0;"
-         "ip -6 route add fd00:99::/64 dev vin0;"
+         "ip -6 route add fd00:99::/64 dev vin0; ip -6 route add default via fd00:78::1 dev eth0;"
+         "ip route add blackhole 10.66.0.0/16; ip route add 10.55.0.0/16 via " + subnet + ".1 metric 50 mtu 1300;"
          "sysctl -qw net.ipv4.tcp_keepalive_time=1234 net.core.somaxconn=777 net.ipv6.conf.vin0.hop_limit=33 "
          "net.ipv4.conf.vin1.arp_ignore=2";
 }
@@ -125,7 +126,8 @@ TEST(CheckpointNet, LinksAddressesRoutesAndSysctlsComeBackHereAndOnASecondHost) 
   const std::string before = net_view(pid, kSysctls);
   for (const char* expected : {"vin0@vin1", "mtu 1400", "02:00:00:aa:bb:01", "fd00:77::1/64", "fd00:78::2/64",
                                "10.99.0.0/16 via", "172.31.5.0/24 via 192.168.77.2", "fd00:99::/64 dev vin0",
-                               "net.ipv4.tcp_keepalive_time=1234", "net.ipv6.conf.vin0.hop_limit=33"})
+                               "net.ipv4.tcp_keepalive_time=1234", "net.ipv6.conf.vin0.hop_limit=33",
+                               "blackhole 10.66.0.0/16", "metric 50 mtu 1300", "default via fd00:78::1 dev eth0"})
     ASSERT_NE(before.find(expected), std::string::npos) << expected << " missing before the dump:\n" << before;
 
   const fs::path dir = env.image_dir("net");
