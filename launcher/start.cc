@@ -308,9 +308,9 @@ void setup_environment(const pb::ContainerConfig& config) {
   }
   if (ns_dir >= 0) ::close(ns_dir);
   // What the launcher mounted, to tell the job's own mounts from it at dump; without the
-  // list a dump refuses the container.
+  // list a dump refuses the container. (In the host's mount namespace, none is the job's.)
   try {
-    ready += own_mount_report();
+    if (!shares_host_namespace(config, "mnt")) ready += own_mount_report();
   } catch (const std::exception&) {
   }
   write_string(to_monitor, ready);

@@ -101,6 +101,21 @@ TEST(CheckpointExternalNamespaces, HostProcessComesBackInTheHostsMountUtsIpcAndN
       << later.path() << " is not in the restored job's mounts";
   clear_status(host.status());
   EXPECT_TRUE(keep_progressing(host.status(), 1s));
+
+  // Dumped again as the container it is now, it comes back the same way.
+  const fs::path dir2 = env.image_dir("host-2");
+  ASSERT_TRUE(restored.dump(dir2)) << restored.last_output();
+  ASSERT_TRUE(restored.wait_gone());
+  Container again(env, "from-host-2");
+  ASSERT_TRUE(again.restore(dir2, host.status())) << again.last_output();
+  std::optional<pid_t> init2 = again.host_pid();
+  ASSERT_TRUE(init2);
+  const pid_t job2 = job_of(*init2);
+  for (const char* kind : {"mnt", "uts", "ipc", "net"})
+    EXPECT_EQ(namespace_id(job2, kind), namespace_id(::getpid(), kind)) << kind << " is not the host's";
+  EXPECT_EQ(namespace_pid(job2), dumped_pid);
+  clear_status(host.status());
+  EXPECT_TRUE(keep_progressing(host.status(), 1s));
 }
 
 TEST(CheckpointExternalNamespaces, NetHostContainerGetsItsOwnMountUtsAndIpcBack) {
