@@ -5,6 +5,9 @@
 #include <sched.h>
 #include <sys/stat.h>
 
+#include <netlink/route/neighbour.h>
+#include <netlink/route/rule.h>
+
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -259,6 +262,50 @@ void collect_routes(pid_t pid, nl_sock* sock, const pb::ContainerConfig* config,
   }
 }
 
+void collect_neighbours(nl_sock* sock, const std::map<int, std::string>& names, pb::NetState& out) {
+  nl_cache* raw = nullptr;
+  int err = rtnl_neigh_alloc_cache(sock, &raw);
+  if (err < 0) fail("netlink: list neighbours: {}", nl_geterror(err));
+  netlink::Cache cache(raw);
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* neigh = reinterpret_cast<rtnl_neigh*>(obj);
+    if ((rtnl_neigh_get_state(neigh) & NUD_PERMANENT) == 0) continue;
+    nl_addr* dst = rtnl_neigh_get_dst(neigh);
+    nl_addr* lladdr = rtnl_neigh_get_lladdr(neigh);
+    auto link = names.find(rtnl_neigh_get_ifindex(neigh));
+    if (!dst || !lladdr || link == names.end()) continue;
+    const int family = nl_addr_get_family(dst);
+    if (family != AF_INET && family != AF_INET6) continue;
+    auto* n = out.add_neighbours();
+    n->set_link(link->second);
+    n->set_family(static_cast<uint32_t>(family));
+    n->set_dst(netlink::ip_text(dst));
+    n->set_lladdr(std::string(static_cast<const char*>(nl_addr_get_binary_addr(lladdr)), nl_addr_get_len(lladdr)));
+  }
+}
+
+// Policy routing is not restored: a rule besides a fresh namespace's (local, main, default)
+// refuses the dump.
+void refuse_rules(pid_t pid, nl_sock* sock) {
+  nl_cache* raw = nullptr;
+  int err = rtnl_rule_alloc_cache(sock, AF_UNSPEC, &raw);
+  if (err < 0) fail("netlink: list routing rules: {}", nl_geterror(err));
+  netlink::Cache cache(raw);
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* rule = reinterpret_cast<rtnl_rule*>(obj);
+    const int family = rtnl_rule_get_family(rule);
+    if (family != AF_INET && family != AF_INET6) continue;
+    const uint32_t prio = rtnl_rule_get_prio(rule), table = rtnl_rule_get_table(rule);
+    if ((prio == 0 && table == RT_TABLE_LOCAL) || (prio == 32766 && table == RT_TABLE_MAIN) ||
+        (prio == 32767 && table == RT_TABLE_DEFAULT))
+      continue;
+    throw UnsupportedError(fmt::format(
+        "pid {}: routing rule {} (IPv{}, table {}) in the job's network namespace: policy routing is not restored. "
+        "Remove the rule before the dump.",
+        pid, prio, family == AF_INET ? 4 : 6, table));
+  }
+}
+
 }  // namespace
 
 std::optional<pb::NetState> collect_net(pid_t pid, const pb::NamespaceState& namespaces,
@@ -283,12 +330,15 @@ std::optional<pb::NetState> collect_net(pid_t pid, const pb::NamespaceState& nam
       collect_links(pid, sock.get(), config, out, names);
       collect_addresses(sock.get(), config, names, out);
       collect_routes(pid, sock.get(), config, names, out);
+      refuse_rules(pid, sock.get());
+      collect_neighbours(sock.get(), names, out);
       job_sysctls = read_net_sysctls();
     });
   });
   for (auto& s : changed_sysctls(job_sysctls, fresh_sysctls.get())) *out.add_sysctls() = std::move(s);
-  log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} sysctl(s) of its network namespace saved in {:.1f} ms",
-             pid, out.links_size(), out.addresses_size(), out.routes_size(), out.sysctls_size(),
+  log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} neighbour(s), {} sysctl(s) of its network namespace "
+             "saved in {:.1f} ms",
+             pid, out.links_size(), out.addresses_size(), out.routes_size(), out.neighbours_size(), out.sysctls_size(),
              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
   return out;
 }

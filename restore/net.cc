@@ -11,6 +11,7 @@
 #include <set>
 
 #include <netlink/route/link/veth.h>
+#include <netlink/route/neighbour.h>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -224,6 +225,23 @@ void restore_addresses(nl_sock* sock, const pb::NetState& net) {
   }
 }
 
+void restore_neighbours(nl_sock* sock, const pb::NetState& net) {
+  for (const auto& n : net.neighbours()) {
+    const int family = static_cast<int>(n.family());
+    std::unique_ptr<rtnl_neigh, void (*)(rtnl_neigh*)> neigh(rtnl_neigh_alloc(), rtnl_neigh_put);
+    if (!neigh) fail("netlink: out of memory");
+    rtnl_neigh_set_ifindex(neigh.get(), ifindex_of(sock, n.link()));
+    rtnl_neigh_set_family(neigh.get(), family);
+    int err = rtnl_neigh_set_dst(neigh.get(), netlink::parse_ip(n.dst(), family).get());
+    if (err >= 0) {
+      rtnl_neigh_set_lladdr(neigh.get(), mac_addr(n.lladdr()).get());
+      rtnl_neigh_set_state(neigh.get(), NUD_PERMANENT);
+      err = rtnl_neigh_add(sock, neigh.get(), NLM_F_CREATE | NLM_F_EXCL);
+    }
+    if (err < 0) fail("neighbour {} on {}: cannot add it: {}", n.dst(), n.link(), nl_geterror(err));
+  }
+}
+
 std::string route_text(const pb::NetRoute& r) {
   std::string text = r.dst().empty() ? "default" : fmt::format("{}/{}", r.dst(), r.dst_len());
   for (const auto& nh : r.nexthops()) {
@@ -328,12 +346,13 @@ void restore_net(pid_t pid, const pb::NetState& net) {
       restore_links(sock.get(), net);
       write_sysctls(net, /*link_own=*/true);
       restore_addresses(sock.get(), net);
+      restore_neighbours(sock.get(), net);
       restore_routes(sock.get(), net);
     });
   });
-  log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} sysctl(s) put back in its network namespace in "
-             "{:.1f} ms",
-             pid, net.links_size(), net.addresses_size(), net.routes_size(), net.sysctls_size(),
+  log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} neighbour(s), {} sysctl(s) put back in its network "
+             "namespace in {:.1f} ms",
+             pid, net.links_size(), net.addresses_size(), net.routes_size(), net.neighbours_size(), net.sysctls_size(),
              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
 }
 

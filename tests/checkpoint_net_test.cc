@@ -80,7 +80,7 @@ CommandResult in_netns(pid_t pid, const std::string& script) {
 // the launcher's veth peer on the host side (its index and namespace), and the DAD state of IPv6
 // addresses (restore adds them without a second detection).
 std::string net_view(pid_t pid, const std::vector<std::string>& sysctls) {
-  std::string script = "ip -o link; ip -o addr; ip route; ip -6 route";
+  std::string script = "ip -o link; ip -o addr; ip route; ip -6 route; ip neigh show nud permanent";
   for (const auto& s : sysctls) script += "; echo " + s + "=$(sysctl -n " + s + ")";
   CommandResult r = in_netns(pid, script);
   if (r.exit_code != 0) return "nsenter failed: " + r.err;
@@ -109,6 +109,8 @@ std::string job_changes(const std::string& subnet) {
          "ip -6 addr add fd00:78::2/64 dev eth0;"
          "ip route add 10.99.0.0/16 via " + subnet + ".1; ip route add 172.31.5.0/24 via 192.168.77.2 dev vin0;"
          "ip -6 route add fd00:99::/64 dev vin0; ip -6 route add default via fd00:78::1 dev eth0;"
+         "ip neigh add 192.168.77.5 lladdr 02:00:00:00:00:05 dev vin0 nud permanent;"
+         "ip -6 neigh add fd00:77::5 lladdr 02:00:00:00:00:06 dev vin0 nud permanent;"
          "ip route add blackhole 10.66.0.0/16; ip route add 10.55.0.0/16 via " + subnet + ".1 metric 50 mtu 1300;"
          "sysctl -qw net.ipv4.tcp_keepalive_time=1234 net.core.somaxconn=777 net.ipv6.conf.vin0.hop_limit=33 "
          "net.ipv4.conf.vin1.arp_ignore=2";
@@ -127,7 +129,8 @@ TEST(CheckpointNet, LinksAddressesRoutesAndSysctlsComeBackHereAndOnASecondHost) 
   for (const char* expected : {"vin0@vin1", "mtu 1400", "02:00:00:aa:bb:01", "fd00:77::1/64", "fd00:78::2/64",
                                "10.99.0.0/16 via", "172.31.5.0/24 via 192.168.77.2", "fd00:99::/64 dev vin0",
                                "net.ipv4.tcp_keepalive_time=1234", "net.ipv6.conf.vin0.hop_limit=33",
-                               "blackhole 10.66.0.0/16", "metric 50 mtu 1300", "default via fd00:78::1 dev eth0"})
+                               "blackhole 10.66.0.0/16", "192.168.77.5 dev vin0 lladdr 02:00:00:00:00:05 PERMANENT",
+                               "fd00:77::5 dev vin0 lladdr 02:00:00:00:00:06 PERMANENT", "metric 50 mtu 1300", "default via fd00:78::1 dev eth0"})
     ASSERT_NE(before.find(expected), std::string::npos) << expected << " missing before the dump:\n" << before;
 
   const fs::path dir = env.image_dir("net");
@@ -181,26 +184,28 @@ TEST(CheckpointNet, DummyLinkComesBack) {
   EXPECT_EQ(net_view(init_of(restored), {}), before);
 }
 
-TEST(CheckpointNet, LinkOfAnUnsupportedKindIsRefusedAndTheJobRunsOn) {
+TEST(CheckpointNet, LinkOfAnUnsupportedKindOrPolicyRoutingIsRefusedAndTheJobRunsOn) {
   CheckpointEnv env;
   Container original(env, "odd-link");
   ASSERT_TRUE(original.run(c_workload("counter")));
   const pid_t pid = init_of(original);
   ASSERT_GT(pid, 0);
   struct Case {
-    std::string make, link, kind;
+    std::string make, said, undo;
   };
-  for (const Case& c : {Case{"ip link add br7 type bridge", "br7", "bridge"},
-                        Case{"ip tuntap add tun7 mode tun", "tun7", "tun"},
-                        Case{"ip link add vx7 type vxlan id 7 dstport 4789", "vx7", "vxlan"}}) {
+  for (const Case& c : {Case{"ip link add br7 type bridge", "link br7 (bridge)", "ip link del br7"},
+                        Case{"ip tuntap add tun7 mode tun", "link tun7 (tun)", "ip link del tun7"},
+                        Case{"ip link add vx7 type vxlan id 7 dstport 4789", "link vx7 (vxlan)", "ip link del vx7"},
+                        Case{"ip rule add from 10.1.2.3 table 100 prio 100", "routing rule 100 (IPv4, table 100)",
+                             "ip rule del prio 100"},
+                        Case{"ip route add 10.1.0.0/16 dev lo table 100", "is in routing table 100",
+                             "ip route flush table 100"}}) {
     CommandResult r = in_netns(pid, c.make);
     ASSERT_EQ(r.exit_code, 0) << c.make << ": " << r.err;
-    const fs::path dir = env.image_dir("odd-link-" + c.kind);
-    EXPECT_FALSE(original.dump(dir));
-    EXPECT_NE(original.last_output().find("link " + c.link + " (" + c.kind + ")"), std::string::npos)
-        << original.last_output();
+    EXPECT_FALSE(original.dump(env.image_dir("odd-net")));
+    EXPECT_NE(original.last_output().find(c.said), std::string::npos) << original.last_output();
     EXPECT_TRUE(process_alive(pid));
-    r = in_netns(pid, "ip link del " + c.link);
+    r = in_netns(pid, c.undo);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   clear_status(original.status());
