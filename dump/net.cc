@@ -3,6 +3,9 @@
 #include <net/if_arp.h>
 #include <linux/rtnetlink.h>
 #include <sched.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <netlink/route/neighbour.h>
@@ -306,6 +309,80 @@ void refuse_rules(pid_t pid, nl_sock* sock) {
   }
 }
 
+// The names of the nftables tables of the caller's network namespace (one request, NFT_MSG_GETTABLE
+// dump); none when this kernel has no nf_tables.
+std::vector<std::string> nft_tables() {
+  UniqueFd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+  if (!sock) return {};
+  struct {
+    nlmsghdr header;
+    nfgenmsg body;
+  } request{};
+  request.header.nlmsg_len = sizeof request;
+  request.header.nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = 1;
+  request.body.nfgen_family = AF_UNSPEC;
+  request.body.version = NFNETLINK_V0;
+  if (::send(sock.get(), &request, sizeof request, 0) < 0) return {};
+  std::vector<std::string> out;
+  alignas(nlmsghdr) char buf[16384];
+  for (;;) {
+    ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return out;
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return out;
+      if (h->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)) continue;
+      std::string name = "?";
+      const int attrs_len = static_cast<int>(h->nlmsg_len) - NLMSG_SPACE(sizeof(nfgenmsg));
+      auto* a = reinterpret_cast<nlattr*>(static_cast<char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(nfgenmsg)));
+      for (int rest = attrs_len; rest >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) &&
+                                 a->nla_len <= rest;) {
+        if ((a->nla_type & NLA_TYPE_MASK) == NFTA_TABLE_NAME) {
+          const char* text = reinterpret_cast<const char*>(a) + NLA_HDRLEN;
+          name.assign(text, strnlen(text, a->nla_len - NLA_HDRLEN));
+        }
+        const int step = NLA_ALIGN(a->nla_len);
+        rest -= step;
+        a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + step);
+      }
+      out.push_back(name);
+    }
+  }
+}
+
+// Firewall rules are not restored: a namespace with nftables tables, or with tables of the
+// legacy iptables, refuses the dump rather than come back open.
+void refuse_firewall(pid_t pid) {
+  std::vector<std::string> tables;
+  for (const auto& name : nft_tables()) tables.push_back("nftables " + name);
+  // /proc/thread-self: /proc/self/net is the namespace of the thread group's leader, not ours.
+  for (const char* legacy : {"ip_tables_names", "ip6_tables_names", "arp_tables_names"}) {
+    std::string names;
+    try {
+      names = read_file(fs::path("/proc/thread-self/net") / legacy);
+    } catch (const std::exception&) {
+      continue;
+    }
+    for (size_t at = 0; at < names.size();) {
+      size_t nl = names.find('\n', at);
+      if (nl == std::string::npos) nl = names.size();
+      const std::string tool = std::string(legacy).substr(0, std::string(legacy).find('_')) + "tables";
+      if (nl > at) tables.push_back(tool + " " + names.substr(at, nl - at));
+      at = nl + 1;
+    }
+  }
+  if (tables.empty()) return;
+  std::string list;
+  for (const auto& t : tables) list += (list.empty() ? "" : ", ") + t;
+  throw UnsupportedError(fmt::format(
+      "pid {}: the job's network namespace has firewall tables ({}): firewall rules are not restored. Delete "
+      "them before the dump.",
+      pid, list));
+}
+
 }  // namespace
 
 std::optional<pb::NetState> collect_net(pid_t pid, const pb::NamespaceState& namespaces,
@@ -331,6 +408,7 @@ std::optional<pb::NetState> collect_net(pid_t pid, const pb::NamespaceState& nam
       collect_addresses(sock.get(), config, names, out);
       collect_routes(pid, sock.get(), config, names, out);
       refuse_rules(pid, sock.get());
+      refuse_firewall(pid);
       collect_neighbours(sock.get(), names, out);
       job_sysctls = read_net_sysctls();
     });

@@ -184,7 +184,7 @@ TEST(CheckpointNet, DummyLinkComesBack) {
   EXPECT_EQ(net_view(init_of(restored), {}), before);
 }
 
-TEST(CheckpointNet, LinkOfAnUnsupportedKindOrPolicyRoutingIsRefusedAndTheJobRunsOn) {
+TEST(CheckpointNet, UnsupportedLinkRoutingRuleOrFirewallIsRefusedAndTheJobRunsOn) {
   CheckpointEnv env;
   Container original(env, "odd-link");
   ASSERT_TRUE(original.run(c_workload("counter")));
@@ -199,7 +199,10 @@ TEST(CheckpointNet, LinkOfAnUnsupportedKindOrPolicyRoutingIsRefusedAndTheJobRuns
                         Case{"ip rule add from 10.1.2.3 table 100 prio 100", "routing rule 100 (IPv4, table 100)",
                              "ip rule del prio 100"},
                         Case{"ip route add 10.1.0.0/16 dev lo table 100", "is in routing table 100",
-                             "ip route flush table 100"}}) {
+                             "ip route flush table 100"},
+                        Case{"nft add table inet t7", "firewall tables (nftables t7)", "nft delete table inet t7"},
+                        // Last: a legacy table, once made, stays with the namespace.
+                        Case{"iptables-legacy -A INPUT -j ACCEPT", "firewall tables (iptables filter)", "true"}}) {
     CommandResult r = in_netns(pid, c.make);
     ASSERT_EQ(r.exit_code, 0) << c.make << ": " << r.err;
     EXPECT_FALSE(original.dump(env.image_dir("odd-net")));
