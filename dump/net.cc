@@ -93,7 +93,7 @@ std::vector<pb::NetSysctl> changed_sysctls(const std::map<std::string, std::stri
       std::string reference = parts[2] == "lo" || parts[1] == "neigh" ? family + "/" + parts[1] + "/lo/" + key
                                                                       : family + "/conf/default/" + key;
       auto f = fresh.find(reference);
-      keep = f == fresh.end() ? false : f->second != value;
+      keep = f != fresh.end() && f->second != value;
       const std::string job_default = family + "/" + parts[1] + "/default/" + key;
       if (auto d = job.find(job_default); d != job.end() && differs(job_default, d->second)) keep = true;
     } else {
