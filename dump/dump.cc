@@ -360,6 +360,7 @@ DumpReport dump(const DumpOptions& opt) {
       CgroupDriver driver = detect_cgroup_driver();
       cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));
       config = synthesize_config(pid, namespaces.hostname(), core.cwd());
+      if (net) config.mutable_net()->set_mode("loopback");  // a network namespace of its own, net.img's contents
     }
   });
   report.collect_s = since(t_collect);

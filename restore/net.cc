@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <net/if.h>
+#include <sys/stat.h>
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
 #include <unistd.h>
@@ -339,6 +340,15 @@ std::optional<pb::NetState> load_net(const images::Checkpoint& checkpoint) {
 
 void restore_net(pid_t pid, const pb::NetState& net) {
   const auto started = std::chrono::steady_clock::now();
+  // The contents of the job's own namespace go into the container's, never into ours.
+  struct stat job {}, self {};
+  const std::string job_path = fmt::format("/proc/{}/ns/net", pid);
+  check_sys(::stat(job_path.c_str(), &job), "stat {}", job_path);
+  check_sys(::stat("/proc/self/ns/net", &self), "stat /proc/self/ns/net");
+  if (job.st_ino == self.st_ino && job.st_dev == self.st_dev)
+    fail("pid {}: the job had a network namespace of its own when dumped, but the restored container shares the "
+         "host's (its configuration says --net host)",
+         pid);
   with_context(fmt::format("restore the network namespace of pid {}", pid), [&] {
     run_in_namespaces(pid, {"net"}, [&] {
       netlink::Sock sock = netlink::connect_route();

@@ -215,6 +215,38 @@ TEST(CheckpointNet, UnsupportedLinkRoutingRuleOrFirewallIsRefusedAndTheJobRunsOn
   EXPECT_TRUE(keep_progressing(original.status(), 1s));
 }
 
+// A host process with a network namespace of its own (`unshare -n`) gets a new one at restore,
+// with its contents, not the restoring host's.
+TEST(CheckpointNet, HostProcessWithItsOwnNetworkNamespaceGetsItBack) {
+  CheckpointEnv env;
+  Workload w = c_workload("counter");
+  w.program.insert(w.program.begin(),
+                   {"/usr/bin/unshare", "-n", "/bin/sh", "-c",
+                    "PATH=/usr/sbin:/usr/bin:/sbin:/bin; ip link set lo up mtu 60000 && ip addr add 127.0.0.7/8 dev lo && "
+                    "echo 999 > /proc/sys/net/ipv4/tcp_keepalive_time && exec \"$@\"",
+                    "sh"});
+  HostProcess host;
+  ASSERT_TRUE(host.start(w, env.status_path("own-net")));
+  ASSERT_NE(namespace_id(host.pid(), "net"), namespace_id(::getpid(), "net"));
+  const std::vector<std::string> sysctls{"net.ipv4.tcp_keepalive_time"};
+  const std::string before = net_view(host.pid(), sysctls);
+  ASSERT_NE(before.find("127.0.0.7/8"), std::string::npos) << before;
+  const fs::path dir = env.image_dir("own-net");
+  ASSERT_TRUE(env.dump_pid(host.pid(), dir)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s));
+  const std::string host_view = net_view(::getpid(), sysctls);
+
+  Container restored(env, "own-net");
+  ASSERT_TRUE(restored.restore(dir, host.status())) << restored.last_output();
+  const pid_t init = init_of(restored);
+  ASSERT_GT(init, 0);
+  EXPECT_NE(namespace_id(init, "net"), namespace_id(::getpid(), "net"));
+  EXPECT_EQ(net_view(init, sysctls), before);
+  EXPECT_EQ(net_view(::getpid(), sysctls), host_view) << "the restore changed the host's network namespace";
+  clear_status(host.status());
+  EXPECT_TRUE(keep_progressing(host.status(), 1s));
+}
+
 // What the launcher gave the job and the job took away stays away: the launcher makes its
 // address and default route again at restore, and restore removes them.
 TEST(CheckpointNet, LaunchersAddressAndRouteRemovedByTheJobStayRemoved) {
