@@ -264,6 +264,7 @@ DumpReport dump(const DumpOptions& opt) {
   PartialDirectory partial(opt.dir);
 
   // --- freeze: every thread seized and in a ptrace-stop
+  NetSysctlDefaults net_defaults = start_reading_net_defaults();  // meanwhile, not while frozen
   auto t_freeze = Clock::now();
   // A paused container is frozen again before its threads are let go (refreeze, declared
   // after them) where the kernel allows it, and in any case right after (refreeze_late,
@@ -347,7 +348,7 @@ DumpReport dump(const DumpOptions& opt) {
     }
     namespaces = collect_namespaces(pid);
     ipc = collect_ipc(pid, namespaces);
-    net = collect_net(pid, namespaces, state ? &state->config() : nullptr);
+    net = collect_net(pid, namespaces, state ? &state->config() : nullptr, net_defaults);
     mounts = collect_mounts(pid, namespaces, state ? &*state : nullptr, opt.tmpfs_limit);
     if (state) {
       cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());

@@ -385,19 +385,24 @@ void refuse_firewall(pid_t pid) {
 
 }  // namespace
 
+NetSysctlDefaults start_reading_net_defaults() {
+  return std::async(std::launch::async, [] {
+           std::map<std::string, std::string> fresh;
+           run_in_fresh_namespaces(CLONE_NEWNET, [&] { fresh = read_net_sysctls(); });
+           return fresh;
+         })
+      .share();
+}
+
 std::optional<pb::NetState> collect_net(pid_t pid, const pb::NamespaceState& namespaces,
-                                        const pb::ContainerConfig* config) {
+                                        const pb::ContainerConfig* config, NetSysctlDefaults defaults) {
   bool own = false;
   for (const auto& e : namespaces.namespaces())
     if (e.kind() == "net") own = e.own();
   if (!own) return std::nullopt;
   const auto started = std::chrono::steady_clock::now();
-  // A fresh namespace's sysctls, read on another CPU while the job's namespace is read here.
-  auto fresh_sysctls = std::async(std::launch::async, [] {
-    std::map<std::string, std::string> fresh;
-    run_in_fresh_namespaces(CLONE_NEWNET, [&] { fresh = read_net_sysctls(); });
-    return fresh;
-  });
+  // Read on another CPU while the job's namespace is read here, when the caller did not start it.
+  if (!defaults.valid()) defaults = start_reading_net_defaults();
   pb::NetState out;
   std::map<std::string, std::string> job_sysctls;
   with_context(fmt::format("read the network namespace of pid {}", pid), [&] {
@@ -413,7 +418,7 @@ std::optional<pb::NetState> collect_net(pid_t pid, const pb::NamespaceState& nam
       job_sysctls = read_net_sysctls();
     });
   });
-  for (auto& s : changed_sysctls(job_sysctls, fresh_sysctls.get())) *out.add_sysctls() = std::move(s);
+  for (auto& s : changed_sysctls(job_sysctls, defaults.get())) *out.add_sysctls() = std::move(s);
   log::debug("pid {}: {} link(s), {} address(es), {} route(s), {} neighbour(s), {} sysctl(s) of its network namespace "
              "saved in {:.1f} ms",
              pid, out.links_size(), out.addresses_size(), out.routes_size(), out.neighbours_size(), out.sysctls_size(),
