@@ -184,7 +184,7 @@ TEST(CheckpointNet, DummyLinkComesBack) {
   EXPECT_EQ(net_view(init_of(restored), {}), before);
 }
 
-TEST(CheckpointNet, UnsupportedLinkRoutingRuleOrFirewallIsRefusedAndTheJobRunsOn) {
+TEST(CheckpointNet, UnsupportedLinkRoutingRuleFirewallOrQdiscIsRefusedAndTheJobRunsOn) {
   CheckpointEnv env;
   Container original(env, "odd-link");
   ASSERT_TRUE(original.run(c_workload("counter")));
@@ -201,6 +201,8 @@ TEST(CheckpointNet, UnsupportedLinkRoutingRuleOrFirewallIsRefusedAndTheJobRunsOn
                         Case{"ip route add 10.1.0.0/16 dev lo table 100", "is in routing table 100",
                              "ip route flush table 100"},
                         Case{"nft add table inet t7", "firewall tables (nftables t7)", "nft delete table inet t7"},
+                        Case{"tc qdisc add dev lo root pfifo", "queueing discipline pfifo on link lo",
+                             "tc qdisc del dev lo root"},
                         // Last: a legacy table, once made, stays with the namespace.
                         Case{"iptables-legacy -A INPUT -j ACCEPT", "firewall tables (iptables filter)", "true"}}) {
     CommandResult r = in_netns(pid, c.make);
