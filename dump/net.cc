@@ -345,7 +345,7 @@ std::string string_attribute(const nlmsghdr* h, size_t offset, unsigned type) {
 
 // Traffic control is not restored: a queueing discipline other than the kernel's (noqueue on
 // the links a namespace holds, noop on one that is down) refuses the dump. (A request of our
-// own: libnl's qdisc cache needs its per-kind modules, which a static link leaves out.)
+// own: reading libnl's qdisc cache crashed the statically linked stasis.)
 void refuse_qdiscs(pid_t pid, const std::map<int, std::string>& names) {
   UniqueFd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (!sock) fail_errno(errno, "socket(NETLINK_ROUTE)");
