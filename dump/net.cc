@@ -203,9 +203,13 @@ void collect_addresses(nl_sock* sock, const pb::ContainerConfig* config, const s
     if (const char* label = rtnl_addr_get_label(addr); label && family == AF_INET) a.set_label(label);
     a.set_valid_lft(rtnl_addr_get_valid_lifetime(addr));
     a.set_preferred_lft(rtnl_addr_get_preferred_lifetime(addr));
-    if (has_launcher_veth(config) && family == AF_INET && a.link() == config->net().container_ifname() &&
-        fmt::format("{}/{}", a.local(), a.prefixlen()) == config->net().ip_cidr())
-      a.set_launcher(true);
+    if (has_launcher_veth(config) && a.link() == config->net().container_ifname()) {
+      // The launcher's address, and on a bridge the link-local address of the MAC the launcher
+      // derives from it (a copy at another address gets its own).
+      if (family == AF_INET && fmt::format("{}/{}", a.local(), a.prefixlen()) == config->net().ip_cidr())
+        a.set_launcher(true);
+      if (family == AF_INET6 && a.scope() == RT_SCOPE_LINK && config->net().mode() == "bridge") a.set_launcher(true);
+    }
     if (a.local().empty()) continue;
     *out.add_addresses() = std::move(a);
   }

@@ -161,8 +161,12 @@ void restore_addresses(nl_sock* sock, const pb::NetState& net) {
   std::set<std::string> dumped;
   for (const auto& a : net.addresses()) dumped.insert(address_text(a));
   const std::string* launcher_link = nullptr;
-  for (const auto& l : net.links())
-    if (l.launcher()) launcher_link = &l.name();
+  bool launcher_mac_restored = false;  // not on a bridge, where the launcher derives it
+  for (const auto& l : net.links()) {
+    if (!l.launcher()) continue;
+    launcher_link = &l.name();
+    launcher_mac_restored = !l.mac().empty();
+  }
   bool has_launcher_address = false;
   for (const auto& a : net.addresses()) has_launcher_address |= a.launcher();
   std::set<std::string> present;
@@ -172,24 +176,16 @@ void restore_addresses(nl_sock* sock, const pb::NetState& net) {
     if (!::if_indextoname(static_cast<unsigned>(rtnl_addr_get_ifindex(addr)), name)) continue;
     const std::string text = fmt::format("{}/{} on {}", netlink::ip_text(rtnl_addr_get_local(addr)),
                                          rtnl_addr_get_prefixlen(addr), name);
-    // The launcher's veth has the kernel's link-local address for the MAC it was made with;
-    // the job had the one of its own MAC, put back below.
+    const bool on_launcher_link = launcher_link && *launcher_link == name;
+    // On the launcher's veth: the kernel's link-local address for the MAC the link was made
+    // with (the job had the one of its own MAC, put back below), and the launcher's address if
+    // the job had removed it.
     const bool stale_link_local = rtnl_addr_get_family(addr) == AF_INET6 &&
-                                  rtnl_addr_get_scope(addr) == RT_SCOPE_LINK && !dumped.count(text);
-    // The job had removed the launcher's address (it made a new one at restore): remove it again.
-    const bool dropped_launcher_address = rtnl_addr_get_family(addr) == AF_INET && !dumped.count(text) &&
-                                          launcher_link && *launcher_link == name && !has_launcher_address;
-    if (dropped_launcher_address) {
+                                  rtnl_addr_get_scope(addr) == RT_SCOPE_LINK && launcher_mac_restored;
+    const bool dropped_launcher_address = rtnl_addr_get_family(addr) == AF_INET && !has_launcher_address;
+    if (on_launcher_link && !dumped.count(text) && (stale_link_local || dropped_launcher_address)) {
       err = rtnl_addr_delete(sock, addr, 0);
       if (err < 0 && err != -NLE_NOADDR) fail("address {}: remove it: {}", text, nl_geterror(err));
-      continue;
-    }
-    if (stale_link_local) {
-      for (const auto& l : net.links()) {
-        if (!l.launcher() || l.name() != name) continue;
-        err = rtnl_addr_delete(sock, addr, 0);
-        if (err < 0 && err != -NLE_NOADDR) fail("address {}: remove it: {}", text, nl_geterror(err));
-      }
       continue;
     }
     present.insert(text);
