@@ -24,6 +24,8 @@ struct DumpArgs {
   std::string compression = "lz4";
   std::string ghost_limit = "64M";
   std::string tmpfs_limit = "64M";
+  bool pre_dump = false;
+  std::string parent;
 };
 
 }  // namespace
@@ -44,10 +46,18 @@ void add_dump_command(Cli& cli) {
   cmd->add_option("--tmpfs-limit", a->tmpfs_limit,
                   "Most file data saved per tmpfs the container's job mounted (K, M, G suffixes)")
       ->capture_default_str();
+  cmd->add_flag("--pre-dump", a->pre_dump,
+                "Save the memory only, the job running on, and track what it writes from here (for a later dump "
+                "with --parent)");
+  cmd->add_option("--parent", a->parent,
+                  "Save only the pages written since the dump in this checkpoint directory (a --pre-dump); the new "
+                  "checkpoint refers to it for the others");
   cmd->footer(R"(Examples:
   stasis dump web -D /var/lib/ckpt/web                  checkpoint, then end the job
   stasis dump web -D /var/lib/ckpt/web --leave-running  checkpoint, the job goes on
-  stasis dump --pid 4242 -D /tmp/ckpt --compression zstd)");
+  stasis dump --pid 4242 -D /tmp/ckpt --compression zstd
+  stasis dump web -D /tmp/web.1 --pre-dump              memory only, the job runs on
+  stasis dump web -D /tmp/web.2 --parent /tmp/web.1     only what changed since)");
   cmd->callback([&cli, a] {
     cli.action = [&cli, a]() -> int {
       if (a->name.empty() == (a->pid == 0))
@@ -59,6 +69,8 @@ void add_dump_command(Cli& cli) {
       o.dir = a->dir;
       o.state_root = cli.global.root;
       o.leave_running = a->leave_running;
+      o.pre_dump = a->pre_dump;
+      o.parent = a->parent;
       o.compression = images::parse_compression(a->compression);
       const int64_t ghost_limit = launcher::parse_size(a->ghost_limit, "--ghost-limit");
       // Each file's data is one image record, whose size is bounded (images/format.h).

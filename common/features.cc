@@ -315,6 +315,71 @@ std::string probe_uffd_wp_async() {
   });
 }
 
+// What dump --pre-dump and --parent do (dump/dirty_tracking.h): a userfaultfd made by another
+// process (the job), taken with pidfd_getfd, put in write-protect async mode and registered on
+// that process's memory; PAGEMAP_SCAN of /proc/PID/pagemap write-protects its pages, the
+// process writes one page, and a second scan finds exactly that page written.
+std::string probe_dirty_tracking() {
+  return in_child([]() -> std::string {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    Mapping m(4 * page, PROT_READ | PROT_WRITE);
+    if (m.addr == MAP_FAILED) return errno_text("mmap");
+    for (int i = 0; i < 4; ++i) m.bytes()[static_cast<size_t>(i) * page] = 1;
+    int to_job[2], from_job[2];
+    if (::pipe2(to_job, O_CLOEXEC) < 0 || ::pipe2(from_job, O_CLOEXEC) < 0) return errno_text("pipe");
+    pid_t job = ::fork();
+    if (job < 0) return errno_text("fork");
+    if (job == 0) {
+      int fd = compat::sys_userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+      if (::write(from_job[1], &fd, sizeof fd) != sizeof fd) ::_exit(1);
+      char c;
+      if (::read(to_job[0], &c, 1) != 1) ::_exit(1);
+      m.bytes()[page] = 2;  // dirty exactly one page
+      if (::write(from_job[1], &c, 1) != 1) ::_exit(1);
+      for (;;) ::pause();
+    }
+    struct Reap {
+      pid_t pid;
+      ~Reap() {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    } reap{job};
+    int remote = -1;
+    if (::read(from_job[0], &remote, sizeof remote) != sizeof remote) return "the test process did not answer";
+    if (remote < 0) return "userfaultfd() in the test process failed";
+    UniqueFd pidfd(compat::sys_pidfd_open(job, 0));
+    if (!pidfd) return errno_text("pidfd_open");
+    UniqueFd uffd(compat::sys_pidfd_getfd(pidfd.get(), remote, 0));
+    if (!uffd) return errno_text("pidfd_getfd of its userfaultfd");
+    uffdio_api api{};
+    api.api = UFFD_API;
+    api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+    if (::ioctl(uffd.get(), UFFDIO_API, &api) < 0) return errno_text("UFFDIO_API with WP_ASYNC|WP_UNPOPULATED");
+    uffdio_register reg{};
+    reg.range.start = m.start();
+    reg.range.len = 4 * page;
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    if (::ioctl(uffd.get(), UFFDIO_REGISTER, &reg) < 0) return errno_text("UFFDIO_REGISTER (WP) of another process");
+    UniqueFd pagemap(::open(fmt::format("/proc/{}/pagemap", job).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!pagemap) return errno_text("open /proc/PID/pagemap");
+    page_region regions[8];
+    pm_scan_arg arg = scan_arg(m, 4 * page, regions, 0);
+    arg.category_anyof_mask = PAGE_IS_PRESENT;
+    arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_WRITTEN;
+    arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+    if (::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg) < 0) return errno_text("PAGEMAP_SCAN with PM_SCAN_WP_MATCHING");
+    char c = 'w';
+    if (::write(to_job[1], &c, 1) != 1 || ::read(from_job[0], &c, 1) != 1) return "the test process did not write";
+    arg = scan_arg(m, 4 * page, regions, PAGE_IS_WRITTEN);
+    int n = ::ioctl(pagemap.get(), PAGEMAP_SCAN, &arg);
+    if (n < 0) return errno_text("PAGEMAP_SCAN");
+    if (n != 1 || regions[0].start != m.start() + page || regions[0].end != m.start() + 2 * page)
+      return fmt::format("after write-protecting and writing page 1, PAGEMAP_SCAN found {} written runs", n);
+    return "";
+  });
+}
+
 std::string probe_uffd_missing() {
   return in_child([]() -> std::string {
     std::string error;
@@ -589,6 +654,10 @@ const std::vector<Probe>& probes() {
        simple(probe_guard_regions)},
       {"uffd-wp-async", false, "incremental and pre-copy dumps: track written pages (userfaultfd WP_ASYNC + PAGEMAP_SCAN)",
        simple(probe_uffd_wp_async)},
+      {"dirty-tracking", false,
+       "dump --pre-dump and --parent: track the pages a job writes (a userfaultfd of the job's, write-protect async "
+       "mode, PAGEMAP_SCAN); without it every dump saves every page",
+       simple(probe_dirty_tracking)},
       {"uffd-missing", false, "lazy restore: pages arrive on first touch (userfaultfd MISSING + UFFDIO_COPY)",
        simple(probe_uffd_missing)},
       {"tcp-repair", false, "checkpoint and restore established TCP connections (TCP_REPAIR)",

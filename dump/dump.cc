@@ -29,6 +29,7 @@
 #include "dump/core.h"
 #include "dump/dir_claim.h"
 #include "dump/files.h"
+#include "dump/incremental.h"
 #include "dump/inject.h"
 #include "dump/ipc.h"
 #include "dump/mounts.h"
@@ -37,6 +38,7 @@
 #include "dump/mm_attributes.h"
 #include "dump/namespaces.h"
 #include "dump/net.h"
+#include "dump/pre_dump.h"
 #include "dump/pstree.h"
 #include "dump/seize.h"
 #include "dump/signals.h"
@@ -237,6 +239,7 @@ void write_one(const images::Checkpoint& ckpt, ImageType type, std::optional<int
 }  // namespace
 
 DumpReport dump(const DumpOptions& opt) {
+  if (opt.pre_dump) return pre_dump(opt);  // dump/pre_dump.h
   DumpReport report;
   auto t_start = Clock::now();
   InterruptGuard interrupt_guard;
@@ -372,12 +375,13 @@ DumpReport dump(const DumpOptions& opt) {
   // --- memory
   auto t_memory = Clock::now();
   pb::MmState mm;
+  IncrementalDump incremental(opt, pid, task.ns_pid);  // --parent, dirty tracking (dump/incremental.h)
   with_context(fmt::format("dump pid {}", pid), [&] {
     mm = collect_mm(pid, brk);
     *mm.mutable_attributes() = mm_attributes;
     // On a terminal, a line that says how far the pages are (common/progress.h).
     progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
-    MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression);
+    MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression, incremental.tracking());
     report.pages = ms.pages;
     report.vmas_dumped = ms.vmas_dumped;
     report.scan_s = ms.scan_seconds;
@@ -420,6 +424,7 @@ DumpReport dump(const DumpOptions& opt) {
   inventory.set_container_name(opt.container);
   inventory.set_compression(std::string(images::compression_name(opt.compression)));
   inventory.set_page_size(static_cast<uint32_t>(::sysconf(_SC_PAGESIZE)));
+  incremental.fill_inventory(inventory);
 
   if (opt.leave_running) {
     // Resume the job as soon as everything is read; checksumming the files needs no job. A
@@ -432,10 +437,12 @@ DumpReport dump(const DumpOptions& opt) {
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
+    incremental.finish();
   } else {
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
+    incremental.finish();
     // Only now, with a complete checkpoint on disk, is the job killed. Its log stays for the
     // restored job: the monitor (under --rm) and the removal below leave it.
     if (refreeze) refreeze->release();
@@ -477,6 +484,9 @@ std::string format_report(const DumpOptions& opt, const DumpReport& r) {
   out += fmt::format("  pages: {} ({} zero), {:.1f} MiB raw, {:.1f} MiB stored ({})\n", r.pages.pages,
                      r.pages.zero_pages, mib, static_cast<double>(r.pages.stored_bytes) / (1 << 20),
                      images::compression_name(opt.compression));
+  if (r.pages.parent_pages)
+    out += fmt::format("  {} unchanged page(s) ({:.1f} MiB) left to the parent checkpoint {}\n", r.pages.parent_pages,
+                       static_cast<double>(r.pages.parent_pages * 4096) / (1 << 20), opt.parent.string());
   out += fmt::format("  freeze {:.3f}s, collect {:.3f}s, memory {:.3f}s, write {:.3f}s; frozen {:.3f}s, total {:.3f}s\n",
                      r.freeze_s, r.collect_s, r.memory_s, r.write_s, r.frozen_s, r.total_s);
   if (log::level() <= log::Level::Debug)

@@ -24,6 +24,10 @@ struct DumpOptions {
   images::Compression compression = images::Compression::Lz4;
   uint64_t ghost_limit = 64ull << 20;  // most data saved per deleted file or memfd (--ghost-limit)
   uint64_t tmpfs_limit = 64ull << 20;  // most file data saved per tmpfs the job mounted (--tmpfs-limit)
+  // Incremental dumps (dump/incremental.h): memory only, the job running on and tracked
+  // (--pre-dump); the checkpoint whose dump the pages count from (--parent).
+  bool pre_dump = false;
+  std::filesystem::path parent;
 };
 
 struct DumpReport {

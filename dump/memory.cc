@@ -16,6 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+
 #include "common/compat.h"
 #include "common/error.h"
 #include "common/file_util.h"
@@ -64,8 +69,9 @@ bool should_dump(pb::Vma::Kind kind) {
 // costs about as much as everything else together, so it gets a thread of its own.
 class PageCopier {
  public:
-  PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats)
-      : pid_(pid), writer_(writer), stats_(stats) {
+  // job_running: pages that can no longer be read are stored as zeros (see copy_pages).
+  PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats, bool job_running = false)
+      : pid_(pid), writer_(writer), stats_(stats), job_running_(job_running) {
     void* p = ::mmap(nullptr, kBuffers * kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", kBuffers * kBatchBytes);
     memory_ = static_cast<std::byte*>(p);
@@ -254,6 +260,13 @@ class PageCopier {
       while (done < r.length) {
         ssize_t n = ::pread(mem_.get(), buffer + off + done, r.length - done, static_cast<off_t>(r.start + done));
         if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 && job_running_) {
+          // Unmapped since the plan: zeros for this page, on with the next.
+          const uint64_t page_end = std::min<uint64_t>((r.start + done) / 4096 * 4096 + 4096, r.start + r.length);
+          std::memset(buffer + off + done, 0, page_end - (r.start + done));
+          done = page_end - r.start;
+          continue;
+        }
         if (n <= 0)
           fail_errno(n < 0 ? errno : EIO, "pid {}: read memory at {:#x} ({} bytes) through /proc/{}/mem", pid_,
                      r.start + done, r.length - done, pid_);
@@ -266,6 +279,7 @@ class PageCopier {
   pid_t pid_;
   images::PageWriter& writer_;
   MemoryStats& stats_;
+  bool job_running_ = false;
   std::byte* memory_ = nullptr;
   std::vector<Range> ranges_;  // queued for the next batch
   uint64_t queued_ = 0;
@@ -399,42 +413,101 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
   return mm;
 }
 
-MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& dir, int64_t id,
-                       images::Compression compression) {
-  MemoryStats stats;
+namespace {
+
+bool has_vm_flag(const pb::Vma& v, std::string_view flag) {
+  for (const auto& f : v.vm_flags())
+    if (f == flag) return true;
+  return false;
+}
+
+// Registers the vma with the tracking userfaultfd for write-protect faults. Registering a
+// range that is already ours again succeeds; one registered with another userfaultfd fails
+// (EBUSY), as does a kind of memory the kernel cannot track.
+bool register_for_tracking(int uffd, pid_t pid, const pb::Vma& v) {
+  uffdio_register reg{};
+  reg.range = {v.start(), v.end() - v.start()};
+  reg.mode = UFFDIO_REGISTER_MODE_WP;
+  if (::ioctl(uffd, UFFDIO_REGISTER, &reg) == 0) return true;
+  log::debug("pid {}: vma {:#x}-{:#x} ({}) cannot be tracked (UFFDIO_REGISTER: {}); saved whole each time", pid,
+             v.start(), v.end(), v.name(), describe_errno(errno));
+  return false;
+}
+
+}  // namespace
+
+PagePlan plan_pages(pid_t pid, pb::MmState& mm, const PageTracking* tracking) {
+  PagePlan plan;
   PageScanner scanner(pid);
-  stats.pagemap_scan = scanner.uses_pagemap_scan();
+  plan.pagemap_scan = scanner.uses_pagemap_scan();
+  auto t0 = Clock::now();
+  auto add_copy = [&](uint64_t start, uint64_t end, bool readable) {
+    if (!plan.copy.empty() && plan.copy.back().end == start && plan.copy.back().readable == readable)
+      plan.copy.back().end = end;
+    else
+      plan.copy.push_back({start, end, readable});
+  };
+  for (pb::Vma& v : *mm.mutable_vmas()) {
+    if (!images::is_kernel_mapping(v.kind()))
+      scanner.scan_guards(v, [&](uint64_t start, uint64_t end) {
+        auto* g = v.add_guards();
+        g->set_start(start);
+        g->set_end(end);
+      });
+    if (!should_dump(v.kind()) || v.sysv_shm()) continue;  // a segment's pages are in ipc.img
+    v.set_dumped(true);
+    ++plan.vmas_dumped;
+    const bool readable = v.prot() & PROT_READ;
+    // Shared memory is read from its object, not the page tables: saved whole each time.
+    if (tracking && tracking->uffd >= 0 && v.kind() != pb::Vma::ANON_SHARED) {
+      const bool tracked_before = has_vm_flag(v, "uw");
+      if (register_for_tracking(tracking->uffd, pid, v)) {
+        const bool incremental = tracking->incremental && tracked_before && tracking->parent_pages;
+        if (incremental) ++plan.vmas_tracked;
+        scanner.scan_and_protect(v, [&](uint64_t start, uint64_t end, uint64_t categories) {
+          // Present and unwritten since the parent's dump: the parent's copy is this page.
+          // Swapped-out entries may be write-protect markers of pages dropped since: saved.
+          if (!incremental || !(categories & PAGE_IS_PRESENT) || (categories & PAGE_IS_WRITTEN)) {
+            add_copy(start, end, readable);
+            return;
+          }
+          tracking->parent_pages->inside(start, end, [&](uint64_t a, uint64_t b) { plan.in_parent.add(a, b); });
+          tracking->parent_pages->outside(start, end, [&](uint64_t a, uint64_t b) { add_copy(a, b, readable); });
+        });
+        continue;
+      }
+    }
+    scanner.scan(v, [&](uint64_t start, uint64_t end) { add_copy(start, end, readable); });
+  }
+  plan.scan_seconds = since(t0);
+  return plan;
+}
+
+MemoryStats copy_pages(pid_t pid, const PagePlan& plan, const std::filesystem::path& dir, int64_t id,
+                       images::Compression compression, bool job_running) {
+  MemoryStats stats;
+  stats.pagemap_scan = plan.pagemap_scan;
+  stats.vmas_dumped = plan.vmas_dumped;
+  stats.vmas_tracked = plan.vmas_tracked;
+  stats.scan_seconds = plan.scan_seconds;
   images::PageWriter writer(dir, id, compression);
   {
-    PageCopier copier(pid, writer, stats);
-    for (pb::Vma& v : *mm.mutable_vmas()) {
-      if (!images::is_kernel_mapping(v.kind()))
-        scanner.scan_guards(v, [&](uint64_t start, uint64_t end) {
-          auto* g = v.add_guards();
-          g->set_start(start);
-          g->set_end(end);
-        });
-      if (!should_dump(v.kind()) || v.sysv_shm()) continue;  // a segment's pages are in ipc.img
-      v.set_dumped(true);
-      ++stats.vmas_dumped;
-      const bool readable = v.prot() & PROT_READ;
-      // The scan is timed without the reads it triggers (a flush when a batch fills).
-      auto t0 = Clock::now();
-      double reading = 0;
-      scanner.scan(v, [&](uint64_t start, uint64_t end) {
-        auto t = Clock::now();
-        copier.add(start, end, readable);
-        reading += since(t);
-      });
-      stats.scan_seconds += since(t0) - reading;
-    }
+    PageCopier copier(pid, writer, stats, job_running);
+    for (const auto& r : plan.copy) copier.add(r.start, r.end, r.readable);
     copier.finish();
   }
+  for (const auto& [start, end] : plan.in_parent.ranges()) writer.add_in_parent(start, (end - start) / 4096);
   auto t0 = Clock::now();
   writer.finish();
   stats.write_seconds += since(t0);
   stats.pages = writer.stats();
   return stats;
+}
+
+MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& dir, int64_t id,
+                       images::Compression compression, const PageTracking* tracking) {
+  PagePlan plan = plan_pages(pid, mm, tracking);
+  return copy_pages(pid, plan, dir, id, compression);
 }
 
 }  // namespace stasis::dump

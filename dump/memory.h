@@ -10,7 +10,9 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <vector>
 
+#include "images/page_chain.h"
 #include "images/page_file.h"
 #include "mm.pb.h"
 
@@ -25,6 +27,7 @@ struct MemoryStats {
   images::PageStats pages;
   uint64_t vmas_dumped = 0;
   bool pagemap_scan = false;  // pages found by PAGEMAP_SCAN, not by reading /proc/PID/pagemap
+  uint64_t vmas_tracked = 0;  // VMAs saved incrementally (only what was written since the parent)
   double scan_seconds = 0;
   double read_seconds = 0;
   double encode_seconds = 0;  // zero scan, checksums, compression, on the encoder thread
@@ -32,8 +35,43 @@ struct MemoryStats {
   double wait_seconds = 0;    // the reader waiting for a free buffer
 };
 
-// Writes pages-<id>.img and pagemap-<id>.img; sets Vma.dumped in mm.
+// What dirty tracking adds to a dump's page scan (dump/dirty_tracking.h).
+struct PageTracking {
+  // The tracking userfaultfd: every VMA saved through the page tables is registered with it
+  // (write-protect mode), and every page saved is write-protected as it is found.
+  int uffd = -1;
+  // The written bits count from the parent's dump: pages of VMAs tracked since then that are
+  // present, unwritten and in `parent_pages` are left to the parent (in_parent entries).
+  bool incremental = false;
+  const images::RangeSet* parent_pages = nullptr;
+};
+
+// The pages to save, found while the job is stopped (and write-protected, with tracking):
+// copy_pages may then read them while the job runs again.
+struct PagePlan {
+  struct Run {
+    uint64_t start, end;
+    bool readable;  // the vma has PROT_READ
+  };
+  std::vector<Run> copy;
+  images::RangeSet in_parent;
+  uint64_t vmas_dumped = 0;
+  uint64_t vmas_tracked = 0;  // saved incrementally
+  bool pagemap_scan = false;
+  double scan_seconds = 0;
+};
+// Scans every vma of mm (sets Vma.dumped and the guard regions in mm).
+PagePlan plan_pages(pid_t pid, pb::MmState& mm, const PageTracking* tracking = nullptr);
+// Writes pages-<id>.img and pagemap-<id>.img from the plan. job_running: the job may have
+// changed its memory since the plan (a pre-dump's copy after the thaw): a page that can no
+// longer be read is stored as zeros, which no later dump refers to (its VMA is gone, and a new
+// one there is not tracked).
+MemoryStats copy_pages(pid_t pid, const PagePlan& plan, const std::filesystem::path& dir, int64_t id,
+                       images::Compression compression, bool job_running = false);
+
+// Both, the job stopped throughout. Writes pages-<id>.img and pagemap-<id>.img; sets
+// Vma.dumped in mm.
 MemoryStats dump_pages(pid_t pid, pb::MmState& mm, const std::filesystem::path& dir, int64_t id,
-                       images::Compression compression);
+                       images::Compression compression, const PageTracking* tracking = nullptr);
 
 }  // namespace stasis::dump

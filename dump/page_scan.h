@@ -36,8 +36,18 @@ class PageScanner {
 
   bool uses_pagemap_scan() const { return use_ioctl_; }
 
+  // scan() of a VMA registered with a write-protect async userfaultfd (dump/dirty_tracking.h):
+  // each run comes with its PAGE_IS_PRESENT, _SWAPPED and _WRITTEN categories as they were, and
+  // every page reported is write-protected in the same call (PM_SCAN_WP_MATCHING), so that the
+  // next scan finds written only what the job wrote since. PAGEMAP_SCAN only; throws when the
+  // VMA is not in write-protect async mode (PM_SCAN_CHECK_WPASYNC).
+  using CategoryRunFn = std::function<void(uint64_t start, uint64_t end, uint64_t categories)>;
+  void scan_and_protect(const pb::Vma& vma, const CategoryRunFn& fn);
+
  private:
   void scan_ioctl(const pb::Vma& vma, const RunFn& fn);
+  // The request of scan_ioctl: the pages of vma a dump saves.
+  pm_scan_arg saved_pages_request(const pb::Vma& vma) const;
   // PAGEMAP_SCAN over vma for the categories of request (range and vector are set here).
   void pagemap_scan(const pb::Vma& vma, pm_scan_arg request, const char* what, const RunFn& fn);
   void scan_entries(const pb::Vma& vma, const RunFn& fn);

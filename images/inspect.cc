@@ -13,6 +13,7 @@
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/image_messages.h"
+#include "images/page_chain.h"
 #include "images/page_file.h"
 
 namespace stasis::images {
@@ -52,7 +53,7 @@ void pages_summary_json(const fs::path& dir, int64_t id, std::string* out) {
   uint64_t ps = header.page_size();
   std::vector<pb::PagemapEntry> sorted = reader.entries();
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.vaddr() < b.vaddr(); });
-  uint64_t pages = 0, zero_pages = 0;
+  uint64_t pages = 0, zero_pages = 0, parent_pages = 0;
   std::set<uint64_t> chunks;
   std::string ranges;
   uint64_t start = 0, end = 0, range_pages = 0, range_zero = 0;
@@ -63,6 +64,10 @@ void pages_summary_json(const fs::path& dir, int64_t id, std::string* out) {
                           range_pages, range_zero);
   };
   for (const auto& e : sorted) {
+    if (e.in_parent()) {  // in a parent checkpoint's files
+      parent_pages += e.nr_pages();
+      continue;
+    }
     uint64_t e_end = e.vaddr() + e.nr_pages() * ps;
     if (range_pages == 0 || e.vaddr() != end) {
       close_range();
@@ -84,8 +89,9 @@ void pages_summary_json(const fs::path& dir, int64_t id, std::string* out) {
   uint64_t stored = fs::file_size(dir / image_file_name(ImageType::Pages, id));
   *out += fmt::format(
       ",\"summary\":{{\"compression\":{},\"page_size\":{},\"chunk_size\":{},\"chunks\":{},\"entries\":{},"
-      "\"pages\":{},\"zero_pages\":{},\"raw_bytes\":{},\"stored_bytes\":{},\"ratio\":{:.3f},\"ranges\":[{}]}}",
-      json_string(header.compression()), ps, header.chunk_size(), chunks.size(), sorted.size(), pages, zero_pages, raw,
+      "\"pages\":{},\"zero_pages\":{},\"parent_pages\":{},\"raw_bytes\":{},\"stored_bytes\":{},\"ratio\":{:.3f},\"ranges\":[{}]}}",
+      json_string(header.compression()), ps, header.chunk_size(), chunks.size(), sorted.size(), pages, zero_pages,
+      parent_pages, raw,
       stored, stored ? static_cast<double>(raw) / static_cast<double>(stored) : 0.0, ranges);
 }
 
@@ -104,6 +110,8 @@ std::string checkpoint_json(const fs::path& dir) {
   Checkpoint cp = Checkpoint::open(dir);
   std::string out = "{\"directory\":" + json_string(dir.string());
   out += ",\"inventory\":" + record_json(cp.inventory());
+  // Incremental checkpoints: this one and its parents, newest first (images/page_chain.h).
+  if (!cp.inventory().parent().empty() || cp.inventory().pre_dump()) out += ",\"chain\":" + chain_json(cp);
   out += ",\"images\":[";
   bool first = true;
   for (const auto& image : cp.inventory().images()) {
@@ -127,7 +135,7 @@ std::string checkpoint_json(const fs::path& dir) {
 size_t verify_checkpoint(const fs::path& dir) {
   Checkpoint cp = Checkpoint::open(dir);
   cp.verify();
-  size_t checked = 1;  // the inventory
+  size_t checked = 1 + verify_parents(cp);  // the inventory, and every file of the parents
   for (const auto& image : cp.inventory().images()) {
     ParsedImageName parsed = parse_listed(dir, image.name());
     if (parsed.type == ImageType::Pages) {

@@ -27,6 +27,7 @@ struct PageStats {
   uint64_t zero_pages = 0;    // of which all-zero (stored as a range only)
   uint64_t raw_bytes = 0;     // uncompressed bytes of non-zero pages
   uint64_t stored_bytes = 0;  // bytes written to the page file (headers included)
+  uint64_t parent_pages = 0;  // pages left to the parent checkpoint (in_parent entries; not in `pages`)
 };
 
 class PageWriter {
@@ -73,6 +74,10 @@ class PageWriter {
     std::span<const std::byte> data;
   };
   void encode(std::span<const Range> ranges, Batch& batch);
+
+  // Records [vaddr, vaddr + pages) as unchanged since the parent checkpoint (an in_parent
+  // entry, no data). Between encode() calls, on the encoding thread.
+  void add_in_parent(uint64_t vaddr, uint64_t pages);
 
   // Writes the last chunk and the pagemap; throws on I/O error. Every encoded batch must have
   // been written first.

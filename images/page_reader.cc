@@ -126,7 +126,7 @@ struct PageReader::Index {
     chunk_entries.resize(chunks.size());
     for (size_t i = 0; i < entries.size(); ++i) {
       const pb::PagemapEntry& e = entries[i];
-      if (e.zero()) continue;
+      if (e.zero() || e.in_parent()) continue;
       const PageChunk& c = listed_chunk(e.chunk_offset());
       const uint64_t len = e.nr_pages() * header.page_size();
       if (e.offset_in_chunk() > c.raw_size || len > c.raw_size - e.offset_in_chunk()) {
@@ -364,6 +364,7 @@ void PageReader::for_each(const RangeFn& fn) {
   for (size_t i = 0; i < r.ix->entries.size(); ++i) {
     const pb::PagemapEntry& e = r.ix->entries[i];
     uint64_t len = e.nr_pages() * r.page_size();
+    if (e.in_parent()) continue;  // in the parent checkpoint's files
     if (e.zero()) {
       fn(e.vaddr(), len, {}, true);
     } else {
@@ -374,7 +375,7 @@ void PageReader::for_each(const RangeFn& fn) {
 
 std::span<const std::byte> PageReader::data(size_t index) {
   Impl& r = *impl_;
-  if (index >= r.ix->entries.size() || r.ix->entries[index].zero()) {
+  if (index >= r.ix->entries.size() || r.ix->entries[index].zero() || r.ix->entries[index].in_parent()) {
     fail("{}: entry {} has no data", r.ix->pagemap_path.string(), index);
   }
   return r.entry_data(index);
@@ -404,6 +405,8 @@ std::vector<std::byte> PageReader::read_range(uint64_t vaddr, uint64_t length) {
     const pb::PagemapEntry& e = r.ix->entries[*it];
     uint64_t e_end = e.vaddr() + e.nr_pages() * r.page_size();
     if (e_end <= at) continue;  // only in a pagemap with overlapping ranges
+    if (e.in_parent())
+      fail("{}: address {:#x} is saved in the parent checkpoint", r.ix->pagemap_path.string(), at);
     uint64_t take = std::min(end, e_end) - at;
     if (!e.zero()) {
       auto data = r.entry_data(*it);

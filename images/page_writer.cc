@@ -317,7 +317,7 @@ struct PageWriter::Impl {
     while (len > 0) {
       if (!chunk_open) open_chunk();
       uint64_t piece = std::min(len, chunk_size - chunk_raw);
-      if (pending && !pending->zero() && pending->chunk_offset() == chunk_start &&
+      if (pending && !pending->zero() && !pending->in_parent() && pending->chunk_offset() == chunk_start &&
           pending->vaddr() + pending->nr_pages() * kPageSize == vaddr &&
           pending->offset_in_chunk() + pending->nr_pages() * kPageSize == chunk_raw) {
         pending->set_nr_pages(pending->nr_pages() + piece / kPageSize);
@@ -492,6 +492,22 @@ void PageWriter::write(Batch& batch) {
   d.segments.clear();
   d.staging = nullptr;
   d.staged = 0;
+}
+
+void PageWriter::add_in_parent(uint64_t vaddr, uint64_t pages) {
+  Impl& w = *impl_;
+  if (w.finished) fail("{}: add after finish", w.pages_path.string());
+  if (vaddr % kPageSize != 0 || pages == 0) fail("{}: bad in-parent range {:#x}+{} pages", w.pages_path.string(), vaddr, pages);
+  w.stats.parent_pages += pages;
+  if (w.pending && w.pending->in_parent() && w.pending->vaddr() + w.pending->nr_pages() * kPageSize == vaddr) {
+    w.pending->set_nr_pages(w.pending->nr_pages() + pages);
+    return;
+  }
+  w.flush_entry();
+  w.pending.emplace();
+  w.pending->set_vaddr(vaddr);
+  w.pending->set_nr_pages(pages);
+  w.pending->set_in_parent(true);
 }
 
 void PageWriter::finish() {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -84,42 +85,82 @@ class Destination {
 
 FillStats fill_pages(Remote& task, const RestorePlan& plan) {
   if (!plan.pages) fail("{}: the page file of pid {} was not opened", plan.dir.string(), plan.task.pid());
-  const images::PageReader& pages = *plan.pages;
   // Tests change the page file here, after every up-front check, to show the change is caught.
   fault_pause("restore-before-fill");
-  const auto& entries = pages.entries();
-  const uint64_t page_size = pages.header().page_size();
-  const size_t nr_chunks = pages.chunks().size();
+
+  // The page files to read: the checkpoint's own, whole, then (incremental checkpoints) each
+  // parent's, only for the ranges it is the newest to have (images/page_chain.h). No page is
+  // in two of them, so each goes in once.
+  struct Source {
+    const images::PageReader* pages;
+    const images::RangeSet* only;  // nullptr: everything
+    std::vector<size_t> chunks;    // the chunks to read
+  };
+  std::vector<Source> sources;
+  sources.push_back({plan.pages.get(), nullptr, {}});
+  for (const auto& p : plan.parent_pages) sources.push_back({p.pages.get(), &p.take, {}});
+  struct Item {
+    size_t source;
+    std::optional<size_t> chunk;  // nothing: the source's zero ranges
+  };
+  std::vector<Item> items;
+  uint64_t total = 0;
+  for (size_t s = 0; s < sources.size(); ++s) {
+    Source& src = sources[s];
+    const auto& entries = src.pages->entries();
+    const uint64_t ps = src.pages->header().page_size();
+    for (size_t c = 0; c < src.pages->chunks().size(); ++c) {
+      bool wanted = !src.only;
+      for (size_t i : src.pages->chunk_entries(c)) {
+        const auto& e = entries[i];
+        if (!src.only) total += e.nr_pages() * ps;
+        else src.only->inside(e.vaddr(), e.vaddr() + e.nr_pages() * ps, [&](uint64_t a, uint64_t b) {
+          wanted = true;
+          total += b - a;
+        });
+      }
+      if (wanted) items.push_back({s, c});
+    }
+    items.push_back({s, std::nullopt});
+  }
 
   // On a terminal, a line that says how far the pages are (common/progress.h).
-  progress::Display display("restore: memory", [&] {
-    uint64_t total = 0;
-    for (const auto& e : entries)
-      if (!e.zero()) total += e.nr_pages() * page_size;  // the zero ranges go in at no cost
-    return total;
-  });
+  progress::Display display("restore: memory", [total] { return total; });
   Destination dest(task, plan);
-  // Work items: every chunk, then the zero ranges.
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_mutex;
   auto work = [&] {
     try {
-      std::unique_ptr<images::PageReader> reader = pages.share();
-      for (size_t w; !failed && (w = next.fetch_add(1)) <= nr_chunks;) {
+      std::vector<std::unique_ptr<images::PageReader>> readers(sources.size());
+      for (size_t w; !failed && (w = next.fetch_add(1)) < items.size();) {
         check_interrupted("restore", "nothing was left behind");  // a fill of many GiB takes seconds
-        if (w < nr_chunks) {
+        const Item& item = items[w];
+        const Source& src = sources[item.source];
+        const uint64_t ps = src.pages->header().page_size();
+        auto put = [&](uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero) {
+          if (!src.only) {
+            dest.put(vaddr, length, data, zero);
+            return;
+          }
+          src.only->inside(vaddr, vaddr + length, [&](uint64_t a, uint64_t b) {
+            dest.put(a, b - a, zero ? data : data.subspan(a - vaddr, b - a), zero);
+          });
+        };
+        if (item.chunk) {
+          auto& reader = readers[item.source];
+          if (!reader) reader = src.pages->share();
           // The chunk is checked before any of it goes in, from the very buffer it goes in
           // from; a bad one throws, and the restore is undone before the job ever runs.
-          reader->stream_chunk(w, [&](uint64_t vaddr, std::span<const std::byte> data) {
-            dest.put(vaddr, data.size(), data, false);
+          reader->stream_chunk(*item.chunk, [&](uint64_t vaddr, std::span<const std::byte> data) {
+            put(vaddr, data.size(), data, false);
             progress::add(data.size());
           });
           continue;
         }
-        for (const auto& e : entries)
-          if (e.zero()) dest.put(e.vaddr(), e.nr_pages() * page_size, {}, true);
+        for (const auto& e : src.pages->entries())
+          if (e.zero()) put(e.vaddr(), e.nr_pages() * ps, {}, true);
       }
     } catch (...) {
       std::lock_guard lock(error_mutex);
@@ -131,9 +172,11 @@ FillStats fill_pages(Remote& task, const RestorePlan& plan) {
     // On every CPU, as long as the workers' buffers stay within a fixed budget: a restore's
     // memory does not grow with the checkpoint.
     constexpr uint64_t kBufferBudget = 32 << 20;
+    uint64_t buffers = 0;
+    for (const auto& src : sources) buffers += src.pages->stream_buffer_bytes();
     const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
-    const size_t by_memory = std::max<uint64_t>(1, kBufferBudget / pages.stream_buffer_bytes());
-    const size_t workers = std::min({cpus, by_memory, nr_chunks + 1});
+    const size_t by_memory = std::max<uint64_t>(1, kBufferBudget / std::max<uint64_t>(buffers, 1));
+    const size_t workers = std::min({cpus, by_memory, items.size()});
     std::vector<std::jthread> threads;
     for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
     work();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "images/page_chain.h"
 #include "images/page_file.h"
 #include "mm.pb.h"
 #include "restore/file_images.h"
@@ -43,6 +44,8 @@ struct RestorePlan {
   // The task's page file, its chunk headers checked against the inventory before anything
   // starts; the fill checks each chunk's data as it goes in (restore/page_fill.h).
   std::shared_ptr<const images::PageReader> pages;
+  // Of an incremental checkpoint: the pages its parents hold, nearest first (images/page_chain.h).
+  std::vector<images::ParentPages> parent_pages;
   MountPlan mounts;  // the job's own mounts, made by the stub first (restore/mounts.h)
 
   // The stub's own fds, all at or above high_fd_base.

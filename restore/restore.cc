@@ -16,6 +16,7 @@
 #include "container.pb.h"
 #include "images/checkpoint.h"
 #include "images/image_file.h"
+#include "images/page_chain.h"
 #include "launcher/container.h"
 #include "launcher/restored_log.h"
 #include "launcher/state_store.h"
@@ -128,6 +129,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   // files: their headers are checked now, each chunk's data as it goes into the job (from the
   // very copy that was checked), and the job runs only once every chunk has passed.
   images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
+  images::refuse_pre_dump(checkpoint);  // memory only (images/page_chain.h)
   checkpoint.verify(images::Checkpoint::PageData::Later);
   log::debug("checkpoint {} verified in {:.1f} ms", options.dir.string(), ms_since(started_at));
   auto tree = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
@@ -144,6 +146,7 @@ int restore_checkpoint(const RestoreOptions& options) {
     plan.files.inherited_pipes[inherited[i].pipe_id] = plan.inherited_fd(i);
   }
   plan.pages = checkpoint.open_pages(plan.task.pid());
+  plan.parent_pages = images::open_parent_pages(checkpoint, plan.task.pid(), *plan.pages);  // a chain's
   pb::ContainerConfig dumped;
   images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, dumped);
   launcher::StateStore store(options.root);
