@@ -1,0 +1,144 @@
+// `stasis migrate NAME --to ADDR:PORT` to a `stasis serve` on loopback. The second "host" is a
+// state root of its own (as in checkpoint_hosts_test.cc), its serve listening on 127.0.0.1.
+// The job (dirtier) keeps rewriting pages and checks all of them every half second, so a page
+// missing or stale after the move fails it. Failures before the destination runs the job must
+// leave the source running.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "tests/support/checkpoint_harness.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// `stasis --root ROOT serve --listen 127.0.0.1:0 --plaintext`, killed (by pid) and reaped at
+// the end, with whatever it restored removed.
+class Server {
+ public:
+  explicit Server(const fs::path& root) : root_(root) {
+    log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + ".log");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::setsid();
+      std::string bin = stasis_binary(), r = root.string();
+      ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--plaintext",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    wait_until(
+        [&] {
+          std::ifstream in(log_);
+          std::stringstream text;
+          text << in.rdbuf();
+          std::smatch m;
+          std::string s = text.str();
+          if (!std::regex_search(s, m, std::regex("listening on 127.0.0.1:([0-9]+)"))) return false;
+          port_ = std::stoi(m[1]);
+          return true;
+        },
+        10s);
+  }
+  ~Server() {
+    for (const auto& name : names_) run_stasis({"--root", root_.string(), "rm", "-f", name}, 30s);
+    stop();
+    std::error_code ec;
+    fs::remove(log_, ec);
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void will_hold(const std::string& name) { names_.push_back(name); }
+  CommandResult stasis(const std::vector<std::string>& args) const {
+    std::vector<std::string> all{"--root", root_.string()};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_stasis(all, 60s);
+  }
+
+ private:
+  fs::path root_, log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::vector<std::string> names_;
+};
+
+bool listed_running(const CommandResult& ps, const std::string& name) {
+  std::istringstream in(ps.out);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0 && line.find("running") != std::string::npos) return true;
+  return false;
+}
+
+TEST(CheckpointMigrate, RunningContainerMovesToAnotherStateRootOnLoopback) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  Container original(env, "mig");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"128", "16"})));
+  server.will_hold(original.name());
+
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("round 2:"), std::string::npos) << "no second pre-copy round: " << r.out;
+  EXPECT_NE(r.out.find("migrated " + original.name()), std::string::npos) << r.out;
+  // Gone here, running there, its memory intact (the workload checks every page).
+  EXPECT_FALSE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 3000ms));
+  EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming")) << "the staged images stayed on the destination";
+}
+
+TEST(CheckpointMigrate, RefusalOrNoServerLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  Container original(env, "migfail");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"32", "8"})));
+
+  // The destination already has a container of that name: its restore fails.
+  server.will_hold(original.name());
+  CommandResult taken = server.stasis({"run", "-d", "--name", original.name(), "sleep", "600"});
+  ASSERT_EQ(taken.exit_code, 0) << taken.out << taken.err;
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("could not restore it"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+
+  // Nobody listening.
+  const std::string address = server.address();
+  server.stop();
+  r = env.stasis({"migrate", original.name(), "--to", address, "--plaintext"}, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("is `stasis serve` running there?"), std::string::npos) << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
+
+  // Without --plaintext there is no mode yet: refused up front.
+  r = env.stasis({"migrate", original.name(), "--to", address}, 30s);
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+}
+
+}  // namespace
+}  // namespace stasis::test

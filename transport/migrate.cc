@@ -1,0 +1,142 @@
+#include "transport/migrate.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "dump/dump.h"
+#include "launcher/container.h"
+#include "transport/wire.h"
+
+namespace stasis::transport {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The source's staging folder, removed however the migration ends.
+struct Staging {
+  fs::path dir;
+  Staging() {
+    std::string tmpl = (fs::temp_directory_path() / "stasis-migrate-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) fail_errno(errno, "create a staging folder {}", tmpl);
+    dir = tmpl;
+  }
+  ~Staging() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+// Thaws the frozen source unless the destination took the job (or might have).
+struct ThawUnlessReleased {
+  const fs::path& root;
+  const std::string& name;
+  bool active = true;
+  ~ThawUnlessReleased() {
+    if (!active) return;
+    try {
+      launcher::thaw_container(root, name);
+      log::info("container {} runs on here", name);
+    } catch (const std::exception& e) {
+      log::error("could not thaw container {} again: {}", name, e.what());
+    }
+  }
+};
+
+}  // namespace
+
+int migrate(const MigrateOptions& opt) {
+  const auto t_start = Clock::now();
+  const tcp::endpoint to = parse_endpoint(opt.to, "--to");
+  boost::asio::io_context io;
+  tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect(to, ec);
+  if (ec) fail("connect to {}: {} (is `stasis serve` running there?)", opt.to, ec.message());
+  socket.set_option(tcp::no_delay(true));
+  send_frame(socket, FrameKind::Hello, kHello);
+
+  Staging staging;
+  uint64_t wire = 0;
+  int round = 0;
+  fs::path parent;
+  uint64_t last_round = UINT64_MAX;
+  dump::DumpOptions o;
+  o.container = opt.name;
+  o.state_root = opt.state_root;
+  o.compression = opt.compression;
+  try {
+    // Pre-copy while the job runs.
+    while (round < opt.max_rounds) {
+      ++round;
+      o.pre_dump = true;
+      o.parent = parent;
+      o.dir = staging.dir / std::to_string(round);
+      const auto t = Clock::now();
+      dump::DumpReport r = dump::dump(o);
+      const uint64_t sent = send_directory(socket, o.dir, std::to_string(round));
+      wire += sent;
+      const uint64_t held = r.pages.raw_bytes;
+      std::printf("round %d: %.1f MiB of memory%s, %.1f MiB sent in %.3f s (job stopped %.3f s)\n", round,
+                  held / 1048576.0, round == 1 ? "" : " written since the last round", sent / 1048576.0, since(t),
+                  r.frozen_s);
+      std::fflush(stdout);
+      parent = o.dir;
+      if (round > 1 && (held < opt.small_bytes || held >= last_round)) break;
+      last_round = held;
+    }
+  } catch (const boost::system::system_error& e) {
+    fail("migrate {} to {}: the connection failed during pre-copy ({}); {} runs on here", opt.name, opt.to,
+         e.code().message(), opt.name);
+  }
+
+  // Stop and copy: frozen from here until the destination runs it (or refuses).
+  const auto t_freeze = Clock::now();
+  launcher::freeze_container(opt.state_root, opt.name);
+  ThawUnlessReleased thaw{opt.state_root, opt.name};
+  o.pre_dump = false;
+  o.leave_running = true;  // left frozen: it was paused for the dump
+  o.parent = parent;
+  o.dir = staging.dir / "final";
+  std::string answer;
+  try {
+    dump::DumpReport r = dump::dump(o);
+    const uint64_t sent = send_directory(socket, o.dir, "final");
+    wire += sent;
+    std::printf("final: %.1f MiB of memory written since the last round and the job's state, %.1f MiB sent\n",
+                r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
+    std::fflush(stdout);
+    send_frame(socket, FrameKind::Restore, "final\n" + opt.name);
+  } catch (const boost::system::system_error& e) {
+    fail("migrate {} to {}: the connection failed while sending the final state ({}); {} runs on here", opt.name,
+         opt.to, e.code().message(), opt.name);
+  }
+  try {
+    Frame f = read_frame(socket);
+    if (f.kind != FrameKind::Result) fail("migrate {}: the destination answered with a frame of kind {}", opt.name,
+                                          static_cast<int>(f.kind));
+    answer = f.text;
+  } catch (const boost::system::system_error& e) {
+    // The destination may have started the job: never run it twice.
+    thaw.active = false;
+    fail("migrate {} to {}: the connection was lost after the restore was asked for ({}): the destination may run "
+         "it; here it is left frozen (`stasis thaw {}` to run it here, `stasis rm -f {}` to drop it)",
+         opt.name, opt.to, e.code().message(), opt.name, opt.name);
+  }
+  if (answer != "ok") fail("migrate {}: the destination {} could not restore it: {}", opt.name, opt.to, answer);
+  const double downtime = since(t_freeze);
+  thaw.active = false;
+  launcher::remove_container(opt.state_root, opt.name, /*force=*/true);
+  std::printf("migrated %s to %s: %d pre-copy round(s), %.1f MiB sent, downtime %.3f s, total %.3f s\n",
+              opt.name.c_str(), opt.to.c_str(), round, wire / 1048576.0, downtime, since(t_start));
+  return 0;
+}
+
+}  // namespace stasis::transport

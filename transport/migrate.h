@@ -1,0 +1,38 @@
+// `stasis migrate NAME --to ADDR:PORT` and `stasis serve --listen ADDR:PORT` (docs/migrate.md).
+//
+// This first version stages: each round is a dump into a temporary folder on the source,
+// sent file by file to the destination, which writes it into a temporary folder under its
+// state root and restores from there. Pre-copy rounds are `dump --pre-dump` (the job runs on;
+// each round after the first holds what the job wrote since the last), until what a round
+// holds is small or stops shrinking; then the container is frozen, dumped with the last
+// round as parent and left frozen, sent, and restored on the destination. The source is
+// removed only once the destination says the job runs; a refusal or failure there thaws the
+// source. No authentication or encryption yet: both commands ask for --plaintext.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "images/page_file.h"
+
+namespace stasis::transport {
+
+struct MigrateOptions {
+  std::string name;
+  std::string to;  // ADDR:PORT
+  std::filesystem::path state_root = "/run/stasis";
+  int max_rounds = 8;
+  uint64_t small_bytes = 8ull << 20;  // a round holding less than this is the last pre-copy
+  images::Compression compression = images::Compression::Lz4;
+};
+int migrate(const MigrateOptions& options);
+
+struct ServeOptions {
+  std::string listen;  // ADDR:PORT (port 0: any; the port is printed)
+  std::filesystem::path state_root = "/run/stasis";
+};
+// Runs until killed; one thread per connection.
+int serve(const ServeOptions& options);
+
+}  // namespace stasis::transport
