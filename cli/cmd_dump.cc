@@ -47,7 +47,7 @@ void add_dump_command(Cli& cli) {
                   "Most file data saved per tmpfs the container's job mounted (K, M, G suffixes)")
       ->capture_default_str();
   cmd->add_flag("--pre-dump", a->pre_dump,
-                "Save the memory only, the job running on, and track what it writes from here (for a later dump "
+                "Save the memory only, the job running on, and track what it writes from here (for the next dump "
                 "with --parent)");
   cmd->add_option("--parent", a->parent,
                   "Save only the pages written since the dump in this checkpoint directory (a --pre-dump); the new "
