@@ -125,6 +125,10 @@ TEST(CheckpointMigrate, RefusalOrNoServerLeavesTheSourceRunning) {
   EXPECT_NE(r.err.find("could not restore it"), std::string::npos) << r.out << r.err;
   EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
   EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  // And no longer tracked: no tracker record is left (dump/dirty_tracking.h).
+  std::error_code ec;
+  for (fs::directory_iterator it(env.root() / "dirty-tracking", ec), end; !ec && it != end; it.increment(ec))
+    EXPECT_EQ(it->path().extension(), ".lock") << it->path();
 
   // Nobody listening.
   const std::string address = server.address();

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "dump/dirty_tracking.h"
 #include "dump/dump.h"
 #include "launcher/container.h"
 #include "transport/wire.h"
@@ -50,6 +51,15 @@ struct ThawUnlessReleased {
   }
 };
 
+// A migration that fails leaves the job as it was: not tracked (dump/dirty_tracking.h).
+struct EndTracking {
+  const fs::path& root;
+  pid_t pid = 0;
+  ~EndTracking() {
+    if (pid > 0) dump::end_dirty_tracking(root, pid);
+  }
+};
+
 }  // namespace
 
 int migrate(const MigrateOptions& opt) {
@@ -64,6 +74,7 @@ int migrate(const MigrateOptions& opt) {
   send_frame(socket, FrameKind::Hello, kHello);
 
   Staging staging;
+  EndTracking end_tracking{opt.state_root};
   uint64_t wire = 0;
   int round = 0;
   fs::path parent;
@@ -81,6 +92,7 @@ int migrate(const MigrateOptions& opt) {
       o.dir = staging.dir / std::to_string(round);
       const auto t = Clock::now();
       dump::DumpReport r = dump::dump(o);
+      end_tracking.pid = r.host_pid;
       const uint64_t sent = send_directory(socket, o.dir, std::to_string(round));
       wire += sent;
       const uint64_t held = r.pages.raw_bytes;
