@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <memory>
+#include <thread>
 #include <regex>
 #include <sstream>
 
@@ -142,6 +145,49 @@ TEST(CheckpointMigrate, RefusalOrNoServerLeavesTheSourceRunning) {
   // Without --plaintext there is no mode yet: refused up front.
   r = env.stasis({"migrate", original.name(), "--to", address}, 30s);
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+}
+
+// The destination dies in the middle of the pre-copy: the source runs on, untracked; a new
+// serve on the same state root removes what the dead one had staged.
+TEST(CheckpointMigrate, DestinationKilledDuringPreCopyLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  auto server = std::make_unique<Server>(destination_root.path());
+  ASSERT_GT(server->port(), 0) << "stasis serve did not start";
+  Container original(env, "migkill");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"512", "16"}), {}));
+  server->will_hold(original.name());
+  const fs::path incoming = destination_root.path() / "incoming";
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    // As soon as the first file of round 1 arrives.
+    wait_until(
+        [&] {
+          std::error_code ec;
+          for (fs::recursive_directory_iterator it(incoming, ec), end; !ec && it != end; it.increment(ec))
+            if (it->is_regular_file(ec)) return true;
+          return false;
+        },
+        30s);
+    server->stop();
+    killed = true;
+  });
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server->address(), "--plaintext"}, 120s);
+  killer.join();
+  ASSERT_TRUE(killed);
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  std::error_code ec;
+  for (fs::directory_iterator it(env.root() / "dirty-tracking", ec), end; !ec && it != end; it.increment(ec))
+    EXPECT_EQ(it->path().extension(), ".lock") << it->path();
+  // The next serve clears what the killed one staged.
+  EXPECT_FALSE(fs::is_empty(incoming));
+  server = std::make_unique<Server>(destination_root.path());
+  ASSERT_GT(server->port(), 0);
+  EXPECT_TRUE(fs::is_empty(incoming));
 }
 
 }  // namespace

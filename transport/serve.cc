@@ -94,6 +94,15 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
 
 int serve(const ServeOptions& opt) {
   const tcp::endpoint at = parse_endpoint(opt.listen, "--listen");
+  // What a serve killed in the middle of a migration left (one serve per state root).
+  std::error_code ec_clean;
+  for (fs::directory_iterator it(opt.state_root / "incoming", ec_clean), end; !ec_clean && it != end;
+       it.increment(ec_clean)) {
+    if (it->path().filename().string().rfind("migration-", 0) != 0) continue;
+    std::error_code ec;
+    fs::remove_all(it->path(), ec);
+    log::info("serve: removed {}, left by an earlier serve", it->path().string());
+  }
   ::signal(SIGPIPE, SIG_IGN);
   boost::asio::io_context io;
   tcp::acceptor acceptor(io);
