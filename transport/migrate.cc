@@ -118,14 +118,18 @@ int migrate(const MigrateOptions& opt) {
   o.parent = parent;
   o.dir = staging.dir / "final";
   std::string answer;
+  double dump_s = 0, send_s = 0;
   try {
     dump::DumpReport r = dump::dump(o);
+    dump_s = since(t_freeze);
+    const auto t_send = Clock::now();
     const uint64_t sent = send_directory(socket, o.dir, "final");
     wire += sent;
     std::printf("final: %.1f MiB of memory written since the last round and the job's state, %.1f MiB sent\n",
                 r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
     std::fflush(stdout);
     send_frame(socket, FrameKind::Restore, "final\n" + opt.name);
+    send_s = since(t_send);
   } catch (const boost::system::system_error& e) {
     fail("migrate {} to {}: the connection failed while sending the final state ({}); {} runs on here", opt.name,
          opt.to, e.code().message(), opt.name);
@@ -146,8 +150,10 @@ int migrate(const MigrateOptions& opt) {
   const double downtime = since(t_freeze);
   thaw.active = false;
   launcher::remove_container(opt.state_root, opt.name, /*force=*/true);
-  std::printf("migrated %s to %s: %d pre-copy round(s), %.1f MiB sent, downtime %.3f s, total %.3f s\n",
-              opt.name.c_str(), opt.to.c_str(), round, wire / 1048576.0, downtime, since(t_start));
+  std::printf("migrated %s to %s: %d pre-copy round(s), %.1f MiB sent, downtime %.3f s (freeze and dump %.3f, send "
+              "%.3f, restore there %.3f), total %.3f s\n",
+              opt.name.c_str(), opt.to.c_str(), round, wire / 1048576.0, downtime, dump_s, send_s,
+              downtime - dump_s - send_s, since(t_start));
   return 0;
 }
 
