@@ -27,7 +27,8 @@ namespace fs = std::filesystem;
 // the end, with whatever it restored removed.
 class Server {
  public:
-  explicit Server(const fs::path& root) : root_(root) {
+  // fault: STASIS_FAULT for the serve (common/fault.h), or empty.
+  explicit Server(const fs::path& root, const std::string& fault = "") : root_(root) {
     log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + ".log");
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -35,6 +36,7 @@ class Server {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
       ::setsid();
+      if (!fault.empty()) ::setenv("STASIS_FAULT", fault.c_str(), 1);
       std::string bin = stasis_binary(), r = root.string();
       ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--plaintext",
               static_cast<char*>(nullptr));
@@ -188,6 +190,26 @@ TEST(CheckpointMigrate, DestinationKilledDuringPreCopyLeavesTheSourceRunning) {
   server = std::make_unique<Server>(destination_root.path());
   ASSERT_GT(server->port(), 0);
   EXPECT_TRUE(fs::is_empty(incoming));
+}
+
+// The destination dies after the restore was asked for: it may run the job, so the source
+// must not run it too. It is left frozen, and migrate says so.
+TEST(CheckpointMigrate, DestinationLostAfterTheRestoreRequestLeavesTheSourceFrozen) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path(), "serve-exit-before-restore");
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  Container original(env, "miglost");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"32", "8"})));
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("it is left frozen"), std::string::npos) << r.out << r.err;
+  CommandResult ps = env.stasis({"ps", "-a"});
+  EXPECT_NE(ps.out.find("frozen"), std::string::npos) << ps.out;
+  // The one who knows thaws it: it goes on where it was.
+  ASSERT_EQ(env.stasis({"thaw", original.name()}).exit_code, 0);
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
 }
 
 }  // namespace

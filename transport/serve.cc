@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "transport/migrate.h"
 #include "transport/wire.h"
@@ -78,6 +79,9 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
       const size_t nl = f.text.find('\n');
       const std::string dir = f.text.substr(0, nl), name = nl == std::string::npos ? "" : f.text.substr(nl + 1);
       if (!safe_relative_name(dir) || name.empty()) fail("a bad restore request '{}'", f.text);
+      // Tests: a destination that dies once the restore was asked for (the source must not
+      // run the job then, since this side may).
+      if (fault_active("serve-exit-before-restore")) ::_exit(1);
       const std::string result = restore_in_child(opt, staging / dir, name);
       log::info("serve: {} from {}: {}", name, peer, result == "ok" ? "restored, running" : result);
       send_frame(socket, FrameKind::Result, result);
