@@ -66,6 +66,23 @@ TEST(CheckpointIncremental, PreDumpsThenDumpWithParentRestoreTheChain) {
   EXPECT_TRUE(keep_progressing(restored.status(), 3000ms));
 }
 
+// The same for a process of the host (`dump --pid`: seized with ptrace alone, no cgroup).
+TEST(CheckpointIncremental, HostProcessByPid) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  HostProcess host;
+  ASSERT_TRUE(host.start(c_workload("dirtier", {"64", "8"}), env.status_path("host")));
+  const fs::path pre = env.work() / "pre", last = env.work() / "last";
+  ASSERT_TRUE(env.dump_pid(host.pid(), pre, {"--pre-dump"})) << host.log_tail();
+  ASSERT_TRUE(keep_progressing(host.status(), 700ms)) << "the process does not run on after --pre-dump";
+  ASSERT_TRUE(env.dump_pid(host.pid(), last, {"--parent", pre.string()})) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s));
+  EXPECT_LT(page_bytes(last) * 4, page_bytes(pre));
+  Container restored(env, "host-r");
+  ASSERT_TRUE(restored.restore(last, host.status()));
+  EXPECT_TRUE(keep_progressing(restored.status(), 2000ms));
+}
+
 TEST(CheckpointIncremental, MissingOrChangedParentIsAClearError) {
   STASIS_REQUIRE_FEATURE("dirty-tracking");
   CheckpointEnv env;
