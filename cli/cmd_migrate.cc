@@ -4,13 +4,14 @@
 #include "common/error.h"
 #include "images/page_file.h"
 #include "transport/migrate.h"
+#include "transport/wire.h"
 
 namespace stasis::cli {
 
 void add_migrate_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("migrate", "Move a running container to another host (`stasis serve` there)");
   struct Args {
-    std::string name, to, compression = "lz4";
+    std::string name, to, compression = "lz4", key;
     int max_rounds = 8;
     bool plaintext = false;
   };
@@ -20,21 +21,21 @@ void add_migrate_command(Cli& cli) {
   cmd->add_option("--max-rounds", a->max_rounds, "Most pre-copy rounds before the final stop")->capture_default_str();
   cmd->add_option("--compress,--compression", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();
-  cmd->add_flag("--plaintext", a->plaintext,
-                "Send without authentication or encryption (trusted networks only; required: no authenticated mode "
-                "exists yet)");
+  cmd->add_option("--key", a->key,
+                  "Pre-shared key file (the same as serve's): the destination must prove it holds it, and every "
+                  "frame is authenticated (not encrypted)");
+  cmd->add_flag("--plaintext", a->plaintext, "Send without authentication (trusted networks only)");
   cmd->footer(R"(Pre-copies the memory while the container runs (rounds of what it wrote since the last),
 then freezes it, sends the rest and its state, and removes it here once the destination runs
 it. If anything fails before that, it runs on here.
 
 Examples:
-  stasis migrate web --to 10.0.0.2:7070 --plaintext)");
+  stasis migrate web --to 10.0.0.2:7070 --key /etc/stasis.key)");
   cmd->callback([&cli, a] {
     cli.action = [&cli, a]() -> int {
-      if (!a->plaintext)
-        throw Error("stasis migrate: authenticated migration (--key, TLS) is not implemented yet; --plaintext sends "
-                    "without it, for a trusted network",
-                    kExitNotImplemented);
+      if (a->key.empty() == !a->plaintext)
+        throw UsageError("stasis migrate: give --key FILE (a pre-shared key), or --plaintext to send without "
+                         "authentication on a trusted network (exactly one)");
       if (a->max_rounds < 1) throw UsageError("--max-rounds: at least 1");
       transport::MigrateOptions o;
       o.name = a->name;
@@ -42,6 +43,7 @@ Examples:
       o.state_root = cli.global.root;
       o.max_rounds = a->max_rounds;
       o.compression = images::parse_compression(a->compression);
+      if (!a->key.empty()) o.key = transport::read_key_file(a->key);
       return transport::migrate(o);
     };
   });

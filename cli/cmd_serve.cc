@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "common/error.h"
 #include "transport/migrate.h"
+#include "transport/wire.h"
 
 namespace stasis::cli {
 
@@ -9,23 +10,26 @@ void add_serve_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("serve", "Receive containers migrated from another host (`stasis migrate`)");
   auto listen = std::make_shared<std::string>();
   auto plaintext = std::make_shared<bool>(false);
+  auto key = std::make_shared<std::string>();
   cmd->add_option("--listen", *listen, "Address and port to listen on (ADDR:PORT; port 0: any)")->required();
-  cmd->add_flag("--plaintext", *plaintext,
-                "Accept migrations without authentication or encryption (trusted networks only; required: no "
-                "authenticated mode exists yet)");
+  cmd->add_option("--key", *key,
+                  "Pre-shared key file (the same on both sides, at least 16 bytes): only a client holding it can "
+                  "send, and every frame is authenticated (not encrypted)");
+  cmd->add_flag("--plaintext", *plaintext, "Accept migrations without authentication (trusted networks only)");
   cmd->footer(R"(Runs until stopped. Each migration is staged in ROOT/incoming while it arrives, restored
 from there, and removed.
 
 Examples:
-  stasis serve --listen 10.0.0.2:7070 --plaintext           (on the destination)
-  stasis migrate web --to 10.0.0.2:7070 --plaintext         (on the source))");
-  cmd->callback([&cli, listen, plaintext] {
-    cli.action = [&cli, listen, plaintext]() -> int {
-      if (!*plaintext)
-        throw Error("stasis serve: authenticated migration (--key, TLS) is not implemented yet; --plaintext serves "
-                    "without it, for a trusted network",
-                    kExitNotImplemented);
+  head -c 32 /dev/urandom > /etc/stasis.key                (the same file on both hosts)
+  stasis serve --listen 10.0.0.2:7070 --key /etc/stasis.key (on the destination)
+  stasis migrate web --to 10.0.0.2:7070 --key /etc/stasis.key)");
+  cmd->callback([&cli, listen, plaintext, key] {
+    cli.action = [&cli, listen, plaintext, key]() -> int {
+      if (key->empty() == !*plaintext)
+        throw UsageError("stasis serve: give --key FILE (a pre-shared key), or --plaintext to accept migrations "
+                         "without authentication on a trusted network (exactly one)");
       transport::ServeOptions o;
+      if (!key->empty()) o.key = transport::read_key_file(*key);
       o.listen = *listen;
       o.state_root = cli.global.root;
       return transport::serve(o);

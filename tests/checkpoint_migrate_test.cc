@@ -4,7 +4,11 @@
 // missing or stale after the move fails it. Failures before the destination runs the job must
 // leave the source running.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,8 +31,9 @@ namespace fs = std::filesystem;
 // the end, with whatever it restored removed.
 class Server {
  public:
-  // fault: STASIS_FAULT for the serve (common/fault.h), or empty.
-  explicit Server(const fs::path& root, const std::string& fault = "") : root_(root) {
+  // key: the key file (--key), or empty for --plaintext; fault: STASIS_FAULT for the serve
+  // (common/fault.h), or empty.
+  explicit Server(const fs::path& root, const std::string& key = "", const std::string& fault = "") : root_(root) {
     log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + ".log");
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -38,8 +43,12 @@ class Server {
       ::setsid();
       if (!fault.empty()) ::setenv("STASIS_FAULT", fault.c_str(), 1);
       std::string bin = stasis_binary(), r = root.string();
-      ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--plaintext",
-              static_cast<char*>(nullptr));
+      if (key.empty())
+        ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--plaintext",
+                static_cast<char*>(nullptr));
+      else
+        ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--key", key.c_str(),
+                static_cast<char*>(nullptr));
       ::_exit(127);
     }
     wait_until(
@@ -69,6 +78,12 @@ class Server {
   }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string log() const {
+    std::ifstream in(log_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
   void will_hold(const std::string& name) { names_.push_back(name); }
   CommandResult stasis(const std::vector<std::string>& args) const {
     std::vector<std::string> all{"--root", root_.string()};
@@ -90,17 +105,25 @@ bool listed_running(const CommandResult& ps, const std::string& name) {
   return false;
 }
 
+// A 32-byte key file in dir.
+fs::path write_key(const fs::path& dir, const std::string& name, char fill) {
+  fs::path path = dir / name;
+  std::ofstream(path) << std::string(32, fill);
+  return path;
+}
+
 TEST(CheckpointMigrate, RunningContainerMovesToAnotherStateRootOnLoopback) {
   STASIS_REQUIRE_FEATURE("dirty-tracking");
   CheckpointEnv env;
   TempDir destination_root("stasis-dst");
-  Server server(destination_root.path());
+  const fs::path key = write_key(env.work(), "key", 'k');
+  Server server(destination_root.path(), key.string());
   ASSERT_GT(server.port(), 0) << "stasis serve did not start";
   Container original(env, "mig");
   ASSERT_TRUE(original.run(c_workload("dirtier", {"128", "16"})));
   server.will_hold(original.name());
 
-  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--key", key.string()}, 120s);
   std::printf("%s", r.out.c_str());
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("round 2:"), std::string::npos) << "no second pre-copy round: " << r.out;
@@ -144,9 +167,9 @@ TEST(CheckpointMigrate, RefusalOrNoServerLeavesTheSourceRunning) {
   EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
   EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
 
-  // Without --plaintext there is no mode yet: refused up front.
+  // Neither a key nor --plaintext: refused up front (usage).
   r = env.stasis({"migrate", original.name(), "--to", address}, 30s);
-  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
 }
 
 // The destination dies in the middle of the pre-copy: the source runs on, untracked; a new
@@ -198,7 +221,7 @@ TEST(CheckpointMigrate, DestinationLostAfterTheRestoreRequestLeavesTheSourceFroz
   STASIS_REQUIRE_FEATURE("dirty-tracking");
   CheckpointEnv env;
   TempDir destination_root("stasis-dst");
-  Server server(destination_root.path(), "serve-exit-before-restore");
+  Server server(destination_root.path(), "", "serve-exit-before-restore");
   ASSERT_GT(server.port(), 0) << "stasis serve did not start";
   Container original(env, "miglost");
   ASSERT_TRUE(original.run(c_workload("dirtier", {"32", "8"})));
@@ -210,6 +233,127 @@ TEST(CheckpointMigrate, DestinationLostAfterTheRestoreRequestLeavesTheSourceFroz
   // The one who knows thaws it: it goes on where it was.
   ASSERT_EQ(env.stasis({"thaw", original.name()}).exit_code, 0);
   EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+}
+
+// Only a peer holding the key: a wrong key on either side is refused before anything is sent,
+// and a plaintext client is refused by a serve with a key. The source runs on each time.
+TEST(CheckpointMigrate, WrongKeyOrNoKeyIsRefused) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  const fs::path key = write_key(env.work(), "key", 'k'), other = write_key(env.work(), "other", 'o');
+  Server server(destination_root.path(), key.string());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  Container original(env, "migkey");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"16", "4"})));
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--key", other.string()}, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("does not hold our key"), std::string::npos) << r.out << r.err;
+  r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(wait_until([&] { return server.log().find("the client's mode is not ours") != std::string::npos; }, 10s))
+      << server.log();
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
+  EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
+}
+
+// A relay between migrate and serve that flips one byte of the client's stream at `offset`.
+class TamperingRelay {
+ public:
+  TamperingRelay(int to_port, uint64_t offset) : to_port_(to_port), offset_(offset) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(listener_, 1) < 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) < 0)
+      return;
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~TamperingRelay() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(listener_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  bool flipped() const { return flipped_; }
+
+ private:
+  void run() {
+    pollfd l{listener_, POLLIN, 0};
+    while (!stop_ && ::poll(&l, 1, 100) == 0) {
+    }
+    if (stop_) return;
+    int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(to_port_));
+    if (client < 0 || ::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return;
+    uint64_t forwarded = 0;
+    std::vector<char> buf(1 << 16);
+    while (!stop_) {
+      pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (::poll(p, 2, 100) <= 0) continue;
+      bool closed = false;
+      for (int i = 0; i < 2; ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::read(p[i].fd, buf.data(), buf.size());
+        if (n <= 0) {
+          closed = true;
+          break;
+        }
+        if (i == 0) {
+          if (forwarded <= offset_ && offset_ < forwarded + static_cast<uint64_t>(n)) {
+            buf[offset_ - forwarded] ^= 0x01;
+            flipped_ = true;
+          }
+          forwarded += static_cast<uint64_t>(n);
+        }
+        if (::send(p[1 - i].fd, buf.data(), static_cast<size_t>(n), MSG_NOSIGNAL) != n) closed = true;
+      }
+      if (closed) break;
+    }
+    ::close(client);
+    ::close(server);
+  }
+
+  int to_port_;
+  uint64_t offset_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false}, flipped_{false};
+  std::thread thread_;
+};
+
+// One bit changed on the way: serve finds the frame's tag wrong and drops the connection
+// before restoring anything; the source runs on.
+TEST(CheckpointMigrate, TamperedStreamIsRefused) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  const fs::path key = write_key(env.work(), "key", 'k');
+  Server server(destination_root.path(), key.string());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  TamperingRelay relay(server.port(), 300000);  // inside the first round's page file
+  Container original(env, "migtamper");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"16", "4"})));
+  server.will_hold(original.name());
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", relay.address(), "--key", key.string()}, 60s);
+  EXPECT_TRUE(relay.flipped());
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(wait_until([&] { return server.log().find("failed its authentication tag") != std::string::npos; }, 10s))
+      << server.log();
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
+  EXPECT_TRUE(wait_until([&] { return fs::is_empty(destination_root.path() / "incoming"); }, 10s));
 }
 
 }  // namespace

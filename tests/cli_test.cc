@@ -67,12 +67,12 @@ TEST(Cli, EveryCommandHasHelp) {
     EXPECT_EQ(r.out.find("issue"), std::string::npos) << cmd << ": " << r.out;
     EXPECT_EQ(r.out.find("later"), std::string::npos) << cmd << ": " << r.out;
   }
-  // No authenticated mode yet: without --plaintext, serve and migrate say so (exit 3).
+  // serve and migrate need a key, or --plaintext said in so many words (a usage error).
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"serve", "--listen", "127.0.0.1:1"}, {"migrate", "web", "--to", "127.0.0.1:1"}}) {
     auto r = run_stasis(args);
-    EXPECT_EQ(r.exit_code, 3) << args[0] << ": " << r.out << r.err;
-    EXPECT_NE(r.err.find("not implemented yet; --plaintext"), std::string::npos) << args[0] << ": " << r.err;
+    EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find("give --key FILE"), std::string::npos) << args[0] << ": " << r.err;
   }
   auto r = run_stasis({"--help"});
   EXPECT_NE(r.out.find("Examples:"), std::string::npos) << r.out;

@@ -71,7 +71,13 @@ int migrate(const MigrateOptions& opt) {
   socket.connect(to, ec);
   if (ec) fail("connect to {}: {} (is `stasis serve` running there?)", opt.to, ec.message());
   socket.set_option(tcp::no_delay(true));
-  send_frame(socket, FrameKind::Hello, kHello);
+  Channel channel(std::move(socket));
+  try {
+    channel.open_client(opt.key);
+  } catch (const boost::system::system_error& e) {
+    fail("migrate {} to {}: the connection failed while opening ({}); {} runs on here", opt.name, opt.to,
+         e.code().message(), opt.name);
+  }
 
   Staging staging;
   EndTracking end_tracking{opt.state_root};
@@ -93,7 +99,7 @@ int migrate(const MigrateOptions& opt) {
       const auto t = Clock::now();
       dump::DumpReport r = dump::dump(o);
       end_tracking.pid = r.host_pid;
-      const uint64_t sent = send_directory(socket, o.dir, std::to_string(round));
+      const uint64_t sent = channel.send_directory(o.dir, std::to_string(round));
       wire += sent;
       const uint64_t held = r.pages.raw_bytes;
       std::printf("round %d: %.1f MiB of memory%s, %.1f MiB sent in %.3f s (job stopped %.3f s)\n", round,
@@ -123,19 +129,19 @@ int migrate(const MigrateOptions& opt) {
     dump::DumpReport r = dump::dump(o);
     dump_s = since(t_freeze);
     const auto t_send = Clock::now();
-    const uint64_t sent = send_directory(socket, o.dir, "final");
+    const uint64_t sent = channel.send_directory(o.dir, "final");
     wire += sent;
     std::printf("final: %.1f MiB of memory written since the last round and the job's state, %.1f MiB sent\n",
                 r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
     std::fflush(stdout);
-    send_frame(socket, FrameKind::Restore, "final\n" + opt.name);
+    channel.send_frame(FrameKind::Restore, "final\n" + opt.name);
     send_s = since(t_send);
   } catch (const boost::system::system_error& e) {
     fail("migrate {} to {}: the connection failed while sending the final state ({}); {} runs on here", opt.name,
          opt.to, e.code().message(), opt.name);
   }
   try {
-    Frame f = read_frame(socket);
+    Frame f = channel.read_frame();
     if (f.kind != FrameKind::Result) fail("migrate {}: the destination answered with a frame of kind {}", opt.name,
                                           static_cast<int>(f.kind));
     answer = f.text;

@@ -7,11 +7,13 @@
 // holds is small or stops shrinking; then the container is frozen, dumped with the last
 // round as parent and left frozen, sent, and restored on the destination. The source is
 // removed only once the destination says the job runs; a refusal or failure there thaws the
-// source. No authentication or encryption yet: both commands ask for --plaintext.
+// source. Authentication: a pre-shared key (--key FILE, transport/wire.h), or none when asked
+// for with --plaintext; no encryption yet.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "images/page_file.h"
@@ -25,12 +27,14 @@ struct MigrateOptions {
   int max_rounds = 8;
   uint64_t small_bytes = 8ull << 20;  // a round holding less than this is the last pre-copy
   images::Compression compression = images::Compression::Lz4;
+  std::optional<std::string> key;  // --key: the pre-shared key (transport/wire.h); none: --plaintext
 };
 int migrate(const MigrateOptions& options);
 
 struct ServeOptions {
   std::string listen;  // ADDR:PORT (port 0: any; the port is printed)
   std::filesystem::path state_root = "/run/stasis";
+  std::optional<std::string> key;
 };
 // Runs until killed; one thread per connection.
 int serve(const ServeOptions& options);

@@ -53,8 +53,9 @@ std::string restore_in_child(const ServeOptions& opt, const fs::path& dir, const
 
 void handle(const ServeOptions& opt, tcp::socket socket) {
   std::string peer;
+  Channel channel(std::move(socket));
   try {
-    peer = socket.remote_endpoint().address().to_string();
+    peer = channel.socket().remote_endpoint().address().to_string();
   } catch (...) {
   }
   const fs::path incoming = opt.state_root / "incoming";
@@ -66,13 +67,12 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
   }
   const fs::path staging = tmpl;
   try {
-    Frame hello = read_frame(socket);
-    if (hello.kind != FrameKind::Hello || hello.text != kHello) fail("not a stasis migration stream");
+    channel.open_server(opt.key);
     for (;;) {
-      Frame f = read_frame(socket);
+      Frame f = channel.read_frame();
       if (f.kind == FrameKind::File) {
         if (!safe_relative_name(f.text)) fail("a file named '{}' in the stream", f.text);
-        receive_file(socket, f.payload, staging / f.text);
+        channel.receive_file(f, staging / f.text);
         continue;
       }
       if (f.kind != FrameKind::Restore) fail("unexpected frame of kind {}", static_cast<int>(f.kind));
@@ -84,7 +84,7 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
       if (fault_active("serve-exit-before-restore")) ::_exit(1);
       const std::string result = restore_in_child(opt, staging / dir, name);
       log::info("serve: {} from {}: {}", name, peer, result == "ok" ? "restored, running" : result);
-      send_frame(socket, FrameKind::Result, result);
+      channel.send_frame(FrameKind::Result, result);
       break;
     }
   } catch (const std::exception& e) {

@@ -1,6 +1,10 @@
 #include "transport/wire.h"
 
 #include <fcntl.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,33 +34,174 @@ T get(const unsigned char* p) {
   return static_cast<T>(v);
 }
 
+std::string hex(const unsigned char* p, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += fmt::format("{:02x}", p[i]);
+  return out;
+}
+
+std::string nonce() {
+  unsigned char n[32];
+  if (RAND_bytes(n, sizeof n) != 1) fail("migration: no random bytes for a nonce (OpenSSL RAND_bytes)");
+  return hex(n, sizeof n);
+}
+
+std::string hmac_hex(const std::string& key, std::initializer_list<std::string_view> parts) {
+  Mac mac(key);
+  for (auto p : parts) {
+    mac.update(p);
+    mac.update("\n", 1);
+  }
+  auto tag = mac.final();
+  return hex(tag.data(), tag.size());
+}
+
+bool same(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 }  // namespace
 
-void send_frame(tcp::socket& socket, FrameKind kind, std::string_view text, uint64_t payload) {
+struct Mac::Impl {
+  EVP_MAC* mac = nullptr;
+  EVP_MAC_CTX* ctx = nullptr;
+  ~Impl() {
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+  }
+};
+
+Mac::Mac(std::string_view key) : impl_(std::make_unique<Impl>()) {
+  impl_->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (!impl_->mac) fail("OpenSSL has no HMAC");
+  impl_->ctx = EVP_MAC_CTX_new(impl_->mac);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  if (!impl_->ctx ||
+      EVP_MAC_init(impl_->ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) != 1)
+    fail("OpenSSL: HMAC-SHA256 init failed");
+}
+Mac::~Mac() = default;
+void Mac::update(const void* data, size_t size) {
+  if (EVP_MAC_update(impl_->ctx, static_cast<const unsigned char*>(data), size) != 1) fail("OpenSSL: HMAC update failed");
+}
+std::array<unsigned char, 32> Mac::final() {
+  std::array<unsigned char, 32> out{};
+  size_t n = 0;
+  if (EVP_MAC_final(impl_->ctx, out.data(), &n, out.size()) != 1 || n != out.size()) fail("OpenSSL: HMAC final failed");
+  return out;
+}
+
+void Channel::open_client(const std::optional<std::string>& key) {
+  client_ = true;
+  const std::string cn = nonce();
+  send_frame(FrameKind::Hello, fmt::format("{} {} {}", kProtocol, key ? "key" : "plaintext", cn));
+  if (!key) return;
+  Frame c = read_frame();
+  if (c.kind != FrameKind::Challenge) fail("the destination does not take a key (is its serve run with --key?)");
+  const size_t sp = c.text.find(' ');
+  if (sp == std::string::npos) fail("the destination's challenge is malformed");
+  const std::string sn = c.text.substr(0, sp), proof = c.text.substr(sp + 1);
+  if (!same(proof, hmac_hex(*key, {"server", cn, sn})))
+    fail("the destination does not hold our key (its proof is wrong): nothing was sent");
+  send_frame(FrameKind::Proof, hmac_hex(*key, {"client", cn, sn}));
+  session_ = hmac_hex(*key, {"session", cn, sn});
+}
+
+void Channel::open_server(const std::optional<std::string>& key) {
+  Frame h = read_frame();
+  const std::string want = fmt::format("{} {} ", kProtocol, key ? "key" : "plaintext");
+  if (h.kind != FrameKind::Hello || h.text.rfind(kProtocol, 0) != 0) fail("not a stasis migration stream");
+  if (h.text.rfind(want, 0) != 0)
+    fail("the client's mode is not ours ({}; this serve runs with {})", h.text.substr(kProtocol.size() + 1),
+         key ? "--key" : "--plaintext");
+  if (!key) return;
+  const std::string cn = h.text.substr(want.size()), sn = nonce();
+  send_frame(FrameKind::Challenge, sn + " " + hmac_hex(*key, {"server", cn, sn}));
+  Frame p = read_frame();
+  if (p.kind != FrameKind::Proof || !same(p.text, hmac_hex(*key, {"client", cn, sn})))
+    fail("the client does not hold our key (its proof is wrong)");
+  session_ = hmac_hex(*key, {"session", cn, sn});
+}
+
+void Channel::start_mac(char direction, uint64_t seq, FrameKind kind, std::string_view text, uint64_t size) {
+  auto& mac = direction == 'c' ? (client_ ? send_mac_ : recv_mac_) : (client_ ? recv_mac_ : send_mac_);
+  mac = std::make_unique<Mac>(*session_);
+  std::string head;
+  head += direction;
+  put<uint64_t>(head, seq);
+  head += static_cast<char>(kind);
+  put<uint32_t>(head, static_cast<uint32_t>(text.size()));
+  head += text;
+  put<uint64_t>(head, size);
+  mac->update(head);
+}
+
+void Channel::begin_frame(FrameKind kind, std::string_view text, uint64_t size) {
   std::string out;
   out += static_cast<char>(kind);
   put<uint32_t>(out, static_cast<uint32_t>(text.size()));
   out += text;
-  put<uint64_t>(out, payload);
-  boost::asio::write(socket, boost::asio::buffer(out));
+  put<uint64_t>(out, size);
+  if (session_) start_mac(client_ ? 'c' : 's', sent_++, kind, text, size);
+  boost::asio::write(socket_, boost::asio::buffer(out));
 }
 
-Frame read_frame(tcp::socket& socket) {
+void Channel::send_payload(const void* data, size_t size) {
+  if (send_mac_) send_mac_->update(data, size);
+  boost::asio::write(socket_, boost::asio::buffer(data, size));
+}
+
+void Channel::end_frame() {
+  if (!send_mac_) return;
+  auto tag = send_mac_->final();
+  send_mac_.reset();
+  boost::asio::write(socket_, boost::asio::buffer(tag));
+}
+
+void Channel::send_frame(FrameKind kind, std::string_view text) {
+  begin_frame(kind, text, 0);
+  end_frame();
+}
+
+Frame Channel::read_frame() {
   unsigned char head[5];
-  boost::asio::read(socket, boost::asio::buffer(head));
+  boost::asio::read(socket_, boost::asio::buffer(head));
   Frame f;
   f.kind = static_cast<FrameKind>(head[0]);
   const auto len = get<uint32_t>(head + 1);
   if (len > kMaxText) fail("migration stream: a frame of kind {} announces {} bytes of text", head[0], len);
   f.text.resize(len);
-  boost::asio::read(socket, boost::asio::buffer(f.text));
+  boost::asio::read(socket_, boost::asio::buffer(f.text));
   unsigned char size[8];
-  boost::asio::read(socket, boost::asio::buffer(size));
+  boost::asio::read(socket_, boost::asio::buffer(size));
   f.payload = get<uint64_t>(size);
+  if (session_) {
+    start_mac(client_ ? 's' : 'c', received_++, f.kind, f.text, f.payload);
+    recv_left_ = f.payload;
+    if (recv_left_ == 0) check_tag();
+  }
   return f;
 }
 
-uint64_t send_directory(tcp::socket& socket, const fs::path& dir, const std::string& prefix) {
+void Channel::read_payload(void* out, size_t size) {
+  boost::asio::read(socket_, boost::asio::buffer(out, size));
+  if (!recv_mac_) return;
+  recv_mac_->update(out, size);
+  recv_left_ -= std::min<uint64_t>(recv_left_, size);
+  if (recv_left_ == 0) check_tag();
+}
+
+void Channel::check_tag() {
+  std::array<unsigned char, 32> tag{};
+  boost::asio::read(socket_, boost::asio::buffer(tag));
+  auto want = recv_mac_->final();
+  recv_mac_.reset();
+  if (CRYPTO_memcmp(tag.data(), want.data(), tag.size()) != 0)
+    fail("migration stream: a frame failed its authentication tag (changed, replayed or out of order): dropped");
+}
+
+uint64_t Channel::send_directory(const fs::path& dir, const std::string& prefix) {
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir))
     if (e.is_regular_file()) files.push_back(e.path());
@@ -66,29 +211,37 @@ uint64_t send_directory(tcp::socket& socket, const fs::path& dir, const std::str
   for (const auto& file : files) {
     UniqueFd fd = open_or_throw(file, O_RDONLY | O_CLOEXEC);
     const uint64_t size = fs::file_size(file);
-    send_frame(socket, FrameKind::File, prefix + "/" + file.filename().string(), size);
+    begin_frame(FrameKind::File, prefix + "/" + file.filename().string(), size);
     for (uint64_t done = 0; done < size;) {
       ssize_t n = ::read(fd.get(), buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), size - done)));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) fail_errno(n < 0 ? errno : EIO, "read {}", file.string());
-      boost::asio::write(socket, boost::asio::buffer(buf.data(), static_cast<size_t>(n)));
+      send_payload(buf.data(), static_cast<size_t>(n));
       done += static_cast<uint64_t>(n);
     }
+    end_frame();
     sent += size;
   }
   return sent;
 }
 
-void receive_file(tcp::socket& socket, uint64_t size, const fs::path& to) {
+void Channel::receive_file(const Frame& frame, const fs::path& to) {
   fs::create_directories(to.parent_path());
   UniqueFd fd = open_or_throw(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   std::vector<char> buf(kPiece);
-  for (uint64_t done = 0; done < size;) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - done));
-    boost::asio::read(socket, boost::asio::buffer(buf.data(), n));
+  for (uint64_t done = 0; done < frame.payload;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), frame.payload - done));
+    read_payload(buf.data(), n);
     write_all(fd.get(), std::as_bytes(std::span(buf.data(), n)), to.string());
     done += n;
   }
+}
+
+std::string read_key_file(const fs::path& path) {
+  std::string key = read_file(path);
+  if (key.size() < 16) fail("key file {}: {} bytes; a key needs at least 16 (e.g. head -c 32 /dev/urandom > {})",
+                            path.string(), key.size(), path.string());
+  return key;
 }
 
 bool safe_relative_name(std::string_view name) {

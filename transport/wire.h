@@ -1,18 +1,31 @@
 // The migration stream between `stasis migrate` and `stasis serve` (docs/migrate.md): frames
 // over one TCP connection (Boost.Asio). A frame is a u8 kind, a u32 length and that many bytes
-// of text, a u64 length and that many bytes of payload (little-endian).
-//   HELLO   text "stasis-migrate 1"
-//   FILE    text = the file's path in the staging folder ("3/pages-1.img"), payload = its bytes
-//   RESTORE text = "<checkpoint folder>\n<container name>"
-//   RESULT  (from serve) text = "ok" or the reason the restore failed
+// of text, a u64 length and that many bytes of payload (little-endian), and on an
+// authenticated channel a 32-byte tag.
+//   HELLO     text "stasis-migrate 1 <mode> <client nonce>" (mode: key or plaintext)
+//   CHALLENGE (from serve, key mode) text "<server nonce> <proof>"
+//   PROOF     (key mode) text "<proof>"
+//   FILE      text = the file's path in the staging folder ("3/pages-1.img"), payload = its bytes
+//   RESTORE   text = "<checkpoint folder>\n<container name>"
+//   RESULT    (from serve) text = "ok" or the reason the restore failed
+//
+// Key mode (--key FILE, the same file on both sides): each side proves it holds the key with
+// an HMAC-SHA256 over both sides' fresh random nonces, and every later frame carries the
+// HMAC-SHA256, under a key derived from the pre-shared key and both nonces, of its direction,
+// its sequence number, its header and its payload. A frame changed, dropped, reordered or
+// replayed (from this connection or another) fails its tag, and the receiver drops the
+// connection; serve restores only after every frame passed. The bytes are not encrypted.
 #pragma once
 
 #include <utility>  // std::exchange, which boost/asio/awaitable.hpp uses without including
 
 #include <boost/asio.hpp>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,8 +33,8 @@ namespace stasis::transport {
 
 using boost::asio::ip::tcp;
 
-enum class FrameKind : uint8_t { Hello = 1, File = 2, Restore = 3, Result = 4 };
-inline constexpr std::string_view kHello = "stasis-migrate 1";
+enum class FrameKind : uint8_t { Hello = 1, File = 2, Restore = 3, Result = 4, Challenge = 5, Proof = 6 };
+inline constexpr std::string_view kProtocol = "stasis-migrate 1";
 
 struct Frame {
   FrameKind kind{};
@@ -29,12 +42,64 @@ struct Frame {
   uint64_t payload = 0;  // bytes that follow, for the reader to take
 };
 
-void send_frame(tcp::socket& socket, FrameKind kind, std::string_view text, uint64_t payload = 0);
-Frame read_frame(tcp::socket& socket);
-// Every regular file of dir, as FILE frames named prefix/NAME; returns the bytes sent.
-uint64_t send_directory(tcp::socket& socket, const std::filesystem::path& dir, const std::string& prefix);
-// The payload of a FILE frame into `to` (created).
-void receive_file(tcp::socket& socket, uint64_t size, const std::filesystem::path& to);
+// HMAC-SHA256, streaming (OpenSSL).
+class Mac {
+ public:
+  explicit Mac(std::string_view key);
+  ~Mac();
+  Mac(const Mac&) = delete;
+  Mac& operator=(const Mac&) = delete;
+  void update(const void* data, size_t size);
+  void update(std::string_view s) { update(s.data(), s.size()); }
+  std::array<unsigned char, 32> final();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Channel {
+ public:
+  explicit Channel(tcp::socket socket) : socket_(std::move(socket)) {}
+  tcp::socket& socket() { return socket_; }
+
+  // The client's side of the opening: HELLO, then with a key the proofs both ways. Throws
+  // when the server does not prove it holds the key.
+  void open_client(const std::optional<std::string>& key);
+  // The server's: reads HELLO, refuses a client whose mode is not ours or that does not
+  // prove it holds the key.
+  void open_server(const std::optional<std::string>& key);
+
+  void send_frame(FrameKind kind, std::string_view text);  // no payload
+  // A frame with a payload: header, then send_payload() for exactly `size` bytes, then end.
+  void begin_frame(FrameKind kind, std::string_view text, uint64_t size);
+  void send_payload(const void* data, size_t size);
+  void end_frame();
+
+  // Reads a frame's header; a frame without payload is checked here, one with a payload once
+  // read_payload() has taken all of it.
+  Frame read_frame();
+  void read_payload(void* out, size_t size);
+
+  // Every regular file of dir, as FILE frames named prefix/NAME; returns the bytes sent.
+  uint64_t send_directory(const std::filesystem::path& dir, const std::string& prefix);
+  // The payload of a FILE frame into `to` (created).
+  void receive_file(const Frame& frame, const std::filesystem::path& to);
+
+ private:
+  void start_mac(char direction, uint64_t seq, FrameKind kind, std::string_view text, uint64_t size);
+  void check_tag();
+
+  tcp::socket socket_;
+  std::optional<std::string> session_;  // the frames' key, once opened with a key
+  bool client_ = false;
+  uint64_t sent_ = 0, received_ = 0;  // frame sequence numbers, per direction
+  std::unique_ptr<Mac> send_mac_, recv_mac_;
+  uint64_t recv_left_ = 0;
+};
+
+// Reads a key file: at least 16 bytes.
+std::string read_key_file(const std::filesystem::path& path);
 // Checks a FILE frame's name: relative, no "..", plain characters.
 bool safe_relative_name(std::string_view name);
 // "ADDR:PORT" (IPv4, or [IPv6]:PORT).
