@@ -90,7 +90,9 @@ _stasis() {
     stop) opts="-t --time" ;;
     kill) opts="-s --signal" ;;
     rm) opts="-f --force" ;;
-    dump) opts="-D --dir --pid --leave-running --compression --ghost-limit" ;;
+    dump) opts="-D --dir --pid --leave-running --compression --ghost-limit --pre-dump --parent" ;;
+    serve) opts="--listen --key --plaintext" ;;
+    migrate) opts="--to --key --plaintext --max-rounds --compress" ;;
     restore) opts="-D --dir --name -d --detach --log --inherit-fd --allow-changed-file --ip --host-ip" ;;
     show) opts="--verify --json --pages --id" ;;
     check) opts="--json" ;;
@@ -117,7 +119,8 @@ _stasis() {
       else
         _stasis_files
       fi ;;
-    ps | check | serve | migrate) ;;
+    ps | check | serve) ;;
+    migrate) ((positional == 0)) && COMPREPLY=($(compgen -W "$(_stasis_containers)" -- "$cur")) ;;
     show) _stasis_files -d ;;
     restore) ;;
     rm | inspect | wait | dump) COMPREPLY=($(compgen -W "$(_stasis_containers -a)" -- "$cur")) ;;
