@@ -7,10 +7,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 #include <vector>
@@ -189,6 +193,91 @@ TEST(PageScanner, ManyRunsInOneVmaComeOnceEach) {
   });
   EXPECT_TRUE(ordered) << "a run starts before the end of the one before";
   EXPECT_EQ(pages, kPages / 3);
+}
+
+// Dirty tracking's scan (dump/dirty_tracking.h) over more runs than one PAGEMAP_SCAN call
+// returns: after a first scan has write-protected everything, the next reports as written
+// exactly the pages the process wrote since (none lost, none extra), each once, and the one
+// after that none.
+TEST(PageScanner, ScanAndProtectFindsExactlyTheWrittenPages) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  constexpr uint64_t kPages = 3 * 8192;
+  auto written_now = [](uint64_t i) { return i % 9 == 0 || i % 27 == 1; };  // some old pages, some new
+  int to_child[2], from_child[2];
+  ASSERT_EQ(::pipe(to_child), 0);
+  ASSERT_EQ(::pipe(from_child), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    auto* m = static_cast<volatile char*>(
+        ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ::madvise(const_cast<char*>(m), kPages * kPage, MADV_NOHUGEPAGE);
+    for (uint64_t i = 0; i < kPages; i += 3) m[i * kPage] = 1;
+    uint64_t msg[2] = {reinterpret_cast<uint64_t>(m),
+                       static_cast<uint64_t>(::syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1))};
+    if (::write(from_child[1], msg, sizeof msg) != sizeof msg) ::_exit(1);
+    char c;
+    if (::read(to_child[0], &c, 1) != 1) ::_exit(1);
+    for (uint64_t i = 0; i < kPages; ++i)
+      if (written_now(i)) m[i * kPage + 5] = 2;
+    if (::write(from_child[1], &c, 1) != 1) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ASSERT_GT(pid, 0);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{pid};
+  uint64_t msg[2] = {};
+  ASSERT_EQ(::read(from_child[0], msg, sizeof msg), static_cast<ssize_t>(sizeof msg));
+  int pidfd = static_cast<int>(::syscall(__NR_pidfd_open, pid, 0));
+  ASSERT_GE(pidfd, 0);
+  int uffd = static_cast<int>(::syscall(__NR_pidfd_getfd, pidfd, static_cast<int>(msg[1]), 0));
+  ::close(pidfd);
+  ASSERT_GE(uffd, 0);
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+  ASSERT_EQ(::ioctl(uffd, UFFDIO_API, &api), 0);
+  uffdio_register reg{};
+  reg.range = {msg[0], kPages * kPage};
+  reg.mode = UFFDIO_REGISTER_MODE_WP;
+  ASSERT_EQ(::ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
+  pb::Vma vma;
+  vma.set_start(msg[0]);
+  vma.set_end(msg[0] + kPages * kPage);
+  vma.set_kind(pb::Vma::ANON_PRIVATE);
+  vma.set_prot(PROT_READ | PROT_WRITE);
+  dump::PageScanner scanner(pid);
+  // Page index -> how many times reported, and as written how many times.
+  auto scan = [&](std::vector<int>& seen, std::vector<int>& written) {
+    seen.assign(kPages, 0);
+    written.assign(kPages, 0);
+    scanner.scan_and_protect(vma, [&](uint64_t s, uint64_t e, uint64_t categories) {
+      for (uint64_t a = s; a < e; a += kPage) {
+        ++seen[(a - msg[0]) / kPage];
+        if (categories & PAGE_IS_WRITTEN) ++written[(a - msg[0]) / kPage];
+      }
+    });
+  };
+  std::vector<int> seen, written;
+  scan(seen, written);  // everything present, now write-protected
+  char c = 'w';
+  ASSERT_EQ(::write(to_child[1], &c, 1), 1);
+  ASSERT_EQ(::read(from_child[0], &c, 1), 1);
+  scan(seen, written);
+  uint64_t wrong = 0;
+  for (uint64_t i = 0; i < kPages; ++i) {
+    const bool present = i % 3 == 0 || written_now(i);
+    if (seen[i] != (present ? 1 : 0) || written[i] != (written_now(i) ? 1 : 0)) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0u) << "pages reported wrongly after the writes";
+  scan(seen, written);
+  EXPECT_EQ(std::count(written.begin(), written.end(), 1), 0) << "written pages left after a scan that protects";
+  ::close(uffd);
+  for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) ::close(fd);
 }
 
 TEST(PageScanner, GoneProcessIsANamedError) {
