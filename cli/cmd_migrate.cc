@@ -14,6 +14,7 @@ void add_migrate_command(Cli& cli) {
     std::string name, to, compression = "lz4", key;
     int max_rounds = 8;
     bool plaintext = false;
+    bool json = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("name", a->name, "Container to move")->required();
@@ -25,6 +26,7 @@ void add_migrate_command(Cli& cli) {
                   "Pre-shared key file (the same as serve's): the destination must prove it holds it, and every "
                   "frame is authenticated (not encrypted)");
   cmd->add_flag("--plaintext", a->plaintext, "Send without authentication (trusted networks only)");
+  cmd->add_flag("--json", a->json, "Progress and figures as JSON, one object a line (round, final, done)");
   cmd->footer(R"(Pre-copies the memory while the container runs (rounds of what it wrote since the last),
 then freezes it, sends the rest and its state, and removes it here once the destination runs
 it. If anything fails before that, it runs on here.
@@ -42,6 +44,7 @@ Examples:
       o.to = a->to;
       o.state_root = cli.global.root;
       o.max_rounds = a->max_rounds;
+      o.json = a->json;
       o.compression = images::parse_compression(a->compression);
       if (!a->key.empty()) o.key = transport::read_key_file(a->key);
       return transport::migrate(o);

@@ -158,6 +158,18 @@ TEST(CheckpointMigrate, RefusalOrNoServerLeavesTheSourceRunning) {
   for (fs::directory_iterator it(env.root() / "dirty-tracking", ec), end; !ec && it != end; it.increment(ec))
     EXPECT_EQ(it->path().extension(), ".lock") << it->path();
 
+  // A name the destination does not have: moved, with the figures as JSON lines.
+  {
+    Container other(env, "migjson");
+    ASSERT_TRUE(other.run(c_workload("dirtier", {"16", "4"})));
+    server.will_hold(other.name());
+    CommandResult moved = env.stasis({"migrate", other.name(), "--to", server.address(), "--plaintext", "--json"}, 60s);
+    EXPECT_EQ(moved.exit_code, 0) << moved.out << moved.err;
+    EXPECT_NE(moved.out.find("{\"event\":\"round\",\"round\":1,"), std::string::npos) << moved.out;
+    EXPECT_NE(moved.out.find("{\"event\":\"done\",\"rounds\":"), std::string::npos) << moved.out;
+    EXPECT_TRUE(keep_progressing(other.status(), 1000ms));
+  }
+
   // Nobody listening.
   const std::string address = server.address();
   server.stop();

@@ -102,9 +102,15 @@ int migrate(const MigrateOptions& opt) {
       const uint64_t sent = channel.send_directory(o.dir, std::to_string(round));
       wire += sent;
       const uint64_t held = r.pages.raw_bytes;
-      std::printf("round %d: %.1f MiB of memory%s, %.1f MiB sent in %.3f s (job stopped %.3f s)\n", round,
-                  held / 1048576.0, round == 1 ? "" : " written since the last round", sent / 1048576.0, since(t),
-                  r.frozen_s);
+      if (opt.json)
+        std::printf("{\"event\":\"round\",\"round\":%d,\"memory_bytes\":%llu,\"bytes_sent\":%llu,\"seconds\":%.3f,"
+                    "\"stopped_s\":%.3f}\n",
+                    round, static_cast<unsigned long long>(held), static_cast<unsigned long long>(sent), since(t),
+                    r.frozen_s);
+      else
+        std::printf("round %d: %.1f MiB of memory%s, %.1f MiB sent in %.3f s (job stopped %.3f s)\n", round,
+                    held / 1048576.0, round == 1 ? "" : " written since the last round", sent / 1048576.0, since(t),
+                    r.frozen_s);
       std::fflush(stdout);
       parent = o.dir;
       if (round > 1 && (held < opt.small_bytes || held >= last_round)) break;
@@ -131,8 +137,12 @@ int migrate(const MigrateOptions& opt) {
     const auto t_send = Clock::now();
     const uint64_t sent = channel.send_directory(o.dir, "final");
     wire += sent;
-    std::printf("final: %.1f MiB of memory written since the last round and the job's state, %.1f MiB sent\n",
-                r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
+    if (opt.json)
+      std::printf("{\"event\":\"final\",\"memory_bytes\":%llu,\"bytes_sent\":%llu}\n",
+                  static_cast<unsigned long long>(r.pages.raw_bytes), static_cast<unsigned long long>(sent));
+    else
+      std::printf("final: %.1f MiB of memory written since the last round and the job's state, %.1f MiB sent\n",
+                  r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
     std::fflush(stdout);
     channel.send_frame(FrameKind::Restore, "final\n" + opt.name);
     send_s = since(t_send);
@@ -145,17 +155,31 @@ int migrate(const MigrateOptions& opt) {
     if (f.kind != FrameKind::Result) fail("migrate {}: the destination answered with a frame of kind {}", opt.name,
                                           static_cast<int>(f.kind));
     answer = f.text;
-  } catch (const boost::system::system_error& e) {
+  } catch (const std::exception& e) {
     // The destination may have started the job: never run it twice.
     thaw.active = false;
-    fail("migrate {} to {}: the connection was lost after the restore was asked for ({}): the destination may run "
-         "it; here it is left frozen (`stasis thaw {}` to run it here, `stasis rm -f {}` to drop it)",
-         opt.name, opt.to, e.code().message(), opt.name, opt.name);
+    const auto* sys = dynamic_cast<const boost::system::system_error*>(&e);
+    fail("migrate {} to {}: no answer after the restore was asked for ({}): the destination may run it; here it is "
+         "left frozen (`stasis thaw {}` to run it here, `stasis rm -f {}` to drop it)",
+         opt.name, opt.to, sys ? sys->code().message() : std::string(e.what()), opt.name, opt.name);
   }
   if (answer != "ok") fail("migrate {}: the destination {} could not restore it: {}", opt.name, opt.to, answer);
   const double downtime = since(t_freeze);
   thaw.active = false;
-  launcher::remove_container(opt.state_root, opt.name, /*force=*/true);
+  try {
+    launcher::remove_container(opt.state_root, opt.name, /*force=*/true);
+  } catch (const Error& e) {
+    throw Error(fmt::format("migrate {}: it runs on {} now, but removing the frozen copy here failed: {}", opt.name,
+                            opt.to, e.what()),
+                e.exit_code());
+  }
+  if (opt.json) {
+    std::printf("{\"event\":\"done\",\"rounds\":%d,\"bytes_sent\":%llu,\"downtime_s\":%.3f,\"final_dump_s\":%.3f,"
+                "\"send_s\":%.3f,\"restore_s\":%.3f,\"total_s\":%.3f}\n",
+                round, static_cast<unsigned long long>(wire), downtime, dump_s, send_s, downtime - dump_s - send_s,
+                since(t_start));
+    return 0;
+  }
   std::printf("migrated %s to %s: %d pre-copy round(s), %.1f MiB sent, downtime %.3f s (freeze and dump %.3f, send "
               "%.3f, restore there %.3f), total %.3f s\n",
               opt.name.c_str(), opt.to.c_str(), round, wire / 1048576.0, downtime, dump_s, send_s,

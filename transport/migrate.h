@@ -28,6 +28,7 @@ struct MigrateOptions {
   uint64_t small_bytes = 8ull << 20;  // a round holding less than this is the last pre-copy
   images::Compression compression = images::Compression::Lz4;
   std::optional<std::string> key;  // --key: the pre-shared key (transport/wire.h); none: --plaintext
+  bool json = false;               // one JSON object a line (round, final, done) instead of text
 };
 int migrate(const MigrateOptions& options);
 

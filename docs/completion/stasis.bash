@@ -92,7 +92,7 @@ _stasis() {
     rm) opts="-f --force" ;;
     dump) opts="-D --dir --pid --leave-running --compression --ghost-limit --pre-dump --parent" ;;
     serve) opts="--listen --key --plaintext" ;;
-    migrate) opts="--to --key --plaintext --max-rounds --compress" ;;
+    migrate) opts="--to --key --plaintext --max-rounds --compress --json" ;;
     restore) opts="-D --dir --name -d --detach --log --inherit-fd --allow-changed-file --ip --host-ip" ;;
     show) opts="--verify --json --pages --id" ;;
     check) opts="--json" ;;
