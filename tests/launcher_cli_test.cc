@@ -100,12 +100,13 @@ TEST(LauncherCli, VolumeInARootfs) {
   EXPECT_TRUE(fs::is_directory(rootfs.path() / "data" / "in"));
   EXPECT_TRUE(fs::is_empty(rootfs.path() / "data" / "in")) << "the mount stayed in the container";
   // A symbolic link in the tree must not lead the mount out of it.
-  fs::create_directory_symlink("/tmp", rootfs.path() / "escape");
+  TempDir outside;  // where the link leads: a folder of the test's own, so that nothing else can hold a file there
+  fs::create_directory_symlink(outside.path(), rootfs.path() / "escape");
   r = stasis_at(root, {"run", "--rm", "--rootfs", rootfs.path().string(), "-v",
                        source.path().string() + ":/escape/x", "/bin/sh", "-c", "true"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(contains(r.err, "leads out of the rootfs")) << r.err;
-  EXPECT_FALSE(fs::exists("/tmp/x"));
+  EXPECT_FALSE(fs::exists(outside.path() / "x"));
 }
 
 TEST(LauncherCli, VolumeIsMountedAgainByRestore) {
