@@ -325,7 +325,7 @@ DumpReport dump(const DumpOptions& opt) {
   pb::TaskCore core;
   pb::SignalState signals;
   std::vector<pb::FdEntry> fds;
-  FileCollector files(opt.ghost_limit);
+  FileCollector files(opt.ghost_limit, opt.leave_running);
   pb::NamespaceState namespaces;
   std::vector<pb::IpcObject> ipc;
   std::optional<pb::NetState> net;

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "dump/event_files.h"
+#include "dump/unix_sockets.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
 
@@ -128,7 +129,8 @@ std::string peek_pipe(int end, pid_t pid, int fd, int capacity) {
 
 }  // namespace
 
-FileCollector::FileCollector(uint64_t ghost_limit) : ghost_limit_(ghost_limit), boot_id_(boot_id()) {}
+FileCollector::FileCollector(uint64_t ghost_limit, bool leave_running)
+    : ghost_limit_(ghost_limit), boot_id_(boot_id()), unix_sockets_(leave_running) {}
 
 pb::FileIdentity identity_of(const struct stat& st) {
   pb::FileIdentity id;
@@ -282,12 +284,15 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
                                          describe_errno(errno)));
     }
     pb::FdEntry::Kind kind;
+    UniqueFd socket_copy;
     bool is_pipe = S_ISFIFO(st.st_mode) && link.rfind("pipe:[", 0) == 0;
     if (S_ISREG(st.st_mode) && link.rfind("anon_inode:", 0) != 0 && link.front() == '/') kind = pb::FdEntry::REGULAR;
     else if (S_ISDIR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::DIRECTORY;
     else if (S_ISCHR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::CHARDEV;
     else if (is_pipe) kind = pb::FdEntry::PIPE;
     else if (event_file_kind(link)) kind = pb::FdEntry::EVENT;
+    else if (S_ISSOCK(st.st_mode) && UnixSocketCollector::is_unix((socket_copy = grab_fd(pidfd.get(), pid, fd)).get()))
+      kind = pb::FdEntry::UNIX_SOCKET;
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
@@ -346,6 +351,9 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           event_files_.push_back(std::move(ev));
           break;
         }
+        case pb::FdEntry::UNIX_SOCKET:
+          unix_sockets_.describe(pid, fd, std::move(socket_copy), flags, id);
+          break;
         default:
           break;
       }
@@ -370,6 +378,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
 }
 
 void FileCollector::mark_outside_pipes() {
+  unix_sockets_.check_peers();
   // A pipe the job holds one direction of (`producer | job`): restore gives that end a pipe
   // whose other end is closed, with the bytes that were waiting to be read, or connects it
   // to what `stasis restore --inherit-fd` names.
@@ -383,7 +392,8 @@ void FileCollector::mark_outside_pipes() {
   }
 }
 
-void FileCollector::write_images(const std::filesystem::path& dir) const {
+void FileCollector::write_images(const std::filesystem::path& dir) {
+  unix_sockets_.write_images(dir);
   using images::ImageType;
   auto write_all_records = [&](ImageType type, const auto& records) {
     images::ImageWriter w(dir / images::image_file_name(type), type);

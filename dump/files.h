@@ -1,7 +1,7 @@
 // fds-<nspid>.img and the per-checkpoint open-file images (regfiles, pipes, pipe-data,
 // chardevs). Every /proc/PID/fd/N becomes an FdEntry pointing at one open file description,
 // described once in its kind's image; dup'd fds (same description, kcmp KCMP_FILE) share it.
-// Anything we cannot bring back (sockets, eventfd, epoll, ...) is refused with an
+// Anything we cannot bring back (sockets other than unix ones, fanotify, ...) is refused with an
 // UnsupportedError naming pid, fd and kind, before anything is changed.
 #pragma once
 
@@ -19,6 +19,7 @@
 #include "chardev.pb.h"
 #include "dump/file_locks.h"
 #include "dump/terminals.h"
+#include "dump/unix_sockets.h"
 #include "eventfiles.pb.h"
 #include "files.pb.h"
 #include "mm.pb.h"
@@ -42,15 +43,18 @@ inline constexpr uint64_t kDefaultGhostLimit = 64ull << 20;
 
 class FileCollector {
  public:
-  explicit FileCollector(uint64_t ghost_limit = kDefaultGhostLimit);
+  // leave_running: the job runs on after the dump (nothing of it may be consumed).
+  explicit FileCollector(uint64_t ghost_limit = kDefaultGhostLimit, bool leave_running = false);
   // Collects the fd table of pid; inherited names the fds that are the container plumbing.
   std::vector<pb::FdEntry> collect(pid_t pid, const std::vector<InheritedFd>& inherited);
-  // After every process: marks the pipes the job holds one direction of (other end outside).
+  // After every process: marks the pipes the job holds one direction of (other end outside),
+  // and refuses unix sockets connected to outside the job.
   void mark_outside_pipes();
-  // Writes regfiles.img, pipes.img, pipe-data.img and chardevs.img (even when empty).
-  void write_images(const std::filesystem::path& dir) const;
+  // Writes regfiles.img, pipes.img, pipe-data.img, chardevs.img, eventfiles.img and
+  // unix-sockets.img (even when empty).
+  void write_images(const std::filesystem::path& dir);
 
-  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size(); }
+  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size() + unix_sockets_.count(); }
 
  private:
   struct Known {
@@ -76,6 +80,7 @@ class FileCollector {
   std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> known_by_inode_;  // indexes into known_
   LockCollector locks_;
   TerminalCheck terminals_;
+  UnixSocketCollector unix_sockets_;
   std::vector<pb::RegFile> regfiles_;
   std::vector<pb::PipeEnd> pipes_;
   std::vector<pb::PipeData> pipe_data_;

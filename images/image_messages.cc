@@ -17,6 +17,7 @@
 #include "pstree.pb.h"
 #include "regfile.pb.h"
 #include "signals.pb.h"
+#include "unix_socket.pb.h"
 
 namespace stasis::images {
 
@@ -39,6 +40,7 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::Mounts: return std::make_unique<pb::MountEntry>();
     case ImageType::Tmpfs: return std::make_unique<pb::TmpfsFile>();
     case ImageType::Net: return std::make_unique<pb::NetState>();
+    case ImageType::UnixSockets: return std::make_unique<pb::UnixSocket>();
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();

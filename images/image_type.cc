@@ -15,7 +15,7 @@ struct TypeInfo {
 };
 
 // The stem of each kind's file name. "pipe-data" holds a dash, so ids are split off at the last one.
-constexpr std::array<TypeInfo, 20> kTypes{{
+constexpr std::array<TypeInfo, 21> kTypes{{
     {ImageType::Inventory, "inventory"},
     {ImageType::Pstree, "pstree"},
     {ImageType::Core, "core"},
@@ -36,6 +36,7 @@ constexpr std::array<TypeInfo, 20> kTypes{{
     {ImageType::Mounts, "mounts"},
     {ImageType::Tmpfs, "tmpfs"},
     {ImageType::Net, "net"},
+    {ImageType::UnixSockets, "unix-sockets"},
 }};
 
 constexpr std::string_view kSuffix = ".img";

@@ -33,6 +33,7 @@ enum class ImageType : uint16_t {
   Mounts = 18,     // mounts.img (pb::MountEntry records)
   Tmpfs = 19,      // tmpfs.img (pb::TmpfsFile records)
   Net = 20,        // net.img (pb::NetState)
+  UnixSockets = 22,  // unix-sockets.img (pb::UnixSocket records)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

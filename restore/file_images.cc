@@ -19,6 +19,8 @@ FileImages load_file_images(const images::Checkpoint& checkpoint) {
   load.operator()<pb::CharDev>(ImageType::CharDevs, [&](pb::CharDev m) { out.chardevs[m.id()] = std::move(m); });
   load.operator()<pb::EventFile>(ImageType::EventFiles,
                                  [&](pb::EventFile m) { out.event_files[m.id()] = std::move(m); });
+  load.operator()<pb::UnixSocket>(ImageType::UnixSockets,
+                                  [&](pb::UnixSocket m) { out.unix_sockets[m.ino()] = std::move(m); });
   out.boot_id = read_file("/proc/sys/kernel/random/boot_id");
   while (!out.boot_id.empty() && out.boot_id.back() == '\n') out.boot_id.pop_back();
   return out;

@@ -12,6 +12,7 @@
 #include "images/checkpoint.h"
 #include "pipe.pb.h"
 #include "regfile.pb.h"
+#include "unix_socket.pb.h"
 
 namespace stasis::restore {
 
@@ -21,6 +22,7 @@ struct FileImages {
   std::map<uint64_t, std::string> pipe_data;    // by pipe id
   std::map<uint64_t, pb::CharDev> chardevs;     // by open-file id
   std::map<uint64_t, pb::EventFile> event_files;  // by open-file id
+  std::map<uint32_t, pb::UnixSocket> unix_sockets;  // by socket inode at the dump
   // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
   std::map<uint64_t, int> inherited_pipes;
   std::string boot_id;                 // of this boot: files dumped in it are compared by inode too

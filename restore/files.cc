@@ -13,6 +13,7 @@
 #include "restore/event_files.h"
 #include "restore/pipes.h"
 #include "restore/regfiles.h"
+#include "restore/unix_sockets.h"
 
 namespace stasis::restore {
 
@@ -31,6 +32,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
 
   PipeFactory pipes(images, max_fd(fds) + 1);
   GhostFiles ghosts(images, max_fd(fds) + 1);
+  UnixSocketFactory unix_sockets(images, max_fd(fds) + 1);
   // One open file description per file id, so dup'd fds come back sharing offset and flags.
   std::map<std::pair<int, uint64_t>, int> installed;  // (kind, id) -> first fd installed
   for (const auto& entry : fds) {
@@ -65,6 +67,9 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
         file = open_event_file(it->second);
         break;
       }
+      case pb::FdEntry::UNIX_SOCKET:
+        file = unix_sockets.open(entry.file_id());
+        break;
       case pb::FdEntry::INHERITED: {
         if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
         file.reset(fcntl(stdio[entry.file_id()], F_DUPFD_CLOEXEC, 0));

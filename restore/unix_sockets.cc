@@ -1,0 +1,294 @@
+#include "restore/unix_sockets.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace stasis::restore {
+
+namespace {
+
+constexpr uint32_t kEstablished = 1, kListen = 10;
+constexpr int kRestoreBacklog = 4096;  // while connections are made again; the job's after
+
+std::string printable(const std::string& name) {
+  if (name.empty()) return "(unbound)";
+  if (name[0] != '\0') return name;
+  std::string out = "@";
+  for (char c : name.substr(1)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return out;
+}
+
+std::string what(const pb::UnixSocket& s) {
+  return fmt::format("unix socket {} (inode {})", printable(s.name()), s.ino());
+}
+
+struct Address {
+  sockaddr_un addr{};
+  socklen_t len = 0;
+};
+
+Address address_of(const std::string& name, const pb::UnixSocket& s) {
+  Address a;
+  a.addr.sun_family = AF_UNIX;
+  if (name.size() > sizeof a.addr.sun_path - (name[0] == '\0' ? 0 : 1)) fail("{}: name too long", what(s));
+  std::memcpy(a.addr.sun_path, name.data(), name.size());
+  a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size() + (name[0] == '\0' ? 0 : 1));
+  return a;
+}
+
+void set_int(int fd, int opt, int value, const char* name, const pb::UnixSocket& s) {
+  if (setsockopt(fd, SOL_SOCKET, opt, &value, sizeof value) < 0) fail_errno(errno, "{}: set {}", what(s), name);
+}
+
+void set_timeout(int fd, int opt, int64_t us, const char* name, const pb::UnixSocket& s) {
+  timeval tv{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  if (setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) < 0) fail_errno(errno, "{}: set {}", what(s), name);
+}
+
+// Buffer sizes before any data goes in (the queues are charged to the sender's send buffer).
+// getsockopt reports twice what was set; SO_*BUFFORCE passes over net.core.[rw]mem_max.
+void set_buffers(int fd, const pb::UnixSocket& s) {
+  auto set = [&](int opt, int force, uint32_t want, const char* name) {
+    int now = 0;
+    socklen_t len = sizeof now;
+    if (want == 0 || (getsockopt(fd, SOL_SOCKET, opt, &now, &len) == 0 && static_cast<uint32_t>(now) == want)) return;
+    int half = static_cast<int>(want / 2);
+    if (setsockopt(fd, SOL_SOCKET, force, &half, sizeof half) < 0) set_int(fd, opt, half, name, s);
+  };
+  set(SO_SNDBUF, SO_SNDBUFFORCE, s.sndbuf(), "SO_SNDBUF");
+  set(SO_RCVBUF, SO_RCVBUFFORCE, s.rcvbuf(), "SO_RCVBUF");
+}
+
+void send_all(int from, const pb::UnixMessage& m, const Address* to, const pb::UnixSocket& s) {
+  const std::string& data = m.data();
+  size_t done = 0;
+  do {
+    ssize_t n = to ? sendto(from, data.data() + done, data.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT,
+                            reinterpret_cast<const sockaddr*>(&to->addr), to->len)
+                   : send(from, data.data() + done, data.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      fail_errno(errno, "{}: put back {} queued byte(s) (the peer's send buffer or the receiver's queue limit, "
+                 "net.unix.max_dgram_qlen, may be lower here)",
+                 what(s), data.size());
+    done += static_cast<size_t>(n);
+  } while (done < data.size() && s.type() == SOCK_STREAM);
+}
+
+// Binds a path again where it was: a socket file left by the dumped job (nothing listens on
+// it any more) is replaced; the new file gets the old one's mode and owner.
+void bind_name(int fd, const pb::UnixSocket& s) {
+  const std::string& name = s.name();
+  UniqueFd cwd;
+  if (!s.bind_dir().empty()) {
+    cwd.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!cwd || chdir(s.bind_dir().c_str()) < 0) fail_errno(errno, "{}: enter {} to bind it", what(s), s.bind_dir());
+  }
+  struct ChdirBack {
+    int fd;
+    ~ChdirBack() {
+      if (fd >= 0 && fchdir(fd) < 0) {}
+    }
+  } back{cwd.get()};
+  const Address a = address_of(name, s);
+  if (name[0] != '\0') {
+    struct stat st {};
+    if (lstat(name.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) fail("{}: {} exists and is not a socket", what(s), name);
+      UniqueFd probe(socket(AF_UNIX, s.type() | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+      if (probe && connect(probe.get(), reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0)
+        fail("{}: another socket is bound to {} and takes connections: stop the program that holds it", what(s), name);
+      if (unlink(name.c_str()) < 0) fail_errno(errno, "{}: remove the old socket file {}", what(s), name);
+    }
+  }
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0) fail_errno(errno, "{}: bind", what(s));
+  if (name[0] == '\0') return;
+  if (s.name_deleted()) {
+    if (unlink(name.c_str()) < 0) fail_errno(errno, "{}: remove its name again", what(s));
+    return;
+  }
+  if (lchown(name.c_str(), s.file_uid(), s.file_gid()) < 0 || chmod(name.c_str(), s.file_mode()) < 0)
+    fail_errno(errno, "{}: set its file's owner {}:{} and mode {:o}", what(s), s.file_uid(), s.file_gid(), s.file_mode());
+}
+
+}  // namespace
+
+int UnixSocketFactory::fd_of(uint32_t ino) const {
+  auto it = sockets_.find(ino);
+  if (it == sockets_.end()) fail("unix socket {} was not made", ino);
+  return it->second.get();
+}
+
+void UnixSocketFactory::keep(uint32_t ino, int fd) {
+  UniqueFd own(fd);
+  UniqueFd high(fcntl(fd, F_DUPFD_CLOEXEC, min_fd_));
+  if (!high) fail_errno(errno, "unix socket {}: move above fd {}", ino, min_fd_);
+  sockets_[ino] = std::move(high);
+}
+
+void UnixSocketFactory::build() {
+  const auto& all = images_.unix_sockets;
+  auto find = [&](uint32_t ino) -> const pb::UnixSocket* {
+    auto it = all.find(ino);
+    return it == all.end() ? nullptr : &it->second;
+  };
+  std::map<uint32_t, uint32_t> pending_on;  // connecting socket -> listener
+  for (const auto& [ino, s] : all)
+    for (uint32_t client : s.pending()) pending_on[client] = ino;
+  std::map<uint32_t, uint32_t> paired;       // made by socketpair with this one
+  std::map<uint32_t, UniqueFd> closed_peers;  // the other end of a peer_closed socket
+
+  // 1. Every socket but those accept() makes: pairs without a listener by socketpair.
+  for (const auto& [ino, s] : all) {
+    if (sockets_.count(ino) || s.accepted_from() != 0) continue;
+    const pb::UnixSocket* peer = find(s.peer_ino());
+    const bool connected = s.state() == kEstablished && !pending_on.count(ino);
+    bool pair = false;
+    if (connected && s.peer_closed()) pair = true;
+    else if (connected && peer && peer->peer_ino() == ino && peer->accepted_from() == 0 && !sockets_.count(peer->ino()))
+      pair = true;
+    if (pair) {
+      int fds[2];
+      if (socketpair(AF_UNIX, static_cast<int>(s.type()) | SOCK_CLOEXEC, 0, fds) < 0)
+        fail_errno(errno, "{}: socketpair", what(s));
+      keep(ino, fds[0]);
+      if (s.peer_closed()) {
+        closed_peers[ino] = UniqueFd(fds[1]);
+      } else {
+        keep(peer->ino(), fds[1]);
+        paired[ino] = peer->ino();
+        paired[peer->ino()] = ino;
+      }
+      continue;
+    }
+    int fd = socket(AF_UNIX, static_cast<int>(s.type()) | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail_errno(errno, "{}: socket", what(s));
+    keep(ino, fd);
+  }
+  for (const auto& [ino, fd] : sockets_) set_buffers(fd.get(), all.at(ino));
+
+  // 2. Names (an accepted connection has its listener's: nothing to bind), then listeners,
+  // with room in their queues for the connections made again below.
+  for (const auto& [ino, s] : all)
+    if (!s.name().empty() && s.accepted_from() == 0) bind_name(fd_of(ino), s);
+  for (const auto& [ino, s] : all)
+    if (s.state() == kListen && listen(fd_of(ino), kRestoreBacklog) < 0) fail_errno(errno, "{}: listen", what(s));
+
+  // 3. Datagrams, before datagram sockets connect (a connected one takes its peer's only):
+  // each from the socket bound to its sender's name, else from the receiver's peer, else
+  // from an unbound socket of ours.
+  for (const auto& [ino, s] : all) {
+    if (s.type() != SOCK_DGRAM || s.queue_size() == 0) continue;
+    for (const auto& m : s.queue()) {
+      int from = -1;
+      UniqueFd temporary;
+      if (!m.sender().empty()) {
+        for (const auto& [other, o] : all)
+          if (o.type() == SOCK_DGRAM && o.name() == m.sender()) from = fd_of(other);
+        if (from < 0) fail("{}: no socket of the job is bound to {}, the sender of a queued datagram", what(s),
+                           printable(m.sender()));
+      } else if (s.peer_ino() != 0 && find(s.peer_ino())) {
+        from = fd_of(s.peer_ino());
+      } else {
+        temporary.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!temporary) fail_errno(errno, "{}: socket to send its queued datagrams", what(s));
+        from = temporary.get();
+      }
+      if (s.name().empty()) {
+        auto p = paired.find(ino);
+        if (p == paired.end() || fd_of(p->second) != from)
+          fail("{}: a queued datagram has no sender that can reach this unbound socket", what(s));
+        send_all(from, m, nullptr, s);
+      } else {
+        const Address to = address_of(s.name(), s);
+        send_all(from, m, &to, s);
+      }
+    }
+  }
+
+  // 4. Connections: datagram sockets to their peer's name; accepted stream and seqpacket
+  // connections through their listener (connect, then accept at once, so the accepted one is
+  // this connection); then the connections that wait in accept queues, in queue order.
+  for (const auto& [ino, s] : all) {
+    if (s.type() != SOCK_DGRAM || s.state() != kEstablished || paired.count(ino)) continue;
+    const pb::UnixSocket* peer = find(s.peer_ino());
+    if (!peer || peer->name().empty()) fail("{}: connected to a socket without a name that is not its pair", what(s));
+    const Address a = address_of(peer->name(), *peer);
+    if (connect(fd_of(ino), reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
+      fail_errno(errno, "{}: connect to {}", what(s), printable(peer->name()));
+  }
+  for (const auto& [ino, s] : all) {
+    if (s.accepted_from() == 0) continue;
+    const pb::UnixSocket* listener = find(s.accepted_from());
+    const pb::UnixSocket* client = find(s.peer_ino());
+    if (!listener || !client) fail("{}: its listening socket or its peer is not in the image", what(s));
+    const Address a = address_of(listener->name(), *listener);
+    if (connect(fd_of(client->ino()), reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
+      fail_errno(errno, "{}: connect to {}", what(*client), printable(listener->name()));
+    int accepted = accept4(fd_of(listener->ino()), nullptr, nullptr, SOCK_CLOEXEC);
+    if (accepted < 0) fail_errno(errno, "{}: accept the connection of {}", what(*listener), what(*client));
+    keep(ino, accepted);
+    set_buffers(fd_of(ino), s);
+  }
+  for (const auto& [ino, s] : all) {
+    for (uint32_t client_ino : s.pending()) {
+      const pb::UnixSocket* client = find(client_ino);
+      if (!client) fail("{}: its pending connection from socket {} is not in the image", what(s), client_ino);
+      const Address a = address_of(s.name(), s);
+      if (connect(fd_of(client_ino), reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
+        fail_errno(errno, "{}: connect to {}", what(*client), printable(s.name()));
+      for (const auto& m : client->pending_sent()) send_all(fd_of(client_ino), m, nullptr, *client);
+    }
+  }
+
+  // 5. Stream and seqpacket queues, sent by the peer end (records one by one); a peer the job
+  // had closed is closed now, after its data.
+  for (const auto& [ino, s] : all) {
+    if (s.type() == SOCK_DGRAM || s.state() == kListen) continue;
+    auto closed = closed_peers.find(ino);
+    int from = closed != closed_peers.end() ? closed->second.get() : (s.queue_size() ? fd_of(s.peer_ino()) : -1);
+    for (const auto& m : s.queue()) send_all(from, m, nullptr, s);
+  }
+  closed_peers.clear();
+
+  // 6. Shutdown state, options, the job's backlog, file flags.
+  for (const auto& [ino, s] : all) {
+    const int fd = fd_of(ino);
+    if (s.shutdown() != 0 && !s.peer_closed() && s.state() != kListen && shutdown(fd, static_cast<int>(s.shutdown()) - 1) < 0)
+      fail_errno(errno, "{}: shutdown {}", what(s), s.shutdown() - 1);
+    if (s.passcred()) set_int(fd, SO_PASSCRED, 1, "SO_PASSCRED", s);
+    if (s.passsec()) set_int(fd, SO_PASSSEC, 1, "SO_PASSSEC", s);
+    if (s.rcvtimeo_us()) set_timeout(fd, SO_RCVTIMEO, s.rcvtimeo_us(), "SO_RCVTIMEO", s);
+    if (s.sndtimeo_us()) set_timeout(fd, SO_SNDTIMEO, s.sndtimeo_us(), "SO_SNDTIMEO", s);
+    if (s.peek_off() >= 0) set_int(fd, SO_PEEK_OFF, s.peek_off(), "SO_PEEK_OFF", s);
+    if (s.state() == kListen && listen(fd, static_cast<int>(s.backlog())) < 0)
+      fail_errno(errno, "{}: listen with backlog {}", what(s), s.backlog());
+    if (fcntl(fd, F_SETFL, s.flags() & O_NONBLOCK) < 0) fail_errno(errno, "{}: set its file flags", what(s));
+  }
+}
+
+UniqueFd UnixSocketFactory::open(uint64_t id) {
+  if (!built_) {
+    built_ = true;
+    build();
+  }
+  for (const auto& [ino, s] : images_.unix_sockets) {
+    if (s.id() != id) continue;
+    UniqueFd fd(fcntl(fd_of(ino), F_DUPFD_CLOEXEC, 0));
+    if (!fd) fail_errno(errno, "{}: dup", what(s));
+    return fd;
+  }
+  fail("unix-sockets.img has no socket {}", id);
+}
+
+}  // namespace stasis::restore
