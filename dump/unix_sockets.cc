@@ -4,7 +4,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
-#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -226,7 +226,10 @@ UnixSocketCollector::Netns& UnixSocketCollector::netns_of(pid_t pid, uint64_t* k
     d.state = answer.first.udiag_state;
     for (auto& [kind, bytes] : answer.second) {
       switch (kind) {
-        case UNIX_DIAG_NAME: d.name = bytes; break;
+        case UNIX_DIAG_NAME:
+          // A path is kept without the NUL the kernel stores after it (as recvmsg gives it).
+          d.name = !bytes.empty() && bytes[0] != '\0' ? std::string(bytes.c_str()) : bytes;
+          break;
         case UNIX_DIAG_VFS: {
           auto v = attr_as<unix_diag_vfs>(bytes);
           d.vfs_ino = v.udiag_vfs_ino;
@@ -288,7 +291,16 @@ void UnixSocketCollector::describe(pid_t pid, int fd, UniqueFd copy, uint32_t fl
     s.set_backlog(d.wqueue);  // sock_diag gives a listener's backlog as its "write queue"
     for (uint32_t client : d.icons) s.add_pending(client);
   }
-  held_[ino] = Held{pid, fd, netns_key, UniqueFd()};
+  held_[ino] = Held{pid, fd, netns_key, UniqueFd(), {}};
+  if (d.peer != 0) {
+    sockaddr_un peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(copy.get(), reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+        len > offsetof(sockaddr_un, sun_path)) {
+      std::string name(peer.sun_path, len - offsetof(sockaddr_un, sun_path));
+      held_[ino].peer_name = name[0] != '\0' ? std::string(name.c_str()) : name;
+    }
+  }
   sockets_[ino] = s;  // for messages from here on
 
   const int sock = copy.get();
@@ -325,7 +337,8 @@ void UnixSocketCollector::describe(pid_t pid, int fd, UniqueFd copy, uint32_t fl
     }
   }
 
-  if (d.state != kListen) {
+  // A stream or seqpacket socket has a queue only once connected (recv says EINVAL before).
+  if (d.type == SOCK_DGRAM || d.state == kEstablished) {
     auto queue = peek_queue(sock, d.type, d.shutdown & kRcvShutdown, ino, [&](const std::string& why) { refuse(ino, why); });
     uint64_t bytes = 0;
     for (auto& m : queue) {
@@ -365,19 +378,23 @@ void UnixSocketCollector::check_peers() {
     const Netns& netns = netns_.at(held_.at(ino).netns);
     if (s.peer_ino() != 0 && !sockets_.count(s.peer_ino())) {
       auto peer = netns.by_ino.find(s.peer_ino());
-      std::string where = peer == netns.by_ino.end()  ? fmt::format("socket {}", s.peer_ino())
-                          : peer->second.name.empty() ? fmt::format("unbound socket {}", s.peer_ino())
-                                                      : printable(peer->second.name);
+      // Its peer's name as getpeername() gives it (the listener it connected to), else the
+      // peer's own in this namespace.
+      std::string where = !held_.at(ino).peer_name.empty() ? printable(held_.at(ino).peer_name)
+                          : peer == netns.by_ino.end()     ? fmt::format("socket {}", s.peer_ino())
+                          : peer->second.name.empty()      ? fmt::format("unbound socket {}", s.peer_ino())
+                                                           : printable(peer->second.name);
       refuse(ino, fmt::format("connected to {}, which is outside the job: not supported (a connection to outside "
                               "cannot be restored; dump the program at the other end with it, or dump when the "
                               "connection is closed)",
                               where));
     }
-    if (s.state() == kEstablished && s.peer_ino() == 0 && !pending_on.count(ino)) {
-      if (s.type() != SOCK_DGRAM && (s.shutdown() & (kRcvShutdown | kSendShutdown)) == (kRcvShutdown | kSendShutdown))
+    // (A datagram socket shows "connected" without a peer when another one connected to it,
+    // or when the one it connected to was closed since: it comes back unconnected, so sends
+    // without an address fail with ENOTCONN rather than ECONNREFUSED.)
+    if (s.state() == kEstablished && s.peer_ino() == 0 && !pending_on.count(ino) && s.type() != SOCK_DGRAM) {
+      if ((s.shutdown() & (kRcvShutdown | kSendShutdown)) == (kRcvShutdown | kSendShutdown))
         s.set_peer_closed(true);
-      else if (s.type() == SOCK_DGRAM)
-        refuse(ino, "connected to a socket that is closed: not supported");
       else
         refuse(ino, "its connection waits in the accept queue of a listening socket outside the job: not supported "
                     "(a connection to outside cannot be restored)");
@@ -427,6 +444,9 @@ void UnixSocketCollector::write_images(const std::filesystem::path& dir) {
       any_data = any_data || netns_.at(held.netns).by_ino.at(client).wqueue > 0;
     if (!any_data) continue;
     for (;;) {
+      // The listener's file is the job's: its O_NONBLOCK is not ours to change, so poll.
+      pollfd ready{held.copy.get(), POLLIN, 0};
+      if (::poll(&ready, 1, 0) <= 0) break;
       UniqueFd conn(::accept4(held.copy.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!conn && errno == EAGAIN) break;
       if (!conn) fail_errno(errno, "{}: accept its pending connections", what(ino));

@@ -56,7 +56,8 @@ class UnixSocketCollector {
     pid_t pid;
     int fd;
     uint64_t netns;
-    UniqueFd copy;  // kept for listeners whose pending connections hold data
+    UniqueFd copy;          // kept for listeners whose pending connections hold data
+    std::string peer_name;  // getpeername(), for messages
   };
   Netns& netns_of(pid_t pid, uint64_t* key);
   void refuse(uint32_t ino, const std::string& why) const;

@@ -85,21 +85,38 @@ void send_all(int from, const pb::UnixMessage& m, const Address* to, const pb::U
   } while (done < data.size() && s.type() == SOCK_STREAM);
 }
 
+// A relative name means something in the directory it was bound in: the stub works there
+// while it binds, connects or sends to it, and goes back after.
+class InBindDir {
+ public:
+  explicit InBindDir(const pb::UnixSocket& s) {
+    if (s.bind_dir().empty()) return;
+    cwd_.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!cwd_ || chdir(s.bind_dir().c_str()) < 0) fail_errno(errno, "{}: enter {}", what(s), s.bind_dir());
+  }
+  ~InBindDir() {
+    if (cwd_ && fchdir(cwd_.get()) < 0) {
+    }
+  }
+  InBindDir(const InBindDir&) = delete;
+  InBindDir& operator=(const InBindDir&) = delete;
+
+ private:
+  UniqueFd cwd_;
+};
+
+void connect_to(int fd, const pb::UnixSocket& from, const pb::UnixSocket& to) {
+  InBindDir in_dir(to);
+  const Address a = address_of(to.name(), to);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
+    fail_errno(errno, "{}: connect to {}", what(from), printable(to.name()));
+}
+
 // Binds a path again where it was: a socket file left by the dumped job (nothing listens on
 // it any more) is replaced; the new file gets the old one's mode and owner.
 void bind_name(int fd, const pb::UnixSocket& s) {
   const std::string& name = s.name();
-  UniqueFd cwd;
-  if (!s.bind_dir().empty()) {
-    cwd.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!cwd || chdir(s.bind_dir().c_str()) < 0) fail_errno(errno, "{}: enter {} to bind it", what(s), s.bind_dir());
-  }
-  struct ChdirBack {
-    int fd;
-    ~ChdirBack() {
-      if (fd >= 0 && fchdir(fd) < 0) {}
-    }
-  } back{cwd.get()};
+  InBindDir in_dir(s);
   const Address a = address_of(name, s);
   if (name[0] != '\0') {
     struct stat st {};
@@ -210,6 +227,7 @@ void UnixSocketFactory::build() {
           fail("{}: a queued datagram has no sender that can reach this unbound socket", what(s));
         send_all(from, m, nullptr, s);
       } else {
+        InBindDir in_dir(s);
         const Address to = address_of(s.name(), s);
         send_all(from, m, &to, s);
       }
@@ -220,21 +238,17 @@ void UnixSocketFactory::build() {
   // connections through their listener (connect, then accept at once, so the accepted one is
   // this connection); then the connections that wait in accept queues, in queue order.
   for (const auto& [ino, s] : all) {
-    if (s.type() != SOCK_DGRAM || s.state() != kEstablished || paired.count(ino)) continue;
+    if (s.type() != SOCK_DGRAM || s.peer_ino() == 0 || paired.count(ino)) continue;
     const pb::UnixSocket* peer = find(s.peer_ino());
     if (!peer || peer->name().empty()) fail("{}: connected to a socket without a name that is not its pair", what(s));
-    const Address a = address_of(peer->name(), *peer);
-    if (connect(fd_of(ino), reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
-      fail_errno(errno, "{}: connect to {}", what(s), printable(peer->name()));
+    connect_to(fd_of(ino), s, *peer);
   }
   for (const auto& [ino, s] : all) {
     if (s.accepted_from() == 0) continue;
     const pb::UnixSocket* listener = find(s.accepted_from());
     const pb::UnixSocket* client = find(s.peer_ino());
     if (!listener || !client) fail("{}: its listening socket or its peer is not in the image", what(s));
-    const Address a = address_of(listener->name(), *listener);
-    if (connect(fd_of(client->ino()), reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
-      fail_errno(errno, "{}: connect to {}", what(*client), printable(listener->name()));
+    connect_to(fd_of(client->ino()), *client, *listener);
     int accepted = accept4(fd_of(listener->ino()), nullptr, nullptr, SOCK_CLOEXEC);
     if (accepted < 0) fail_errno(errno, "{}: accept the connection of {}", what(*listener), what(*client));
     keep(ino, accepted);
@@ -244,9 +258,7 @@ void UnixSocketFactory::build() {
     for (uint32_t client_ino : s.pending()) {
       const pb::UnixSocket* client = find(client_ino);
       if (!client) fail("{}: its pending connection from socket {} is not in the image", what(s), client_ino);
-      const Address a = address_of(s.name(), s);
-      if (connect(fd_of(client_ino), reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0)
-        fail_errno(errno, "{}: connect to {}", what(*client), printable(s.name()));
+      connect_to(fd_of(client_ino), *client, s);
       for (const auto& m : client->pending_sent()) send_all(fd_of(client_ino), m, nullptr, *client);
     }
   }

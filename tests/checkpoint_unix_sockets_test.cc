@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <cstring>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -31,6 +32,101 @@ TEST(CheckpointUnixSockets, PairsLeaveRunning) {
 
 // Dumped three times while it runs, each image restored in turn.
 TEST(CheckpointUnixSockets, PairsRepeatedDumps) { check_repeated_dumps(c_workload("unix_pairs"), 3); }
+
+// A listener bound to a relative path (its file's mode and owner), a seqpacket listener on an
+// abstract name, accepted connections with data both ways, a bound datagram socket with
+// datagrams from an unbound and an abstract-named sender, an unbound socket; and two
+// connections accepted by the kernel only, one with data: after the restore the workload
+// takes them (STATUS.accept) and finds them in order, with their data, and the backlog kept.
+TEST(CheckpointUnixSockets, NamesListenersAndPendingConnections) {
+  RoundTrip how;
+  how.after_restore = [](Container& restored) {
+    const fs::path accepted = restored.status().string() + ".accepted";
+    std::ofstream(restored.status().string() + ".accept") << "go\n";
+    std::string result;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          std::ifstream in(accepted);
+          return std::getline(in, result) && !result.empty();
+        },
+        10s))
+        << "the workload did not take its pending connections";
+    EXPECT_EQ(result, "ok");
+  };
+  check_round_trip(c_workload("unix_names"), how);
+}
+
+// A connection waiting in an accept queue with data its client sent: that data is only reached
+// by accept(), which --leave-running must not do. The dump says so and the job runs on.
+TEST(CheckpointUnixSockets, PendingDataRefusedWithLeaveRunning) {
+  CheckpointEnv env;
+  Container original(env, "unix-pending");
+  ASSERT_TRUE(original.run(c_workload("unix_names")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  auto r = original.dump(env.image_dir("pending"), {"--leave-running"});
+  ASSERT_FALSE(r) << "a dump --leave-running took a pending connection's data";
+  const std::string message = r.message();
+  EXPECT_NE(message.find("fd 6: unix stream socket: its connection waits, with data it sent, in the accept queue of"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("dump without --leave-running"), std::string::npos) << message;
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s, &n, n));
+  EXPECT_TRUE(keep_progressing(original.status(), 300ms));
+}
+
+// The job's end of a connection to a listener outside it: refused by pid, fd, kind and the
+// name it is connected to; the job runs on with the data still queued.
+TEST(CheckpointUnixSockets, PeerOutsideTheJobIsRefused) {
+  CheckpointEnv env;
+  const fs::path path = env.work() / "outside.sock";
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  ASSERT_LT(path.string().size(), sizeof a.sun_path);
+  std::strcpy(a.sun_path, path.c_str());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  Container original(env, "unix-outside");
+  ASSERT_TRUE(original.run(c_workload("unix_refused", {"outside", path.string()})));
+  int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(conn, 0) << strerror(errno);
+  ASSERT_EQ(::send(conn, "ping", 4, 0), 4);
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  auto r = original.dump(env.image_dir("outside"));
+  EXPECT_FALSE(r) << "a connection to outside the job was dumped";
+  const std::string message = r.message();
+  EXPECT_NE(message.find(fmt::format("fd 3: unix stream socket: connected to {}, which is outside the job",
+                                     path.string())),
+            std::string::npos)
+      << message;
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s, &n, n));
+  EXPECT_TRUE(keep_progressing(original.status(), 300ms));
+  char buf[8];
+  EXPECT_EQ(::recv(conn, buf, sizeof buf, MSG_DONTWAIT), -1) << "the job's end was closed";
+  ::close(conn);
+  ::close(listener);
+}
+
+// A file descriptor in flight (SCM_RIGHTS): refused by name; the job still finds it queued.
+TEST(CheckpointUnixSockets, FdsInFlightAreRefused) {
+  CheckpointEnv env;
+  Container original(env, "unix-rights");
+  ASSERT_TRUE(original.run(c_workload("unix_refused", {"rights"})));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  auto r = original.dump(env.image_dir("rights"), {"--leave-running"});
+  EXPECT_FALSE(r) << "a socket with an fd in flight was dumped";
+  const std::string message = r.message();
+  EXPECT_NE(message.find("unix stream socket: 1 file descriptor(s) in flight in its queue (SCM_RIGHTS) are not "
+                         "supported"),
+            std::string::npos)
+      << message;
+  EXPECT_TRUE(wait_for_progress(original.status(), n, 10s, &n, n));
+  EXPECT_TRUE(keep_progressing(original.status(), 300ms));
+}
 
 }  // namespace
 }  // namespace stasis::test
