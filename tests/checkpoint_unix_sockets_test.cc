@@ -33,6 +33,19 @@ TEST(CheckpointUnixSockets, PairsLeaveRunning) {
 // Dumped three times while it runs, each image restored in turn.
 TEST(CheckpointUnixSockets, PairsRepeatedDumps) { check_repeated_dumps(c_workload("unix_pairs"), 3); }
 
+// A real program: python3's asyncio with a unix echo server and its client in one process,
+// lines in flight both ways (and asyncio's self-pipe socketpair, watched by its epoll).
+TEST(CheckpointUnixSockets, PythonAsyncioEchoCarriesOn) {
+  Workload w;
+  w.name = "py_unix_echo";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_unix_echo.py"};
+  w.start_timeout = 30s;
+  check_round_trip(w);
+  RoundTrip leave;
+  leave.leave_running = true;
+  check_round_trip(w, leave);
+}
+
 // A listener bound to a relative path (its file's mode and owner), a seqpacket listener on an
 // abstract name, accepted connections with data both ways, a bound datagram socket with
 // datagrams from an unbound and an abstract-named sender, an unbound socket; and two

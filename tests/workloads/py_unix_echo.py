@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""py_unix_echo: a python3 asyncio echo server on a unix socket (abstract name) and its client,
+in one process, mid-conversation, that must survive a checkpoint.
+
+Usage: py_unix_echo.py STATUS_FILE. The client keeps 5 lines sent ahead of the answers it has
+read, so that lines are in flight both ways whenever the process is stopped; every answer
+must be the upper-cased line of the same number, in order. asyncio's own self-pipe is a unix
+socketpair, and its event loop an epoll. Writes "ok <count>" or "FAIL <reason>" atomically.
+"""
+import asyncio
+import os
+import sys
+import zlib
+
+AHEAD = 5
+
+
+def write_status(path, text):
+    tmp, renamed = path + ".tmp", path + ".new"
+    for name in (tmp, renamed):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+    with open(tmp, "x") as f:
+        f.write(text)
+    os.link(tmp, renamed)
+    os.replace(renamed, path)
+
+
+async def handle(reader, writer):
+    while True:
+        line = await reader.readline()
+        if not line:
+            writer.close()
+            return
+        writer.write(line.upper())
+        await writer.drain()
+
+
+async def main(path):
+    name = "\0py-unix-echo-%08x" % zlib.crc32(path.encode())
+    server = await asyncio.start_unix_server(handle, path=name)
+    reader, writer = await asyncio.open_unix_connection(path=name)
+    failure = None
+    sent = 0
+    count = 0
+    while True:
+        while sent < count + AHEAD:
+            writer.write(b"line %d of the conversation\n" % sent)
+            sent += 1
+        await writer.drain()
+        try:
+            answer = await asyncio.wait_for(reader.readline(), 5)
+        except asyncio.TimeoutError:
+            answer = b"(no answer within 5 s)"
+        want = b"LINE %d OF THE CONVERSATION\n" % count
+        if failure is None and answer != want:
+            failure = "answer %d is %r, not %r" % (count, answer, want)
+        count += 1
+        write_status(path, ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count))
+        await asyncio.sleep(0.02)
+    server.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or not sys.argv[1].startswith("/"):
+        sys.stderr.write("usage: py_unix_echo.py STATUS_FILE (absolute path)\n")
+        sys.exit(2)
+    asyncio.run(main(sys.argv[1]))
