@@ -128,7 +128,13 @@ void bind_name(int fd, const pb::UnixSocket& s) {
       if (unlink(name.c_str()) < 0) fail_errno(errno, "{}: remove the old socket file {}", what(s), name);
     }
   }
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0) fail_errno(errno, "{}: bind", what(s));
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) < 0) {
+    if (errno == EADDRINUSE)
+      fail("{}: another socket has this name here (the original, dumped with --leave-running and still "
+           "running in this network namespace?): stop the program that holds it",
+           what(s));
+    fail_errno(errno, "{}: bind", what(s));
+  }
   if (name[0] == '\0') return;
   if (s.name_deleted()) {
     if (unlink(name.c_str()) < 0) fail_errno(errno, "{}: remove its name again", what(s));

@@ -11,6 +11,8 @@
 //              end peeks "bye" (and reads end of file past it), the first gets EPIPE
 //   shut_rd    a stream pair whose first end shut down for reading: it reads end of file at
 //              once, and its peer gets EPIPE
+//   closed     a stream pair whose second end sent "last" and was closed: the first peeks
+//              "last", and its sends get EPIPE
 //   options    O_NONBLOCK on stream[0], FD_CLOEXEC on stream[1], SO_PASSCRED on stream[0],
 //              SO_SNDBUF/SO_RCVBUF as set at start, SO_RCVTIMEO 1.5 s and SO_SNDTIMEO 2.5 s
 //              on dgram[0], the type of every socket
@@ -146,6 +148,10 @@ int main(int argc, char** argv) {
     record_send(&p01);
     record_send(&p10);
   }
+  int pc[2];
+  pair(SOCK_STREAM, pc);
+  if (send(pc[1], "last", 4, 0) != 4) return 1;
+  close(pc[1]);
   if (send(sw[0], "bye", 3, 0) != 3 || shutdown(sw[0], SHUT_WR) < 0 || shutdown(sr[0], SHUT_RD) < 0) {
     fprintf(stderr, "unix_pairs: shutdown setup: %s\n", strerror(errno));
     return 1;
@@ -174,6 +180,10 @@ int main(int argc, char** argv) {
     if (send(sr[1], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
       ws_failf("shut_rd: the peer's send did not fail with EPIPE (%s)", strerror(errno));
 
+    r = recv(pc[0], buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (r != 4 || memcmp(buf, "last", 4) != 0) ws_failf("closed: peek gave %zd (%s)", r, strerror(errno));
+    if (send(pc[0], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
+      ws_failf("closed: a send to the closed peer did not fail with EPIPE (%s)", strerror(errno));
     if (!(fcntl(st[0], F_GETFL) & O_NONBLOCK)) ws_failf("stream[0] lost O_NONBLOCK");
     if (fcntl(st[1], F_GETFL) & O_NONBLOCK) ws_failf("stream[1] gained O_NONBLOCK");
     if (!(fcntl(st[1], F_GETFD) & FD_CLOEXEC)) ws_failf("stream[1] lost FD_CLOEXEC");
