@@ -33,6 +33,34 @@ TEST(CheckpointUnixSockets, PairsLeaveRunning) {
 // Dumped three times while it runs, each image restored in turn.
 TEST(CheckpointUnixSockets, PairsRepeatedDumps) { check_repeated_dumps(c_workload("unix_pairs"), 3); }
 
+// A host process (dump --pid): its sockets are found in the host's network namespace, and
+// its names (abstract ones live there) come back in the namespace the restore rejoins.
+TEST(CheckpointUnixSockets, HostProcessWithNamesDumpedByPid) {
+  CheckpointEnv env;
+  HostProcess host;
+  ASSERT_TRUE(host.start(c_workload("unix_names"), env.status_path("host")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(host.status(), 0, 10s, &n));
+  fs::path images = env.image_dir("host");
+  ASSERT_TRUE(env.dump_pid(host.pid(), images)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s)) << "dump --pid without --leave-running must stop the process";
+  n = std::max(n, read_status(host.status()).progress);
+  clear_status(host.status());
+  Container restored(env, "unix-host");
+  ASSERT_TRUE(restored.restore(images, host.status())) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, &n, n));
+  std::ofstream(host.status().string() + ".accept") << "go\n";
+  std::string result;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        std::ifstream in(host.status().string() + ".accepted");
+        return std::getline(in, result) && !result.empty();
+      },
+      10s));
+  EXPECT_EQ(result, "ok");
+  EXPECT_TRUE(keep_progressing(restored.status(), 500ms));
+}
+
 // A real program: python3's asyncio with a unix echo server and its client in one process,
 // lines in flight both ways (and asyncio's self-pipe socketpair, watched by its epoll).
 TEST(CheckpointUnixSockets, PythonAsyncioEchoCarriesOn) {
