@@ -311,6 +311,13 @@ void UnixSocketCollector::describe(pid_t pid, int fd, UniqueFd copy, uint32_t fl
   s.set_rcvtimeo_us(get_timeout_us(sock, SO_RCVTIMEO, "SO_RCVTIMEO", ino));
   s.set_sndtimeo_us(get_timeout_us(sock, SO_SNDTIMEO, "SO_SNDTIMEO", ino));
   s.set_peek_off(get_int(sock, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF", ino));
+  ucred cred{};
+  socklen_t cred_len = sizeof cred;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 && cred.pid != 0) {
+    s.set_has_peer_cred(true);
+    s.set_peer_uid(cred.uid);
+    s.set_peer_gid(cred.gid);
+  }
 
   // The socket file of a name that is a path, seen from the job's root.
   if (!d.name.empty() && d.name[0] != '\0') {

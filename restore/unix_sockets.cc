@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -105,6 +107,31 @@ class InBindDir {
   UniqueFd cwd_;
 };
 
+// The kernel gives a connection's ends the credentials of who made it (SO_PEERCRED): socketpair,
+// listen and connect run with the effective ids the dumped peer had, and root's after.
+class AsPeer {
+ public:
+  explicit AsPeer(const pb::UnixSocket& s) {
+    if (!s.has_peer_cred() || (s.peer_uid() == geteuid() && s.peer_gid() == getegid())) return;
+    uid_ = geteuid();
+    gid_ = getegid();
+    if (syscall(SYS_setresgid, -1, s.peer_gid(), -1) < 0 || syscall(SYS_setresuid, -1, s.peer_uid(), -1) < 0)
+      fail_errno(errno, "{}: take its peer's ids {}:{}", what(s), s.peer_uid(), s.peer_gid());
+    changed_ = true;
+  }
+  ~AsPeer() {
+    if (!changed_) return;
+    if (syscall(SYS_setresuid, -1, uid_, -1) < 0 || syscall(SYS_setresgid, -1, gid_, -1) < 0) std::abort();
+  }
+  AsPeer(const AsPeer&) = delete;
+  AsPeer& operator=(const AsPeer&) = delete;
+
+ private:
+  bool changed_ = false;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+};
+
 void connect_to(int fd, const pb::UnixSocket& from, const pb::UnixSocket& to) {
   InBindDir in_dir(to);
   const Address a = address_of(to.name(), to);
@@ -182,6 +209,7 @@ void UnixSocketFactory::build() {
       pair = true;
     if (pair) {
       int fds[2];
+      AsPeer as_peer(s);
       if (socketpair(AF_UNIX, static_cast<int>(s.type()) | SOCK_CLOEXEC, 0, fds) < 0)
         fail_errno(errno, "{}: socketpair", what(s));
       keep(ino, fds[0]);
@@ -204,8 +232,11 @@ void UnixSocketFactory::build() {
   // with room in their queues for the connections made again below.
   for (const auto& [ino, s] : all)
     if (!s.name().empty() && s.accepted_from() == 0) bind_name(fd_of(ino), s);
-  for (const auto& [ino, s] : all)
-    if (s.state() == kListen && listen(fd_of(ino), kRestoreBacklog) < 0) fail_errno(errno, "{}: listen", what(s));
+  for (const auto& [ino, s] : all) {
+    if (s.state() != kListen) continue;
+    AsPeer as_peer(s);  // what its clients see as their peer's
+    if (listen(fd_of(ino), kRestoreBacklog) < 0) fail_errno(errno, "{}: listen", what(s));
+  }
 
   // 3. Datagrams, before datagram sockets connect (a connected one takes its peer's only):
   // each from the socket bound to its sender's name, else from the receiver's peer, else
@@ -254,7 +285,10 @@ void UnixSocketFactory::build() {
     const pb::UnixSocket* listener = find(s.accepted_from());
     const pb::UnixSocket* client = find(s.peer_ino());
     if (!listener || !client) fail("{}: its listening socket or its peer is not in the image", what(s));
-    connect_to(fd_of(client->ino()), *client, *listener);
+    {
+      AsPeer as_peer(s);  // what the accepted end sees as its peer's
+      connect_to(fd_of(client->ino()), *client, *listener);
+    }
     int accepted = accept4(fd_of(listener->ino()), nullptr, nullptr, SOCK_CLOEXEC);
     if (accepted < 0) fail_errno(errno, "{}: accept the connection of {}", what(*listener), what(*client));
     keep(ino, accepted);

@@ -13,6 +13,8 @@
 //              once, and its peer gets EPIPE
 //   closed     a stream pair whose second end sent "last" and was closed: the first peeks
 //              "last", and its sends get EPIPE
+//   peercred   a stream pair made with effective ids 1234:5678: SO_PEERCRED gives them on
+//              both ends, with this pid
 //   options    O_NONBLOCK on stream[0], FD_CLOEXEC on stream[1], SO_PASSCRED on stream[0],
 //              SO_SNDBUF/SO_RCVBUF as set at start, SO_RCVTIMEO 1.5 s and SO_SNDTIMEO 2.5 s
 //              on dgram[0], the type of every socket
@@ -148,8 +150,11 @@ int main(int argc, char** argv) {
     record_send(&p01);
     record_send(&p10);
   }
-  int pc[2];
+  int pc[2], cr[2];
   pair(SOCK_STREAM, pc);
+  if (setegid(5678) < 0 || seteuid(1234) < 0) return 1;
+  pair(SOCK_STREAM, cr);
+  if (seteuid(0) < 0 || setegid(0) < 0) return 1;
   if (send(pc[1], "last", 4, 0) != 4) return 1;
   close(pc[1]);
   if (send(sw[0], "bye", 3, 0) != 3 || shutdown(sw[0], SHUT_WR) < 0 || shutdown(sr[0], SHUT_RD) < 0) {
@@ -184,6 +189,13 @@ int main(int argc, char** argv) {
     if (r != 4 || memcmp(buf, "last", 4) != 0) ws_failf("closed: peek gave %zd (%s)", r, strerror(errno));
     if (send(pc[0], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
       ws_failf("closed: a send to the closed peer did not fail with EPIPE (%s)", strerror(errno));
+    for (int k = 0; k < 2; ++k) {
+      struct ucred c = {0, 0, 0};
+      socklen_t clen = sizeof c;
+      if (getsockopt(cr[k], SOL_SOCKET, SO_PEERCRED, &c, &clen) < 0 || c.pid != getpid() || c.uid != 1234 ||
+          c.gid != 5678)
+        ws_failf("peercred[%d]: pid %d uid %u gid %u, not %d 1234 5678", k, c.pid, c.uid, c.gid, getpid());
+    }
     if (!(fcntl(st[0], F_GETFL) & O_NONBLOCK)) ws_failf("stream[0] lost O_NONBLOCK");
     if (fcntl(st[1], F_GETFL) & O_NONBLOCK) ws_failf("stream[1] gained O_NONBLOCK");
     if (!(fcntl(st[1], F_GETFD) & FD_CLOEXEC)) ws_failf("stream[1] lost FD_CLOEXEC");
