@@ -118,13 +118,54 @@ int64_t get_timeout_us(int sock, int opt, const char* name, uint32_t ino) {
   return int64_t{tv.tv_sec} * 1000000 + tv.tv_usec;
 }
 
-// The receive queue of sock, read in place: the peek offset (SO_PEEK_OFF, per socket, so the
-// job's too) is set to 0 and every MSG_PEEK moves it past what it returned, record by record
-// for datagram and seqpacket sockets; the job's own value is put back after. Fds in flight
-// (SCM_RIGHTS) are refused by `refuse`.
+// Refuses (through `refuse`) a peeked message that carries file descriptors, after closing
+// the copies the peek installed in stasis.
 template <typename Refuse>
-std::vector<pb::UnixMessage> peek_queue(int sock, uint32_t type, bool rcv_shutdown, uint32_t ino, Refuse&& refuse) {
+void check_control(msghdr& m, Refuse& refuse) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t k = 0; k < count; ++k) {
+      int passed;
+      std::memcpy(&passed, CMSG_DATA(c) + k * sizeof(int), sizeof passed);
+      ::close(passed);
+    }
+    refuse(fmt::format("{} file descriptor(s) in flight in its queue (SCM_RIGHTS) are not supported: dump it once "
+                       "the program has received them",
+                       count));
+  }
+  if (m.msg_flags & MSG_CTRUNC)
+    refuse("its queue holds more ancillary data than can be read (file descriptors in flight?): not supported");
+}
+
+// The receive queue of sock, read in place. A stream queue usually comes whole with one
+// MSG_PEEK from its head (stream_bytes: its length from sock_diag). Otherwise the peek offset
+// (SO_PEEK_OFF, per socket, so the job's too) is set to 0 and every MSG_PEEK moves it past
+// what it returned, record by record for datagram and seqpacket sockets; the job's own value
+// is put back after (were stasis killed in between, the job would keep offset peeks on).
+template <typename Refuse>
+std::vector<pb::UnixMessage> peek_queue(int sock, uint32_t type, bool rcv_shutdown, uint32_t stream_bytes,
+                                        uint32_t ino, Refuse&& refuse) {
   const int saved = get_int(sock, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF", ino);
+  std::vector<pb::UnixMessage> out;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253) + CMSG_SPACE(sizeof(ucred)) + 256];
+  if (type == SOCK_STREAM && saved < 0 && stream_bytes > 0) {
+    std::string all(stream_bytes, '\0');
+    iovec iov{all.data(), all.size()};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno != EAGAIN) fail_errno(errno, "unix socket {}: peek its queue", ino);
+    if (n > 0) check_control(m, refuse);
+    if (n == static_cast<ssize_t>(stream_bytes)) {
+      out.emplace_back().set_data(std::move(all));
+      return out;
+    }
+    // Less: the peek stopped where the senders' credentials change; go on with offsets.
+  }
   int zero = 0;
   if (::setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0)
     fail_errno(errno, "unix socket {}: set SO_PEEK_OFF", ino);
@@ -133,12 +174,10 @@ std::vector<pb::UnixMessage> peek_queue(int sock, uint32_t type, bool rcv_shutdo
     ~PutBack() { ::setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &value, sizeof value); }
   } put_back{sock, saved};
 
-  std::vector<pb::UnixMessage> out;
   std::string buf(type == SOCK_STREAM ? 256 * 1024 : 0, '\0');
   for (size_t round = 0;; ++round) {
     if (round > (1u << 22)) fail("unix socket {}: its queue does not end", ino);
     sockaddr_un from{};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253) + CMSG_SPACE(sizeof(ucred)) + 256];
     iovec iov{buf.data(), buf.size()};
     msghdr m{};
     m.msg_name = &from;
@@ -163,20 +202,7 @@ std::vector<pb::UnixMessage> peek_queue(int sock, uint32_t type, bool rcv_shutdo
     ssize_t n = ::recvmsg(sock, &m, flags);
     if (n < 0 && errno == EAGAIN) break;
     if (n < 0) fail_errno(errno, "unix socket {}: peek its queue", ino);
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t k = 0; k < count; ++k) {
-        int passed;
-        std::memcpy(&passed, CMSG_DATA(c) + k * sizeof(int), sizeof passed);
-        ::close(passed);
-      }
-      refuse(fmt::format("{} file descriptor(s) in flight in its queue (SCM_RIGHTS) are not supported: dump it once "
-                         "the program has received them",
-                         count));
-    }
-    if (m.msg_flags & MSG_CTRUNC)
-      refuse("its queue holds more ancillary data than can be read (file descriptors in flight?): not supported");
+    check_control(m, refuse);
     if (type == SOCK_STREAM) {
       if (n == 0) break;  // end of file: shut for reading, nothing queued
       if (!out.empty() && out.back().data().size() < (1u << 20))
@@ -346,7 +372,7 @@ void UnixSocketCollector::describe(pid_t pid, int fd, UniqueFd copy, uint32_t fl
 
   // A stream or seqpacket socket has a queue only once connected (recv says EINVAL before).
   if (d.type == SOCK_DGRAM || d.state == kEstablished) {
-    auto queue = peek_queue(sock, d.type, d.shutdown & kRcvShutdown, ino, [&](const std::string& why) { refuse(ino, why); });
+    auto queue = peek_queue(sock, d.type, d.shutdown & kRcvShutdown, d.rqueue, ino, [&](const std::string& why) { refuse(ino, why); });
     uint64_t bytes = 0;
     for (auto& m : queue) {
       bytes += m.data().size();
@@ -465,7 +491,7 @@ void UnixSocketCollector::write_images(const std::filesystem::path& dir) {
         if (kind == UNIX_DIAG_PEER) client = attr_as<uint32_t>(bytes);
       auto it = sockets_.find(client);
       if (it == sockets_.end()) fail("{}: a pending connection came from socket {}, not seen before", what(ino), client);
-      auto queue = peek_queue(conn.get(), listener.type(), false, ino, [&](const std::string& why) { refuse(client, why); });
+      auto queue = peek_queue(conn.get(), listener.type(), false, 0, ino, [&](const std::string& why) { refuse(client, why); });
       for (auto& m : queue) *it->second.add_pending_sent() = std::move(m);
       log::debug("{}: {} message(s) sent on its pending connection", what(client), it->second.pending_sent_size());
     }
