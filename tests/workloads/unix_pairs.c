@@ -11,6 +11,9 @@
 //              end peeks "bye" (and reads end of file past it), the first gets EPIPE
 //   shut_rd    a stream pair whose first end shut down for reading: it reads end of file at
 //              once, and its peer gets EPIPE
+//   shut_seq   a seqpacket pair whose first end sent a 5-byte record and shut down for
+//              writing: the other end peeks the record, the first gets EPIPE
+//   shut_dg    a datagram pair whose first end shut down for reading: its peer gets EPIPE
 //   closed     a stream pair whose second end sent "last" and was closed: the first peeks
 //              "last", and its sends get EPIPE
 //   peercred   a stream pair made with effective ids 1234:5678: SO_PEERCRED gives them on
@@ -150,6 +153,10 @@ int main(int argc, char** argv) {
     record_send(&p01);
     record_send(&p10);
   }
+  int sq[2], sd[2];
+  pair(SOCK_SEQPACKET, sq);
+  pair(SOCK_DGRAM, sd);
+  if (send(sq[0], "recrd", 5, 0) != 5 || shutdown(sq[0], SHUT_WR) < 0 || shutdown(sd[0], SHUT_RD) < 0) return 1;
   int pc[2], cr[2];
   pair(SOCK_STREAM, pc);
   if (setegid(5678) < 0 || seteuid(1234) < 0) return 1;
@@ -185,6 +192,12 @@ int main(int argc, char** argv) {
     if (send(sr[1], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
       ws_failf("shut_rd: the peer's send did not fail with EPIPE (%s)", strerror(errno));
 
+    r = recv(sq[1], buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (r != 5 || memcmp(buf, "recrd", 5) != 0) ws_failf("shut_seq: peek gave %zd (%s)", r, strerror(errno));
+    if (send(sq[0], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
+      ws_failf("shut_seq: a send after SHUT_WR did not fail with EPIPE (%s)", strerror(errno));
+    if (send(sd[1], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
+      ws_failf("shut_dg: a send to a socket shut for reading did not fail with EPIPE (%s)", strerror(errno));
     r = recv(pc[0], buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
     if (r != 4 || memcmp(buf, "last", 4) != 0) ws_failf("closed: peek gave %zd (%s)", r, strerror(errno));
     if (send(pc[0], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != -1 || errno != EPIPE)
