@@ -1,9 +1,6 @@
 #include "dump/unix_sockets.h"
 
 #include <fcntl.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,7 +12,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "common/ns_thread.h"
+#include "common/unix_diag.h"
 #include "common/proc.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
@@ -44,64 +41,6 @@ std::string printable(const std::string& name) {
   std::string out = "@";
   for (char c : name.substr(1)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
   return out;
-}
-
-// One UNIX_DIAG request (a dump of the namespace, or one socket by inode) and its answers.
-std::vector<std::pair<uint32_t, std::pair<unix_diag_msg, std::vector<std::pair<int, std::string>>>>> diag_query(
-    int sock, uint32_t ino) {
-  struct {
-    nlmsghdr nlh;
-    unix_diag_req req;
-  } msg{};
-  msg.nlh.nlmsg_len = sizeof msg;
-  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST | (ino == 0 ? NLM_F_DUMP : 0);
-  msg.nlh.nlmsg_seq = 1;
-  msg.req.sdiag_family = AF_UNIX;
-  msg.req.udiag_states = ~0u;
-  msg.req.udiag_ino = ino;
-  msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
-  msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(sock, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
-    fail_errno(errno, "sock_diag: ask for unix sockets");
-  std::vector<std::pair<uint32_t, std::pair<unix_diag_msg, std::vector<std::pair<int, std::string>>>>> out;
-  std::vector<char> buf(64 * 1024);
-  for (;;) {
-    ssize_t n = ::recv(sock, buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail_errno(errno, "sock_diag: read the unix sockets");
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, static_cast<unsigned>(n));
-         h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_type == NLMSG_DONE) return out;
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
-        if (err->error == 0) return out;
-        fail_errno(-err->error, "sock_diag: unix socket {}", ino);
-      }
-      auto* m = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
-      std::vector<std::pair<int, std::string>> attrs;
-      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
-      for (auto* a = reinterpret_cast<nlattr*>(m + 1); len >= static_cast<int>(sizeof(nlattr)) &&
-                                                        a->nla_len >= sizeof(nlattr) && a->nla_len <= len;) {
-        attrs.emplace_back(a->nla_type & NLA_TYPE_MASK,
-                           std::string(reinterpret_cast<char*>(a) + NLA_HDRLEN, a->nla_len - NLA_HDRLEN));
-        int step = NLA_ALIGN(a->nla_len);
-        len -= step;
-        a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + step);
-      }
-      out.push_back({m->udiag_ino, {*m, std::move(attrs)}});
-    }
-    if (ino != 0) return out;  // a single answer, no NLMSG_DONE
-  }
-}
-
-template <typename T>
-T attr_as(const std::string& bytes) {
-  T v{};
-  std::memcpy(&v, bytes.data(), std::min(sizeof v, bytes.size()));
-  return v;
 }
 
 int get_int(int sock, int level, int opt, const char* name, uint32_t ino) {
@@ -240,44 +179,9 @@ UnixSocketCollector::Netns& UnixSocketCollector::netns_of(pid_t pid, uint64_t* k
   *key = ns.st_ino;
   auto found = netns_.find(ns.st_ino);
   if (found != netns_.end()) return found->second;
-  // A netlink socket belongs to the namespace it is made in: make it there, use it from here.
   Netns table;
-  run_in_namespaces(pid, {"net"}, [&] {
-    table.diag.reset(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-    if (!table.diag) fail_errno(errno, "pid {}: netlink sock_diag socket in its network namespace", pid);
-  });
-  for (auto& [ino, answer] : diag_query(table.diag.get(), 0)) {
-    Diag d;
-    d.type = answer.first.udiag_type;
-    d.state = answer.first.udiag_state;
-    for (auto& [kind, bytes] : answer.second) {
-      switch (kind) {
-        case UNIX_DIAG_NAME:
-          // A path is kept without the NUL the kernel stores after it (as recvmsg gives it).
-          d.name = !bytes.empty() && bytes[0] != '\0' ? std::string(bytes.c_str()) : bytes;
-          break;
-        case UNIX_DIAG_VFS: {
-          auto v = attr_as<unix_diag_vfs>(bytes);
-          d.vfs_ino = v.udiag_vfs_ino;
-          d.vfs_dev = v.udiag_vfs_dev;
-          break;
-        }
-        case UNIX_DIAG_PEER: d.peer = attr_as<uint32_t>(bytes); break;
-        case UNIX_DIAG_ICONS:
-          for (size_t k = 0; k + 4 <= bytes.size(); k += 4) d.icons.push_back(attr_as<uint32_t>(bytes.substr(k, 4)));
-          break;
-        case UNIX_DIAG_RQLEN: {
-          auto q = attr_as<unix_diag_rqlen>(bytes);
-          d.rqueue = q.udiag_rqueue;
-          d.wqueue = q.udiag_wqueue;
-          break;
-        }
-        case UNIX_DIAG_SHUTDOWN: d.shutdown = attr_as<uint8_t>(bytes); break;
-        default: break;
-      }
-    }
-    table.by_ino[ino] = std::move(d);
-  }
+  table.diag = unix_diag_socket(pid);
+  table.by_ino = unix_diag_query(table.diag.get());
   log::debug("pid {}: {} unix socket(s) in its network namespace", pid, table.by_ino.size());
   return netns_.emplace(ns.st_ino, std::move(table)).first->second;
 }
@@ -485,10 +389,8 @@ void UnixSocketCollector::write_images(const std::filesystem::path& dir) {
       if (!conn) fail_errno(errno, "{}: accept its pending connections", what(ino));
       struct stat st {};
       if (::fstat(conn.get(), &st) < 0) fail_errno(errno, "{}: fstat an accepted connection", what(ino));
-      auto answer = diag_query(netns_.at(held.netns).diag.get(), static_cast<uint32_t>(st.st_ino));
-      uint32_t client = 0;
-      for (auto& [kind, bytes] : answer.empty() ? decltype(answer[0].second.second){} : answer[0].second.second)
-        if (kind == UNIX_DIAG_PEER) client = attr_as<uint32_t>(bytes);
+      auto answer = unix_diag_query(netns_.at(held.netns).diag.get(), static_cast<uint32_t>(st.st_ino));
+      const uint32_t client = answer.empty() ? 0 : answer.begin()->second.peer;
       auto it = sockets_.find(client);
       if (it == sockets_.end()) fail("{}: a pending connection came from socket {}, not seen before", what(ino), client);
       auto queue = peek_queue(conn.get(), listener.type(), false, 0, ino, [&](const std::string& why) { refuse(client, why); });

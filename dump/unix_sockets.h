@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "common/unix_diag.h"
 #include "unix_socket.pb.h"
 
 namespace stasis::dump {
@@ -40,14 +41,7 @@ class UnixSocketCollector {
   size_t count() const { return sockets_.size(); }
 
  private:
-  struct Diag {
-    uint8_t type = 0, state = 0, shutdown = 0;
-    std::string name;
-    uint32_t vfs_ino = 0, vfs_dev = 0;
-    uint32_t peer = 0;
-    std::vector<uint32_t> icons;
-    uint32_t rqueue = 0, wqueue = 0;
-  };
+  using Diag = UnixDiag;
   struct Netns {
     UniqueFd diag;                    // NETLINK_SOCK_DIAG socket made in that namespace
     std::map<uint32_t, Diag> by_ino;  // every unix socket of the namespace

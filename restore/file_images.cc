@@ -1,6 +1,7 @@
 #include "restore/file_images.h"
 
 #include "common/file_util.h"
+#include "common/unix_diag.h"
 #include "images/image_file.h"
 
 namespace stasis::restore {
@@ -21,6 +22,11 @@ FileImages load_file_images(const images::Checkpoint& checkpoint) {
                                  [&](pb::EventFile m) { out.event_files[m.id()] = std::move(m); });
   load.operator()<pb::UnixSocket>(ImageType::UnixSockets,
                                   [&](pb::UnixSocket m) { out.unix_sockets[m.ino()] = std::move(m); });
+  for (const auto& [ino, s] : out.unix_sockets)
+    if (!s.name().empty() && s.name()[0] != '\0' && s.accepted_from() == 0) {
+      out.live_unix_files = live_unix_socket_files();
+      break;
+    }
   out.boot_id = read_file("/proc/sys/kernel/random/boot_id");
   while (!out.boot_id.empty() && out.boot_id.back() == '\n') out.boot_id.pop_back();
   return out;

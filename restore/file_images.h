@@ -23,6 +23,9 @@ struct FileImages {
   std::map<uint64_t, pb::CharDev> chardevs;     // by open-file id
   std::map<uint64_t, pb::EventFile> event_files;  // by open-file id
   std::map<uint32_t, pb::UnixSocket> unix_sockets;  // by socket inode at the dump
+  // Socket files (dev, inode) a live socket is bound to, in any network namespace here: a
+  // socket file at a name to bind again is replaced only when it is not one of them.
+  std::set<std::pair<uint32_t, uint32_t>> live_unix_files;
   // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
   std::map<uint64_t, int> inherited_pipes;
   std::string boot_id;                 // of this boot: files dumped in it are compared by inode too

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -139,9 +140,11 @@ void connect_to(int fd, const pb::UnixSocket& from, const pb::UnixSocket& to) {
     fail_errno(errno, "{}: connect to {}", what(from), printable(to.name()));
 }
 
-// Binds a path again where it was: a socket file left by the dumped job (nothing listens on
-// it any more) is replaced; the new file gets the old one's mode and owner.
-void bind_name(int fd, const pb::UnixSocket& s) {
+// Binds a path again where it was: a socket file left by the dumped job (no socket is bound
+// to it any more: sock_diag of every network namespace, asked by the restorer before the
+// start, since a connect() to find out would put a connection in the original's queue) is
+// replaced; the new file gets the old one's mode and owner.
+void bind_name(int fd, const pb::UnixSocket& s, const std::set<std::pair<uint32_t, uint32_t>>& live) {
   const std::string& name = s.name();
   InBindDir in_dir(s);
   const Address a = address_of(name, s);
@@ -149,9 +152,10 @@ void bind_name(int fd, const pb::UnixSocket& s) {
     struct stat st {};
     if (lstat(name.c_str(), &st) == 0) {
       if (!S_ISSOCK(st.st_mode)) fail("{}: {} exists and is not a socket", what(s), name);
-      UniqueFd probe(socket(AF_UNIX, s.type() | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-      if (probe && connect(probe.get(), reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0)
-        fail("{}: another socket is bound to {} and takes connections: stop the program that holds it", what(s), name);
+      if (live.count({static_cast<uint32_t>(st.st_dev), static_cast<uint32_t>(st.st_ino)}))
+        fail("{}: another socket is bound to {} (the original, dumped with --leave-running and still running?): "
+             "stop the program that holds it",
+             what(s), name);
       if (unlink(name.c_str()) < 0) fail_errno(errno, "{}: remove the old socket file {}", what(s), name);
     }
   }
@@ -231,7 +235,7 @@ void UnixSocketFactory::build() {
   // 2. Names (an accepted connection has its listener's: nothing to bind), then listeners,
   // with room in their queues for the connections made again below.
   for (const auto& [ino, s] : all)
-    if (!s.name().empty() && s.accepted_from() == 0) bind_name(fd_of(ino), s);
+    if (!s.name().empty() && s.accepted_from() == 0) bind_name(fd_of(ino), s, images_.live_unix_files);
   for (const auto& [ino, s] : all) {
     if (s.state() != kListen) continue;
     AsPeer as_peer(s);  // what its clients see as their peer's

@@ -61,6 +61,40 @@ TEST(CheckpointUnixSockets, HostProcessWithNamesDumpedByPid) {
   EXPECT_TRUE(keep_progressing(restored.status(), 500ms));
 }
 
+// A listener bound to a path: the copy restored while the original still listens there is
+// refused by name (and leaves nothing behind); once the original is gone, its stale socket file
+// is replaced by the restored listener's, with its mode.
+TEST(CheckpointUnixSockets, PathTakenByTheOriginalThenFree) {
+  CheckpointEnv env;
+  Container original(env, "unix-listener");
+  ASSERT_TRUE(original.run(c_workload("unix_listener")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  fs::path images = env.image_dir("listener");
+  const std::uint64_t before_dump = n;  // the image's progress is at least this
+  ASSERT_TRUE(original.dump(images, {"--leave-running"}));
+  {
+    Container copy(env, "unix-listener-copy");
+    auto r = copy.restore(images, original.status());
+    ASSERT_FALSE(r) << "the restore took the name the original listens on";
+    EXPECT_NE(std::string(r.message()).find(fmt::format("another socket is bound to {}.sock (the original",
+                                                        original.status().string())),
+              std::string::npos)
+        << r.message();
+    EXPECT_FALSE(copy.host_pid().has_value()) << "a failed restore must leave nothing running";
+  }
+  ASSERT_TRUE(wait_for_progress(original.status(), n, 10s, &n, n)) << "the original lost its listener";
+  original.remove();
+  ASSERT_TRUE(original.wait_gone());
+  struct stat st {};
+  ASSERT_EQ(::stat((original.status().string() + ".sock").c_str(), &st), 0) << "the stale socket file is gone";
+  clear_status(original.status());
+  Container restored(env, "unix-listener-restored");
+  ASSERT_TRUE(restored.restore(images, original.status())) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(restored.status(), before_dump, 20s, &n, before_dump));
+  EXPECT_TRUE(keep_progressing(restored.status(), 500ms));
+}
+
 // A real program: python3's asyncio with a unix echo server and its client in one process,
 // lines in flight both ways (and asyncio's self-pipe socketpair, watched by its epoll).
 TEST(CheckpointUnixSockets, PythonAsyncioEchoCarriesOn) {
