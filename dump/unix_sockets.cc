@@ -255,7 +255,12 @@ void UnixSocketCollector::describe(pid_t pid, int fd, UniqueFd copy, uint32_t fl
     if (path[0] != '/') {
       // A relative name was bound in the working directory of that time; only the current
       // one can be checked.
-      const std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", pid));
+      std::string cwd = proc::read_link(fmt::format("/proc/{}/cwd", pid));
+      // Seen from the job's root (a container with its own root file system).
+      const std::string root = proc::read_link(fmt::format("/proc/{}/root", pid));
+      if (root != "/" && cwd.compare(0, root.size(), root) == 0 &&
+          (cwd.size() == root.size() || cwd[root.size()] == '/'))
+        cwd = cwd.size() == root.size() ? "/" : cwd.substr(root.size());
       s.set_bind_dir(cwd);
       path = cwd + "/" + path;
     }
