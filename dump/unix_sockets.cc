@@ -363,6 +363,12 @@ void UnixSocketCollector::check_peers() {
                                   printable(m.sender())));
       }
     }
+    if (pending_on.count(ino)) {
+      const proc::Status status = proc::read_status(held_.at(ino).pid);
+      s.set_has_connect_cred(true);
+      s.set_connect_uid(status.uid[1]);
+      s.set_connect_gid(status.gid[1]);
+    }
     // A connection not accepted yet whose client has sent data: that data waits on the side
     // no fd holds, which only accept() reaches.
     if (pending_on.count(ino) && netns.by_ino.at(ino).wqueue > 0 && leave_running_)

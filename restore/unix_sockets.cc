@@ -112,12 +112,13 @@ class InBindDir {
 // listen and connect run with the effective ids the dumped peer had, and root's after.
 class AsPeer {
  public:
-  explicit AsPeer(const pb::UnixSocket& s) {
-    if (!s.has_peer_cred() || (s.peer_uid() == geteuid() && s.peer_gid() == getegid())) return;
+  explicit AsPeer(const pb::UnixSocket& s) : AsPeer(s, s.has_peer_cred(), s.peer_uid(), s.peer_gid()) {}
+  AsPeer(const pb::UnixSocket& s, bool has, uint32_t uid, uint32_t gid) {
+    if (!has || (uid == geteuid() && gid == getegid())) return;
     uid_ = geteuid();
     gid_ = getegid();
-    if (syscall(SYS_setresgid, -1, s.peer_gid(), -1) < 0 || syscall(SYS_setresuid, -1, s.peer_uid(), -1) < 0)
-      fail_errno(errno, "{}: take its peer's ids {}:{}", what(s), s.peer_uid(), s.peer_gid());
+    if (syscall(SYS_setresgid, -1, gid, -1) < 0 || syscall(SYS_setresuid, -1, uid, -1) < 0)
+      fail_errno(errno, "{}: take its peer's ids {}:{}", what(s), uid, gid);
     changed_ = true;
   }
   ~AsPeer() {
@@ -302,7 +303,10 @@ void UnixSocketFactory::build() {
     for (uint32_t client_ino : s.pending()) {
       const pb::UnixSocket* client = find(client_ino);
       if (!client) fail("{}: its pending connection from socket {} is not in the image", what(s), client_ino);
-      connect_to(fd_of(client_ino), *client, s);
+      {
+        AsPeer as_client(*client, client->has_connect_cred(), client->connect_uid(), client->connect_gid());
+        connect_to(fd_of(client_ino), *client, s);
+      }
       for (const auto& m : client->pending_sent()) send_all(fd_of(client_ino), m, nullptr, *client);
     }
   }

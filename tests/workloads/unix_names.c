@@ -156,6 +156,12 @@ static void take_pending(int listener, int c2, int c3, const struct sockaddr_un*
       snprintf(result, sizeof result, "FAIL the first pending connection gave %zd bytes '%.*s'", r, r > 0 ? (int)r : 0, buf);
     if (k > 0 && (r != -1 || errno != EAGAIN))
       snprintf(result, sizeof result, "FAIL pending connection %d has %zd bytes", k, r);
+    struct ucred cred = {0, 0, 0};
+    socklen_t clen = sizeof cred;
+    if (getsockopt(a, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || cred.pid != getpid() || cred.uid != geteuid() ||
+        cred.gid != getegid())
+      snprintf(result, sizeof result, "FAIL accepted connection %d: SO_PEERCRED %d %u:%u", k, cred.pid, cred.uid,
+               cred.gid);
     // Which client is it? A byte sent from here must reach the one expected.
     if (send(a, "?", 1, MSG_NOSIGNAL) != 1 || recv(expect[k], buf, 1, MSG_DONTWAIT) != 1)
       snprintf(result, sizeof result, "FAIL accepted connection %d is not the one queued %d-th", k, k);
