@@ -53,6 +53,8 @@ uint64_t mount_flags(const std::string& options) {
     if (it != kFlags.end()) flags |= it->second;
     at = comma + 1;
   }
+  // The kernel shows no atime word for strictatime; a mount without one would get relatime.
+  if (!(flags & (MS_NOATIME | MS_RELATIME))) flags |= MS_STRICTATIME;
   return flags;
 }
 
@@ -269,6 +271,155 @@ bool propagated_from_job(const MountInfo& x, const std::vector<const MountInfo*>
   return false;
 }
 
+// Where the directory a mount of the job shows (m, whose stat through the job's root is want)
+// lies on this host: under one of our mounts of the same file system whose root holds m's, and
+// the very same inode there. "" when none of ours reaches it.
+std::string host_path_of(const MountInfo& m, const struct stat& want, const std::vector<MountInfo>& host) {
+  for (const MountInfo& h : host) {
+    if (h.major != m.major || h.minor != m.minor || !is_under(m.root, h.root)) continue;
+    const std::string rest = h.root == "/" ? m.root : m.root.substr(h.root.size());
+    const std::string candidate = join(h.mount_point, rest == "/" ? "" : rest);
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino) return candidate;
+  }
+  return "";
+}
+
+uint64_t ns_inode(pid_t pid, const char* kind) {
+  struct stat st {};
+  const std::string path = pid == 0 ? fmt::format("/proc/self/ns/{}", kind) : fmt::format("/proc/{}/ns/{}", pid, kind);
+  if (::stat(path.c_str(), &st) < 0) fail_errno(errno, "stat {}", path);
+  return st.st_ino;
+}
+
+void fill_common(pb::MountEntry& e, const MountInfo& m) {
+  e.set_mount_id(m.id);
+  e.set_mount_point(m.mount_point);
+  e.set_fstype(m.fstype);
+  e.set_source(m.source);
+  e.set_fs_options(fs_options(m.super_options));
+  e.set_fs_read_only(m.super_options == "ro" || m.super_options.rfind("ro,", 0) == 0);
+  e.set_flags(mount_flags(m.mount_options));
+  e.set_shared(m.shared != 0);
+  e.set_slave(m.master != 0);
+  e.set_unbindable(m.unbindable);
+}
+
+// The whole mount tree of a job dumped by pid in a mount namespace of its own (a runc
+// container, `unshare -m` with pivot_root or chroot): its root as a directory of this host,
+// then each mount under it as the job sees it. A mount of a file system the job shows
+// earlier in its tree is a bind of that place (runc's read-only /proc/sys, a mask from
+// /dev/null); else a new instance of proc, sysfs, mqueue, devpts or cgroup (v1 and v2, seen
+// from the restored cgroup namespace); else a bind of a host directory when one of our mounts
+// reaches the same inode; else a new tmpfs with its files. Anything else is refused, the job untouched.
+MountsDump collect_foreign_tree(pid_t pid, uint64_t tmpfs_limit) {
+  const std::string root_link = fmt::format("/proc/{}/root", pid);
+  const uint64_t mnt_ns = ns_inode(pid, "mnt");
+  const std::string where = fmt::format("pid {} (mount namespace mnt:[{}])", pid, mnt_ns);
+  const std::vector<MountInfo> all = read_mountinfo(pid);
+  const std::vector<MountInfo> host = read_mountinfo(0);
+  struct stat root_st {};
+  if (::stat(root_link.c_str(), &root_st) < 0) fail_errno(errno, "stat {}", root_link);
+
+  // The root: the mount the job's root directory is on, shown at "/" when that directory is the
+  // mount's root (pivot_root, or a chroot onto a mount point); a chroot into a plain directory
+  // of another mount shows no mount there.
+  const MountInfo* root_mount = nullptr;
+  const int root_id = mnt_id_of(root_link);
+  for (const MountInfo& m : all)
+    if (static_cast<int>(m.id) == root_id && m.mount_point == "/") root_mount = &m;
+  if (!root_mount)
+    throw UnsupportedError(fmt::format(
+        "{}: its root directory is not the root of a mount (a chroot into a plain directory of another mount "
+        "namespace): a dump cannot tell where it lies on this host, and a restore would run the job in the host's root. "
+        "Make the job's root a mount point (bind-mount the directory onto itself before chroot or pivot_root) or start "
+        "it with `stasis run --rootfs DIR`",
+        where));
+  const std::string root_host = host_path_of(*root_mount, root_st, host);
+  if (root_host.empty())
+    throw UnsupportedError(fmt::format(
+        "{}: its root ({} of the file system {} mounted from {}) is not reachable from this host's mounts: a dump "
+        "cannot record where the job's files are, and a restore would run it in the host's root. Give the job a root "
+        "that is a directory of the host (runc's rootfs, a bind mount) or start it with `stasis run --rootfs DIR`",
+        where, root_mount->root, root_mount->fstype, root_mount->source));
+  MountsDump out;
+  std::vector<const MountInfo*> earlier;  // the job's mounts before the current one
+  for (size_t i = 0; i < all.size(); ++i) {
+    const MountInfo& m = all[i];
+    pb::MountEntry e;
+    fill_common(e, m);
+    if (&m == root_mount) {
+      e.set_kind(pb::MountEntry::BIND);
+      e.set_root(true);
+      e.set_directory(true);
+      e.set_host_source(root_host);
+      earlier.push_back(&m);
+      out.mounts.push_back(std::move(e));
+      continue;
+    }
+    if (m.mount_point == "/") {
+      if (&m < root_mount) continue;  // under the job's root, hidden by it
+      throw UnsupportedError(fmt::format("{}: a mount over its root directory ({}) cannot be recorded; start the job "
+                                         "with `stasis run --rootfs DIR` to checkpoint it",
+                                         where, describe(m)));
+    }
+    struct stat st {};
+    const std::string at = root_link + m.mount_point;
+    const bool visible = ::stat(at.c_str(), &st) == 0;
+    bool covered = false;  // another mount sits on this one at the same place
+    for (size_t j = i + 1; j < all.size(); ++j) covered |= all[j].mount_point == m.mount_point;
+    const MountInfo* from = nullptr;
+    for (const MountInfo* p : earlier) {
+      if (p->major != m.major || p->minor != m.minor || !is_under(m.root, p->root)) continue;
+      if (!from || p->root.size() > from->root.size()) from = p;
+    }
+    const bool pseudo = m.fstype == "proc" || m.fstype == "sysfs" || m.fstype == "mqueue" || m.fstype == "devpts" ||
+                        m.fstype == "cgroup" || m.fstype == "cgroup2";
+    std::string host_source;
+    if (!from && !pseudo && visible && !covered) host_source = host_path_of(m, st, host);
+    if (from) {
+      e.set_kind(pb::MountEntry::BIND);
+      const std::string rest = from->root == "/" ? m.root : m.root.substr(from->root.size());
+      e.set_source(join(from->mount_point, rest == "/" ? "" : rest));
+      e.set_source_on_job_mount(true);
+    } else if (!host_source.empty()) {
+      e.set_kind(pb::MountEntry::BIND);
+      e.set_host_source(host_source);
+    } else if (m.fstype == "proc") {
+      e.set_kind(pb::MountEntry::PROC);
+    } else if (m.fstype == "sysfs") {
+      e.set_kind(pb::MountEntry::SYSFS);
+    } else if (m.fstype == "mqueue") {
+      e.set_kind(pb::MountEntry::MQUEUE);
+    } else if (m.fstype == "devpts") {
+      e.set_kind(pb::MountEntry::DEVPTS);
+    } else if (m.fstype == "cgroup" || m.fstype == "cgroup2") {
+      e.set_kind(pb::MountEntry::CGROUP);
+    } else if (m.fstype == "tmpfs" && m.root == "/" && !covered) {
+      e.set_kind(pb::MountEntry::TMPFS);
+      TmpfsReader reader(e, makedev(m.major, m.minor), tmpfs_limit, out.files);
+      e.set_tmpfs_bytes(with_context(fmt::format("dump the tmpfs at {}", m.mount_point), [&] {
+        return reader.read(at);
+      }));
+    } else {
+      throw UnsupportedError(fmt::format(
+          "{}: its mount at {} cannot be recorded: it is neither a bind of a directory of this host nor a new tmpfs, "
+          "proc, sysfs, mqueue, devpts or cgroup instance{}; a restore could not rebuild the job's root. Unmount it "
+          "in the job or start the job with `stasis run --rootfs DIR -v HOST:PATH`",
+          where, describe(m), covered ? " (another mount covers it)" : ""));
+    }
+    if (e.kind() == pb::MountEntry::BIND) {
+      if (!visible) fail_errno(errno, "{}: stat its mount at {}", where, m.mount_point);
+      e.set_directory(S_ISDIR(st.st_mode));
+    }
+    earlier.push_back(&m);
+    out.mounts.push_back(std::move(e));
+  }
+  log::debug("{}: root {} and {} mount(s) recorded, {} tmpfs entries", where, root_host, out.mounts.size() - 1,
+             out.files.size());
+  return out;
+}
+
 }  // namespace
 
 MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const pb::ContainerState* state,
@@ -276,6 +427,9 @@ MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const
   bool own = false;
   for (const auto& ns : namespaces.namespaces())
     if (ns.kind() == "mnt") own = ns.own();
+  // A process dumped by pid, in a mount namespace other than ours: its whole tree (one that
+  // shares ours is restored in a copy of it, see NamespaceEntry.rejoin).
+  if (!state && ns_inode(pid, "mnt") != ns_inode(0, "mnt")) return collect_foreign_tree(pid, tmpfs_limit);
   if (!own || !state) return {};
   const std::string& name = state->config().name();
   if (state->launcher_mounts().empty())
@@ -303,16 +457,7 @@ MountsDump collect_mounts(pid_t pid, const pb::NamespaceState& namespaces, const
       continue;
     }
     pb::MountEntry e;
-    e.set_mount_id(m.id);
-    e.set_mount_point(m.mount_point);
-    e.set_fstype(m.fstype);
-    e.set_source(m.source);
-    e.set_fs_options(fs_options(m.super_options));
-    e.set_fs_read_only(m.super_options == "ro" || m.super_options.rfind("ro,", 0) == 0);
-    e.set_flags(mount_flags(m.mount_options));
-    e.set_shared(m.shared != 0);
-    e.set_slave(m.master != 0);
-    e.set_unbindable(m.unbindable);
+    fill_common(e, m);
     // The same file system mounted before: a bind, whose source is the directory of the
     // earlier mount with the longest root that holds ours.
     const MountInfo* from = nullptr;

@@ -23,6 +23,10 @@ struct MountsDump {
 };
 
 // Nothing when the job shares the host's mount namespace (a --pid dump) or made no mount.
+// A job dumped by pid in a mount namespace other than ours (runc, `unshare -m` + pivot_root):
+// its root (a directory of this host) first, then every mount under it; refused, naming pid
+// and namespace, when its root is no host directory or a mount is of a kind restore cannot
+// make.
 // Throws UnsupportedError (the job untouched) naming the mount point and type for what restore
 // could not bring back: another file system than tmpfs, proc, sysfs, mqueue or devpts mounted
 // inside (a block device, overlay, FUSE...), a tmpfs over tmpfs_limit bytes or covered by a

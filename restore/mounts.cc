@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,7 +35,7 @@ bool is_under(const std::string& path, const std::string& dir) {
 std::string kind_name(const pb::MountEntry& m) {
   switch (m.kind()) {
     case pb::MountEntry::TMPFS: return "tmpfs";
-    case pb::MountEntry::BIND: return "bind mount";
+    case pb::MountEntry::BIND: return m.root() ? "root" : "bind mount";
     default: return m.fstype();
   }
 }
@@ -96,9 +97,9 @@ void fill_tmpfs(const pb::MountEntry& m, int root, const std::vector<pb::TmpfsFi
   }
 }
 
-void set_propagation(const pb::MountEntry& m) {
+void set_propagation(const pb::MountEntry& m, const std::string& target) {
   auto apply = [&](unsigned long flag, const char* what) {
-    if (::mount(nullptr, m.mount_point().c_str(), nullptr, flag, nullptr) < 0)
+    if (::mount(nullptr, target.c_str(), nullptr, flag, nullptr) < 0)
       fail_errno(errno, "make {} {}", m.mount_point(), what);
   };
   if (m.unbindable()) return apply(MS_UNBINDABLE, "unbindable");
@@ -107,18 +108,21 @@ void set_propagation(const pb::MountEntry& m) {
   if (!m.slave() && !m.shared()) apply(MS_PRIVATE, "private");
 }
 
-void mount_one(const pb::MountEntry& m, const MountPlan& plan) {
-  const char* target = m.mount_point().c_str();
+// root: where the job's tree is being built ("" when the mounts go into the container as it is).
+void mount_one(const pb::MountEntry& m, const MountPlan& plan, const std::string& root = "") {
+  const std::string target_path = root.empty() ? m.mount_point() : root + m.mount_point();
+  const char* target = target_path.c_str();
   struct stat st {};
   if (::lstat(target, &st) < 0)
     fail_errno(errno, "the mount point {} is missing in the restored container", m.mount_point());
   const unsigned long flags = static_cast<unsigned long>(m.flags());
   switch (m.kind()) {
     case pb::MountEntry::BIND: {
-      if (::lstat(m.source().c_str(), &st) < 0)
-        fail_errno(errno, "its bind source {} is missing", m.source());
-      if (::mount(m.source().c_str(), target, nullptr, MS_BIND, nullptr) < 0)
-        fail_errno(errno, "bind-mount {} on {}", m.source(), m.mount_point());
+      const std::string source =
+          !m.host_source().empty() ? m.host_source() : (root.empty() ? m.source() : root + m.source());
+      if (::lstat(source.c_str(), &st) < 0) fail_errno(errno, "its bind source {} is missing", source);
+      if (::mount(source.c_str(), target, nullptr, MS_BIND, nullptr) < 0)
+        fail_errno(errno, "bind-mount {} on {}", source, m.mount_point());
       // A bind takes its flags from a remount.
       if (::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | flags, nullptr) < 0)
         fail_errno(errno, "remount {} with flags {:#x}", m.mount_point(), flags);
@@ -146,7 +150,33 @@ void mount_one(const pb::MountEntry& m, const MountPlan& plan) {
                   m.fs_options().empty() ? nullptr : m.fs_options().c_str()) < 0)
         fail_errno(errno, "mount {} on {} with options '{}'", m.fstype(), m.mount_point(), m.fs_options());
   }
-  set_propagation(m);
+  set_propagation(m, target_path);
+}
+
+bool has_root(const MountPlan& plan) { return !plan.mounts.empty() && plan.mounts.front().root(); }
+
+// The tree of a job dumped by pid in a mount namespace of its own: its root (a directory of
+// this host) bound onto itself in the container's namespace, every mount made under it in
+// the dumped order (host directories bound from here, before they go out of sight), then
+// pivot_root into it; the old root goes, with the launcher's /proc on it.
+void build_root(const MountPlan& plan) {
+  const pb::MountEntry& r = plan.mounts.front();
+  const std::string& root = r.host_source();
+  if (::mount(root.c_str(), root.c_str(), nullptr, MS_BIND, nullptr) < 0)
+    fail_errno(errno, "bind the job's root {} onto itself", root);
+  for (size_t i = 1; i < plan.mounts.size(); ++i) {
+    const pb::MountEntry& m = plan.mounts[i];
+    with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()),
+                 [&] { mount_one(m, plan, root); });
+  }
+  if (::chdir(root.c_str()) < 0) fail_errno(errno, "chdir {}", root);
+  if (::syscall(SYS_pivot_root, ".", ".") < 0) fail_errno(errno, "pivot_root into the job's root {}", root);
+  if (::umount2(".", MNT_DETACH) < 0) fail_errno(errno, "detach the old root after pivot_root into {}", root);
+  if (::chdir("/") < 0) fail_errno(errno, "chdir / in the job's root {}", root);
+  const unsigned long flags = static_cast<unsigned long>(r.flags());
+  if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | flags, nullptr) < 0)
+    fail_errno(errno, "remount the job's root {} with flags {:#x}", root, flags);
+  set_propagation(r, "/");
 }
 
 }  // namespace
@@ -157,11 +187,16 @@ MountPlan load_mounts(const images::Checkpoint& checkpoint) {
   if (!checkpoint.exists(ImageType::Mounts)) return plan;
   plan.mounts = images::read_all<pb::MountEntry>(checkpoint.path(ImageType::Mounts), ImageType::Mounts);
   for (const auto& m : plan.mounts) {
-    if (m.kind() == pb::MountEntry::UNKNOWN || m.kind() > pb::MountEntry::DEVPTS)
+    if (m.kind() == pb::MountEntry::UNKNOWN || m.kind() > pb::MountEntry::CGROUP)
       fail("{}: the mount at {} is of a kind this stasis does not know ({})", checkpoint.dir().string(),
            m.mount_point(), static_cast<int>(m.kind()));
     if (m.mount_point().empty() || m.mount_point()[0] != '/' || climbs_out(m.mount_point()))
       fail("{}: mounts.img names an invalid mount point '{}'", checkpoint.dir().string(), m.mount_point());
+    const bool bad_host_source = !m.host_source().empty() &&
+                                 (m.host_source()[0] != '/' || climbs_out(m.host_source()) || (m.host_source() == "/" && !m.root()));
+    if (bad_host_source || (m.root() && (&m != &plan.mounts.front() || m.mount_point() != "/")) ||
+        (has_root(plan) && m.kind() == pb::MountEntry::BIND && m.host_source().empty() && climbs_out(m.source())))
+      fail("{}: mounts.img holds an invalid entry at '{}'", checkpoint.dir().string(), m.mount_point());
   }
   if (checkpoint.exists(ImageType::Tmpfs)) {
     images::ImageReader reader(checkpoint.path(ImageType::Tmpfs), ImageType::Tmpfs);
@@ -178,6 +213,19 @@ MountPlan load_mounts(const images::Checkpoint& checkpoint) {
 void check_mount_sources(const MountPlan& plan, const std::string& rootfs) {
   for (const auto& m : plan.mounts) {
     if (m.kind() != pb::MountEntry::BIND || m.source_on_job_mount()) continue;
+    if (!m.host_source().empty()) {
+      // A directory of the dumping host: the job's root, or a bind under it.
+      struct stat st {};
+      if (::stat(m.host_source().c_str(), &st) < 0)
+        throw Error(fmt::format("the job's {} at {} is {} of this host, which is missing ({}): restore it where that "
+                                "path exists; nothing was started",
+                                kind_name(m), m.mount_point(), m.host_source(), errno_name(errno)));
+      if (S_ISDIR(st.st_mode) != m.directory())
+        throw Error(fmt::format("the job's {} at {} needs {} of this host to be a {}, and it is not; nothing was "
+                                "started",
+                                kind_name(m), m.mount_point(), m.host_source(), m.directory() ? "directory" : "file"));
+      continue;
+    }
     // What the launcher mounts afresh is not on the host's side to look at.
     if (is_under(m.source(), "/proc")) continue;
     if (!rootfs.empty() && (is_under(m.source(), "/dev") || is_under(m.source(), "/sys"))) continue;
@@ -195,8 +243,12 @@ void check_mount_sources(const MountPlan& plan, const std::string& rootfs) {
 }
 
 void restore_mounts(const MountPlan& plan) {
-  for (const auto& m : plan.mounts)
-    with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()), [&] { mount_one(m, plan); });
+  if (has_root(plan)) {
+    build_root(plan);
+  } else {
+    for (const auto& m : plan.mounts)
+      with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()), [&] { mount_one(m, plan); });
+  }
   if (plan.mounts.empty()) return;
   // The kernel decides part of the propagation (a bind of a slave is a slave): check it came
   // out as dumped.
