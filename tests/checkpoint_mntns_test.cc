@@ -3,7 +3,7 @@
 // the same order with the same options: binds of host directories and files, a tmpfs with its
 // files, a bind of a directory of that tmpfs, a proc instance. A root the dump cannot place on
 // the host (a chroot into a plain directory of another namespace) is refused, the job left
-// running.
+// running. container.img says whether the job had a network namespace of its own.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -62,6 +62,9 @@ TEST(CheckpointMntns, JobInItsOwnRootComesBackThere) {
   EXPECT_EQ(at["/proc"]->kind(), pb::MountEntry::PROC);
   EXPECT_EQ(at["/dev/null"]->host_source(), "/dev/null");
   EXPECT_FALSE(at["/dev/null"]->directory());
+  pb::ContainerConfig config;
+  images::read_single(images / "container.img", images::ImageType::Container, config);
+  EXPECT_EQ(config.net().mode(), "host");  // it shared the host's network namespace
 
   n = std::max(n, read_status(status).progress);
   clear_status(status);
@@ -98,6 +101,33 @@ TEST(CheckpointMntns, ChrootIntoAPlainDirectoryIsRefusedAndJobRunsOn) {
   EXPECT_NE(r.err.find("bind-mount the directory onto itself"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(images));
   EXPECT_TRUE(keep_progressing(status, 300ms));
+}
+
+// A job with a network namespace of its own is not restored in the host's (container.img
+// said `net: host` for every dump by pid).
+TEST(CheckpointMntns, OwnNetworkNamespaceIsRecordedAsTheJobsOwn) {
+  CheckpointEnv env;
+  HostProcess host;
+  Workload w = c_workload("counter");
+  w.program.insert(w.program.begin(), {"/usr/bin/unshare", "--net", "--"});
+  const fs::path status = env.status_path("netns");
+  ASSERT_TRUE(host.start(w, status)) << host.log_tail();
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 0, 10s, &n));
+  const fs::path images = env.image_dir("netns");
+  ASSERT_TRUE(env.dump_pid(host.pid(), images)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s));
+  pb::ContainerConfig config;
+  images::read_single(images / "container.img", images::ImageType::Container, config);
+  EXPECT_EQ(config.net().mode(), "loopback");
+  n = std::max(n, read_status(status).progress);
+  clear_status(status);
+  Container restored(env, "netns");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(status, n, 30s, &n, n));
+  auto init = restored.host_pid();
+  ASSERT_TRUE(init.has_value());
+  EXPECT_NE(namespace_id(job_of(*init), "net"), namespace_id(getpid(), "net"));
 }
 
 // runc's container, checkpointed by runc through stasis, restored by `stasis restore`: the
@@ -166,6 +196,7 @@ TEST(CheckpointMntns, RuncContainerRestoredByStasisCountsOnInItsRoot) {
   EXPECT_NE(info.find(" /proc/sys ro,"), std::string::npos) << info;
   EXPECT_NE(info.find(" /sys/firmware ro,"), std::string::npos) << info;
   EXPECT_NE(info.find(" /usr ro,"), std::string::npos) << info;
+  EXPECT_NE(namespace_id(job, "net"), namespace_id(getpid(), "net"));
 }
 
 }  // namespace
