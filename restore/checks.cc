@@ -89,7 +89,8 @@ void check_open_files(RestorePlan& plan, const std::filesystem::path& rootfs,
         where += fmt::format(" fd {}", e.fd());
         break;
       }
-    const std::filesystem::path path = rootfs.empty() ? std::filesystem::path(file.path()) : rootfs / file.path().substr(1);
+    const std::filesystem::path path = path_on_host(plan.mounts, rootfs, file.path());
+    if (path.empty()) continue;  // on a mount the stub makes anew
     struct stat st;
     if (stat(path.c_str(), &st) < 0) fail_errno(errno, "{}: reopen file {}", where, path.string());
     const std::string change = regfile_change(file, st, plan.files.boot_id);
@@ -113,7 +114,8 @@ void check_open_files(RestorePlan& plan, const std::filesystem::path& rootfs,
 void check_files_unchanged(const RestorePlan& plan, const std::filesystem::path& rootfs) {
   for (const auto& file : plan.mapped_files) {
     if (file.memfd) continue;  // made anew
-    std::filesystem::path path = rootfs.empty() ? std::filesystem::path(file.path) : rootfs / file.path.substr(1);
+    const std::filesystem::path path = path_on_host(plan.mounts, rootfs, file.path);
+    if (path.empty()) continue;  // on a mount the stub makes anew
     struct stat st;
     if (stat(path.c_str(), &st) < 0) fail_errno(errno, "file {} mapped by pid {}", path.string(), plan.task.pid());
     with_context(fmt::format("pid {}", plan.task.pid()), [&] { check_same_file(path.string(), st, file.identity); });

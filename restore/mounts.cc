@@ -242,6 +242,26 @@ void check_mount_sources(const MountPlan& plan, const std::string& rootfs) {
   }
 }
 
+std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const std::string& job_path) {
+  if (!has_root(plan)) return rootfs.empty() ? job_path : rootfs + job_path;
+  std::string path = job_path;
+  // A bind of a place of the job's tree leads to that place: at most one step per entry.
+  for (size_t step = 0; step <= plan.mounts.size(); ++step) {
+    // The mount that shows path: the deepest mount point holding it, the last one there.
+    const pb::MountEntry* on = nullptr;
+    for (const auto& m : plan.mounts)
+      if ((m.mount_point() == "/" || is_under(path, m.mount_point())) &&
+          (!on || m.mount_point().size() >= on->mount_point().size()))
+        on = &m;
+    if (!on) return "";
+    const std::string rest = on->mount_point() == "/" ? path : path.substr(on->mount_point().size());
+    if (!on->host_source().empty()) return on->host_source() == "/" ? rest : on->host_source() + rest;
+    if (on->kind() != pb::MountEntry::BIND) return "";
+    path = on->source() + rest;
+  }
+  return "";
+}
+
 void restore_mounts(const MountPlan& plan) {
   if (has_root(plan)) {
     build_root(plan);

@@ -27,6 +27,12 @@ MountPlan load_mounts(const images::Checkpoint& checkpoint);
 // container's rootfs) must exist. Throws naming the mount and the missing path.
 void check_mount_sources(const MountPlan& plan, const std::string& rootfs);
 
+// Where the restorer finds, before anything starts, the file the job knew as job_path: under
+// rootfs ("" = the host's file system), or, for a tree recorded with its root, through that
+// tree (the root's or a bind's host directory). "" when the file lies on a mount the stub
+// makes anew (a tmpfs, proc...), out of the restorer's sight.
+std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const std::string& job_path);
+
 // In the container (the stub, before it opens the job's files): mounts everything, fills the
 // tmpfs instances, sets the propagation, and checks it. Throws naming the mount; what was made
 // dies with the namespace when the caller removes the container.

@@ -153,9 +153,9 @@ int restore_checkpoint(const RestoreOptions& options) {
   launcher::RestoredLog job_log(store, dumped, options.name.empty() ? dumped.name() : options.name, options.log_path);
   pb::ContainerConfig config = container_config(dumped, checkpoint, options, plan, job_log);
   check_host_compatible(checkpoint, plan);
+  plan.mounts = load_mounts(checkpoint);  // first: the checks below find files through them
   check_files_unchanged(plan, config.rootfs());
   check_open_files(plan, config.rootfs(), options.allow_changed_files);
-  plan.mounts = load_mounts(checkpoint);
   check_mount_sources(plan.mounts, config.rootfs());
   const double load_ms = ms_since(started_at);
   check_interrupt();

@@ -1,7 +1,8 @@
 // A process dumped by pid that lives in a mount namespace and root of its own (a runc
 // container, `unshare -m` + pivot_root) comes back in that root, with its mount tree remade in
 // the same order with the same options: binds of host directories and files, a tmpfs with its
-// files, a bind of a directory of that tmpfs, a proc instance. A root the dump cannot place on
+// files, a bind of a directory of that tmpfs, a proc instance; a file of its root alone that
+// it holds open is found there. A root the dump cannot place on
 // the host (a chroot into a plain directory of another namespace) is refused, the job left
 // running. container.img says whether the job had a network namespace of its own.
 #include <gtest/gtest.h>
@@ -62,6 +63,9 @@ TEST(CheckpointMntns, JobInItsOwnRootComesBackThere) {
   EXPECT_EQ(at["/proc"]->kind(), pb::MountEntry::PROC);
   EXPECT_EQ(at["/dev/null"]->host_source(), "/dev/null");
   EXPECT_FALSE(at["/dev/null"]->directory());
+  // /kept, which it holds open, is not at that path on the host: restore finds it through
+  // the job's root.
+  ASSERT_FALSE(fs::exists("/kept"));
   pb::ContainerConfig config;
   images::read_single(images / "container.img", images::ImageType::Container, config);
   EXPECT_EQ(config.net().mode(), "host");  // it shared the host's network namespace

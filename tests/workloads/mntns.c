@@ -12,7 +12,8 @@
 // then pivot_root into it, drops the old root and execs itself again from inside (so that
 // its mappings are files of the new root), with "inside" as argument. With "chroot" its root
 // is a plain directory (not bound onto itself) that it chroots into instead.
-// Each iteration checks its world: the files of its tmpfs, that /usr/bin/env exists, that
+//   /kept                  a file of the root alone (not at that path on the host), held open
+// Each iteration checks its world: /kept through its fd, the files of its tmpfs, that /usr/bin/env exists, that
 // the host's /etc is not there (its root has none), and the mounts in
 // /proc/self/mountinfo (types and read-only flags).
 #define _GNU_SOURCE
@@ -74,6 +75,10 @@ static void setup(char** argv, int plain_chroot) {
   bind("/usr/lib", "/lib", 1);
   bind("/usr/lib64", "/lib64", 1);
   bind("/usr", "/usr", 1);
+  under_root(p, sizeof p, "/kept");
+  int kept = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (kept < 0 || write(kept, "kept\n", 5) != 5) ws_failf("write %s: %s", p, strerror(errno));
+  if (kept >= 0) close(kept);
   under_root(p, sizeof p, "/data");
   mkdirs(p);
   if (mount("stasis-mntns", p, "tmpfs", MS_NOSUID, "size=1m,mode=0755") < 0) return ws_failf("tmpfs: %s", strerror(errno));
@@ -142,8 +147,13 @@ static void check_mount(const char* info, const char* point, const char* type, i
   ws_failf("no mount at %s in /proc/self/mountinfo", point);
 }
 
+static int kept_fd = -1;  // /kept, a file of its root alone, held open all along
+
 static void check_world(void) {
   char buf[64] = {0};
+  if (pread(kept_fd, buf, sizeof buf - 1, 0) != 5 || strcmp(buf, "kept\n") != 0)
+    return ws_failf("/kept (fd %d): '%s' (%s)", kept_fd, buf, strerror(errno));
+  memset(buf, 0, sizeof buf);
   int fd = open("/data/file", O_RDONLY | O_CLOEXEC);
   ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
   if (fd >= 0) close(fd);
@@ -170,6 +180,7 @@ int main(int argc, char** argv) {
   snprintf(root, sizeof root, "%s.root", ws_path);
   const int inside = argc > 2 && strcmp(argv[2], "inside") == 0;
   if (!inside) setup(argv, argc > 2 && strcmp(argv[2], "chroot") == 0);
+  kept_fd = open("/kept", O_RDONLY | O_CLOEXEC);
   for (unsigned long long i = 1;; ++i) {
     if (inside) check_world();
     ws_write(inside ? i : 0);
