@@ -365,6 +365,8 @@ DumpReport dump(const DumpOptions& opt) {
       cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));
       config = synthesize_config(pid, namespaces.hostname(), core.cwd());
       if (net) config.mutable_net()->set_mode("loopback");  // a network namespace of its own, net.img's contents
+      // A job in a root of its own: its working directory is a path there (restored with it).
+      if (!mounts.mounts.empty() && mounts.mounts.front().root()) config.clear_workdir();
     }
   });
   report.collect_s = since(t_collect);

@@ -13,7 +13,7 @@
 // its mappings are files of the new root), with "inside" as argument. With "chroot" its root
 // is a plain directory (not bound onto itself) that it chroots into instead.
 //   /kept                  a file of the root alone (not at that path on the host), held open
-// Each iteration checks its world: /kept through its fd, the files of its tmpfs, that /usr/bin/env exists, that
+// It works in /data/sub. Each iteration checks its world: /kept through its fd, the files of its tmpfs, that /usr/bin/env exists, that
 // the host's /etc is not there (its root has none), and the mounts in
 // /proc/self/mountinfo (types and read-only flags).
 #define _GNU_SOURCE
@@ -160,6 +160,7 @@ static void check_world(void) {
   if (n != 16 || strcmp(buf, "data of the job\n") != 0) return ws_failf("/data/file: '%s' (%s)", buf, strerror(errno));
   struct stat st;
   if (stat("/data/ro/inner", &st) < 0) return ws_failf("/data/ro/inner: %s", strerror(errno));
+  if (stat("inner", &st) < 0) return ws_failf("inner in the working directory: %s", strerror(errno));
   if (stat("/usr/bin/env", &st) < 0) return ws_failf("/usr/bin/env: %s", strerror(errno));
   if (access("/etc", F_OK) == 0) return ws_failf("the host's /etc is visible: the job is not in its own root");
   static char info[65536];
@@ -181,6 +182,8 @@ int main(int argc, char** argv) {
   const int inside = argc > 2 && strcmp(argv[2], "inside") == 0;
   if (!inside) setup(argv, argc > 2 && strcmp(argv[2], "chroot") == 0);
   kept_fd = open("/kept", O_RDONLY | O_CLOEXEC);
+  // Its working directory is a path of its root alone.
+  if (inside && chdir("/data/sub") < 0) ws_failf("chdir /data/sub: %s", strerror(errno));
   for (unsigned long long i = 1;; ++i) {
     if (inside) check_world();
     ws_write(inside ? i : 0);
