@@ -154,9 +154,9 @@ int restore_checkpoint(const RestoreOptions& options) {
   pb::ContainerConfig config = container_config(dumped, checkpoint, options, plan, job_log);
   check_host_compatible(checkpoint, plan);
   plan.mounts = load_mounts(checkpoint);  // first: the checks below find files through them
+  check_mount_sources(plan.mounts, config.rootfs());
   check_files_unchanged(plan, config.rootfs());
   check_open_files(plan, config.rootfs(), options.allow_changed_files);
-  check_mount_sources(plan.mounts, config.rootfs());
   const double load_ms = ms_since(started_at);
   check_interrupt();
 

@@ -91,6 +91,25 @@ TEST(CheckpointMntns, JobInItsOwnRootComesBackThere) {
   EXPECT_EQ(mountinfo_of(getpid()).find(status.string() + ".root/data"), std::string::npos);
 }
 
+// The job's root is gone from the host at restore: refused before anything starts, naming it.
+TEST(CheckpointMntns, MissingRootFailsRestoreAndLeavesNothing) {
+  CheckpointEnv env;
+  HostProcess host;
+  const fs::path status = env.status_path("gone");
+  ASSERT_TRUE(host.start(c_workload("mntns"), status)) << host.log_tail();
+  ASSERT_TRUE(wait_for_progress(status, 0, 10s)) << host.log_tail();
+  const fs::path images = env.image_dir("gone");
+  ASSERT_TRUE(env.dump_pid(host.pid(), images)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s));
+  const fs::path root = status.string() + ".root";
+  fs::rename(root, env.work() / "elsewhere");
+  Container restored(env, "gone");
+  EXPECT_FALSE(restored.restore(images, status));
+  EXPECT_NE(restored.last_output().find(root.string() + " of this host, which is missing"), std::string::npos)
+      << restored.last_output();
+  EXPECT_EQ(env.stasis({"ps", "-a"}).out.find(restored.name()), std::string::npos);
+}
+
 TEST(CheckpointMntns, ChrootIntoAPlainDirectoryIsRefusedAndJobRunsOn) {
   CheckpointEnv env;
   HostProcess host;
