@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -40,12 +41,14 @@
 #include "dump/net.h"
 #include "dump/pre_dump.h"
 #include "dump/pstree.h"
+#include "dump/tree.h"
 #include "dump/seize.h"
 #include "dump/signals.h"
 #include "dump/volumes.h"
 #include "images/checkpoint.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
+#include "inventory.pb.h"
 #include "launcher/container.h"
 #include "launcher/state_store.h"
 
@@ -80,23 +83,6 @@ pid_t tgid_of(pid_t tid) {
   auto status = proc::read_status(tid);
   if (!status.fields.count("Tgid")) fail("/proc/{}/status: no Tgid line", tid);
   return status.tgid;
-}
-
-// Children of every thread of pid (/proc/PID/task/*/children), sorted, without repeats.
-std::vector<pid_t> children_of_process(pid_t pid) {
-  std::vector<pid_t> out;
-  for (pid_t tid : proc::list_tasks(pid)) {
-    std::vector<pid_t> children;
-    try {
-      children = proc::list_children(pid, tid);
-    } catch (const Error&) {
-      continue;  // the thread exited meanwhile
-    }
-    out.insert(out.end(), children.begin(), children.end());
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
 }
 
 std::vector<std::string> read_cmdline(pid_t pid) {
@@ -236,6 +222,251 @@ void write_one(const images::Checkpoint& ckpt, ImageType type, std::optional<int
   images::write_single(ckpt.path(type, id), type, m);
 }
 
+
+// What is dumped: a container (its state and cgroup) or a host process and its subtree.
+struct Target {
+  std::optional<pb::ContainerState> state;
+  std::optional<Cgroup> cgroup;
+  std::string what;  // for messages
+};
+
+Target open_target(const DumpOptions& opt) {
+  Target target;
+  if (!opt.container.empty()) {
+    launcher::StateStore store(opt.state_root);
+    target.state = store.load(opt.container);
+    // A paused container ("frozen") is dumped too, and left paused (see Refreeze).
+    if ((target.state->status() != "running" && target.state->status() != "frozen") ||
+        !launcher::container_alive(*target.state))
+      fail("container {} is not running (status: {})", opt.container, launcher::display_status(*target.state));
+    target.cgroup = launcher::open_cgroup(*target.state);
+    target.what = fmt::format("container {}", opt.container);
+  } else {
+    if (opt.pid <= 0) throw UsageError(fmt::format("--pid {}: not a process id", opt.pid));
+    if (!fs::exists(fmt::format("/proc/{}", opt.pid))) fail("no process with pid {}", opt.pid);
+    if (opt.pid == ::getpid() || opt.pid == ::getppid()) fail("pid {} is stasis itself or its parent", opt.pid);
+    target.what = fmt::format("pid {}", opt.pid);
+  }
+  return target;
+}
+
+std::vector<pid_t> processes_of(const std::vector<ptrace::SeizedThread>& threads) {
+  std::vector<pid_t> out;
+  for (const auto& t : threads) out.push_back(tgid_of(t.tid()));
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// The processes to dump: all that were seized but, under --init, PID 1 (our reaper).
+std::vector<pid_t> job_of(const Target& target, std::vector<pid_t> processes) {
+  if (target.state && target.state->config().init())
+    processes.erase(std::remove(processes.begin(), processes.end(), target.state->init_pid()), processes.end());
+  return processes;
+}
+
+// The fds of pid that are the container's stdio plumbing: for the job's first process (or
+// PID 1 of the container), its fds 0-2 that container_stdio recognizes; for every process,
+// any fd that is the same open file description as one of those (kcmp), as a child that
+// inherited its stdout has.
+class Plumbing {
+ public:
+  Plumbing(const Target& target, const DumpTree& tree) {
+    if (!target.state) return;
+    const bool init = target.state->config().init();
+    reference_pid_ = init ? target.state->init_pid() : tree.root().task.host_pid;
+    reference_ = container_stdio(reference_pid_, target.state->config());
+  }
+  std::vector<InheritedFd> of(pid_t pid) const {
+    if (pid == reference_pid_) return reference_;
+    std::vector<InheritedFd> out;
+    if (reference_.empty()) return out;
+    for (int fd : proc::list_fds(pid))
+      for (const auto& ref : reference_)
+        if (compat::sys_kcmp(reference_pid_, pid, KCMP_FILE, static_cast<unsigned long>(ref.fd),
+                             static_cast<unsigned long>(fd)) == 0) {
+          out.push_back({fd, ref.std_fd});
+          break;
+        }
+    return out;
+  }
+
+ private:
+  pid_t reference_pid_ = 0;
+  std::vector<InheritedFd> reference_;
+};
+
+// Files, core, signals and mm of every process; the open files go to one collector, so that
+// a file shared between processes is described once.
+void collect_processes(DumpTree& tree, FileCollector& files, const Target& target) {
+  const Plumbing plumbing(target, tree);
+  for (auto& p : tree.processes) {
+    const pid_t pid = p.task.host_pid;
+    with_context(fmt::format("dump pid {}", pid), [&] {
+      // Files first: the usual reason to refuse (a socket) is found before anything is injected.
+      if (target.state) refuse_files_in_volumes(pid, target.state->config());
+      p.fds = files.collect(pid, plumbing.of(pid));
+    });
+  }
+  files.mark_outside_pipes();
+  for (auto& p : tree.processes) {
+    const pid_t pid = p.task.host_pid;
+    with_context(fmt::format("dump pid {}", pid), [&] {
+      Injector injector(pid, p.task.threads[0], p.task.threads.size());
+      p.core = collect_core(p.task, injector);
+      p.signals = collect_signals(p.task, injector);
+      p.brk = static_cast<uint64_t>(injector.call_checked(p.task.threads[0], "brk(0)", SYS_brk, 0));
+      p.mm_attributes = collect_mm_attributes(p.task, injector);
+      injector.unmap();  // before the memory layout is read
+      p.mm = collect_mm(pid, p.brk);
+      *p.mm.mutable_attributes() = p.mm_attributes;
+    });
+  }
+}
+
+// What belongs to the job as a whole, read through its first process.
+struct JobState {
+  pb::NamespaceState namespaces;
+  std::vector<pb::IpcObject> ipc;
+  std::optional<pb::NetState> net;
+  MountsDump mounts;
+  pb::CgroupState cgroup_state;
+  pb::ContainerConfig config;
+};
+
+JobState collect_job_state(const ProcessDump& root, const Target& target, const DumpOptions& opt,
+                           const NetSysctlDefaults& net_defaults) {
+  JobState job;
+  const pid_t pid = root.task.host_pid;
+  with_context(fmt::format("dump pid {}", pid), [&] {
+    job.namespaces = collect_namespaces(pid);
+    job.ipc = collect_ipc(pid, job.namespaces);
+    job.net = collect_net(pid, job.namespaces, target.state ? &target.state->config() : nullptr, net_defaults);
+    job.mounts = collect_mounts(pid, job.namespaces, target.state ? &*target.state : nullptr, opt.tmpfs_limit);
+    if (target.state) {
+      job.cgroup_state = collect_cgroup_state(target.cgroup->driver(), target.cgroup->paths());
+      job.config = target.state->config();
+      // The job is stopped: its output so far, for a copy restored beside it (restored_log.h).
+      struct stat log_stat {};
+      if (!job.config.log_path().empty() && ::stat(job.config.log_path().c_str(), &log_stat) == 0)
+        job.config.set_log_bytes_at_dump(log_stat.st_size);
+    } else {
+      CgroupDriver driver = detect_cgroup_driver();
+      job.cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));
+      job.config = synthesize_config(pid, job.namespaces.hostname(), root.core.cwd());
+      // A network namespace of its own: net.img's contents.
+      if (job.net) job.config.mutable_net()->set_mode("loopback");
+      // A job in a root of its own: its working directory is a path there (restored with it).
+      if (!job.mounts.mounts.empty() && job.mounts.mounts.front().root()) job.config.clear_workdir();
+    }
+  });
+  return job;
+}
+
+void add_stats(images::PageStats& to, const images::PageStats& from) {
+  to.pages += from.pages;
+  to.zero_pages += from.zero_pages;
+  to.raw_bytes += from.raw_bytes;
+  to.stored_bytes += from.stored_bytes;
+  to.parent_pages += from.parent_pages;
+}
+
+// The incremental side of each process's memory (--parent, dirty tracking; dump/incremental.h).
+using Incremental = std::vector<std::unique_ptr<IncrementalDump>>;
+
+// The pages of each process (each dump_pages runs its scan, read, encode and write on three
+// threads of its own).
+void dump_memory(DumpTree& tree, const DumpOptions& opt, DumpReport& report, Incremental& incremental) {
+  for (auto& p : tree.processes) {
+    const pid_t pid = p.task.host_pid;
+    with_context(fmt::format("dump pid {}", pid), [&] {
+      incremental.push_back(std::make_unique<IncrementalDump>(opt, pid, p.task.ns_pid));
+      // On a terminal, a line that says how far the pages are (common/progress.h).
+      progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
+      MemoryStats ms = dump_pages(pid, p.mm, opt.dir, p.task.ns_pid, opt.compression, incremental.back()->tracking());
+      add_stats(report.pages, ms.pages);
+      report.vmas_dumped += ms.vmas_dumped;
+      report.scan_s += ms.scan_seconds;
+      report.read_s += ms.read_seconds;
+      report.encode_s += ms.encode_seconds;
+      report.pagemap_scan = ms.pagemap_scan;
+      report.page_write_s += ms.write_seconds;
+      report.wait_s += ms.wait_seconds;
+    });
+  }
+}
+
+void write_images(const images::Checkpoint& ckpt, const DumpTree& tree, FileCollector& files,
+                  const JobState& job) {
+  {
+    images::ImageWriter pstree(ckpt.path(ImageType::Pstree), ImageType::Pstree);
+    for (const auto& e : tree_entries(tree)) pstree.write(e);
+    pstree.close();
+  }
+  for (const auto& p : tree.processes) {
+    write_one(ckpt, ImageType::Core, p.task.ns_pid, p.core);
+    write_one(ckpt, ImageType::Signals, p.task.ns_pid, p.signals);
+    write_one(ckpt, ImageType::Mm, p.task.ns_pid, p.mm);
+    images::ImageWriter w(ckpt.path(ImageType::Fds, p.task.ns_pid), ImageType::Fds);
+    for (const auto& e : p.fds) w.write(e);
+    w.close();
+  }
+  files.write_images(ckpt.dir());
+  write_one(ckpt, ImageType::Namespaces, std::nullopt, job.namespaces);
+  write_ipc(ckpt, job.ipc);
+  write_net(ckpt, job.net);
+  write_mounts(ckpt, job.mounts);
+  write_one(ckpt, ImageType::Cgroup, std::nullopt, job.cgroup_state);
+  write_one(ckpt, ImageType::Container, std::nullopt, job.config);
+}
+
+void fill_report(const DumpTree& tree, DumpReport& report) {
+  report.host_pid = tree.root().task.host_pid;
+  report.ns_pid = tree.root().task.ns_pid;
+  report.processes = tree.processes.size();
+  for (const auto& p : tree.processes) {
+    report.threads += p.task.threads.size();
+    report.vmas += static_cast<size_t>(p.mm.vmas_size());
+    report.fds += p.fds.size();
+    report.sigactions += static_cast<size_t>(p.signals.actions_size());
+  }
+}
+
+pb::Inventory make_inventory(const DumpTree& tree, const DumpOptions& opt) {
+  pb::Inventory inventory;
+  inventory.set_root_pid(tree.root().task.ns_pid);
+  inventory.set_root_host_pid(tree.root().task.host_pid);
+  inventory.set_container_name(opt.container);
+  inventory.set_compression(std::string(images::compression_name(opt.compression)));
+  inventory.set_page_size(static_cast<uint32_t>(::sysconf(_SC_PAGESIZE)));
+  return inventory;
+}
+
+// Kills every seized process (the job, and under --init our reaper with it).
+void kill_job(DumpTree& tree, const std::vector<pid_t>& processes) {
+  std::vector<ptrace::SeizedThread> all = std::move(tree.others);
+  for (auto& p : tree.processes)
+    for (auto& t : p.task.threads) all.push_back(std::move(t));
+  tree.processes.clear();
+  auto t_kill = Clock::now();
+  kill_seized(all, processes);
+  log::debug("killed the job in {:.3f}s", since(t_kill));
+}
+
+void remove_dumped_container(const DumpOptions& opt) {
+  try {
+    auto t_remove = Clock::now();
+    launcher::remove_container(opt.state_root, opt.container, /*force=*/true, /*keep_log=*/true);
+    log::debug("removed container {} in {:.3f}s", opt.container, since(t_remove));
+  } catch (const Error& e) {
+    // (A --rm container its monitor removed first is no error: remove_container says so.)
+    throw Error(fmt::format("the checkpoint in {} is complete and the job was killed, but removing container {} "
+                            "failed: {}",
+                            opt.dir.string(), opt.container, e.what()),
+                e.exit_code());
+  }
+}
+
 }  // namespace
 
 DumpReport dump(const DumpOptions& opt) {
@@ -243,22 +474,7 @@ DumpReport dump(const DumpOptions& opt) {
   DumpReport report;
   auto t_start = Clock::now();
   InterruptGuard interrupt_guard;
-
-  // --- the target
-  std::optional<pb::ContainerState> state;
-  std::optional<Cgroup> cgroup;
-  if (!opt.container.empty()) {
-    launcher::StateStore store(opt.state_root);
-    state = store.load(opt.container);
-    // A paused container ("frozen") is dumped too, and left paused (see Refreeze).
-    if ((state->status() != "running" && state->status() != "frozen") || !launcher::container_alive(*state))
-      fail("container {} is not running (status: {})", opt.container, launcher::display_status(*state));
-    cgroup = launcher::open_cgroup(*state);
-  } else {
-    if (opt.pid <= 0) throw UsageError(fmt::format("--pid {}: not a process id", opt.pid));
-    if (!fs::exists(fmt::format("/proc/{}", opt.pid))) fail("no process with pid {}", opt.pid);
-    if (opt.pid == ::getpid() || opt.pid == ::getppid()) fail("pid {} is stasis itself or its parent", opt.pid);
-  }
+  Target target = open_target(opt);
 
   // Claimed first: a dump that loses the race for the directory leaves it alone.
   DirectoryClaim claim(opt.dir);
@@ -266,211 +482,78 @@ DumpReport dump(const DumpOptions& opt) {
   claim.mark_unfinished();
   PartialDirectory partial(opt.dir);
 
-  // --- freeze: every thread seized and in a ptrace-stop
+  // --- freeze: every thread of every process seized and in a ptrace-stop
   NetSysctlDefaults net_defaults = start_reading_net_defaults();  // meanwhile, not while frozen
   auto t_freeze = Clock::now();
   // A paused container is frozen again before its threads are let go (refreeze, declared
   // after them) where the kernel allows it, and in any case right after (refreeze_late,
   // declared before them: also for a seize that fails half way, which lets them go itself).
-  const bool was_paused = cgroup && cgroup->frozen();
+  const bool was_paused = target.cgroup && target.cgroup->frozen();
   // Should we die, the guardian leaves the cgroup as we found it (declared first: it says
   // goodbye only after the refreezes below).
   std::optional<Guardian> guardian;
-  if (cgroup) guardian.emplace(*cgroup, was_paused);
+  if (target.cgroup) guardian.emplace(*target.cgroup, was_paused);
   std::optional<Refreeze> refreeze_late;
-  if (was_paused) refreeze_late.emplace(*cgroup);
-  Task task;
-  std::vector<ptrace::SeizedThread> all = cgroup ? seize_cgroup(*cgroup, *guardian) : seize_process(opt.pid);
+  if (was_paused) refreeze_late.emplace(*target.cgroup);
+  std::vector<ptrace::SeizedThread> seized =
+      target.cgroup ? seize_cgroup(*target.cgroup, *guardian) : seize_subtree(opt.pid);
   std::optional<Refreeze> refreeze;
-  if (was_paused && can_refreeze_before_detach(cgroup->driver())) refreeze.emplace(*cgroup);
+  if (was_paused && can_refreeze_before_detach(target.cgroup->driver())) refreeze.emplace(*target.cgroup);
+  const std::vector<pid_t> seized_processes = processes_of(seized);
+  DumpTree tree = build_tree(std::move(seized), job_of(target, seized_processes), target.what);
   report.freeze_s = since(t_freeze);
   check_interrupted("dump", "the job was left running");
 
-  // Group threads by process. Under --init, PID 1 is our reaper: not part of the job.
-  std::map<pid_t, std::vector<size_t>> by_process;
-  for (size_t i = 0; i < all.size(); ++i) by_process[tgid_of(all[i].tid())].push_back(i);
-  std::vector<pid_t> processes;
-  for (auto& [p, _] : by_process) processes.push_back(p);
-  std::vector<pid_t> job = processes;
-  if (state && state->config().init()) job.erase(std::remove(job.begin(), job.end(), state->init_pid()), job.end());
-  std::string what = state ? fmt::format("container {}", opt.container) : fmt::format("pid {}", opt.pid);
-  if (!state) {
-    auto children = children_of_process(opt.pid);
-    if (!children.empty()) {
-      std::vector<pid_t> tree{opt.pid};
-      tree.insert(tree.end(), children.begin(), children.end());
-      refuse_process_tree(tree, what);
-    }
-  }
-  refuse_process_tree(job, what);
-  if (job.empty()) fail("{}: no process of the job to dump", what);
-
-  task.host_pid = job.front();
-  {
-    auto& idx = by_process[task.host_pid];
-    // Leader first.
-    std::stable_partition(idx.begin(), idx.end(), [&](size_t i) { return all[i].tid() == task.host_pid; });
-    for (size_t i : idx) task.threads.push_back(std::move(all[i]));
-    std::vector<ptrace::SeizedThread> rest;
-    for (auto& t : all)
-      if (t.tid() > 0) rest.push_back(std::move(t));
-    all = std::move(rest);  // threads of processes we hold but do not dump (the --init reaper)
-  }
-  pid_t pid = task.host_pid;
-  report.host_pid = pid;
-  report.threads = task.threads.size();
-
-  // --- collect
+  // --- collect: the shape of the tree, then each process, then what the job shares
   auto t_collect = Clock::now();
-  pb::TaskCore core;
-  pb::SignalState signals;
-  std::vector<pb::FdEntry> fds;
+  check_tree_shape(tree);
   FileCollector files(opt.ghost_limit, opt.leave_running);
-  pb::NamespaceState namespaces;
-  std::vector<pb::IpcObject> ipc;
-  std::optional<pb::NetState> net;
-  MountsDump mounts;
-  pb::CgroupState cgroup_state;
-  pb::ContainerConfig config;
-  uint64_t brk = 0;
-  pb::MmAttributes mm_attributes;
-  with_context(fmt::format("dump pid {}", pid), [&] {
-    fill_namespace_ids(task);
-    report.ns_pid = task.ns_pid;
-    // Files first: the usual reason to refuse (a socket) is found before anything is injected.
-    if (state) refuse_files_in_volumes(pid, state->config());
-    fds = files.collect(pid, state ? container_stdio(pid, state->config()) : std::vector<InheritedFd>{});
-    files.mark_outside_pipes();
-    {
-      Injector injector(pid, task.threads[0], task.threads.size());
-      core = collect_core(task, injector);
-      signals = collect_signals(task, injector);
-      brk = static_cast<uint64_t>(injector.call_checked(task.threads[0], "brk(0)", SYS_brk, 0));
-      mm_attributes = collect_mm_attributes(task, injector);
-      injector.unmap();  // before the memory layout is read
-    }
-    namespaces = collect_namespaces(pid);
-    ipc = collect_ipc(pid, namespaces);
-    net = collect_net(pid, namespaces, state ? &state->config() : nullptr, net_defaults);
-    mounts = collect_mounts(pid, namespaces, state ? &*state : nullptr, opt.tmpfs_limit);
-    if (state) {
-      cgroup_state = collect_cgroup_state(cgroup->driver(), cgroup->paths());
-      config = state->config();
-      // The job is stopped: its output so far, for a copy restored beside it (restored_log.h).
-      struct stat log_stat {};
-      if (!config.log_path().empty() && ::stat(config.log_path().c_str(), &log_stat) == 0)
-        config.set_log_bytes_at_dump(log_stat.st_size);
-    } else {
-      CgroupDriver driver = detect_cgroup_driver();
-      cgroup_state = collect_cgroup_state(driver, cgroup_paths_of(pid, driver));
-      config = synthesize_config(pid, namespaces.hostname(), core.cwd());
-      if (net) config.mutable_net()->set_mode("loopback");  // a network namespace of its own, net.img's contents
-      // A job in a root of its own: its working directory is a path there (restored with it).
-      if (!mounts.mounts.empty() && mounts.mounts.front().root()) config.clear_workdir();
-    }
-  });
+  collect_processes(tree, files, target);
+  check_tree_sharing(tree);
+  JobState job = collect_job_state(tree.root(), target, opt, net_defaults);
   report.collect_s = since(t_collect);
   check_interrupted("dump", "the job was left running");
-  report.fds = fds.size();
-  report.sigactions = static_cast<size_t>(signals.actions_size());
 
-  // --- memory
+  // --- memory, process by process
   auto t_memory = Clock::now();
-  pb::MmState mm;
-  IncrementalDump incremental(opt, pid, task.ns_pid);  // --parent, dirty tracking (dump/incremental.h)
-  with_context(fmt::format("dump pid {}", pid), [&] {
-    mm = collect_mm(pid, brk);
-    *mm.mutable_attributes() = mm_attributes;
-    // On a terminal, a line that says how far the pages are (common/progress.h).
-    progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
-    MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression, incremental.tracking());
-    report.pages = ms.pages;
-    report.vmas_dumped = ms.vmas_dumped;
-    report.scan_s = ms.scan_seconds;
-    report.read_s = ms.read_seconds;
-    report.encode_s = ms.encode_seconds;
-    report.pagemap_scan = ms.pagemap_scan;
-    report.page_write_s = ms.write_seconds;
-    report.wait_s = ms.wait_seconds;
-  });
-  report.vmas = static_cast<size_t>(mm.vmas_size());
+  Incremental incremental;
+  dump_memory(tree, opt, report, incremental);
   report.memory_s = since(t_memory);
   check_interrupted("dump", "the job was left running");
 
   // --- write
   auto t_write = Clock::now();
-  {
-    images::ImageWriter pstree(ckpt.path(ImageType::Pstree), ImageType::Pstree);
-    pstree.write(task_entry(task));
-    pstree.close();
-  }
-  write_one(ckpt, ImageType::Core, task.ns_pid, core);
-  write_one(ckpt, ImageType::Signals, task.ns_pid, signals);
-  write_one(ckpt, ImageType::Mm, task.ns_pid, mm);
-  {
-    images::ImageWriter w(ckpt.path(ImageType::Fds, task.ns_pid), ImageType::Fds);
-    for (const auto& e : fds) w.write(e);
-    w.close();
-  }
-  files.write_images(opt.dir);
-  write_one(ckpt, ImageType::Namespaces, std::nullopt, namespaces);
-  write_ipc(ckpt, ipc);
-  write_net(ckpt, net);
-  write_mounts(ckpt, mounts);
-  write_one(ckpt, ImageType::Cgroup, std::nullopt, cgroup_state);
-  write_one(ckpt, ImageType::Container, std::nullopt, config);
-
-  pb::Inventory inventory;
-  inventory.set_root_pid(task.ns_pid);
-  inventory.set_root_host_pid(pid);
-  inventory.set_container_name(opt.container);
-  inventory.set_compression(std::string(images::compression_name(opt.compression)));
-  inventory.set_page_size(static_cast<uint32_t>(::sysconf(_SC_PAGESIZE)));
-  incremental.fill_inventory(inventory);
+  write_images(ckpt, tree, files, job);
+  fill_report(tree, report);
+  pb::Inventory inventory = make_inventory(tree, opt);
+  incremental.front()->fill_inventory(inventory);  // the root's: a tree has no pre-dump parent
 
   if (opt.leave_running) {
     // Resume the job as soon as everything is read; checksumming the files needs no job. A
     // paused one is frozen again first.
     refreeze.reset();
-    task.threads.clear();
-    all.clear();
+    tree.processes.clear();
+    tree.others.clear();
     refreeze_late.reset();
     report.frozen_s = since(t_freeze);
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
-    incremental.finish();
+    for (auto& i : incremental) i->finish();
   } else {
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
-    incremental.finish();
+    for (auto& i : incremental) i->finish();
     // Only now, with a complete checkpoint on disk, is the job killed. Its log stays for the
     // restored job: the monitor (under --rm) and the removal below leave it.
     if (refreeze) refreeze->release();
     if (refreeze_late) refreeze_late->release();
-    if (state) launcher::set_container_status(opt.state_root, opt.container, launcher::kStatusDumped);
-    for (auto& t : task.threads) all.push_back(std::move(t));
-    task.threads.clear();
-    auto t_kill = Clock::now();
-    kill_seized(all, processes);
-    all.clear();
-    log::debug("killed the job in {:.3f}s", since(t_kill));
+    if (target.state) launcher::set_container_status(opt.state_root, opt.container, launcher::kStatusDumped);
+    kill_job(tree, seized_processes);
     report.frozen_s = since(t_freeze);
     report.killed = true;
-    if (state) {
-      try {
-        auto t_remove = Clock::now();
-        launcher::remove_container(opt.state_root, opt.container, /*force=*/true, /*keep_log=*/true);
-        log::debug("removed container {} in {:.3f}s", opt.container, since(t_remove));
-      } catch (const Error& e) {
-        // (A --rm container its monitor removed first is no error: remove_container says so.)
-        throw Error(fmt::format("the checkpoint in {} is complete and the job was killed, but removing container {} "
-                                "failed: {}",
-                                opt.dir.string(), opt.container, e.what()),
-                    e.exit_code());
-      }
-    }
+    if (target.state) remove_dumped_container(opt);
   }
   report.write_s = since(t_write);
   report.total_s = since(t_start);
@@ -481,8 +564,10 @@ std::string format_report(const DumpOptions& opt, const DumpReport& r) {
   std::string target = opt.container.empty() ? fmt::format("pid {}", r.host_pid)
                                              : fmt::format("container {} (pid {})", opt.container, r.host_pid);
   double mib = static_cast<double>(r.pages.raw_bytes) / (1 << 20);
-  std::string out = fmt::format("dumped {} into {}: {} thread(s), {} vma(s) ({} with pages), {} fd(s), {} signal action(s)\n",
-                                target, opt.dir.string(), r.threads, r.vmas, r.vmas_dumped, r.fds, r.sigactions);
+  std::string out = fmt::format(
+      "dumped {} into {}: {}{} thread(s), {} vma(s) ({} with pages), {} fd(s), {} signal action(s)\n", target,
+      opt.dir.string(), r.processes > 1 ? fmt::format("{} processes, ", r.processes) : "", r.threads, r.vmas,
+      r.vmas_dumped, r.fds, r.sigactions);
   out += fmt::format("  pages: {} ({} zero), {:.1f} MiB raw, {:.1f} MiB stored ({})\n", r.pages.pages,
                      r.pages.zero_pages, mib, static_cast<double>(r.pages.stored_bytes) / (1 << 20),
                      images::compression_name(opt.compression));

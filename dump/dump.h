@@ -33,6 +33,7 @@ struct DumpOptions {
 struct DumpReport {
   pid_t host_pid = 0;
   pid_t ns_pid = 0;
+  size_t processes = 0;
   size_t threads = 0;
   size_t vmas = 0;
   size_t vmas_dumped = 0;

@@ -1,5 +1,5 @@
 // pstree.img: one TaskEntry per process, with ids as seen inside the job's PID namespace.
-// Part 1 dumps one process (any number of threads); the records already describe a tree.
+// Parents come before children (dump/tree.h).
 #pragma once
 
 #include <sys/types.h>
@@ -17,7 +17,8 @@ void fill_namespace_ids(Task& task);
 
 pb::TaskEntry task_entry(const Task& task);
 
-// Throws UnsupportedError listing the pids when the job has more than one process.
+// Throws UnsupportedError listing the pids when there is more than one process (a pre-dump
+// takes one process; a dump takes trees).
 void refuse_process_tree(const std::vector<pid_t>& processes, const std::string& what);
 
 }  // namespace stasis::dump

@@ -95,6 +95,46 @@ std::vector<ptrace::SeizedThread> seize_process(pid_t pid) {
   return threads;
 }
 
+std::vector<ptrace::SeizedThread> seize_subtree(pid_t pid) {
+  std::vector<ptrace::SeizedThread> threads = seize_process(pid);
+  std::set<pid_t> processes{pid};
+  std::vector<pid_t> to_walk{pid};
+  while (!to_walk.empty()) {
+    const pid_t parent = to_walk.back();
+    to_walk.pop_back();
+    // Stopped: the children read now are all it will have until we let it go.
+    std::set<pid_t> children;
+    for (pid_t tid : proc::list_tasks(parent)) {
+      try {
+        for (pid_t c : proc::list_children(parent, tid)) children.insert(c);
+      } catch (const Error&) {
+      }
+    }
+    for (pid_t child : children) {
+      if (processes.count(child)) continue;
+      proc::Stat st;
+      try {
+        st = proc::read_stat(child);
+      } catch (const Error&) {
+        continue;  // reaped meanwhile
+      }
+      if (st.state == 'Z' || st.state == 'X') continue;  // a zombie: the tree checks say what to do
+      std::vector<ptrace::SeizedThread> more;
+      try {
+        more = seize_process(child);
+      } catch (const Error&) {
+        if (!thread_exists(child)) continue;
+        throw;
+      }
+      for (auto& t : more) threads.push_back(std::move(t));
+      processes.insert(child);
+      to_walk.push_back(child);
+    }
+  }
+  log::debug("seized {} process(es) ({} threads) under pid {}", processes.size(), threads.size(), pid);
+  return threads;
+}
+
 std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& guardian) {
   // Declared before the freeze so that on error the cgroup is thawed first (the interrupted
   // threads then reach their stops) and the threads are detached after.

@@ -24,6 +24,11 @@ unsigned long seize_options();
 // ptrace only. Threads are returned leader first.
 std::vector<ptrace::SeizedThread> seize_process(pid_t pid);
 
+// ptrace only: pid and every descendant, seized process by process from the root down and
+// walked again until no new child appears (one forked during the walk is caught: its parent
+// is seized before its children are read, and then cannot fork any more).
+std::vector<ptrace::SeizedThread> seize_subtree(pid_t pid);
+
 // Through the cgroup freezer: every thread of every process in cgroup. The cgroup is thawed
 // again before returning (the threads stay in their ptrace-stops), and on error; guardian is
 // armed meanwhile.

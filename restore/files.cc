@@ -23,18 +23,69 @@ int max_fd(const std::vector<pb::FdEntry>& fds) {
   return top;
 }
 
+FileOpener::FileOpener(const FileImages& images, const std::array<int, 3>& stdio, int min_fd)
+    : images_(images), stdio_(stdio), pipes_(images, min_fd), ghosts_(images, min_fd), unix_sockets_(images, min_fd) {}
+
+FileOpener::~FileOpener() = default;
+
+UniqueFd FileOpener::open(const pb::FdEntry& entry) {
+  UniqueFd file;
+  switch (entry.kind()) {
+    case pb::FdEntry::REGULAR:
+    case pb::FdEntry::DIRECTORY: {
+      auto it = images_.regfiles.find(entry.file_id());
+      if (it == images_.regfiles.end()) fail("fd {}: regfiles.img has no file {}", entry.fd(), entry.file_id());
+      file = ghosts_.open(it->second);
+      break;
+    }
+    case pb::FdEntry::PIPE:
+      file = pipes_.open_end(entry.file_id());
+      break;
+    case pb::FdEntry::CHARDEV: {
+      auto it = images_.chardevs.find(entry.file_id());
+      if (it == images_.chardevs.end()) fail("fd {}: chardevs.img has no device {}", entry.fd(), entry.file_id());
+      file = open_chardev(it->second);
+      break;
+    }
+    case pb::FdEntry::EVENT: {
+      auto it = images_.event_files.find(entry.file_id());
+      if (it == images_.event_files.end()) fail("fd {}: eventfiles.img has no file {}", entry.fd(), entry.file_id());
+      file = open_event_file(it->second);
+      break;
+    }
+    case pb::FdEntry::UNIX_SOCKET:
+      file = unix_sockets_.open(entry.file_id());
+      break;
+    case pb::FdEntry::INHERITED: {
+      if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
+      file.reset(fcntl(stdio_[entry.file_id()], F_DUPFD_CLOEXEC, 0));
+      if (!file) fail_errno(errno, "fd {}: dup standard fd {}", entry.fd(), entry.file_id());
+      break;
+    }
+    default:
+      fail("fd {}: unknown kind {} in the image", entry.fd(), static_cast<int>(entry.kind()));
+  }
+  return file;
+}
+
+void FileOpener::enter_cwd() {
+  for (const auto& [id, file] : images_.regfiles)
+    if (file.cwd()) ghosts_.enter_cwd(file);
+}
+
+void FileOpener::remove_ghost_names() { ghosts_.remove_names(); }
+
 void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& images,
-                      const std::array<int, 3>& stdio, const std::vector<int>& keep) {
+                      const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared) {
   // Close everything that is neither kept nor about to be replaced: what the stub inherited.
   const int lowest_kept = keep.empty() ? 1 << 30 : *std::min_element(keep.begin(), keep.end());
   for (int fd = 0; fd < lowest_kept; ++fd)
     if (std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
 
-  PipeFactory pipes(images, max_fd(fds) + 1);
-  GhostFiles ghosts(images, max_fd(fds) + 1);
-  UnixSocketFactory unix_sockets(images, max_fd(fds) + 1);
-  // One open file description per file id, so dup'd fds come back sharing offset and flags.
-  std::map<std::pair<int, uint64_t>, int> installed;  // (kind, id) -> first fd installed
+  FileOpener opener(images, stdio, max_fd(fds) + 1);
+  // One open file description per file id, so dup'd fds come back sharing offset and flags;
+  // one made by another process of the tree (shared) is taken from the fd it left us.
+  std::map<std::pair<int, uint64_t>, int> installed = shared;  // (kind, id) -> fd to dup
   for (const auto& entry : fds) {
     const auto key = std::make_pair(static_cast<int>(entry.kind()), entry.file_id());
     const int flags = entry.cloexec() ? O_CLOEXEC : 0;
@@ -43,42 +94,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
       if (dup3(done->second, entry.fd(), flags) < 0) fail_errno(errno, "dup fd {} to fd {}", done->second, entry.fd());
       continue;
     }
-    UniqueFd file;
-    switch (entry.kind()) {
-      case pb::FdEntry::REGULAR:
-      case pb::FdEntry::DIRECTORY: {
-        auto it = images.regfiles.find(entry.file_id());
-        if (it == images.regfiles.end()) fail("fd {}: regfiles.img has no file {}", entry.fd(), entry.file_id());
-        file = ghosts.open(it->second);
-        break;
-      }
-      case pb::FdEntry::PIPE:
-        file = pipes.open_end(entry.file_id());
-        break;
-      case pb::FdEntry::CHARDEV: {
-        auto it = images.chardevs.find(entry.file_id());
-        if (it == images.chardevs.end()) fail("fd {}: chardevs.img has no device {}", entry.fd(), entry.file_id());
-        file = open_chardev(it->second);
-        break;
-      }
-      case pb::FdEntry::EVENT: {
-        auto it = images.event_files.find(entry.file_id());
-        if (it == images.event_files.end()) fail("fd {}: eventfiles.img has no file {}", entry.fd(), entry.file_id());
-        file = open_event_file(it->second);
-        break;
-      }
-      case pb::FdEntry::UNIX_SOCKET:
-        file = unix_sockets.open(entry.file_id());
-        break;
-      case pb::FdEntry::INHERITED: {
-        if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
-        file.reset(fcntl(stdio[entry.file_id()], F_DUPFD_CLOEXEC, 0));
-        if (!file) fail_errno(errno, "fd {}: dup standard fd {}", entry.fd(), entry.file_id());
-        break;
-      }
-      default:
-        fail("fd {}: unknown kind {} in the image", entry.fd(), static_cast<int>(entry.kind()));
-    }
+    UniqueFd file = opener.open(entry);
     if (file.get() == entry.fd()) {
       if (fcntl(entry.fd(), F_SETFD, flags ? FD_CLOEXEC : 0) < 0) fail_errno(errno, "fd {}: set flags", entry.fd());
       file.release();
@@ -87,10 +103,9 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     }
     installed[key] = entry.fd();
   }
-  for (const auto& [id, file] : images.regfiles)
-    if (file.cwd()) ghosts.enter_cwd(file);
+  opener.enter_cwd();
   // Every fd of a ghost is open (and the working directory entered): delete them again.
-  ghosts.remove_names();
+  opener.remove_ghost_names();
   add_epoll_targets(fds, images);
 }
 

@@ -34,7 +34,7 @@ struct MappedFile {
 
 struct RestorePlan {
   std::filesystem::path dir;
-  TaskImage task;  // part 1: one process
+  TaskImage task;  // one process of the tree
   FileImages files;
   std::vector<MappedFile> mapped_files;  // distinct paths of file mappings, then the exe last
   int high_fd_base = 0;
@@ -48,12 +48,17 @@ struct RestorePlan {
   std::vector<images::ParentPages> parent_pages;
   MountPlan mounts;  // the job's own mounts, made by the stub first (restore/mounts.h)
 
-  // The stub's own fds, all at or above high_fd_base.
+  // The stub's own fds, all at or above high_fd_base, laid out alike in every process of a
+  // tree (restore/tree.h): its children inherit them across clone3.
+  int inherited_count = 0;  // --inherit-fd sources
+  int shared_count = 0;     // open files shared between processes (RestoreTree::shared)
   int stdio_copy_fd(int k) const { return high_fd_base + k; }
   int control_fd() const { return high_fd_base + 3; }
-  int mapped_file_fd(size_t index) const { return high_fd_base + 4 + static_cast<int>(index); }
+  int inherited_fd(size_t index) const { return high_fd_base + 4 + static_cast<int>(index); }
+  int shared_fd(size_t index) const { return high_fd_base + 4 + inherited_count + static_cast<int>(index); }
+  int mapped_file_fd(size_t index) const { return shared_fd(static_cast<size_t>(shared_count)) + static_cast<int>(index); }
   int exe_fd() const { return mapped_file_fd(mapped_files.size() - 1); }
-  int inherited_fd(size_t index) const { return mapped_file_fd(mapped_files.size()) + static_cast<int>(index); }
+  int top_fd() const { return mapped_file_fd(mapped_files.size()); }  // first fd above all of the stub's
   int path_fd_index(const std::string& path) const;  // index in mapped_files, or throws
   int memfd_index(uint64_t shmem_id) const;          // index in mapped_files, or throws
   const pb::SignalState& signals() const { return task.signals; }

@@ -35,7 +35,9 @@
 #include "restore/process.h"
 #include "restore/seccomp.h"
 #include "restore/signals.h"
+#include "restore/rebuild.h"
 #include "restore/stub.h"
+#include "restore/tree.h"
 
 namespace stasis::restore {
 namespace {
@@ -96,7 +98,7 @@ void adapt_network(pb::ContainerConfig& config, const RestoreOptions& options) {
 }
 
 pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const images::Checkpoint& checkpoint,
-                                     const RestoreOptions& options, const RestorePlan& plan,
+                                     const RestoreOptions& options, const RestoreTree& tree,
                                      const launcher::RestoredLog& job_log) {
   using images::ImageType;
   pb::ContainerConfig config = dumped;
@@ -111,9 +113,48 @@ pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const im
   config.set_detach(options.detach);
   config.set_log_path(job_log.path());
   adapt_network(config, options);
-  // PID 1 is the job itself, or our init when the job had another PID.
-  config.set_init(plan.task.pid() != 1);
+  // PID 1 is the job's first process itself, or our init when the job had another PID.
+  config.set_init(!tree.own_pid_1());
   return config;
+}
+
+// Step 1: every image read, and checked but for the page data (checked as it goes in).
+struct Loaded {
+  images::Checkpoint checkpoint;
+  pb::ContainerConfig dumped;
+  RestoreTree tree;
+  std::vector<InheritedEnd> inherited;
+};
+
+Loaded load_and_check(const RestoreOptions& options) {
+  using images::ImageType;
+  images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
+  images::refuse_pre_dump(checkpoint);  // memory only (images/page_chain.h)
+  checkpoint.verify(images::Checkpoint::PageData::Later);
+  pb::ContainerConfig dumped;
+  images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, dumped);
+  const std::string rootfs_of_dump = dumped.rootfs();
+  FileImages files = load_file_images(checkpoint);
+  RestoreTree tree = load_tree(checkpoint, files, static_cast<int>(options.inherit_fds.size()));
+  RestorePlan& root = tree.processes.front();
+  root.mounts = load_mounts(checkpoint);  // first: the checks below find files through them
+  check_mount_sources(root.mounts, rootfs_of_dump);
+  // The files every process reopens by path are checked once (they are the tree's).
+  check_open_files(root, rootfs_of_dump, options.allow_changed_files);
+  // Sources above the stubs' own fds, so that PID 1 can move them into place without clobbering.
+  std::vector<InheritedEnd> inherited = open_inherited_ends(options.inherit_fds, root.files, tree.top_fd() + 1);
+  for (size_t i = 0; i < inherited.size(); ++i) {
+    root.inherited_source_fds.push_back(inherited[i].fd.get());
+    root.files.inherited_pipes[inherited[i].pipe_id] = root.inherited_fd(i);
+  }
+  for (auto& plan : tree.processes) {
+    if (&plan != &root) plan.files = root.files;  // with what the checks accepted
+    plan.pages = checkpoint.open_pages(plan.task.pid());
+    plan.parent_pages = images::open_parent_pages(checkpoint, plan.task.pid(), *plan.pages);  // a chain's
+    check_host_compatible(checkpoint, plan);
+    check_files_unchanged(plan, rootfs_of_dump);
+  }
+  return {std::move(checkpoint), std::move(dumped), std::move(tree), std::move(inherited)};
 }
 
 }  // namespace
@@ -125,54 +166,28 @@ int restore_checkpoint(const RestoreOptions& options) {
   std::optional<InterruptGuard> interrupt_guard(std::in_place);
   const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
 
-  // Everything is read and checked before anything is created, but the data of the page
-  // files: their headers are checked now, each chunk's data as it goes into the job (from the
-  // very copy that was checked), and the job runs only once every chunk has passed.
-  images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
-  images::refuse_pre_dump(checkpoint);  // memory only (images/page_chain.h)
-  checkpoint.verify(images::Checkpoint::PageData::Later);
-  log::debug("checkpoint {} verified in {:.1f} ms", options.dir.string(), ms_since(started_at));
-  auto tree = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
-  if (tree.empty()) fail("{}: pstree.img lists no process", options.dir.string());
-  if (tree.size() > 1)
-    throw UnsupportedError(fmt::format("{}: the checkpoint holds {} processes; restoring a tree of processes is not supported",
-                                       options.dir.string(), tree.size()));
-  RestorePlan plan = make_plan(options.dir, load_task_image(checkpoint, tree[0]), load_file_images(checkpoint));
-  // Sources above the stub's own fds, so that it can move them into place without clobbering.
-  std::vector<InheritedEnd> inherited =
-      open_inherited_ends(options.inherit_fds, plan.files, plan.inherited_fd(options.inherit_fds.size()) + 1);
-  for (size_t i = 0; i < inherited.size(); ++i) {
-    plan.inherited_source_fds.push_back(inherited[i].fd.get());
-    plan.files.inherited_pipes[inherited[i].pipe_id] = plan.inherited_fd(i);
-  }
-  plan.pages = checkpoint.open_pages(plan.task.pid());
-  plan.parent_pages = images::open_parent_pages(checkpoint, plan.task.pid(), *plan.pages);  // a chain's
-  pb::ContainerConfig dumped;
-  images::read_single(checkpoint.path(ImageType::Container), ImageType::Container, dumped);
+  // 1. Load and check everything before anything is created.
+  Loaded loaded = load_and_check(options);
+  const pb::ContainerConfig& dumped = loaded.dumped;
+  const RestoreTree& tree = loaded.tree;
   launcher::StateStore store(options.root);
   launcher::RestoredLog job_log(store, dumped, options.name.empty() ? dumped.name() : options.name, options.log_path);
-  pb::ContainerConfig config = container_config(dumped, checkpoint, options, plan, job_log);
-  check_host_compatible(checkpoint, plan);
-  plan.mounts = load_mounts(checkpoint);  // first: the checks below find files through them
-  check_mount_sources(plan.mounts, config.rootfs());
-  check_files_unchanged(plan, config.rootfs());
-  check_open_files(plan, config.rootfs(), options.allow_changed_files);
+  pb::ContainerConfig config = container_config(dumped, loaded.checkpoint, options, tree, job_log);
   const double load_ms = ms_since(started_at);
   check_interrupt();
 
+  // 2. Start the container, whose PID 1 (the root's stub, or our init) creates every stub.
   int control[2];
   if (pipe2(control, O_CLOEXEC) < 0) fail_errno(errno, "create the restore control pipe");
   UniqueFd control_read(control[0]), control_write(control[1]);
   const int stub_fd = control_write.get();
   const int restorer_fd = control_read.get();
-  const bool own_pid_1 = plan.task.pid() == 1;
-  launcher::InitFunction init = [&plan, stub_fd, restorer_fd, own_pid_1]() -> int {
-    // Only the restorer may hold the read end: the stub takes its closing for the restorer's death.
+  launcher::InitFunction init = [&tree, stub_fd, restorer_fd]() -> int {
+    // Only the restorer may hold the read end: the stubs take its closing for the restorer's death.
     ::close(restorer_fd);
-    if (own_pid_1) run_stub(plan, stub_fd);
-    return run_restore_init(plan, stub_fd);
+    if (tree.own_pid_1()) run_stub(tree, 0, stub_fd);
+    return run_restore_init(tree, stub_fd);
   };
-
   const auto start_at = Clock::now();
   // The checkpoint is in the state from the start and `restored` only at the end: until then
   // `ps` shows "restoring", and a restore killed half way "failed (restore did not finish)"
@@ -182,73 +197,44 @@ int restore_checkpoint(const RestoreOptions& options) {
       options.root, config, init, [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); });
   ContainerRollback rollback(options.root, started.name, job_log.taken_over());
   control_write.reset();
-  inherited.clear();  // the stub has its own copies: the job alone holds the sources now
-  StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
-  const pid_t stub_pid = own_pid_1 ? started.init_pid : find_stub_under_init(started.init_pid, 5000);
-  HeldSegments held_segments = restore_namespace_contents(checkpoint, started.init_pid);
+  loaded.inherited.clear();  // the stubs have their own copies: the job alone holds the sources now
+
+  // 3. Every stub made its process's files and reported; the namespaces get their contents.
+  const std::vector<StubReport> reports =
+      read_stub_reports(control_read.get(), started.init_pid, tree.processes.size(), 30000);
+  std::map<pid_t, pid_t> host_pids = find_host_pids(started.init_pid, tree.processes.size() - tree.own_pid_1(), 5000);
+  if (tree.own_pid_1()) host_pids[1] = started.init_pid;
+  HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, started.init_pid);
   const double start_ms = ms_since(start_at);
 
+  // 4-7. Each process rebuilt from outside, all held until the last is whole.
   const auto rebuild_at = Clock::now();
-  const pid_t pid = plan.task.pid();
-  // Under seccomp, the filters come back before we are done: our injected calls must pass them
-  // (the threads created from the leader inherit the option).
-  const unsigned long suspend = uses_seccomp(plan.task.core) ? PTRACE_O_SUSPEND_SECCOMP : 0;
-  auto leader = ptrace::SeizedThread::seize(stub_pid, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | suspend);
-  leader.interrupt_and_wait();
-  MemoryStats memory;
-  std::vector<RestoredThread> threads;
-  double memory_ms = 0;
-  with_context(fmt::format("restore pid {} (host pid {})", pid, stub_pid), [&] {
-    Remote remote(leader, stub_pid, report.code_page);
-    unregister_stub_rseq(remote);
-    const auto memory_at = Clock::now();
-    memory = restore_memory(remote, plan);
-    held_segments.release();  // the job holds its segments now
-    memory_ms = ms_since(memory_at);
-    fault_point("restore-after-memory");
-    check_interrupt();
-    threads = create_threads(remote, plan);
-    restore_seccomp(remote, threads, plan.task.core);
-    for (auto& t : threads) {
-      const pb::ThreadCore& core = thread_core(plan.task.core, t.ns_tid);
-      Remote thread_remote(t.thread, stub_pid, report.code_page);
-      restore_thread_state(thread_remote, core);
-      restore_thread_signals(thread_remote, plan.task.signals, pid, t.ns_tid);
-      restore_creds(thread_remote, plan.task.core.creds());
-      restore_thread_attributes(thread_remote, t.host_tid, core);
-      thread_remote.finish();
-      set_thread_cpu_state(t.thread, core);
-    }
-    restore_thread_state(remote, plan.task.core.threads(0));
-    restore_thread_signals(remote, plan.task.signals, pid, pid);
-    restore_process_signals(remote, plan.task.signals, pid);
-    restore_posix_timers(remote, plan.task.signals);
-    restore_file_locks(remote, plan.task.fds);
-    restore_creds(remote, plan.task.core.creds());
-    restore_dumpable(remote, plan.task.core);
-    restore_thread_attributes(remote, stub_pid, plan.task.core.threads(0));
-    restore_late_process_attributes(remote, stub_pid, plan.task.core);
-    remote.call_checked("close (the stub's end of the control pipe)", SYS_close,
-                        static_cast<uint64_t>(plan.control_fd()));
-    remote.finish();
-    fault_point("restore-before-finish");
-    check_interrupt();
-    finish_leader(leader, report.code_page, plan.task.core.threads(0));
-    for (const auto& t : threads) restore_thread_scheduling(t.host_tid, thread_core(plan.task.core, t.ns_tid));
-    restore_thread_scheduling(stub_pid, plan.task.core.threads(0));
-  });
+  std::vector<ProcessRestore> processes = seize_stubs(tree, reports, host_pids);
+  set_process_groups(processes);
+  for (auto& p : processes) rebuild_process(p, check_interrupt);
+  held_segments.release();  // the job holds its segments now
   // Every thread has its final registers: the job is whole from here, even if we die before
   // the detach (the kernel lets the threads go then), so the state says so first.
   store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
-  // Let it go: every thread resumes where it was dumped.
-  for (auto& t : threads) t.thread.detach();
-  leader.detach();
+  // Let it go: every thread of every process resumes where it was dumped.
+  let_go(processes);
   rollback.dismiss();
   job_log.commit();
   const double rebuild_ms = ms_since(rebuild_at);
 
-  log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} threads)", options.dir.string(),
-            started.name, pid, stub_pid, plan.task.core.threads_size());
+  MemoryStats memory;
+  double memory_ms = 0;
+  size_t threads = 0;
+  for (const auto& p : processes) {
+    memory.vmas += p.memory.vmas;
+    memory.bytes_written += p.memory.bytes_written;
+    memory_ms += p.memory_ms;
+    threads += static_cast<size_t>(p.plan->task.core.threads_size());
+  }
+  const pid_t pid = tree.processes.front().task.pid();
+  const pid_t stub_pid = processes.front().host_pid;
+  log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} process(es), {} threads)",
+            options.dir.string(), started.name, pid, stub_pid, processes.size(), threads);
   log::info("restore took {:.1f} ms: load {:.1f}, start {:.1f}, rebuild {:.1f} (memory {:.1f}: {} VMAs, {} MiB written)",
             ms_since(started_at), load_ms, start_ms, rebuild_ms, memory_ms, memory.vmas,
             memory.bytes_written >> 20);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -11,6 +12,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/error.h"
@@ -97,43 +100,98 @@ void report(int control_fd, const StubReport& r) {
   while (n < 0 && errno == EINTR);
 }
 
+// The open files this process makes for the tree (restore/tree.h), into their slots.
+void make_shared_files(const RestoreTree& tree, int index) {
+  const RestorePlan& layout = tree.processes.front();
+  const std::array<int, 3> stdio{layout.stdio_copy_fd(0), layout.stdio_copy_fd(1), layout.stdio_copy_fd(2)};
+  std::optional<FileOpener> opener;
+  for (size_t j = 0; j < tree.shared.size(); ++j) {
+    if (tree.shared[j].creator != index) continue;
+    if (!opener) opener.emplace(layout.files, stdio, tree.top_fd());
+    UniqueFd file = opener->open(tree.shared[j].entry);
+    move_fd(file.get(), layout.shared_fd(j));
+  }
+  if (opener) opener->remove_ghost_names();
+}
+
+// Creates the process `index` as a child of the caller, with its PID; it runs its own stub.
+void create_process(const RestoreTree& tree, size_t index, int control_fd) {
+  const RestorePlan& plan = tree.processes[index];
+  clone_args args{};
+  const int exit_signal = plan.task.core.exit_signal();
+  args.exit_signal = static_cast<uint64_t>(exit_signal > 0 ? exit_signal : SIGCHLD);
+  const pid_t wanted = plan.task.pid();
+  args.set_tid = reinterpret_cast<uint64_t>(&wanted);
+  args.set_tid_size = 1;
+  long child = syscall(SYS_clone3, &args, sizeof args);
+  if (child < 0) fail_errno(errno, "create pid {} (clone3 set_tid)", wanted);
+  if (child == 0) run_stub(tree, index, control_fd);
+}
+
 }  // namespace
 
-[[noreturn]] void run_stub(const RestorePlan& plan, int control_fd) {
+void report_failure(int control_fd, pid_t pid, const std::string& what) {
+  StubReport bad;
+  bad.pid = pid;
+  std::strncpy(bad.error, what.c_str(), sizeof bad.error - 1);
+  report(control_fd, bad);
+}
+
+void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio) {
+  const RestorePlan& plan = tree.processes.front();
+  move_fd(control_fd, plan.control_fd());
+  for (int k = 0; k < 3; ++k)
+    if (dup3(k, plan.stdio_copy_fd(k), O_CLOEXEC) < 0) fail_errno(errno, "stub: copy fd {}", k);
+  std::vector<int> keep{plan.control_fd(), plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)};
+  if (keep_stdio) keep.insert(keep.end(), {0, 1, 2});
+  for (size_t i = 0; i < plan.inherited_source_fds.size(); ++i) {
+    move_fd(plan.inherited_source_fds[i], plan.inherited_fd(i));
+    keep.push_back(plan.inherited_fd(i));
+  }
+  close_all_but(keep);
+  restore_mounts(plan.mounts);  // before any file of the job is opened
+}
+
+void start_processes(const RestoreTree& tree, int parent, int control_fd) {
+  make_shared_files(tree, parent);
+  for (size_t child : tree.children_of(parent)) create_process(tree, child, control_fd);
+}
+
+[[noreturn]] void run_stub(const RestoreTree& tree, size_t index, int control_fd) {
   // No signal may run a handler of ours, nor one of the target's, until the end.
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
+  const RestorePlan& plan = tree.processes[index];
   int control = control_fd;
   try {
-    move_fd(control_fd, plan.control_fd());
+    if (index == 0 && tree.own_pid_1()) prepare_container(tree, control_fd, /*keep_stdio=*/false);
     control = plan.control_fd();
-    for (int k = 0; k < 3; ++k) move_fd(k, plan.stdio_copy_fd(k));
+    // A session leader before its children, which inherit the session (restore/tree.h).
+    if (plan.task.entry.sid() == plan.task.pid() && getsid(0) != plan.task.pid() && setsid() < 0)
+      fail_errno(errno, "setsid");
+    start_processes(tree, static_cast<int>(index), control);
     std::vector<int> keep{plan.control_fd(), plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)};
-    for (size_t i = 0; i < plan.inherited_source_fds.size(); ++i) {
-      move_fd(plan.inherited_source_fds[i], plan.inherited_fd(i));
-      keep.push_back(plan.inherited_fd(i));
-    }
-    close_all_but(keep);
-    restore_mounts(plan.mounts);  // before any file of the job is opened
+    for (int i = 0; i < plan.inherited_count; ++i) keep.push_back(plan.inherited_fd(static_cast<size_t>(i)));
+    for (int j = 0; j < plan.shared_count; ++j) keep.push_back(plan.shared_fd(static_cast<size_t>(j)));
     open_mapped_files(plan);
     for (size_t i = 0; i < plan.mapped_files.size(); ++i) keep.push_back(plan.mapped_file_fd(i));
     install_fd_table(plan.task.fds, plan.files,
-                     {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep);
+                     {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep, tree.shared_fds());
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
-    for (size_t i = 0; i < plan.inherited_source_fds.size(); ++i) close(plan.inherited_fd(i));
+    for (int i = 0; i < plan.inherited_count; ++i) close(plan.inherited_fd(static_cast<size_t>(i)));
+    for (int j = 0; j < plan.shared_count; ++j) close(plan.shared_fd(static_cast<size_t>(j)));
     share_mapped_memfds(plan);
     apply_process_attributes(plan.task.core);
     install_signal_actions(plan.signals());
     apply_rlimits(plan.task.core);
     StubReport ok;
     ok.ok = 1;
+    ok.pid = plan.task.pid();
     ok.code_page = map_code_page(plan.task.mm);
     report(control, ok);
   } catch (const std::exception& e) {
-    StubReport bad;
-    std::strncpy(bad.error, e.what(), sizeof bad.error - 1);
-    report(control, bad);
+    report_failure(control, plan.task.pid(), fmt::format("pid {}: {}", plan.task.pid(), e.what()));
     _exit(1);
   }
   // Seized here by the restorer. Should it die first, the read end of the control pipe
@@ -146,26 +204,34 @@ void report(int control_fd, const StubReport& r) {
   }
 }
 
-StubReport read_stub_report(int control_fd, pid_t init_host_pid, int timeout_ms) {
-  StubReport r;
-  size_t got = 0;
-  for (int waited = 0; got < sizeof r;) {
-    pollfd p{control_fd, POLLIN, 0};
-    int n = poll(&p, 1, 100);
-    if (n < 0 && errno != EINTR) fail_errno(errno, "wait for the restore stub");
-    if (n > 0) {
-      ssize_t k = read(control_fd, reinterpret_cast<char*>(&r) + got, sizeof r - got);
-      if (k < 0 && errno != EINTR) fail_errno(errno, "read the restore stub's report");
-      if (k == 0) fail("the restore stub (init pid {}) exited without reporting", init_host_pid);
-      if (k > 0) got += static_cast<size_t>(k);
-      continue;
+std::vector<StubReport> read_stub_reports(int control_fd, pid_t init_host_pid, size_t count, int timeout_ms) {
+  std::vector<StubReport> out;
+  int waited = 0;
+  while (out.size() < count) {
+    StubReport r;
+    size_t got = 0;
+    while (got < sizeof r) {
+      pollfd p{control_fd, POLLIN, 0};
+      int n = poll(&p, 1, 100);
+      if (n < 0 && errno != EINTR) fail_errno(errno, "wait for the restore stubs");
+      if (n > 0) {
+        ssize_t k = read(control_fd, reinterpret_cast<char*>(&r) + got, sizeof r - got);
+        if (k < 0 && errno != EINTR) fail_errno(errno, "read the restore stubs' reports");
+        if (k == 0)
+          fail("the restore stubs (init pid {}) exited with {} of {} reports", init_host_pid, out.size(), count);
+        if (k > 0) got += static_cast<size_t>(k);
+        continue;
+      }
+      waited += 100;
+      if (kill(init_host_pid, 0) < 0) fail("the restore stub (init pid {}) died before reporting", init_host_pid);
+      if (waited >= timeout_ms)
+        fail("the restore stubs (init pid {}) did not report within {} ms ({} of {} did)", init_host_pid, timeout_ms,
+             out.size(), count);
     }
-    waited += 100;
-    if (kill(init_host_pid, 0) < 0) fail("the restore stub (init pid {}) died before reporting", init_host_pid);
-    if (waited >= timeout_ms) fail("the restore stub (init pid {}) did not report within {} ms", init_host_pid, timeout_ms);
+    if (!r.ok) fail("restore stub: {}", r.error);
+    out.push_back(r);
   }
-  if (!r.ok) fail("restore stub: {}", r.error);
-  return r;
+  return out;
 }
 
 }  // namespace stasis::restore

@@ -8,21 +8,38 @@
 #include <cstdint>
 #include <string>
 
-#include "restore/plan.h"
+#include <vector>
+
+#include "restore/tree.h"
 
 namespace stasis::restore {
 
-// What the stub tells the restorer: one write, smaller than PIPE_BUF so it is atomic.
+// What a stub tells the restorer: one write, smaller than PIPE_BUF so it is atomic (all the
+// stubs of a tree write to one control pipe).
 struct StubReport {
   int32_t ok = 0;
+  int32_t pid = 0;  // the process's pid in its namespace
   uint64_t code_page = 0;
   char error[1024] = {};
 };
 
-// Never returns. control_fd: the write end of the control pipe.
-[[noreturn]] void run_stub(const RestorePlan& plan, int control_fd);
+// In PID 1 of the new container, first: moves the control pipe and copies of the standard
+// fds (and the --inherit-fd sources) to the stubs' own fd numbers, closes everything else
+// (keep_stdio: but fds 0-2, for our init) and makes the job's mounts.
+void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio);
 
-// In the restorer: waits (bounded) for the stub's report; throws with the stub's error.
-StubReport read_stub_report(int control_fd, pid_t init_host_pid, int timeout_ms);
+// Makes the shared open files whose creator is `parent` (an index, or kInitProcess) and
+// creates its children, each running run_stub.
+void start_processes(const RestoreTree& tree, int parent, int control_fd);
+
+// Never returns: becomes process `index` of the tree (and creates its children), reports,
+// and waits to be seized. control_fd: the write end of the control pipe.
+[[noreturn]] void run_stub(const RestoreTree& tree, size_t index, int control_fd);
+
+// A failure report for pid (from init, when a stub could not even start).
+void report_failure(int control_fd, pid_t pid, const std::string& what);
+
+// In the restorer: waits (bounded) for `count` reports; throws with the first stub's error.
+std::vector<StubReport> read_stub_reports(int control_fd, pid_t init_host_pid, size_t count, int timeout_ms);
 
 }  // namespace stasis::restore

@@ -477,17 +477,25 @@ TEST(Dump, PipeToOutsideIsDumpedAndMarked) {
   EXPECT_NE(show.out.find("\"other_end_outside\": true"), std::string::npos) << show.out;
 }
 
-TEST(Dump, ProcessTreeIsRefused) {
+// A process and its child: `dump --pid` takes the whole subtree, parent first, the child
+// with its parent's pid (checkpoint_tree_test restores trees).
+TEST(Dump, ProcessTreeIsDumpedWhole) {
   TempDir tmp("dump-tree");
   fs::path status = tmp.path() / "status";
   Workload w("dump_tree", {status.string()}, tmp.path() / "log");
   ASSERT_TRUE(wait_until([&] { return progress(status) > 0; }, 10s));
   fs::path dir = tmp.path() / "ck";
-  auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string()});
-  EXPECT_EQ(r.exit_code, 4) << r.err;
-  EXPECT_NE(r.err.find("tree of processes"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(std::to_string(w.pid()) + ","), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(dir));
+  auto r = run_stasis({"dump", "--pid", std::to_string(w.pid()), "-D", dir.string(), "--leave-running"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("2 processes"), std::string::npos) << r.out;
+  auto ck = images::Checkpoint::open(dir);
+  ck.verify();
+  auto tasks = images::read_all<pb::TaskEntry>(ck.path(ImageType::Pstree), ImageType::Pstree);
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0].pid(), w.pid());
+  EXPECT_EQ(tasks[0].ppid(), 0);
+  EXPECT_EQ(tasks[1].ppid(), w.pid());
+  EXPECT_TRUE(ck.exists(ImageType::Core, tasks[1].pid()));
   expect_untouched(w.pid(), status);
 }
 

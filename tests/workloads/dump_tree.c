@@ -1,5 +1,5 @@
-// dump_tree: a parent and one child, both sleeping; dump must refuse the tree. The child
-// dies with its parent (PR_SET_PDEATHSIG).
+// dump_tree: a parent and one child, both sleeping; dump --pid takes both. The child dies
+// with its parent (PR_SET_PDEATHSIG).
 #include <signal.h>
 #include <sys/prctl.h>
 

@@ -1,0 +1,187 @@
+#include "dump/tree.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "dump/pstree.h"
+
+namespace stasis::dump {
+
+namespace {
+
+pid_t tgid_of(pid_t tid) {
+  auto status = proc::read_status(tid);
+  if (!status.fields.count("Tgid")) fail("/proc/{}/status: no Tgid line", tid);
+  return status.tgid;
+}
+
+// Children of every thread of pid (a child belongs to the thread that forked it).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  for (pid_t tid : proc::list_tasks(pid)) {
+    try {
+      auto c = proc::list_children(pid, tid);
+      out.insert(out.end(), c.begin(), c.end());
+    } catch (const Error&) {
+      // the thread exited meanwhile
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::vector<pid_t> DumpTree::host_pids() const {
+  std::vector<pid_t> out;
+  for (const auto& p : processes) out.push_back(p.task.host_pid);
+  return out;
+}
+
+DumpTree build_tree(std::vector<ptrace::SeizedThread> all, const std::vector<pid_t>& job, const std::string& what) {
+  if (job.empty()) fail("{}: no process of the job to dump", what);
+  std::map<pid_t, std::vector<ptrace::SeizedThread>> by_process;
+  DumpTree tree;
+  const std::set<pid_t> in_job(job.begin(), job.end());
+  for (auto& t : all) {
+    const pid_t tgid = tgid_of(t.tid());
+    if (in_job.count(tgid)) by_process[tgid].push_back(std::move(t));
+    else tree.others.push_back(std::move(t));
+  }
+  std::map<pid_t, ProcessDump> unordered;
+  std::map<pid_t, pid_t> host_parent;
+  for (auto& [pid, threads] : by_process) {
+    ProcessDump p;
+    p.task.host_pid = pid;
+    // Leader first.
+    std::stable_partition(threads.begin(), threads.end(), [pid](const ptrace::SeizedThread& t) { return t.tid() == pid; });
+    if (threads.empty() || threads.front().tid() != pid) fail("pid {}: its main thread was not seized", pid);
+    p.task.threads = std::move(threads);
+    fill_namespace_ids(p.task);
+    host_parent[pid] = proc::read_status(pid).ppid;
+    unordered.emplace(pid, std::move(p));
+  }
+  // Parents before children: from the roots (parent not in the tree) down, by namespace pid.
+  std::map<pid_t, std::vector<pid_t>> children;  // host pid -> host pids of its children in the tree
+  std::vector<pid_t> roots;
+  for (const auto& [pid, parent] : host_parent) {
+    if (unordered.count(parent)) children[parent].push_back(pid);
+    else roots.push_back(pid);
+  }
+  const auto by_ns_pid = [&](pid_t a, pid_t b) { return unordered.at(a).task.ns_pid < unordered.at(b).task.ns_pid; };
+  std::sort(roots.begin(), roots.end(), by_ns_pid);
+  std::vector<pid_t> order = roots;
+  for (size_t i = 0; i < order.size(); ++i) {
+    auto& c = children[order[i]];
+    std::sort(c.begin(), c.end(), by_ns_pid);
+    order.insert(order.end(), c.begin(), c.end());
+  }
+  for (pid_t pid : order) {
+    ProcessDump& p = unordered.at(pid);
+    const pid_t parent = host_parent.at(pid);
+    p.task.ns_ppid = unordered.count(parent) ? unordered.at(parent).task.ns_pid : 0;
+    tree.processes.push_back(std::move(p));
+  }
+  log::debug("{}: {} process(es) in the tree", what, tree.processes.size());
+  return tree;
+}
+
+void check_tree_shape(const DumpTree& tree) {
+  std::map<pid_t, const Task*> by_ns_pid;
+  std::set<pid_t> host_pids;
+  for (const auto& p : tree.processes) {
+    by_ns_pid[p.task.ns_pid] = &p.task;
+    host_pids.insert(p.task.host_pid);
+  }
+  // What a root (a process whose parent is not in the tree) inherits on restore: PID 1's
+  // session and group (ours under --init, whose session is 1), or those of the root of a
+  // `--pid` subtree, whose own outside session and group it joins as PID 1's.
+  const Task& root = tree.root().task;
+  const pid_t outside_sid = root.ns_ppid == 0 && root.ns_sid != root.ns_pid ? root.ns_sid : 1;
+  const pid_t outside_pgid = root.ns_ppid == 0 && !by_ns_pid.count(root.ns_pgid) ? root.ns_pgid : 1;
+  for (const auto& p : tree.processes) {
+    const Task& t = p.task;
+    for (pid_t child : children_of(t.host_pid)) {
+      if (host_pids.count(child)) continue;
+      proc::Stat st;
+      try {
+        st = proc::read_stat(child);
+      } catch (const Error&) {
+        continue;  // reaped meanwhile
+      }
+      if (st.state == 'Z' || st.state == 'X')
+        throw UnsupportedError(fmt::format("pid {} (host pid {}) has a child that exited and was not reaped yet (a "
+                                           "zombie, host pid {}): not supported yet; dump again once it has been "
+                                           "waited for",
+                                           t.ns_pid, t.host_pid, child));
+      fail("pid {} (host pid {}): its child (host pid {}) was not seized", t.ns_pid, t.host_pid, child);
+    }
+    const Task* parent = t.ns_ppid ? by_ns_pid.at(t.ns_ppid) : nullptr;
+    const pid_t inherited_sid = parent ? parent->ns_sid : outside_sid;
+    if (t.ns_sid != t.ns_pid && t.ns_sid != inherited_sid)
+      throw UnsupportedError(fmt::format(
+          "pid {} (host pid {}) is in session {}, {}: not supported yet (restore recreates a session through its "
+          "leader and the leader's descendants)",
+          t.ns_pid, t.host_pid, t.ns_sid,
+          by_ns_pid.count(t.ns_sid) ? fmt::format("whose leader is not its ancestor (it was re-parented)")
+                                    : fmt::format("whose leader has exited")));
+    if (t.ns_pgid == t.ns_pid) continue;
+    auto leader = by_ns_pid.find(t.ns_pgid);
+    if (leader != by_ns_pid.end() && leader->second->ns_sid == t.ns_sid) continue;
+    if (t.ns_pgid == outside_pgid && t.ns_sid == outside_sid) continue;
+    throw UnsupportedError(fmt::format("pid {} (host pid {}) is in process group {}, whose leader has exited: not "
+                                       "supported yet",
+                                       t.ns_pid, t.host_pid, t.ns_pgid));
+  }
+}
+
+void check_tree_sharing(const DumpTree& tree) {
+  if (tree.processes.size() < 2) return;
+  // Shared memory: the same shmem inode mapped by several processes would come back as one
+  // copy each. (System V segments are attached again to the one segment: they stay shared.)
+  std::map<uint64_t, std::vector<pid_t>> mapped_by;
+  std::map<uint64_t, std::string> names;
+  for (const auto& p : tree.processes)
+    for (const auto& vma : p.mm.vmas()) {
+      if (vma.kind() != pb::Vma::ANON_SHARED || vma.sysv_shm()) continue;
+      auto& pids = mapped_by[vma.shmem_id()];
+      if (pids.empty() || pids.back() != p.task.ns_pid) pids.push_back(p.task.ns_pid);
+      names[vma.shmem_id()] = vma.memfd_name().empty() ? "MAP_SHARED anonymous memory"
+                                                      : "memfd " + vma.memfd_name();
+    }
+  for (const auto& [id, pids] : mapped_by) {
+    if (pids.size() < 2) continue;
+    std::string list;
+    for (pid_t pid : pids) list += (list.empty() ? "" : ", ") + std::to_string(pid);
+    throw UnsupportedError(fmt::format("{} (inode {}) is mapped by pids {}: memory shared between processes is not "
+                                       "supported yet",
+                                       names[id], id, list));
+  }
+  // An epoll records its targets by fd number in one process's table.
+  std::map<uint64_t, std::vector<std::pair<pid_t, int>>> event_holders;
+  for (const auto& p : tree.processes)
+    for (const auto& e : p.fds)
+      if (e.kind() == pb::FdEntry::EVENT) event_holders[e.file_id()].emplace_back(p.task.host_pid, e.fd());
+  for (const auto& [id, holders] : event_holders) {
+    std::set<pid_t> pids;
+    for (const auto& h : holders) pids.insert(h.first);
+    if (pids.size() < 2) continue;
+    const std::string link = proc::read_fd_link(holders[0].first, holders[0].second);
+    if (link.find("eventpoll") != std::string::npos)
+      throw UnsupportedError(fmt::format("host pid {} fd {}: an epoll shared by {} processes: not supported yet",
+                                         holders[0].first, holders[0].second, pids.size()));
+  }
+}
+
+std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree) {
+  std::vector<pb::TaskEntry> out;
+  for (const auto& p : tree.processes) out.push_back(task_entry(p.task));
+  return out;
+}
+
+}  // namespace stasis::dump

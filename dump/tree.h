@@ -1,0 +1,59 @@
+// The processes of a dump as one tree: the seized threads grouped by process, each with its
+// ids inside the job's PID namespace (pid, parent, process group, session), parents before
+// children; and the checks that refuse, before anything is saved, a tree that restore could
+// not bring back as it was (a session or process group whose leader has exited, a zombie,
+// memory or an epoll shared between processes). docs/dump.md, "Process trees".
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "core.pb.h"
+#include "dump/task.h"
+#include "files.pb.h"
+#include "mm.pb.h"
+#include "pstree.pb.h"
+#include "signals.pb.h"
+
+namespace stasis::dump {
+
+// Everything the dump gathers about one process of the tree.
+struct ProcessDump {
+  Task task;
+  pb::TaskCore core;
+  pb::SignalState signals;
+  std::vector<pb::FdEntry> fds;
+  pb::MmState mm;
+  uint64_t brk = 0;
+  pb::MmAttributes mm_attributes;
+};
+
+struct DumpTree {
+  std::vector<ProcessDump> processes;        // parents before children; [0] is the root
+  std::vector<ptrace::SeizedThread> others;  // seized but not dumped (the --init reaper)
+  std::vector<pid_t> host_pids() const;
+  ProcessDump& root() { return processes.front(); }
+  const ProcessDump& root() const { return processes.front(); }
+};
+
+// Groups the seized threads by process; the processes of `job` go into the tree (with their
+// namespace ids, ppid 0 for a process whose parent is not in the tree), the others' threads
+// into `others`. Throws when job is empty.
+DumpTree build_tree(std::vector<ptrace::SeizedThread> all, const std::vector<pid_t>& job, const std::string& what);
+
+// Refuses, naming pid and what, a tree restore cannot rebuild: a process whose session or
+// process group leader has exited (or is outside the tree), a zombie child. Called before
+// anything is collected: the job is left running.
+void check_tree_shape(const DumpTree& tree);
+
+// After the fds and memory of every process are collected: refuses memory shared between
+// processes (MAP_SHARED anonymous, memfd mappings) and an epoll held by several processes,
+// which restore would bring back as copies.
+void check_tree_sharing(const DumpTree& tree);
+
+// The pstree.img records, parents first.
+std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree);
+
+}  // namespace stasis::dump

@@ -1,0 +1,121 @@
+#include "restore/tree.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "images/image_file.h"
+#include "images/image_type.h"
+#include "restore/task_image.h"
+
+namespace stasis::restore {
+
+namespace {
+
+// What must come from one creation: the ends of a pipe, the descriptions of a deleted
+// inode, else the open file itself.
+std::string group_of(const pb::FdEntry& e, const FileImages& files) {
+  if (e.kind() == pb::FdEntry::PIPE) {
+    auto it = files.pipe_ends.find(e.file_id());
+    if (it != files.pipe_ends.end()) return fmt::format("pipe {}", it->second.pipe_id());
+  }
+  if (e.kind() == pb::FdEntry::REGULAR || e.kind() == pb::FdEntry::DIRECTORY) {
+    auto it = files.regfiles.find(e.file_id());
+    if (it != files.regfiles.end() && it->second.deleted())
+      return fmt::format("inode {}", it->second.same_inode_as() ? it->second.same_inode_as() : it->second.id());
+  }
+  return fmt::format("file {}:{}", static_cast<int>(e.kind()), e.file_id());
+}
+
+// The lowest common ancestor of the processes (indexes), or kInitProcess.
+int common_ancestor(const std::vector<int>& parent, const std::set<int>& holders) {
+  std::vector<int> path;  // the first holder and its ancestors, nearest first
+  for (int p = *holders.begin(); p != kInitProcess; p = parent[static_cast<size_t>(p)]) path.push_back(p);
+  size_t lowest = 0;  // index in path of the lowest ancestor common to all so far
+  for (int h : holders) {
+    std::set<int> ancestors;
+    for (int p = h; p != kInitProcess; p = parent[static_cast<size_t>(p)]) ancestors.insert(p);
+    while (lowest < path.size() && !ancestors.count(path[lowest])) ++lowest;
+  }
+  return lowest < path.size() ? path[lowest] : kInitProcess;
+}
+
+}  // namespace
+
+std::vector<size_t> RestoreTree::children_of(int index) const {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < processes.size(); ++i)
+    if (parent[i] == index) out.push_back(i);
+  return out;
+}
+
+SharedFds RestoreTree::shared_fds() const {
+  SharedFds out;
+  for (size_t j = 0; j < shared.size(); ++j)
+    out[{static_cast<int>(shared[j].entry.kind()), shared[j].entry.file_id()}] = processes.front().shared_fd(j);
+  return out;
+}
+
+int RestoreTree::top_fd() const {
+  int top = 0;
+  for (const auto& p : processes) top = std::max(top, p.top_fd());
+  return top;
+}
+
+RestoreTree load_tree(const images::Checkpoint& checkpoint, const FileImages& files, int inherited) {
+  using images::ImageType;
+  RestoreTree tree;
+  tree.entries = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
+  if (tree.entries.empty()) fail("{}: pstree.img lists no process", checkpoint.dir().string());
+  std::map<int, int> index_of;  // namespace pid -> index
+  for (const auto& e : tree.entries) {
+    if (index_of.count(e.pid())) fail("{}: pstree.img lists pid {} twice", checkpoint.dir().string(), e.pid());
+    const int index = static_cast<int>(tree.processes.size());
+    int parent = kInitProcess;
+    if (e.ppid() != 0) {
+      auto it = index_of.find(e.ppid());
+      if (it == index_of.end())
+        fail("{}: pstree.img lists pid {} before its parent {}", checkpoint.dir().string(), e.pid(), e.ppid());
+      parent = it->second;
+    }
+    tree.parent.push_back(parent);
+    tree.processes.push_back(make_plan(checkpoint.dir(), load_task_image(checkpoint, e), files));
+    index_of[e.pid()] = index;
+  }
+  if (tree.processes.front().task.pid() == 1 && tree.children_of(kInitProcess).size() != 1)
+    fail("{}: pid 1 is not the ancestor of every process", checkpoint.dir().string());
+
+  // Shared open files: groups held by more than one process.
+  std::map<std::string, std::set<int>> holders;
+  std::map<std::string, std::map<std::pair<int, uint64_t>, pb::FdEntry>> members;
+  for (size_t i = 0; i < tree.processes.size(); ++i)
+    for (const auto& e : tree.processes[i].task.fds) {
+      if (e.kind() == pb::FdEntry::INHERITED) continue;  // the stdio copies are shared already
+      const std::string group = group_of(e, files);
+      holders[group].insert(static_cast<int>(i));
+      members[group].emplace(std::make_pair(static_cast<int>(e.kind()), e.file_id()), e);
+    }
+  for (const auto& [group, who] : holders) {
+    if (who.size() < 2) continue;
+    const int creator = common_ancestor(tree.parent, who);
+    for (const auto& [key, entry] : members[group]) tree.shared.push_back({entry, creator});
+    log::debug("{}: held by {} processes, made by {}", group, who.size(),
+               creator == kInitProcess ? std::string("init")
+                                       : fmt::format("pid {}", tree.processes[static_cast<size_t>(creator)].task.pid()));
+  }
+
+  // One layout of the stub's own fds for every process: above every fd of every image.
+  int base = 10;
+  for (const auto& p : tree.processes) base = std::max(base, p.high_fd_base);
+  for (auto& p : tree.processes) {
+    p.high_fd_base = base;
+    p.inherited_count = inherited;
+    p.shared_count = static_cast<int>(tree.shared.size());
+  }
+  return tree;
+}
+
+}  // namespace stasis::restore

@@ -1,0 +1,56 @@
+// A process tree to restore: one RestorePlan per process (parents before children, as in
+// pstree.img), and the open files that several processes share.
+//
+// How the tree is made (docs/design.md, "Process trees"): PID 1 of the new container (the
+// root's stub, or our init when the root was not PID 1) lays out the stub's own fds and makes
+// the job's mounts; then each stub, in its own process, becomes a session leader if its
+// process was one, makes the shared open files it is the creator of (below), creates its
+// children with clone3 set_tid (their PIDs, exit signals), and only then installs its own
+// fd table, taking shared files from the fds it inherited, and closes the rest.
+//
+// Sharing: open files are grouped by what must come from one creation: the ends of one pipe,
+// the open files of one deleted inode (ghost or memfd), else one open file id. A group whose
+// fds are held by more than one process is made once, by the lowest common ancestor of its
+// holders (or by our init for holders with no common ancestor in the tree), into a slot fd
+// above every fd of the image (RestorePlan::shared_fd), which every process created after
+// inherits across clone3; each holder dup3()s it into place. The kind does not matter: any
+// FdEntry kind that FileOpener can open is shared this way.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "files.pb.h"
+#include "images/checkpoint.h"
+#include "restore/files.h"
+#include "restore/plan.h"
+
+namespace stasis::restore {
+
+inline constexpr int kInitProcess = -1;  // "no process of the tree": our init, PID 1
+
+struct SharedFile {
+  pb::FdEntry entry;  // kind and file id (fd: of its first holder, for messages)
+  int creator = kInitProcess;  // index of the process that makes it
+};
+
+struct RestoreTree {
+  std::vector<RestorePlan> processes;  // parents before children
+  std::vector<int> parent;             // index of each one's parent, or kInitProcess
+  std::vector<SharedFile> shared;      // at RestorePlan::shared_fd(j) in every stub
+  std::vector<pb::TaskEntry> entries;  // pstree.img
+
+  bool own_pid_1() const { return processes.front().task.pid() == 1; }
+  std::vector<size_t> children_of(int index) const;  // kInitProcess: the roots
+  // The fds a process takes from the slots: (kind, id) -> slot fd.
+  SharedFds shared_fds() const;
+  int top_fd() const;  // first fd above every stub fd of every process
+};
+
+// Loads every process's images into one plan each, sets the common fd layout (inherited:
+// the number of --inherit-fd sources) and finds the shared open files.
+RestoreTree load_tree(const images::Checkpoint& checkpoint, const FileImages& files, int inherited);
+
+}  // namespace stasis::restore

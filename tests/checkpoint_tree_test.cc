@@ -1,0 +1,182 @@
+// Process trees: a container or a host process whose job is several processes dumps and
+// restores with every process at its PID, parent, threads, process group and session, and
+// the pipes between them shared, with the data that was in flight. What restore cannot bring
+// back yet is refused at dump, naming the pid, with the job left running.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "common/proc.h"
+#include "tests/support/checkpoint_harness.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A process as seen inside its PID namespace.
+struct Shape {
+  pid_t ppid = 0;  // 0: the root of the walk
+  pid_t pgid = 0;  // 0: outside the namespace
+  pid_t sid = 0;
+  int threads = 0;
+  std::string comm;
+  bool operator==(const Shape& o) const {
+    return ppid == o.ppid && pgid == o.pgid && sid == o.sid && threads == o.threads && comm == o.comm;
+  }
+};
+
+std::string describe(const std::map<pid_t, Shape>& tree) {
+  std::string out;
+  for (const auto& [pid, s] : tree)
+    out += fmt::format("\n  pid {} ppid {} pgid {} sid {} threads {} {}", pid, s.ppid, s.pgid, s.sid, s.threads, s.comm);
+  return out;
+}
+
+// The host process `root` and all its descendants, by namespace pid.
+std::map<pid_t, Shape> tree_shape(pid_t root) {
+  std::map<pid_t, Shape> out;
+  std::vector<std::pair<pid_t, pid_t>> walk{{root, 0}};  // (host pid, namespace pid of its parent)
+  while (!walk.empty()) {
+    auto [host, parent] = walk.back();
+    walk.pop_back();
+    proc::Status st;
+    try {
+      st = proc::read_status(host);
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (st.ns_pid.empty()) continue;
+    Shape s;
+    s.ppid = parent;
+    s.pgid = st.ns_pgid.empty() ? 0 : st.ns_pgid.back();
+    s.sid = st.ns_sid.empty() ? 0 : st.ns_sid.back();
+    s.threads = st.threads;
+    s.comm = st.name;
+    out[st.ns_pid.back()] = s;
+    for (pid_t tid : proc::list_tasks(host))
+      for (pid_t child : proc::list_children(host, tid)) walk.emplace_back(child, st.ns_pid.back());
+  }
+  return out;
+}
+
+// The tree_pipeline workload: parent, producer | filter | consumer, and a daemon in a
+// session of its own; its children check their ids and the pipe data themselves.
+Workload pipeline() {
+  Workload w = c_workload("tree_pipeline");
+  w.watch = 2000ms;
+  return w;
+}
+
+// Dumps and restores w in a container; the restored tree must be the original's, process by
+// process.
+void check_tree_round_trip(const Workload& w, std::vector<std::string> run_options, bool leave_running = false) {
+  std::map<pid_t, Shape> before;
+  RoundTrip how;
+  how.run_options = std::move(run_options);
+  how.leave_running = leave_running;
+  how.before_dump = [&](Container& original) {
+    auto pid = original.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    before = tree_shape(*pid);
+    ASSERT_GE(before.size(), 5u) << describe(before);
+  };
+  how.after_restore = [&](Container& restored) {
+    auto pid = restored.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    const auto after = tree_shape(*pid);
+    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(w, how));
+}
+
+TEST(CheckpointTree, PipelineWithDataInFlight) { check_tree_round_trip(pipeline(), {}); }
+
+TEST(CheckpointTree, PipelineUnderInit) { check_tree_round_trip(pipeline(), {"--init"}); }
+
+// The original keeps running beside its copy: same PIDs, each in its own namespace.
+TEST(CheckpointTree, PipelineLeftRunningAndRestoredBeside) { check_tree_round_trip(pipeline(), {}, true); }
+
+// `sh -c 'while :; do date; sleep 1; done'`, the first container a user tries: a shell and
+// its children (date, sleep), with and without our init.
+Workload shell_loop() {
+  Workload w;
+  w.name = "shell-loop";
+  // $0 is the status path; the counter lives in the shell.
+  w.program = {"/bin/sh", "-c",
+               "i=0; while :; do i=$((i+1)); date >/dev/null; echo \"ok $i\" >\"$0.tmp\" && mv \"$0.tmp\" \"$0\"; "
+               "sleep 0.2; done"};
+  w.watch = 2000ms;
+  return w;
+}
+
+TEST(CheckpointTree, ShellLoop) { ASSERT_NO_FATAL_FAILURE(check_round_trip(shell_loop())); }
+
+TEST(CheckpointTree, ShellLoopUnderInit) {
+  RoundTrip how;
+  how.run_options = {"--init"};
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(shell_loop(), how));
+}
+
+// `stasis dump --pid` of a host process dumps its whole subtree; restore puts it under our
+// init with its PIDs, groups and sessions.
+TEST(CheckpointTree, HostSubtreeByPid) {
+  CheckpointEnv env;
+  HostProcess host;
+  ASSERT_TRUE(host.start(pipeline(), env.status_path("host")));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(host.status(), 0, 10s, &n));
+  auto before = tree_shape(host.pid());
+  ASSERT_EQ(before.size(), 5u) << describe(before);
+  fs::path images = env.image_dir("host");
+  ASSERT_TRUE(env.dump_pid(host.pid(), images)) << host.log_tail();
+  ASSERT_TRUE(host.wait_exit(20s)) << "dump --pid without --leave-running must stop the process";
+  for (const auto& [pid, s] : before) EXPECT_FALSE(process_alive(pid)) << "pid " << pid << " survived the dump";
+  n = std::max(n, read_status(host.status()).progress);
+  clear_status(host.status());
+
+  Container restored(env, "subtree");
+  ASSERT_TRUE(restored.restore(images, host.status())) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(restored.status(), n, 30s, &n, n));
+  ASSERT_TRUE(keep_progressing(restored.status(), 2000ms));
+  auto init = restored.host_pid();
+  ASSERT_TRUE(init.has_value());
+  auto after = tree_shape(*init);
+  ASSERT_EQ(after.size(), before.size() + 1) << describe(after);  // and our init, PID 1
+  EXPECT_EQ(after[1].comm, "stasis-init");
+  for (auto& [pid, s] : before) {
+    if (s.ppid == 0) s.ppid = 1;  // the root's parent is our init now
+    EXPECT_EQ(after[pid], s) << "pid " << pid << ": before" << describe(before) << "\nafter" << describe(after);
+  }
+}
+
+// What is not restored yet is refused at dump, naming the pid, and the job runs on.
+void expect_refused(const std::string& mode, const std::string& expected) {
+  CheckpointEnv env;
+  Container c(env, "refused-" + mode);
+  ASSERT_TRUE(c.run(c_workload("tree_refused", {mode})));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 10s, &n));
+  ASSERT_TRUE(wait_for_progress(c.status(), n, 10s, &n));
+  fs::path images = env.image_dir("refused");
+  EXPECT_FALSE(c.dump(images)) << "the dump of a tree with " << mode << " must be refused";
+  EXPECT_NE(c.last_output().find(expected), std::string::npos) << c.last_output();
+  EXPECT_FALSE(fs::exists(images / "inventory.img"));
+  ASSERT_TRUE(wait_for_progress(c.status(), n, 10s, &n)) << "the job must run on after a refused dump";
+}
+
+TEST(CheckpointTree, ZombieIsRefused) { expect_refused("zombie", "zombie"); }
+TEST(CheckpointTree, SessionWithoutLeaderIsRefused) { expect_refused("orphan-session", "whose leader has exited"); }
+TEST(CheckpointTree, SharedAnonymousMemoryIsRefused) {
+  expect_refused("shared-anon", "memory shared between processes is not supported");
+}
+
+}  // namespace
+}  // namespace stasis::test
