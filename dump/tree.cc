@@ -91,52 +91,85 @@ DumpTree build_tree(std::vector<ptrace::SeizedThread> all, const std::vector<pid
   return tree;
 }
 
-void check_tree_shape(const DumpTree& tree) {
-  std::map<pid_t, const Task*> by_ns_pid;
-  std::set<pid_t> host_pids;
+void find_zombies(DumpTree& tree) {
+  std::map<pid_t, pid_t> ns_pid_of;  // host -> namespace pid
+  for (const auto& p : tree.processes) ns_pid_of[p.task.host_pid] = p.task.ns_pid;
   for (const auto& p : tree.processes) {
-    by_ns_pid[p.task.ns_pid] = &p.task;
-    host_pids.insert(p.task.host_pid);
+    const Task& t = p.task;
+    for (pid_t child : children_of(t.host_pid)) {
+      if (ns_pid_of.count(child)) continue;
+      proc::Stat st;
+      proc::Status status;
+      try {
+        st = proc::read_stat(child);
+        status = proc::read_status(child);
+      } catch (const Error&) {
+        continue;  // reaped meanwhile
+      }
+      if (st.state != 'Z')
+        fail("pid {} (host pid {}): its child (host pid {}, state {}) was not seized", t.ns_pid, t.host_pid, child,
+             st.state);
+      if (status.ns_pid.empty() || status.ns_pgid.empty() || status.ns_sid.empty())
+        fail("zombie host pid {}: /proc/{}/status has no NSpid, NSpgid or NSsid", child, child);
+      pb::TaskEntry e;
+      e.set_pid(status.ns_pid.back());
+      e.set_ppid(t.ns_pid);
+      e.set_pgid(status.ns_pgid.back());
+      e.set_sid(status.ns_sid.back());
+      e.add_tids(e.pid());
+      e.set_host_pid(child);
+      e.set_comm(st.comm);
+      e.set_zombie(true);
+      e.set_exit_status(st.exit_code);
+      log::debug("pid {}: zombie child {} (status {:#x})", t.ns_pid, e.pid(), st.exit_code);
+      tree.zombies.push_back(std::move(e));
+    }
   }
+}
+
+void check_tree_shape(const DumpTree& tree) {
+  struct Ids {
+    pid_t host_pid, pid, ppid, pgid, sid;
+  };
+  std::map<pid_t, Ids> by_ns_pid;  // live processes and zombies
+  std::vector<Ids> all;
+  for (const auto& p : tree.processes)
+    all.push_back({p.task.host_pid, p.task.ns_pid, p.task.ns_ppid, p.task.ns_pgid, p.task.ns_sid});
+  for (const auto& z : tree.zombies) all.push_back({z.host_pid(), z.pid(), z.ppid(), z.pgid(), z.sid()});
+  for (const auto& i : all) by_ns_pid[i.pid] = i;
   // What a root (a process whose parent is not in the tree) inherits on restore: PID 1's
   // session and group (ours under --init, whose session is 1), or those of the root of a
   // `--pid` subtree, whose own outside session and group it joins as PID 1's.
   const Task& root = tree.root().task;
   const pid_t outside_sid = root.ns_ppid == 0 && root.ns_sid != root.ns_pid ? root.ns_sid : 1;
   const pid_t outside_pgid = root.ns_ppid == 0 && !by_ns_pid.count(root.ns_pgid) ? root.ns_pgid : 1;
-  for (const auto& p : tree.processes) {
-    const Task& t = p.task;
-    for (pid_t child : children_of(t.host_pid)) {
-      if (host_pids.count(child)) continue;
-      proc::Stat st;
-      try {
-        st = proc::read_stat(child);
-      } catch (const Error&) {
-        continue;  // reaped meanwhile
-      }
-      if (st.state == 'Z' || st.state == 'X')
-        throw UnsupportedError(fmt::format("pid {} (host pid {}) has a child that exited and was not reaped yet (a "
-                                           "zombie, host pid {}): not supported yet; dump again once it has been "
-                                           "waited for",
-                                           t.ns_pid, t.host_pid, child));
-      fail("pid {} (host pid {}): its child (host pid {}) was not seized", t.ns_pid, t.host_pid, child);
-    }
-    const Task* parent = t.ns_ppid ? by_ns_pid.at(t.ns_ppid) : nullptr;
-    const pid_t inherited_sid = parent ? parent->ns_sid : outside_sid;
-    if (t.ns_sid != t.ns_pid && t.ns_sid != inherited_sid)
+  const size_t live = tree.processes.size();
+  for (size_t k = 0; k < all.size(); ++k) {
+    const Ids& t = all[k];
+    const Ids* parent = t.ppid ? &by_ns_pid.at(t.ppid) : nullptr;
+    const std::string who = fmt::format("{}pid {} (host pid {})", k < live ? "" : "zombie ", t.pid, t.host_pid);
+    const pid_t inherited_sid = parent ? parent->sid : outside_sid;
+    if (t.sid != t.pid && t.sid != inherited_sid)
       throw UnsupportedError(fmt::format(
-          "pid {} (host pid {}) is in session {}, {}: not supported yet (restore recreates a session through its "
-          "leader and the leader's descendants)",
-          t.ns_pid, t.host_pid, t.ns_sid,
-          by_ns_pid.count(t.ns_sid) ? fmt::format("whose leader is not its ancestor (it was re-parented)")
-                                    : fmt::format("whose leader has exited")));
-    if (t.ns_pgid == t.ns_pid) continue;
-    auto leader = by_ns_pid.find(t.ns_pgid);
-    if (leader != by_ns_pid.end() && leader->second->ns_sid == t.ns_sid) continue;
-    if (t.ns_pgid == outside_pgid && t.ns_sid == outside_sid) continue;
-    throw UnsupportedError(fmt::format("pid {} (host pid {}) is in process group {}, whose leader has exited: not "
-                                       "supported yet",
-                                       t.ns_pid, t.host_pid, t.ns_pgid));
+          "{} is in session {}, {}: not supported yet (restore recreates a session through its leader and the "
+          "leader's descendants)",
+          who, t.sid,
+          by_ns_pid.count(t.sid) ? "whose leader is not its ancestor (it was re-parented)" : "whose leader has exited"));
+    if (t.pgid == t.pid) continue;
+    if (k >= live) {
+      // A zombie stays in the group it was created in: its parent's, as the parent's stub
+      // has it (its own group when it leads one, else the one it inherited).
+      const bool parent_group_at_fork = parent->pgid == parent->pid || !by_ns_pid.count(parent->pgid);
+      if (t.pgid == parent->pgid && parent_group_at_fork) continue;
+      throw UnsupportedError(fmt::format("{} is in process group {}, which restore could not put it in: not "
+                                         "supported yet",
+                                         who, t.pgid));
+    }
+    auto leader = by_ns_pid.find(t.pgid);
+    if (leader != by_ns_pid.end() && leader->second.sid == t.sid) continue;
+    if (t.pgid == outside_pgid && t.sid == outside_sid) continue;
+    throw UnsupportedError(
+        fmt::format("{} is in process group {}, whose leader has exited: not supported yet", who, t.pgid));
   }
 }
 
@@ -181,6 +214,7 @@ void check_tree_sharing(const DumpTree& tree) {
 std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree) {
   std::vector<pb::TaskEntry> out;
   for (const auto& p : tree.processes) out.push_back(task_entry(p.task));
+  out.insert(out.end(), tree.zombies.begin(), tree.zombies.end());
   return out;
 }
 

@@ -33,6 +33,7 @@ struct ProcessDump {
 struct DumpTree {
   std::vector<ProcessDump> processes;        // parents before children; [0] is the root
   std::vector<ptrace::SeizedThread> others;  // seized but not dumped (the --init reaper)
+  std::vector<pb::TaskEntry> zombies;        // exited children of the tree, not reaped yet
   std::vector<pid_t> host_pids() const;
   ProcessDump& root() { return processes.front(); }
   const ProcessDump& root() const { return processes.front(); }
@@ -43,9 +44,12 @@ struct DumpTree {
 // into `others`. Throws when job is empty.
 DumpTree build_tree(std::vector<ptrace::SeizedThread> all, const std::vector<pid_t>& job, const std::string& what);
 
+// Records the zombie children of the tree's processes (their ids and exit status).
+void find_zombies(DumpTree& tree);
+
 // Refuses, naming pid and what, a tree restore cannot rebuild: a process whose session or
-// process group leader has exited (or is outside the tree), a zombie child. Called before
-// anything is collected: the job is left running.
+// process group leader has exited (or is outside the tree), a zombie in a group restore
+// could not put it in. Called before anything is collected: the job is left running.
 void check_tree_shape(const DumpTree& tree);
 
 // After the fds and memory of every process are collected: refuses memory shared between
@@ -53,7 +57,7 @@ void check_tree_shape(const DumpTree& tree);
 // which restore would bring back as copies.
 void check_tree_sharing(const DumpTree& tree);
 
-// The pstree.img records, parents first.
+// The pstree.img records, parents first, zombies last.
 std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree);
 
 }  // namespace stasis::dump

@@ -48,9 +48,10 @@ std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vect
   return out;
 }
 
-void set_process_groups(std::vector<ProcessRestore>& processes) {
+void set_process_groups(std::vector<ProcessRestore>& processes, const std::vector<Zombie>& zombies) {
   std::map<pid_t, bool> in_tree;
   for (const auto& p : processes) in_tree[p.plan->task.pid()] = true;
+  for (const auto& z : zombies) in_tree[z.entry.pid()] = true;
   for (int pass = 0; pass < 2; ++pass) {
     for (auto& p : processes) {
       const pb::TaskEntry& e = p.plan->task.entry;

@@ -35,7 +35,7 @@ std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vect
 
 // Process groups: leaders first, then their members (setpgid injected into each, which must
 // be in the same session as the group; the stubs made the sessions).
-void set_process_groups(std::vector<ProcessRestore>& processes);
+void set_process_groups(std::vector<ProcessRestore>& processes, const std::vector<Zombie>& zombies);
 
 // Rebuilds one seized stub into its process, up to its final registers; between phases
 // check_interrupt may throw. The process stays in its ptrace-stop.

@@ -139,10 +139,10 @@ Loaded load_and_check(const RestoreOptions& options) {
   RestorePlan& root = tree.processes.front();
   root.mounts = load_mounts(checkpoint);  // first: the checks below find files through them
   check_mount_sources(root.mounts, rootfs_of_dump);
-  // The files every process reopens by path are checked once (they are the tree's).
-  check_open_files(root, rootfs_of_dump, options.allow_changed_files);
   // Sources above the stubs' own fds, so that PID 1 can move them into place without clobbering.
   std::vector<InheritedEnd> inherited = open_inherited_ends(options.inherit_fds, root.files, tree.top_fd() + 1);
+  // The files every process reopens by path are checked once (they are the tree's).
+  check_open_files(root, rootfs_of_dump, options.allow_changed_files);
   for (size_t i = 0; i < inherited.size(); ++i) {
     root.inherited_source_fds.push_back(inherited[i].fd.get());
     root.files.inherited_pipes[inherited[i].pipe_id] = root.inherited_fd(i);
@@ -210,7 +210,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   // 4-7. Each process rebuilt from outside, all held until the last is whole.
   const auto rebuild_at = Clock::now();
   std::vector<ProcessRestore> processes = seize_stubs(tree, reports, host_pids);
-  set_process_groups(processes);
+  set_process_groups(processes, tree.zombies);
   for (auto& p : processes) rebuild_process(p, check_interrupt);
   held_segments.release();  // the job holds its segments now
   // Every thread has its final registers: the job is whole from here, even if we die before

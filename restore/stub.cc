@@ -6,6 +6,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -128,6 +131,45 @@ void create_process(const RestoreTree& tree, size_t index, int control_fd) {
   if (child == 0) run_stub(tree, index, control_fd);
 }
 
+// A child that exits at once with the dumped status and stays a zombie until its parent,
+// once restored, waits for it. Its exit signal is taken back from the pending ones (the
+// dumped ones, which come back later, hold the one the parent had not handled yet).
+void create_zombie(const pb::TaskEntry& entry) {
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  const pid_t wanted = entry.pid();
+  args.set_tid = reinterpret_cast<uint64_t>(&wanted);
+  args.set_tid_size = 1;
+  long child = syscall(SYS_clone3, &args, sizeof args);
+  if (child < 0) fail_errno(errno, "create zombie pid {} (clone3 set_tid)", wanted);
+  if (child == 0) {
+    prctl(PR_SET_NAME, entry.comm().c_str());
+    if (entry.sid() == entry.pid()) setsid();
+    else if (entry.pgid() == entry.pid()) setpgid(0, 0);
+    const int status = entry.exit_status();
+    if (WIFSIGNALED(status)) {
+      const rlimit no_core{0, 0};  // the original dumped its core already, if it did
+      setrlimit(RLIMIT_CORE, &no_core);
+      signal(WTERMSIG(status), SIG_DFL);
+      sigset_t one;
+      sigemptyset(&one);
+      sigaddset(&one, WTERMSIG(status));
+      sigprocmask(SIG_UNBLOCK, &one, nullptr);
+      raise(WTERMSIG(status));
+    }
+    _exit(WEXITSTATUS(status));
+  }
+  siginfo_t info{};
+  if (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) < 0)
+    fail_errno(errno, "wait for zombie pid {} to exit", wanted);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  const timespec now{0, 0};
+  while (sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
+  }
+}
+
 }  // namespace
 
 void report_failure(int control_fd, pid_t pid, const std::string& what) {
@@ -155,6 +197,8 @@ void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio)
 void start_processes(const RestoreTree& tree, int parent, int control_fd) {
   make_shared_files(tree, parent);
   for (size_t child : tree.children_of(parent)) create_process(tree, child, control_fd);
+  for (const auto& z : tree.zombies)
+    if (z.parent == parent) create_zombie(z.entry);
 }
 
 [[noreturn]] void run_stub(const RestoreTree& tree, size_t index, int control_fd) {
@@ -163,13 +207,20 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
   const RestorePlan& plan = tree.processes[index];
-  int control = control_fd;
+  // PID 1 moves the control pipe to its place first thing; the others inherit it there.
+  int control = index == 0 && tree.own_pid_1() ? control_fd : plan.control_fd();
   try {
-    if (index == 0 && tree.own_pid_1()) prepare_container(tree, control_fd, /*keep_stdio=*/false);
-    control = plan.control_fd();
+    if (index == 0 && tree.own_pid_1()) {
+      control = plan.control_fd();
+      prepare_container(tree, control_fd, /*keep_stdio=*/false);
+    }
     // A session leader before its children, which inherit the session (restore/tree.h).
     if (plan.task.entry.sid() == plan.task.pid() && getsid(0) != plan.task.pid() && setsid() < 0)
       fail_errno(errno, "setsid");
+    // A group leader too, before its children, which inherit the group (the other members
+    // join later, restore/rebuild.h).
+    if (plan.task.entry.pgid() == plan.task.pid() && getpgrp() != plan.task.pid() && setpgid(0, 0) < 0)
+      fail_errno(errno, "setpgid(0, 0)");
     start_processes(tree, static_cast<int>(index), control);
     std::vector<int> keep{plan.control_fd(), plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)};
     for (int i = 0; i < plan.inherited_count; ++i) keep.push_back(plan.inherited_fd(static_cast<size_t>(i)));

@@ -71,8 +71,16 @@ RestoreTree load_tree(const images::Checkpoint& checkpoint, const FileImages& fi
   tree.entries = images::read_all<pb::TaskEntry>(checkpoint.path(ImageType::Pstree), ImageType::Pstree);
   if (tree.entries.empty()) fail("{}: pstree.img lists no process", checkpoint.dir().string());
   std::map<int, int> index_of;  // namespace pid -> index
+  std::set<int> pids;
   for (const auto& e : tree.entries) {
-    if (index_of.count(e.pid())) fail("{}: pstree.img lists pid {} twice", checkpoint.dir().string(), e.pid());
+    if (!pids.insert(e.pid()).second) fail("{}: pstree.img lists pid {} twice", checkpoint.dir().string(), e.pid());
+    if (e.zombie()) {
+      auto it = index_of.find(e.ppid());
+      if (it == index_of.end())
+        fail("{}: pstree.img lists zombie {} before its parent {}", checkpoint.dir().string(), e.pid(), e.ppid());
+      tree.zombies.push_back({e, it->second});
+      continue;
+    }
     const int index = static_cast<int>(tree.processes.size());
     int parent = kInitProcess;
     if (e.ppid() != 0) {

@@ -36,9 +36,17 @@ struct SharedFile {
   int creator = kInitProcess;  // index of the process that makes it
 };
 
+// A child that had exited and was not reaped: its parent's stub creates it last, and it exits
+// at once with its status (restore/stub.cc).
+struct Zombie {
+  pb::TaskEntry entry;
+  int parent = kInitProcess;
+};
+
 struct RestoreTree {
   std::vector<RestorePlan> processes;  // parents before children
   std::vector<int> parent;             // index of each one's parent, or kInitProcess
+  std::vector<Zombie> zombies;
   std::vector<SharedFile> shared;      // at RestorePlan::shared_fd(j) in every stub
   std::vector<pb::TaskEntry> entries;  // pstree.img
 

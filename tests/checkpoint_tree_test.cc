@@ -172,7 +172,35 @@ void expect_refused(const std::string& mode, const std::string& expected) {
   ASSERT_TRUE(wait_for_progress(c.status(), n, 10s, &n)) << "the job must run on after a refused dump";
 }
 
-TEST(CheckpointTree, ZombieIsRefused) { expect_refused("zombie", "zombie"); }
+// Zombies come back as zombies with their exit status, which the parent reaps after the
+// restore (the workload checks both statuses with and without reaping).
+TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
+  std::map<pid_t, Shape> before;
+  RoundTrip how;
+  how.before_dump = [&](Container& original) {
+    auto pid = original.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    before = tree_shape(*pid);
+    ASSERT_EQ(before.size(), 4u) << describe(before);
+  };
+  how.after_restore = [&](Container& restored) {
+    auto pid = restored.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    const auto after = tree_shape(*pid);
+    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+    std::ofstream(restored.status().string() + ".reap") << "now\n";
+    std::uint64_t n = 0;
+    ASSERT_TRUE(wait_for_progress(restored.status(), 0, 10s, &n));
+    ASSERT_TRUE(wait_for_progress(restored.status(), n + 20, 10s, &n));
+    std::ifstream reaped(restored.status().string() + ".reaped");
+    std::string word;
+    reaped >> word;
+    EXPECT_EQ(word, "reaped");
+    EXPECT_EQ(tree_shape(*pid).size(), 2u) << "the zombies are reaped";
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_zombie"), how));
+}
+
 TEST(CheckpointTree, SessionWithoutLeaderIsRefused) { expect_refused("orphan-session", "whose leader has exited"); }
 TEST(CheckpointTree, SharedAnonymousMemoryIsRefused) {
   expect_refused("shared-anon", "memory shared between processes is not supported");
