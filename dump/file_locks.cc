@@ -39,6 +39,9 @@ void LockCollector::add(pid_t pid, pb::FdEntry& entry, const std::string& line) 
   if (words[7] != "EOF" && last < first) fail("{}: the range ends before it starts", where);
   lock.set_start(first);
   lock.set_length(words[7] == "EOF" ? 0 : last - first + 1);
+  // A POSIX lock belongs to its owner, and shows on every fd of the inode, in every process:
+  // the owner's own fds record it (restore takes it in the owner).
+  if (lock.kind() == pb::FileLock::POSIX && words[4] != std::to_string(pid)) return;
   // The same lock once: by inode for POSIX, by open file description for the others.
   const std::string rest = fmt::format("{} {} {} {} {} {}", words[1], words[3], words[4], words[5], words[6], words[7]);
   const std::string key = lock.kind() == pb::FileLock::POSIX ? rest : fmt::format("{}#{}", entry.file_id(), rest);

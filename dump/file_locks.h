@@ -1,8 +1,8 @@
 // File locks: the "lock:" lines of an fd's fdinfo, e.g.
 //   lock:	1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF
 // (kind, mandatory or not, read or write, owner pid, device:inode, first byte, last byte or EOF).
-// A POSIX lock shows on every fd of its inode and a flock or OFD lock on every fd of its open
-// file description: each is kept once. Leases, delegations and locks being waited for are
+// A POSIX lock shows on every fd of its inode (in every process) and a flock or OFD lock on
+// every fd of its open file description: each is kept once, a POSIX lock by its owner only. Leases, delegations and locks being waited for are
 // refused.
 #pragma once
 

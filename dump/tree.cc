@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include <sys/stat.h>
+
 #include "common/error.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -175,26 +177,27 @@ void check_tree_shape(const DumpTree& tree) {
 
 void check_tree_sharing(const DumpTree& tree) {
   if (tree.processes.size() < 2) return;
-  // Shared memory: the same shmem inode mapped by several processes would come back as one
-  // copy each. (System V segments are attached again to the one segment: they stay shared.)
-  std::map<uint64_t, std::vector<pid_t>> mapped_by;
+  // A memfd mapped by several processes is made once for them by restore; one that is also
+  // open as an fd would be made twice (the fd's own and the mappings').
+  std::map<uint64_t, std::set<pid_t>> memfd_mappers;
   std::map<uint64_t, std::string> names;
   for (const auto& p : tree.processes)
-    for (const auto& vma : p.mm.vmas()) {
-      if (vma.kind() != pb::Vma::ANON_SHARED || vma.sysv_shm()) continue;
-      auto& pids = mapped_by[vma.shmem_id()];
-      if (pids.empty() || pids.back() != p.task.ns_pid) pids.push_back(p.task.ns_pid);
-      names[vma.shmem_id()] = vma.memfd_name().empty() ? "MAP_SHARED anonymous memory"
-                                                      : "memfd " + vma.memfd_name();
+    for (const auto& vma : p.mm.vmas())
+      if (vma.kind() == pb::Vma::ANON_SHARED && !vma.memfd_name().empty()) {
+        memfd_mappers[vma.shmem_id()].insert(p.task.ns_pid);
+        names[vma.shmem_id()] = vma.memfd_name();
+      }
+  for (const auto& p : tree.processes)
+    for (const auto& e : p.fds) {
+      if (e.kind() != pb::FdEntry::REGULAR) continue;
+      struct stat st {};
+      if (::stat(fmt::format("/proc/{}/fd/{}", p.task.host_pid, e.fd()).c_str(), &st) < 0) continue;
+      auto it = memfd_mappers.find(st.st_ino);
+      if (it != memfd_mappers.end() && it->second.size() > 1)
+        throw UnsupportedError(fmt::format("pid {} fd {}: memfd {} is open here and mapped by {} processes: not "
+                                           "supported yet",
+                                           p.task.ns_pid, e.fd(), names[st.st_ino], it->second.size()));
     }
-  for (const auto& [id, pids] : mapped_by) {
-    if (pids.size() < 2) continue;
-    std::string list;
-    for (pid_t pid : pids) list += (list.empty() ? "" : ", ") + std::to_string(pid);
-    throw UnsupportedError(fmt::format("{} (inode {}) is mapped by pids {}: memory shared between processes is not "
-                                       "supported yet",
-                                       names[id], id, list));
-  }
   // An epoll records its targets by fd number in one process's table.
   std::map<uint64_t, std::vector<std::pair<pid_t, int>>> event_holders;
   for (const auto& p : tree.processes)

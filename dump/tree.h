@@ -52,9 +52,9 @@ void find_zombies(DumpTree& tree);
 // could not put it in. Called before anything is collected: the job is left running.
 void check_tree_shape(const DumpTree& tree);
 
-// After the fds and memory of every process are collected: refuses memory shared between
-// processes (MAP_SHARED anonymous, memfd mappings) and an epoll held by several processes,
-// which restore would bring back as copies.
+// After the fds and memory of every process are collected: refuses a memfd mapped by several
+// processes that is also open as an fd, and an epoll held by several processes, which
+// restore would bring back as copies.
 void check_tree_sharing(const DumpTree& tree);
 
 // The pstree.img records, parents first, zombies last.

@@ -113,7 +113,7 @@ void check_open_files(RestorePlan& plan, const std::filesystem::path& rootfs,
 
 void check_files_unchanged(const RestorePlan& plan, const std::filesystem::path& rootfs) {
   for (const auto& file : plan.mapped_files) {
-    if (file.memfd) continue;  // made anew
+    if (file.memfd || file.anon_shared) continue;  // made anew
     const std::filesystem::path path = path_on_host(plan.mounts, rootfs, file.path);
     if (path.empty()) continue;  // on a mount the stub makes anew
     struct stat st;

@@ -193,7 +193,16 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
     int fd = -1;
     if (is_file_backed(vma.kind())) fd = plan.mapped_file_fd(static_cast<size_t>(plan.path_fd_index(vma.path())));
     if (!vma.memfd_name().empty()) fd = plan.mapped_file_fd(static_cast<size_t>(plan.memfd_index(vma.shmem_id())));
-    long rc = r.call(SYS_mmap, vma.start(), len, initial_prot(vma), static_cast<uint64_t>(map_flags(vma)),
+    int flags = map_flags(vma);
+    if (vma.kind() == pb::Vma::ANON_SHARED && vma.memfd_name().empty()) {
+      // Shared with another process or VMA of the tree: the one object, through its fd.
+      const int shared = plan.anon_shared_index(vma.shmem_id());
+      if (shared >= 0) {
+        fd = plan.mapped_file_fd(static_cast<size_t>(shared));
+        flags &= ~MAP_ANONYMOUS;
+      }
+    }
+    long rc = r.call(SYS_mmap, vma.start(), len, initial_prot(vma), static_cast<uint64_t>(flags),
                      static_cast<uint64_t>(static_cast<int64_t>(fd)), vma.pgoff());
     if (rc < 0 || static_cast<uint64_t>(rc) != vma.start())
       fail("pid {}: map {:#x}-{:#x} ({}{}): {}", plan.task.pid(), vma.start(), vma.end(), vma.name(), vma.path(),

@@ -19,6 +19,12 @@ int RestorePlan::memfd_index(uint64_t shmem_id) const {
   fail("mapped memfd (inode {}) is not in the restore plan", shmem_id);
 }
 
+int RestorePlan::anon_shared_index(uint64_t shmem_id) const {
+  for (size_t i = 0; i < mapped_files.size(); ++i)
+    if (mapped_files[i].anon_shared && mapped_files[i].shmem_id == shmem_id) return static_cast<int>(i);
+  return -1;
+}
+
 RestorePlan make_plan(const std::filesystem::path& dir, TaskImage task, FileImages files) {
   RestorePlan plan;
   plan.dir = dir;

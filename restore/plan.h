@@ -30,6 +30,11 @@ struct MappedFile {
   uint32_t memfd_mode = 0;  // st_mode, 0 in images from before it was saved
   uint32_t memfd_uid = 0, memfd_gid = 0;
   uint64_t shmem_id = 0;  // its inode when dumped
+  // MAP_SHARED|MAP_ANONYMOUS memory ("/dev/zero (deleted)") mapped through this fd because it
+  // is shared with another process or VMA (restore/tree.h); shmem_id says which.
+  bool anon_shared = false;
+  // Made once for the tree and taken from RestorePlan::shared_fd(shared_slot), or -1.
+  int shared_slot = -1;
 };
 
 struct RestorePlan {
@@ -61,6 +66,7 @@ struct RestorePlan {
   int top_fd() const { return mapped_file_fd(mapped_files.size()); }  // first fd above all of the stub's
   int path_fd_index(const std::string& path) const;  // index in mapped_files, or throws
   int memfd_index(uint64_t shmem_id) const;          // index in mapped_files, or throws
+  int anon_shared_index(uint64_t shmem_id) const;    // index in mapped_files, or -1
   const pb::SignalState& signals() const { return task.signals; }
 };
 

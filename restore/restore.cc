@@ -152,7 +152,10 @@ Loaded load_and_check(const RestoreOptions& options) {
     plan.pages = checkpoint.open_pages(plan.task.pid());
     plan.parent_pages = images::open_parent_pages(checkpoint, plan.task.pid(), *plan.pages);  // a chain's
     check_host_compatible(checkpoint, plan);
+    // Through the job's mounts, which only the root's plan holds (PID 1 makes them).
+    if (&plan != &root) std::swap(plan.mounts, root.mounts);
     check_files_unchanged(plan, rootfs_of_dump);
+    if (&plan != &root) std::swap(plan.mounts, root.mounts);
   }
   return {std::move(checkpoint), std::move(dumped), std::move(tree), std::move(inherited)};
 }

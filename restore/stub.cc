@@ -50,22 +50,46 @@ void close_all_but(const std::vector<int>& keep) {
     if (std::find(keep.begin(), keep.end(), fd) == keep.end()) close(fd);
 }
 
+// A memfd as the mapping had it, sized now; its pages are written in through the mapping.
+int make_memfd(const MappedFile& file) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, file.memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (fd < 0) fail_errno(errno, "memfd_create {}", file.memfd_name);
+  if (ftruncate(fd, static_cast<off_t>(file.memfd_size)) < 0)
+    fail_errno(errno, "memfd {}: set its size to {}", file.memfd_name, file.memfd_size);
+  // Owner and mode as dumped, before the seals (F_SEAL_EXEC would stop the chmod).
+  if (file.memfd_mode != 0 && (fchown(fd, file.memfd_uid, file.memfd_gid) < 0 || fchmod(fd, file.memfd_mode & 07777) < 0))
+    fail_errno(errno, "memfd {}: set owner {}:{} and mode {:o}", file.memfd_name, file.memfd_uid, file.memfd_gid,
+               file.memfd_mode & 07777);
+  // No write seal comes this way (the dump refuses them): the pages can still go in after.
+  if (file.memfd_seals != 0 && fcntl(fd, F_ADD_SEALS, file.memfd_seals) < 0)
+    fail_errno(errno, "memfd {}: add seals {:#x}", file.memfd_name, file.memfd_seals);
+  return fd;
+}
+
+// MAP_SHARED anonymous memory of `size` bytes, as an fd of its shmem object (map_files), so
+// that other processes can map the same object.
+int make_anon_shared(uint64_t size) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes of shared anonymous memory", size);
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  const std::string path = fmt::format("/proc/self/map_files/{:x}-{:x}", start, start + size);
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  const int err = errno;
+  munmap(p, size);
+  if (fd < 0) fail_errno(err, "open {}", path);
+  return fd;
+}
+
 void open_mapped_files(const RestorePlan& plan) {
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) {
     const MappedFile& file = plan.mapped_files[i];
+    if (file.shared_slot >= 0) {
+      // Made once for the tree, inherited (restore/tree.h).
+      move_fd(plan.shared_fd(static_cast<size_t>(file.shared_slot)), plan.mapped_file_fd(i));
+      continue;
+    }
     if (file.memfd) {
-      // Sized now; its pages are written in through the mapping.
-      int fd = static_cast<int>(syscall(SYS_memfd_create, file.memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
-      if (fd < 0) fail_errno(errno, "memfd_create {}", file.memfd_name);
-      if (ftruncate(fd, static_cast<off_t>(file.memfd_size)) < 0)
-        fail_errno(errno, "memfd {}: set its size to {}", file.memfd_name, file.memfd_size);
-      // Owner and mode as dumped, before the seals (F_SEAL_EXEC would stop the chmod).
-      if (file.memfd_mode != 0 && (fchown(fd, file.memfd_uid, file.memfd_gid) < 0 || fchmod(fd, file.memfd_mode & 07777) < 0))
-        fail_errno(errno, "memfd {}: set owner {}:{} and mode {:o}", file.memfd_name, file.memfd_uid, file.memfd_gid,
-                   file.memfd_mode & 07777);
-      // No write seal comes this way (the dump refuses them): the pages can still go in after.
-      if (file.memfd_seals != 0 && fcntl(fd, F_ADD_SEALS, file.memfd_seals) < 0)
-        fail_errno(errno, "memfd {}: add seals {:#x}", file.memfd_name, file.memfd_seals);
+      int fd = make_memfd(file);
       move_fd(fd, plan.mapped_file_fd(i));
       if (fd != plan.mapped_file_fd(i)) close(fd);
       continue;
@@ -85,7 +109,7 @@ void open_mapped_files(const RestorePlan& plan) {
 void share_mapped_memfds(const RestorePlan& plan) {
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) {
     const MappedFile& file = plan.mapped_files[i];
-    if (!file.memfd) continue;
+    if (!file.memfd || file.shared_slot >= 0) continue;
     for (const auto& entry : plan.task.fds) {
       if (entry.kind() != pb::FdEntry::REGULAR) continue;
       auto it = plan.files.regfiles.find(entry.file_id());
@@ -113,8 +137,16 @@ void make_shared_files(const RestoreTree& tree, int index) {
     if (!opener) opener.emplace(layout.files, stdio, tree.top_fd());
     UniqueFd file = opener->open(tree.shared[j].entry);
     move_fd(file.get(), layout.shared_fd(j));
+    if (file.get() == layout.shared_fd(j)) file.release();
   }
   if (opener) opener->remove_ghost_names();
+  for (size_t j = 0; j < tree.shared_memory.size(); ++j) {
+    const SharedMemory& m = tree.shared_memory[j];
+    if (m.creator != index) continue;
+    const int fd = m.file.memfd ? make_memfd(m.file) : make_anon_shared(m.size);
+    move_fd(fd, layout.shared_fd(tree.shared.size() + j));
+    if (fd != layout.shared_fd(tree.shared.size() + j)) close(fd);
+  }
 }
 
 // Creates the process `index` as a child of the caller, with its PID; it runs its own stub.

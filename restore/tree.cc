@@ -43,6 +43,57 @@ int common_ancestor(const std::vector<int>& parent, const std::set<int>& holders
   return lowest < path.size() ? path[lowest] : kInitProcess;
 }
 
+// MAP_SHARED anonymous memory and memfds mapped by more than one VMA of the tree: made once by
+// the holders' common ancestor, mapped by every holder from the one fd.
+void find_shared_memory(RestoreTree& tree) {
+  struct Use {
+    std::set<int> holders;
+    size_t vmas = 0;
+    uint64_t size = 0;
+    const pb::Vma* first = nullptr;
+  };
+  std::map<uint64_t, Use> uses;
+  for (size_t i = 0; i < tree.processes.size(); ++i)
+    for (const auto& vma : tree.processes[i].task.mm.vmas()) {
+      if (vma.kind() != pb::Vma::ANON_SHARED || vma.sysv_shm()) continue;
+      Use& u = uses[vma.shmem_id()];
+      u.holders.insert(static_cast<int>(i));
+      ++u.vmas;
+      u.size = std::max(u.size, vma.pgoff() + (vma.end() - vma.start()));
+      if (!u.first) u.first = &vma;
+    }
+  for (const auto& [id, u] : uses) {
+    const bool memfd = !u.first->memfd_name().empty();
+    // One VMA of one process needs nothing: a memfd is made by its stub, anonymous memory
+    // mapped anew (several VMAs of one memfd in one process share its mapped_files entry).
+    if (u.vmas < 2 || (memfd && u.holders.size() < 2)) continue;
+    const int slot = static_cast<int>(tree.shared.size() + tree.shared_memory.size());
+    SharedMemory m;
+    m.size = memfd ? u.first->memfd_size() : u.size;
+    m.creator = common_ancestor(tree.parent, u.holders);
+    for (int i : u.holders) {
+      RestorePlan& plan = tree.processes[static_cast<size_t>(i)];
+      if (memfd) {
+        MappedFile& f = plan.mapped_files[static_cast<size_t>(plan.memfd_index(id))];
+        f.shared_slot = slot;
+        m.file = f;
+      } else {
+        MappedFile f;
+        f.path = "/dev/zero (deleted)";
+        f.writable = true;
+        f.anon_shared = true;
+        f.shmem_id = id;
+        f.shared_slot = slot;
+        m.file = f;
+        plan.mapped_files.insert(plan.mapped_files.end() - 1, f);  // the exe stays last
+      }
+    }
+    log::debug("shared memory (inode {}, {} bytes): {} VMA(s) in {} process(es)", id, m.size, u.vmas,
+               u.holders.size());
+    tree.shared_memory.push_back(std::move(m));
+  }
+}
+
 }  // namespace
 
 std::vector<size_t> RestoreTree::children_of(int index) const {
@@ -115,13 +166,15 @@ RestoreTree load_tree(const images::Checkpoint& checkpoint, const FileImages& fi
                                        : fmt::format("pid {}", tree.processes[static_cast<size_t>(creator)].task.pid()));
   }
 
+  find_shared_memory(tree);
+
   // One layout of the stub's own fds for every process: above every fd of every image.
   int base = 10;
   for (const auto& p : tree.processes) base = std::max(base, p.high_fd_base);
   for (auto& p : tree.processes) {
     p.high_fd_base = base;
     p.inherited_count = inherited;
-    p.shared_count = static_cast<int>(tree.shared.size());
+    p.shared_count = static_cast<int>(tree.shared.size() + tree.shared_memory.size());
   }
   return tree;
 }

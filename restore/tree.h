@@ -43,11 +43,20 @@ struct Zombie {
   int parent = kInitProcess;
 };
 
+// Shared memory made once for the tree (a memfd, or MAP_SHARED anonymous memory), at
+// shared_fd(shared.size() + j): every process that maps it maps that one object.
+struct SharedMemory {
+  MappedFile file;  // memfd or anon_shared, with its shmem_id
+  uint64_t size = 0;
+  int creator = kInitProcess;
+};
+
 struct RestoreTree {
   std::vector<RestorePlan> processes;  // parents before children
   std::vector<int> parent;             // index of each one's parent, or kInitProcess
   std::vector<Zombie> zombies;
   std::vector<SharedFile> shared;      // at RestorePlan::shared_fd(j) in every stub
+  std::vector<SharedMemory> shared_memory;  // at shared_fd(shared.size() + j)
   std::vector<pb::TaskEntry> entries;  // pstree.img
 
   bool own_pid_1() const { return processes.front().task.pid() == 1; }

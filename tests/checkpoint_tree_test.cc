@@ -157,6 +157,11 @@ TEST(CheckpointTree, HostSubtreeByPid) {
   }
 }
 
+// A POSIX lock held by a child, a flock on an open file a parent and its child share.
+TEST(CheckpointTree, FileLocksStayWithTheirHolders) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_locks")));
+}
+
 // What is not restored yet is refused at dump, naming the pid, and the job runs on.
 void expect_refused(const std::string& mode, const std::string& expected) {
   CheckpointEnv env;
@@ -202,8 +207,10 @@ TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
 }
 
 TEST(CheckpointTree, SessionWithoutLeaderIsRefused) { expect_refused("orphan-session", "whose leader has exited"); }
-TEST(CheckpointTree, SharedAnonymousMemoryIsRefused) {
-  expect_refused("shared-anon", "memory shared between processes is not supported");
+// Memory shared between processes (and between two mappings of one process) stays shared:
+// the workload's progress is what its child counts, read through that memory.
+TEST(CheckpointTree, SharedMemoryStaysShared) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_shared_mem")));
 }
 
 }  // namespace
