@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "common/compat.h"
 #include "common/error.h"
@@ -194,23 +197,54 @@ RestartAdjustment adjust_for_restart(user_regs_struct& regs, const TimespecReade
   return adj;
 }
 
+// /proc/PID/limits: a heading, then one line per resource in RLIMIT_* order, "Max cpu time
+// unlimited unlimited seconds": the soft and hard limits are the two columns after the name
+// (which has spaces), found by their position under the heading's "Soft Limit".
+namespace {
+
+std::vector<rlimit> read_limits(pid_t pid) {
+  const std::string path = fmt::format("/proc/{}/limits", pid);
+  std::istringstream in(read_file(path));
+  std::string line;
+  std::getline(in, line);
+  const size_t soft_at = line.find("Soft Limit");
+  if (soft_at == std::string::npos) fail("{}: no 'Soft Limit' heading", path);
+  std::vector<rlimit> out;
+  while (std::getline(in, line) && out.size() < RLIM_NLIMITS) {
+    if (line.size() <= soft_at) fail("{}: short line '{}'", path, line);
+    std::istringstream values(line.substr(soft_at));
+    std::string soft, hard;
+    values >> soft >> hard;
+    const auto value = [&](const std::string& v) -> rlim_t {
+      if (v == "unlimited") return RLIM_INFINITY;
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0') fail("{}: '{}' is not a limit, in '{}'", path, v, line);
+      return static_cast<rlim_t>(n);
+    };
+    out.push_back({value(soft), value(hard)});
+  }
+  if (out.size() != RLIM_NLIMITS) fail("{}: {} limits, expected {}", path, out.size(), RLIM_NLIMITS);
+  return out;
+}
+
+}  // namespace
+
 pb::TaskCore collect_core(Task& task, Injector& injector) {
   pid_t pid = task.host_pid;
   pb::TaskCore core;
   core.set_pid(task.ns_pid);
   for (size_t i = 0; i < task.threads.size(); ++i) *core.add_threads() = collect_thread(task, i, injector);
 
-  // Asked of the task itself: prlimit() on another task with other credentials needs
-  // CAP_SYS_RESOURCE, which root lacks on some hosts (ours among them).
-  for (int res = 0; res < RLIM_NLIMITS; ++res) {
-    injector.clear_scratch(sizeof(rlimit));
-    injector.call_checked(task.threads[0], "prlimit64", SYS_prlimit64, 0, static_cast<uint64_t>(res), 0,
-                          injector.scratch());
-    const rlimit lim = injector.read_scratch<rlimit>();
+  // From /proc/PID/limits, which lists every limit in resource order: prlimit() on another
+  // task with other credentials needs CAP_SYS_RESOURCE, which root lacks on some hosts (ours
+  // among them), and asking the task itself costs an injected call per limit.
+  const std::vector<rlimit> limits = read_limits(pid);
+  for (size_t res = 0; res < limits.size(); ++res) {
     auto* r = core.add_rlimits();
     r->set_resource(static_cast<uint32_t>(res));
-    r->set_cur(lim.rlim_cur);
-    r->set_max(lim.rlim_max);
+    r->set_cur(limits[res].rlim_cur);
+    r->set_max(limits[res].rlim_max);
   }
 
   auto status = proc::read_status(pid);

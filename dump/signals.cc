@@ -9,6 +9,7 @@
 #include "common/compat.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "dump/posix_timers.h"
 
 namespace stasis::dump {
@@ -24,8 +25,13 @@ void add_siginfos(const std::vector<siginfo_t>& in, google::protobuf::RepeatedPt
 pb::SignalState collect_signals(Task& task, Injector& injector) {
   pb::SignalState state;
   ptrace::SeizedThread& leader = task.threads[0];
+  // Only the signals with a handler or ignored are asked about (an injected call each), and
+  // SIGCHLD, whose SA_NOCLDWAIT and SA_NOCLDSTOP matter even by default: the flags and mask
+  // of any other default action change nothing, and restore sets it SIG_DFL.
+  const auto status = proc::read_status(task.host_pid);
+  const uint64_t asked = status.sig_caught | status.sig_ignored | (1ull << (SIGCHLD - 1));
   for (int sig = 1; sig <= 64; ++sig) {  // the kernel's _NSIG on x86_64
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sig == SIGKILL || sig == SIGSTOP || !(asked & (1ull << (sig - 1)))) continue;
     long rc = injector.call(leader, SYS_rt_sigaction, static_cast<uint64_t>(sig), 0, injector.scratch(), 8);
     if (rc == -EINVAL) continue;  // signals glibc reserves are still valid; this guards odd numbers only
     if (rc < 0) fail_errno(static_cast<int>(-rc), "tid {}: injected rt_sigaction({})", leader.tid(), sig);

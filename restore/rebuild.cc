@@ -3,7 +3,13 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "common/error.h"
 #include "common/fault.h"
@@ -26,12 +32,14 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vector<StubReport>& reports,
-                                        const std::map<pid_t, pid_t>& host_pids) {
-  std::vector<ProcessRestore> out(tree.processes.size());
-  for (size_t i = 0; i < tree.processes.size(); ++i) {
-    const RestorePlan& plan = tree.processes[i];
-    ProcessRestore& p = out[i];
+namespace {
+
+std::vector<ProcessRestore> seize_some(const RestoreTree& tree, const std::vector<StubReport>& reports,
+                                       const std::map<pid_t, pid_t>& host_pids, const std::vector<size_t>& which) {
+  std::vector<ProcessRestore> out(which.size());
+  for (size_t k = 0; k < which.size(); ++k) {
+    const RestorePlan& plan = tree.processes[which[k]];
+    ProcessRestore& p = out[k];
     p.plan = &plan;
     auto host = host_pids.find(plan.task.pid());
     if (host == host_pids.end()) fail("restore pid {}: its stub was not found in the container", plan.task.pid());
@@ -46,6 +54,35 @@ std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vect
     p.leader->interrupt_and_wait();
   }
   return out;
+}
+
+// Members join their groups; the leaders made theirs in their stubs.
+void join_groups(std::vector<ProcessRestore>& processes, const std::set<pid_t>& in_tree) {
+  for (auto& p : processes) {
+    const pb::TaskEntry& e = p.plan->task.entry;
+    if (e.sid() == e.pid() || e.pgid() == e.pid() || !in_tree.count(e.pgid())) continue;
+    with_context(fmt::format("restore pid {} (host pid {})", e.pid(), p.host_pid), [&] {
+      Remote remote(*p.leader, p.host_pid, p.code_page);
+      remote.call_checked(fmt::format("setpgid(0, {})", e.pgid()), SYS_setpgid, 0, static_cast<uint64_t>(e.pgid()));
+      remote.finish();
+    });
+  }
+}
+
+std::set<pid_t> tree_pids(const RestoreTree& tree) {
+  std::set<pid_t> out;
+  for (const auto& p : tree.processes) out.insert(p.task.pid());
+  for (const auto& z : tree.zombies) out.insert(z.entry.pid());
+  return out;
+}
+
+}  // namespace
+
+std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vector<StubReport>& reports,
+                                        const std::map<pid_t, pid_t>& host_pids) {
+  std::vector<size_t> all(tree.processes.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return seize_some(tree, reports, host_pids, all);
 }
 
 void set_process_groups(std::vector<ProcessRestore>& processes, const std::vector<Zombie>& zombies) {
@@ -117,6 +154,82 @@ void let_go(std::vector<ProcessRestore>& processes) {
     for (auto& t : p.threads) t.thread.detach();
     if (p.leader) p.leader->detach();
   }
+}
+
+std::vector<ProcessRestore> rebuild_tree(const RestoreTree& tree, const std::vector<StubReport>& reports,
+                                         const std::map<pid_t, pid_t>& host_pids, unsigned workers,
+                                         const std::function<void()>& check_interrupt,
+                                         const std::function<void()>& whole) {
+  const std::set<pid_t> pids = tree_pids(tree);
+  workers = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(tree.processes.size())));
+  std::vector<std::vector<size_t>> shares(workers);
+  for (size_t i = 0; i < tree.processes.size(); ++i) shares[i % workers].push_back(i);
+  std::vector<std::vector<ProcessRestore>> done(workers);
+  const auto rebuild_share = [&](unsigned w) {
+    done[w] = seize_some(tree, reports, host_pids, shares[w]);
+    join_groups(done[w], pids);
+    for (auto& p : done[w]) rebuild_process(p, check_interrupt);
+  };
+  const auto collect = [&] {
+    std::vector<ProcessRestore> out;
+    for (auto& d : done)
+      for (auto& p : d) out.push_back(std::move(p));
+    return out;
+  };
+  if (workers == 1) {  // on this thread, as a single process always was
+    rebuild_share(0);
+    whole();
+    let_go(done[0]);
+    return collect();
+  }
+  // Each worker: rebuild its share, report, wait for the verdict, then let go (or, on
+  // failure, drop its links as its SeizedThreads go).
+  std::mutex mutex;
+  std::condition_variable changed;
+  unsigned finished = 0;
+  int verdict = 0;  // 0: waiting, 1: let go, -1: give up
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> threads;
+  for (unsigned w = 0; w < workers; ++w)
+    threads.emplace_back([&, w] {
+      try {
+        rebuild_share(w);
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+      std::unique_lock lock(mutex);
+      ++finished;
+      changed.notify_all();
+      changed.wait(lock, [&] { return verdict != 0; });
+      if (verdict > 0 && !errors[w]) {
+        lock.unlock();
+        let_go(done[w]);
+      } else {
+        done[w].clear();  // detached (or gone with the container) from the thread that seized them
+      }
+    });
+  std::exception_ptr first;
+  {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return finished == workers; });
+    for (auto& e : errors)
+      if (e && !first) first = e;
+  }
+  if (!first) {
+    try {
+      whole();
+    } catch (...) {
+      first = std::current_exception();
+    }
+  }
+  {
+    std::lock_guard lock(mutex);
+    verdict = first ? -1 : 1;
+  }
+  changed.notify_all();
+  for (auto& t : threads) t.join();
+  if (first) std::rethrow_exception(first);
+  return collect();
 }
 
 }  // namespace stasis::restore

@@ -11,6 +11,8 @@
 #include <optional>
 #include <vector>
 
+#include "pstree.pb.h"
+
 #include "common/ptrace.h"
 #include "restore/core.h"
 #include "restore/memory.h"
@@ -43,5 +45,15 @@ void rebuild_process(ProcessRestore& process, const std::function<void()>& check
 
 // Lets every thread of every process go.
 void let_go(std::vector<ProcessRestore>& processes);
+
+// All of the above for the whole tree, its processes shared out between `workers` threads
+// (ptrace requests come from the thread that seized: each worker seizes, rebuilds and at the
+// end detaches its own share). Once every process is whole, whole() runs (on the calling
+// thread), then every process is let go. The first failure of any worker is thrown, once
+// every worker has stopped. Returns the processes' figures (their ptrace links gone).
+std::vector<ProcessRestore> rebuild_tree(const RestoreTree& tree, const std::vector<StubReport>& reports,
+                                         const std::map<pid_t, pid_t>& host_pids, unsigned workers,
+                                         const std::function<void()>& check_interrupt,
+                                         const std::function<void()>& whole);
 
 }  // namespace stasis::restore

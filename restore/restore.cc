@@ -5,7 +5,9 @@
 #include <sys/ptrace.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 #include <optional>
 
 #include "cgroup.pb.h"
@@ -212,15 +214,15 @@ int restore_checkpoint(const RestoreOptions& options) {
 
   // 4-7. Each process rebuilt from outside, all held until the last is whole.
   const auto rebuild_at = Clock::now();
-  std::vector<ProcessRestore> processes = seize_stubs(tree, reports, host_pids);
-  set_process_groups(processes, tree.zombies);
-  for (auto& p : processes) rebuild_process(p, check_interrupt);
-  held_segments.release();  // the job holds its segments now
-  // Every thread has its final registers: the job is whole from here, even if we die before
-  // the detach (the kernel lets the threads go then), so the state says so first.
-  store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
-  // Let it go: every thread of every process resumes where it was dumped.
-  let_go(processes);
+  // On both CPUs: each worker seizes, rebuilds and lets go its share of the processes.
+  std::vector<ProcessRestore> processes =
+      rebuild_tree(tree, reports, host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
+        held_segments.release();  // the job holds its segments now
+        // Every thread has its final registers: the job is whole from here, even if we die
+        // before the detach (the kernel lets the threads go then), so the state says so first.
+        store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
+      });
+  // Every thread of every process resumes where it was dumped.
   rollback.dismiss();
   job_log.commit();
   const double rebuild_ms = ms_since(rebuild_at);
