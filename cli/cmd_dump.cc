@@ -34,7 +34,7 @@ void add_dump_command(Cli& cli) {
   auto* cmd = cli.app.add_subcommand("dump", "Checkpoint a container or a process tree into a directory");
   auto a = std::make_shared<DumpArgs>();
   cmd->add_option("name", a->name, "Container to dump (started by `stasis run`)");
-  cmd->add_option("--pid", a->pid, "Dump this process instead (not started by stasis; ptrace only)");
+  cmd->add_option("--pid", a->pid, "Dump this process and all its descendants instead (not started by stasis; ptrace only)");
   cmd->add_option("-D,--dir,--images-dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
   cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
   cmd->add_flag("-q,--quiet", a->quiet, "Print no progress and no summary (errors and warnings still go to stderr)");
