@@ -507,6 +507,7 @@ DumpReport dump(const DumpOptions& opt) {
   // --- collect: the shape of the tree, then each process, then what the job shares
   auto t_collect = Clock::now();
   find_zombies(tree);
+  find_sessions_without_leader(tree);
   check_tree_shape(tree);
   FileCollector files(opt.ghost_limit, opt.leave_running);
   collect_processes(tree, files, target);

@@ -129,28 +129,64 @@ void find_zombies(DumpTree& tree) {
   }
 }
 
+namespace {
+
+// What a root (a process whose parent is not in the tree) inherits on restore: PID 1's
+// session and group (ours under --init), or those of the root of a `--pid` subtree, whose
+// own outside session and group it joins as PID 1's.
+std::pair<pid_t, pid_t> outside_ids(const DumpTree& tree, const std::set<pid_t>& pids) {
+  const Task& root = tree.root().task;
+  const pid_t sid = root.ns_ppid == 0 && root.ns_sid != root.ns_pid ? root.ns_sid : 1;
+  const pid_t pgid = root.ns_ppid == 0 && !pids.count(root.ns_pgid) ? root.ns_pgid : 1;
+  return {sid, pgid};
+}
+
+// A process PID 1 adopted: its parent is PID 1 of the tree, or, when PID 1 is not in the tree
+// (our --init reaper), none.
+bool adopted_by_pid_1(const DumpTree& tree, const Task& t) {
+  return tree.root().task.ns_pid == 1 ? t.ns_ppid == 1 : t.ns_ppid == 0;
+}
+
+}  // namespace
+
+void find_sessions_without_leader(DumpTree& tree) {
+  std::set<pid_t> pids;
+  for (const auto& p : tree.processes) pids.insert(p.task.ns_pid);
+  for (const auto& z : tree.zombies) pids.insert(z.pid());
+  const pid_t outside_sid = outside_ids(tree, pids).first;
+  for (auto& p : tree.processes) {
+    const Task& t = p.task;
+    // (The first root is the job itself; a session outside the namespace, 0, is PID 1's.)
+    if (&p == &tree.processes.front() || !adopted_by_pid_1(tree, t)) continue;
+    if (t.ns_sid <= 0 || t.ns_sid == t.ns_pid || t.ns_sid == outside_sid || pids.count(t.ns_sid)) continue;
+    p.via_session_helper = true;
+    log::debug("pid {}: its session {} has lost its leader: restore makes it through a stand-in", t.ns_pid, t.ns_sid);
+  }
+}
+
 void check_tree_shape(const DumpTree& tree) {
   struct Ids {
     pid_t host_pid, pid, ppid, pgid, sid;
+    bool helper;
   };
   std::map<pid_t, Ids> by_ns_pid;  // live processes and zombies
   std::vector<Ids> all;
   for (const auto& p : tree.processes)
-    all.push_back({p.task.host_pid, p.task.ns_pid, p.task.ns_ppid, p.task.ns_pgid, p.task.ns_sid});
-  for (const auto& z : tree.zombies) all.push_back({z.host_pid(), z.pid(), z.ppid(), z.pgid(), z.sid()});
-  for (const auto& i : all) by_ns_pid[i.pid] = i;
-  // What a root (a process whose parent is not in the tree) inherits on restore: PID 1's
-  // session and group (ours under --init, whose session is 1), or those of the root of a
-  // `--pid` subtree, whose own outside session and group it joins as PID 1's.
-  const Task& root = tree.root().task;
-  const pid_t outside_sid = root.ns_ppid == 0 && root.ns_sid != root.ns_pid ? root.ns_sid : 1;
-  const pid_t outside_pgid = root.ns_ppid == 0 && !by_ns_pid.count(root.ns_pgid) ? root.ns_pgid : 1;
+    all.push_back(
+        {p.task.host_pid, p.task.ns_pid, p.task.ns_ppid, p.task.ns_pgid, p.task.ns_sid, p.via_session_helper});
+  for (const auto& z : tree.zombies) all.push_back({z.host_pid(), z.pid(), z.ppid(), z.pgid(), z.sid(), false});
+  std::set<pid_t> pids;
+  for (const auto& i : all) {
+    by_ns_pid[i.pid] = i;
+    pids.insert(i.pid);
+  }
+  const auto [outside_sid, outside_pgid] = outside_ids(tree, pids);
   const size_t live = tree.processes.size();
   for (size_t k = 0; k < all.size(); ++k) {
     const Ids& t = all[k];
     const Ids* parent = t.ppid ? &by_ns_pid.at(t.ppid) : nullptr;
     const std::string who = fmt::format("{}pid {} (host pid {})", k < live ? "" : "zombie ", t.pid, t.host_pid);
-    const pid_t inherited_sid = parent ? parent->sid : outside_sid;
+    const pid_t inherited_sid = t.helper ? t.sid : parent ? parent->sid : outside_sid;
     if (t.sid != t.pid && t.sid != inherited_sid)
       throw UnsupportedError(fmt::format(
           "{} is in session {}, {}: not supported yet (restore recreates a session through its leader and the "
@@ -169,7 +205,13 @@ void check_tree_shape(const DumpTree& tree) {
     }
     auto leader = by_ns_pid.find(t.pgid);
     if (leader != by_ns_pid.end() && leader->second.sid == t.sid) continue;
-    if (t.pgid == outside_pgid && t.sid == outside_sid) continue;
+    // A group whose leader is not in the tree is the one a process inherits: from PID 1
+    // (a root), from the stand-in for its session's leader, or from its parent.
+    if (leader == by_ns_pid.end()) {
+      if (!parent && t.pgid == outside_pgid && t.sid == outside_sid) continue;
+      if (t.helper && t.pgid == t.sid) continue;
+      if (parent && t.pgid == parent->pgid && t.sid == parent->sid) continue;
+    }
     throw UnsupportedError(
         fmt::format("{} is in process group {}, whose leader has exited: not supported yet", who, t.pgid));
   }
@@ -216,7 +258,10 @@ void check_tree_sharing(const DumpTree& tree) {
 
 std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree) {
   std::vector<pb::TaskEntry> out;
-  for (const auto& p : tree.processes) out.push_back(task_entry(p.task));
+  for (const auto& p : tree.processes) {
+    out.push_back(task_entry(p.task));
+    out.back().set_via_session_helper(p.via_session_helper);
+  }
   out.insert(out.end(), tree.zombies.begin(), tree.zombies.end());
   return out;
 }

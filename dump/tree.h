@@ -28,6 +28,7 @@ struct ProcessDump {
   pb::MmState mm;
   uint64_t brk = 0;
   pb::MmAttributes mm_attributes;
+  bool via_session_helper = false;  // pstree.proto
 };
 
 struct DumpTree {
@@ -46,6 +47,10 @@ DumpTree build_tree(std::vector<ptrace::SeizedThread> all, const std::vector<pid
 
 // Records the zombie children of the tree's processes (their ids and exit status).
 void find_zombies(DumpTree& tree);
+
+// Marks the orphans of PID 1 whose session has lost its leader: restore makes the session
+// again through a stand-in for the leader (via_session_helper).
+void find_sessions_without_leader(DumpTree& tree);
 
 // Refuses, naming pid and what, a tree restore cannot rebuild: a process whose session or
 // process group leader has exited (or is outside the tree), a zombie in a group restore

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -202,6 +203,38 @@ void create_zombie(const pb::TaskEntry& entry) {
   }
 }
 
+// A stand-in for a session leader that has exited: it takes the leader's pid, makes the
+// session, creates the members (orphans of PID 1, whose parent PID 1 becomes again when the
+// stand-in leaves) and exits; the caller, PID 1, reaps it at once.
+void create_session_helper(const RestoreTree& tree, pid_t sid, const std::vector<size_t>& members, int control_fd) {
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&sid);
+  args.set_tid_size = 1;
+  long child = syscall(SYS_clone3, &args, sizeof args);
+  if (child < 0) fail_errno(errno, "create a stand-in for the leader of session {} (clone3 set_tid)", sid);
+  if (child == 0) {
+    prctl(PR_SET_NAME, "stasis-session");
+    try {
+      if (setsid() < 0) fail_errno(errno, "setsid");
+      for (size_t m : members) create_process(tree, m, control_fd);
+    } catch (const std::exception& e) {
+      report_failure(control_fd, sid, fmt::format("stand-in for the leader of session {}: {}", sid, e.what()));
+      _exit(1);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  if (waitpid(static_cast<pid_t>(child), &status, 0) < 0) fail_errno(errno, "reap the stand-in for session {}", sid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("the stand-in for session {} failed", sid);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  const timespec now{0, 0};
+  while (sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
+  }
+}
+
 }  // namespace
 
 void report_failure(int control_fd, pid_t pid, const std::string& what) {
@@ -228,7 +261,13 @@ void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio)
 
 void start_processes(const RestoreTree& tree, int parent, int control_fd) {
   make_shared_files(tree, parent);
-  for (size_t child : tree.children_of(parent)) create_process(tree, child, control_fd);
+  std::map<pid_t, std::vector<size_t>> helped;  // session -> its members, orphans of PID 1
+  for (size_t child : tree.children_of(parent)) {
+    const pb::TaskEntry& e = tree.processes[child].task.entry;
+    if (e.via_session_helper()) helped[e.sid()].push_back(child);
+    else create_process(tree, child, control_fd);
+  }
+  for (const auto& [sid, members] : helped) create_session_helper(tree, sid, members, control_fd);
   for (const auto& z : tree.zombies)
     if (z.parent == parent) create_zombie(z.entry);
 }

@@ -206,7 +206,27 @@ TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_zombie"), how));
 }
 
-TEST(CheckpointTree, SessionWithoutLeaderIsRefused) { expect_refused("orphan-session", "whose leader has exited"); }
+TEST(CheckpointTree, GroupWithoutLeaderIsRefused) { expect_refused("orphan-group", "whose leader has exited"); }
+
+// A daemon made by the double fork: an orphan of PID 1 whose session leader has exited. A
+// stand-in for the leader makes the session again and leaves; the daemon checks its ids.
+TEST(CheckpointTree, DaemonWhoseSessionLeaderExited) {
+  std::map<pid_t, Shape> before;
+  RoundTrip how;
+  how.before_dump = [&](Container& original) {
+    auto pid = original.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    before = tree_shape(*pid);
+    ASSERT_EQ(before.size(), 2u) << describe(before);
+  };
+  how.after_restore = [&](Container& restored) {
+    auto pid = restored.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    const auto after = tree_shape(*pid);
+    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_daemon"), how));
+}
 // Memory shared between processes (and between two mappings of one process) stays shared:
 // the workload's progress is what its child counts, read through that memory.
 TEST(CheckpointTree, SharedMemoryStaysShared) {
