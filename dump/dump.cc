@@ -250,6 +250,23 @@ Target open_target(const DumpOptions& opt) {
   return target;
 }
 
+// Every thread of the job, in its ptrace-stop. A container whose job is starting a program
+// (vfork, then exec) can be caught between the two, its parent unable to stop: we let go and
+// try again a moment later.
+std::vector<ptrace::SeizedThread> seize_job(const Target& target, const DumpOptions& opt,
+                                           std::optional<Guardian>& guardian) {
+  if (!target.cgroup) return seize_subtree(opt.pid);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return seize_cgroup(*target.cgroup, *guardian);
+    } catch (const SeizeBusy& e) {
+      if (attempt == 20) throw Error(fmt::format("{}: {} at each of {} tries; dump again", target.what, e.what(), attempt));
+      log::debug("{}: {}; seizing again", target.what, e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 * attempt));
+    }
+  }
+}
+
 std::vector<pid_t> processes_of(const std::vector<ptrace::SeizedThread>& threads) {
   std::vector<pid_t> out;
   for (const auto& t : threads) out.push_back(tgid_of(t.tid()));
@@ -495,8 +512,7 @@ DumpReport dump(const DumpOptions& opt) {
   if (target.cgroup) guardian.emplace(*target.cgroup, was_paused);
   std::optional<Refreeze> refreeze_late;
   if (was_paused) refreeze_late.emplace(*target.cgroup);
-  std::vector<ptrace::SeizedThread> seized =
-      target.cgroup ? seize_cgroup(*target.cgroup, *guardian) : seize_subtree(opt.pid);
+  std::vector<ptrace::SeizedThread> seized = seize_job(target, opt, guardian);
   std::optional<Refreeze> refreeze;
   if (was_paused && can_refreeze_before_detach(target.cgroup->driver())) refreeze.emplace(*target.cgroup);
   const std::vector<pid_t> seized_processes = processes_of(seized);

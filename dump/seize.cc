@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include "common/error.h"
 #include "common/fault.h"
@@ -154,7 +156,31 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& g
     if (fault_active("dump-kill-while-frozen")) ::raise(SIGKILL);  // tests: the guardian acts
   }  // thawed here
   guardian.disarm();
-  for (auto& t : threads) wait_interrupt_stop(t);
+  for (auto& t : threads) {
+    // A thread in uninterruptible sleep that does not stop is a vfork parent waiting for its
+    // child, which we hold: give up this round (threads is let go on the way out).
+    try {
+      const int status = t.wait_stop(std::chrono::milliseconds(300));
+      if (!(WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP)) {
+        if (WIFSTOPPED(status))
+          throw Error(fmt::format("thread {}: expected the interrupt stop, got a stop for signal {} ({}); retry the "
+                                  "dump",
+                                  t.tid(), WSTOPSIG(status), strsignal(WSTOPSIG(status))));
+        fail("thread {}: unexpected wait status {:#x} while seizing", t.tid(), status);
+      }
+    } catch (const SeizeBusy&) {
+      throw;
+    } catch (const Error&) {
+      proc::Stat st;
+      try {
+        st = proc::read_stat(t.tid());
+      } catch (const Error&) {
+        throw;
+      }
+      if (st.state == 'D') throw SeizeBusy(fmt::format("thread {} waits for a child it vforked", t.tid()));
+      wait_interrupt_stop(t);
+    }
+  }
   // Stragglers: anything that appeared anyway (it cannot while frozen, but be sure).
   for (int round = 0;; ++round) {
     if (round == kMaxRounds) fail("cgroup thread list did not settle after {} rounds", kMaxRounds);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/cgroup.h"
+#include "common/error.h"
 #include "common/ptrace.h"
 #include "dump/guardian.h"
 
@@ -28,6 +29,13 @@ std::vector<ptrace::SeizedThread> seize_process(pid_t pid);
 // walked again until no new child appears (one forked during the walk is caught: its parent
 // is seized before its children are read, and then cannot fork any more).
 std::vector<ptrace::SeizedThread> seize_subtree(pid_t pid);
+
+// A thread that cannot reach its stop while we hold another: a parent waiting in vfork() for
+// a child that we stopped before it could exec. Letting everything go for a moment and
+// seizing again gets past it.
+struct SeizeBusy : Error {
+  using Error::Error;
+};
 
 // Through the cgroup freezer: every thread of every process in cgroup. The cgroup is thawed
 // again before returning (the threads stay in their ptrace-stops), and on error; guardian is

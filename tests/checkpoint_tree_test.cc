@@ -162,6 +162,77 @@ TEST(CheckpointTree, FileLocksStayWithTheirHolders) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_locks")));
 }
 
+// Real programs. A bash loop with children: a background job, a pipeline in a command
+// substitution, external commands.
+TEST(CheckpointTree, BashLoopWithChildren) {
+  Workload w;
+  w.name = "tree-bash";
+  w.program = {"/bin/bash", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/tree_bash.sh"};
+  w.watch = 2000ms;
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(w));
+}
+
+// `make -j2` of a generated project, checkpointed mid-build (make, its shells, cc and cc1 in
+// flight), restored, and finishing with a program that prints the right sum.
+TEST(CheckpointTree, MakeMidBuild) {
+  if (!fs::exists("/usr/bin/make") || !fs::exists("/usr/bin/cc")) GTEST_SKIP() << "make or cc is missing";
+  CheckpointEnv env;
+  const fs::path project = env.work() / "project";
+  fs::create_directories(project);
+  const int files = 80;
+  long expected = 0;
+  std::string objects = "main.o";
+  std::string declarations, calls;
+  for (int i = 1; i <= files; ++i) {
+    std::ofstream(project / fmt::format("f{}.c", i))
+        << "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
+        << fmt::format("int f{}(int x) {{ int s = 0; for (int i = 0; i < x; ++i) s += i * {} % 7; return s; }}\n", i, i);
+    int s = 0;
+    for (int k = 0; k < 100; ++k) s += k * i % 7;
+    expected += s;
+    objects += fmt::format(" f{}.o", i);
+    declarations += fmt::format("int f{}(int);\n", i);
+    calls += fmt::format("  t += f{}(100);\n", i);
+  }
+  std::ofstream(project / "main.c") << "#include <stdio.h>\n"
+                                     << declarations << "int main(void) {\n  long t = 0;\n"
+                                     << calls << "  printf(\"%ld\\n\", t);\n  return 0;\n}\n";
+  std::ofstream(project / "Makefile") << "OBJS = " << objects << "\nprog: $(OBJS)\n\tcc -o $@ $(OBJS)\n"
+                                      << "%.o: %.c\n\tcc -O2 -c -o $@ $<\n";
+  const fs::path result = project / "result";
+  Workload w;
+  w.name = "make";
+  w.program = {"/bin/sh", "-c",
+               fmt::format("make -j2 -C {} >{}/log 2>&1; echo \"done $?\" >{}", project.string(), project.string(),
+                           result.string())};
+  Container original(env, "make");
+  // No status file: started by hand, dumped once a few objects are built.
+  CommandResult r = env.stasis({"run", "-d", "--name", original.name(), "--", w.program[0], w.program[1], w.program[2]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto objects_built = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(project)) n += e.path().extension() == ".o";
+    return n;
+  };
+  ASSERT_TRUE(wait_until([&] { return objects_built() >= 5; }, 60s)) << "the build did not start";
+  ASSERT_FALSE(fs::exists(result)) << "the build ended before the dump: make the project bigger";
+  const fs::path images = env.image_dir("make");
+  ASSERT_TRUE(original.dump(images)) << original.last_output();
+  const int at_dump = objects_built();
+  Container restored(env, "make-restored");
+  ASSERT_TRUE(restored.restore(images, env.status_path("make"))) << restored.last_output();
+  ASSERT_TRUE(wait_until([&] { return fs::exists(result) && fs::file_size(result) > 0; }, 120s))
+      << "the restored build did not finish";
+  std::ifstream in(result);
+  std::string word;
+  int code = -1;
+  in >> word >> code;
+  EXPECT_EQ(code, 0) << "make failed after the restore";
+  EXPECT_GT(objects_built(), at_dump);
+  CommandResult run = run_command({(project / "prog").string()}, 10s);
+  EXPECT_EQ(run.out, fmt::format("{}\n", expected)) << run.err;
+}
+
 // What is not restored yet is refused at dump, naming the pid, and the job runs on.
 void expect_refused(const std::string& mode, const std::string& expected) {
   CheckpointEnv env;
