@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "common/proc.h"
+#include "launcher/config.h"
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -231,6 +232,40 @@ TEST(CheckpointTree, MakeMidBuild) {
   EXPECT_GT(objects_built(), at_dump);
   CommandResult run = run_command({(project / "prog").string()}, 10s);
   EXPECT_EQ(run.out, fmt::format("{}\n", expected)) << run.err;
+}
+
+// A restore of a tree that fails half way (a fault in one worker, after some processes are
+// whole) leaves no process, cgroup or state behind, and says why.
+TEST(CheckpointTree, FailedRestoreLeavesNothingBehind) {
+  CheckpointEnv env;
+  Container original(env, "pipeline");
+  ASSERT_TRUE(original.run(pipeline()));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 20s, &n));
+  const fs::path images = env.image_dir("pipeline");
+  ASSERT_TRUE(original.dump(images));
+  ASSERT_TRUE(original.wait_gone());
+  for (const char* fault : {"restore-after-memory", "restore-before-finish"}) {
+    SCOPED_TRACE(fault);
+    const std::string name = env.unique_name("failed");
+    CommandResult r = run_command({"env", std::string("STASIS_FAULT=") + fault, stasis_binary(), "--root",
+                                   env.root().string(), "restore", "-D", images.string(), "--name", name, "-d"},
+                                  60s);
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(env.root() / (name + ".state"))) << "state file left";
+    for (const char* controller : {"freezer", "memory", "pids"})
+      EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / controller / launcher::cgroup_parent_for(env.root()) / name))
+          << controller << " cgroup left";
+    // No process of the tree is left: each would hold the workload's status path in argv.
+    EXPECT_TRUE(wait_until(
+        [&] {
+          CommandResult p = run_command({"pgrep", "-f", original.status().string()}, 5s);
+          return p.out.empty();
+        },
+        5s))
+        << "processes of the failed restore are left";
+  }
 }
 
 // What is not restored yet is refused at dump, naming the pid, and the job runs on.
