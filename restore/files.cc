@@ -68,15 +68,18 @@ UniqueFd FileOpener::open(const pb::FdEntry& entry) {
   return file;
 }
 
-void FileOpener::enter_cwd() {
+void FileOpener::enter_cwd(const std::string& cwd) {
+  // The checkpoint's images hold the deleted working directories of every process of the
+  // tree: this process's is the one at its cwd (" (deleted)" in /proc/PID/cwd).
   for (const auto& [id, file] : images_.regfiles)
-    if (file.cwd()) ghosts_.enter_cwd(file);
+    if (file.cwd() && (cwd.empty() || cwd == file.path() || cwd == file.path() + " (deleted)")) ghosts_.enter_cwd(file);
 }
 
 void FileOpener::remove_ghost_names() { ghosts_.remove_names(); }
 
 void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& images,
-                      const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared) {
+                      const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared,
+                      const std::string& cwd) {
   // Close everything that is neither kept nor about to be replaced: what the stub inherited.
   const int lowest_kept = keep.empty() ? 1 << 30 : *std::min_element(keep.begin(), keep.end());
   for (int fd = 0; fd < lowest_kept; ++fd)
@@ -103,7 +106,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     }
     installed[key] = entry.fd();
   }
-  opener.enter_cwd();
+  opener.enter_cwd(cwd);
   // Every fd of a ghost is open (and the working directory entered): delete them again.
   opener.remove_ghost_names();
   add_epoll_targets(fds, images);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <string>
 #include <map>
 #include <memory>
 #include <utility>
@@ -28,7 +29,8 @@ int max_fd(const std::vector<pb::FdEntry>& fds);
 // process inherited them at (restore/tree.h); their entries are dup'd from there.
 using SharedFds = std::map<std::pair<int, uint64_t>, int>;
 void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& images,
-                      const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared = {});
+                      const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared = {},
+                      const std::string& cwd = "");
 
 // Makes the open file description of an FdEntry (its kind and file id) anew, at any free fd.
 // Pipes are made whole with their buffered bytes when a first end is asked for; ghosts keep
@@ -38,7 +40,9 @@ class FileOpener {
   FileOpener(const FileImages& images, const std::array<int, 3>& stdio, int min_fd);
   ~FileOpener();
   UniqueFd open(const pb::FdEntry& entry);
-  void enter_cwd();  // a deleted working directory of the image, entered as a ghost
+  // The deleted working directory at path cwd (as /proc/PID/cwd showed it; "": any), entered
+  // as a ghost.
+  void enter_cwd(const std::string& cwd);
   void remove_ghost_names();
 
  private:

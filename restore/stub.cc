@@ -299,7 +299,8 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     open_mapped_files(plan);
     for (size_t i = 0; i < plan.mapped_files.size(); ++i) keep.push_back(plan.mapped_file_fd(i));
     install_fd_table(plan.task.fds, plan.files,
-                     {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep, tree.shared_fds());
+                     {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep, tree.shared_fds(),
+                     plan.task.core.cwd());
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
     for (int i = 0; i < plan.inherited_count; ++i) close(plan.inherited_fd(static_cast<size_t>(i)));
     for (int j = 0; j < plan.shared_count; ++j) close(plan.shared_fd(static_cast<size_t>(j)));

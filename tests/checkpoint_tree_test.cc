@@ -163,6 +163,11 @@ TEST(CheckpointTree, FileLocksStayWithTheirHolders) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_locks")));
 }
 
+// Each process comes back in its own working directory, a deleted one (a ghost) included.
+TEST(CheckpointTree, EachProcessKeepsItsWorkingDirectory) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_cwd")));
+}
+
 // Real programs. A bash loop with children: a background job, a pipeline in a command
 // substitution, external commands.
 TEST(CheckpointTree, BashLoopWithChildren) {
