@@ -351,13 +351,14 @@ struct JobState {
   pb::ContainerConfig config;
 };
 
-JobState collect_job_state(const ProcessDump& root, const Target& target, const DumpOptions& opt,
+JobState collect_job_state(const DumpTree& tree, const Target& target, const DumpOptions& opt,
                            const NetSysctlDefaults& net_defaults) {
   JobState job;
+  const ProcessDump& root = tree.root();
   const pid_t pid = root.task.host_pid;
   with_context(fmt::format("dump pid {}", pid), [&] {
     job.namespaces = collect_namespaces(pid);
-    job.ipc = collect_ipc(pid, job.namespaces);
+    job.ipc = collect_ipc(pid, job.namespaces, tree.host_pids());
     job.net = collect_net(pid, job.namespaces, target.state ? &target.state->config() : nullptr, net_defaults);
     job.mounts = collect_mounts(pid, job.namespaces, target.state ? &*target.state : nullptr, opt.tmpfs_limit);
     if (target.state) {
@@ -528,7 +529,7 @@ DumpReport dump(const DumpOptions& opt) {
   FileCollector files(opt.ghost_limit, opt.leave_running);
   collect_processes(tree, files, target);
   check_tree_sharing(tree);
-  JobState job = collect_job_state(tree.root(), target, opt, net_defaults);
+  JobState job = collect_job_state(tree, target, opt, net_defaults);
   report.collect_s = since(t_collect);
   check_interrupted("dump", "the job was left running");
 

@@ -309,12 +309,20 @@ void refuse_mqueue_descriptors(pid_t pid) {
 
 }  // namespace
 
-std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& namespaces) {
-  refuse_mqueue_descriptors(pid);
+std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& namespaces,
+                                       const std::vector<pid_t>& processes) {
   bool own = false;
   for (const auto& ns : namespaces.namespaces())
     if (ns.kind() == "ipc") own = ns.own();
-  const Attachments attachments = sysv_attachments(pid);
+  // The attachments of every process of the job: each counts in a segment's nattch.
+  Attachments attachments;
+  for (pid_t p : processes.empty() ? std::vector<pid_t>{pid} : processes) {
+    refuse_mqueue_descriptors(p);
+    for (auto& [id, maps] : sysv_attachments(p)) {
+      auto& all = attachments[id];
+      all.insert(all.end(), maps.begin(), maps.end());
+    }
+  }
   if (!own) {
     // The segment is the host's: restore could not bring it back in a container's namespace.
     for (const auto& [id, maps] : attachments)

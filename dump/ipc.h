@@ -19,7 +19,9 @@ namespace stasis::dump {
 // bring back: an attached segment of the host's namespace, a segment attached outside the job
 // or only in part, a POSIX queue with a notification registered, an open queue descriptor.
 // Runs before the memory layout is read, which marks the job's segment VMAs (sysv_shm).
-std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& namespaces);
+// processes: every process of the job (pid alone when empty), whose attachments are counted.
+std::vector<pb::IpcObject> collect_ipc(pid_t pid, const pb::NamespaceState& namespaces,
+                                       const std::vector<pid_t>& processes = {});
 
 // ipc.img, written only when there is something in it.
 void write_ipc(const images::Checkpoint& checkpoint, const std::vector<pb::IpcObject>& objects);

@@ -163,6 +163,12 @@ TEST(CheckpointTree, FileLocksStayWithTheirHolders) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_locks")));
 }
 
+// System V segments attached by several processes (one removed while attached) stay one
+// segment each.
+TEST(CheckpointTree, SysVSegmentsStayShared) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_sysv")));
+}
+
 // Each process comes back in its own working directory, a deleted one (a ghost) included.
 TEST(CheckpointTree, EachProcessKeepsItsWorkingDirectory) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_cwd")));
