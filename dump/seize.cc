@@ -177,7 +177,19 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& g
       } catch (const Error&) {
         throw;
       }
-      if (st.state == 'D') throw SeizeBusy(fmt::format("thread {} waits for a child it vforked", t.tid()));
+      if (st.state == 'D') {
+        // Let go of the stopped ones first (the vfork child among them), so that the waiting
+        // parents can reach their stops, and be let go in turn, on the way out.
+        for (auto& other : threads) {
+          try {
+            if (!other.stopped() && &other != &t) other.wait_stop(std::chrono::milliseconds(100));
+            if (other.stopped()) other.detach();
+          } catch (const Error& e) {
+            log::debug("{}", e.what());  // another waiting parent: let go on the way out
+          }
+        }
+        throw SeizeBusy(fmt::format("thread {} waits for a child it vforked", t.tid()));
+      }
       wait_interrupt_stop(t);
     }
   }

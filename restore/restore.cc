@@ -162,71 +162,48 @@ Loaded load_and_check(const RestoreOptions& options) {
   return {std::move(checkpoint), std::move(dumped), std::move(tree), std::move(inherited)};
 }
 
-}  // namespace
+// The pipe every stub reports on; PID 1 of the new container runs the root's stub or our init.
+struct ControlPipe {
+  UniqueFd read_end, write_end;
+};
 
-int restore_checkpoint(const RestoreOptions& options) {
-  using images::ImageType;
-  const auto started_at = Clock::now();
-  // Until the job runs; then a foreground restore passes signals on to it, as `run` does.
-  std::optional<InterruptGuard> interrupt_guard(std::in_place);
-  const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
-
-  // 1. Load and check everything before anything is created.
-  Loaded loaded = load_and_check(options);
-  const pb::ContainerConfig& dumped = loaded.dumped;
-  const RestoreTree& tree = loaded.tree;
-  launcher::StateStore store(options.root);
-  launcher::RestoredLog job_log(store, dumped, options.name.empty() ? dumped.name() : options.name, options.log_path);
-  pb::ContainerConfig config = container_config(dumped, loaded.checkpoint, options, tree, job_log);
-  const double load_ms = ms_since(started_at);
-  check_interrupt();
-
-  // 2. Start the container, whose PID 1 (the root's stub, or our init) creates every stub.
+ControlPipe make_control_pipe() {
   int control[2];
   if (pipe2(control, O_CLOEXEC) < 0) fail_errno(errno, "create the restore control pipe");
-  UniqueFd control_read(control[0]), control_write(control[1]);
-  const int stub_fd = control_write.get();
-  const int restorer_fd = control_read.get();
-  launcher::InitFunction init = [&tree, stub_fd, restorer_fd]() -> int {
+  return {UniqueFd(control[0]), UniqueFd(control[1])};
+}
+
+launcher::InitFunction pid_1_of(const RestoreTree& tree, const ControlPipe& control) {
+  const int stub_fd = control.write_end.get();
+  const int restorer_fd = control.read_end.get();
+  return [&tree, stub_fd, restorer_fd]() -> int {
     // Only the restorer may hold the read end: the stubs take its closing for the restorer's death.
     ::close(restorer_fd);
     if (tree.own_pid_1()) run_stub(tree, 0, stub_fd);
     return run_restore_init(tree, stub_fd);
   };
-  const auto start_at = Clock::now();
-  // The checkpoint is in the state from the start and `restored` only at the end: until then
-  // `ps` shows "restoring", and a restore killed half way "failed (restore did not finish)"
-  // once its half-built job is gone, never a running job.
-  const std::string checkpoint_dir = std::filesystem::absolute(options.dir).string();
-  launcher::StartedContainer started = launcher::start_container(
-      options.root, config, init, [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); });
-  ContainerRollback rollback(options.root, started.name, job_log.taken_over());
-  control_write.reset();
-  loaded.inherited.clear();  // the stubs have their own copies: the job alone holds the sources now
+}
 
-  // 3. Every stub made its process's files and reported; the namespaces get their contents.
-  const std::vector<StubReport> reports =
-      read_stub_reports(control_read.get(), started.init_pid, tree.processes.size(), 30000);
-  std::map<pid_t, pid_t> host_pids = find_host_pids(started.init_pid, tree.processes.size() - tree.own_pid_1(), 5000);
-  if (tree.own_pid_1()) host_pids[1] = started.init_pid;
-  HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, started.init_pid);
-  const double start_ms = ms_since(start_at);
+// Every stub's report, and the host pid of each process (by its pid in the namespace).
+struct Stubs {
+  std::vector<StubReport> reports;
+  std::map<pid_t, pid_t> host_pids;
+};
 
-  // 4-7. Each process rebuilt from outside, all held until the last is whole.
-  const auto rebuild_at = Clock::now();
-  // On both CPUs: each worker seizes, rebuilds and lets go its share of the processes.
-  std::vector<ProcessRestore> processes =
-      rebuild_tree(tree, reports, host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
-        held_segments.release();  // the job holds its segments now
-        // Every thread has its final registers: the job is whole from here, even if we die
-        // before the detach (the kernel lets the threads go then), so the state says so first.
-        store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
-      });
-  // Every thread of every process resumes where it was dumped.
-  rollback.dismiss();
-  job_log.commit();
-  const double rebuild_ms = ms_since(rebuild_at);
+Stubs wait_for_stubs(const RestoreTree& tree, const ControlPipe& control, pid_t init_pid) {
+  Stubs stubs;
+  stubs.reports = read_stub_reports(control.read_end.get(), init_pid, tree.processes.size(), 30000);
+  stubs.host_pids = find_host_pids(init_pid, tree.processes.size() - tree.own_pid_1(), 5000);
+  if (tree.own_pid_1()) stubs.host_pids[1] = init_pid;
+  return stubs;
+}
 
+struct Timings {
+  double load_ms = 0, start_ms = 0, rebuild_ms = 0, total_ms = 0;
+};
+
+void log_restored(const RestoreOptions& options, const std::string& name, const std::vector<ProcessRestore>& processes,
+                  const Timings& t) {
   MemoryStats memory;
   double memory_ms = 0;
   size_t threads = 0;
@@ -236,14 +213,17 @@ int restore_checkpoint(const RestoreOptions& options) {
     memory_ms += p.memory_ms;
     threads += static_cast<size_t>(p.plan->task.core.threads_size());
   }
-  const pid_t pid = tree.processes.front().task.pid();
-  const pid_t stub_pid = processes.front().host_pid;
   log::info("restored {} as container {} (pid {} in its namespace, host pid {}, {} process(es), {} threads)",
-            options.dir.string(), started.name, pid, stub_pid, processes.size(), threads);
+            options.dir.string(), name, processes.front().plan->task.pid(), processes.front().host_pid,
+            processes.size(), threads);
   log::info("restore took {:.1f} ms: load {:.1f}, start {:.1f}, rebuild {:.1f} (memory {:.1f}: {} VMAs, {} MiB written)",
-            ms_since(started_at), load_ms, start_ms, rebuild_ms, memory_ms, memory.vmas,
-            memory.bytes_written >> 20);
-  if (options.detach) return 0;
+            t.total_ms, t.load_ms, t.start_ms, t.rebuild_ms, memory_ms, memory.vmas, memory.bytes_written >> 20);
+}
+
+// A foreground restore passes SIGINT, SIGTERM and SIGHUP on to the job, as `run` does, and
+// returns its status.
+int wait_in_foreground(const RestoreOptions& options, const launcher::StartedContainer& started,
+                       std::optional<InterruptGuard>& interrupt_guard) {
   // From catching to passing on without a gap; a signal caught after the last check goes on too.
   sigset_t forwarded, old_mask;
   sigemptyset(&forwarded);
@@ -254,6 +234,63 @@ int restore_checkpoint(const RestoreOptions& options) {
   if (int sig = interrupted_by()) ::kill(started.init_pid, sig);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   return launcher::wait_for_exit(options.root, started);
+}
+
+}  // namespace
+
+int restore_checkpoint(const RestoreOptions& options) {
+  const auto started_at = Clock::now();
+  Timings timings;
+  // Until the job runs; then a foreground restore passes signals on to it, as `run` does.
+  std::optional<InterruptGuard> interrupt_guard(std::in_place);
+  const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
+
+  // 1. Load and check everything before anything is created.
+  Loaded loaded = load_and_check(options);
+  const RestoreTree& tree = loaded.tree;
+  launcher::StateStore store(options.root);
+  launcher::RestoredLog job_log(store, loaded.dumped, options.name.empty() ? loaded.dumped.name() : options.name,
+                                options.log_path);
+  pb::ContainerConfig config = container_config(loaded.dumped, loaded.checkpoint, options, tree, job_log);
+  timings.load_ms = ms_since(started_at);
+  check_interrupt();
+
+  // 2. Start the container, whose PID 1 (the root's stub, or our init) creates every stub.
+  // The checkpoint is in the state from the start and `restored` only at the end: until then
+  // `ps` shows "restoring", and a restore killed half way "failed (restore did not finish)"
+  // once its half-built job is gone, never a running job.
+  const auto start_at = Clock::now();
+  ControlPipe control = make_control_pipe();
+  const std::string checkpoint_dir = std::filesystem::absolute(options.dir).string();
+  launcher::StartedContainer started =
+      launcher::start_container(options.root, config, pid_1_of(tree, control),
+                                [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); });
+  ContainerRollback rollback(options.root, started.name, job_log.taken_over());
+  control.write_end.reset();
+  loaded.inherited.clear();  // the stubs have their own copies: the job alone holds the sources now
+
+  // 3. Every stub made its process's files and reported; the namespaces get their contents.
+  const Stubs stubs = wait_for_stubs(tree, control, started.init_pid);
+  HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, started.init_pid);
+  timings.start_ms = ms_since(start_at);
+
+  // 4-7. Each process rebuilt from outside on both CPUs, each worker seizing, rebuilding and
+  // letting go its share, all held until the last is whole.
+  const auto rebuild_at = Clock::now();
+  std::vector<ProcessRestore> processes = rebuild_tree(
+      tree, stubs.reports, stubs.host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
+        held_segments.release();  // the job holds its segments now
+        // Every thread has its final registers: the job is whole from here, even if we die
+        // before the detach (the kernel lets the threads go then), so the state says so first.
+        store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
+      });
+  rollback.dismiss();
+  job_log.commit();
+  timings.rebuild_ms = ms_since(rebuild_at);
+  timings.total_ms = ms_since(started_at);
+  log_restored(options, started.name, processes, timings);
+  if (options.detach) return 0;
+  return wait_in_foreground(options, started, interrupt_guard);
 }
 
 }  // namespace stasis::restore
