@@ -326,6 +326,7 @@ DumpReport dump(const DumpOptions& opt) {
   pb::SignalState signals;
   std::vector<pb::FdEntry> fds;
   FileCollector files(opt.ghost_limit, opt.leave_running);
+  files.inet().set_options(opt.tcp_established, opt.leave_running);
   pb::NamespaceState namespaces;
   std::vector<pb::IpcObject> ipc;
   std::optional<pb::NetState> net;
@@ -453,6 +454,7 @@ DumpReport dump(const DumpOptions& opt) {
     for (auto& t : task.threads) all.push_back(std::move(t));
     task.threads.clear();
     auto t_kill = Clock::now();
+    files.inet().hand_over_to_kill();  // connections closed in repair mode, the network lock kept
     kill_seized(all, processes);
     all.clear();
     log::debug("killed the job in {:.3f}s", since(t_kill));

@@ -21,6 +21,7 @@ struct DumpOptions {
   std::filesystem::path dir;
   std::filesystem::path state_root = "/run/stasis";
   bool leave_running = false;
+  bool tcp_established = false;  // checkpoint established TCP connections (a network lock holds them)
   images::Compression compression = images::Compression::Lz4;
   uint64_t ghost_limit = 64ull << 20;  // most data saved per deleted file or memfd (--ghost-limit)
   uint64_t tmpfs_limit = 64ull << 20;  // most file data saved per tmpfs the job mounted (--tmpfs-limit)

@@ -293,6 +293,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else if (event_file_kind(link)) kind = pb::FdEntry::EVENT;
     else if (S_ISSOCK(st.st_mode) && UnixSocketCollector::is_unix((socket_copy = grab_fd(pidfd.get(), pid, fd)).get()))
       kind = pb::FdEntry::UNIX_SOCKET;
+    else if (auto socket = InetCollector::kind_of(pid, pidfd.get(), fd, link)) kind = *socket;
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
@@ -343,6 +344,10 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           }
           break;
         }
+        case pb::FdEntry::INET_SOCKET:
+        case pb::FdEntry::NETLINK_SOCKET:
+          inet_.describe(pid, pidfd.get(), fd, kind, flags, id);
+          break;
         case pb::FdEntry::EVENT: {
           pb::EventFile ev;
           ev.set_id(id);
@@ -373,6 +378,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     out.push_back(e);
   }
   terminals_.refuse_controlling_terminal(pid);
+  inet_.finish_process(pid);
   collect_cwd(pid);
   return out;
 }
@@ -405,6 +411,7 @@ void FileCollector::write_images(const std::filesystem::path& dir) {
   write_all_records(ImageType::PipeData, pipe_data_);
   write_all_records(ImageType::CharDevs, chardevs_);
   write_all_records(ImageType::EventFiles, event_files_);
+  inet_.write_images(dir);
 }
 
 }  // namespace stasis::dump

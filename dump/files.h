@@ -18,6 +18,7 @@
 
 #include "chardev.pb.h"
 #include "dump/file_locks.h"
+#include "dump/inet_sockets.h"
 #include "dump/terminals.h"
 #include "dump/unix_sockets.h"
 #include "eventfiles.pb.h"
@@ -54,7 +55,12 @@ class FileCollector {
   // unix-sockets.img (even when empty).
   void write_images(const std::filesystem::path& dir);
 
-  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size() + unix_sockets_.count(); }
+  size_t open_files() const {
+    return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size() + unix_sockets_.count() +
+           inet_.count();
+  }
+  // TCP, UDP and netlink sockets (dump/inet_sockets.h): --tcp-established, --leave-running.
+  InetCollector& inet() { return inet_; }
 
  private:
   struct Known {
@@ -79,6 +85,7 @@ class FileCollector {
   std::vector<Known> known_;
   std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> known_by_inode_;  // indexes into known_
   LockCollector locks_;
+  InetCollector inet_;
   TerminalCheck terminals_;
   UnixSocketCollector unix_sockets_;
   std::vector<pb::RegFile> regfiles_;

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "restore/chardevs.h"
 #include "restore/event_files.h"
+#include "restore/inet_sockets.h"
 #include "restore/pipes.h"
 #include "restore/regfiles.h"
 #include "restore/unix_sockets.h"
@@ -70,6 +71,19 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
       case pb::FdEntry::UNIX_SOCKET:
         file = unix_sockets.open(entry.file_id());
         break;
+      case pb::FdEntry::INET_SOCKET: {
+        auto it = images.inet_sockets.find(entry.file_id());
+        if (it == images.inet_sockets.end()) fail("fd {}: inet-sockets.img has no socket {}", entry.fd(), entry.file_id());
+        file = open_inet_socket(it->second);
+        break;
+      }
+      case pb::FdEntry::NETLINK_SOCKET: {
+        auto it = images.netlink_sockets.find(entry.file_id());
+        if (it == images.netlink_sockets.end())
+          fail("fd {}: netlink-sockets.img has no socket {}", entry.fd(), entry.file_id());
+        file = open_netlink_socket(it->second);
+        break;
+      }
       case pb::FdEntry::INHERITED: {
         if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
         file.reset(fcntl(stdio[entry.file_id()], F_DUPFD_CLOEXEC, 0));
@@ -92,6 +106,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
   // Every fd of a ghost is open (and the working directory entered): delete them again.
   ghosts.remove_names();
   add_epoll_targets(fds, images);
+  finish_inet_sockets(fds, images);
 }
 
 }  // namespace stasis::restore

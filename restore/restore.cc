@@ -26,6 +26,7 @@
 #include "restore/core.h"
 #include "restore/creds.h"
 #include "restore/inherit_fds.h"
+#include "restore/inet_sockets.h"
 #include "restore/init.h"
 #include "restore/file_locks.h"
 #include "restore/memory.h"
@@ -243,6 +244,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   // Let it go: every thread resumes where it was dumped.
   for (auto& t : threads) t.thread.detach();
   leader.detach();
+  remove_network_lock(plan.files, stub_pid);  // the dump's, if it left one
   rollback.dismiss();
   job_log.commit();
   const double rebuild_ms = ms_since(rebuild_at);

@@ -1,0 +1,71 @@
+// TCP and UDP sockets (IPv4 and IPv6) and netlink sockets of the job: inet-sockets.img and
+// netlink-sockets.img, one record per open file description (FdEntry kinds INET_SOCKET and
+// NETLINK_SOCKET). Each socket is read through a copy of its fd (pidfd_getfd): address,
+// peer, state and the options programs set. Established TCP connections are read with
+// TCP_REPAIR (sequence numbers, queues, window, options) under a network lock
+// (dump/net_lock.h), only with `dump --tcp-established`; without it, and for kinds we cannot
+// bring back (packet sockets, other families, TCP in a closing state), the dump refuses,
+// naming pid, fd and what would help.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "dump/net_lock.h"
+#include "files.pb.h"
+#include "inet_socket.pb.h"
+
+namespace stasis::dump {
+
+class InetCollector {
+ public:
+  InetCollector() = default;
+  // Turns repair mode off on every connection still in it (the job goes on), unless
+  // hand_over_to_kill() was called; then the network lock is removed (or kept, see there).
+  ~InetCollector();
+  InetCollector(const InetCollector&) = delete;
+  InetCollector& operator=(const InetCollector&) = delete;
+
+  void set_options(bool tcp_established, bool leave_running) {
+    tcp_established_ = tcp_established;
+    leave_running_ = leave_running;
+  }
+  // The kind of a socket fd we save (INET_SOCKET, NETLINK_SOCKET); nothing for a Unix
+  // socket or for an fd that is no socket. Throws UnsupportedError for other families.
+  static std::optional<pb::FdEntry::Kind> kind_of(pid_t pid, int pidfd, int fd, const std::string& link);
+  // Reads the socket of (pid, fd), a new open file description of id `id`.
+  void describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kind, uint32_t flags, uint64_t id);
+  // After every fd of pid: locks the network for its established connections and reads them.
+  void finish_process(pid_t pid);
+  // The job is about to be killed: its connections stay in repair mode (closing them then
+  // sends nothing to the peer) and the network lock stays until the restore removes it.
+  void hand_over_to_kill();
+  void write_images(const std::filesystem::path& dir) const;
+  size_t count() const { return inet_.size() + netlink_.size(); }
+
+ private:
+  struct Pending {
+    pid_t pid;
+    int fd;
+    size_t index;  // into inet_
+    UniqueFd sock;
+  };
+  void read_connection(Pending& p);
+
+  bool tcp_established_ = false;
+  bool leave_running_ = false;
+  std::vector<pb::InetSocket> inet_;
+  std::vector<pb::NetlinkSocket> netlink_;
+  std::vector<Pending> pending_;  // established connections of the current process
+  NetLock lock_;                  // declared before repaired_: removed after repair is off
+  std::vector<UniqueFd> repaired_;  // our copies of connections in repair mode
+  bool handed_over_ = false;
+};
+
+}  // namespace stasis::dump

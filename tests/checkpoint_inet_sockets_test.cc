@@ -1,0 +1,230 @@
+// TCP, UDP and netlink sockets across dump and restore: listeners and UDP sockets with their
+// options and queued datagrams, established connections with --tcp-established (both ends in
+// the job, and a client of the test's outside it) under the network lock, and the refusals
+// (an established connection without the option, a packet socket). The workload inet_echo
+// checks its own sockets; the test checks its client's connection.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/fd.h"
+#include <fmt/format.h>
+#include "tests/support/checkpoint_harness.h"
+#include "tests/support/test_util.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kTcpEstablished = 1;  // TCP_INFO tcpi_state
+
+// Five ports in a row for one workload, apart for each test process.
+int base_port() { return 30000 + static_cast<int>(::getpid() % 3000) * 10; }
+
+UniqueFd connect_to(int family, int port) {
+  UniqueFd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto& a = reinterpret_cast<sockaddr_in&>(ss);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof a;
+  } else {
+    auto& a = reinterpret_cast<sockaddr_in6&>(ss);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(static_cast<uint16_t>(port));
+    a.sin6_addr = in6addr_loopback;
+    len = sizeof a;
+  }
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) < 0) return UniqueFd();
+  return s;
+}
+
+// Sends msg and reads its echo (within 10 s).
+::testing::AssertionResult echo(int s, const std::string& msg) {
+  if (::send(s, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
+    return ::testing::AssertionFailure() << "send: " << strerror(errno);
+  std::string got;
+  while (got.size() < msg.size()) {
+    pollfd p{s, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return ::testing::AssertionFailure() << "no echo within 10 s (got \"" << got << "\")";
+    char buf[512];
+    ssize_t n = ::recv(s, buf, sizeof buf, 0);
+    if (n <= 0) return ::testing::AssertionFailure() << "recv: " << (n < 0 ? strerror(errno) : "end of stream");
+    got.append(buf, static_cast<size_t>(n));
+  }
+  if (got != msg) return ::testing::AssertionFailure() << "echo \"" << got << "\" for \"" << msg << "\"";
+  return ::testing::AssertionSuccess();
+}
+
+int tcp_state(int s) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -1;
+  return info.tcpi_state;
+}
+
+int socket_error(int s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
+  return err;
+}
+
+bool nft_table_exists(const std::string& prefix) {
+  auto r = run_command({"nft", "list", "tables"}, std::chrono::seconds(10));
+  return r.out.find(prefix) != std::string::npos;
+}
+
+// Listeners (IPv4, IPv6 v6only), UDP sockets with queued datagrams and netlink sockets come
+// back without --tcp-established: the workload's checks go on, and new clients are served
+// at the same addresses.
+TEST(CheckpointInetSockets, ListenersUdpAndNetlinkComeBack) {
+  CheckpointEnv env;
+  const int port = base_port();
+  const fs::path status = env.status_path("listen");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port)}), status));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s, &n));
+  const fs::path images = env.image_dir("listen");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images));
+  ASSERT_TRUE(job.wait_exit(10s)) << "dump --pid without --leave-running must stop the process";
+  EXPECT_FALSE(connect_to(AF_INET, port)) << "something still listens after the dump";
+  n = std::max(n, read_status(status).progress);
+
+  Container restored(env, "listen");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(status, n + 10, 20s, &n, n));
+  UniqueFd c4 = connect_to(AF_INET, port);
+  ASSERT_TRUE(c4) << "nothing listens at 127.0.0.1:" << port << " after the restore";
+  EXPECT_TRUE(echo(c4.get(), "hello over IPv4\n"));
+  UniqueFd c6 = connect_to(AF_INET6, port + 1);
+  ASSERT_TRUE(c6) << "nothing listens at [::1]:" << port + 1 << " after the restore";
+  EXPECT_TRUE(echo(c6.get(), "hello over IPv6\n"));
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// Without --tcp-established, an established connection is refused by name, and the job and
+// its connections go on untouched.
+TEST(CheckpointInetSockets, EstablishedWithoutTheOptionIsRefused) {
+  CheckpointEnv env;
+  const int port = base_port() + 5;
+  const fs::path status = env.status_path("refused");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before\n"));
+  auto r = env.stasis({"dump", "--pid", std::to_string(job.pid()), "-D", env.image_dir("refused").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {} fd", job.pid())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is an established connection: dump with --tcp-established"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("127.0.0.1:{}", port)), std::string::npos) << r.err;
+  ASSERT_TRUE(job.running());
+  EXPECT_TRUE(echo(client.get(), "after\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_TRUE(keep_progressing(status, 500ms));
+}
+
+TEST(CheckpointInetSockets, PacketSocketIsRefusedByName) {
+  CheckpointEnv env;
+  const int port = base_port() + 7;
+  const fs::path status = env.status_path("packet");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "packet"}), status));
+  ASSERT_TRUE(wait_for_progress(status, 2, 10s));
+  auto r = env.stasis({"dump", "--pid", std::to_string(job.pid()), "-D", env.image_dir("packet").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("packet socket (AF_PACKET) is not supported"), std::string::npos) << r.err;
+  ASSERT_TRUE(job.running());
+  EXPECT_TRUE(keep_progressing(status, 500ms));
+}
+
+// A connection inside the job (its counter stream checked by the workload) and one from the
+// test's client outside it: dumped with --tcp-established (the job killed), restored; the
+// client's connection never saw a reset, and its next message is echoed.
+TEST(CheckpointInetSockets, EstablishedConnectionsSurviveDumpAndRestore) {
+  CheckpointEnv env;
+  const int port = base_port() + 1000;
+  const fs::path status = env.status_path("established");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s, &n));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before the dump\n"));
+  UniqueFd client6 = connect_to(AF_INET6, port + 1);
+  ASSERT_TRUE(client6);
+  ASSERT_TRUE(echo(client6.get(), "before the dump (IPv6)\n"));
+
+  const fs::path images = env.image_dir("established");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
+  ASSERT_TRUE(job.wait_exit(10s));
+  EXPECT_TRUE(nft_table_exists("stasis_lock_")) << "the network lock must stay until the restore";
+  // Sent while the job is gone: held by the lock, retransmitted by TCP until it is back.
+  const std::string while_gone = "sent while the job was gone\n";
+  ASSERT_EQ(::send(client.get(), while_gone.data(), while_gone.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(while_gone.size()));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  n = std::max(n, read_status(status).progress);
+
+  Container restored(env, "established");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  EXPECT_FALSE(nft_table_exists("stasis_lock_")) << "the restore must remove the network lock";
+  ASSERT_TRUE(wait_for_progress(status, n + 10, 20s, &n, n));
+  // The echo of what was sent during the gap comes first.
+  std::string got;
+  while (got.size() < while_gone.size()) {
+    pollfd p{client.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no echo of the message sent during the gap; got \"" << got << "\"";
+    char buf[256];
+    ssize_t k = ::recv(client.get(), buf, sizeof buf, 0);
+    ASSERT_GT(k, 0) << (k < 0 ? strerror(errno) : "end of stream");
+    got.append(buf, static_cast<size_t>(k));
+  }
+  EXPECT_EQ(got, while_gone);
+  EXPECT_TRUE(echo(client.get(), "after the restore\n"));
+  EXPECT_TRUE(echo(client6.get(), "after the restore (IPv6)\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0) << "the client's connection saw an error (a reset?)";
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// --leave-running --tcp-established: the original's connections go on, the lock is gone.
+TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
+  CheckpointEnv env;
+  const int port = base_port() + 1005;
+  const fs::path status = env.status_path("leave");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before\n"));
+  ASSERT_TRUE(env.dump_pid(job.pid(), env.image_dir("leave"), {"--leave-running", "--tcp-established"}));
+  ASSERT_TRUE(job.running());
+  EXPECT_FALSE(nft_table_exists("stasis_lock_"));
+  EXPECT_TRUE(echo(client.get(), "after\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0);
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+}  // namespace
+}  // namespace stasis::test
