@@ -31,7 +31,7 @@ constexpr int kTcpEstablished = 1;  // TCP_INFO tcpi_state
 // Five ports in a row for one workload, apart for each test process.
 int base_port() { return 30000 + static_cast<int>(::getpid() % 3000) * 10; }
 
-UniqueFd connect_to(int family, int port) {
+UniqueFd connect_to(int family, int port, const char* ipv4 = "127.0.0.1") {
   UniqueFd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_storage ss{};
   socklen_t len;
@@ -39,7 +39,7 @@ UniqueFd connect_to(int family, int port) {
     auto& a = reinterpret_cast<sockaddr_in&>(ss);
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::inet_pton(AF_INET, ipv4, &a.sin_addr);
     len = sizeof a;
   } else {
     auto& a = reinterpret_cast<sockaddr_in6&>(ss);
@@ -224,6 +224,39 @@ TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
   EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
   EXPECT_EQ(socket_error(client.get()), 0);
   EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// A container on --net veth serving a client of the host: dumped with --tcp-established (the
+// container and its namespace go), restored with its address; the client's connection goes
+// on, and the server listens at the same address for new clients.
+TEST(CheckpointInetSockets, ContainerOnVethKeepsItsClientAndListener) {
+  CheckpointEnv env;
+  const int port = base_port() + 2000;
+  const std::string ip = fmt::format("10.215.{}.2", ::getpid() % 200 + 20);
+  Container original(env, "veth");
+  ASSERT_TRUE(original.run(c_workload("inet_echo", {"0.0.0.0", std::to_string(port), "inner"}),
+                           {"--net", "veth", "--ip", ip + "/24"}))
+      << original.last_output();
+  UniqueFd client;
+  ASSERT_TRUE(wait_until([&] { return static_cast<bool>(client = connect_to(AF_INET, port, ip.c_str())); }, 5s));
+  ASSERT_TRUE(echo(client.get(), "before the dump\n"));
+  std::uint64_t n = read_status(original.status()).progress;
+  const fs::path images = env.image_dir("veth");
+  ASSERT_TRUE(original.dump(images, {"--tcp-established"})) << original.last_output();
+  ASSERT_TRUE(original.wait_gone());
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  n = std::max(n, read_status(original.status()).progress);
+
+  Container restored(env, "veth");
+  ASSERT_TRUE(restored.restore(images, original.status())) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(original.status(), n + 10, 20s, &n, n));
+  EXPECT_TRUE(echo(client.get(), "after the restore\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0) << "the client's connection saw an error (a reset?)";
+  UniqueFd second = connect_to(AF_INET, port, ip.c_str());
+  ASSERT_TRUE(second) << "nothing listens at " << ip << ":" << port << " after the restore";
+  EXPECT_TRUE(echo(second.get(), "a new client\n"));
+  EXPECT_TRUE(keep_progressing(original.status(), 1s));
 }
 
 }  // namespace
