@@ -1,7 +1,7 @@
 // fds-<nspid>.img and the per-checkpoint open-file images (regfiles, pipes, pipe-data,
 // chardevs). Every /proc/PID/fd/N becomes an FdEntry pointing at one open file description,
 // described once in its kind's image; dup'd fds (same description, kcmp KCMP_FILE) share it.
-// Anything we cannot bring back (sockets other than unix ones, fanotify, ...) is refused with an
+// Sockets go to dump/unix_sockets.h and dump/inet_sockets.h. Anything we cannot bring back is refused with an
 // UnsupportedError naming pid, fd and kind, before anything is changed.
 #pragma once
 
