@@ -77,9 +77,11 @@ void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
   }
   if (!v4.empty()) commands += fmt::format("add element inet {} v4 {{ {} }}\n", table_, v4);
   if (!v6.empty()) commands += fmt::format("add element inet {} v6 {{ {} }}\n", table_, v6);
+  const auto start = std::chrono::steady_clock::now();
   launcher::nat::run_batch(commands, false, netns_.get());
   made_ = true;  // one batch: the table is there with its elements, or nothing is
-  log::debug("network lock {}: {} connection(s) of pid {} held", table_, connections.size(), pid);
+  log::debug("network lock {}: {} connection(s) of pid {} held, in {:.1f} ms", table_, connections.size(), pid,
+             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
 }
 
 NetLock::~NetLock() {
