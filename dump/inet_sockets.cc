@@ -15,6 +15,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
@@ -272,6 +273,7 @@ void InetCollector::finish_process(pid_t pid) {
   lock_.lock(pid, connections);
   for (auto& p : pending_) read_connection(p);
   pending_.clear();
+  fault_point("dump-after-tcp-repair");  // tests: a dump that fails with connections in repair mode
 }
 
 void InetCollector::read_connection(Pending& p) {

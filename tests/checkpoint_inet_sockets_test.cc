@@ -226,6 +226,32 @@ TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
   EXPECT_TRUE(keep_progressing(status, 1s));
 }
 
+// A dump that fails once the connections are in repair mode and the lock is in place takes
+// them out of repair mode and removes the lock: the job's connections go on.
+TEST(CheckpointInetSockets, FailedDumpLeavesTheConnectionsWorking) {
+  CheckpointEnv env;
+  const int port = base_port() + 1500;
+  const fs::path status = env.status_path("failed");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before\n"));
+  ::setenv("STASIS_FAULT", "dump-after-tcp-repair", 1);
+  auto r = env.stasis({"dump", "--pid", std::to_string(job.pid()), "-D", env.image_dir("failed").string(),
+                       "--tcp-established"});
+  ::unsetenv("STASIS_FAULT");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
+  ASSERT_TRUE(job.running());
+  EXPECT_FALSE(nft_table_exists("stasis_lock_"));
+  EXPECT_TRUE(echo(client.get(), "after\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0);
+  EXPECT_TRUE(keep_progressing(status, 1s));  // its inner stream goes on too
+}
+
 // A container on --net veth serving a client of the host: dumped with --tcp-established (the
 // container and its namespace go), restored with its address; the client's connection goes
 // on, and the server listens at the same address for new clients.
