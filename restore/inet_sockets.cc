@@ -248,8 +248,10 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
     const pb::InetSocket& k = it->second;
     if (k.protocol() != IPPROTO_TCP || k.state() != kEstablished) continue;
     const std::string what = fmt::format("fd {}: TCP {} -> {}", e.fd(), text_of(k.local()), text_of(k.peer()));
-    // Out of repair mode with a window probe: the peer learns our window at once.
-    set_int(e.fd(), IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF, what, "TCP_REPAIR off");
+    // Out of repair mode without a window probe: the peer may be a socket of the job not
+    // made yet (another process's), which would answer it with a reset. Unacknowledged data
+    // goes again when its retransmission timer fires, as after any loss.
+    set_int(e.fd(), IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP, what, "TCP_REPAIR off");
     if (k.options().reuseaddr()) set_int(e.fd(), SOL_SOCKET, SO_REUSEADDR, 1, what, "SO_REUSEADDR");
     const auto& q = k.tcp().send_queue();
     const size_t unsent = std::min<size_t>(k.tcp().unsent(), q.size());
