@@ -262,9 +262,9 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
 
 void InetCollector::finish_process(pid_t pid) {
   if (pending_.empty()) return;
-  std::vector<NetLock::Connection> connections;
+  std::vector<launcher::NetLock::Connection> connections;
   for (const auto& p : pending_) {
-    NetLock::Connection c{};
+    launcher::NetLock::Connection c{};
     const auto& k = inet_[p.index];
     std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
     std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));

@@ -3,7 +3,7 @@
 // NETLINK_SOCKET). Each socket is read through a copy of its fd (pidfd_getfd): address,
 // peer, state and the options programs set. Established TCP connections are read with
 // TCP_REPAIR (sequence numbers, queues, window, options) under a network lock
-// (dump/net_lock.h), only with `dump --tcp-established`; without it, and for kinds we cannot
+// (launcher/net_lock.h), only with `dump --tcp-established`; without it, and for kinds we cannot
 // bring back (packet sockets, other families, TCP in a closing state), the dump refuses,
 // naming pid, fd and what would help.
 #pragma once
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "common/fd.h"
-#include "dump/net_lock.h"
+#include "launcher/net_lock.h"
 #include "files.pb.h"
 #include "inet_socket.pb.h"
 
@@ -63,7 +63,7 @@ class InetCollector {
   std::vector<pb::InetSocket> inet_;
   std::vector<pb::NetlinkSocket> netlink_;
   std::vector<Pending> pending_;  // established connections of the current process
-  NetLock lock_;                  // declared before repaired_: removed after repair is off
+  launcher::NetLock lock_;                  // declared before repaired_: removed after repair is off
   std::vector<UniqueFd> repaired_;  // our copies of connections in repair mode
   bool handed_over_ = false;
 };

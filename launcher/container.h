@@ -53,8 +53,12 @@ InitFunction exec_init(const pb::ContainerConfig& config);
 // nothing is left behind (no cgroup, link, state file or process) and an Error is thrown.
 // `mark`, when given, adds to the state before it is first written (restore records its
 // checkpoint there, so that even a restore killed during the start is known as one).
+// `before_network`, when given, runs in the monitor once PID 1's network namespace exists and
+// before its links come up (--net veth, bridge), with PID 1's host pid (restore: the network
+// lock of its TCP connections, launcher/net_lock.h).
 StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init,
-                                 const std::function<void(pb::ContainerState&)>& mark = {});
+                                 const std::function<void(pb::ContainerState&)>& mark = {},
+                                 const std::function<void(pid_t)>& before_network = {});
 
 // `stasis run`: start_container with exec_init. The default log (ROOT/NAME.log) starts empty.
 // Detached, it returns only once the job's exec has happened: an exec failure throws Error

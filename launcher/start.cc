@@ -60,6 +60,9 @@ struct StartMode {
   // Restore: a published port another container holds is left out (with a warning) instead of
   // failing, so that a copy can run beside its original.
   bool drop_taken_ports = false;
+  // Restore: runs in the monitor with PID 1's pid once its network namespace exists, before
+  // any of its links comes up.
+  std::function<void(pid_t)> before_network = {};
 };
 
 // PID 1's end of its report pipe while init runs, when StartMode::report_exec (else -1).
@@ -489,6 +492,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       }
       if (has_veth(config)) {
         expect('N', "creating its namespaces");
+        if (mode.before_network) mode.before_network(pid);
         const auto& n = config.net();
         net::create_veth(n.host_ifname(), n.container_ifname(), pid);
         if (n.mode() == "bridge") {
@@ -773,8 +777,10 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
 }  // namespace
 
 StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init,
-                                 const std::function<void(pb::ContainerState&)>& mark) {
-  return start_impl(root, std::move(config), init, StartMode{.mark = mark, .drop_taken_ports = true});
+                                 const std::function<void(pb::ContainerState&)>& mark,
+                                 const std::function<void(pid_t)>& before_network) {
+  return start_impl(root, std::move(config), init,
+                    StartMode{.mark = mark, .drop_taken_ports = true, .before_network = before_network});
 }
 
 StartedContainer run_container(const fs::path& root, pb::ContainerConfig config) {

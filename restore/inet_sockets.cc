@@ -10,12 +10,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 #include <string>
 
 #include "common/error.h"
 #include "common/log.h"
-#include "launcher/nat.h"
+#include "launcher/net_lock.h"
 
 namespace stasis::restore {
 
@@ -260,19 +261,47 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
   }
 }
 
-void remove_network_lock(const FileImages& images, pid_t pid) {
-  std::set<std::string> tables;
-  for (const auto& [id, k] : images.inet_sockets)
-    if (!k.tcp().lock_table().empty()) tables.insert(k.tcp().lock_table());
-  if (tables.empty()) return;
+namespace {
+
+UniqueFd netns_of(pid_t pid) {
   const std::string path = fmt::format("/proc/{}/ns/net", pid);
   UniqueFd netns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!netns) fail_errno(errno, "remove the network lock: open {}", path);
-  for (const auto& t : tables) {
-    // "add" first: no error when the table is not there (a container's new namespace).
-    launcher::nat::run_batch(fmt::format("add table inet {t}\ndelete table inet {t}\n", fmt::arg("t", t)), false,
-                             netns.get());
-    log::debug("removed the network lock {} of the dump", t);
+  if (!netns) fail_errno(errno, "network lock: open {}", path);
+  return netns;
+}
+
+// Lock table -> its connections.
+std::map<std::string, std::vector<launcher::LockedConnection>> locked_connections(const FileImages& images) {
+  std::map<std::string, std::vector<launcher::LockedConnection>> out;
+  for (const auto& [id, k] : images.inet_sockets) {
+    if (k.tcp().lock_table().empty()) continue;
+    launcher::LockedConnection c{};
+    std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
+    std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));
+    out[k.tcp().lock_table()].push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+void lock_network(const FileImages& images, pid_t pid) {
+  auto tables = locked_connections(images);
+  if (tables.empty()) return;
+  UniqueFd netns = netns_of(pid);
+  for (const auto& [table, connections] : tables) {
+    launcher::lock_connections(table, true, connections, netns.get());
+    log::debug("network lock {}: {} connection(s) held in the new network namespace", table, connections.size());
+  }
+}
+
+void remove_network_lock(const FileImages& images, pid_t pid) {
+  auto tables = locked_connections(images);
+  if (tables.empty()) return;
+  UniqueFd netns = netns_of(pid);
+  for (const auto& [table, connections] : tables) {
+    launcher::remove_lock(table, netns.get());
+    log::debug("removed the network lock {} ({} connection(s))", table, connections.size());
   }
 }
 

@@ -24,9 +24,15 @@ UniqueFd open_netlink_socket(const pb::NetlinkSocket& socket);
 // the bytes the program had written but TCP had not sent yet queued again.
 void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& images);
 
-// The restorer, once the job runs: removes the network lock the dump left (its nftables
-// table) from the namespace of the job's process pid (the same namespace when the job was
-// dumped in the host's; a container's new one has none: no error then).
+// The monitor, before the restored container's links come up: the network lock of the
+// dump, the same table for the same connections, in the new namespace of PID 1 (pid), so
+// that no packet of a peer meets it before the connections are back. Nothing without
+// established connections.
+void lock_network(const FileImages& images, pid_t pid);
+
+// The restorer, once the job runs: removes the network lock from the namespace of the job's
+// process pid (the dump's own when the job was dumped in the host's namespace, else the one
+// lock_network made).
 void remove_network_lock(const FileImages& images, pid_t pid);
 
 }  // namespace stasis::restore

@@ -180,7 +180,8 @@ int restore_checkpoint(const RestoreOptions& options) {
   // once its half-built job is gone, never a running job.
   const std::string checkpoint_dir = std::filesystem::absolute(options.dir).string();
   launcher::StartedContainer started = launcher::start_container(
-      options.root, config, init, [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); });
+      options.root, config, init, [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); },
+      [&plan](pid_t init_pid) { lock_network(plan.files, init_pid); });
   ContainerRollback rollback(options.root, started.name, job_log.taken_over());
   control_write.reset();
   inherited.clear();  // the stub has its own copies: the job alone holds the sources now

@@ -1,4 +1,4 @@
-#include "dump/net_lock.h"
+#include "launcher/net_lock.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include "common/log.h"
 #include "launcher/nat.h"
 
-namespace stasis::dump {
+namespace stasis::launcher {
 
 namespace {
 
@@ -43,15 +43,10 @@ Endpoint endpoint_of(const sockaddr_storage& ss) {
 
 }  // namespace
 
-void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
-  if (connections.empty()) return;
+void lock_connections(const std::string& table, bool create, const std::vector<LockedConnection>& connections,
+                      int netns_fd) {
   std::string commands;
-  if (!made_) {
-    const std::string path = fmt::format("/proc/{}/ns/net", pid);
-    if (!netns_) netns_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!netns_) fail_errno(errno, "network lock: open {}", path);
-    const auto now = std::chrono::system_clock::now().time_since_epoch();
-    table_ = fmt::format("stasis_lock_{}_{}", pid, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  if (create) {
     // Before conntrack and every other hook (priority -400 < raw's -300): nothing of the
     // connections passes, in either direction.
     commands += fmt::format(
@@ -65,7 +60,7 @@ void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
         "    ip saddr . tcp sport . ip daddr . tcp dport @v4 drop;\n"
         "    ip6 saddr . tcp sport . ip6 daddr . tcp dport @v6 drop; }}\n"
         "}}\n",
-        fmt::arg("t", table_));
+        fmt::arg("t", table));
   }
   std::string v4, v6;
   for (const auto& c : connections) {
@@ -75,10 +70,27 @@ void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
     set += fmt::format("{}{} . {} . {} . {}, {} . {} . {} . {}", set.empty() ? "" : ", ", local.address, local.port,
                        peer.address, peer.port, peer.address, peer.port, local.address, local.port);
   }
-  if (!v4.empty()) commands += fmt::format("add element inet {} v4 {{ {} }}\n", table_, v4);
-  if (!v6.empty()) commands += fmt::format("add element inet {} v6 {{ {} }}\n", table_, v6);
+  if (!v4.empty()) commands += fmt::format("add element inet {} v4 {{ {} }}\n", table, v4);
+  if (!v6.empty()) commands += fmt::format("add element inet {} v6 {{ {} }}\n", table, v6);
+  nat::run_batch(commands, false, netns_fd);
+}
+
+void remove_lock(const std::string& table, int netns_fd) {
+  // "add" first: no error when the table is not there.
+  nat::run_batch(fmt::format("add table inet {t}\ndelete table inet {t}\n", fmt::arg("t", table)), false, netns_fd);
+}
+
+void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
+  if (connections.empty()) return;
+  if (!made_) {
+    const std::string path = fmt::format("/proc/{}/ns/net", pid);
+    if (!netns_) netns_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns_) fail_errno(errno, "network lock: open {}", path);
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    table_ = fmt::format("stasis_lock_{}_{}", pid, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  }
   const auto start = std::chrono::steady_clock::now();
-  launcher::nat::run_batch(commands, false, netns_.get());
+  lock_connections(table_, !made_, connections, netns_.get());
   made_ = true;  // one batch: the table is there with its elements, or nothing is
   log::debug("network lock {}: {} connection(s) of pid {} held, in {:.1f} ms", table_, connections.size(), pid,
              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
@@ -87,7 +99,7 @@ void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
 NetLock::~NetLock() {
   if (!made_ || kept_) return;
   try {
-    launcher::nat::run_batch(fmt::format("delete table inet {}\n", table_), false, netns_.get());
+    remove_lock(table_, netns_.get());
   } catch (const std::exception& e) {
     log::error("could not remove the network lock (nftables table inet {}): {}; remove it with "
                "`nft delete table inet {}` in the job's network namespace",
@@ -95,4 +107,4 @@ NetLock::~NetLock() {
   }
 }
 
-}  // namespace stasis::dump
+}  // namespace stasis::launcher

@@ -6,7 +6,10 @@
 // the job is gone. Matching the connections alone, not all traffic, makes the same lock fit a
 // container's own namespace and a process dumped in the host's. With --leave-running it is
 // removed when the dump ends; when the job is killed it stays until the restore removes it
-// (the table's name is in the image), or goes with the container's namespace.
+// (the table's name is in the image), or goes with the container's namespace. The restore of
+// a container makes the same table in the new namespace before its network comes up
+// (restore/inet_sockets.h), so that no packet of the peer meets the namespace before the
+// connections are back, and removes it once the job runs.
 #pragma once
 
 #include <sys/socket.h>
@@ -17,7 +20,19 @@
 
 #include "common/fd.h"
 
-namespace stasis::dump {
+namespace stasis::launcher {
+
+struct LockedConnection {
+  sockaddr_storage local;
+  sockaddr_storage peer;
+};
+
+// Holds the packets of these connections in the network namespace of netns_fd, in table
+// (made when create).
+void lock_connections(const std::string& table, bool create, const std::vector<LockedConnection>& connections,
+                      int netns_fd);
+// Removes table from the namespace of netns_fd; no error when it is not there.
+void remove_lock(const std::string& table, int netns_fd);
 
 class NetLock {
  public:
@@ -29,10 +44,7 @@ class NetLock {
   // Drops the packets of these connections (local, peer), in pid's network namespace; the
   // table is made on the first call. Addresses are sockaddr_in or sockaddr_in6 (v4-mapped
   // IPv6 addresses are matched as IPv4).
-  struct Connection {
-    sockaddr_storage local;
-    sockaddr_storage peer;
-  };
+  using Connection = LockedConnection;
   void lock(pid_t pid, const std::vector<Connection>& connections);
   // The job was killed: the lock stays for the restore.
   void keep() { kept_ = true; }
@@ -46,4 +58,4 @@ class NetLock {
   bool kept_ = false;
 };
 
-}  // namespace stasis::dump
+}  // namespace stasis::launcher
