@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -344,7 +345,14 @@ void InetCollector::read_connection(Pending& p) {
 
 void InetCollector::hand_over_to_kill() {
   handed_over_ = true;
+  if (!lock_.active()) return;
   lock_.keep();
+  // In the host's namespace the lock outlives the job until a restore removes it.
+  struct stat ours {}, theirs {};
+  if (::stat("/proc/self/ns/net", &ours) == 0 && ::fstat(lock_.netns(), &theirs) == 0 && ours.st_ino == theirs.st_ino)
+    log::info("the network lock (nftables table inet {}) holds the packets of the dumped TCP connections until the "
+              "restore removes it; without a restore, remove it with `nft delete table inet {}`",
+              lock_.table(), lock_.table());
 }
 
 InetCollector::~InetCollector() {

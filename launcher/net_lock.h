@@ -50,6 +50,7 @@ class NetLock {
   void keep() { kept_ = true; }
   bool active() const { return made_; }
   const std::string& table() const { return table_; }
+  int netns() const { return netns_.get(); }
 
  private:
   UniqueFd netns_;
