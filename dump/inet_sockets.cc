@@ -190,12 +190,21 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
   o.set_priority(get_int(s, SOL_SOCKET, SO_PRIORITY, pid, fd, "SO_PRIORITY"));
   {
     // Buffer sizes only when they differ from what a fresh socket of the kind gets here
-    // (setting them turns TCP's automatic sizing off).
-    UniqueFd fresh(::socket(static_cast<int>(k.family()), type | SOCK_CLOEXEC, protocol));
+    // (setting them turns TCP's automatic sizing off); one fresh socket per kind.
+    const auto kind_key = std::make_tuple(static_cast<int>(k.family()), type, protocol);
+    auto defaults = default_buffers_.find(kind_key);
+    if (defaults == default_buffers_.end()) {
+      std::pair<int, int> sizes{-1, -1};
+      UniqueFd fresh(::socket(static_cast<int>(k.family()), type | SOCK_CLOEXEC, protocol));
+      if (fresh)
+        sizes = {get_int(fresh.get(), SOL_SOCKET, SO_RCVBUF, pid, fd, "SO_RCVBUF"),
+                 get_int(fresh.get(), SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF")};
+      defaults = default_buffers_.emplace(kind_key, sizes).first;
+    }
     const int rcv = get_int(s, SOL_SOCKET, SO_RCVBUF, pid, fd, "SO_RCVBUF");
     const int snd = get_int(s, SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF");
-    if (!fresh || rcv != get_int(fresh.get(), SOL_SOCKET, SO_RCVBUF, pid, fd, "SO_RCVBUF")) o.set_rcvbuf(rcv);
-    if (!fresh || snd != get_int(fresh.get(), SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF")) o.set_sndbuf(snd);
+    if (rcv != defaults->second.first) o.set_rcvbuf(rcv);
+    if (snd != defaults->second.second) o.set_sndbuf(snd);
   }
   for (int name : {SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD}) {
     timeval tv{};

@@ -12,8 +12,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/fd.h"
@@ -62,6 +64,8 @@ class InetCollector {
   bool leave_running_ = false;
   std::vector<pb::InetSocket> inet_;
   std::vector<pb::NetlinkSocket> netlink_;
+  // (family, type, protocol) -> SO_RCVBUF, SO_SNDBUF of a fresh socket of that kind.
+  std::map<std::tuple<int, int, int>, std::pair<int, int>> default_buffers_;
   std::vector<Pending> pending_;  // established connections of the current process
   launcher::NetLock lock_;                  // declared before repaired_: removed after repair is off
   std::vector<UniqueFd> repaired_;  // our copies of connections in repair mode
