@@ -226,6 +226,48 @@ TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
   EXPECT_TRUE(keep_progressing(status, 1s));
 }
 
+// Python's threading TCP server with a client of the test connected: dumped with
+// --tcp-established, restored; the client's next line is answered on the same connection.
+TEST(CheckpointInetSockets, PythonThreadingServerKeepsItsClient) {
+  CheckpointEnv env;
+  const int port = base_port() + 1700;
+  const fs::path status = env.status_path("python");
+  Workload w;
+  w.name = "py_tcp_echo";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_tcp_echo.py"};
+  w.args = {std::to_string(port)};
+  w.start_timeout = 30s;
+  HostProcess job;
+  ASSERT_TRUE(job.start(w, status));
+  UniqueFd client;
+  ASSERT_TRUE(wait_until([&] { return static_cast<bool>(client = connect_to(AF_INET, port)); }, 10s));
+  auto line = [&](const std::string& msg) -> std::string {
+    if (::send(client.get(), msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) return "send failed";
+    std::string got;
+    while (got.find('\n') == std::string::npos) {
+      pollfd p{client.get(), POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) return "no answer: " + got;
+      char buf[256];
+      ssize_t k = ::recv(client.get(), buf, sizeof buf, 0);
+      if (k <= 0) return k < 0 ? std::string("recv: ") + strerror(errno) : "end of stream";
+      got.append(buf, static_cast<size_t>(k));
+    }
+    return got;
+  };
+  ASSERT_EQ(line("one\n"), "echo:one\n");
+  std::uint64_t n = read_status(status).progress;
+  const fs::path images = env.image_dir("python");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
+  ASSERT_TRUE(job.wait_exit(10s));
+  n = std::max(n, read_status(status).progress);
+  Container restored(env, "python");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(status, n + 5, 20s, &n, n));
+  EXPECT_EQ(line("two\n"), "echo:two\n");
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0);
+}
+
 // A dump that fails once the connections are in repair mode and the lock is in place takes
 // them out of repair mode and removes the lock: the job's connections go on.
 TEST(CheckpointInetSockets, FailedDumpLeavesTheConnectionsWorking) {
