@@ -173,6 +173,12 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
                                            "--tcp-established to checkpoint it (its packets are held by a network "
                                            "lock until the restore)",
                                            pid, fd, what));
+      // Shut down for reading (the state stays established): a peek finds the end of the
+      // stream at once instead of nothing to read. Only visible with nothing queued.
+      int inq = 0;
+      char byte;
+      if (::ioctl(s, SIOCINQ, &inq) == 0 && inq == 0 && ::recv(s, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+        k.set_shut_rd(true);
     } else if (state != kClose) {
       throw UnsupportedError(fmt::format("pid {} fd {}: {} is in state {}: only listening, established and "
                                          "unconnected TCP sockets are supported",

@@ -254,6 +254,7 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
     // goes again when its retransmission timer fires, as after any loss.
     set_int(e.fd(), IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP, what, "TCP_REPAIR off");
     if (k.options().reuseaddr()) set_int(e.fd(), SOL_SOCKET, SO_REUSEADDR, 1, what, "SO_REUSEADDR");
+    if (k.shut_rd() && ::shutdown(e.fd(), SHUT_RD) < 0) fail_errno(errno, "{}: shutdown for reading", what);
     const auto& q = k.tcp().send_queue();
     const size_t unsent = std::min<size_t>(k.tcp().unsent(), q.size());
     if (unsent == 0) continue;

@@ -141,6 +141,14 @@ int main(int argc, char** argv) {
     must(connect(cli, (struct sockaddr*)&to, sizeof to), "connect inner");
     must(fcntl(cli, F_SETFL, O_NONBLOCK), "O_NONBLOCK");
   }
+  // With "inner", a second connection to itself shut down for reading: reads see the end.
+  int shut = -1;
+  if (inner) {
+    shut = must(socket(AF_INET, SOCK_STREAM, 0), "socket");
+    struct sockaddr_in to = v4(loop_ip, port);
+    must(connect(shut, (struct sockaddr*)&to, sizeof to), "connect shut");
+    must(shutdown(shut, SHUT_RD), "shutdown SHUT_RD");
+  }
   uint64_t sent4 = 0, expect4 = 0, sent6 = 0, expect6 = 0, sent_inner = 0, expect_inner = 0;
   unsigned char partial[8];
   size_t npartial = 0;
@@ -220,6 +228,9 @@ int main(int argc, char** argv) {
     getsockopt(u4, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl);
     if (tv.tv_sec != 1 || tv.tv_usec != 500000) ws_failf("SO_RCVTIMEO lost");
     if (inner) {
+      char byte;
+      ssize_t r = recv(shut, &byte, 1, MSG_DONTWAIT);
+      if (r != 0) ws_failf("a connection shut down for reading gave %zd (%s), not the end", r, r < 0 ? strerror(errno) : "data");
       if (getint(cli, IPPROTO_TCP, TCP_NODELAY) != 1) ws_failf("TCP_NODELAY lost");
       if (getint(cli, SOL_SOCKET, SO_KEEPALIVE) != 0) ws_failf("SO_KEEPALIVE appeared");
       for (int i = 0; i < nclients; ++i)
