@@ -98,12 +98,19 @@ std::optional<pb::FdEntry::Kind> InetCollector::kind_of(pid_t pid, int pidfd, in
   if (family == AF_UNIX) return std::nullopt;
   if (family == AF_INET || family == AF_INET6) {
     const int protocol = get_int(sock.get(), SOL_SOCKET, SO_PROTOCOL, pid, fd, "SO_PROTOCOL");
-    if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)
+    const int type = get_int(sock.get(), SOL_SOCKET, SO_TYPE, pid, fd, "SO_TYPE");
+    // By type too: a raw socket may carry the protocol number of TCP or UDP.
+    if ((type == SOCK_STREAM && protocol == IPPROTO_TCP) ||
+        (type == SOCK_DGRAM && (protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)))
       return pb::FdEntry::INET_SOCKET;
-    throw UnsupportedError(fmt::format("pid {} fd {}: {} of protocol {} ({}) is not supported: only TCP and UDP "
-                                       "sockets are",
-                                       pid, fd, family_name(family), protocol,
-                                       protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6 ? "ICMP" : "raw"));
+    const char* what = type == SOCK_RAW                                                   ? "raw"
+                       : protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6           ? "ICMP"
+                       : type == SOCK_STREAM && protocol == IPPROTO_MPTCP                 ? "MPTCP"
+                       : protocol == IPPROTO_SCTP                                         ? "SCTP"
+                                                                                          : "other";
+    throw UnsupportedError(fmt::format("pid {} fd {}: {} {} socket (type {}, protocol {}) is not supported: only TCP "
+                                       "and UDP sockets are",
+                                       pid, fd, family == AF_INET ? "IPv4" : "IPv6", what, type, protocol));
   }
   if (family == AF_NETLINK) return pb::FdEntry::NETLINK_SOCKET;
   const char* name = family_name(family);
@@ -131,6 +138,14 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
     n.set_portid(nl.nl_pid);
     n.set_groups(nl.nl_groups);
     n.set_bound(nl.nl_pid != 0);
+    // Groups past the first 32 (joined with NETLINK_ADD_MEMBERSHIP) only show in the list.
+    uint32_t masks[64] = {};
+    socklen_t mlen = sizeof masks;
+    if (::getsockopt(s, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, masks, &mlen) == 0) {
+      for (uint32_t word = 1; word < std::min<uint32_t>(mlen / 4, 64); ++word)
+        for (uint32_t bit = 0; bit < 32; ++bit)
+          if (masks[word] & (1u << bit)) n.add_more_groups(word * 32 + bit + 1);
+    }
     netlink_.push_back(std::move(n));
     return;
   }

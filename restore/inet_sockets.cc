@@ -236,6 +236,11 @@ UniqueFd open_netlink_socket(const pb::NetlinkSocket& n) {
         fail_errno(errno, "{}: bind to port id {} groups {:#x}", what, n.portid(), n.groups());
     }
   }
+  for (uint32_t group : n.more_groups()) {
+    const int g = static_cast<int>(group);
+    if (::setsockopt(sock.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) < 0)
+      fail_errno(errno, "{}: join group {}", what, group);
+  }
   if (::fcntl(sock.get(), F_SETFL, n.flags() & O_NONBLOCK) < 0) fail_errno(errno, "{}: set file flags", what);
   return sock;
 }

@@ -125,6 +125,8 @@ int main(int argc, char** argv) {
   nl.nl_family = AF_NETLINK;
   nl.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR;
   must(bind(rt, (struct sockaddr*)&nl, sizeof nl), "bind netlink route");
+  const int group33 = 33;  // RTNLGRP_BRVLAN: past the 32 of nl_groups
+  must(setsockopt(rt, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group33, sizeof group33), "join group 33");
   int ue = must(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT), "netlink uevent");
   nl.nl_groups = 1;
   nl.nl_pid = 0;
@@ -244,6 +246,10 @@ int main(int argc, char** argv) {
     if (ue >= 0 && (getsockname(ue, (struct sockaddr*)&got, &gl) < 0 || got.nl_groups != 1))
       ws_failf("netlink uevent socket lost its group");
     if (getint(rt, SOL_SOCKET, SO_PROTOCOL) != NETLINK_ROUTE) ws_failf("netlink protocol changed");
+    unsigned int groups[4] = {0};
+    socklen_t gsl = sizeof groups;
+    if (getsockopt(rt, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, groups, &gsl) < 0 || !(groups[1] & 1u))
+      ws_failf("netlink route socket left group 33");
     ws_write(it);
     ws_sleep_ms(20);
   }
