@@ -88,6 +88,26 @@ bool nft_table_exists(const std::string& prefix) {
   return r.out.find(prefix) != std::string::npos;
 }
 
+// Removes, even when the test fails, a network lock a dump of host process pid left in the
+// host's namespace (tables "inet stasis_lock_<pid>_...").
+class LockCleanup {
+ public:
+  explicit LockCleanup(pid_t pid) : prefix_(fmt::format("table inet stasis_lock_{}_", pid)) {}
+  ~LockCleanup() {
+    auto r = run_command({"nft", "list", "tables"}, std::chrono::seconds(10));
+    for (size_t at = r.out.find(prefix_); at != std::string::npos; at = r.out.find(prefix_, at + 1)) {
+      const size_t name = at + std::string("table inet ").size();
+      run_command({"nft", "delete", "table", "inet", r.out.substr(name, r.out.find('\n', name) - name)},
+                  std::chrono::seconds(10));
+    }
+  }
+  LockCleanup(const LockCleanup&) = delete;
+  LockCleanup& operator=(const LockCleanup&) = delete;
+
+ private:
+  std::string prefix_;
+};
+
 // Listeners (IPv4, IPv6 v6only), UDP sockets with queued datagrams and netlink sockets come
 // back without --tcp-established: the workload's checks go on, and new clients are served
 // at the same addresses.
@@ -163,6 +183,8 @@ TEST(CheckpointInetSockets, EstablishedConnectionsSurviveDumpAndRestore) {
   const fs::path status = env.status_path("established");
   HostProcess job;
   ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  LockCleanup lock_cleanup(job.pid());
+  const std::string lock_prefix = fmt::format("stasis_lock_{}_", job.pid());
   std::uint64_t n = 0;
   ASSERT_TRUE(wait_for_progress(status, 5, 10s, &n));
   UniqueFd client = connect_to(AF_INET, port);
@@ -175,7 +197,7 @@ TEST(CheckpointInetSockets, EstablishedConnectionsSurviveDumpAndRestore) {
   const fs::path images = env.image_dir("established");
   ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
   ASSERT_TRUE(job.wait_exit(10s));
-  EXPECT_TRUE(nft_table_exists("stasis_lock_")) << "the network lock must stay until the restore";
+  EXPECT_TRUE(nft_table_exists(lock_prefix)) << "the network lock must stay until the restore";
   // Sent while the job is gone: held by the lock, retransmitted by TCP until it is back.
   const std::string while_gone = "sent while the job was gone\n";
   ASSERT_EQ(::send(client.get(), while_gone.data(), while_gone.size(), MSG_NOSIGNAL),
@@ -186,7 +208,7 @@ TEST(CheckpointInetSockets, EstablishedConnectionsSurviveDumpAndRestore) {
 
   Container restored(env, "established");
   ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
-  EXPECT_FALSE(nft_table_exists("stasis_lock_")) << "the restore must remove the network lock";
+  EXPECT_FALSE(nft_table_exists(lock_prefix)) << "the restore must remove the network lock";
   ASSERT_TRUE(wait_for_progress(status, n + 10, 20s, &n, n));
   // The echo of what was sent during the gap comes first.
   std::string got;
@@ -213,13 +235,15 @@ TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
   const fs::path status = env.status_path("leave");
   HostProcess job;
   ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  LockCleanup lock_cleanup(job.pid());
+  const std::string lock_prefix = fmt::format("stasis_lock_{}_", job.pid());
   ASSERT_TRUE(wait_for_progress(status, 5, 10s));
   UniqueFd client = connect_to(AF_INET, port);
   ASSERT_TRUE(client);
   ASSERT_TRUE(echo(client.get(), "before\n"));
   ASSERT_TRUE(env.dump_pid(job.pid(), env.image_dir("leave"), {"--leave-running", "--tcp-established"}));
   ASSERT_TRUE(job.running());
-  EXPECT_FALSE(nft_table_exists("stasis_lock_"));
+  EXPECT_FALSE(nft_table_exists(lock_prefix));
   EXPECT_TRUE(echo(client.get(), "after\n"));
   EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
   EXPECT_EQ(socket_error(client.get()), 0);
@@ -239,6 +263,7 @@ TEST(CheckpointInetSockets, PythonThreadingServerKeepsItsClient) {
   w.start_timeout = 30s;
   HostProcess job;
   ASSERT_TRUE(job.start(w, status));
+  LockCleanup lock_cleanup(job.pid());
   UniqueFd client;
   ASSERT_TRUE(wait_until([&] { return static_cast<bool>(client = connect_to(AF_INET, port)); }, 10s));
   auto line = [&](const std::string& msg) -> std::string {
@@ -276,6 +301,8 @@ TEST(CheckpointInetSockets, FailedDumpLeavesTheConnectionsWorking) {
   const fs::path status = env.status_path("failed");
   HostProcess job;
   ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  LockCleanup lock_cleanup(job.pid());
+  const std::string lock_prefix = fmt::format("stasis_lock_{}_", job.pid());
   ASSERT_TRUE(wait_for_progress(status, 5, 10s));
   UniqueFd client = connect_to(AF_INET, port);
   ASSERT_TRUE(client);
@@ -287,7 +314,7 @@ TEST(CheckpointInetSockets, FailedDumpLeavesTheConnectionsWorking) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
   ASSERT_TRUE(job.running());
-  EXPECT_FALSE(nft_table_exists("stasis_lock_"));
+  EXPECT_FALSE(nft_table_exists(lock_prefix));
   EXPECT_TRUE(echo(client.get(), "after\n"));
   EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
   EXPECT_EQ(socket_error(client.get()), 0);
