@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/sockios.h>
+#include <linux/udp.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -90,6 +91,51 @@ std::string endpoint_text(const std::string& bytes) {
 }
 
 }  // namespace
+
+// Integer options programs set (mostly what they receive with each message, hop limits,
+// marks, low-water marks), saved when they differ from a fresh socket's: the restore sets
+// them again by the same numbers (restore/inet_sockets.cc). Ones a socket does not know
+// (getsockopt fails) are skipped.
+const std::vector<InetIntOption>& inet_int_options() {
+  static const std::vector<InetIntOption> options{
+      {SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT", 0},
+      {SOL_SOCKET, SO_MARK, "SO_MARK", 0},
+      {SOL_SOCKET, SO_TIMESTAMP_OLD, "SO_TIMESTAMP", 0},
+      {SOL_SOCKET, SO_TIMESTAMPNS_OLD, "SO_TIMESTAMPNS", 0},
+      {SOL_SOCKET, SO_OOBINLINE, "SO_OOBINLINE", 0},
+      {SOL_SOCKET, SO_DONTROUTE, "SO_DONTROUTE", 0},
+      {SOL_SOCKET, SO_RXQ_OVFL, "SO_RXQ_OVFL", 0},
+      {IPPROTO_IP, IP_TTL, "IP_TTL", AF_INET},
+      {IPPROTO_IP, IP_PKTINFO, "IP_PKTINFO", AF_INET},
+      {IPPROTO_IP, IP_RECVTOS, "IP_RECVTOS", AF_INET},
+      {IPPROTO_IP, IP_RECVTTL, "IP_RECVTTL", AF_INET},
+      {IPPROTO_IP, IP_RECVERR, "IP_RECVERR", AF_INET},
+      {IPPROTO_IP, IP_RECVORIGDSTADDR, "IP_RECVORIGDSTADDR", AF_INET},
+      {IPPROTO_IP, IP_MULTICAST_TTL, "IP_MULTICAST_TTL", AF_INET, SOCK_DGRAM},
+      {IPPROTO_IP, IP_MULTICAST_LOOP, "IP_MULTICAST_LOOP", AF_INET, SOCK_DGRAM},
+      {IPPROTO_IP, IP_MTU_DISCOVER, "IP_MTU_DISCOVER", AF_INET},
+      {IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT", AF_INET},
+      {IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT", AF_INET},
+      {IPPROTO_IPV6, IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", AF_INET6},
+      {IPPROTO_IPV6, IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO", AF_INET6},
+      {IPPROTO_IPV6, IPV6_RECVERR, "IPV6_RECVERR", AF_INET6},
+      {IPPROTO_IPV6, IPV6_RECVTCLASS, "IPV6_RECVTCLASS", AF_INET6},
+      {IPPROTO_IPV6, IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT", AF_INET6},
+      {IPPROTO_IPV6, IPV6_MULTICAST_HOPS, "IPV6_MULTICAST_HOPS", AF_INET6, SOCK_DGRAM},
+      {IPPROTO_IPV6, IPV6_MULTICAST_LOOP, "IPV6_MULTICAST_LOOP", AF_INET6, SOCK_DGRAM},
+      {IPPROTO_IPV6, IPV6_MTU_DISCOVER, "IPV6_MTU_DISCOVER", AF_INET6},
+      {IPPROTO_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT", AF_INET6},
+      {IPPROTO_TCP, TCP_CORK, "TCP_CORK", 0},
+      {IPPROTO_TCP, TCP_SYNCNT, "TCP_SYNCNT", 0},
+      {IPPROTO_TCP, TCP_LINGER2, "TCP_LINGER2", 0},
+      {IPPROTO_TCP, TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", 0},
+      {IPPROTO_TCP, TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT", 0},
+      {IPPROTO_TCP, TCP_FASTOPEN, "TCP_FASTOPEN", 0},
+      {IPPROTO_UDP, UDP_SEGMENT, "UDP_SEGMENT", 0},
+      {IPPROTO_UDP, UDP_GRO, "UDP_GRO", 0},
+  };
+  return options;
+}
 
 std::optional<pb::FdEntry::Kind> InetCollector::kind_of(pid_t pid, int pidfd, int fd, const std::string& link) {
   if (link.rfind("socket:", 0) != 0) return std::nullopt;
@@ -211,21 +257,29 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
   o.set_priority(get_int(s, SOL_SOCKET, SO_PRIORITY, pid, fd, "SO_PRIORITY"));
   {
     // Buffer sizes only when they differ from what a fresh socket of the kind gets here
-    // (setting them turns TCP's automatic sizing off); one fresh socket per kind.
-    const auto kind_key = std::make_tuple(static_cast<int>(k.family()), type, protocol);
-    auto defaults = default_buffers_.find(kind_key);
-    if (defaults == default_buffers_.end()) {
-      std::pair<int, int> sizes{-1, -1};
-      UniqueFd fresh(::socket(static_cast<int>(k.family()), type | SOCK_CLOEXEC, protocol));
-      if (fresh)
-        sizes = {get_int(fresh.get(), SOL_SOCKET, SO_RCVBUF, pid, fd, "SO_RCVBUF"),
-                 get_int(fresh.get(), SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF")};
-      defaults = default_buffers_.emplace(kind_key, sizes).first;
-    }
+    // (setting them turns TCP's automatic sizing off), and likewise the other options; one
+    // fresh socket per kind.
+    const Defaults& d = defaults_for(static_cast<int>(k.family()), type, protocol);
     const int rcv = get_int(s, SOL_SOCKET, SO_RCVBUF, pid, fd, "SO_RCVBUF");
     const int snd = get_int(s, SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF");
-    if (rcv != defaults->second.first) o.set_rcvbuf(rcv);
-    if (snd != defaults->second.second) o.set_sndbuf(snd);
+    if (rcv != d.rcvbuf) o.set_rcvbuf(rcv);
+    if (snd != d.sndbuf) o.set_sndbuf(snd);
+    const auto& list = inet_int_options();
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!d.known[i]) continue;
+      int v = 0;
+      socklen_t vlen = sizeof v;
+      if (::getsockopt(s, list[i].level, list[i].name, &v, &vlen) < 0 || v == d.values[i]) continue;
+      pb::IntOption* x = k.add_more_options();
+      x->set_level(list[i].level);
+      x->set_name(list[i].name);
+      x->set_value(v);
+    }
+    if (tcp) {
+      char cc[32] = {};
+      socklen_t cclen = sizeof cc - 1;
+      if (::getsockopt(s, IPPROTO_TCP, TCP_CONGESTION, cc, &cclen) == 0 && d.congestion != cc) k.set_congestion(cc);
+    }
   }
   for (int name : {SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD}) {
     timeval tv{};
@@ -289,6 +343,33 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
   }
   inet_.push_back(std::move(k));
   if (tcp && state == kEstablished) pending_.push_back({pid, fd, inet_.size() - 1, std::move(sock)});
+}
+
+const InetCollector::Defaults& InetCollector::defaults_for(int family, int type, int protocol) {
+  const auto key = std::make_tuple(family, type, protocol);
+  auto it = defaults_.find(key);
+  if (it != defaults_.end()) return it->second;
+  Defaults d;
+  const auto& list = inet_int_options();
+  d.known.assign(list.size(), false);
+  d.values.assign(list.size(), 0);
+  UniqueFd fresh(::socket(family, type | SOCK_CLOEXEC, protocol));
+  if (fresh) {
+    auto get = [&](int level, int name, int& v) {
+      socklen_t len = sizeof v;
+      return ::getsockopt(fresh.get(), level, name, &v, &len) == 0;
+    };
+    get(SOL_SOCKET, SO_RCVBUF, d.rcvbuf);
+    get(SOL_SOCKET, SO_SNDBUF, d.sndbuf);
+    for (size_t i = 0; i < list.size(); ++i)
+      if ((list[i].family == 0 || list[i].family == family) && (list[i].type == 0 || list[i].type == type))
+        d.known[i] = get(list[i].level, list[i].name, d.values[i]);
+    char cc[32] = {};
+    socklen_t cclen = sizeof cc - 1;
+    if (protocol == IPPROTO_TCP && ::getsockopt(fresh.get(), IPPROTO_TCP, TCP_CONGESTION, cc, &cclen) == 0)
+      d.congestion = cc;
+  }
+  return defaults_.emplace(key, std::move(d)).first->second;
 }
 
 void InetCollector::finish_process(pid_t pid) {

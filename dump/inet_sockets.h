@@ -25,6 +25,17 @@
 
 namespace stasis::dump {
 
+// The integer options saved beyond the named ones of pb::InetOptions (restore sets them
+// again by number; family and type 0: any).
+struct InetIntOption {
+  int level;
+  int name;
+  const char* text;
+  int family;
+  int type = 0;  // SOCK_DGRAM: multicast options, which TCP refuses to set
+};
+const std::vector<InetIntOption>& inet_int_options();
+
 class InetCollector {
  public:
   InetCollector() = default;
@@ -64,8 +75,16 @@ class InetCollector {
   bool leave_running_ = false;
   std::vector<pb::InetSocket> inet_;
   std::vector<pb::NetlinkSocket> netlink_;
-  // (family, type, protocol) -> SO_RCVBUF, SO_SNDBUF of a fresh socket of that kind.
-  std::map<std::tuple<int, int, int>, std::pair<int, int>> default_buffers_;
+  // What a fresh socket of a kind has: buffer sizes, the options of inet_int_options() it
+  // knows and their values, its congestion control.
+  struct Defaults {
+    int rcvbuf = -1, sndbuf = -1;
+    std::vector<bool> known;
+    std::vector<int> values;
+    std::string congestion;
+  };
+  const Defaults& defaults_for(int family, int type, int protocol);
+  std::map<std::tuple<int, int, int>, Defaults> defaults_;  // by (family, type, protocol)
   std::vector<Pending> pending_;  // established connections of the current process
   launcher::NetLock lock_;                  // declared before repaired_: removed after repair is off
   std::vector<UniqueFd> repaired_;  // our copies of connections in repair mode

@@ -89,6 +89,11 @@ void apply_options(int s, const pb::InetSocket& k, const std::string& what) {
     if (o.tos()) set_int(s, IPPROTO_IP, IP_TOS, o.tos(), what, "IP_TOS");
     if (o.freebind()) set_int(s, IPPROTO_IP, IP_FREEBIND, 1, what, "IP_FREEBIND");
   }
+  for (const auto& x : k.more_options())
+    set_int(s, x.level(), x.name(), x.value(), what, fmt::format("{}/{}", x.level(), x.name()).c_str());
+  if (!k.congestion().empty() &&
+      ::setsockopt(s, IPPROTO_TCP, TCP_CONGESTION, k.congestion().data(), static_cast<socklen_t>(k.congestion().size())) < 0)
+    fail_errno(errno, "{}: setsockopt TCP_CONGESTION {} (is its module loaded here?)", what, k.congestion());
   if (tcp) {
     if (o.nodelay()) set_int(s, IPPROTO_TCP, TCP_NODELAY, 1, what, "TCP_NODELAY");
     if (o.keepidle()) set_int(s, IPPROTO_TCP, TCP_KEEPIDLE, o.keepidle(), what, "TCP_KEEPIDLE");

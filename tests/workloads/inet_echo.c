@@ -8,7 +8,8 @@
 // its own listener carries a counter each iteration, read back (echoed) one iteration later:
 // the stream must continue exactly. The options set at the start (SO_REUSEADDR, SO_KEEPALIVE
 // with TCP_KEEPIDLE/INTVL/CNT, TCP_NODELAY, SO_RCVTIMEO, SO_SNDBUF, IP_TOS, O_NONBLOCK) are
-// checked every iteration. A NETLINK_ROUTE socket bound to the link and IPv4 address groups
+// checked every iteration, with IP_PKTINFO, IPV6_RECVPKTINFO, IPV6_UNICAST_HOPS,
+// TCP_NOTSENT_LOWAT and TCP_CONGESTION. A NETLINK_ROUTE socket bound to the link and IPv4 address groups
 // and a NETLINK_KOBJECT_UEVENT one must keep their groups. With "packet", it also holds a
 // packet socket (which a dump refuses).
 #define _GNU_SOURCE
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
   struct timeval rcvtimeo = {1, 500000};
   must(setsockopt(u4, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo), "SO_RCVTIMEO");
   setint(u4, SOL_SOCKET, SO_SNDBUF, 100000);
+  setint(u4, IPPROTO_IP, IP_PKTINFO, 1);
+  setint(l4, IPPROTO_TCP, TCP_NOTSENT_LOWAT, 12345);
   const int sndbuf = getint(u4, SOL_SOCKET, SO_SNDBUF);
   int u4c = must(socket(AF_INET, SOCK_DGRAM, 0), "socket");
   struct sockaddr_in au4c = v4("127.0.0.1", port + 4), au4to = v4(loop_ip, port + 2);
@@ -116,6 +119,8 @@ int main(int argc, char** argv) {
   must(connect(u4c, (struct sockaddr*)&au4to, sizeof au4to), "connect udp4");
   int u6 = must(socket(AF_INET6, SOCK_DGRAM, 0), "socket");
   setint(u6, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  setint(u6, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+  setint(u6, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 7);
   struct sockaddr_in6 au6 = v6(port + 3);
   must(bind(u6, (struct sockaddr*)&au6, sizeof au6), "bind udp6");
 
@@ -142,6 +147,7 @@ int main(int argc, char** argv) {
     struct sockaddr_in to = v4(loop_ip, port);
     must(connect(cli, (struct sockaddr*)&to, sizeof to), "connect inner");
     must(fcntl(cli, F_SETFL, O_NONBLOCK), "O_NONBLOCK");
+    must(setsockopt(cli, IPPROTO_TCP, TCP_CONGESTION, "reno", 4), "TCP_CONGESTION reno");
   }
   // With "inner", a second connection to itself shut down for reading: reads see the end.
   int shut = -1;
@@ -221,6 +227,10 @@ int main(int argc, char** argv) {
         getint(l4, IPPROTO_TCP, TCP_KEEPCNT) != 5)
       ws_failf("keepalive timing lost");
     if (getint(l4, IPPROTO_IP, IP_TOS) != 0x10) ws_failf("IP_TOS lost");
+    if (getint(u4, IPPROTO_IP, IP_PKTINFO) != 1) ws_failf("IP_PKTINFO lost");
+    if (getint(u6, IPPROTO_IPV6, IPV6_RECVPKTINFO) != 1) ws_failf("IPV6_RECVPKTINFO lost");
+    if (getint(u6, IPPROTO_IPV6, IPV6_UNICAST_HOPS) != 7) ws_failf("IPV6_UNICAST_HOPS lost");
+    if (getint(l4, IPPROTO_TCP, TCP_NOTSENT_LOWAT) != 12345) ws_failf("TCP_NOTSENT_LOWAT lost");
     if (!(fcntl(l4, F_GETFL) & O_NONBLOCK)) ws_failf("O_NONBLOCK lost");
     if (getint(l6, IPPROTO_IPV6, IPV6_V6ONLY) != 1 || getint(u6, IPPROTO_IPV6, IPV6_V6ONLY) != 1)
       ws_failf("IPV6_V6ONLY lost");
@@ -234,6 +244,10 @@ int main(int argc, char** argv) {
       ssize_t r = recv(shut, &byte, 1, MSG_DONTWAIT);
       if (r != 0) ws_failf("a connection shut down for reading gave %zd (%s), not the end", r, r < 0 ? strerror(errno) : "data");
       if (getint(cli, IPPROTO_TCP, TCP_NODELAY) != 1) ws_failf("TCP_NODELAY lost");
+      char cc[16] = {0};
+      socklen_t ccl = sizeof cc - 1;
+      if (getsockopt(cli, IPPROTO_TCP, TCP_CONGESTION, cc, &ccl) < 0 || strcmp(cc, "reno") != 0)
+        ws_failf("TCP_CONGESTION %s, not reno", cc);
       if (getint(cli, SOL_SOCKET, SO_KEEPALIVE) != 0) ws_failf("SO_KEEPALIVE appeared");
       for (int i = 0; i < nclients; ++i)
         if (getint(clients[i], SOL_SOCKET, SO_KEEPALIVE) != 1) ws_failf("SO_KEEPALIVE of an accepted connection lost");
