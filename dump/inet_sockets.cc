@@ -74,22 +74,6 @@ std::string address_bytes(const sockaddr_storage& ss, socklen_t len) {
   return std::string(reinterpret_cast<const char*>(&ss), len);
 }
 
-// "10.0.0.2:80" or "[::1]:80"
-std::string endpoint_text(const std::string& bytes) {
-  if (bytes.empty()) return "*";
-  sockaddr_storage ss{};
-  std::memcpy(&ss, bytes.data(), std::min(bytes.size(), sizeof ss));
-  char text[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
-    ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
-    return fmt::format("{}:{}", text, ntohs(in.sin_port));
-  }
-  const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
-  ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
-  return fmt::format("[{}]:{}", text, ntohs(in6.sin6_port));
-}
-
 }  // namespace
 
 // Integer options programs set (mostly what they receive with each message, hop limits,
@@ -218,8 +202,8 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
     socklen_t ilen = sizeof info;
     if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &ilen) < 0) fail_errno(errno, "pid {} fd {}: TCP_INFO", pid, fd);
     state = info.tcpi_state;
-    const std::string what = fmt::format("TCP {} {} -> {}", v6 ? "IPv6" : "IPv4", endpoint_text(k.local()),
-                                         endpoint_text(k.peer()));
+    const std::string what = fmt::format("TCP {} {} -> {}", v6 ? "IPv6" : "IPv4", launcher::socket_address_text(k.local()),
+                                         launcher::socket_address_text(k.peer()));
     if (state == kListen) {
       // For a listener TCP_INFO gives the backlog (tcpi_sacked) and the connections the
       // kernel accepted that the program has not (tcpi_unacked).
@@ -227,7 +211,7 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
       if (info.tcpi_unacked != 0)
         throw UnsupportedError(fmt::format("pid {} fd {}: listening {} has {} connection(s) the program has not "
                                            "accepted yet: not supported (dump again once they are accepted)",
-                                           pid, fd, endpoint_text(k.local()), info.tcpi_unacked));
+                                           pid, fd, launcher::socket_address_text(k.local()), info.tcpi_unacked));
     } else if (state == kEstablished) {
       if (!tcp_established_)
         throw UnsupportedError(fmt::format("pid {} fd {}: {} is an established connection: dump with "
@@ -445,7 +429,7 @@ void InetCollector::read_connection(Pending& p) {
   c.set_rcv_wnd(w.rcv_wnd);
   c.set_rcv_wup(w.rcv_wup);
   log::debug("pid {} fd {}: TCP {} -> {}: {} bytes to send ({} never sent), {} bytes to read", pid, fd,
-             endpoint_text(k.local()), endpoint_text(k.peer()), outq, unsent, inq);
+             launcher::socket_address_text(k.local()), launcher::socket_address_text(k.peer()), outq, unsent, inq);
   if (leave_running_) {
     // The job goes on with this connection: out of repair mode at once (the lock still holds
     // its packets until the dump ends).

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -42,6 +44,15 @@ Endpoint endpoint_of(const sockaddr_storage& ss) {
 }
 
 }  // namespace
+
+std::string socket_address_text(const std::string& bytes) {
+  if (bytes.empty()) return "*";
+  sockaddr_storage ss{};
+  std::memcpy(&ss, bytes.data(), std::min(bytes.size(), sizeof ss));
+  const Endpoint e = endpoint_of(ss);
+  // A v4-mapped IPv6 address reads as the IPv4 one it stands for.
+  return e.v4 ? fmt::format("{}:{}", e.address, e.port) : fmt::format("[{}]:{}", e.address, e.port);
+}
 
 void lock_connections(const std::string& table, bool create, const std::vector<LockedConnection>& connections,
                       int netns_fd) {

@@ -22,6 +22,9 @@
 
 namespace stasis::launcher {
 
+// "10.0.0.2:80", "[::1]:80" for a sockaddr_in or sockaddr_in6 given as its bytes; "*" for none.
+std::string socket_address_text(const std::string& sockaddr_bytes);
+
 struct LockedConnection {
   sockaddr_storage local;
   sockaddr_storage peer;

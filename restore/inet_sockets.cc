@@ -34,21 +34,6 @@ sockaddr_storage to_sockaddr(const std::string& bytes, socklen_t& len) {
   return ss;
 }
 
-std::string text_of(const std::string& bytes) {
-  if (bytes.empty()) return "*";
-  socklen_t len = 0;
-  sockaddr_storage ss = to_sockaddr(bytes, len);
-  char text[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
-    ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
-    return fmt::format("{}:{}", text, ntohs(in.sin_port));
-  }
-  const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
-  ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
-  return fmt::format("[{}]:{}", text, ntohs(in6.sin6_port));
-}
-
 void set_int(int s, int level, int name, int value, const std::string& what, const char* option) {
   if (::setsockopt(s, level, name, &value, sizeof value) < 0) fail_errno(errno, "{}: setsockopt {} {}", what, option, value);
 }
@@ -176,9 +161,9 @@ void requeue_datagrams(int s, const pb::InetSocket& k, const std::string& what) 
             "IP_TRANSPARENT");
     if (::bind(sender.get(), reinterpret_cast<sockaddr*>(&src), src_len) < 0)
       fail_errno(errno, "{}: bind to {}, the sender of a queued datagram, to queue it again", what,
-                 text_of(d.source()));
+                 launcher::socket_address_text(d.source()));
     if (::sendto(sender.get(), d.data().data(), d.data().size(), 0, reinterpret_cast<sockaddr*>(&dest), dest_len) < 0)
-      fail_errno(errno, "{}: queue a datagram of {} bytes from {} again", what, d.data().size(), text_of(d.source()));
+      fail_errno(errno, "{}: queue a datagram of {} bytes from {} again", what, d.data().size(), launcher::socket_address_text(d.source()));
   }
   // Loopback delivery is synchronous: each is queued by now.
 }
@@ -188,7 +173,7 @@ void requeue_datagrams(int s, const pb::InetSocket& k, const std::string& what) 
 UniqueFd open_inet_socket(const pb::InetSocket& k) {
   const bool tcp = k.protocol() == IPPROTO_TCP;
   const std::string what = fmt::format("{} {} socket {} -> {}", tcp ? "TCP" : "UDP",
-                                       k.family() == AF_INET6 ? "IPv6" : "IPv4", text_of(k.local()), text_of(k.peer()));
+                                       k.family() == AF_INET6 ? "IPv6" : "IPv4", launcher::socket_address_text(k.local()), launcher::socket_address_text(k.peer()));
   UniqueFd sock(::socket(static_cast<int>(k.family()), static_cast<int>(k.type()) | SOCK_CLOEXEC,
                          static_cast<int>(k.protocol())));
   if (!sock) fail_errno(errno, "{}: socket", what);
@@ -204,7 +189,7 @@ UniqueFd open_inet_socket(const pb::InetSocket& k) {
     sockaddr_storage local = to_sockaddr(k.local(), len);
     if (::bind(s, reinterpret_cast<sockaddr*>(&local), len) < 0) {
       const int err = errno;
-      fail_errno(err, "{}: bind to {}{}", what, text_of(k.local()),
+      fail_errno(err, "{}: bind to {}{}", what, launcher::socket_address_text(k.local()),
                  err == EADDRNOTAVAIL ? " (the address is not in the restored network namespace)"
                  : err == EADDRINUSE  ? " (another socket holds it: is the original still running?)"
                                       : "");
@@ -258,7 +243,7 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
     if (it == images.inet_sockets.end()) continue;
     const pb::InetSocket& k = it->second;
     if (k.protocol() != IPPROTO_TCP || k.state() != kEstablished) continue;
-    const std::string what = fmt::format("fd {}: TCP {} -> {}", e.fd(), text_of(k.local()), text_of(k.peer()));
+    const std::string what = fmt::format("fd {}: TCP {} -> {}", e.fd(), launcher::socket_address_text(k.local()), launcher::socket_address_text(k.peer()));
     // Out of repair mode without a window probe: the peer may be a socket of the job not
     // made yet (another process's), which would answer it with a reset. Unacknowledged data
     // goes again when its retransmission timer fires, as after any loss.
