@@ -117,6 +117,13 @@ const std::vector<InetIntOption>& inet_int_options() {
       {IPPROTO_TCP, TCP_FASTOPEN, "TCP_FASTOPEN", 0},
       {IPPROTO_UDP, UDP_SEGMENT, "UDP_SEGMENT", 0},
       {IPPROTO_UDP, UDP_GRO, "UDP_GRO", 0},
+      {SOL_NETLINK, NETLINK_PKTINFO, "NETLINK_PKTINFO", AF_NETLINK},
+      {SOL_NETLINK, NETLINK_BROADCAST_ERROR, "NETLINK_BROADCAST_ERROR", AF_NETLINK},
+      {SOL_NETLINK, NETLINK_NO_ENOBUFS, "NETLINK_NO_ENOBUFS", AF_NETLINK},
+      {SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, "NETLINK_LISTEN_ALL_NSID", AF_NETLINK},
+      {SOL_NETLINK, NETLINK_CAP_ACK, "NETLINK_CAP_ACK", AF_NETLINK},
+      {SOL_NETLINK, NETLINK_EXT_ACK, "NETLINK_EXT_ACK", AF_NETLINK},
+      {SOL_NETLINK, NETLINK_GET_STRICT_CHK, "NETLINK_GET_STRICT_CHK", AF_NETLINK},
   };
   return options;
 }
@@ -176,6 +183,12 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
         for (uint32_t bit = 0; bit < 32; ++bit)
           if (masks[word] & (1u << bit)) n.add_more_groups(word * 32 + bit + 1);
     }
+    const Defaults& d = defaults_for(AF_NETLINK, type, protocol);
+    const int rcv = get_int(s, SOL_SOCKET, SO_RCVBUF, pid, fd, "SO_RCVBUF");
+    const int snd = get_int(s, SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF");
+    if (rcv != d.rcvbuf) n.set_rcvbuf(rcv);
+    if (snd != d.sndbuf) n.set_sndbuf(snd);
+    read_int_options(s, d, *n.mutable_more_options());
     netlink_.push_back(std::move(n));
     return;
   }
@@ -248,17 +261,7 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
     const int snd = get_int(s, SOL_SOCKET, SO_SNDBUF, pid, fd, "SO_SNDBUF");
     if (rcv != d.rcvbuf) o.set_rcvbuf(rcv);
     if (snd != d.sndbuf) o.set_sndbuf(snd);
-    const auto& list = inet_int_options();
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (!d.known[i]) continue;
-      int v = 0;
-      socklen_t vlen = sizeof v;
-      if (::getsockopt(s, list[i].level, list[i].name, &v, &vlen) < 0 || v == d.values[i]) continue;
-      pb::IntOption* x = k.add_more_options();
-      x->set_level(list[i].level);
-      x->set_name(list[i].name);
-      x->set_value(v);
-    }
+    read_int_options(s, d, *k.mutable_more_options());
     if (tcp) {
       char cc[32] = {};
       socklen_t cclen = sizeof cc - 1;
@@ -327,6 +330,21 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
   }
   inet_.push_back(std::move(k));
   if (tcp && state == kEstablished) pending_.push_back({pid, fd, inet_.size() - 1, std::move(sock)});
+}
+
+void InetCollector::read_int_options(int s, const Defaults& d,
+                                     google::protobuf::RepeatedPtrField<pb::IntOption>& out) {
+  const auto& list = inet_int_options();
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!d.known[i]) continue;
+    int v = 0;
+    socklen_t vlen = sizeof v;
+    if (::getsockopt(s, list[i].level, list[i].name, &v, &vlen) < 0 || v == d.values[i]) continue;
+    pb::IntOption* x = out.Add();
+    x->set_level(list[i].level);
+    x->set_name(list[i].name);
+    x->set_value(v);
+  }
 }
 
 const InetCollector::Defaults& InetCollector::defaults_for(int family, int type, int protocol) {

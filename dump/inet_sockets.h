@@ -26,7 +26,7 @@
 namespace stasis::dump {
 
 // The integer options saved beyond the named ones of pb::InetOptions (restore sets them
-// again by number; family and type 0: any).
+// again by number; family and type 0: any). Netlink sockets have theirs here too.
 struct InetIntOption {
   int level;
   int name;
@@ -84,6 +84,8 @@ class InetCollector {
     std::string congestion;
   };
   const Defaults& defaults_for(int family, int type, int protocol);
+  // The options of inet_int_options() whose value on s differs from d's.
+  static void read_int_options(int s, const Defaults& d, google::protobuf::RepeatedPtrField<pb::IntOption>& out);
   std::map<std::tuple<int, int, int>, Defaults> defaults_;  // by (family, type, protocol)
   std::vector<Pending> pending_;  // established connections of the current process
   launcher::NetLock lock_;                  // declared before repaired_: removed after repair is off

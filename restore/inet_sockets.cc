@@ -226,6 +226,10 @@ UniqueFd open_netlink_socket(const pb::NetlinkSocket& n) {
         fail_errno(errno, "{}: bind to port id {} groups {:#x}", what, n.portid(), n.groups());
     }
   }
+  if (n.rcvbuf()) set_buffer(sock.get(), SO_RCVBUFFORCE, SO_RCVBUF, n.rcvbuf(), what, "SO_RCVBUF");
+  if (n.sndbuf()) set_buffer(sock.get(), SO_SNDBUFFORCE, SO_SNDBUF, n.sndbuf(), what, "SO_SNDBUF");
+  for (const auto& x : n.more_options())
+    set_int(sock.get(), x.level(), x.name(), x.value(), what, fmt::format("{}/{}", x.level(), x.name()).c_str());
   for (uint32_t group : n.more_groups()) {
     const int g = static_cast<int>(group);
     if (::setsockopt(sock.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) < 0)

@@ -130,6 +130,9 @@ int main(int argc, char** argv) {
   nl.nl_family = AF_NETLINK;
   nl.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR;
   must(bind(rt, (struct sockaddr*)&nl, sizeof nl), "bind netlink route");
+  setint(rt, SOL_NETLINK, NETLINK_NO_ENOBUFS, 1);
+  setint(rt, SOL_SOCKET, SO_RCVBUF, 300000);
+  const int rt_rcvbuf = getint(rt, SOL_SOCKET, SO_RCVBUF);
   const int group33 = 33;  // RTNLGRP_BRVLAN: past the 32 of nl_groups
   must(setsockopt(rt, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group33, sizeof group33), "join group 33");
   int ue = must(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT), "netlink uevent");
@@ -264,6 +267,8 @@ int main(int argc, char** argv) {
     socklen_t gsl = sizeof groups;
     if (getsockopt(rt, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, groups, &gsl) < 0 || !(groups[1] & 1u))
       ws_failf("netlink route socket left group 33");
+    if (getint(rt, SOL_NETLINK, NETLINK_NO_ENOBUFS) != 1) ws_failf("NETLINK_NO_ENOBUFS lost");
+    if (getint(rt, SOL_SOCKET, SO_RCVBUF) != rt_rcvbuf) ws_failf("netlink SO_RCVBUF lost");
     ws_write(it);
     ws_sleep_ms(20);
   }
