@@ -98,7 +98,7 @@ void NetLock::lock(pid_t pid, const std::vector<Connection>& connections) {
     if (!netns_) netns_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!netns_) fail_errno(errno, "network lock: open {}", path);
     const auto now = std::chrono::system_clock::now().time_since_epoch();
-    table_ = fmt::format("stasis_lock_{}_{}", pid, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+    table_ = fmt::format("{}{}_{}", kNetLockTablePrefix, pid, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
   }
   const auto start = std::chrono::steady_clock::now();
   lock_connections(table_, !made_, connections, netns_.get());

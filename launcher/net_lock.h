@@ -16,11 +16,15 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.h"
 
 namespace stasis::launcher {
+
+// The names of lock tables start so (the net dump leaves them out of the firewall it refuses).
+inline constexpr std::string_view kNetLockTablePrefix = "stasis_lock_";
 
 // "10.0.0.2:80", "[::1]:80" for a sockaddr_in or sockaddr_in6 given as its bytes; "*" for none.
 std::string socket_address_text(const std::string& sockaddr_bytes);

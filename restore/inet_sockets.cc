@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/ns_thread.h"
 #include "launcher/net_lock.h"
 
 namespace stasis::restore {
@@ -187,7 +188,24 @@ UniqueFd open_inet_socket(const pb::InetSocket& k) {
   if (!k.local().empty()) {
     socklen_t len = 0;
     sockaddr_storage local = to_sockaddr(k.local(), len);
-    if (::bind(s, reinterpret_cast<sockaddr*>(&local), len) < 0) {
+    int rc = ::bind(s, reinterpret_cast<sockaddr*>(&local), len);
+    if (rc < 0 && errno == EADDRNOTAVAIL && !k.options().freebind() && k.datagrams_size() > 0)
+      fail("the job's socket bound to {} cannot work: that address is not in the restored network namespace "
+           "(restored with another --ip?), and its {} queued datagram(s) cannot be put back",
+           launcher::socket_address_text(k.local()), k.datagrams_size());
+    if (rc < 0 && errno == EADDRNOTAVAIL && !k.options().freebind()) {
+      // Addresses the job gave its own network namespace come back only after the fd table
+      // (restore/net.cc): bind with IP_FREEBIND for the while; check_bound_addresses makes
+      // sure they are there before the job runs.
+      const bool v6 = k.family() == AF_INET6;
+      const int level = v6 ? IPPROTO_IPV6 : IPPROTO_IP, name = v6 ? IPV6_FREEBIND : IP_FREEBIND;
+      set_int(s, level, name, 1, what, "IP_FREEBIND");
+      rc = ::bind(s, reinterpret_cast<sockaddr*>(&local), len);
+      const int err = errno;
+      set_int(s, level, name, 0, what, "IP_FREEBIND");
+      errno = err;
+    }
+    if (rc < 0) {
       const int err = errno;
       fail_errno(err, "{}: bind to {}{}", what, launcher::socket_address_text(k.local()),
                  err == EADDRNOTAVAIL ? " (the address is not in the restored network namespace)"
@@ -284,6 +302,27 @@ std::map<std::string, std::vector<launcher::LockedConnection>> locked_connection
 }
 
 }  // namespace
+
+void check_bound_addresses(const FileImages& images, pid_t pid) {
+  std::vector<const pb::InetSocket*> bound;
+  for (const auto& [id, k] : images.inet_sockets)
+    if (!k.local().empty() && !k.options().freebind()) bound.push_back(&k);
+  if (bound.empty()) return;
+  run_in_namespaces(pid, {"net"}, [&] {
+    for (const pb::InetSocket* k : bound) {
+      socklen_t len = 0;
+      sockaddr_storage local = to_sockaddr(k->local(), len);
+      // The same address with port 0: only a missing address fails (EADDRNOTAVAIL).
+      if (local.ss_family == AF_INET) reinterpret_cast<sockaddr_in&>(local).sin_port = 0;
+      else reinterpret_cast<sockaddr_in6&>(local).sin6_port = 0;
+      UniqueFd probe(::socket(local.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      if (probe && ::bind(probe.get(), reinterpret_cast<sockaddr*>(&local), len) < 0 && errno == EADDRNOTAVAIL)
+        fail("the job's socket bound to {} cannot work: that address is not in the restored network namespace "
+             "(restored with another --ip?)",
+             launcher::socket_address_text(k->local()));
+    }
+  });
+}
 
 void lock_network(const FileImages& images, pid_t pid) {
   auto tables = locked_connections(images);

@@ -24,6 +24,11 @@ UniqueFd open_netlink_socket(const pb::NetlinkSocket& socket);
 // the bytes the program had written but TCP had not sent yet queued again.
 void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& images);
 
+// The restorer, once the namespace's contents are back and before the job runs: fails when
+// an address a socket is bound to is not in the job's network namespace (the stub bound it
+// with IP_FREEBIND meanwhile, as addresses of the job's own come back after its fds).
+void check_bound_addresses(const FileImages& images, pid_t pid);
+
 // The monitor, before the restored container's links come up: the network lock of the
 // dump, the same table for the same connections, in the new namespace of PID 1 (pid), so
 // that no packet of a peer meets it before the connections are back. Nothing without

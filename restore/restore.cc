@@ -188,6 +188,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   StubReport report = read_stub_report(control_read.get(), started.init_pid, 30000);
   const pid_t stub_pid = own_pid_1 ? started.init_pid : find_stub_under_init(started.init_pid, 5000);
   HeldSegments held_segments = restore_namespace_contents(checkpoint, started.init_pid);
+  check_bound_addresses(plan.files, started.init_pid);
   const double start_ms = ms_since(start_at);
 
   const auto rebuild_at = Clock::now();

@@ -354,5 +354,44 @@ TEST(CheckpointInetSockets, ContainerOnVethKeepsItsClientAndListener) {
   EXPECT_TRUE(keep_progressing(original.status(), 1s));
 }
 
+// Sockets bound to the container's address, restored as a copy at another --ip: the restore
+// fails naming the address; the original goes on.
+TEST(CheckpointInetSockets, ListenerAtAnAddressGoneIsRefusedAtRestore) {
+  CheckpointEnv env;
+  const int port = base_port() + 2500;
+  const int a = ::getpid() % 100 + 20;
+  const std::string ip = fmt::format("10.217.{}.2", a);
+  Container original(env, "bound");
+  ASSERT_TRUE(original.run(c_workload("inet_echo", {ip, std::to_string(port)}), {"--net", "veth", "--ip", ip + "/24"}))
+      << original.last_output();
+  ASSERT_TRUE(original.dump(env.image_dir("bound"), {"--leave-running"})) << original.last_output();
+  Container copy(env, "bound-copy");
+  EXPECT_FALSE(copy.restore(env.image_dir("bound"), env.status_path("copy"),
+                            {"--ip", fmt::format("10.217.{}.2/24", a + 120)}));
+  const std::string& out = copy.last_output();
+  EXPECT_NE(out.find(fmt::format("bound to {}:", ip)), std::string::npos) << out;
+  EXPECT_NE(out.find("cannot work: that address is not in the restored network namespace"), std::string::npos) << out;
+  EXPECT_TRUE(keep_progressing(original.status(), 500ms));
+
+  // A TCP listener alone: bound for the while, and found missing before the job runs.
+  Workload w;
+  w.name = "py_tcp_echo";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_tcp_echo.py"};
+  w.args = {std::to_string(port), ip};
+  w.start_timeout = 30s;
+  original.remove();
+  Container python(env, "bound-py");
+  ASSERT_TRUE(python.run(w, {"--net", "veth", "--ip", ip + "/24"})) << python.last_output();
+  ASSERT_TRUE(python.dump(env.image_dir("bound-py"), {"--leave-running"})) << python.last_output();
+  Container python_copy(env, "bound-py-copy");
+  EXPECT_FALSE(python_copy.restore(env.image_dir("bound-py"), env.status_path("python-copy"),
+                                   {"--ip", fmt::format("10.217.{}.2/24", a + 120)}));
+  EXPECT_NE(python_copy.last_output().find(fmt::format("socket bound to {}:{} cannot work: that address is not in the "
+                                                       "restored network namespace",
+                                                       ip, port)),
+            std::string::npos)
+      << python_copy.last_output();
+}
+
 }  // namespace
 }  // namespace stasis::test
