@@ -37,6 +37,9 @@ struct StartedContainer {
   pid_t monitor_pid = -1;  // host PID of the monitor (a child of the caller)
   // Not detached: where the monitor says the job's status before it exits (wait_for_exit).
   std::shared_ptr<UniqueFd> exit_report;
+  // -t in the foreground: the caller's connection to the job's terminal (launcher/console.h),
+  // attached before the job ran.
+  std::shared_ptr<UniqueFd> console;
 };
 
 // The init of `stasis run`: execs config.argv (through our reaper with config.init), printing

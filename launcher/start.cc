@@ -27,6 +27,7 @@
 #include "launcher/bridge.h"
 #include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
+#include "launcher/console.h"
 #include "launcher/mounts.h"
 #include "launcher/container.h"
 #include "launcher/network.h"
@@ -78,6 +79,10 @@ struct Stdio {
   int in = 0, out = 1, err = 2;
   UniqueFd owned_in, owned_log;
   bool created_log = false;  // the log did not exist before (a failed start removes it)
+  // -t: the pty pair (the slave is PID 1's stdio; the monitor keeps the master and writes the
+  // log) and, in the foreground, the monitor's and the caller's ends of the caller's connection.
+  ConsolePair console;
+  UniqueFd console_peer, caller_console;
 };
 
 Stdio plan_stdio(const pb::ContainerConfig& config, bool fresh_log) {
@@ -104,6 +109,11 @@ Stdio plan_stdio(const pb::ContainerConfig& config, bool fresh_log) {
       return open_or_throw(config.log_path(), flags, 0640);
     });
     s.out = s.err = s.owned_log.get();
+  }
+  if (config.tty()) {
+    s.console = open_console_pair();
+    s.in = s.out = s.err = s.console.slave.get();
+    if (!config.detach()) std::tie(s.console_peer, s.caller_console) = console_socketpair();
   }
   return s;
 }
@@ -263,6 +273,12 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (stdio.in != 0) check_sys(::dup2(stdio.in, 0), "dup2 stdin");
     if (stdio.out != 1) check_sys(::dup2(stdio.out, 1), "dup2 stdout");
     if (stdio.err != 2) check_sys(::dup2(stdio.err, 2), "dup2 stderr");
+    if (config.tty()) {
+      for (int fd : {stdio.console.master.get(), stdio.console.slave.get(), stdio.console_peer.get(),
+                     stdio.caller_console.get()})
+        if (fd > 2) ::close(fd);
+      take_console_as_controlling_terminal();
+    }
     const bool own_mnt = !shares_host_namespace(config, "mnt"), own_uts = !shares_host_namespace(config, "uts");
     int flags = 0;
     if (own_mnt) flags |= CLONE_NEWNS;
@@ -474,7 +490,9 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     // PID 1 has the caller's fds (the restorer's may matter to its init); the monitor, which
     // lives as long as the container, must not keep the caller's pipes and sockets open.
     const bool monitor_says_go = !go_from_caller(config);
-    close_fds_except({report_fd, from_caller, monitor_says_go ? go_write : -1, from_child[0]});
+    close_fds_except({report_fd, from_caller, monitor_says_go ? go_write : -1, from_child[0],
+                      stdio.console.master.get(), config.tty() ? stdio.owned_log.get() : -1,
+                      stdio.console_peer.get()});
     auto expect = [&](char want, const char* step) {
       char c = read_byte(from_child[0]);
       if (c == want) return;
@@ -559,8 +577,17 @@ bool go_from_caller(const pb::ContainerConfig& config) {
   }
 
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) ::_exit(1);
+  if (config.tty()) {
+    ConsoleRelay relay{.master = stdio.console.master.get(),
+                       .log = stdio.owned_log.get(),
+                       .first_client = UniqueFd(stdio.console_peer.get()),
+                       .socket_path = attach_socket_path(store.root(), config.name()),
+                       .interactive = config.interactive()};
+    status = relay_console(std::move(relay), pid);
+  } else {
+    while (::waitpid(pid, &status, 0) < 0) {
+      if (errno != EINTR) ::_exit(1);
+    }
   }
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   // Our children went to the job's PID namespace, which died with its PID 1: a fork there
@@ -620,7 +647,8 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
   if (!config.rootfs().empty()) config.set_rootfs(fs::canonical(config.rootfs()).string());
   const std::string name = config.name();
   StateStore store(root);
-  if (config.log_path().empty() && config.detach()) config.set_log_path(store.default_log_path(name).string());
+  // A -t job's output is copied to its log by the monitor, detached or not (`stasis logs`).
+  if (config.log_path().empty() && (config.detach() || config.tty())) config.set_log_path(store.default_log_path(name).string());
   if (!config.log_path().empty()) config.set_log_path(fs::absolute(config.log_path()).string());
 
   pb::ContainerState state;
@@ -769,8 +797,9 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
     fail("start container {}: the monitor (pid {}) died without a word", name, monitor);
   }
   committed = true;
-  StartedContainer started{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor, nullptr};
+  StartedContainer started{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor, nullptr, nullptr};
   if (!config.detach()) started.exit_report = std::make_shared<UniqueFd>(std::move(report_read));
+  if (stdio.caller_console) started.console = std::make_shared<UniqueFd>(std::move(stdio.caller_console));
   return started;
 }
 

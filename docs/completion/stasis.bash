@@ -34,7 +34,7 @@ _stasis() {
     prev=${words[cword - 1]}
   fi
 
-  local commands="run ps inspect stop wait exec kill rm freeze thaw dump restore show check serve migrate"
+  local commands="run ps inspect stop wait exec attach logs kill rm freeze thaw dump restore show check serve migrate"
   local global="--root --verbose -v --log-file --help -h --version"
 
   # The command: the first word that is not a global option or its value.
@@ -65,10 +65,13 @@ _stasis() {
     --compression | --compress)
       COMPREPLY=($(compgen -W "none lz4 zstd" -- "$cur"))
       return ;;
+    -t)
+      # stop -t SECONDS; run -t is a flag
+      [[ $command == stop ]] && return ;;
     --format)
       COMPREPLY=($(compgen -W "table json" -- "$cur"))
       return ;;
-    --name | --memory | --cpus | --pids | --cpuset | --hostname | -e | --env | --ip | --host-ip | -t | --time | \
+    --detach-keys | --name | --memory | --cpus | --pids | --cpuset | --hostname | -e | --env | --ip | --host-ip | --time | \
       --pid | --ghost-limit | --pages | --id)
       return ;;
   esac
@@ -85,7 +88,10 @@ _stasis() {
   local opts=""
   case $command in
     run) opts="--name -d --detach --memory --cpus --pids --cpuset --hostname -e --env -w --workdir -v --volume --net
-               --ip --host-ip --cgroup-driver --rootfs --log --rm --device --init" ;;
+               --ip --host-ip --cgroup-driver --rootfs --log --rm --device --init -i --interactive -t --tty
+               --detach-keys" ;;
+    attach) opts="--detach-keys --no-stdin" ;;
+    logs) opts="-f --follow" ;;
     ps) opts="-a --all -q --quiet --format --json" ;;
     stop) opts="-t --time" ;;
     kill) opts="-s --signal" ;;
