@@ -340,6 +340,7 @@ DumpReport dump(const DumpOptions& opt) {
     report.ns_pid = task.ns_pid;
     // Files first: the usual reason to refuse (a socket) is found before anything is injected.
     if (state) refuse_files_in_volumes(pid, state->config());
+    if (state) files.set_console(state->console_path());
     fds = files.collect(pid, state ? container_stdio(pid, state->config()) : std::vector<InheritedFd>{});
     files.mark_outside_pipes();
     {

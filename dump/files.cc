@@ -297,6 +297,14 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
+    if (kind == pb::FdEntry::CHARDEV && terminals_.is_console(pid, st.st_rdev)) {
+      // The container's -t terminal (bash keeps it at fd 255): the new one after restore.
+      e.set_cloexec(proc::read_fdinfo(pid, fd).flags & O_CLOEXEC);
+      e.set_kind(pb::FdEntry::INHERITED);
+      e.set_file_id(0);
+      out.push_back(e);
+      continue;
+    }
     if (kind == pb::FdEntry::CHARDEV)
       if (auto tty = terminals_.kind(major(st.st_rdev), minor(st.st_rdev))) TerminalCheck::refuse_fd(pid, fd, link, *tty);
     auto info = proc::read_fdinfo(pid, fd);
@@ -412,6 +420,7 @@ void FileCollector::write_images(const std::filesystem::path& dir) {
   write_all_records(ImageType::CharDevs, chardevs_);
   write_all_records(ImageType::EventFiles, event_files_);
   inet_.write_images(dir);
+  terminals_.write_images(dir);
 }
 
 }  // namespace stasis::dump

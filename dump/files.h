@@ -51,8 +51,10 @@ class FileCollector {
   // After every process: marks the pipes the job holds one direction of (other end outside),
   // and refuses unix sockets connected to outside the job.
   void mark_outside_pipes();
-  // Writes regfiles.img, pipes.img, pipe-data.img, chardevs.img, eventfiles.img and
-  // unix-sockets.img (even when empty).
+  // The container's -t terminal (dump/terminals.h): its fds are INHERITED, its state saved.
+  void set_console(const std::string& path) { terminals_.set_console(path); }
+  // Writes the images of every open-file kind (even when empty): regfiles, pipes, pipe-data,
+  // chardevs, eventfiles, unix-sockets, inet-sockets, netlink-sockets, ttys.
   void write_images(const std::filesystem::path& dir);
 
   size_t open_files() const {

@@ -1,11 +1,20 @@
 #include "dump/terminals.h"
 
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+
 #include <cstdio>
 #include <sstream>
 
 #include "common/error.h"
+#include "common/fd.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "common/proc.h"
+#include "images/image_file.h"
 
 namespace stasis::dump {
 
@@ -75,12 +84,90 @@ void TerminalCheck::refuse_fd(pid_t pid, int fd, const std::string& link, const 
                                      pid, fd, link, kind, help));
 }
 
-void TerminalCheck::refuse_controlling_terminal(pid_t pid) {
-  const int tty = proc::read_stat(pid).tty_nr;
-  if (tty == 0) return;
-  // The kernel's encoding of a device number in /proc/PID/stat.
+namespace {
+
+// The kernel's encoding of a device number in /proc/PID/stat (tty_nr).
+dev_t stat_tty_device(int tty) {
   const unsigned major = (static_cast<unsigned>(tty) >> 8) & 0xfff;
   const unsigned minor = (static_cast<unsigned>(tty) & 0xff) | ((static_cast<unsigned>(tty) >> 12) & 0xfff00);
+  return makedev(major, minor);
+}
+
+// host_pid as the job's PID namespace numbers it (the last of NSpid), or 0 when it is gone.
+pid_t pid_in_job(pid_t host_pid) {
+  if (host_pid <= 0) return 0;
+  try {
+    auto status = proc::read_status(host_pid);
+    return status.ns_pid.empty() ? 0 : status.ns_pid.back();
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+void TerminalCheck::set_console(const std::string& path) {
+  if (path.empty()) return;
+  struct stat st {};
+  // O_NOCTTY: we must not become its session's; O_NONBLOCK: nothing here waits on it.
+  UniqueFd tty(::open(path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!tty || ::fstat(tty.get(), &st) < 0) fail_errno(errno, "open the container's terminal {}", path);
+  console_ = st.st_rdev;
+  termios t{};
+  winsize ws{};
+  if (::tcgetattr(tty.get(), &t) < 0) fail_errno(errno, "tcgetattr on the container's terminal {}", path);
+  if (::ioctl(tty.get(), TIOCGWINSZ, &ws) < 0) fail_errno(errno, "TIOCGWINSZ on the container's terminal {}", path);
+  console_state_.set_console(true);
+  console_state_.set_index(minor(st.st_rdev) + ((major(st.st_rdev) - 136) << 8));
+  auto* tm = console_state_.mutable_termios();
+  tm->set_iflag(t.c_iflag);
+  tm->set_oflag(t.c_oflag);
+  tm->set_cflag(t.c_cflag);
+  tm->set_lflag(t.c_lflag);
+  tm->set_line(t.c_line);
+  tm->set_cc(std::string(reinterpret_cast<const char*>(t.c_cc), sizeof t.c_cc));
+  tm->set_ispeed(static_cast<uint32_t>(::cfgetispeed(&t)));
+  tm->set_ospeed(static_cast<uint32_t>(::cfgetospeed(&t)));
+  auto* w = console_state_.mutable_window();
+  w->set_rows(ws.ws_row);
+  w->set_cols(ws.ws_col);
+  w->set_xpixel(ws.ws_xpixel);
+  w->set_ypixel(ws.ws_ypixel);
+  // Typed but not yet read by the job: a pty has no way to look at its input without taking it.
+  int unread = 0;
+  if (::ioctl(tty.get(), TIOCINQ, &unread) == 0 && unread > 0) {
+    log::warn("the container's terminal {} has {} bytes typed that the job had not read yet: they are not saved",
+              path, unread);
+  }
+}
+
+bool TerminalCheck::is_console(pid_t pid, dev_t rdev) {
+  if (!console_) return false;
+  if (rdev == *console_) return true;
+  if (rdev != makedev(5, 0)) return false;  // /dev/tty: the opener's controlling terminal
+  const int tty = proc::read_stat(pid).tty_nr;
+  return tty != 0 && stat_tty_device(tty) == *console_;
+}
+
+void TerminalCheck::write_images(const std::filesystem::path& dir) const {
+  images::ImageWriter w(dir / images::image_file_name(images::ImageType::Ttys), images::ImageType::Ttys);
+  if (console_) w.write(console_state_);
+  w.close();
+}
+
+void TerminalCheck::refuse_controlling_terminal(pid_t pid) {
+  const proc::Stat stat = proc::read_stat(pid);
+  const int tty = stat.tty_nr;
+  if (tty == 0) return;
+  if (console_ && stat_tty_device(tty) == *console_) {
+    // The session and its foreground group, as seen by the job (a later process of the same
+    // session sees the same).
+    console_state_.set_session(pid_in_job(stat.session));
+    console_state_.set_foreground_pgrp(pid_in_job(stat.tpgid));
+    return;
+  }
+  const unsigned major = ::major(stat_tty_device(tty));
+  const unsigned minor = ::minor(stat_tty_device(tty));
   const Driver* d = find(major, minor);
   std::string name = fmt::format("terminal device {}:{}", major, minor);
   if (d && d->type == "pty:slave") name = fmt::format("/dev/pts/{}", minor);

@@ -1,14 +1,19 @@
 // Terminals: pty masters (/dev/ptmx) and slaves (/dev/pts/N), /dev/tty, consoles, virtual
-// and serial terminals. Restore cannot rebuild a terminal (a pty pair, its line discipline
-// and settings, a session's controlling terminal), so the dump refuses a process that holds
-// one, naming pid, fd and terminal, before anything is changed.
+// and serial terminals. The terminal of a `stasis run -t` job (its console) is saved: its fds
+// are the container's plumbing (INHERITED: the restored container's monitor makes a new pty
+// pair), and its settings, window size, session and foreground group go to ttys.img. Any other
+// terminal is refused, naming pid, fd and terminal, before anything is changed.
 #pragma once
 
 #include <sys/types.h>
 
+#include <filesystem>
+
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "tty.pb.h"
 
 namespace stasis::dump {
 
@@ -23,7 +28,17 @@ class TerminalCheck {
   [[noreturn]] static void refuse_fd(pid_t pid, int fd, const std::string& link, const std::string& kind);
   // Throws UnsupportedError when pid has a controlling terminal (even without an fd on it:
   // the session it leads or belongs to cannot be rebuilt around the terminal).
+  // (A controlling terminal that is the console is recorded instead.)
   void refuse_controlling_terminal(pid_t pid);
+
+  // The container's -t terminal, its path on the host (ContainerState.console_path): reads its
+  // settings and window size now.
+  void set_console(const std::string& path);
+  // True when a character device rdev held by pid is the console: the slave itself, or
+  // /dev/tty while the console is pid's controlling terminal.
+  bool is_console(pid_t pid, dev_t rdev);
+  // Writes ttys.img (even when empty).
+  void write_images(const std::filesystem::path& dir) const;
 
  private:
   struct Driver {
@@ -35,6 +50,8 @@ class TerminalCheck {
   const Driver* find(unsigned major, unsigned minor);
   bool loaded_ = false;
   std::vector<Driver> drivers_;
+  std::optional<dev_t> console_;
+  pb::TtyState console_state_;
 };
 
 }  // namespace stasis::dump

@@ -19,6 +19,7 @@
 #include "regfile.pb.h"
 #include "signals.pb.h"
 #include "unix_socket.pb.h"
+#include "tty.pb.h"
 
 namespace stasis::images {
 
@@ -47,6 +48,7 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();
+    case ImageType::Ttys: return std::make_unique<pb::TtyState>();
   }
   return nullptr;
 }

@@ -36,6 +36,7 @@ enum class ImageType : uint16_t {
   UnixSockets = 22,  // unix-sockets.img (pb::UnixSocket records)
   InetSockets = 24,     // inet-sockets.img (pb::InetSocket records)
   NetlinkSockets = 25,  // netlink-sockets.img (pb::NetlinkSocket records)
+  Ttys = 26,       // ttys.img (pb::TtyState records)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

@@ -132,6 +132,7 @@ ConsolePair open_console_pair() {
     fail_errno(errno, "-t: unlock the pseudo-terminal");
   char name[64];
   if (::ptsname_r(pair.master.get(), name, sizeof name) != 0) fail_errno(errno, "-t: name of the pseudo-terminal");
+  pair.slave_path = name;
   pair.slave.reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!pair.slave) fail_errno(errno, "-t: open {}", name);
   winsize ws{};
@@ -288,6 +289,7 @@ class RawMode {
 void send_window_size(int connection) {
   winsize ws{};
   if (::ioctl(0, TIOCGWINSZ, &ws) < 0 && ::ioctl(1, TIOCGWINSZ, &ws) < 0) return;
+  if (ws.ws_row == 0 || ws.ws_col == 0) return;  // a terminal that does not know its size: keep the job's
   char msg[1 + sizeof ws];
   msg[0] = 'W';
   std::memcpy(msg + 1, &ws, sizeof ws);

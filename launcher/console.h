@@ -30,6 +30,7 @@ std::filesystem::path attach_socket_path(const std::filesystem::path& root, cons
 // terminal's when its stdin is one (so the job starts at the right size), else 24x80.
 struct ConsolePair {
   UniqueFd master, slave;
+  std::string slave_path;  // /dev/pts/N
 };
 ConsolePair open_console_pair();
 

@@ -733,6 +733,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
     reserved = true;
   }
   stdio = plan_stdio(config, mode.fresh_log && config.log_path() == store.default_log_path(name).string());
+  if (stdio.console.slave) state.set_console_path(stdio.console.slave_path);
 
   int report[2], created[2], go[2];
   check_sys(::pipe2(report, O_CLOEXEC), "pipe");

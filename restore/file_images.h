@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "pipe.pb.h"
 #include "regfile.pb.h"
 #include "unix_socket.pb.h"
+#include "tty.pb.h"
 
 namespace stasis::restore {
 
@@ -29,6 +31,7 @@ struct FileImages {
   std::set<std::pair<uint32_t, uint32_t>> live_unix_files;
   std::map<uint64_t, pb::InetSocket> inet_sockets;       // by open-file id
   std::map<uint64_t, pb::NetlinkSocket> netlink_sockets; // by open-file id
+  std::optional<pb::TtyState> console;  // the container's -t terminal (restore/terminals.h)
   // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
   std::map<uint64_t, int> inherited_pipes;
   std::string boot_id;                 // of this boot: files dumped in it are compared by inode too

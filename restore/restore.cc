@@ -27,6 +27,7 @@
 #include "restore/creds.h"
 #include "restore/inherit_fds.h"
 #include "restore/inet_sockets.h"
+#include "restore/terminals.h"
 #include "restore/init.h"
 #include "restore/file_locks.h"
 #include "restore/memory.h"
@@ -266,6 +267,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   forward_signals_to(started.init_pid);
   if (int sig = interrupted_by()) ::kill(started.init_pid, sig);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  if (attach_restored_console(started, config.interactive())) return 0;  // -t: detached by the user
   return launcher::wait_for_exit(options.root, started);
 }
 

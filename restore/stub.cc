@@ -20,6 +20,7 @@
 #include "restore/mounts.h"
 #include "restore/process.h"
 #include "restore/signals.h"
+#include "restore/terminals.h"
 
 namespace stasis::restore {
 namespace {
@@ -120,6 +121,7 @@ void report(int control_fd, const StubReport& r) {
     for (size_t i = 0; i < plan.mapped_files.size(); ++i) keep.push_back(plan.mapped_file_fd(i));
     install_fd_table(plan.task.fds, plan.files,
                      {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep);
+    if (plan.files.console) restore_console(*plan.files.console, plan.stdio_copy_fd(0));
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
     for (size_t i = 0; i < plan.inherited_source_fds.size(); ++i) close(plan.inherited_fd(i));
     share_mapped_memfds(plan);

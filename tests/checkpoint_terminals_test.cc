@@ -1,6 +1,8 @@
-// Terminals cannot be checkpointed: a pty pair held by the job, stdio on a terminal, or a
-// controlling terminal alone are refused at dump time, naming pid, fd and terminal and saying
-// what would help, and the job runs on untouched.
+// The terminal of a `stasis run -t` job is checkpointed: the job comes back on its restored
+// container's new terminal (same settings, window size, session and foreground group), and
+// `stasis attach` reaches it. Other terminals are refused at dump time: a pty pair held by the
+// job, stdio on a terminal, or a controlling terminal alone, naming pid, fd and terminal and
+// saying what would help, and the job runs on untouched.
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/checkpoint_harness.h"
+#include "tests/support/pty_session.h"
 
 namespace stasis::test {
 namespace {
@@ -138,6 +141,121 @@ TEST(CheckpointTerminals, DevTtyIsRefused) {
   const std::string message = r.message();
   EXPECT_TRUE(contains(message, fmt::format("pid {} fd 3: /dev/tty is a terminal", p.pid()))) << message;
   EXPECT_TRUE(wait_for_progress(env.status_path("devtty"), n, 10s)) << "the process must run on after a refused dump";
+}
+
+
+// `stasis rm -f NAME` at the end of the test, whatever happens.
+class RemoveAtEnd {
+ public:
+  RemoveAtEnd(const CheckpointEnv& env, std::string name) : env_(env), name_(std::move(name)) {}
+  ~RemoveAtEnd() { env_.stasis({"rm", "-f", name_}, 30s); }
+
+ private:
+  const CheckpointEnv& env_;
+  std::string name_;
+};
+
+std::vector<std::string> attach_argv(const CheckpointEnv& env, const std::string& name) {
+  return {stasis_binary(), "--root", env.root().string(), "attach", name};
+}
+
+// Types into an attached terminal, then detaches (ctrl-p ctrl-q): attach must exit 0.
+::testing::AssertionResult type_and_detach(PtySession& term, const std::string& keys, const std::string& shown) {
+  term.type(keys);
+  if (auto r = term.expect(shown); !r) return r;
+  term.type("\x10\x11");
+  auto status = term.wait_exit();
+  if (!status || *status != 0) return ::testing::AssertionFailure() << "attach did not detach: " << term.seen();
+  return ::testing::AssertionSuccess();
+}
+
+// An interactive bash on -t, checkpointed at its prompt and restored: typing into it through
+// attach works, its variables and directory are there, and its terminal is its controlling
+// terminal with bash leading the session and its foreground group.
+TEST(CheckpointTerminals, InteractiveBashOnATtyComesBackAttached) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("bash");
+  RemoveAtEnd cleanup(env, name);
+  auto run = env.stasis({"run", "-dit", "--name", name, "bash", "--norc", "-i"}, 30s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  {
+    PtySession term;
+    ASSERT_TRUE(term.start(attach_argv(env, name)));
+    ::usleep(200000);
+    ASSERT_TRUE(type_and_detach(term, "PS1='prompt> '; x=remembered-$((6*7)); cd /tmp; echo set-$((1+2))\n",
+                                "set-3"));
+  }
+  const auto dir = env.image_dir("bash");
+  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
+  auto restore = env.stasis({"restore", "-D", dir.string(), "-d"}, 60s);
+  ASSERT_EQ(restore.exit_code, 0) << restore.out << restore.err;
+  PtySession term;
+  ASSERT_TRUE(term.start(attach_argv(env, name)));
+  ::usleep(200000);
+  term.type("echo $x; pwd; read -r -a s < /proc/$$/stat; echo sid=${s[5]} pg=${s[4]} fg=${s[7]}; "
+            ": </dev/tty && echo ctty-ok\n");
+  EXPECT_TRUE(term.expect("remembered-42"));
+  EXPECT_TRUE(term.expect("/tmp"));
+  EXPECT_TRUE(term.expect("sid=1 pg=1 fg=1"));
+  EXPECT_TRUE(term.expect("ctty-ok"));
+  EXPECT_TRUE(term.expect("prompt> "));
+  term.type("exit 3\n");
+  auto status = term.wait_exit();
+  ASSERT_TRUE(status) << term.seen();
+  EXPECT_EQ(*status, 3) << term.seen();
+}
+
+// The terminal's settings and window size come back as they were (sh leaves the terminal as
+// the user set it, unlike bash, which puts back its own): an attach from a terminal that does
+// not know its size leaves the restored one in place.
+TEST(CheckpointTerminals, TerminalSettingsAndWindowSizeComeBack) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("sh");
+  RemoveAtEnd cleanup(env, name);
+  auto run = env.stasis({"run", "-dit", "--name", name, "sh"}, 30s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  {
+    PtySession term;
+    ASSERT_TRUE(term.start(attach_argv(env, name), 33, 111));
+    ::usleep(200000);
+    ASSERT_TRUE(type_and_detach(term, "stty intr ^X -echoe; echo set-$((1+2))\n", "set-3"));
+  }
+  const auto dir = env.image_dir("sh");
+  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
+  auto restore = env.stasis({"restore", "-D", dir.string(), "-d"}, 60s);
+  ASSERT_EQ(restore.exit_code, 0) << restore.out << restore.err;
+  PtySession term;
+  ASSERT_TRUE(term.start(attach_argv(env, name), 0, 0));
+  ::usleep(200000);
+  term.type("stty size; stty -a | grep -o 'intr = [^;]*'; stty -a | grep -o -- '-echoe'\n");
+  EXPECT_TRUE(term.expect("33 111"));
+  EXPECT_TRUE(term.expect("intr = ^X"));
+  EXPECT_TRUE(term.expect("-echoe"));
+  term.type("exit\n");
+  EXPECT_TRUE(term.wait_exit()) << term.seen();
+}
+
+// A foreground `stasis restore` of a -t job is attached to it, as `stasis run -it` is.
+TEST(CheckpointTerminals, ForegroundRestoreIsAttached) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("fg");
+  RemoveAtEnd cleanup(env, name);
+  auto run = env.stasis({"run", "-dit", "--name", name, "sh"}, 30s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto dir = env.image_dir("fg");
+  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
+  PtySession term;
+  ASSERT_TRUE(term.start({stasis_binary(), "--root", env.root().string(), "restore", "-D", dir.string()}));
+  ASSERT_TRUE(term.expect("restored"));
+  term.type("echo back-$((3+4))\n");
+  EXPECT_TRUE(term.expect("back-7"));
+  term.type("exit 4\n");
+  auto status = term.wait_exit();
+  ASSERT_TRUE(status) << term.seen();
+  EXPECT_EQ(*status, 4) << term.seen();
 }
 
 }  // namespace
