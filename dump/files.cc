@@ -305,6 +305,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
       out.push_back(e);
       continue;
     }
+    if (kind == pb::FdEntry::CHARDEV && terminals_.is_pty(major(st.st_rdev), minor(st.st_rdev))) kind = pb::FdEntry::TTY;
     if (kind == pb::FdEntry::CHARDEV)
       if (auto tty = terminals_.kind(major(st.st_rdev), minor(st.st_rdev))) TerminalCheck::refuse_fd(pid, fd, link, *tty);
     auto info = proc::read_fdinfo(pid, fd);
@@ -356,6 +357,9 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
         case pb::FdEntry::NETLINK_SOCKET:
           inet_.describe(pid, pidfd.get(), fd, kind, flags, id);
           break;
+        case pb::FdEntry::TTY:
+          terminals_.describe_pty(pid, pidfd.get(), fd, link, st, flags, id);
+          break;
         case pb::FdEntry::EVENT: {
           pb::EventFile ev;
           ev.set_id(id);
@@ -393,6 +397,8 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
 
 void FileCollector::mark_outside_pipes() {
   unix_sockets_.check_peers();
+  terminals_.check_pairs();  // a pty slave whose master is outside the job is refused
+
   // A pipe the job holds one direction of (`producer | job`): restore gives that end a pipe
   // whose other end is closed, with the bytes that were waiting to be read, or connects it
   // to what `stasis restore --inherit-fd` names.

@@ -6,9 +6,11 @@
 #include <sys/sysmacros.h>
 #include <termios.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
+#include "common/compat.h"
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/file_util.h"
@@ -79,8 +81,8 @@ std::optional<std::string> TerminalCheck::kind(unsigned major, unsigned minor) {
 void TerminalCheck::refuse_fd(pid_t pid, int fd, const std::string& link, const std::string& kind) {
   std::string help = fd <= 2 ? std::string("to checkpoint it, ") + kDetachHint
                              : "a job can be checkpointed once it has closed its terminals";
-  throw UnsupportedError(fmt::format("pid {} fd {}: {} is a terminal ({}), and terminals cannot be checkpointed; "
-                                     "{}",
+  throw UnsupportedError(fmt::format("pid {} fd {}: {} is a terminal ({}), and such a terminal cannot be "
+                                     "checkpointed; {}",
                                      pid, fd, link, kind, help));
 }
 
@@ -149,9 +151,91 @@ bool TerminalCheck::is_console(pid_t pid, dev_t rdev) {
   return tty != 0 && stat_tty_device(tty) == *console_;
 }
 
+bool TerminalCheck::is_pty(unsigned major, unsigned minor) {
+  if (major == 5 && minor == 2) return true;  // a master: what /dev/ptmx (or /dev/pts/ptmx) opened
+  const Driver* d = find(major, minor);
+  return d && d->type == "pty:slave";
+}
+
+void TerminalCheck::describe_pty(pid_t pid, int pidfd, int fd, const std::string& link, const struct stat& st,
+                                 uint32_t flags, uint64_t id) {
+  UniqueFd copy(compat::sys_pidfd_getfd(pidfd, fd, 0));
+  if (!copy) fail_errno(errno, "pid {} fd {}: pidfd_getfd", pid, fd);
+  pb::TtyState t;
+  t.set_id(id);
+  t.set_flags(flags);
+  const bool master = major(st.st_rdev) == 5 && minor(st.st_rdev) == 2;
+  t.set_master(master);
+  auto refuse_unread = [&](int bytes, const char* what) {
+    throw UnsupportedError(fmt::format("pid {} fd {}: {} ({}) has {} bytes {} not yet read; they cannot be saved "
+                                       "without taking them from the job: checkpoint it once they have been read",
+                                       pid, fd, link, master ? "pty master" : "pty slave", bytes, what));
+  };
+  int unread = 0;
+  if (master) {
+    // The master's terminal ioctls act on the pair's slave side (its settings, window size).
+    unsigned index = 0;
+    if (::ioctl(copy.get(), TIOCGPTN, &index) < 0) fail_errno(errno, "pid {} fd {}: TIOCGPTN", pid, fd);
+    t.set_index(index);
+    t.set_path(link.size() >= 9 && link.compare(link.size() - 9, 9, "/pts/ptmx") == 0 ? "/dev/pts/ptmx" : "/dev/ptmx");
+    // An O_PATH peer names the slave's devpts instance without opening the terminal.
+    UniqueFd peer(::ioctl(copy.get(), TIOCGPTPEER, O_PATH | O_CLOEXEC));
+    struct stat peer_st {};
+    if (peer && ::fstat(peer.get(), &peer_st) == 0) t.set_pair_dev(peer_st.st_dev);
+    termios tm{};
+    winsize ws{};
+    int locked = 0, packet = 0;
+    if (::tcgetattr(copy.get(), &tm) < 0 || ::ioctl(copy.get(), TIOCGWINSZ, &ws) < 0 ||
+        ::ioctl(copy.get(), TIOCGPTLCK, &locked) < 0 || ::ioctl(copy.get(), TIOCGPKT, &packet) < 0) {
+      fail_errno(errno, "pid {} fd {}: read the settings of pty {}", pid, fd, index);
+    }
+    auto* d = t.mutable_termios();
+    d->set_iflag(tm.c_iflag);
+    d->set_oflag(tm.c_oflag);
+    d->set_cflag(tm.c_cflag);
+    d->set_lflag(tm.c_lflag);
+    d->set_line(tm.c_line);
+    d->set_cc(std::string(reinterpret_cast<const char*>(tm.c_cc), sizeof tm.c_cc));
+    d->set_ispeed(static_cast<uint32_t>(::cfgetispeed(&tm)));
+    d->set_ospeed(static_cast<uint32_t>(::cfgetospeed(&tm)));
+    auto* w = t.mutable_window();
+    w->set_rows(ws.ws_row);
+    w->set_cols(ws.ws_col);
+    w->set_xpixel(ws.ws_xpixel);
+    w->set_ypixel(ws.ws_ypixel);
+    t.set_locked(locked != 0);
+    t.set_packet_mode(packet != 0);
+    if (::ioctl(copy.get(), FIONREAD, &unread) == 0 && unread > 0) refuse_unread(unread, "written to the slave");
+  } else {
+    t.set_index(minor(st.st_rdev) + ((major(st.st_rdev) - 136) << 8));
+    t.set_path(link);
+    t.set_pair_dev(st.st_dev);
+    // (A line not finished in canonical mode is not counted: it is kept by the line
+    // discipline, out of reach, and comes back empty.)
+    if (::ioctl(copy.get(), FIONREAD, &unread) == 0 && unread > 0) refuse_unread(unread, "written to the master");
+  }
+  ptys_.push_back({std::move(t), pid, fd, link});
+}
+
+void TerminalCheck::check_pairs() const {
+  for (const PtyEnd& end : ptys_) {
+    if (end.state.master()) continue;
+    const bool has_master = std::any_of(ptys_.begin(), ptys_.end(), [&](const PtyEnd& other) {
+      return other.state.master() && other.state.index() == end.state.index() &&
+             other.state.pair_dev() == end.state.pair_dev();
+    });
+    if (!has_master) refuse_fd(end.pid, end.fd, end.link, "pty slave whose master is outside the job");
+  }
+}
+
 void TerminalCheck::write_images(const std::filesystem::path& dir) const {
   images::ImageWriter w(dir / images::image_file_name(images::ImageType::Ttys), images::ImageType::Ttys);
   if (console_) w.write(console_state_);
+  // The masters first: restore makes each pair from its master's record.
+  for (const PtyEnd& end : ptys_)
+    if (end.state.master()) w.write(end.state);
+  for (const PtyEnd& end : ptys_)
+    if (!end.state.master()) w.write(end.state);
   w.close();
 }
 
@@ -168,6 +252,14 @@ void TerminalCheck::refuse_controlling_terminal(pid_t pid) {
   }
   const unsigned major = ::major(stat_tty_device(tty));
   const unsigned minor = ::minor(stat_tty_device(tty));
+  // Its terminal is a pty it holds at an fd (stdio, most often): name that fd.
+  const Driver* slave_driver = find(major, minor);
+  if (slave_driver && slave_driver->type == "pty:slave") {
+    const unsigned index = minor + ((major - 136) << 8);
+    for (const PtyEnd& end : ptys_)
+      if (end.pid == pid && !end.state.master() && end.state.index() == index)
+        refuse_fd(pid, end.fd, end.link, "pty slave, its controlling terminal");
+  }
   const Driver* d = find(major, minor);
   std::string name = fmt::format("terminal device {}:{}", major, minor);
   if (d && d->type == "pty:slave") name = fmt::format("/dev/pts/{}", minor);

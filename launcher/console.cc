@@ -153,26 +153,27 @@ void take_console_as_controlling_terminal() {
   check_sys(::ioctl(0, TIOCSCTTY, 0), "-t: make the pseudo-terminal the controlling terminal");
 }
 
+UniqueFd listen_console(const fs::path& path) {
+  UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!listener) return listener;
+  UniqueFd dir;
+  try {
+    ::unlink(path.c_str());
+    sockaddr_un addr = socket_address(path, dir);
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 || ::listen(listener.get(), 8) < 0)
+      return UniqueFd();  // no attach then; the job runs and logs all the same
+    ::chmod(path.c_str(), 0600);
+  } catch (const Error&) {
+    return UniqueFd();
+  }
+  return listener;
+}
+
 int relay_console(ConsoleRelay r, pid_t pid1) {
   ::fcntl(r.master, F_SETFL, ::fcntl(r.master, F_GETFL) | O_NONBLOCK);
   Relay relay(r);
   if (r.first_client) relay.clients.push_back(std::move(r.first_client));
-  UniqueFd listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (listener) {
-    UniqueFd dir;
-    try {
-      ::unlink(r.socket_path.c_str());
-      sockaddr_un addr = socket_address(r.socket_path, dir);
-      if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
-          ::listen(listener.get(), 8) < 0) {
-        listener.reset();  // no attach then; the job runs and logs all the same
-      } else {
-        ::chmod(r.socket_path.c_str(), 0600);
-      }
-    } catch (const Error&) {
-      listener.reset();
-    }
-  }
+  UniqueFd listener = std::move(r.listener);
   UniqueFd pidfd(compat::sys_pidfd_open(pid1, 0));
   int status = 0;
   bool master_hung_up = false;

@@ -46,10 +46,14 @@ struct ConsoleRelay {
   int log = -1;                     // the container's log, or -1
   UniqueFd first_client;            // the foreground caller's connection, if any
   std::filesystem::path socket_path;
+  UniqueFd listener;                // listen_console(socket_path), made before the caller returns
   bool interactive = false;         // -i: clients' input goes to the job
 };
-// Listens on relay.socket_path, relays until PID 1 (our child) ends, sends the job's last
-// output, closes the connections and removes the socket. Returns PID 1's wait status.
+// The monitor's listening socket at path (mode 0600); invalid when it cannot be made (the job
+// runs and logs all the same, without attach).
+UniqueFd listen_console(const std::filesystem::path& path);
+// Relays until PID 1 (our child) ends, sends the job's last output, closes the connections
+// and removes the socket. Returns PID 1's wait status.
 int relay_console(ConsoleRelay relay, pid_t pid1);
 
 // "ctrl-p,ctrl-q" -> {0x10, 0x11}; "" -> none (detaching is then off). Throws UsageError.

@@ -563,6 +563,9 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     }
     ::_exit(1);
   }
+  // -t: `stasis attach` right after `run -d` returns finds the socket.
+  UniqueFd console_listener;
+  if (config.tty()) console_listener = listen_console(attach_socket_path(store.root(), config.name()));
   write_string(report_fd, "OK " + std::to_string(pid) + "\n");
   // A foreground caller waits for "EXIT <status>" on the same pipe (see wait_for_exit).
   if (config.detach()) ::close(report_fd);
@@ -582,6 +585,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
                        .log = stdio.owned_log.get(),
                        .first_client = UniqueFd(stdio.console_peer.get()),
                        .socket_path = attach_socket_path(store.root(), config.name()),
+                       .listener = std::move(console_listener),
                        .interactive = config.interactive()};
     status = relay_console(std::move(relay), pid);
   } else {

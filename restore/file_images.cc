@@ -32,7 +32,7 @@ FileImages load_file_images(const images::Checkpoint& checkpoint) {
                                   [&](pb::InetSocket m) { out.inet_sockets[m.id()] = std::move(m); });
   load.operator()<pb::NetlinkSocket>(ImageType::NetlinkSockets,
                                      [&](pb::NetlinkSocket m) { out.netlink_sockets[m.id()] = std::move(m); });
-  out.console = load_console(checkpoint);
+  load_ttys(checkpoint, out.console, out.ptys);
   out.boot_id = read_file("/proc/sys/kernel/random/boot_id");
   while (!out.boot_id.empty() && out.boot_id.back() == '\n') out.boot_id.pop_back();
   return out;

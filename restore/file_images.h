@@ -32,6 +32,7 @@ struct FileImages {
   std::map<uint64_t, pb::InetSocket> inet_sockets;       // by open-file id
   std::map<uint64_t, pb::NetlinkSocket> netlink_sockets; // by open-file id
   std::optional<pb::TtyState> console;  // the container's -t terminal (restore/terminals.h)
+  std::map<uint64_t, pb::TtyState> ptys;  // pty ends, by open-file id
   // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
   std::map<uint64_t, int> inherited_pipes;
   std::string boot_id;                 // of this boot: files dumped in it are compared by inode too

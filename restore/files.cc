@@ -15,6 +15,7 @@
 #include "restore/pipes.h"
 #include "restore/regfiles.h"
 #include "restore/unix_sockets.h"
+#include "restore/terminals.h"
 
 namespace stasis::restore {
 
@@ -34,6 +35,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
   PipeFactory pipes(images, max_fd(fds) + 1);
   GhostFiles ghosts(images, max_fd(fds) + 1);
   UnixSocketFactory unix_sockets(images, max_fd(fds) + 1);
+  PtyFactory ptys(images.ptys, max_fd(fds) + 1);
   // One open file description per file id, so dup'd fds come back sharing offset and flags.
   std::map<std::pair<int, uint64_t>, int> installed;  // (kind, id) -> first fd installed
   for (const auto& entry : fds) {
@@ -84,6 +86,9 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
         file = open_netlink_socket(it->second);
         break;
       }
+      case pb::FdEntry::TTY:
+        file = ptys.open(entry.file_id());
+        break;
       case pb::FdEntry::INHERITED: {
         if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
         file.reset(fcntl(stdio[entry.file_id()], F_DUPFD_CLOEXEC, 0));

@@ -1,6 +1,7 @@
 #include "restore/terminals.h"
 
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -15,18 +16,24 @@
 
 namespace stasis::restore {
 
-std::optional<pb::TtyState> load_console(const images::Checkpoint& checkpoint) {
+void load_ttys(const images::Checkpoint& checkpoint, std::optional<pb::TtyState>& console,
+               std::map<uint64_t, pb::TtyState>& ptys) {
   using images::ImageType;
-  if (!checkpoint.exists(ImageType::Ttys)) return std::nullopt;
-  for (auto& tty : images::read_all<pb::TtyState>(checkpoint.path(ImageType::Ttys), ImageType::Ttys))
-    if (tty.console()) return std::move(tty);
-  return std::nullopt;
+  if (!checkpoint.exists(ImageType::Ttys)) return;
+  for (auto& tty : images::read_all<pb::TtyState>(checkpoint.path(ImageType::Ttys), ImageType::Ttys)) {
+    if (tty.console()) console = std::move(tty);
+    else ptys[tty.id()] = std::move(tty);
+  }
 }
 
-void restore_console(const pb::TtyState& console, int slave) {
-  const pb::Termios& d = console.termios();
+namespace {
+
+// Termios and window size of a pair through fd, its slave or its master (whose terminal
+// ioctls act on the slave side).
+void apply_settings(const pb::TtyState& state, int fd, const std::string& what) {
+  const pb::Termios& d = state.termios();
   termios t{};
-  if (::tcgetattr(slave, &t) < 0) fail_errno(errno, "terminal: tcgetattr on the new terminal");
+  if (::tcgetattr(fd, &t) < 0) fail_errno(errno, "{}: tcgetattr", what);
   t.c_iflag = d.iflag();
   t.c_oflag = d.oflag();
   t.c_cflag = d.cflag();
@@ -35,12 +42,82 @@ void restore_console(const pb::TtyState& console, int slave) {
   std::memcpy(t.c_cc, d.cc().data(), std::min(d.cc().size(), sizeof t.c_cc));
   ::cfsetispeed(&t, static_cast<speed_t>(d.ispeed()));
   ::cfsetospeed(&t, static_cast<speed_t>(d.ospeed()));
-  if (::tcsetattr(slave, TCSANOW, &t) < 0) fail_errno(errno, "terminal: restore its settings (tcsetattr)");
-  const pb::WindowSize& w = console.window();
+  if (::tcsetattr(fd, TCSANOW, &t) < 0) fail_errno(errno, "{}: restore its settings (tcsetattr)", what);
+  const pb::WindowSize& w = state.window();
   winsize ws{static_cast<unsigned short>(w.rows()), static_cast<unsigned short>(w.cols()),
              static_cast<unsigned short>(w.xpixel()), static_cast<unsigned short>(w.ypixel())};
-  // An attached client sets its own size when it connects; until then, the dumped one.
-  if (ws.ws_row != 0 && ::ioctl(slave, TIOCSWINSZ, &ws) < 0) fail_errno(errno, "terminal: restore its window size");
+  // The console: an attached client sets its own size when it connects; until then, the dumped one.
+  if (ws.ws_row != 0 && ::ioctl(fd, TIOCSWINSZ, &ws) < 0) fail_errno(errno, "{}: restore its window size", what);
+}
+
+}  // namespace
+
+PtyFactory::~PtyFactory() {
+  for (auto& [key, pair] : pairs_) {
+    int one = 1;
+    if (pair.locked) ::ioctl(pair.master.get(), TIOCSPTLCK, &one);
+  }
+}
+
+PtyFactory::Pair& PtyFactory::pair_for(const pb::TtyState& end) {
+  const auto key = std::make_pair(end.pair_dev(), end.index());
+  auto made = pairs_.find(key);
+  if (made != pairs_.end()) return made->second;
+  const pb::TtyState* master = nullptr;
+  for (const auto& [id, t] : ptys_)
+    if (t.master() && t.pair_dev() == end.pair_dev() && t.index() == end.index()) master = &t;
+  if (!master) fail("pty {}: ttys.img has no master for it", end.index());
+  // Devpts gives the lowest free index: hold the free ones below the dumped index meanwhile,
+  // so that the pair gets it back when no other terminal has it (else it gets another).
+  std::vector<UniqueFd> below;
+  UniqueFd fd;
+  for (int attempt = 0; attempt < 1024; ++attempt) {
+    UniqueFd m(::open(master->path().c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!m) fail_errno(errno, "pty {}: open {}", master->index(), master->path());
+    unsigned index = 0;
+    if (::ioctl(m.get(), TIOCGPTN, &index) < 0) fail_errno(errno, "pty {}: TIOCGPTN", master->index());
+    if (index >= master->index()) {
+      fd = std::move(m);
+      break;
+    }
+    below.push_back(std::move(m));
+  }
+  if (!fd) fail("pty {}: no free index at or above it in {}", master->index(), master->path());
+  UniqueFd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, min_fd_));
+  if (!high) fail_errno(errno, "pty {}: move its master above fd {}", master->index(), min_fd_);
+  const std::string what = fmt::format("pty {}", master->index());
+  int zero = 0, packet = master->packet_mode() ? 1 : 0;
+  if (::ioctl(high.get(), TIOCSPTLCK, &zero) < 0) fail_errno(errno, "{}: unlock", what);
+  apply_settings(*master, high.get(), what);
+  if (::ioctl(high.get(), TIOCPKT, &packet) < 0) fail_errno(errno, "{}: set packet mode", what);
+  Pair& pair = pairs_[key];
+  pair.master = std::move(high);
+  pair.locked = master->locked();
+  return pair;
+}
+
+UniqueFd PtyFactory::open(uint64_t id) {
+  auto it = ptys_.find(id);
+  if (it == ptys_.end()) fail("ttys.img has no pty end {}", id);
+  const pb::TtyState& end = it->second;
+  Pair& pair = pair_for(end);
+  const int status_flags = static_cast<int>(end.flags()) & (O_NONBLOCK | O_APPEND | O_ASYNC);
+  if (end.master()) {
+    // One master per pair: the factory's copy is the same open file description.
+    UniqueFd fd(::fcntl(pair.master.get(), F_DUPFD_CLOEXEC, min_fd_));
+    if (!fd || ::fcntl(fd.get(), F_SETFL, status_flags) < 0) fail_errno(errno, "pty {}: its master", end.index());
+    return fd;
+  }
+  const int flags = (static_cast<int>(end.flags()) & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC;
+  UniqueFd slave(::ioctl(pair.master.get(), TIOCGPTPEER, flags));
+  if (!slave) fail_errno(errno, "pty {}: open its slave", end.index());
+  UniqueFd high(::fcntl(slave.get(), F_DUPFD_CLOEXEC, min_fd_));
+  if (!high) fail_errno(errno, "pty {}: move its slave above fd {}", end.index(), min_fd_);
+  return high;
+}
+
+void restore_console(const pb::TtyState& console, int slave) {
+  apply_settings(console, slave, "terminal");
   // Our own group is the foreground one already (the launcher made the terminal ours); another
   // group of the session can only be made so once its processes exist.
   const pid_t fg = console.foreground_pgrp();

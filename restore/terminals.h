@@ -4,7 +4,11 @@
 // window size and foreground process group.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
+
+#include "common/fd.h"
 
 #include "images/checkpoint.h"
 #include "launcher/container.h"
@@ -12,8 +16,35 @@
 
 namespace stasis::restore {
 
-// The console's record of ttys.img, if the job had one.
-std::optional<pb::TtyState> load_console(const images::Checkpoint& checkpoint);
+// ttys.img: the console's record, if the job had one, and the pty ends by open-file id.
+void load_ttys(const images::Checkpoint& checkpoint, std::optional<pb::TtyState>& console,
+               std::map<uint64_t, pb::TtyState>& ptys);
+
+// Pty pairs of the job (FdEntry kind TTY), made anew in the stub (in the job's mount
+// namespace and root): each from the ptmx its master came from, with the dumped index when it
+// is free (lower free indexes are held meanwhile), its settings, window size and packet mode;
+// slaves are opened through the master (TIOCGPTPEER), one open file description per id.
+class PtyFactory {
+ public:
+  // The factory's own fds live at or above min_fd, clear of the fd numbers being installed.
+  PtyFactory(const std::map<uint64_t, pb::TtyState>& ptys, int min_fd) : ptys_(ptys), min_fd_(min_fd) {}
+  // Locks again the pairs that were locked at the dump (after their slaves were opened).
+  ~PtyFactory();
+  PtyFactory(const PtyFactory&) = delete;
+  PtyFactory& operator=(const PtyFactory&) = delete;
+  UniqueFd open(uint64_t id);
+
+ private:
+  struct Pair {
+    UniqueFd master;
+    bool locked = false;
+  };
+  Pair& pair_for(const pb::TtyState& end);
+
+  const std::map<uint64_t, pb::TtyState>& ptys_;
+  int min_fd_;
+  std::map<std::pair<uint64_t, uint32_t>, Pair> pairs_;  // (pair_dev, index) -> the new pair
+};
 
 // In the stub, with slave its copy of the new terminal (its stdio): termios, window size and,
 // when that group exists already, the foreground process group. Throws Error.
