@@ -398,6 +398,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
 void FileCollector::mark_outside_pipes() {
   unix_sockets_.check_peers();
   terminals_.check_pairs();  // a pty slave whose master is outside the job is refused
+  terminals_.save_queues();
 
   // A pipe the job holds one direction of (`producer | job`): restore gives that end a pipe
   // whose other end is closed, with the bytes that were waiting to be read, or connects it

@@ -16,6 +16,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/pty_queues.h"
 #include "images/image_file.h"
 
 namespace stasis::dump {
@@ -166,12 +167,6 @@ void TerminalCheck::describe_pty(pid_t pid, int pidfd, int fd, const std::string
   t.set_flags(flags);
   const bool master = major(st.st_rdev) == 5 && minor(st.st_rdev) == 2;
   t.set_master(master);
-  auto refuse_unread = [&](int bytes, const char* what) {
-    throw UnsupportedError(fmt::format("pid {} fd {}: {} ({}) has {} bytes {} not yet read; they cannot be saved "
-                                       "without taking them from the job: checkpoint it once they have been read",
-                                       pid, fd, link, master ? "pty master" : "pty slave", bytes, what));
-  };
-  int unread = 0;
   if (master) {
     // The master's terminal ioctls act on the pair's slave side (its settings, window size).
     unsigned index = 0;
@@ -205,16 +200,104 @@ void TerminalCheck::describe_pty(pid_t pid, int pidfd, int fd, const std::string
     w->set_ypixel(ws.ws_ypixel);
     t.set_locked(locked != 0);
     t.set_packet_mode(packet != 0);
-    if (::ioctl(copy.get(), FIONREAD, &unread) == 0 && unread > 0) refuse_unread(unread, "written to the slave");
   } else {
     t.set_index(minor(st.st_rdev) + ((major(st.st_rdev) - 136) << 8));
     t.set_path(link);
     t.set_pair_dev(st.st_dev);
-    // (A line not finished in canonical mode is not counted: it is kept by the line
-    // discipline, out of reach, and comes back empty.)
-    if (::ioctl(copy.get(), FIONREAD, &unread) == 0 && unread > 0) refuse_unread(unread, "written to the master");
   }
   ptys_.push_back({std::move(t), pid, fd, link});
+}
+
+namespace {
+
+UniqueFd grab(pid_t pid, int fd) {
+  UniqueFd pidfd(compat::sys_pidfd_open(pid, 0));
+  if (!pidfd) fail_errno(errno, "pidfd_open {}", pid);
+  UniqueFd copy(compat::sys_pidfd_getfd(pidfd.get(), fd, 0));
+  if (!copy) fail_errno(errno, "pid {} fd {}: pidfd_getfd", pid, fd);
+  return copy;
+}
+
+// Reads exactly n bytes that are waiting (FIONREAD said so): no wait, even on a blocking
+// description (which the job shares with our copy: its flags are not ours to change).
+std::string read_waiting(int fd, int n, const std::string& what) {
+  std::string data(static_cast<size_t>(n), '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    ssize_t k = ::read(fd, data.data() + got, data.size() - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) fail_errno(k < 0 ? errno : EIO, "{}: read the bytes waiting in it", what);
+    got += static_cast<size_t>(k);
+  }
+  return data;
+}
+
+void write_back(int fd, const std::string& data, const std::string& what) {
+  try {
+    write_all(fd, std::as_bytes(std::span(data.data(), data.size())), what);
+  } catch (const Error& e) {
+    fail("{}: put back the {} bytes waiting in it: {}", what, data.size(), e.what());
+  }
+}
+
+void set_settings(int master, const termios& t, const std::string& what) {
+  if (::tcsetattr(master, TCSANOW, &t) < 0) fail_errno(errno, "{}: tcsetattr", what);
+}
+
+}  // namespace
+
+void TerminalCheck::save_queues() {
+  for (PtyEnd& m : ptys_) {
+    if (!m.state.master()) continue;
+    const PtyEnd* s = nullptr;
+    for (const PtyEnd& end : ptys_)
+      if (!end.state.master() && end.state.index() == m.state.index() && end.state.pair_dev() == m.state.pair_dev())
+        s = &end;
+    const std::string what = fmt::format("pid {} fd {} ({}, pty {})", m.pid, m.fd, m.link, m.state.index());
+    UniqueFd master = grab(m.pid, m.fd);
+    termios saved{};
+    if (::tcgetattr(master.get(), &saved) < 0) fail_errno(errno, "{}: tcgetattr", what);
+    // Written by the slave, not yet read at the master: taken (packet mode off meanwhile, so
+    // that no status byte comes with them) and written again into the slave, unprocessed.
+    int waiting = 0;
+    if (::ioctl(master.get(), FIONREAD, &waiting) == 0 && waiting > 0) {
+      if (!s) {
+        throw UnsupportedError(fmt::format("{}: {} bytes written to its slave wait in it, and no slave of it is the "
+                                           "job's to write them again through; checkpoint it once they have been read",
+                                           what, waiting));
+      }
+      UniqueFd slave = grab(s->pid, s->fd);
+      int off = 0, on = 1;
+      if (m.state.packet_mode()) ::ioctl(master.get(), TIOCPKT, &off);
+      std::string data = read_waiting(master.get(), waiting, what);
+      if (m.state.packet_mode()) ::ioctl(master.get(), TIOCPKT, &on);
+      set_settings(master.get(), settings_to_put_back_output(saved), what);
+      write_back(slave.get(), data, what);
+      set_settings(master.get(), saved, what);
+      m.state.set_output(std::move(data));
+    }
+    // Written by the master, not yet read at the slave (a line not finished in canonical mode
+    // too: canonical mode is off while it is read): taken and written again into the master.
+    if (s) {
+      UniqueFd slave = grab(s->pid, s->fd);
+      termios reading = saved;
+      reading.c_lflag &= ~static_cast<tcflag_t>(ICANON);
+      reading.c_cc[VMIN] = 0;
+      reading.c_cc[VTIME] = 0;
+      set_settings(master.get(), reading, what);
+      waiting = 0;
+      std::string data;
+      if (::ioctl(slave.get(), FIONREAD, &waiting) == 0 && waiting > 0) data = read_waiting(slave.get(), waiting, what);
+      if (!data.empty()) {
+        const termios putting = settings_to_put_back_input(saved);
+        set_settings(master.get(), putting, what);
+        write_back(master.get(), data, what);
+        wait_until_input_taken(slave.get(), putting, data);
+      }
+      set_settings(master.get(), saved, what);
+      m.state.set_input(std::move(data));
+    }
+  }
 }
 
 void TerminalCheck::check_pairs() const {

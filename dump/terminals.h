@@ -49,6 +49,9 @@ class TerminalCheck {
                     uint64_t id);
   // Throws UnsupportedError for a pty slave whose master is not the job's.
   void check_pairs() const;
+  // Once every process is collected (and frozen): the bytes waiting in each pair, both ways,
+  // saved in the master's record and put back as they were.
+  void save_queues();
   // Writes ttys.img (even when empty).
   void write_images(const std::filesystem::path& dir) const;
 

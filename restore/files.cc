@@ -106,6 +106,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     }
     installed[key] = entry.fd();
   }
+  ptys.finish();
   for (const auto& [id, file] : images.regfiles)
     if (file.cwd()) ghosts.enter_cwd(file);
   // Every fd of a ghost is open (and the working directory entered): delete them again.

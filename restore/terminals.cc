@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/file_util.h"
+#include "common/pty_queues.h"
 #include "images/image_file.h"
 #include "launcher/console.h"
 
@@ -52,10 +54,27 @@ void apply_settings(const pb::TtyState& state, int fd, const std::string& what) 
 
 }  // namespace
 
-PtyFactory::~PtyFactory() {
+void PtyFactory::finish() {
   for (auto& [key, pair] : pairs_) {
+    const pb::TtyState& m = *pair.state;
+    const std::string what = fmt::format("pty {}", m.index());
+    termios saved{};
+    if (::tcgetattr(pair.master.get(), &saved) < 0) fail_errno(errno, "{}: tcgetattr", what);
+    if (!m.output().empty() || !m.input().empty()) {
+      // Through a slave of our own (the pair is unlocked until the end of this).
+      UniqueFd slave(::ioctl(pair.master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+      if (!slave) fail_errno(errno, "{}: open its slave to put back the bytes that waited in it", what);
+      auto put = [&](int fd, const termios& settings, const std::string& data) {
+        if (::tcsetattr(pair.master.get(), TCSANOW, &settings) < 0) fail_errno(errno, "{}: tcsetattr", what);
+        write_all(fd, std::as_bytes(std::span(data.data(), data.size())), what);
+        if (fd == pair.master.get()) wait_until_input_taken(slave.get(), settings, data);
+        if (::tcsetattr(pair.master.get(), TCSANOW, &saved) < 0) fail_errno(errno, "{}: tcsetattr", what);
+      };
+      if (!m.output().empty()) put(slave.get(), settings_to_put_back_output(saved), m.output());
+      if (!m.input().empty()) put(pair.master.get(), settings_to_put_back_input(saved), m.input());
+    }
     int one = 1;
-    if (pair.locked) ::ioctl(pair.master.get(), TIOCSPTLCK, &one);
+    if (m.locked() && ::ioctl(pair.master.get(), TIOCSPTLCK, &one) < 0) fail_errno(errno, "{}: lock it again", what);
   }
 }
 
@@ -92,7 +111,7 @@ PtyFactory::Pair& PtyFactory::pair_for(const pb::TtyState& end) {
   if (::ioctl(high.get(), TIOCPKT, &packet) < 0) fail_errno(errno, "{}: set packet mode", what);
   Pair& pair = pairs_[key];
   pair.master = std::move(high);
-  pair.locked = master->locked();
+  pair.state = master;
   return pair;
 }
 

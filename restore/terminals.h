@@ -28,8 +28,9 @@ class PtyFactory {
  public:
   // The factory's own fds live at or above min_fd, clear of the fd numbers being installed.
   PtyFactory(const std::map<uint64_t, pb::TtyState>& ptys, int min_fd) : ptys_(ptys), min_fd_(min_fd) {}
-  // Locks again the pairs that were locked at the dump (after their slaves were opened).
-  ~PtyFactory();
+  // Once every fd is installed: puts the bytes that waited in each pair back in its queues,
+  // and locks again the pairs that were locked at the dump (their slaves are open by then).
+  void finish();
   PtyFactory(const PtyFactory&) = delete;
   PtyFactory& operator=(const PtyFactory&) = delete;
   UniqueFd open(uint64_t id);
@@ -37,7 +38,7 @@ class PtyFactory {
  private:
   struct Pair {
     UniqueFd master;
-    bool locked = false;
+    const pb::TtyState* state = nullptr;  // its master's record
   };
   Pair& pair_for(const pb::TtyState& end);
 
