@@ -95,6 +95,15 @@ class Relay {
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
     if (n <= 0) return false;
     if (buf[0] == 'D' && r_.interactive) write_bounded(r_.master, buf + 1, static_cast<size_t>(n - 1));
+    if (buf[0] == 'E' && r_.interactive) {
+      // The client's input ended (a pipe, not a terminal): the terminal's end-of-file key,
+      // which a reader at the start of a line takes as end of file.
+      termios t{};
+      if (::tcgetattr(r_.master, &t) == 0 && t.c_cc[VEOF] != _POSIX_VDISABLE) {
+        const char eof = static_cast<char>(t.c_cc[VEOF]);
+        write_bounded(r_.master, &eof, 1);
+      }
+    }
     if (buf[0] == 'W' && static_cast<size_t>(n) == 1 + sizeof(winsize)) {
       winsize ws;
       std::memcpy(&ws, buf + 1, sizeof ws);
@@ -351,6 +360,8 @@ AttachEnd attach_console(int connection, const std::vector<unsigned char>& detac
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         input_open = false;  // the job's output still comes, until it ends or we are detached
+        const char eof = 'E';
+        send_message(connection, &eof, 1);
       }
       for (ssize_t i = 0; i < n; ++i) {
         const unsigned char c = buf[i];

@@ -6,7 +6,8 @@
 // Clients (the foreground `run -t`, `stasis attach`) talk to the monitor over a SOCK_SEQPACKET
 // unix socket, ROOT/NAME.attach (the foreground caller gets a socketpair end instead, attached
 // before the job runs, so it misses nothing). Each message from a client starts with a type
-// byte: 'D' and the bytes typed, or 'W' and a struct winsize (its terminal was resized). The
+// byte: 'D' and the bytes typed, 'W' and a struct winsize (its terminal was resized), or 'E'
+// (its input ended: the terminal's end-of-file key goes to the job, once). The
 // monitor sends the job's output as plain messages and closes the connection once the job has
 // ended and its last output has been sent.
 #pragma once

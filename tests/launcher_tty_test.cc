@@ -109,6 +109,20 @@ TEST(LauncherTty, AttachDetachAndAttachAgain) {
   EXPECT_TRUE(contains(logs.out, "second-3")) << logs.out;
 }
 
+// -it with input that is not a terminal (a pipe): what it says is typed, and its end is the
+// terminal's end-of-file key, which ends the shell.
+TEST(LauncherTty, PipedInputEndsWithEndOfFile) {
+  TempDir root;
+  const std::string name = unique_name("pipe");
+  ContainerGuard guard(root.path(), name);
+  auto r = run_command({"sh", "-c",
+                        "printf 'echo piped-$((2*3))\\n' | " + stasis_binary() + " --root " + root.path().string() +
+                            " run -it --rm --name " + name + " sh"},
+                       20s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "piped-6")) << r.out;
+}
+
 TEST(LauncherTty, AttachToAJobWithoutTerminalIsRefused) {
   TempDir root;
   const std::string name = unique_name("noatt");
