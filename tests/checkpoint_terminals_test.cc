@@ -294,6 +294,29 @@ TEST(CheckpointTerminals, TerminalSettingsAndWindowSizeComeBack) {
   EXPECT_TRUE(term.wait_exit()) << term.seen();
 }
 
+// dump --leave-running of a -t job: the original goes on on its terminal, and a copy restored
+// beside it (another name) gets a terminal of its own; each answers on its own.
+TEST(CheckpointTerminals, LeaveRunningCopyGetsATerminalOfItsOwn) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("orig"), copy = env.unique_name("copy");
+  RemoveAtEnd cleanup(env, name), cleanup_copy(env, copy);
+  auto run = env.stasis({"run", "-dit", "--name", name, "sh"}, 30s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto dir = env.image_dir("orig");
+  auto dump = env.stasis({"dump", name, "-D", dir.string(), "--leave-running"}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
+  auto restore = env.stasis({"restore", "-D", dir.string(), "-d", "--name", copy}, 60s);
+  ASSERT_EQ(restore.exit_code, 0) << restore.out << restore.err;
+  for (const std::string& which : {name, copy}) {
+    PtySession term;
+    ASSERT_TRUE(term.start(attach_argv(env, which)));
+    ::usleep(200000);
+    ASSERT_TRUE(type_and_detach(term, "echo I-am-$HOSTNAME-$((5*5))\n", "-25")) << which;
+  }
+  auto logs = env.stasis({"logs", copy});
+  EXPECT_TRUE(contains(logs.out, "-25")) << logs.out;
+}
+
 // A foreground `stasis restore` of a -t job is attached to it, as `stasis run -it` is.
 TEST(CheckpointTerminals, ForegroundRestoreIsAttached) {
   CheckpointEnv env;
