@@ -94,6 +94,9 @@ class Relay {
     ssize_t n = ::recv(clients[i].get(), buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
     if (n <= 0) return false;
+    if (buf[0] == 'D' && r_.stdin_pipe) write_bounded(r_.stdin_pipe.get(), buf + 1, static_cast<size_t>(n - 1));
+    if (buf[0] == 'E' && r_.stdin_pipe) r_.stdin_pipe.reset();  // the job reads end of file
+    if (r_.master < 0) return true;
     if (buf[0] == 'D' && r_.interactive) write_bounded(r_.master, buf + 1, static_cast<size_t>(n - 1));
     if (buf[0] == 'E' && r_.interactive) {
       // The client's input ended (a pipe, not a terminal): the terminal's end-of-file key,
@@ -114,6 +117,7 @@ class Relay {
 
   // Reads what the master has; false at its end (no slave open any more) or when empty.
   bool drain_once() {
+    if (r_.master < 0) return false;
     char buf[kChunk];
     ssize_t n = ::read(r_.master, buf, sizeof buf);
     if (n > 0) {
@@ -132,6 +136,10 @@ class Relay {
 }  // namespace
 
 fs::path attach_socket_path(const fs::path& root, const std::string& name) { return root / (name + ".attach"); }
+
+bool has_attach_socket(const pb::ContainerConfig& config) {
+  return config.tty() || (config.detach() && config.interactive());
+}
 
 ConsolePair open_console_pair() {
   ConsolePair pair;
@@ -179,7 +187,8 @@ UniqueFd listen_console(const fs::path& path) {
 }
 
 int relay_console(ConsoleRelay r, pid_t pid1) {
-  ::fcntl(r.master, F_SETFL, ::fcntl(r.master, F_GETFL) | O_NONBLOCK);
+  if (r.master >= 0) ::fcntl(r.master, F_SETFL, ::fcntl(r.master, F_GETFL) | O_NONBLOCK);
+  if (r.stdin_pipe) ::fcntl(r.stdin_pipe.get(), F_SETFL, O_NONBLOCK);
   Relay relay(r);
   if (r.first_client) relay.clients.push_back(std::move(r.first_client));
   UniqueFd listener = std::move(r.listener);
@@ -222,7 +231,7 @@ int relay_console(ConsoleRelay r, pid_t pid1) {
     }
   }
   // The job has ended (its PID namespace with it): what it wrote last is still in the master.
-  for (;;) {
+  while (r.master >= 0) {
     pollfd p{r.master, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0 || !relay.drain_once()) break;
   }
@@ -257,8 +266,10 @@ std::vector<unsigned char> parse_detach_keys(const std::string& spec) {
 UniqueFd connect_console(const fs::path& root, const std::string& name) {
   StateStore store(root);
   pb::ContainerState state = store.load(name);
-  if (!state.config().tty()) {
-    fail("container {} has no terminal (it was not started with -t): its output is in 'stasis logs {}'", name, name);
+  if (!has_attach_socket(state.config())) {
+    fail("container {} has no terminal nor open stdin (it was started without -t, and without -d -i): its output is "
+         "in 'stasis logs {}'",
+         name, name);
   }
   if (state.status() != "running" || !container_alive(state)) fail("container {} is not running", name);
   const fs::path path = attach_socket_path(root, name);
@@ -308,12 +319,31 @@ void send_window_size(int connection) {
 
 }  // namespace
 
-AttachEnd attach_console(int connection, const std::vector<unsigned char>& detach_keys, bool send_input) {
+AttachEnd attach_console(int connection, const std::vector<unsigned char>& detach_keys, bool send_input,
+                         const std::string& follow_log) {
+  const bool tty = follow_log.empty();
   std::optional<RawMode> raw;
-  if (send_input && ::isatty(0)) raw.emplace(0);
+  if (tty && send_input && ::isatty(0)) raw.emplace(0);
+  UniqueFd log;
+  if (!tty) {
+    log.reset(::open(follow_log.c_str(), O_RDONLY | O_CLOEXEC));
+    if (log) ::lseek(log.get(), 0, SEEK_END);  // from now on, as for a terminal
+  }
+  auto copy_log = [&] {
+    char buf[kChunk];
+    ssize_t n;
+    while (log && (n = ::read(log.get(), buf, sizeof buf)) > 0) {
+      try {
+        write_all(1, std::as_bytes(std::span(buf, static_cast<size_t>(n))), "stdout");
+      } catch (const Error&) {
+        return;
+      }
+    }
+  };
   sigset_t winch, old;
   sigemptyset(&winch);
   sigaddset(&winch, SIGWINCH);
+  if (!tty) sigaddset(&winch, SIGINT);  // without a terminal of the job's, ctrl-c detaches
   ::sigprocmask(SIG_BLOCK, &winch, &old);
   UniqueFd resized(::signalfd(-1, &winch, SFD_CLOEXEC | SFD_NONBLOCK));
   struct RestoreMask {
@@ -338,14 +368,18 @@ AttachEnd attach_console(int connection, const std::vector<unsigned char>& detac
   };
   for (;;) {
     pollfd fds[3] = {{connection, POLLIN, 0}, {input_open ? 0 : -1, POLLIN, 0}, {resized.get(), POLLIN, 0}};
-    if (::poll(fds, 3, -1) < 0) {
+    if (::poll(fds, 3, tty ? -1 : 100) < 0) {
       if (errno == EINTR) continue;
       fail_errno(errno, "attach: poll");
     }
+    copy_log();
     if (fds[0].revents) {
       char buf[kChunk + 1];
       ssize_t n = ::recv(connection, buf, sizeof buf, 0);
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return AttachEnd::Ended;
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        copy_log();  // the job's last words
+        return AttachEnd::Ended;
+      }
       if (n > 0) {
         try {
           write_all(1, std::as_bytes(std::span(buf, static_cast<size_t>(n))), "stdout");
@@ -385,9 +419,10 @@ AttachEnd attach_console(int connection, const std::vector<unsigned char>& detac
     }
     if (fds[2].revents) {
       signalfd_siginfo info;
-      while (::read(resized.get(), &info, sizeof info) > 0) {
-      }
-      send_window_size(connection);
+      bool interrupted = false;
+      while (::read(resized.get(), &info, sizeof info) > 0) interrupted |= info.ssi_signo == SIGINT;
+      if (interrupted) return AttachEnd::Detached;
+      if (tty) send_window_size(connection);
     }
   }
 }

@@ -21,11 +21,15 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "container.pb.h"
 
 namespace stasis::launcher {
 
-// ROOT/NAME.attach: where the monitor of a -t container listens.
+// ROOT/NAME.attach: where the monitor of a -t container listens (and of a -d -i one without
+// -t, whose stdin is a pipe the monitor writes what clients type into).
 std::filesystem::path attach_socket_path(const std::filesystem::path& root, const std::string& name);
+// Whether the monitor of a container so configured listens there.
+bool has_attach_socket(const pb::ContainerConfig& config);
 
 // The pty pair of a -t job, opened in the caller. The master's window size is the caller's
 // terminal's when its stdin is one (so the job starts at the right size), else 24x80.
@@ -43,7 +47,8 @@ void take_console_as_controlling_terminal();
 
 // The monitor's side, once PID 1 runs.
 struct ConsoleRelay {
-  int master = -1;
+  int master = -1;                  // -1 without -t
+  UniqueFd stdin_pipe;              // -d -i without -t: the write end of the job's stdin
   int log = -1;                     // the container's log, or -1
   UniqueFd first_client;            // the foreground caller's connection, if any
   std::filesystem::path socket_path;
@@ -68,7 +73,11 @@ UniqueFd connect_console(const std::filesystem::path& root, const std::string& n
 // The client: our stdin (raw while attached, when it is a terminal and send_input) to the
 // job, the job's output to our stdout, window size changes passed on. Returns Ended when the
 // monitor closed the connection (the job ended), Detached when the user typed detach_keys.
+// For a job without -t (follow_log: its log), our terminal stays as it is (the job has no
+// terminal to edit lines or echo), what the job writes is followed in its log from now on, and
+// SIGINT (ctrl-c) detaches.
 enum class AttachEnd { Ended, Detached };
-AttachEnd attach_console(int connection, const std::vector<unsigned char>& detach_keys, bool send_input);
+AttachEnd attach_console(int connection, const std::vector<unsigned char>& detach_keys, bool send_input,
+                         const std::string& follow_log = "");
 
 }  // namespace stasis::launcher

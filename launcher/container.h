@@ -6,7 +6,8 @@
 //     └─ monitor ("stasis-monitor", own session): parent of the job's PID 1, records its exit
 //          └─ PID 1 of the new PID namespace: runs `init` (by default: exec of argv)
 //
-// Stdio of PID 1: stdin is /dev/null when detached, else the caller's stdin; stdout and stderr
+// Stdio of PID 1 (with -t: the pty slave, launcher/console.h; with -d -i: a pipe from the
+// monitor): stdin is /dev/null when detached, else the caller's stdin; stdout and stderr
 // go to config.log_path when set (opened O_APPEND by the caller, so an unwritable log fails
 // early), else (foreground) to the caller's stdout/stderr. Detached containers without --log
 // get ROOT/<name>.log, recorded in config.log_path. Other fds of the caller stay open in PID 1

@@ -83,11 +83,19 @@ struct Stdio {
   // log) and, in the foreground, the monitor's and the caller's ends of the caller's connection.
   ConsolePair console;
   UniqueFd console_peer, caller_console;
+  UniqueFd stdin_writer;  // -d -i without -t: the monitor's end of the job's stdin
 };
 
 Stdio plan_stdio(const pb::ContainerConfig& config, bool fresh_log) {
   Stdio s;
-  if (config.detach()) {
+  if (config.detach() && config.interactive() && !config.tty()) {
+    // -d -i: stdin stays open, a pipe that `stasis attach` writes into through the monitor.
+    int p[2];
+    check_sys(::pipe2(p, O_CLOEXEC), "-i: pipe for the job's stdin");
+    s.owned_in.reset(p[0]);
+    s.stdin_writer.reset(p[1]);
+    s.in = s.owned_in.get();
+  } else if (config.detach()) {
     s.owned_in = open_or_throw("/dev/null", O_RDONLY);
     s.in = s.owned_in.get();
   }
@@ -273,12 +281,10 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (stdio.in != 0) check_sys(::dup2(stdio.in, 0), "dup2 stdin");
     if (stdio.out != 1) check_sys(::dup2(stdio.out, 1), "dup2 stdout");
     if (stdio.err != 2) check_sys(::dup2(stdio.err, 2), "dup2 stderr");
-    if (config.tty()) {
-      for (int fd : {stdio.console.master.get(), stdio.console.slave.get(), stdio.console_peer.get(),
-                     stdio.caller_console.get()})
-        if (fd > 2) ::close(fd);
-      take_console_as_controlling_terminal();
-    }
+    for (int fd : {stdio.console.master.get(), stdio.console.slave.get(), stdio.console_peer.get(),
+                   stdio.caller_console.get(), stdio.stdin_writer.get()})
+      if (fd > 2) ::close(fd);
+    if (config.tty()) take_console_as_controlling_terminal();
     const bool own_mnt = !shares_host_namespace(config, "mnt"), own_uts = !shares_host_namespace(config, "uts");
     int flags = 0;
     if (own_mnt) flags |= CLONE_NEWNS;
@@ -492,7 +498,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     const bool monitor_says_go = !go_from_caller(config);
     close_fds_except({report_fd, from_caller, monitor_says_go ? go_write : -1, from_child[0],
                       stdio.console.master.get(), config.tty() ? stdio.owned_log.get() : -1,
-                      stdio.console_peer.get()});
+                      stdio.console_peer.get(), stdio.stdin_writer.get()});
     auto expect = [&](char want, const char* step) {
       char c = read_byte(from_child[0]);
       if (c == want) return;
@@ -565,7 +571,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
   }
   // -t: `stasis attach` right after `run -d` returns finds the socket.
   UniqueFd console_listener;
-  if (config.tty()) console_listener = listen_console(attach_socket_path(store.root(), config.name()));
+  if (has_attach_socket(config)) console_listener = listen_console(attach_socket_path(store.root(), config.name()));
   write_string(report_fd, "OK " + std::to_string(pid) + "\n");
   // A foreground caller waits for "EXIT <status>" on the same pipe (see wait_for_exit).
   if (config.detach()) ::close(report_fd);
@@ -580,9 +586,10 @@ bool go_from_caller(const pb::ContainerConfig& config) {
   }
 
   int status = 0;
-  if (config.tty()) {
+  if (has_attach_socket(config)) {
     ConsoleRelay relay{.master = stdio.console.master.get(),
-                       .log = stdio.owned_log.get(),
+                       .stdin_pipe = UniqueFd(stdio.stdin_writer.get()),
+                       .log = config.tty() ? stdio.owned_log.get() : -1,
                        .first_client = UniqueFd(stdio.console_peer.get()),
                        .socket_path = attach_socket_path(store.root(), config.name()),
                        .listener = std::move(console_listener),

@@ -317,6 +317,29 @@ TEST(CheckpointTerminals, LeaveRunningCopyGetsATerminalOfItsOwn) {
   EXPECT_TRUE(contains(logs.out, "-25")) << logs.out;
 }
 
+// A -d -i job without -t, dumped while it waits on its stdin (a pipe from its monitor):
+// restored, its stdin is a pipe from the new monitor, which attach writes into.
+TEST(CheckpointTerminals, DetachedInteractiveJobKeepsAnOpenStdin) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("stdin");
+  RemoveAtEnd cleanup(env, name);
+  auto run = env.stasis({"run", "-d", "-i", "--name", name, "sh", "-c",
+                         "while read l; do echo \"got $l\"; done; echo stdin-closed; exit 6"},
+                        30s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ::usleep(300000);
+  const auto dir = env.image_dir("stdin");
+  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
+  auto restore = env.stasis({"restore", "-D", dir.string(), "-d"}, 60s);
+  ASSERT_EQ(restore.exit_code, 0) << restore.out << restore.err;
+  auto r = run_command({"sh", "-c",
+                        "printf 'after\\n' | " + stasis_binary() + " --root " + env.root().string() + " attach " + name},
+                       20s);
+  EXPECT_EQ(r.exit_code, 6) << r.out << r.err;
+  EXPECT_EQ(r.out, "got after\nstdin-closed\n");
+}
+
 // A foreground `stasis restore` of a -t job is attached to it, as `stasis run -it` is.
 TEST(CheckpointTerminals, ForegroundRestoreIsAttached) {
   CheckpointEnv env;

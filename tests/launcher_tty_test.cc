@@ -123,6 +123,23 @@ TEST(LauncherTty, PipedInputEndsWithEndOfFile) {
   EXPECT_TRUE(contains(r.out, "piped-6")) << r.out;
 }
 
+// -d -i without -t: stdin stays open (a pipe), attach writes into it and follows the log; the
+// end of attach's input closes the job's stdin.
+TEST(LauncherTty, DetachedInteractiveJobWithoutTerminalReadsWhatAttachSends) {
+  TempDir root;
+  const std::string name = unique_name("stdin");
+  ContainerGuard guard(root.path(), name);
+  auto run = stasis_at(root, {"run", "-d", "-i", "--name", name, "sh", "-c",
+                              "while read l; do echo \"got $l\"; done; echo stdin-closed; exit 6"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto r = run_command({"sh", "-c",
+                        "printf 'one\\ntwo\\n' | " + stasis_binary() + " --root " + root.path().string() +
+                            " attach " + name},
+                       20s);
+  EXPECT_EQ(r.exit_code, 6) << r.out << r.err;
+  EXPECT_EQ(r.out, "got one\ngot two\nstdin-closed\n");
+}
+
 TEST(LauncherTty, AttachToAJobWithoutTerminalIsRefused) {
   TempDir root;
   const std::string name = unique_name("noatt");
@@ -130,7 +147,7 @@ TEST(LauncherTty, AttachToAJobWithoutTerminalIsRefused) {
   ASSERT_EQ(stasis_at(root, {"run", "-d", "--name", name, "sleep", "30"}).exit_code, 0);
   auto r = stasis_at(root, {"attach", name}, 10s);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "has no terminal")) << r.err;
+  EXPECT_TRUE(contains(r.err, "has no terminal nor open stdin")) << r.err;
   EXPECT_TRUE(contains(r.err, "stasis logs")) << r.err;
 }
 
