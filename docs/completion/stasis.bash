@@ -129,7 +129,7 @@ _stasis() {
     migrate) ((positional == 0)) && COMPREPLY=($(compgen -W "$(_stasis_containers)" -- "$cur")) ;;
     show) _stasis_files -d ;;
     restore) ;;
-    rm | inspect | wait | dump) COMPREPLY=($(compgen -W "$(_stasis_containers -a)" -- "$cur")) ;;
+    rm | inspect | wait | dump | logs) COMPREPLY=($(compgen -W "$(_stasis_containers -a)" -- "$cur")) ;;
     *) COMPREPLY=($(compgen -W "$(_stasis_containers)" -- "$cur")) ;;
   esac
 }
