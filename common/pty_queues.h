@@ -46,6 +46,26 @@ inline void wait_until_input_taken(int slave, const termios& t, const std::strin
   }
 }
 
+// Puts data into the input queue of tty (a terminal we hold, not necessarily our controlling
+// one: CAP_SYS_ADMIN) as if typed, synchronously (TIOCSTI hands each byte to the line
+// discipline at once), with the settings that take it as it comes, then settings back.
+// Returns false (errno set) when the kernel refuses.
+inline bool put_back_input_as_typed(int tty, const termios& settings, const std::string& data) {
+  const termios putting = settings_to_put_back_input(settings);
+  if (::tcsetattr(tty, TCSANOW, &putting) < 0) return false;
+  bool ok = true;
+  for (char c : data) {
+    if (::ioctl(tty, TIOCSTI, &c) < 0) {
+      ok = false;
+      break;
+    }
+  }
+  const int err = errno;
+  ::tcsetattr(tty, TCSANOW, &settings);
+  errno = err;
+  return ok;
+}
+
 inline termios settings_to_put_back_output(termios t) {
   t.c_oflag &= ~static_cast<tcflag_t>(OPOST);
   return t;

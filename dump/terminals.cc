@@ -136,12 +136,23 @@ void TerminalCheck::set_console(const std::string& path) {
   w->set_cols(ws.ws_col);
   w->set_xpixel(ws.ws_xpixel);
   w->set_ypixel(ws.ws_ypixel);
-  // Typed but not yet read by the job: a pty has no way to look at its input without taking it.
-  int unread = 0;
-  if (::ioctl(tty.get(), TIOCINQ, &unread) == 0 && unread > 0) {
-    log::warn("the container's terminal {} has {} bytes typed that the job had not read yet: they are not saved",
-              path, unread);
+  // Typed but not yet read by the job (type-ahead): a pty has no way to look at its input
+  // without taking it, so it is read (canonical mode off meanwhile, so that an unfinished line
+  // comes too) and typed again at once, as the restore will (the job is frozen).
+  termios reading = t;
+  reading.c_lflag &= ~static_cast<tcflag_t>(ICANON);
+  reading.c_cc[VMIN] = 0;
+  reading.c_cc[VTIME] = 0;
+  if (::tcsetattr(tty.get(), TCSANOW, &reading) < 0) fail_errno(errno, "tcsetattr on the container's terminal {}", path);
+  std::string typed;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(tty.get(), buf, sizeof buf)) > 0;) typed.append(buf, static_cast<size_t>(n));
+  if (!typed.empty() && !put_back_input_as_typed(tty.get(), t, typed)) {
+    fail_errno(errno, "the container's terminal {}: type again the {} bytes the job had not read (TIOCSTI)", path,
+               typed.size());
   }
+  if (::tcsetattr(tty.get(), TCSANOW, &t) < 0) fail_errno(errno, "tcsetattr on the container's terminal {}", path);
+  console_state_.set_input(std::move(typed));
 }
 
 bool TerminalCheck::is_console(pid_t pid, dev_t rdev) {

@@ -137,6 +137,12 @@ UniqueFd PtyFactory::open(uint64_t id) {
 
 void restore_console(const pb::TtyState& console, int slave) {
   apply_settings(console, slave, "terminal");
+  if (!console.input().empty()) {
+    // Type-ahead the job had not read: typed again (the stub is root, the terminal its own).
+    termios settings{};
+    if (::tcgetattr(slave, &settings) < 0 || !put_back_input_as_typed(slave, settings, console.input()))
+      fail_errno(errno, "terminal: type again the {} bytes the job had not read", console.input().size());
+  }
   // Our own group is the foreground one already (the launcher made the terminal ours); another
   // group of the session can only be made so once its processes exist.
   const pid_t fg = console.foreground_pgrp();

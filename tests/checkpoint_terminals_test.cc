@@ -340,6 +340,33 @@ TEST(CheckpointTerminals, DetachedInteractiveJobKeepsAnOpenStdin) {
   EXPECT_EQ(r.out, "got after\nstdin-closed\n");
 }
 
+// Type-ahead: a line typed on the -t terminal while the job sleeps, not read yet at the dump,
+// is read by the restored job.
+TEST(CheckpointTerminals, TypeAheadOnTheTerminalIsReadAfterRestore) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("ahead");
+  RemoveAtEnd cleanup(env, name);
+  auto run = env.stasis({"run", "-dit", "--name", name, "python3", "-c",
+                         "import time\ntime.sleep(4)\nprint('read:' + input())"},
+                        30s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  {
+    PtySession term;
+    ASSERT_TRUE(term.start(attach_argv(env, name)));
+    ::usleep(200000);
+    ASSERT_TRUE(type_and_detach(term, "ahead\n", "ahead"));  // the terminal's echo
+  }
+  const auto dir = env.image_dir("ahead");
+  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
+  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
+  auto restore = env.stasis({"restore", "-D", dir.string(), "-d"}, 60s);
+  ASSERT_EQ(restore.exit_code, 0) << restore.out << restore.err;
+  auto wait = env.stasis({"wait", name}, 20s);
+  EXPECT_EQ(wait.out, "0\n") << wait.err;
+  auto logs = env.stasis({"logs", name});
+  EXPECT_TRUE(contains(logs.out, "read:ahead")) << logs.out;
+}
+
 // A foreground `stasis restore` of a -t job is attached to it, as `stasis run -it` is.
 TEST(CheckpointTerminals, ForegroundRestoreIsAttached) {
   CheckpointEnv env;
