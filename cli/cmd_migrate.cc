@@ -13,6 +13,7 @@ void add_migrate_command(Cli& cli) {
   struct Args {
     std::string name, to, compression = "lz4", key;
     int max_rounds = 8;
+    double max_downtime_ms = 0;
     bool plaintext = false;
     bool json = false;
   };
@@ -20,7 +21,10 @@ void add_migrate_command(Cli& cli) {
   cmd->add_option("name", a->name, "Container to move")->required();
   cmd->add_option("--to", a->to, "Destination: ADDR:PORT of `stasis serve`")->required();
   cmd->add_option("--max-rounds", a->max_rounds, "Most pre-copy rounds before the final stop")->capture_default_str();
-  cmd->add_option("--compress,--compression", a->compression, "Page compression: none, lz4 or zstd")
+  cmd->add_option("--max-downtime", a->max_downtime_ms,
+                  "Downtime goal in ms: pre-copy rounds go on until the last one's pages, at the rate measured, "
+                  "would go in this time (or stop shrinking); without it, until a round holds under 8 MiB");
+  cmd->add_option("--compress,--compression", a->compression, "Page compression on the wire: none, lz4 or zstd")
       ->capture_default_str();
   cmd->add_option("--key", a->key,
                   "Pre-shared key file (the same as serve's): the destination must prove it holds it, and every "
@@ -44,6 +48,8 @@ Examples:
       o.to = a->to;
       o.state_root = cli.global.root;
       o.max_rounds = a->max_rounds;
+      if (a->max_downtime_ms < 0) throw UsageError("--max-downtime: a number of milliseconds, 0 or more");
+      o.max_downtime_ms = a->max_downtime_ms;
       o.json = a->json;
       o.compression = images::parse_compression(a->compression);
       if (!a->key.empty()) o.key = transport::read_key_file(a->key);

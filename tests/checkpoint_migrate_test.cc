@@ -27,30 +27,63 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// `stasis --root ROOT serve --listen 127.0.0.1:0 --plaintext`, killed (by pid) and reaped at
-// the end, with whatever it restored removed.
+// How a test's serve runs: in a network namespace (`nsenter --net`) or not, on which address,
+// with a key file (--key) or --plaintext, other options, and STASIS_FAULT (common/fault.h).
+struct ServeSetup {
+  std::string key;    // empty: --plaintext
+  std::string fault;  // STASIS_FAULT
+  std::string fault_pause;  // STASIS_FAULT_PAUSE
+  std::string netns;  // run under nsenter --net=/run/netns/NETNS
+  std::string address = "127.0.0.1";
+  std::vector<std::string> options;  // more options of serve
+};
+
+ServeSetup setup_with(const std::string& key, const std::string& fault, const std::string& netns = "",
+                      const std::string& address = "127.0.0.1") {
+  ServeSetup s;
+  s.key = key;
+  s.fault = fault;
+  s.netns = netns;
+  s.address = address;
+  return s;
+}
+
+// `stasis --root ROOT serve --listen ADDR:0 ...`, killed (by pid) and reaped at the end, with
+// whatever it restored removed.
 class Server {
  public:
-  // key: the key file (--key), or empty for --plaintext; fault: STASIS_FAULT for the serve
-  // (common/fault.h), or empty.
-  explicit Server(const fs::path& root, const std::string& key = "", const std::string& fault = "") : root_(root) {
-    log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + ".log");
+  explicit Server(const fs::path& root, const std::string& key = "", const std::string& fault = "")
+      : Server(root, setup_with(key, fault)) {}
+  Server(const fs::path& root, const ServeSetup& setup) : root_(root), netns_(setup.netns) {
+    log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + "-" + root.filename().string() + ".log");
+    std::vector<std::string> argv;
+    if (!setup.netns.empty()) argv = {"nsenter", "--net=/run/netns/" + setup.netns};
+    for (std::string a : {stasis_binary(), std::string("--root"), root.string(), std::string("serve"),
+                          std::string("--listen"), setup.address + ":0"})
+      argv.push_back(a);
+    if (setup.key.empty()) {
+      argv.push_back("--plaintext");
+    } else {
+      argv.push_back("--key");
+      argv.push_back(setup.key);
+    }
+    argv.insert(argv.end(), setup.options.begin(), setup.options.end());
     pid_ = ::fork();
     if (pid_ == 0) {
       int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
       ::setsid();
-      if (!fault.empty()) ::setenv("STASIS_FAULT", fault.c_str(), 1);
-      std::string bin = stasis_binary(), r = root.string();
-      if (key.empty())
-        ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--plaintext",
-                static_cast<char*>(nullptr));
-      else
-        ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--key", key.c_str(),
-                static_cast<char*>(nullptr));
+      if (!setup.fault.empty()) ::setenv("STASIS_FAULT", setup.fault.c_str(), 1);
+      if (!setup.fault_pause.empty()) ::setenv("STASIS_FAULT_PAUSE", setup.fault_pause.c_str(), 1);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());  // nsenter execs serve in place: pid_ is serve's
       ::_exit(127);
     }
+    const std::regex listening("listening on " + std::regex_replace(setup.address, std::regex("\\."), "\\.") +
+                               ":([0-9]+)");
     wait_until(
         [&] {
           std::ifstream in(log_);
@@ -58,11 +91,12 @@ class Server {
           text << in.rdbuf();
           std::smatch m;
           std::string s = text.str();
-          if (!std::regex_search(s, m, std::regex("listening on 127.0.0.1:([0-9]+)"))) return false;
+          if (!std::regex_search(s, m, listening)) return false;
           port_ = std::stoi(m[1]);
           return true;
         },
         10s);
+    address_ = setup.address;
   }
   ~Server() {
     for (const auto& name : names_) run_stasis({"--root", root_.string(), "rm", "-f", name}, 30s);
@@ -70,14 +104,15 @@ class Server {
     std::error_code ec;
     fs::remove(log_, ec);
   }
-  void stop() {
+  void stop(int sig = SIGKILL) {
     if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
+    ::kill(pid_, sig);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
   int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return address_ + ":" + std::to_string(port_); }
+  pid_t pid() const { return pid_; }
   std::string log() const {
     std::ifstream in(log_);
     std::stringstream text;
@@ -93,6 +128,7 @@ class Server {
 
  private:
   fs::path root_, log_;
+  std::string netns_, address_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::vector<std::string> names_;
@@ -366,6 +402,171 @@ TEST(CheckpointMigrate, TamperedStreamIsRefused) {
   EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
   EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
   EXPECT_TRUE(wait_until([&] { return fs::is_empty(destination_root.path() / "incoming"); }, 10s));
+}
+
+
+// Two hosts linked by a veth pair: this one (the source: its network namespace, its state
+// root) and a network namespace of its own (`ip netns add`) for the destination, where serve
+// runs under nsenter. Addresses 10.77.N.1 (here) and 10.77.N.2 (there), N from our PID. The
+// destructor deletes the link and the namespace whatever the test did.
+class VethHosts {
+ public:
+  VethHosts() {
+    const int n = static_cast<int>(::getpid() % 250) + 1;
+    const std::string tag = std::to_string(::getpid() % 100000);
+    netns_ = "stasis-mig-" + tag;
+    here_ = "smg" + tag + "a";
+    there_ = "smg" + tag + "b";
+    address_here_ = "10.77." + std::to_string(n) + ".1";
+    address_there_ = "10.77." + std::to_string(n) + ".2";
+    for (const auto& argv : std::vector<std::vector<std::string>>{
+             {"ip", "netns", "add", netns_},
+             {"ip", "link", "add", here_, "type", "veth", "peer", "name", there_, "netns", netns_},
+             {"ip", "addr", "add", address_here_ + "/24", "dev", here_},
+             {"ip", "link", "set", here_, "up"},
+             {"ip", "-n", netns_, "addr", "add", address_there_ + "/24", "dev", there_},
+             {"ip", "-n", netns_, "link", "set", there_, "up"},
+             {"ip", "-n", netns_, "link", "set", "lo", "up"}}) {
+      CommandResult r = run_command(argv, 20s);
+      if (r.exit_code != 0) {
+        error_ = join(argv) + ": " + r.out + r.err;
+        return;
+      }
+    }
+    ok_ = true;
+  }
+  ~VethHosts() {
+    run_command({"ip", "link", "del", here_}, 20s);  // fails once cut: fine
+    run_command({"ip", "netns", "del", netns_}, 20s);
+  }
+  VethHosts(const VethHosts&) = delete;
+  VethHosts& operator=(const VethHosts&) = delete;
+  ::testing::AssertionResult ready() const {
+    if (ok_) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << error_;
+  }
+  const std::string& netns() const { return netns_; }
+  const std::string& address_there() const { return address_there_; }
+  // The link goes down on our side: packets stop both ways, neither end is told.
+  bool cut() { return run_command({"ip", "link", "set", here_, "down"}, 20s).exit_code == 0; }
+
+ private:
+  static std::string join(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+    return out;
+  }
+  std::string netns_, here_, there_, address_here_, address_there_, error_;
+  bool ok_ = false;
+};
+
+bool any_file_under(const fs::path& dir, const std::string& part = "") {
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec) && it->path().string().find(part) != std::string::npos) return true;
+  return false;
+}
+
+// A 256 MiB job that keeps rewriting pages (and checks every page twice a second), and the
+// python3 counter, each moved to the other host over the veth with a key.
+TEST(CheckpointMigrateHosts, WriterOf256MiBAndPythonCounterMoveOverVeth) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  VethHosts hosts;
+  ASSERT_TRUE(hosts.ready());
+  TempDir destination_root("stasis-dst");
+  const fs::path key = write_key(env.work(), "key", 'k');
+  Server server(destination_root.path(),
+                setup_with(key.string(), "", hosts.netns(), hosts.address_there()));
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start in " << hosts.netns() << ": " << server.log();
+
+  Container writer(env, "migw");
+  ASSERT_TRUE(writer.run(c_workload("dirtier", {"256", "16"})));
+  server.will_hold(writer.name());
+  CommandResult r = env.stasis({"migrate", writer.name(), "--to", server.address(), "--key", key.string()}, 180s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(listed_running(env.stasis({"ps", "-a"}), writer.name()));
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), writer.name()));
+  // Its check of all 256 MiB runs twice a second: three seconds of "ok" is six full checks.
+  EXPECT_TRUE(keep_progressing(writer.status(), 3000ms));
+
+  Container python(env, "migpy");
+  ASSERT_TRUE(python.run(python_workload()));
+  server.will_hold(python.name());
+  r = env.stasis({"migrate", python.name(), "--to", server.address(), "--key", key.string()}, 120s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), python.name()));
+  EXPECT_TRUE(keep_progressing(python.status(), 2000ms));
+  EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
+}
+
+// The link cut while round 1 streams: migrate gives up within its liveness timeout and the
+// job runs on here, intact; serve notices the silence too and drops what it staged.
+TEST(CheckpointMigrateHosts, CutLinkDuringARoundLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  VethHosts hosts;
+  ASSERT_TRUE(hosts.ready());
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path(), setup_with("", "", hosts.netns(), hosts.address_there()));
+  ASSERT_GT(server.port(), 0) << server.log();
+  Container original(env, "migcut");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"256", "16"})));
+  server.will_hold(original.name());
+  const fs::path incoming = destination_root.path() / "incoming";
+  std::atomic<bool> cut{false};
+  std::thread cutter([&] {
+    if (wait_until([&] { return any_file_under(incoming, "/1/"); }, 60s)) cut = hosts.cut();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  cutter.join();
+  ASSERT_TRUE(cut) << "the link was not cut during round 1: " << r.out << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  EXPECT_LT(seconds, 60) << "migrate took " << seconds << " s to see the link gone";
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  EXPECT_TRUE(wait_until([&] { return fs::is_empty(incoming); }, 40s)) << server.log();
+  EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+}
+
+// The destination's serve stopped in the final phase (the job frozen here, its last pages on
+// the way): the job is thawed and runs on here, intact; serve removes what it staged.
+TEST(CheckpointMigrateHosts, ServeKilledInTheFinalPhaseLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  VethHosts hosts;
+  ASSERT_TRUE(hosts.ready());
+  TempDir destination_root("stasis-dst");
+  const fs::path pause = env.work() / "final-pause";
+  ServeSetup setup = setup_with("", "serve-final", hosts.netns(), hosts.address_there());
+  setup.fault_pause = pause.string();
+  Server server(destination_root.path(), setup);
+  ASSERT_GT(server.port(), 0) << server.log();
+  Container original(env, "migfin");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"256", "16"})));
+  server.will_hold(original.name());
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    if (!wait_until([&] { return fs::exists(pause); }, 90s)) return;
+    // Frozen here while the final phase is held: the moment to lose the destination.
+    EXPECT_NE(env.stasis({"ps", "-a"}).out.find("frozen"), std::string::npos);
+    server.stop(SIGTERM);
+    killed = true;
+  });
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  killer.join();
+  ASSERT_TRUE(killed) << r.out << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
+  EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
 }
 
 }  // namespace

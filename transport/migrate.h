@@ -25,7 +25,10 @@ struct MigrateOptions {
   std::string to;  // ADDR:PORT
   std::filesystem::path state_root = "/run/stasis";
   int max_rounds = 8;
-  uint64_t small_bytes = 8ull << 20;  // a round holding less than this is the last pre-copy
+  uint64_t small_bytes = 8ull << 20;  // without max_downtime_ms: a round holding less is the last
+  // --max-downtime: the pre-copy stops once the last round's pages, at the rate measured over
+  // the rounds so far, would go in this many ms (0: the small_bytes rule instead).
+  double max_downtime_ms = 0;
   images::Compression compression = images::Compression::Lz4;
   std::optional<std::string> key;  // --key: the pre-shared key (transport/wire.h); none: --plaintext
   bool json = false;               // one JSON object a line (round, final, done) instead of text

@@ -4,7 +4,10 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -235,6 +238,19 @@ void Channel::receive_file(const Frame& frame, const fs::path& to) {
     write_all(fd.get(), std::as_bytes(std::span(buf.data(), n)), to.string());
     done += n;
   }
+}
+
+void set_liveness(tcp::socket& socket, unsigned timeout_s) {
+  const int fd = socket.native_handle();
+  const int on = 1, idle = static_cast<int>(std::max(1u, timeout_s / 3)), count = 3;
+  const int interval = std::max(1, idle / 2);
+  const unsigned user_timeout_ms = timeout_s * 1000;
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms) < 0)
+    fail_errno(errno, "migration: set keepalive and TCP_USER_TIMEOUT on the connection");
 }
 
 std::string read_key_file(const fs::path& path) {

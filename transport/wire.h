@@ -7,6 +7,9 @@
 //   PROOF     (key mode) text "<proof>"
 //   FILE      text = the file's path in the staging folder ("3/pages-1.img"), payload = its bytes
 //   RESTORE   text = "<checkpoint folder>\n<container name>"
+//   READY     (from serve) everything sent so far arrived and passed its checks; it restores
+//             on GO
+//   GO        (from migrate) the source job stays frozen from here: restore it
 //   RESULT    (from serve) text = "ok" or the reason the restore failed
 //
 // Key mode (--key FILE, the same file on both sides): each side proves it holds the key with
@@ -33,7 +36,16 @@ namespace stasis::transport {
 
 using boost::asio::ip::tcp;
 
-enum class FrameKind : uint8_t { Hello = 1, File = 2, Restore = 3, Result = 4, Challenge = 5, Proof = 6 };
+enum class FrameKind : uint8_t {
+  Hello = 1,
+  File = 2,
+  Restore = 3,
+  Result = 4,
+  Challenge = 5,
+  Proof = 6,
+  Ready = 7,
+  Go = 8,
+};
 inline constexpr std::string_view kProtocol = "stasis-migrate 1";
 
 struct Frame {
@@ -97,6 +109,12 @@ class Channel {
   std::unique_ptr<Mac> send_mac_, recv_mac_;
   uint64_t recv_left_ = 0;
 };
+
+// Keepalive and TCP_USER_TIMEOUT on a connection: a peer that vanishes (a cut link, a host
+// gone) fails our reads and writes within about `timeout_s` seconds instead of the kernel's
+// 15 minutes of retransmissions, so that the source job is thawed and the destination drops
+// what it staged while a person is still watching.
+void set_liveness(tcp::socket& socket, unsigned timeout_s);
 
 // Reads a key file: at least 16 bytes.
 std::string read_key_file(const std::filesystem::path& path);
