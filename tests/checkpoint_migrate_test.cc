@@ -405,6 +405,52 @@ TEST(CheckpointMigrate, TamperedStreamIsRefused) {
 }
 
 
+uint64_t done_bytes_sent(const std::string& json_lines) {
+  std::smatch m;
+  if (!std::regex_search(json_lines, m, std::regex("\"event\":\"done\",\"rounds\":[0-9]+,\"bytes_sent\":([0-9]+)")))
+    return 0;
+  return std::stoull(m[1]);
+}
+
+// --max-downtime decides when the pre-copy ends: a generous goal is met after round 1, a goal
+// of 1 ms never (rounds go on until they stop shrinking or --max-rounds). --compress sets what
+// goes on the wire: the python3 counter's heap, zstd against none.
+TEST(CheckpointMigrate, MaxDowntimeEndsThePreCopyAndCompressShrinksTheStream) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  auto move = [&](const Workload& w, const std::string& base, const std::vector<std::string>& options) {
+    auto c = std::make_unique<Container>(env, base);
+    EXPECT_TRUE(c->run(w));
+    server.will_hold(c->name());
+    std::vector<std::string> args{"migrate", c->name(), "--to", server.address(), "--plaintext", "--json"};
+    args.insert(args.end(), options.begin(), options.end());
+    CommandResult r = env.stasis(args, 120s);
+    std::printf("%s", r.out.c_str());
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_TRUE(keep_progressing(c->status(), 1000ms));
+    return std::make_pair(std::move(c), r.out);
+  };
+  // 64 pages every 10 ms: about 25 MB/s of writes.
+  auto generous = move(c_workload("dirtier", {"64", "64"}), "migdt", {"--max-downtime", "100000"});
+  EXPECT_NE(generous.second.find("\"round\":1,"), std::string::npos) << generous.second;
+  EXPECT_EQ(generous.second.find("\"round\":2,"), std::string::npos) << generous.second;
+  auto strict = move(c_workload("dirtier", {"64", "64"}), "migdt1", {"--max-downtime", "1", "--max-rounds", "4"});
+  EXPECT_NE(strict.second.find("\"round\":2,"), std::string::npos) << strict.second;
+  EXPECT_NE(strict.second.find("\"estimated_downtime_ms\":"), std::string::npos) << strict.second;
+
+  auto plain = move(python_workload(), "migpyn", {"--compress", "none"});
+  auto zstd = move(python_workload(), "migpyz", {"--compress", "zstd"});
+  const uint64_t plain_bytes = done_bytes_sent(plain.second), zstd_bytes = done_bytes_sent(zstd.second);
+  ASSERT_GT(plain_bytes, 0u) << plain.second;
+  ASSERT_GT(zstd_bytes, 0u) << zstd.second;
+  EXPECT_LT(zstd_bytes * 2, plain_bytes) << "zstd " << zstd_bytes << " bytes, none " << plain_bytes;
+  // A bad value is a usage error.
+  EXPECT_EQ(env.stasis({"migrate", "x", "--to", server.address(), "--plaintext", "--max-downtime", "-5"}).exit_code, 2);
+}
+
 // Two hosts linked by a veth pair: this one (the source: its network namespace, its state
 // root) and a network namespace of its own (`ip netns add`) for the destination, where serve
 // runs under nsenter. Addresses 10.77.N.1 (here) and 10.77.N.2 (there), N from our PID. The
