@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <memory>
@@ -61,8 +62,9 @@ class Server {
     for (std::string a : {stasis_binary(), std::string("--root"), root.string(), std::string("serve"),
                           std::string("--listen"), setup.address + ":0"})
       argv.push_back(a);
+    const bool tls = std::find(setup.options.begin(), setup.options.end(), "--tls-cert") != setup.options.end();
     if (setup.key.empty()) {
-      argv.push_back("--plaintext");
+      if (!tls) argv.push_back("--plaintext");
     } else {
       argv.push_back("--key");
       argv.push_back(setup.key);
@@ -449,6 +451,80 @@ TEST(CheckpointMigrate, MaxDowntimeEndsThePreCopyAndCompressShrinksTheStream) {
   EXPECT_LT(zstd_bytes * 2, plain_bytes) << "zstd " << zstd_bytes << " bytes, none " << plain_bytes;
   // A bad value is a usage error.
   EXPECT_EQ(env.stasis({"migrate", "x", "--to", server.address(), "--plaintext", "--max-downtime", "-5"}).exit_code, 2);
+}
+
+// A CA (NAME.crt, NAME.key) and certificates it signs (LEAF.crt, LEAF.key), made with the
+// openssl command in dir.
+bool make_ca(const fs::path& dir, const std::string& name) {
+  return run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", (dir / (name + ".key")).string(), "-out", (dir / (name + ".crt")).string(), "-days",
+                      "2", "-subj", "/CN=" + name},
+                     30s)
+             .exit_code == 0;
+}
+bool make_leaf(const fs::path& dir, const std::string& ca, const std::string& leaf) {
+  const std::string base = (dir / leaf).string();
+  return run_command({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                      base + ".key", "-out", base + ".csr", "-subj", "/CN=" + leaf},
+                     30s)
+                 .exit_code == 0 &&
+         run_command({"openssl", "x509", "-req", "-in", base + ".csr", "-CA", (dir / (ca + ".crt")).string(), "-CAkey",
+                      (dir / (ca + ".key")).string(), "-CAcreateserial", "-out", base + ".crt", "-days", "2"},
+                     30s)
+                 .exit_code == 0;
+}
+std::vector<std::string> tls_options(const fs::path& dir, const std::string& leaf, const std::string& ca) {
+  return {"--tls-cert", (dir / (leaf + ".crt")).string(), "--tls-key", (dir / (leaf + ".key")).string(), "--tls-ca",
+          (dir / (ca + ".crt")).string()};
+}
+
+// TLS with certificates both ways: a move with certificates one CA signed; a client trusting
+// another CA refuses the destination, and serve refuses a client whose certificate another CA
+// signed. The source runs on after each refusal.
+TEST(CheckpointMigrate, TlsWithCertificatesAndAWrongCaIsRefused) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  const fs::path pki = env.work() / "pki";
+  fs::create_directories(pki);
+  ASSERT_TRUE(make_ca(pki, "ca") && make_leaf(pki, "ca", "serve") && make_leaf(pki, "ca", "client"));
+  ASSERT_TRUE(make_ca(pki, "otherca") && make_leaf(pki, "otherca", "stranger"));
+  TempDir destination_root("stasis-dst");
+  ServeSetup setup;
+  setup.options = tls_options(pki, "serve", "ca");
+  Server server(destination_root.path(), setup);
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start: " << server.log();
+
+  Container original(env, "migtls");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"32", "8"})));
+  server.will_hold(original.name());
+  auto migrate = [&](const std::vector<std::string>& tls) {
+    std::vector<std::string> args{"migrate", original.name(), "--to", server.address()};
+    args.insert(args.end(), tls.begin(), tls.end());
+    return env.stasis(args, 60s);
+  };
+  // Trusting another CA: the destination's certificate fails our check.
+  CommandResult r = migrate(tls_options(pki, "client", "otherca"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("TLS handshake failed"), std::string::npos) << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  // A certificate another CA signed: serve refuses us.
+  r = migrate(tls_options(pki, "stranger", "ca"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(wait_until([&] { return server.log().find("abandoned") != std::string::npos; }, 10s)) << server.log();
+  EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
+  // A key and TLS at once: usage.
+  const fs::path key = write_key(env.work(), "key", 'k');
+  std::vector<std::string> both = tls_options(pki, "client", "ca");
+  both.insert(both.end(), {"--key", key.string()});
+  EXPECT_EQ(migrate(both).exit_code, 2);
+
+  r = migrate(tls_options(pki, "client", "ca"));
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
 }
 
 // Two hosts linked by a veth pair: this one (the source: its network namespace, its state

@@ -76,6 +76,15 @@ int migrate(const MigrateOptions& opt) {
   socket.set_option(tcp::no_delay(true));
   set_liveness(socket, kLivenessSeconds);
   Channel channel(std::move(socket));
+  if (opt.tls) {
+    try {
+      channel.start_tls(*opt.tls, /*server=*/false);
+    } catch (const boost::system::system_error& e) {
+      fail("migrate {} to {}: the TLS handshake failed ({}): the destination's certificate must be signed by "
+           "the CA of --tls-ca, and it must accept ours; nothing was sent, {} runs on here",
+           opt.name, opt.to, e.code().message(), opt.name);
+    }
+  }
   try {
     channel.open_client(opt.key);
   } catch (const boost::system::system_error& e) {

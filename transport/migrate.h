@@ -8,7 +8,7 @@
 // round as parent and left frozen, sent, and restored on the destination. The source is
 // removed only once the destination says the job runs; a refusal or failure there thaws the
 // source. Authentication: a pre-shared key (--key FILE, transport/wire.h), or none when asked
-// for with --plaintext; no encryption yet.
+// for with --plaintext; or TLS with certificates both ways (encrypted).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +17,7 @@
 #include <string>
 
 #include "images/page_file.h"
+#include "transport/wire.h"
 
 namespace stasis::transport {
 
@@ -31,6 +32,7 @@ struct MigrateOptions {
   double max_downtime_ms = 0;
   images::Compression compression = images::Compression::Lz4;
   std::optional<std::string> key;  // --key: the pre-shared key (transport/wire.h); none: --plaintext
+  std::optional<TlsFiles> tls;     // --tls-cert/--tls-key/--tls-ca instead of a key
   bool json = false;               // one JSON object a line (round, final, done) instead of text
 };
 int migrate(const MigrateOptions& options);
@@ -39,6 +41,7 @@ struct ServeOptions {
   std::string listen;  // ADDR:PORT (port 0: any; the port is printed)
   std::filesystem::path state_root = "/run/stasis";
   std::optional<std::string> key;
+  std::optional<TlsFiles> tls;
 };
 // Runs until killed; one thread per connection.
 int serve(const ServeOptions& options);

@@ -83,6 +83,7 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
   }
   const fs::path staging = tmpl;
   try {
+    if (opt.tls) channel.start_tls(*opt.tls, /*server=*/true);
     channel.open_server(opt.key);
     for (;;) {
       Frame f = channel.read_frame();

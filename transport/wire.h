@@ -18,11 +18,16 @@
 // its sequence number, its header and its payload. A frame changed, dropped, reordered or
 // replayed (from this connection or another) fails its tag, and the receiver drops the
 // connection; serve restores only after every frame passed. The bytes are not encrypted.
+//
+// TLS mode (--tls-cert, --tls-key, --tls-ca on both sides): the frames go inside TLS (OpenSSL
+// through Boost.Asio), each side's certificate checked against the CA given (mutual: serve
+// requires the client's). TLS encrypts and carries integrity and replay protection; no tag.
 #pragma once
 
 #include <utility>  // std::exchange, which boost/asio/awaitable.hpp uses without including
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
 #include <array>
 #include <cstdint>
@@ -70,10 +75,23 @@ class Mac {
   std::unique_ptr<Impl> impl_;
 };
 
+// Certificate files for TLS mode.
+struct TlsFiles {
+  std::filesystem::path cert, key, ca;
+};
+
+// --tls-cert, --tls-key, --tls-ca as given: none of them (nullopt), or all three (a usage
+// error otherwise).
+std::optional<TlsFiles> tls_files(std::string_view command, const std::array<std::string, 3>& given);
+
 class Channel {
  public:
   explicit Channel(tcp::socket socket) : socket_(std::move(socket)) {}
   tcp::socket& socket() { return socket_; }
+
+  // TLS over the socket, before open_*: our certificate and key, the peer's checked against
+  // ca (a peer without one, or with one another CA signed, fails the handshake). Throws.
+  void start_tls(const TlsFiles& files, bool server);
 
   // The client's side of the opening: HELLO, then with a key the proofs both ways. Throws
   // when the server does not prove it holds the key.
@@ -99,10 +117,14 @@ class Channel {
   void receive_file(const Frame& frame, const std::filesystem::path& to);
 
  private:
+  void write_all(boost::asio::const_buffer b);
+  void read_all(boost::asio::mutable_buffer b);
   void start_mac(char direction, uint64_t seq, FrameKind kind, std::string_view text, uint64_t size);
   void check_tag();
 
   tcp::socket socket_;
+  std::unique_ptr<boost::asio::ssl::context> tls_context_;
+  std::unique_ptr<boost::asio::ssl::stream<tcp::socket&>> tls_;
   std::optional<std::string> session_;  // the frames' key, once opened with a key
   bool client_ = false;
   uint64_t sent_ = 0, received_ = 0;  // frame sequence numbers, per direction
