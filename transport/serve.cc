@@ -120,6 +120,7 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
 
 int serve(const ServeOptions& opt) {
   const tcp::endpoint at = parse_endpoint(opt.listen, "--listen");
+  if (opt.tls) make_tls_context(*opt.tls, /*server=*/true);  // a bad file now, not at each client
   // What a serve killed in the middle of a migration left (one serve per state root).
   remove_staged(opt.state_root, true);
   ::signal(SIGPIPE, SIG_IGN);

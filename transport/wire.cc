@@ -109,10 +109,10 @@ void Channel::read_all(boost::asio::mutable_buffer b) {
     boost::asio::read(socket_, b);
 }
 
-void Channel::start_tls(const TlsFiles& files, bool server) {
+std::unique_ptr<boost::asio::ssl::context> make_tls_context(const TlsFiles& files, bool server) {
   namespace ssl = boost::asio::ssl;
-  tls_context_ = std::make_unique<ssl::context>(server ? ssl::context::tls_server : ssl::context::tls_client);
-  auto& ctx = *tls_context_;
+  auto context = std::make_unique<ssl::context>(server ? ssl::context::tls_server : ssl::context::tls_client);
+  auto& ctx = *context;
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   auto load = [&](auto&& step, const fs::path& file, std::string_view what) {
@@ -126,7 +126,13 @@ void Channel::start_tls(const TlsFiles& files, bool server) {
   load([&](const std::string& f, auto& ec) { ctx.load_verify_file(f, ec); }, files.ca, "CA certificates");
   // Both sides prove themselves: serve requires the client's certificate.
   ctx.set_verify_mode(ssl::verify_peer | (server ? ssl::verify_fail_if_no_peer_cert : 0));
-  tls_ = std::make_unique<ssl::stream<tcp::socket&>>(socket_, ctx);
+  return context;
+}
+
+void Channel::start_tls(const TlsFiles& files, bool server) {
+  namespace ssl = boost::asio::ssl;
+  tls_context_ = make_tls_context(files, server);
+  tls_ = std::make_unique<ssl::stream<tcp::socket&>>(socket_, *tls_context_);
   tls_->handshake(server ? ssl::stream_base::server : ssl::stream_base::client);
 }
 

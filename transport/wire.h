@@ -84,6 +84,10 @@ struct TlsFiles {
 // error otherwise).
 std::optional<TlsFiles> tls_files(std::string_view command, const std::array<std::string, 3>& given);
 
+// An OpenSSL context with our certificate and key and the CA to check the peer against
+// (throws, naming the file, when one does not load).
+std::unique_ptr<boost::asio::ssl::context> make_tls_context(const TlsFiles& files, bool server);
+
 class Channel {
  public:
   explicit Channel(tcp::socket socket) : socket_(std::move(socket)) {}

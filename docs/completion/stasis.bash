@@ -72,7 +72,7 @@ _stasis() {
       COMPREPLY=($(compgen -W "table json" -- "$cur"))
       return ;;
     --detach-keys | --name | --memory | --cpus | --pids | --cpuset | --hostname | -e | --env | --ip | --host-ip | --time | \
-      --pid | --ghost-limit | --pages | --id)
+      --pid | --ghost-limit | --pages | --id | --max-downtime | --max-rounds)
       return ;;
   esac
 
@@ -97,8 +97,8 @@ _stasis() {
     kill) opts="-s --signal" ;;
     rm) opts="-f --force" ;;
     dump) opts="-D --dir --pid --leave-running --compression --ghost-limit --pre-dump --parent" ;;
-    serve) opts="--listen --key --plaintext" ;;
-    migrate) opts="--to --key --plaintext --max-rounds --compress --json" ;;
+    serve) opts="--listen --key --tls-cert --tls-key --tls-ca --plaintext" ;;
+    migrate) opts="--to --key --tls-cert --tls-key --tls-ca --plaintext --max-rounds --max-downtime --compress --json" ;;
     restore) opts="-D --dir --name -d --detach --log --inherit-fd --allow-changed-file --ip --host-ip" ;;
     show) opts="--verify --json --pages --id" ;;
     check) opts="--json" ;;
