@@ -20,13 +20,16 @@ void add_serve_command(Cli& cli) {
   cmd->add_option("--tls-key", (*tls)[1], "TLS: our certificate's private key (PEM)");
   cmd->add_option("--tls-ca", (*tls)[2], "TLS: the CA certificates a client's certificate must be signed by (PEM)");
   cmd->add_flag("--plaintext", *plaintext, "Accept migrations without authentication (trusted networks only)");
-  cmd->footer(R"(Runs until stopped. Each migration is staged in ROOT/incoming while it arrives, restored
-from there, and removed.
+  cmd->footer(R"(Runs until stopped (SIGTERM: the migrations in progress are dropped). Each migration is
+staged in ROOT/incoming while it arrives, restored from there, and removed.
 
 Examples:
   head -c 32 /dev/urandom > /etc/stasis.key                (the same file on both hosts)
   stasis serve --listen 10.0.0.2:7070 --key /etc/stasis.key (on the destination)
-  stasis migrate web --to 10.0.0.2:7070 --key /etc/stasis.key)");
+  stasis migrate web --to 10.0.0.2:7070 --key /etc/stasis.key
+  stasis serve --listen 10.0.0.2:7070 --tls-cert dst.crt --tls-key dst.key --tls-ca ca.crt
+  stasis migrate web --to 10.0.0.2:7070 --tls-cert src.crt --tls-key src.key --tls-ca ca.crt
+                                                            (TLS: encrypted, certificates checked both ways))");
   cmd->callback([&cli, listen, plaintext, key, tls] {
     cli.action = [&cli, listen, plaintext, key, tls]() -> int {
       transport::ServeOptions o;
