@@ -571,6 +571,8 @@ class VethHosts {
   const std::string& address_there() const { return address_there_; }
   // The link goes down on our side: packets stop both ways, neither end is told.
   bool cut() { return run_command({"ip", "link", "set", here_, "down"}, 20s).exit_code == 0; }
+  // The link deleted (both ends): the same for the connection, the address gone here too.
+  bool remove() { return run_command({"ip", "link", "del", here_}, 20s).exit_code == 0; }
 
  private:
   static std::string join(const std::vector<std::string>& argv) {
@@ -624,10 +626,10 @@ TEST(CheckpointMigrateHosts, WriterOf256MiBAndPythonCounterMoveOverVeth) {
   EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
 }
 
-// The link cut while round 1 streams: migrate gives up within its liveness timeout and the
-// job runs on here, intact; serve notices the silence too and drops what it staged.
-TEST(CheckpointMigrateHosts, CutLinkDuringARoundLeavesTheSourceRunning) {
-  STASIS_REQUIRE_FEATURE("dirty-tracking");
+// The link cut (set down, or deleted) while round 1 streams: migrate gives up within its
+// liveness timeout and the job runs on here, intact; serve notices the silence too and drops
+// what it staged.
+void cut_during_round(bool remove) {
   CheckpointEnv env;
   VethHosts hosts;
   ASSERT_TRUE(hosts.ready());
@@ -640,7 +642,7 @@ TEST(CheckpointMigrateHosts, CutLinkDuringARoundLeavesTheSourceRunning) {
   const fs::path incoming = destination_root.path() / "incoming";
   std::atomic<bool> cut{false};
   std::thread cutter([&] {
-    if (wait_until([&] { return any_file_under(incoming, "/1/"); }, 60s)) cut = hosts.cut();
+    if (wait_until([&] { return any_file_under(incoming, "/1/"); }, 60s)) cut = remove ? hosts.remove() : hosts.cut();
   });
   const auto t0 = std::chrono::steady_clock::now();
   CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
@@ -654,6 +656,16 @@ TEST(CheckpointMigrateHosts, CutLinkDuringARoundLeavesTheSourceRunning) {
   EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
   EXPECT_TRUE(wait_until([&] { return fs::is_empty(incoming); }, 40s)) << server.log();
   EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+}
+
+TEST(CheckpointMigrateHosts, LinkSetDownDuringARoundLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  cut_during_round(false);
+}
+
+TEST(CheckpointMigrateHosts, LinkDeletedDuringARoundLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  cut_during_round(true);
 }
 
 // The destination's serve stopped in the final phase (the job frozen here, its last pages on
