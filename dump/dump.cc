@@ -25,6 +25,7 @@
 #include "common/proc.h"
 #include "common/progress.h"
 #include "container.pb.h"
+#include "dump/background_copy.h"
 #include "dump/cgroup_state.h"
 #include "dump/core.h"
 #include "dump/dir_claim.h"
@@ -380,12 +381,8 @@ DumpReport dump(const DumpOptions& opt) {
   auto t_memory = Clock::now();
   pb::MmState mm;
   IncrementalDump incremental(opt, pid, task.ns_pid);  // --parent, dirty tracking (dump/incremental.h)
-  with_context(fmt::format("dump pid {}", pid), [&] {
-    mm = collect_mm(pid, brk);
-    *mm.mutable_attributes() = mm_attributes;
-    // On a terminal, a line that says how far the pages are (common/progress.h).
-    progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
-    MemoryStats ms = dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression, incremental.tracking());
+  std::unique_ptr<BackgroundCopy> background;          // --leave-running: pages copied after the thaw
+  auto record_memory = [&](const MemoryStats& ms) {
     report.pages = ms.pages;
     report.vmas_dumped = ms.vmas_dumped;
     report.scan_s = ms.scan_seconds;
@@ -394,6 +391,16 @@ DumpReport dump(const DumpOptions& opt) {
     report.pagemap_scan = ms.pagemap_scan;
     report.page_write_s = ms.write_seconds;
     report.wait_s = ms.wait_seconds;
+  };
+  with_context(fmt::format("dump pid {}", pid), [&] {
+    const PageTracking* tracking = incremental.tracking();
+    if (opt.leave_running && !tracking) background = BackgroundCopy::open(task);  // dump/background_copy.h
+    mm = collect_mm(pid, brk);
+    *mm.mutable_attributes() = mm_attributes;
+    // On a terminal, a line that says how far the pages are (common/progress.h).
+    progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
+    record_memory(background ? background->protect(mm, opt.dir, task.ns_pid, opt.compression)
+                             : dump_pages(pid, mm, opt.dir, task.ns_pid, opt.compression, tracking));
   });
   report.vmas = static_cast<size_t>(mm.vmas_size());
   report.memory_s = since(t_memory);
@@ -438,6 +445,9 @@ DumpReport dump(const DumpOptions& opt) {
     all.clear();
     refreeze_late.reset();
     report.frozen_s = since(t_freeze);
+    if (background && background->deferred())
+      with_context(fmt::format("dump pid {}", pid), [&] { record_memory(background->copy()); });
+    if (background) report.memory_note = background->summary();
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
@@ -500,6 +510,7 @@ std::string format_report(const DumpOptions& opt, const DumpReport& r) {
         "{:.3f}s\n",
         r.scan_s, r.pagemap_scan ? "PAGEMAP_SCAN" : "/proc/PID/pagemap", r.read_s, r.wait_s, r.encode_s,
         r.page_write_s);
+  if (!r.memory_note.empty()) out += "  " + r.memory_note + "\n";
   out += r.killed ? "  the job was killed" + std::string(opt.container.empty() ? "" : " and the container removed") + "\n"
                   : "  the job was left running\n";
   return out;

@@ -44,6 +44,7 @@ struct DumpReport {
   double scan_s = 0, read_s = 0, encode_s = 0, page_write_s = 0, wait_s = 0;
   bool pagemap_scan = false;  // how the pages were found (else /proc/PID/pagemap)
   bool killed = false;
+  std::string memory_note;  // --leave-running: how the pages were copied (dump/background_copy.h)
 };
 
 DumpReport dump(const DumpOptions& options);
