@@ -260,16 +260,18 @@ std::unique_ptr<BackgroundCopy> BackgroundCopy::open(Task& task) {
   long remote = 0;
   {
     Injector injector(s.pid, task.threads[0], task.threads.size());
-    remote = injector.call(task.threads[0], SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (remote >= 0) {
+    // Closed in the job before anything is registered (by the thread itself should stasis
+    // die from the call's return on): stasis holds the only reference, so its exit releases
+    // everything.
+    int saved = 0;
+    remote = injector.call_then_close(task.threads[0], SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, [&](long fd) {
       UniqueFd pidfd(compat::sys_pidfd_open(s.pid, 0));
-      if (pidfd) s.uffd.reset(compat::sys_pidfd_getfd(pidfd.get(), static_cast<int>(remote), 0));
-      const int saved = errno;
-      // Closed in the job before anything is registered: stasis holds the only reference,
-      // so its exit releases everything.
-      injector.call(task.threads[0], SYS_close, static_cast<uint64_t>(remote));
-      if (!s.uffd) s.why_frozen = fmt::format("pidfd_getfd of the job's userfaultfd: {}", describe_errno(saved));
-    } else {
+      if (pidfd) s.uffd.reset(compat::sys_pidfd_getfd(pidfd.get(), static_cast<int>(fd), 0));
+      saved = errno;
+    });
+    if (remote >= 0 && !s.uffd) {
+      s.why_frozen = fmt::format("pidfd_getfd of the job's userfaultfd: {}", describe_errno(saved));
+    } else if (remote < 0) {
       s.why_frozen = fmt::format(
           "userfaultfd(2) in the job failed ({}); for a job without CAP_SYS_PTRACE it needs "
           "vm.unprivileged_userfaultfd=1",

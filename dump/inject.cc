@@ -266,7 +266,17 @@ long Injector::call_checked(ptrace::SeizedThread& thread, std::string_view name,
   return rc;
 }
 
-long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
+long Injector::call_then_close(ptrace::SeizedThread& thread, long nr, uint64_t a1,
+                               const std::function<void(long)>& take) {
+  if (stub_) return run(thread, nr, Args{a1, 0, 0, 0, 0, 0}, &take);
+  long fd = call(thread, nr, a1);
+  if (fd < 0) return fd;
+  take(fd);
+  call(thread, SYS_close, static_cast<uint64_t>(fd));
+  return fd;
+}
+
+long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a, const std::function<void(long)>* then_close) {
   const pid_t tid = t.tid();
   if (!t.stopped()) fail("tid {}: injecting a system call needs a stopped thread", tid);
   const user_regs_struct saved = t.get_regs();
@@ -318,6 +328,8 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
   const auto deadline = Clock::now() + kCallTimeout;
   int syscall_stops = 0;
   long result = 0;
+  bool closing = false;     // then_close: the close call runs
+  long pending_close = -1;  // then_close: the descriptor the close is set up for
   for (;;) {
     const auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
                                std::chrono::milliseconds(0));
@@ -327,11 +339,29 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
     } catch (const Error& e) {
       throw Error(fmt::format("tid {}: injected system call {}: {}", tid, nr, e.what()));
     }
+    if (then_close && !closing && syscall_stops == 1 && is_syscall_stop(status)) {
+      // The exit stop of a call whose descriptor the job must not keep: before anything else
+      // (even a fault point), back to the stub's syscall with close(fd), so that from here on
+      // the thread closes it itself should we die.
+      user_regs_struct r = t.get_regs();
+      if (static_cast<long>(r.rax) >= 0) {
+        pending_close = static_cast<long>(r.rax);
+        r.rip = stub_;
+        r.rax = SYS_close;
+        r.rdi = static_cast<uint64_t>(pending_close);
+        r.orig_rax = static_cast<uint64_t>(-1);
+        t.set_regs(r);
+      }
+    }
     step();
     if (is_syscall_stop(status)) {
       if (++syscall_stops == 2) {
-        result = static_cast<long>(t.get_regs().rax);
-        break;
+        if (closing) break;  // the close returned; result is the first call's
+        result = pending_close >= 0 ? pending_close : static_cast<long>(t.get_regs().rax);
+        if (!then_close || result < 0) break;
+        (*then_close)(result);
+        closing = true;
+        syscall_stops = 0;
       }
       t.cont_to_syscall(0);
       continue;
