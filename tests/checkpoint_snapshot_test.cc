@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -30,6 +32,12 @@ std::string read_text(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The job runs on after the dump and rewrites its status file, which it may have had open at
+// the freeze (STATUS.tmp, renamed over STATUS): restore reopens it as it is now.
+std::vector<std::string> changed_status(const fs::path& status) {
+  return {"--allow-changed-file", status.string() + ".tmp"};
 }
 
 // The "frozen X.XXXs" of a dump's summary, or -1.
@@ -93,7 +101,7 @@ TEST(CheckpointSnapshot, RestoredMemoryIsTheStateAtTheFreezeWhileTheJobWritesOn)
   CommandResult verify = env.stasis({"show", "--verify", snap.string()});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
   Container restored(env, "snap-r");
-  ASSERT_TRUE(restored.restore(snap, original.status()));
+  ASSERT_TRUE(restored.restore(snap, original.status(), changed_status(original.status()))) << restored.last_output();
   // Six full checks of every page of the restored job.
   EXPECT_TRUE(keep_progressing(restored.status(), 3000ms));
 }
@@ -109,7 +117,7 @@ TEST(CheckpointSnapshot, HostProcessByPid) {
   host.kill();
   fs::remove(host.status());  // the restored copy counts from the snapshot's progress
   Container restored(env, "snap-host-r");
-  ASSERT_TRUE(restored.restore(snap, host.status()));
+  ASSERT_TRUE(restored.restore(snap, host.status(), changed_status(host.status()))) << restored.last_output();
   EXPECT_TRUE(keep_progressing(restored.status(), 2000ms));
 }
 
@@ -155,8 +163,54 @@ TEST(CheckpointSnapshot, KilledDuringTheCopyTheJobRunsOn) {
   c.remove();
   fs::remove(c.status());
   Container restored(env, "snap-kill-r");
-  ASSERT_TRUE(restored.restore(again, c.status()));
+  ASSERT_TRUE(restored.restore(again, c.status(), changed_status(c.status()))) << restored.last_output();
   EXPECT_TRUE(keep_progressing(restored.status(), 1500ms));
+}
+
+}  // namespace
+}  // namespace stasis::test
+
+namespace stasis::test {
+namespace {
+
+// Whether the process holds a userfaultfd.
+bool holds_userfaultfd(pid_t pid) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fmt::format("/proc/{}/fd", pid), ec)) {
+    std::error_code ec2;
+    if (fs::read_symlink(e.path(), ec2).string() == "anon_inode:[userfaultfd]") return true;
+  }
+  return false;
+}
+
+// The dumper killed (STASIS_FAULT=dump-kill-at-step-N) at each step of the injection that makes
+// the job's userfaultfd: the job never keeps the descriptor (which every later dump would
+// refuse), and runs on.
+TEST(CheckpointSnapshot, KilledAtEachStepOfTheUserfaultfdInjection) {
+  CheckpointEnv env;
+  HostProcess host;
+  ASSERT_TRUE(host.start(c_workload("dirtier", {"16", "16"}), env.status_path("host")));
+  CommandResult whole = env.stasis({"-v", "dump", "--pid", std::to_string(host.pid()), "-D",
+                                    (env.work() / "whole").string(), "--leave-running"});
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  std::vector<int> counts;  // "injection done in N steps", one per injector (cumulative)
+  std::smatch m;
+  for (std::string rest = whole.err; std::regex_search(rest, m, std::regex("injection done in ([0-9]+) steps"));
+       rest = m.suffix())
+    counts.push_back(std::stoi(m[1]));
+  ASSERT_EQ(counts.size(), 2u) << whole.err;
+  std::uint64_t progress = 0;
+  for (int n = counts[0] + 1; n <= counts[1]; ++n) {
+    const fs::path dir = env.work() / fmt::format("k{}", n);
+    ASSERT_EQ(::setenv("STASIS_FAULT", fmt::format("dump-kill-at-step-{}", n).c_str(), 1), 0);
+    CommandResult r = env.stasis({"dump", "--pid", std::to_string(host.pid()), "-D", dir.string(), "--leave-running"});
+    ::unsetenv("STASIS_FAULT");
+    fs::remove_all(dir);
+    EXPECT_FALSE(holds_userfaultfd(host.pid())) << "killed at step " << n;
+    ASSERT_TRUE(keep_progressing(host.status(), 150ms, &progress)) << "killed at step " << n << ": " << host.log_tail();
+  }
+  const fs::path last = env.work() / "last";
+  ASSERT_TRUE(env.dump_pid(host.pid(), last, {"--leave-running"})) << host.log_tail();
 }
 
 }  // namespace
