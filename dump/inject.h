@@ -66,11 +66,11 @@ class Injector {
   long call_checked(ptrace::SeizedThread& thread, std::string_view name, long nr, uint64_t a1 = 0, uint64_t a2 = 0,
                     uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
 
-  // For a call that returns a new file descriptor the job must not keep: runs nr; as soon as
-  // it returned fd >= 0, the thread's registers are set to run close(fd) at the stub next,
-  // then take(fd) runs (the thread still stopped: pidfd_getfd works), then the close. From
-  // the return on, a tracer that dies leaves the close to the thread itself. Without the stub,
-  // two plain calls. Returns the first call's result.
+  // For a call that returns a new file descriptor the job must not keep: runs nr at the
+  // stub's second entry, which closes the result (mov rdi, rax; close) before the stub's
+  // usual tail; take(fd) runs at the call's exit stop, the thread stopped (pidfd_getfd works
+  // there). Once the registers are set, a tracer that dies leaves the call, the close and the
+  // restore to the thread itself. Without the stub, two plain calls. Returns nr's result.
   long call_then_close(ptrace::SeizedThread& thread, long nr, uint64_t a1, const std::function<void(long)>& take);
 
   // Copies size bytes from the scratch page (after a call filled it).
