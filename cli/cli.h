@@ -29,6 +29,8 @@ struct Cli {
 void add_run_command(Cli& cli);
 void add_ps_command(Cli& cli);
 void add_exec_command(Cli& cli);
+void add_attach_command(Cli& cli);
+void add_logs_command(Cli& cli);
 void add_kill_command(Cli& cli);
 void add_rm_command(Cli& cli);
 void add_stop_command(Cli& cli);

@@ -20,6 +20,7 @@ struct DumpArgs {
   pid_t pid = 0;
   std::string dir;
   bool leave_running = false;
+  bool tcp_established = false;
   bool quiet = false;
   std::string compression = "lz4";
   std::string ghost_limit = "64M";
@@ -37,6 +38,9 @@ void add_dump_command(Cli& cli) {
   cmd->add_option("--pid", a->pid, "Dump this process and all its descendants instead (not started by stasis; ptrace only)");
   cmd->add_option("-D,--dir,--images-dir", a->dir, "Checkpoint directory (created; must not exist or be empty)")->required();
   cmd->add_flag("--leave-running", a->leave_running, "Resume the job after the dump instead of killing it");
+  cmd->add_flag("--tcp-established", a->tcp_established,
+                "Checkpoint established TCP connections (TCP_REPAIR; their packets are dropped from the dump to the "
+                "end of the restore, so that the peer keeps the connection)");
   cmd->add_flag("-q,--quiet", a->quiet, "Print no progress and no summary (errors and warnings still go to stderr)");
   cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();
@@ -71,6 +75,7 @@ void add_dump_command(Cli& cli) {
       o.leave_running = a->leave_running;
       o.pre_dump = a->pre_dump;
       o.parent = a->parent;
+      o.tcp_established = a->tcp_established;
       o.compression = images::parse_compression(a->compression);
       const int64_t ghost_limit = launcher::parse_size(a->ghost_limit, "--ghost-limit");
       // Each file's data is one image record, whose size is bounded (images/format.h).

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/interrupt.h"
 #include "launcher/config.h"
+#include "launcher/console.h"
 #include "launcher/container.h"
 #include "launcher/mounts.h"
 
@@ -20,6 +21,8 @@ struct RunOptions {
   std::string subnet;               // --net bridge
   std::vector<std::string> publish;  // --net bridge: -p HOST:CONTAINER[/PROTO]
   bool detach = false, remove = false, init = false;
+  bool interactive = false, tty = false;
+  std::string detach_keys = launcher::kDefaultDetachKeys;
 };
 
 pb::ContainerConfig to_config(const RunOptions& o) {
@@ -73,6 +76,8 @@ pb::ContainerConfig to_config(const RunOptions& o) {
   for (const auto& d : o.devices) c.add_devices(d);
   for (const auto& v : o.volumes) *c.add_mounts() = launcher::parse_volume(v);
   c.set_detach(o.detach);
+  c.set_tty(o.tty);
+  c.set_interactive(o.interactive);
   return c;
 }
 
@@ -81,6 +86,7 @@ int run(const Cli& cli, const RunOptions& o, bool name_given) {
   if (name_given && o.name.empty()) throw UsageError("--name: must not be empty (omit it for a generated name)");
   launcher::require_root("stasis run");
   pb::ContainerConfig config = to_config(o);
+  const auto detach_keys = launcher::parse_detach_keys(o.detach_keys);  // a mistake there starts nothing
   launcher::StartedContainer started = launcher::run_container(cli.global.root, config);
   if (o.detach) {
     std::printf("%s\n", started.name.c_str());
@@ -88,6 +94,15 @@ int run(const Cli& cli, const RunOptions& o, bool name_given) {
   }
   // Foreground: what we receive goes to the job's PID 1 (the monitor is in its own session).
   forward_signals_to(started.init_pid);
+  if (started.console) {
+    // -t: our terminal is the job's (raw, with -i) until the job ends or the user detaches.
+    if (launcher::attach_console(started.console->get(), detach_keys, o.interactive) ==
+        launcher::AttachEnd::Detached) {
+      std::fprintf(stderr, "\nstasis: detached from %s (it runs on: 'stasis attach %s')\n", started.name.c_str(),
+                   started.name.c_str());
+      return kExitOk;
+    }
+  }
   // We exit right away: no need to wait for the monitor's own exit.
   return launcher::wait_for_exit(cli.global.root, started, /*reap_monitor=*/false);
 }
@@ -119,6 +134,12 @@ void add_run_command(Cli& cli) {
   cmd->add_option("--log", o->log, "File for the job's stdout and stderr");
   cmd->add_flag("--rm", o->remove, "Remove the container when the job exits");
   cmd->add_option("--device", o->devices, "Extra allowed device: a path or a rule 'c MAJ:MIN [rwm]' (v1)")->allow_extra_args(false);
+  cmd->add_flag("-i,--interactive", o->interactive, "Keep stdin open: what is typed goes to the job (with -t, "
+                "through its terminal)");
+  cmd->add_flag("-t,--tty", o->tty, "Give the job a pseudo-terminal (its stdio and controlling terminal), copied "
+                "to its log; with -d, reach it with 'stasis attach'");
+  cmd->add_option("--detach-keys", o->detach_keys, "-it in the foreground: keys that detach from the job, leaving "
+                  "it running (default ctrl-p,ctrl-q; \"\" for none)");
   cmd->add_flag("--init", o->init, "Run a small reaper as PID 1 that forwards signals and reaps orphans");
   // Our options end at the command's first word (a "--" before it is optional): cli/main.cc.
   cmd->add_option("command", o->command, "CMD [ARGS...]: the job's command and its arguments");
@@ -127,7 +148,8 @@ void add_run_command(Cli& cli) {
 Examples:
   stasis run python3 -c 'print(1)'
   stasis run -d --name web -e PORT=8000 -w /srv -v /srv/data:/data:ro python3 -m http.server
-  stasis run --rootfs /var/lib/images/alpine --memory 256M --rm -- /bin/sh -c 'echo hi')");
+  stasis run --rootfs /var/lib/images/alpine --memory 256M --rm -- /bin/sh -c 'echo hi'
+  stasis run -it --name shell bash        (ctrl-p ctrl-q detaches; 'stasis attach shell' comes back))");
   cmd->callback([&cli, o, name] { cli.action = [&cli, o, name]() -> int { return run(cli, *o, name->count() > 0); }; });
 }
 

@@ -97,6 +97,7 @@ Examples:
       {{"run"}, add_run_command},         {{"ps"}, add_ps_command},
       {{"inspect"}, add_inspect_command}, {{"stop"}, add_stop_command},
       {{"wait"}, add_wait_command},       {{"exec"}, add_exec_command},
+      {{"attach"}, add_attach_command},   {{"logs"}, add_logs_command},
       {{"kill"}, add_kill_command},       {{"rm"}, add_rm_command},
       {{"freeze", "thaw"}, add_freeze_commands},
       {{"dump"}, add_dump_command},       {{"restore"}, add_restore_command},

@@ -177,6 +177,7 @@ dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir) {
   d.pid = o.pid();
   d.dir = dir;
   d.leave_running = o.leave_running();
+  d.tcp_established = o.tcp_established();  // as `stasis dump --tcp-established`
   // CRIU's own default (1 MiB) is below ours: only an explicit value replaces ours.
   if (o.has_ghost_limit()) d.ghost_limit = o.ghost_limit();
   return d;

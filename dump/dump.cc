@@ -26,6 +26,7 @@
 #include "common/proc.h"
 #include "common/progress.h"
 #include "container.pb.h"
+#include "dump/background_copy.h"
 #include "dump/cgroup_state.h"
 #include "dump/core.h"
 #include "dump/dir_claim.h"
@@ -313,9 +314,19 @@ class Plumbing {
   std::vector<InheritedFd> reference_;
 };
 
+// The memory side of each process, in tree order: --parent and dirty tracking
+// (dump/incremental.h), and with --leave-running the copy after the thaw
+// (dump/background_copy.h; null where the pages are copied while the job is stopped).
+struct MemoryPlan {
+  std::vector<pid_t> pids;
+  std::vector<std::unique_ptr<IncrementalDump>> incremental;
+  std::vector<std::unique_ptr<BackgroundCopy>> background;
+};
+
 // Files, core, signals and mm of every process; the open files go to one collector, so that
 // a file shared between processes is described once.
-void collect_processes(DumpTree& tree, FileCollector& files, const Target& target) {
+void collect_processes(DumpTree& tree, FileCollector& files, const Target& target, const DumpOptions& opt,
+                       MemoryPlan& memory) {
   const Plumbing plumbing(target, tree);
   for (auto& p : tree.processes) {
     const pid_t pid = p.task.host_pid;
@@ -329,12 +340,20 @@ void collect_processes(DumpTree& tree, FileCollector& files, const Target& targe
   for (auto& p : tree.processes) {
     const pid_t pid = p.task.host_pid;
     with_context(fmt::format("dump pid {}", pid), [&] {
-      Injector injector(pid, p.task.threads[0], p.task.threads.size());
-      p.core = collect_core(p.task, injector);
-      p.signals = collect_signals(p.task, injector);
-      p.brk = static_cast<uint64_t>(injector.call_checked(p.task.threads[0], "brk(0)", SYS_brk, 0));
-      p.mm_attributes = collect_mm_attributes(p.task, injector);
-      injector.unmap();  // before the memory layout is read
+      {
+        Injector injector(pid, p.task.threads[0], p.task.threads.size());
+        p.core = collect_core(p.task, injector);
+        p.signals = collect_signals(p.task, injector);
+        p.brk = static_cast<uint64_t>(injector.call_checked(p.task.threads[0], "brk(0)", SYS_brk, 0));
+        p.mm_attributes = collect_mm_attributes(p.task, injector);
+        injector.unmap();  // before the memory layout is read
+      }
+      memory.pids.push_back(pid);
+      memory.incremental.push_back(std::make_unique<IncrementalDump>(opt, pid, p.task.ns_pid));
+      // --leave-running without dirty tracking: the pages go after the thaw; its userfaultfd is
+      // made in the job before the layout is read.
+      const bool after_thaw = opt.leave_running && !memory.incremental.back()->tracking();
+      memory.background.push_back(after_thaw ? BackgroundCopy::open(p.task) : nullptr);
       p.mm = collect_mm(pid, p.brk);
       *p.mm.mutable_attributes() = p.mm_attributes;
     });
@@ -389,28 +408,42 @@ void add_stats(images::PageStats& to, const images::PageStats& from) {
   to.parent_pages += from.parent_pages;
 }
 
-// The incremental side of each process's memory (--parent, dirty tracking; dump/incremental.h).
-using Incremental = std::vector<std::unique_ptr<IncrementalDump>>;
+void add_memory_stats(DumpReport& report, const MemoryStats& ms) {
+  add_stats(report.pages, ms.pages);
+  report.vmas_dumped += ms.vmas_dumped;
+  report.scan_s += ms.scan_seconds;
+  report.read_s += ms.read_seconds;
+  report.encode_s += ms.encode_seconds;
+  report.pagemap_scan = ms.pagemap_scan;
+  report.page_write_s += ms.write_seconds;
+  report.wait_s += ms.wait_seconds;
+}
 
 // The pages of each process (each dump_pages runs its scan, read, encode and write on three
-// threads of its own).
-void dump_memory(DumpTree& tree, const DumpOptions& opt, DumpReport& report, Incremental& incremental) {
-  for (auto& p : tree.processes) {
+// threads of its own); with a background copy, only the write-protection now.
+void dump_memory(DumpTree& tree, const DumpOptions& opt, DumpReport& report, MemoryPlan& memory) {
+  for (size_t i = 0; i < tree.processes.size(); ++i) {
+    auto& p = tree.processes[i];
     const pid_t pid = p.task.host_pid;
     with_context(fmt::format("dump pid {}", pid), [&] {
-      incremental.push_back(std::make_unique<IncrementalDump>(opt, pid, p.task.ns_pid));
       // On a terminal, a line that says how far the pages are (common/progress.h).
       progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
-      MemoryStats ms = dump_pages(pid, p.mm, opt.dir, p.task.ns_pid, opt.compression, incremental.back()->tracking());
-      add_stats(report.pages, ms.pages);
-      report.vmas_dumped += ms.vmas_dumped;
-      report.scan_s += ms.scan_seconds;
-      report.read_s += ms.read_seconds;
-      report.encode_s += ms.encode_seconds;
-      report.pagemap_scan = ms.pagemap_scan;
-      report.page_write_s += ms.write_seconds;
-      report.wait_s += ms.wait_seconds;
+      auto& background = memory.background[i];
+      add_memory_stats(report, background ? background->protect(p.mm, opt.dir, p.task.ns_pid, opt.compression)
+                                          : dump_pages(pid, p.mm, opt.dir, p.task.ns_pid, opt.compression,
+                                                       memory.incremental[i]->tracking()));
     });
+  }
+}
+
+// --leave-running, the job thawed: the pages the background copies left for now.
+void copy_after_thaw(MemoryPlan& memory, DumpReport& report) {
+  for (size_t i = 0; i < memory.background.size(); ++i) {
+    auto& background = memory.background[i];
+    if (!background) continue;
+    if (background->deferred())
+      with_context(fmt::format("dump pid {}", memory.pids[i]), [&] { add_memory_stats(report, background->copy()); });
+    if (report.memory_note.empty()) report.memory_note = background->summary();
   }
 }
 
@@ -527,7 +560,10 @@ DumpReport dump(const DumpOptions& opt) {
   find_sessions_without_leader(tree);
   check_tree_shape(tree);
   FileCollector files(opt.ghost_limit, opt.leave_running);
-  collect_processes(tree, files, target);
+  files.inet().set_options(opt.tcp_established, opt.leave_running);
+  if (target.state) files.set_console(target.state->console_path());
+  MemoryPlan memory;
+  collect_processes(tree, files, target, opt, memory);
   check_tree_sharing(tree);
   JobState job = collect_job_state(tree, target, opt, net_defaults);
   report.collect_s = since(t_collect);
@@ -535,8 +571,7 @@ DumpReport dump(const DumpOptions& opt) {
 
   // --- memory, process by process
   auto t_memory = Clock::now();
-  Incremental incremental;
-  dump_memory(tree, opt, report, incremental);
+  dump_memory(tree, opt, report, memory);
   report.memory_s = since(t_memory);
   check_interrupted("dump", "the job was left running");
 
@@ -545,7 +580,7 @@ DumpReport dump(const DumpOptions& opt) {
   write_images(ckpt, tree, files, job);
   fill_report(tree, report);
   pb::Inventory inventory = make_inventory(tree, opt);
-  incremental.front()->fill_inventory(inventory);  // the root's: a tree has no pre-dump parent
+  memory.incremental.front()->fill_inventory(inventory);  // the root's: a tree has no pre-dump parent
 
   if (opt.leave_running) {
     // Resume the job as soon as everything is read; checksumming the files needs no job. A
@@ -555,20 +590,22 @@ DumpReport dump(const DumpOptions& opt) {
     tree.others.clear();
     refreeze_late.reset();
     report.frozen_s = since(t_freeze);
+    copy_after_thaw(memory, report);
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
-    for (auto& i : incremental) i->finish();
+    for (auto& i : memory.incremental) i->finish();
   } else {
     ckpt.finalize(std::move(inventory));
     partial.commit();
     claim.complete();
-    for (auto& i : incremental) i->finish();
+    for (auto& i : memory.incremental) i->finish();
     // Only now, with a complete checkpoint on disk, is the job killed. Its log stays for the
     // restored job: the monitor (under --rm) and the removal below leave it.
     if (refreeze) refreeze->release();
     if (refreeze_late) refreeze_late->release();
     if (target.state) launcher::set_container_status(opt.state_root, opt.container, launcher::kStatusDumped);
+    files.inet().hand_over_to_kill();  // connections closed in repair mode, the network lock kept
     kill_job(tree, seized_processes);
     report.frozen_s = since(t_freeze);
     report.killed = true;
@@ -601,6 +638,7 @@ std::string format_report(const DumpOptions& opt, const DumpReport& r) {
         "{:.3f}s\n",
         r.scan_s, r.pagemap_scan ? "PAGEMAP_SCAN" : "/proc/PID/pagemap", r.read_s, r.wait_s, r.encode_s,
         r.page_write_s);
+  if (!r.memory_note.empty()) out += "  " + r.memory_note + "\n";
   out += r.killed ? "  the job was killed" + std::string(opt.container.empty() ? "" : " and the container removed") + "\n"
                   : "  the job was left running\n";
   return out;

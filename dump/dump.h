@@ -21,6 +21,7 @@ struct DumpOptions {
   std::filesystem::path dir;
   std::filesystem::path state_root = "/run/stasis";
   bool leave_running = false;
+  bool tcp_established = false;  // checkpoint established TCP connections (a network lock holds them)
   images::Compression compression = images::Compression::Lz4;
   uint64_t ghost_limit = 64ull << 20;  // most data saved per deleted file or memfd (--ghost-limit)
   uint64_t tmpfs_limit = 64ull << 20;  // most file data saved per tmpfs the job mounted (--tmpfs-limit)
@@ -44,6 +45,7 @@ struct DumpReport {
   double scan_s = 0, read_s = 0, encode_s = 0, page_write_s = 0, wait_s = 0;
   bool pagemap_scan = false;  // how the pages were found (else /proc/PID/pagemap)
   bool killed = false;
+  std::string memory_note;  // --leave-running: how the pages were copied (dump/background_copy.h)
 };
 
 DumpReport dump(const DumpOptions& options);

@@ -293,9 +293,19 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else if (event_file_kind(link)) kind = pb::FdEntry::EVENT;
     else if (S_ISSOCK(st.st_mode) && UnixSocketCollector::is_unix((socket_copy = grab_fd(pidfd.get(), pid, fd)).get()))
       kind = pb::FdEntry::UNIX_SOCKET;
+    else if (auto socket = InetCollector::kind_of(pid, pidfd.get(), fd, link)) kind = *socket;
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
+    if (kind == pb::FdEntry::CHARDEV && terminals_.is_console(pid, st.st_rdev)) {
+      // The container's -t terminal (bash keeps it at fd 255): the new one after restore.
+      e.set_cloexec(proc::read_fdinfo(pid, fd).flags & O_CLOEXEC);
+      e.set_kind(pb::FdEntry::INHERITED);
+      e.set_file_id(0);
+      out.push_back(e);
+      continue;
+    }
+    if (kind == pb::FdEntry::CHARDEV && terminals_.is_pty(major(st.st_rdev), minor(st.st_rdev))) kind = pb::FdEntry::TTY;
     if (kind == pb::FdEntry::CHARDEV)
       if (auto tty = terminals_.kind(major(st.st_rdev), minor(st.st_rdev))) TerminalCheck::refuse_fd(pid, fd, link, *tty);
     auto info = proc::read_fdinfo(pid, fd);
@@ -343,6 +353,13 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           }
           break;
         }
+        case pb::FdEntry::INET_SOCKET:
+        case pb::FdEntry::NETLINK_SOCKET:
+          inet_.describe(pid, pidfd.get(), fd, kind, flags, id);
+          break;
+        case pb::FdEntry::TTY:
+          terminals_.describe_pty(pid, pidfd.get(), fd, link, st, flags, id);
+          break;
         case pb::FdEntry::EVENT: {
           pb::EventFile ev;
           ev.set_id(id);
@@ -373,12 +390,16 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     out.push_back(e);
   }
   terminals_.refuse_controlling_terminal(pid);
+  inet_.finish_process(pid);
   collect_cwd(pid);
   return out;
 }
 
 void FileCollector::mark_outside_pipes() {
   unix_sockets_.check_peers();
+  terminals_.check_pairs();  // a pty slave whose master is outside the job is refused
+  terminals_.save_queues();
+
   // A pipe the job holds one direction of (`producer | job`): restore gives that end a pipe
   // whose other end is closed, with the bytes that were waiting to be read, or connects it
   // to what `stasis restore --inherit-fd` names.
@@ -405,6 +426,8 @@ void FileCollector::write_images(const std::filesystem::path& dir) {
   write_all_records(ImageType::PipeData, pipe_data_);
   write_all_records(ImageType::CharDevs, chardevs_);
   write_all_records(ImageType::EventFiles, event_files_);
+  inet_.write_images(dir);
+  terminals_.write_images(dir);
 }
 
 }  // namespace stasis::dump

@@ -1,7 +1,7 @@
 // fds-<nspid>.img and the per-checkpoint open-file images (regfiles, pipes, pipe-data,
 // chardevs). Every /proc/PID/fd/N becomes an FdEntry pointing at one open file description,
 // described once in its kind's image; dup'd fds (same description, kcmp KCMP_FILE) share it.
-// Anything we cannot bring back (sockets other than unix ones, fanotify, ...) is refused with an
+// Sockets go to dump/unix_sockets.h and dump/inet_sockets.h. Anything we cannot bring back is refused with an
 // UnsupportedError naming pid, fd and kind, before anything is changed.
 #pragma once
 
@@ -18,6 +18,7 @@
 
 #include "chardev.pb.h"
 #include "dump/file_locks.h"
+#include "dump/inet_sockets.h"
 #include "dump/terminals.h"
 #include "dump/unix_sockets.h"
 #include "eventfiles.pb.h"
@@ -50,11 +51,18 @@ class FileCollector {
   // After every process: marks the pipes the job holds one direction of (other end outside),
   // and refuses unix sockets connected to outside the job.
   void mark_outside_pipes();
-  // Writes regfiles.img, pipes.img, pipe-data.img, chardevs.img, eventfiles.img and
-  // unix-sockets.img (even when empty).
+  // The container's -t terminal (dump/terminals.h): its fds are INHERITED, its state saved.
+  void set_console(const std::string& path) { terminals_.set_console(path); }
+  // Writes the images of every open-file kind (even when empty): regfiles, pipes, pipe-data,
+  // chardevs, eventfiles, unix-sockets, inet-sockets, netlink-sockets, ttys.
   void write_images(const std::filesystem::path& dir);
 
-  size_t open_files() const { return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size() + unix_sockets_.count(); }
+  size_t open_files() const {
+    return regfiles_.size() + pipes_.size() + chardevs_.size() + event_files_.size() + unix_sockets_.count() +
+           inet_.count();
+  }
+  // TCP, UDP and netlink sockets (dump/inet_sockets.h): --tcp-established, --leave-running.
+  InetCollector& inet() { return inet_; }
 
  private:
   struct Known {
@@ -79,6 +87,7 @@ class FileCollector {
   std::vector<Known> known_;
   std::map<std::pair<dev_t, ino_t>, std::vector<size_t>> known_by_inode_;  // indexes into known_
   LockCollector locks_;
+  InetCollector inet_;
   TerminalCheck terminals_;
   UnixSocketCollector unix_sockets_;
   std::vector<pb::RegFile> regfiles_;

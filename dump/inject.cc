@@ -41,8 +41,14 @@ constexpr auto kCallTimeout = std::chrono::milliseconds(10000);
 //   iretq                            rip, cs, rflags, rsp, ss at once (block offsets 128 to 167)
 // iretq from user mode to user mode is allowed; it is the only way to load rsp and rip
 // together without a spare register or a write to the thread's stack (its red zone is live).
-constexpr std::array<uint8_t, 54> kStub = {
-    0x0f, 0x05,                                // syscall
+// The first 10 bytes are the entry of call_then_close: the call, then close(its result),
+// falling through into the stub proper (kCallAt), whose syscall runs the close.
+constexpr size_t kCallAt = 10;
+constexpr std::array<uint8_t, 64> kStub = {
+    0x0f, 0x05,                                // syscall         (call_then_close: the call)
+    0x48, 0x89, 0xc7,                          // mov rdi, rax
+    0xb8, 0x03, 0x00, 0x00, 0x00,              // mov eax, 3      (close)
+    0x0f, 0x05,                                // syscall         (every injected call runs here)
     0xb8, 0x0e, 0x00, 0x00, 0x00,              // mov eax, 14
     0xbf, 0x02, 0x00, 0x00, 0x00,              // mov edi, 2
     0x48, 0x89, 0xe6,                          // mov rsi, rsp
@@ -203,7 +209,7 @@ Injector::Injector(pid_t pid, ptrace::SeizedThread& thread, size_t threads)
     try {
       write_forced(place.address, std::as_bytes(std::span(kStub)));
       step();
-      stub_ = place.address;
+      stub_ = place.address + kCallAt;
       stub_original_ = std::move(place.original);
     } catch (const Error& e) {
       log::debug("pid {}: writing the injection stub into the vDSO: {}", pid, e.what());
@@ -241,7 +247,7 @@ void Injector::unmap() {
 
 void Injector::remove_stub() {
   if (!stub_) return;
-  const uint64_t at = std::exchange(stub_, 0);
+  const uint64_t at = std::exchange(stub_, 0) - kCallAt;
   try {
     write_forced(at, stub_original_);
     step();
@@ -266,7 +272,17 @@ long Injector::call_checked(ptrace::SeizedThread& thread, std::string_view name,
   return rc;
 }
 
-long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
+long Injector::call_then_close(ptrace::SeizedThread& thread, long nr, uint64_t a1,
+                               const std::function<void(long)>& take) {
+  if (stub_) return run(thread, nr, Args{a1, 0, 0, 0, 0, 0}, &take);
+  long fd = call(thread, nr, a1);
+  if (fd < 0) return fd;
+  take(fd);
+  call(thread, SYS_close, static_cast<uint64_t>(fd));
+  return fd;
+}
+
+long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a, const std::function<void(long)>* then_close) {
   const pid_t tid = t.tid();
   if (!t.stopped()) fail("tid {}: injecting a system call needs a stopped thread", tid);
   const user_regs_struct saved = t.get_regs();
@@ -275,7 +291,9 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
   user_regs_struct regs = saved;
   regs.rsp = write_recovery_block(tid, saved, saved_mask);
   step();
-  regs.rip = stub_;
+  // call_then_close: from the entry before the stub, so that the thread runs the close
+  // itself (and then the stub) whatever becomes of us.
+  regs.rip = then_close ? stub_ - kCallAt : stub_;
   regs.rax = static_cast<uint64_t>(nr);
   // orig_rax = -1: not inside a system call, so that resuming from this stop does not apply
   // the restart logic of an interrupted call to the registers just set (the recovery block
@@ -318,6 +336,7 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
   const auto deadline = Clock::now() + kCallTimeout;
   int syscall_stops = 0;
   long result = 0;
+  bool closing = false;  // then_close: the close call runs
   for (;;) {
     const auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
                                std::chrono::milliseconds(0));
@@ -330,8 +349,12 @@ long Injector::run(ptrace::SeizedThread& t, long nr, const Args& a) {
     step();
     if (is_syscall_stop(status)) {
       if (++syscall_stops == 2) {
+        if (closing) break;  // the close returned; result is the first call's
         result = static_cast<long>(t.get_regs().rax);
-        break;
+        if (!then_close) break;
+        if (result >= 0) (*then_close)(result);  // the thread is at the exit stop: fd is there
+        closing = true;
+        syscall_stops = 0;
       }
       t.cont_to_syscall(0);
       continue;

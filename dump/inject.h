@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,13 @@ class Injector {
   long call_checked(ptrace::SeizedThread& thread, std::string_view name, long nr, uint64_t a1 = 0, uint64_t a2 = 0,
                     uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
 
+  // For a call that returns a new file descriptor the job must not keep: runs nr at the
+  // stub's second entry, which closes the result (mov rdi, rax; close) before the stub's
+  // usual tail; take(fd) runs at the call's exit stop, the thread stopped (pidfd_getfd works
+  // there). Once the registers are set, a tracer that dies leaves the call, the close and the
+  // restore to the thread itself. Without the stub, two plain calls. Returns nr's result.
+  long call_then_close(ptrace::SeizedThread& thread, long nr, uint64_t a1, const std::function<void(long)>& take);
+
   // Copies size bytes from the scratch page (after a call filled it).
   void read_scratch(void* out, size_t size) const;
   template <typename T>
@@ -80,7 +88,8 @@ class Injector {
   using Args = std::array<uint64_t, 6>;
   // Runs one call at the stub and brings the thread back to an interrupt stop with its
   // registers and signal mask as they were.
-  long run(ptrace::SeizedThread& thread, long nr, const Args& args);
+  long run(ptrace::SeizedThread& thread, long nr, const Args& args,
+           const std::function<void(long)>* then_close = nullptr);
   // Writes the thread's recovery block; returns its address (the stub's rsp).
   uint64_t write_recovery_block(pid_t tid, const user_regs_struct& saved, uint64_t saved_mask);
   // Writes into the task through /proc/PID/mem, which may write into the r-x vDSO.

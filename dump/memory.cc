@@ -70,8 +70,9 @@ bool should_dump(pb::Vma::Kind kind) {
 class PageCopier {
  public:
   // job_running: pages that can no longer be read are stored as zeros (see copy_pages).
-  PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats, bool job_running = false)
-      : pid_(pid), writer_(writer), stats_(stats), job_running_(job_running) {
+  PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats, bool job_running = false,
+             BatchHook* hook = nullptr)
+      : pid_(pid), writer_(writer), stats_(stats), job_running_(job_running), hook_(hook) {
     void* p = ::mmap(nullptr, kBuffers * kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", kBuffers * kBatchBytes);
     memory_ = static_cast<std::byte*>(p);
@@ -116,8 +117,12 @@ class PageCopier {
     t0 = Clock::now();
     const double cpu0 = thread_cpu_seconds();
     try {
-      if (readable_) read_vm(buffer);
-      else read_mem(buffer);
+      auto read = [&] {
+        if (readable_) read_vm(buffer);
+        else read_mem(buffer);
+      };
+      if (hook_) hook_->read_batch(ranges_, buffer, read);
+      else read();
     } catch (...) {
       std::lock_guard lock(mutex_);
       free_.push_back(buffer);
@@ -148,10 +153,7 @@ class PageCopier {
  private:
   static constexpr size_t kBuffers = 6;
 
-  struct Range {
-    uint64_t start;
-    uint64_t length;
-  };
+  using Range = BatchHook::Range;
   struct Batch {
     std::byte* buffer;
     std::vector<Range> ranges;
@@ -280,6 +282,7 @@ class PageCopier {
   images::PageWriter& writer_;
   MemoryStats& stats_;
   bool job_running_ = false;
+  BatchHook* hook_ = nullptr;
   std::byte* memory_ = nullptr;
   std::vector<Range> ranges_;  // queued for the next batch
   uint64_t queued_ = 0;
@@ -484,7 +487,7 @@ PagePlan plan_pages(pid_t pid, pb::MmState& mm, const PageTracking* tracking) {
 }
 
 MemoryStats copy_pages(pid_t pid, const PagePlan& plan, const std::filesystem::path& dir, int64_t id,
-                       images::Compression compression, bool job_running) {
+                       images::Compression compression, bool job_running, BatchHook* hook) {
   MemoryStats stats;
   stats.pagemap_scan = plan.pagemap_scan;
   stats.vmas_dumped = plan.vmas_dumped;
@@ -492,7 +495,7 @@ MemoryStats copy_pages(pid_t pid, const PagePlan& plan, const std::filesystem::p
   stats.scan_seconds = plan.scan_seconds;
   images::PageWriter writer(dir, id, compression);
   {
-    PageCopier copier(pid, writer, stats, job_running);
+    PageCopier copier(pid, writer, stats, job_running, hook);
     for (const auto& r : plan.copy) copier.add(r.start, r.end, r.readable);
     copier.finish();
   }

@@ -9,7 +9,9 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "images/page_chain.h"
@@ -60,6 +62,19 @@ struct PagePlan {
   bool pagemap_scan = false;
   double scan_seconds = 0;
 };
+// Around the read of each batch of copy_pages: `read` fills buffer from the job (the ranges one
+// after the other); the hook may replace some of what it read before the batch is encoded
+// (dump/background_copy.h: pages copied earlier, and the check that nothing else changed).
+class BatchHook {
+ public:
+  struct Range {
+    uint64_t start;
+    uint64_t length;
+  };
+  virtual ~BatchHook() = default;
+  virtual void read_batch(const std::vector<Range>& ranges, std::byte* buffer, const std::function<void()>& read) = 0;
+};
+
 // Scans every vma of mm (sets Vma.dumped and the guard regions in mm).
 PagePlan plan_pages(pid_t pid, pb::MmState& mm, const PageTracking* tracking = nullptr);
 // Writes pages-<id>.img and pagemap-<id>.img from the plan. job_running: the job may have
@@ -67,7 +82,7 @@ PagePlan plan_pages(pid_t pid, pb::MmState& mm, const PageTracking* tracking = n
 // longer be read is stored as zeros, which no later dump refers to (its VMA is gone, and a new
 // one there is not tracked).
 MemoryStats copy_pages(pid_t pid, const PagePlan& plan, const std::filesystem::path& dir, int64_t id,
-                       images::Compression compression, bool job_running = false);
+                       images::Compression compression, bool job_running = false, BatchHook* hook = nullptr);
 
 // Both, the job stopped throughout. Writes pages-<id>.img and pagemap-<id>.img; sets
 // Vma.dumped in mm.

@@ -25,6 +25,7 @@
 #include "common/netlink.h"
 #include "common/ns_thread.h"
 #include "images/image_file.h"
+#include "launcher/net_lock.h"
 
 namespace stasis::dump {
 
@@ -395,6 +396,8 @@ std::vector<std::string> nft_tables() {
   read_dump(sock.get(), [&](const nlmsghdr* h) {
     if (h->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)) return;
     std::string name = string_attribute(h, sizeof(nfgenmsg), NFTA_TABLE_NAME);
+    // The network lock of this very dump (--tcp-established), which the restore makes anew.
+    if (name.rfind(launcher::kNetLockTablePrefix, 0) == 0) return;
     out.push_back(name.empty() ? "?" : name);
   });
   return out;

@@ -1,14 +1,22 @@
 // Terminals: pty masters (/dev/ptmx) and slaves (/dev/pts/N), /dev/tty, consoles, virtual
-// and serial terminals. Restore cannot rebuild a terminal (a pty pair, its line discipline
-// and settings, a session's controlling terminal), so the dump refuses a process that holds
-// one, naming pid, fd and terminal, before anything is changed.
+// and serial terminals. The terminal of a `stasis run -t` job (its console) is saved: its fds
+// are the container's plumbing (INHERITED: the restored container's monitor makes a new pty
+// pair), and its settings, window size, session and foreground group go to ttys.img. So are
+// the ends of pty pairs the job opened from /dev/ptmx (FdEntry TTY), when both ends are the
+// job's and no byte waits in them. Any other terminal is refused, naming pid, fd and terminal,
+// before anything is changed.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
+
+#include <filesystem>
 
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "tty.pb.h"
 
 namespace stasis::dump {
 
@@ -23,7 +31,29 @@ class TerminalCheck {
   [[noreturn]] static void refuse_fd(pid_t pid, int fd, const std::string& link, const std::string& kind);
   // Throws UnsupportedError when pid has a controlling terminal (even without an fd on it:
   // the session it leads or belongs to cannot be rebuilt around the terminal).
+  // (A controlling terminal that is the console is recorded instead.)
   void refuse_controlling_terminal(pid_t pid);
+
+  // The container's -t terminal, its path on the host (ContainerState.console_path): reads its
+  // settings and window size now.
+  void set_console(const std::string& path);
+  // True when a character device rdev held by pid is the console: the slave itself, or
+  // /dev/tty while the console is pid's controlling terminal.
+  bool is_console(pid_t pid, dev_t rdev);
+  // Whether major:minor is an end of a pty pair: a master opened from a ptmx, or a slave.
+  bool is_pty(unsigned major, unsigned minor);
+  // Adds the ttys.img record `id` for fd of pid, a pty end (is_pty), whose open flags are
+  // flags. Throws UnsupportedError when bytes wait in it (they cannot be read without taking
+  // them from the job).
+  void describe_pty(pid_t pid, int pidfd, int fd, const std::string& link, const struct stat& st, uint32_t flags,
+                    uint64_t id);
+  // Throws UnsupportedError for a pty slave whose master is not the job's.
+  void check_pairs() const;
+  // Once every process is collected (and frozen): the bytes waiting in each pair, both ways,
+  // saved in the master's record and put back as they were.
+  void save_queues();
+  // Writes ttys.img (even when empty).
+  void write_images(const std::filesystem::path& dir) const;
 
  private:
   struct Driver {
@@ -35,6 +65,15 @@ class TerminalCheck {
   const Driver* find(unsigned major, unsigned minor);
   bool loaded_ = false;
   std::vector<Driver> drivers_;
+  std::optional<dev_t> console_;
+  pb::TtyState console_state_;
+  struct PtyEnd {
+    pb::TtyState state;
+    pid_t pid;
+    int fd;
+    std::string link;
+  };
+  std::vector<PtyEnd> ptys_;
 };
 
 }  // namespace stasis::dump

@@ -6,6 +6,7 @@
 #include "container.pb.h"
 #include "core.pb.h"
 #include "files.pb.h"
+#include "inet_socket.pb.h"
 #include "inventory.pb.h"
 #include "ipc.pb.h"
 #include "mm.pb.h"
@@ -18,6 +19,7 @@
 #include "regfile.pb.h"
 #include "signals.pb.h"
 #include "unix_socket.pb.h"
+#include "tty.pb.h"
 
 namespace stasis::images {
 
@@ -41,9 +43,12 @@ std::unique_ptr<google::protobuf::MessageLite> new_record(ImageType type) {
     case ImageType::Tmpfs: return std::make_unique<pb::TmpfsFile>();
     case ImageType::Net: return std::make_unique<pb::NetState>();
     case ImageType::UnixSockets: return std::make_unique<pb::UnixSocket>();
+    case ImageType::InetSockets: return std::make_unique<pb::InetSocket>();
+    case ImageType::NetlinkSockets: return std::make_unique<pb::NetlinkSocket>();
     case ImageType::Namespaces: return std::make_unique<pb::NamespaceState>();
     case ImageType::Cgroup: return std::make_unique<pb::CgroupState>();
     case ImageType::Container: return std::make_unique<pb::ContainerConfig>();
+    case ImageType::Ttys: return std::make_unique<pb::TtyState>();
   }
   return nullptr;
 }

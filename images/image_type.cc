@@ -15,7 +15,7 @@ struct TypeInfo {
 };
 
 // The stem of each kind's file name. "pipe-data" holds a dash, so ids are split off at the last one.
-constexpr std::array<TypeInfo, 21> kTypes{{
+constexpr std::array<TypeInfo, 24> kTypes{{
     {ImageType::Inventory, "inventory"},
     {ImageType::Pstree, "pstree"},
     {ImageType::Core, "core"},
@@ -37,6 +37,9 @@ constexpr std::array<TypeInfo, 21> kTypes{{
     {ImageType::Tmpfs, "tmpfs"},
     {ImageType::Net, "net"},
     {ImageType::UnixSockets, "unix-sockets"},
+    {ImageType::InetSockets, "inet-sockets"},
+    {ImageType::NetlinkSockets, "netlink-sockets"},
+    {ImageType::Ttys, "ttys"},
 }};
 
 constexpr std::string_view kSuffix = ".img";

@@ -34,6 +34,9 @@ enum class ImageType : uint16_t {
   Tmpfs = 19,      // tmpfs.img (pb::TmpfsFile records)
   Net = 20,        // net.img (pb::NetState)
   UnixSockets = 22,  // unix-sockets.img (pb::UnixSocket records)
+  InetSockets = 24,     // inet-sockets.img (pb::InetSocket records)
+  NetlinkSockets = 25,  // netlink-sockets.img (pb::NetlinkSocket records)
+  Ttys = 26,       // ttys.img (pb::TtyState records)
 };
 
 std::string_view type_name(ImageType type);  // "core", "pagemap", ...

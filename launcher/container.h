@@ -6,7 +6,8 @@
 //     └─ monitor ("stasis-monitor", own session): parent of the job's PID 1, records its exit
 //          └─ PID 1 of the new PID namespace: runs `init` (by default: exec of argv)
 //
-// Stdio of PID 1: stdin is /dev/null when detached, else the caller's stdin; stdout and stderr
+// Stdio of PID 1 (with -t: the pty slave, launcher/console.h; with -d -i: a pipe from the
+// monitor): stdin is /dev/null when detached, else the caller's stdin; stdout and stderr
 // go to config.log_path when set (opened O_APPEND by the caller, so an unwritable log fails
 // early), else (foreground) to the caller's stdout/stderr. Detached containers without --log
 // get ROOT/<name>.log, recorded in config.log_path. Other fds of the caller stay open in PID 1
@@ -37,6 +38,9 @@ struct StartedContainer {
   pid_t monitor_pid = -1;  // host PID of the monitor (a child of the caller)
   // Not detached: where the monitor says the job's status before it exits (wait_for_exit).
   std::shared_ptr<UniqueFd> exit_report;
+  // -t in the foreground: the caller's connection to the job's terminal (launcher/console.h),
+  // attached before the job ran.
+  std::shared_ptr<UniqueFd> console;
 };
 
 // The init of `stasis run`: execs config.argv (through our reaper with config.init), printing
@@ -53,8 +57,12 @@ InitFunction exec_init(const pb::ContainerConfig& config);
 // nothing is left behind (no cgroup, link, state file or process) and an Error is thrown.
 // `mark`, when given, adds to the state before it is first written (restore records its
 // checkpoint there, so that even a restore killed during the start is known as one).
+// `before_network`, when given, runs in the monitor once PID 1's network namespace exists and
+// before its links come up (--net veth, bridge), with PID 1's host pid (restore: the network
+// lock of its TCP connections, launcher/net_lock.h).
 StartedContainer start_container(const std::filesystem::path& root, pb::ContainerConfig config, InitFunction init,
-                                 const std::function<void(pb::ContainerState&)>& mark = {});
+                                 const std::function<void(pb::ContainerState&)>& mark = {},
+                                 const std::function<void(pid_t)>& before_network = {});
 
 // `stasis run`: start_container with exec_init. The default log (ROOT/NAME.log) starts empty.
 // Detached, it returns only once the job's exec has happened: an exec failure throws Error

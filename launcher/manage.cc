@@ -17,6 +17,7 @@
 #include "launcher/bridge.h"
 #include "common/log.h"
 #include "launcher/container.h"
+#include "launcher/console.h"
 #include "launcher/network.h"
 #include "launcher/reaper.h"
 #include "launcher/state_store.h"
@@ -283,6 +284,7 @@ void remove_container(const fs::path& root, const std::string& name, bool force,
   if (!keep_log && current->config().log_path() == store.default_log_path(name).string()) {
     ::unlink(current->config().log_path().c_str());
   }
+  ::unlink(attach_socket_path(root, name).c_str());  // a -t monitor that was killed left it
   store.remove(name);
 }
 

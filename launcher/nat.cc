@@ -1,6 +1,7 @@
 #include "launcher/nat.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,8 +44,9 @@ std::string helper_path() {
   fail("nftables: the helper stasis-nft is not installed beside {} nor on PATH", self.string());
 }
 
-// Runs commands as one batch; returns libnftables' messages when it fails and may_fail.
-std::string run(const std::string& commands, bool may_fail) {
+}  // namespace
+
+std::string run_batch(const std::string& commands, bool may_fail, int netns_fd) {
   const std::string helper = helper_path();
   int in[2], err[2];
   check_sys(::pipe2(in, O_CLOEXEC), "pipe");
@@ -53,6 +55,7 @@ std::string run(const std::string& commands, bool may_fail) {
   UniqueFd err_read(err[0]), err_write(err[1]);
   pid_t pid = check_sys(::fork(), "fork {}", helper);
   if (pid == 0) {
+    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) < 0) ::_exit(126);
     ::dup2(in_read.get(), 0);
     ::dup2(err_write.get(), 1);
     ::dup2(err_write.get(), 2);
@@ -86,6 +89,10 @@ std::string run(const std::string& commands, bool may_fail) {
   if (!may_fail) fail("nftables: {}: {}", commands.substr(0, commands.find('\n')), messages);
   return messages;
 }
+
+namespace {
+
+std::string run(const std::string& commands, bool may_fail) { return run_batch(commands, may_fail); }
 
 std::string key(const pb::PortMapping& port) { return fmt::format("{} . {}", port.protocol(), port.host_port()); }
 

@@ -17,6 +17,11 @@
 
 namespace stasis::launcher::nat {
 
+// Runs nftables commands as one atomic batch through stasis-nft, in the network namespace of
+// netns_fd when it is not -1; returns libnftables' messages when the batch fails and
+// may_fail (else throws them). Also the network lock of dumps (dump/net_lock.h).
+std::string run_batch(const std::string& commands, bool may_fail, int netns_fd = -1);
+
 // Replaces any table `ip stasis` by a fresh one for this subnet ("10.88.0.0/16") and bridge.
 void install(const std::string& subnet, const std::string& bridge);
 // Deletes the table; no error when there is none.

@@ -43,8 +43,10 @@ int run_reaper(const std::vector<std::string>& argv, int exec_report) {
     return 127;
   }
   if (child == 0) {
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::setpgid(0, 0);
+    // -t: the job's group is the terminal's foreground one (SIGTTOU is still blocked here).
+    if (::isatty(0)) ::tcsetpgrp(0, ::getpid());
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::_exit(exec_argv(argv, exec_report));
   }
   // Only the job's exec (or its failure) may end the report.

@@ -27,6 +27,7 @@
 #include "launcher/bridge.h"
 #include "launcher/cgroup_warmup.h"
 #include "launcher/config.h"
+#include "launcher/console.h"
 #include "launcher/mounts.h"
 #include "launcher/container.h"
 #include "launcher/network.h"
@@ -60,6 +61,9 @@ struct StartMode {
   // Restore: a published port another container holds is left out (with a warning) instead of
   // failing, so that a copy can run beside its original.
   bool drop_taken_ports = false;
+  // Restore: runs in the monitor with PID 1's pid once its network namespace exists, before
+  // any of its links comes up.
+  std::function<void(pid_t)> before_network = {};
 };
 
 // PID 1's end of its report pipe while init runs, when StartMode::report_exec (else -1).
@@ -75,11 +79,23 @@ struct Stdio {
   int in = 0, out = 1, err = 2;
   UniqueFd owned_in, owned_log;
   bool created_log = false;  // the log did not exist before (a failed start removes it)
+  // -t: the pty pair (the slave is PID 1's stdio; the monitor keeps the master and writes the
+  // log) and, in the foreground, the monitor's and the caller's ends of the caller's connection.
+  ConsolePair console;
+  UniqueFd console_peer, caller_console;
+  UniqueFd stdin_writer;  // -d -i without -t: the monitor's end of the job's stdin
 };
 
 Stdio plan_stdio(const pb::ContainerConfig& config, bool fresh_log) {
   Stdio s;
-  if (config.detach()) {
+  if (config.detach() && config.interactive() && !config.tty()) {
+    // -d -i: stdin stays open, a pipe that `stasis attach` writes into through the monitor.
+    int p[2];
+    check_sys(::pipe2(p, O_CLOEXEC), "-i: pipe for the job's stdin");
+    s.owned_in.reset(p[0]);
+    s.stdin_writer.reset(p[1]);
+    s.in = s.owned_in.get();
+  } else if (config.detach()) {
     s.owned_in = open_or_throw("/dev/null", O_RDONLY);
     s.in = s.owned_in.get();
   }
@@ -101,6 +117,11 @@ Stdio plan_stdio(const pb::ContainerConfig& config, bool fresh_log) {
       return open_or_throw(config.log_path(), flags, 0640);
     });
     s.out = s.err = s.owned_log.get();
+  }
+  if (config.tty()) {
+    s.console = open_console_pair();
+    s.in = s.out = s.err = s.console.slave.get();
+    if (!config.detach()) std::tie(s.console_peer, s.caller_console) = console_socketpair();
   }
   return s;
 }
@@ -260,6 +281,10 @@ void setup_environment(const pb::ContainerConfig& config) {
     if (stdio.in != 0) check_sys(::dup2(stdio.in, 0), "dup2 stdin");
     if (stdio.out != 1) check_sys(::dup2(stdio.out, 1), "dup2 stdout");
     if (stdio.err != 2) check_sys(::dup2(stdio.err, 2), "dup2 stderr");
+    for (int fd : {stdio.console.master.get(), stdio.console.slave.get(), stdio.console_peer.get(),
+                   stdio.caller_console.get(), stdio.stdin_writer.get()})
+      if (fd > 2) ::close(fd);
+    if (config.tty()) take_console_as_controlling_terminal();
     const bool own_mnt = !shares_host_namespace(config, "mnt"), own_uts = !shares_host_namespace(config, "uts");
     int flags = 0;
     if (own_mnt) flags |= CLONE_NEWNS;
@@ -471,7 +496,9 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     // PID 1 has the caller's fds (the restorer's may matter to its init); the monitor, which
     // lives as long as the container, must not keep the caller's pipes and sockets open.
     const bool monitor_says_go = !go_from_caller(config);
-    close_fds_except({report_fd, from_caller, monitor_says_go ? go_write : -1, from_child[0]});
+    close_fds_except({report_fd, from_caller, monitor_says_go ? go_write : -1, from_child[0],
+                      stdio.console.master.get(), config.tty() ? stdio.owned_log.get() : -1,
+                      stdio.console_peer.get(), stdio.stdin_writer.get()});
     auto expect = [&](char want, const char* step) {
       char c = read_byte(from_child[0]);
       if (c == want) return;
@@ -489,6 +516,7 @@ bool go_from_caller(const pb::ContainerConfig& config) {
       }
       if (has_veth(config)) {
         expect('N', "creating its namespaces");
+        if (mode.before_network) mode.before_network(pid);
         const auto& n = config.net();
         net::create_veth(n.host_ifname(), n.container_ifname(), pid);
         if (n.mode() == "bridge") {
@@ -541,6 +569,9 @@ bool go_from_caller(const pb::ContainerConfig& config) {
     }
     ::_exit(1);
   }
+  // -t: `stasis attach` right after `run -d` returns finds the socket.
+  UniqueFd console_listener;
+  if (has_attach_socket(config)) console_listener = listen_console(attach_socket_path(store.root(), config.name()));
   write_string(report_fd, "OK " + std::to_string(pid) + "\n");
   // A foreground caller waits for "EXIT <status>" on the same pipe (see wait_for_exit).
   if (config.detach()) ::close(report_fd);
@@ -555,8 +586,19 @@ bool go_from_caller(const pb::ContainerConfig& config) {
   }
 
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) ::_exit(1);
+  if (has_attach_socket(config)) {
+    ConsoleRelay relay{.master = stdio.console.master.get(),
+                       .stdin_pipe = UniqueFd(stdio.stdin_writer.get()),
+                       .log = config.tty() ? stdio.owned_log.get() : -1,
+                       .first_client = UniqueFd(stdio.console_peer.get()),
+                       .socket_path = attach_socket_path(store.root(), config.name()),
+                       .listener = std::move(console_listener),
+                       .interactive = config.interactive()};
+    status = relay_console(std::move(relay), pid);
+  } else {
+    while (::waitpid(pid, &status, 0) < 0) {
+      if (errno != EINTR) ::_exit(1);
+    }
   }
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   // Our children went to the job's PID namespace, which died with its PID 1: a fork there
@@ -616,7 +658,8 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
   if (!config.rootfs().empty()) config.set_rootfs(fs::canonical(config.rootfs()).string());
   const std::string name = config.name();
   StateStore store(root);
-  if (config.log_path().empty() && config.detach()) config.set_log_path(store.default_log_path(name).string());
+  // A -t job's output is copied to its log by the monitor, detached or not (`stasis logs`).
+  if (config.log_path().empty() && (config.detach() || config.tty())) config.set_log_path(store.default_log_path(name).string());
   if (!config.log_path().empty()) config.set_log_path(fs::absolute(config.log_path()).string());
 
   pb::ContainerState state;
@@ -701,6 +744,7 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
     reserved = true;
   }
   stdio = plan_stdio(config, mode.fresh_log && config.log_path() == store.default_log_path(name).string());
+  if (stdio.console.slave) state.set_console_path(stdio.console.slave_path);
 
   int report[2], created[2], go[2];
   check_sys(::pipe2(report, O_CLOEXEC), "pipe");
@@ -765,16 +809,19 @@ StartedContainer start_impl(const fs::path& root, pb::ContainerConfig config, co
     fail("start container {}: the monitor (pid {}) died without a word", name, monitor);
   }
   committed = true;
-  StartedContainer started{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor, nullptr};
+  StartedContainer started{name, static_cast<pid_t>(std::atoi(answer.c_str() + 3)), monitor, nullptr, nullptr};
   if (!config.detach()) started.exit_report = std::make_shared<UniqueFd>(std::move(report_read));
+  if (stdio.caller_console) started.console = std::make_shared<UniqueFd>(std::move(stdio.caller_console));
   return started;
 }
 
 }  // namespace
 
 StartedContainer start_container(const fs::path& root, pb::ContainerConfig config, InitFunction init,
-                                 const std::function<void(pb::ContainerState&)>& mark) {
-  return start_impl(root, std::move(config), init, StartMode{.mark = mark, .drop_taken_ports = true});
+                                 const std::function<void(pb::ContainerState&)>& mark,
+                                 const std::function<void(pid_t)>& before_network) {
+  return start_impl(root, std::move(config), init,
+                    StartMode{.mark = mark, .drop_taken_ports = true, .before_network = before_network});
 }
 
 StartedContainer run_container(const fs::path& root, pb::ContainerConfig config) {

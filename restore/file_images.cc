@@ -3,6 +3,7 @@
 #include "common/file_util.h"
 #include "common/unix_diag.h"
 #include "images/image_file.h"
+#include "restore/terminals.h"
 
 namespace stasis::restore {
 
@@ -27,6 +28,11 @@ FileImages load_file_images(const images::Checkpoint& checkpoint) {
       out.live_unix_files = live_unix_socket_files();
       break;
     }
+  load.operator()<pb::InetSocket>(ImageType::InetSockets,
+                                  [&](pb::InetSocket m) { out.inet_sockets[m.id()] = std::move(m); });
+  load.operator()<pb::NetlinkSocket>(ImageType::NetlinkSockets,
+                                     [&](pb::NetlinkSocket m) { out.netlink_sockets[m.id()] = std::move(m); });
+  load_ttys(checkpoint, out.console, out.ptys);
   out.boot_id = read_file("/proc/sys/kernel/random/boot_id");
   while (!out.boot_id.empty() && out.boot_id.back() == '\n') out.boot_id.pop_back();
   return out;

@@ -4,15 +4,18 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
 #include "chardev.pb.h"
 #include "eventfiles.pb.h"
 #include "images/checkpoint.h"
+#include "inet_socket.pb.h"
 #include "pipe.pb.h"
 #include "regfile.pb.h"
 #include "unix_socket.pb.h"
+#include "tty.pb.h"
 
 namespace stasis::restore {
 
@@ -26,6 +29,10 @@ struct FileImages {
   // Socket files (dev, inode) a live socket is bound to, in any network namespace here: a
   // socket file at a name to bind again is replaced only when it is not one of them.
   std::set<std::pair<uint32_t, uint32_t>> live_unix_files;
+  std::map<uint64_t, pb::InetSocket> inet_sockets;       // by open-file id
+  std::map<uint64_t, pb::NetlinkSocket> netlink_sockets; // by open-file id
+  std::optional<pb::TtyState> console;  // the container's -t terminal (restore/terminals.h)
+  std::map<uint64_t, pb::TtyState> ptys;  // pty ends, by open-file id
   // Pipes to outside that `--inherit-fd` connects: pipe id -> the stub's fd of the source.
   std::map<uint64_t, int> inherited_pipes;
   std::string boot_id;                 // of this boot: files dumped in it are compared by inode too

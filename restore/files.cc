@@ -11,9 +11,11 @@
 #include "common/error.h"
 #include "restore/chardevs.h"
 #include "restore/event_files.h"
+#include "restore/inet_sockets.h"
 #include "restore/pipes.h"
 #include "restore/regfiles.h"
 #include "restore/unix_sockets.h"
+#include "restore/terminals.h"
 
 namespace stasis::restore {
 
@@ -24,7 +26,12 @@ int max_fd(const std::vector<pb::FdEntry>& fds) {
 }
 
 FileOpener::FileOpener(const FileImages& images, const std::array<int, 3>& stdio, int min_fd)
-    : images_(images), stdio_(stdio), pipes_(images, min_fd), ghosts_(images, min_fd), unix_sockets_(images, min_fd) {}
+    : images_(images),
+      stdio_(stdio),
+      pipes_(images, min_fd),
+      ghosts_(images, min_fd),
+      unix_sockets_(images, min_fd),
+      ptys_(images.ptys, min_fd) {}
 
 FileOpener::~FileOpener() = default;
 
@@ -56,6 +63,22 @@ UniqueFd FileOpener::open(const pb::FdEntry& entry) {
     case pb::FdEntry::UNIX_SOCKET:
       file = unix_sockets_.open(entry.file_id());
       break;
+    case pb::FdEntry::INET_SOCKET: {
+      auto it = images_.inet_sockets.find(entry.file_id());
+      if (it == images_.inet_sockets.end()) fail("fd {}: inet-sockets.img has no socket {}", entry.fd(), entry.file_id());
+      file = open_inet_socket(it->second);
+      break;
+    }
+    case pb::FdEntry::NETLINK_SOCKET: {
+      auto it = images_.netlink_sockets.find(entry.file_id());
+      if (it == images_.netlink_sockets.end())
+        fail("fd {}: netlink-sockets.img has no socket {}", entry.fd(), entry.file_id());
+      file = open_netlink_socket(it->second);
+      break;
+    }
+    case pb::FdEntry::TTY:
+      file = ptys_.open(entry.file_id());
+      break;
     case pb::FdEntry::INHERITED: {
       if (entry.file_id() > 2) fail("fd {}: inherited from unknown standard fd {}", entry.fd(), entry.file_id());
       file.reset(fcntl(stdio_[entry.file_id()], F_DUPFD_CLOEXEC, 0));
@@ -76,6 +99,8 @@ void FileOpener::enter_cwd(const std::string& cwd) {
 }
 
 void FileOpener::remove_ghost_names() { ghosts_.remove_names(); }
+
+void FileOpener::finish_ptys() { ptys_.finish(); }
 
 void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& images,
                       const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared,
@@ -106,10 +131,17 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
     }
     installed[key] = entry.fd();
   }
+  opener.finish_ptys();
   opener.enter_cwd(cwd);
   // Every fd of a ghost is open (and the working directory entered): delete them again.
   opener.remove_ghost_names();
   add_epoll_targets(fds, images);
+  // Connections made by another process of the tree were taken out of repair mode there
+  // (restore/stub.cc make_shared_files): once is all a connection may be.
+  std::vector<pb::FdEntry> own;
+  for (const auto& entry : fds)
+    if (!shared.count({static_cast<int>(entry.kind()), entry.file_id()})) own.push_back(entry);
+  finish_inet_sockets(own, images);
 }
 
 }  // namespace stasis::restore

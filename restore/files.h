@@ -13,6 +13,7 @@
 #include "restore/file_images.h"
 #include "restore/pipes.h"
 #include "restore/regfiles.h"
+#include "restore/terminals.h"
 #include "restore/unix_sockets.h"
 
 namespace stasis::restore {
@@ -44,6 +45,9 @@ class FileOpener {
   // as a ghost.
   void enter_cwd(const std::string& cwd);
   void remove_ghost_names();
+  // Once every fd it opened is in place: the bytes waiting in each pty pair go back, locked
+  // pairs are locked again.
+  void finish_ptys();
 
  private:
   const FileImages& images_;
@@ -51,6 +55,7 @@ class FileOpener {
   PipeFactory pipes_;
   GhostFiles ghosts_;
   UnixSocketFactory unix_sockets_;
+  PtyFactory ptys_;
 };
 
 }  // namespace stasis::restore

@@ -28,6 +28,8 @@
 #include "restore/core.h"
 #include "restore/creds.h"
 #include "restore/inherit_fds.h"
+#include "restore/inet_sockets.h"
+#include "restore/terminals.h"
 #include "restore/init.h"
 #include "restore/file_locks.h"
 #include "restore/memory.h"
@@ -222,8 +224,8 @@ void log_restored(const RestoreOptions& options, const std::string& name, const 
 
 // A foreground restore passes SIGINT, SIGTERM and SIGHUP on to the job, as `run` does, and
 // returns its status.
-int wait_in_foreground(const RestoreOptions& options, const launcher::StartedContainer& started,
-                       std::optional<InterruptGuard>& interrupt_guard) {
+int wait_in_foreground(const RestoreOptions& options, const pb::ContainerConfig& config,
+                       const launcher::StartedContainer& started, std::optional<InterruptGuard>& interrupt_guard) {
   // From catching to passing on without a gap; a signal caught after the last check goes on too.
   sigset_t forwarded, old_mask;
   sigemptyset(&forwarded);
@@ -233,6 +235,7 @@ int wait_in_foreground(const RestoreOptions& options, const launcher::StartedCon
   forward_signals_to(started.init_pid);
   if (int sig = interrupted_by()) ::kill(started.init_pid, sig);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  if (attach_restored_console(started, config.interactive())) return 0;  // -t: detached by the user
   return launcher::wait_for_exit(options.root, started);
 }
 
@@ -264,7 +267,9 @@ int restore_checkpoint(const RestoreOptions& options) {
   const std::string checkpoint_dir = std::filesystem::absolute(options.dir).string();
   launcher::StartedContainer started =
       launcher::start_container(options.root, config, pid_1_of(tree, control),
-                                [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); });
+                                [&](pb::ContainerState& state) { state.set_checkpoint_dir(checkpoint_dir); },
+                                // The dump's network lock, in the new namespace before its links come up.
+                                [&tree](pid_t init_pid) { lock_network(tree.processes.front().files, init_pid); });
   ContainerRollback rollback(options.root, started.name, job_log.taken_over());
   control.write_end.reset();
   loaded.inherited.clear();  // the stubs have their own copies: the job alone holds the sources now
@@ -272,6 +277,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   // 3. Every stub made its process's files and reported; the namespaces get their contents.
   const Stubs stubs = wait_for_stubs(tree, control, started.init_pid);
   HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, started.init_pid);
+  check_bound_addresses(tree.processes.front().files, started.init_pid);
   timings.start_ms = ms_since(start_at);
 
   // 4-7. Each process rebuilt from outside on both CPUs, each worker seizing, rebuilding and
@@ -284,13 +290,14 @@ int restore_checkpoint(const RestoreOptions& options) {
         // before the detach (the kernel lets the threads go then), so the state says so first.
         store.update(started.name, [&](pb::ContainerState& state) { state.set_restored(true); });
       });
+  remove_network_lock(tree.processes.front().files, processes.front().host_pid);  // the dump's, if it left one
   rollback.dismiss();
   job_log.commit();
   timings.rebuild_ms = ms_since(rebuild_at);
   timings.total_ms = ms_since(started_at);
   log_restored(options, started.name, processes, timings);
   if (options.detach) return 0;
-  return wait_in_foreground(options, started, interrupt_guard);
+  return wait_in_foreground(options, config, started, interrupt_guard);
 }
 
 }  // namespace stasis::restore

@@ -27,6 +27,8 @@
 #include "restore/mounts.h"
 #include "restore/process.h"
 #include "restore/signals.h"
+#include "restore/inet_sockets.h"
+#include "restore/terminals.h"
 
 namespace stasis::restore {
 namespace {
@@ -133,14 +135,22 @@ void make_shared_files(const RestoreTree& tree, int index) {
   const RestorePlan& layout = tree.processes.front();
   const std::array<int, 3> stdio{layout.stdio_copy_fd(0), layout.stdio_copy_fd(1), layout.stdio_copy_fd(2)};
   std::optional<FileOpener> opener;
+  std::vector<pb::FdEntry> made;  // at their slots
   for (size_t j = 0; j < tree.shared.size(); ++j) {
     if (tree.shared[j].creator != index) continue;
     if (!opener) opener.emplace(layout.files, stdio, tree.top_fd());
     UniqueFd file = opener->open(tree.shared[j].entry);
     move_fd(file.get(), layout.shared_fd(j));
     if (file.get() == layout.shared_fd(j)) file.release();
+    made.push_back(tree.shared[j].entry);
+    made.back().set_fd(layout.shared_fd(j));
   }
-  if (opener) opener->remove_ghost_names();
+  if (opener) {
+    opener->finish_ptys();
+    opener->remove_ghost_names();
+    // Out of repair mode here, once, whichever processes hold them (restore/inet_sockets.h).
+    finish_inet_sockets(made, layout.files);
+  }
   for (size_t j = 0; j < tree.shared_memory.size(); ++j) {
     const SharedMemory& m = tree.shared_memory[j];
     if (m.creator != index) continue;
@@ -301,6 +311,8 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     install_fd_table(plan.task.fds, plan.files,
                      {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep, tree.shared_fds(),
                      plan.task.core.cwd());
+    // The -t terminal's settings, once, by the tree's first process (its session leader).
+    if (index == 0 && plan.files.console) restore_console(*plan.files.console, plan.stdio_copy_fd(0));
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
     for (int i = 0; i < plan.inherited_count; ++i) close(plan.inherited_fd(static_cast<size_t>(i)));
     for (int j = 0; j < plan.shared_count; ++j) close(plan.shared_fd(static_cast<size_t>(j)));

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <memory>
@@ -27,30 +28,64 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// `stasis --root ROOT serve --listen 127.0.0.1:0 --plaintext`, killed (by pid) and reaped at
-// the end, with whatever it restored removed.
+// How a test's serve runs: in a network namespace (`nsenter --net`) or not, on which address,
+// with a key file (--key) or --plaintext, other options, and STASIS_FAULT (common/fault.h).
+struct ServeSetup {
+  std::string key;    // empty: --plaintext
+  std::string fault;  // STASIS_FAULT
+  std::string fault_pause;  // STASIS_FAULT_PAUSE
+  std::string netns;  // run under nsenter --net=/run/netns/NETNS
+  std::string address = "127.0.0.1";
+  std::vector<std::string> options;  // more options of serve
+};
+
+ServeSetup setup_with(const std::string& key, const std::string& fault, const std::string& netns = "",
+                      const std::string& address = "127.0.0.1") {
+  ServeSetup s;
+  s.key = key;
+  s.fault = fault;
+  s.netns = netns;
+  s.address = address;
+  return s;
+}
+
+// `stasis --root ROOT serve --listen ADDR:0 ...`, killed (by pid) and reaped at the end, with
+// whatever it restored removed.
 class Server {
  public:
-  // key: the key file (--key), or empty for --plaintext; fault: STASIS_FAULT for the serve
-  // (common/fault.h), or empty.
-  explicit Server(const fs::path& root, const std::string& key = "", const std::string& fault = "") : root_(root) {
-    log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + ".log");
+  explicit Server(const fs::path& root, const std::string& key = "", const std::string& fault = "")
+      : Server(root, setup_with(key, fault)) {}
+  Server(const fs::path& root, const ServeSetup& setup) : root_(root), netns_(setup.netns) {
+    log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + "-" + root.filename().string() + ".log");
+    std::vector<std::string> argv;
+    if (!setup.netns.empty()) argv = {"nsenter", "--net=/run/netns/" + setup.netns};
+    for (std::string a : {stasis_binary(), std::string("--root"), root.string(), std::string("serve"),
+                          std::string("--listen"), setup.address + ":0"})
+      argv.push_back(a);
+    const bool tls = std::find(setup.options.begin(), setup.options.end(), "--tls-cert") != setup.options.end();
+    if (setup.key.empty()) {
+      if (!tls) argv.push_back("--plaintext");
+    } else {
+      argv.push_back("--key");
+      argv.push_back(setup.key);
+    }
+    argv.insert(argv.end(), setup.options.begin(), setup.options.end());
     pid_ = ::fork();
     if (pid_ == 0) {
       int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
       ::setsid();
-      if (!fault.empty()) ::setenv("STASIS_FAULT", fault.c_str(), 1);
-      std::string bin = stasis_binary(), r = root.string();
-      if (key.empty())
-        ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--plaintext",
-                static_cast<char*>(nullptr));
-      else
-        ::execl(bin.c_str(), "stasis", "--root", r.c_str(), "serve", "--listen", "127.0.0.1:0", "--key", key.c_str(),
-                static_cast<char*>(nullptr));
+      if (!setup.fault.empty()) ::setenv("STASIS_FAULT", setup.fault.c_str(), 1);
+      if (!setup.fault_pause.empty()) ::setenv("STASIS_FAULT_PAUSE", setup.fault_pause.c_str(), 1);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());  // nsenter execs serve in place: pid_ is serve's
       ::_exit(127);
     }
+    const std::regex listening("listening on " + std::regex_replace(setup.address, std::regex("\\."), "\\.") +
+                               ":([0-9]+)");
     wait_until(
         [&] {
           std::ifstream in(log_);
@@ -58,11 +93,12 @@ class Server {
           text << in.rdbuf();
           std::smatch m;
           std::string s = text.str();
-          if (!std::regex_search(s, m, std::regex("listening on 127.0.0.1:([0-9]+)"))) return false;
+          if (!std::regex_search(s, m, listening)) return false;
           port_ = std::stoi(m[1]);
           return true;
         },
         10s);
+    address_ = setup.address;
   }
   ~Server() {
     for (const auto& name : names_) run_stasis({"--root", root_.string(), "rm", "-f", name}, 30s);
@@ -70,14 +106,15 @@ class Server {
     std::error_code ec;
     fs::remove(log_, ec);
   }
-  void stop() {
+  void stop(int sig = SIGKILL) {
     if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
+    ::kill(pid_, sig);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
   int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return address_ + ":" + std::to_string(port_); }
+  pid_t pid() const { return pid_; }
   std::string log() const {
     std::ifstream in(log_);
     std::stringstream text;
@@ -93,6 +130,7 @@ class Server {
 
  private:
   fs::path root_, log_;
+  std::string netns_, address_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::vector<std::string> names_;
@@ -366,6 +404,303 @@ TEST(CheckpointMigrate, TamperedStreamIsRefused) {
   EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
   EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
   EXPECT_TRUE(wait_until([&] { return fs::is_empty(destination_root.path() / "incoming"); }, 10s));
+}
+
+
+uint64_t done_bytes_sent(const std::string& json_lines) {
+  std::smatch m;
+  if (!std::regex_search(json_lines, m, std::regex("\"event\":\"done\",\"rounds\":[0-9]+,\"bytes_sent\":([0-9]+)")))
+    return 0;
+  return std::stoull(m[1]);
+}
+
+// --max-downtime decides when the pre-copy ends: a generous goal is met after round 1, a goal
+// of 1 ms never (rounds go on until they stop shrinking or --max-rounds). --compress sets what
+// goes on the wire: the python3 counter's heap, zstd against none.
+TEST(CheckpointMigrate, MaxDowntimeEndsThePreCopyAndCompressShrinksTheStream) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  auto move = [&](const Workload& w, const std::string& base, const std::vector<std::string>& options) {
+    auto c = std::make_unique<Container>(env, base);
+    EXPECT_TRUE(c->run(w));
+    server.will_hold(c->name());
+    std::vector<std::string> args{"migrate", c->name(), "--to", server.address(), "--plaintext", "--json"};
+    args.insert(args.end(), options.begin(), options.end());
+    CommandResult r = env.stasis(args, 120s);
+    std::printf("%s", r.out.c_str());
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_TRUE(keep_progressing(c->status(), 1000ms));
+    return std::make_pair(std::move(c), r.out);
+  };
+  // 64 pages every 10 ms: about 25 MB/s of writes.
+  auto generous = move(c_workload("dirtier", {"64", "64"}), "migdt", {"--max-downtime", "100000"});
+  EXPECT_NE(generous.second.find("\"round\":1,"), std::string::npos) << generous.second;
+  EXPECT_EQ(generous.second.find("\"round\":2,"), std::string::npos) << generous.second;
+  auto strict = move(c_workload("dirtier", {"64", "64"}), "migdt1", {"--max-downtime", "1", "--max-rounds", "4"});
+  EXPECT_NE(strict.second.find("\"round\":2,"), std::string::npos) << strict.second;
+  EXPECT_NE(strict.second.find("\"estimated_downtime_ms\":"), std::string::npos) << strict.second;
+
+  auto plain = move(python_workload(), "migpyn", {"--compress", "none"});
+  auto zstd = move(python_workload(), "migpyz", {"--compress", "zstd"});
+  const uint64_t plain_bytes = done_bytes_sent(plain.second), zstd_bytes = done_bytes_sent(zstd.second);
+  ASSERT_GT(plain_bytes, 0u) << plain.second;
+  ASSERT_GT(zstd_bytes, 0u) << zstd.second;
+  EXPECT_LT(zstd_bytes * 2, plain_bytes) << "zstd " << zstd_bytes << " bytes, none " << plain_bytes;
+  // A bad value is a usage error.
+  EXPECT_EQ(env.stasis({"migrate", "x", "--to", server.address(), "--plaintext", "--max-downtime", "-5"}).exit_code, 2);
+}
+
+// A CA (NAME.crt, NAME.key) and certificates it signs (LEAF.crt, LEAF.key), made with the
+// openssl command in dir.
+bool make_ca(const fs::path& dir, const std::string& name) {
+  return run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", (dir / (name + ".key")).string(), "-out", (dir / (name + ".crt")).string(), "-days",
+                      "2", "-subj", "/CN=" + name},
+                     30s)
+             .exit_code == 0;
+}
+bool make_leaf(const fs::path& dir, const std::string& ca, const std::string& leaf) {
+  const std::string base = (dir / leaf).string();
+  return run_command({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                      base + ".key", "-out", base + ".csr", "-subj", "/CN=" + leaf},
+                     30s)
+                 .exit_code == 0 &&
+         run_command({"openssl", "x509", "-req", "-in", base + ".csr", "-CA", (dir / (ca + ".crt")).string(), "-CAkey",
+                      (dir / (ca + ".key")).string(), "-CAcreateserial", "-out", base + ".crt", "-days", "2"},
+                     30s)
+                 .exit_code == 0;
+}
+std::vector<std::string> tls_options(const fs::path& dir, const std::string& leaf, const std::string& ca) {
+  return {"--tls-cert", (dir / (leaf + ".crt")).string(), "--tls-key", (dir / (leaf + ".key")).string(), "--tls-ca",
+          (dir / (ca + ".crt")).string()};
+}
+
+// TLS with certificates both ways: a move with certificates one CA signed; a client trusting
+// another CA refuses the destination, and serve refuses a client whose certificate another CA
+// signed. The source runs on after each refusal.
+TEST(CheckpointMigrate, TlsWithCertificatesAndAWrongCaIsRefused) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  const fs::path pki = env.work() / "pki";
+  fs::create_directories(pki);
+  ASSERT_TRUE(make_ca(pki, "ca") && make_leaf(pki, "ca", "serve") && make_leaf(pki, "ca", "client"));
+  ASSERT_TRUE(make_ca(pki, "otherca") && make_leaf(pki, "otherca", "stranger"));
+  TempDir destination_root("stasis-dst");
+  ServeSetup setup;
+  setup.options = tls_options(pki, "serve", "ca");
+  Server server(destination_root.path(), setup);
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start: " << server.log();
+
+  Container original(env, "migtls");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"32", "8"})));
+  server.will_hold(original.name());
+  auto migrate = [&](const std::vector<std::string>& tls) {
+    std::vector<std::string> args{"migrate", original.name(), "--to", server.address()};
+    args.insert(args.end(), tls.begin(), tls.end());
+    return env.stasis(args, 60s);
+  };
+  // Trusting another CA: the destination's certificate fails our check.
+  CommandResult r = migrate(tls_options(pki, "client", "otherca"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("TLS handshake failed"), std::string::npos) << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  // A certificate another CA signed: serve refuses us.
+  r = migrate(tls_options(pki, "stranger", "ca"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(wait_until([&] { return server.log().find("abandoned") != std::string::npos; }, 10s)) << server.log();
+  EXPECT_TRUE(keep_progressing(original.status(), 1000ms));
+  // A key and TLS at once: usage.
+  const fs::path key = write_key(env.work(), "key", 'k');
+  std::vector<std::string> both = tls_options(pki, "client", "ca");
+  both.insert(both.end(), {"--key", key.string()});
+  EXPECT_EQ(migrate(both).exit_code, 2);
+
+  r = migrate(tls_options(pki, "client", "ca"));
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+}
+
+// Two hosts linked by a veth pair: this one (the source: its network namespace, its state
+// root) and a network namespace of its own (`ip netns add`) for the destination, where serve
+// runs under nsenter. Addresses 10.77.N.1 (here) and 10.77.N.2 (there), N from our PID. The
+// destructor deletes the link and the namespace whatever the test did.
+class VethHosts {
+ public:
+  VethHosts() {
+    const int n = static_cast<int>(::getpid() % 250) + 1;
+    const std::string tag = std::to_string(::getpid() % 100000);
+    netns_ = "stasis-mig-" + tag;
+    here_ = "smg" + tag + "a";
+    there_ = "smg" + tag + "b";
+    address_here_ = "10.77." + std::to_string(n) + ".1";
+    address_there_ = "10.77." + std::to_string(n) + ".2";
+    for (const auto& argv : std::vector<std::vector<std::string>>{
+             {"ip", "netns", "add", netns_},
+             {"ip", "link", "add", here_, "type", "veth", "peer", "name", there_, "netns", netns_},
+             {"ip", "addr", "add", address_here_ + "/24", "dev", here_},
+             {"ip", "link", "set", here_, "up"},
+             {"ip", "-n", netns_, "addr", "add", address_there_ + "/24", "dev", there_},
+             {"ip", "-n", netns_, "link", "set", there_, "up"},
+             {"ip", "-n", netns_, "link", "set", "lo", "up"}}) {
+      CommandResult r = run_command(argv, 20s);
+      if (r.exit_code != 0) {
+        error_ = join(argv) + ": " + r.out + r.err;
+        return;
+      }
+    }
+    ok_ = true;
+  }
+  ~VethHosts() {
+    run_command({"ip", "link", "del", here_}, 20s);  // fails once cut: fine
+    run_command({"ip", "netns", "del", netns_}, 20s);
+  }
+  VethHosts(const VethHosts&) = delete;
+  VethHosts& operator=(const VethHosts&) = delete;
+  ::testing::AssertionResult ready() const {
+    if (ok_) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << error_;
+  }
+  const std::string& netns() const { return netns_; }
+  const std::string& address_there() const { return address_there_; }
+  // The link goes down on our side: packets stop both ways, neither end is told.
+  bool cut() { return run_command({"ip", "link", "set", here_, "down"}, 20s).exit_code == 0; }
+  // The link deleted (both ends): the same for the connection, the address gone here too.
+  bool remove() { return run_command({"ip", "link", "del", here_}, 20s).exit_code == 0; }
+
+ private:
+  static std::string join(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+    return out;
+  }
+  std::string netns_, here_, there_, address_here_, address_there_, error_;
+  bool ok_ = false;
+};
+
+bool any_file_under(const fs::path& dir, const std::string& part = "") {
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec) && it->path().string().find(part) != std::string::npos) return true;
+  return false;
+}
+
+// A 256 MiB job that keeps rewriting pages (and checks every page twice a second), and the
+// python3 counter, each moved to the other host over the veth with a key.
+TEST(CheckpointMigrateHosts, WriterOf256MiBAndPythonCounterMoveOverVeth) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  VethHosts hosts;
+  ASSERT_TRUE(hosts.ready());
+  TempDir destination_root("stasis-dst");
+  const fs::path key = write_key(env.work(), "key", 'k');
+  Server server(destination_root.path(),
+                setup_with(key.string(), "", hosts.netns(), hosts.address_there()));
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start in " << hosts.netns() << ": " << server.log();
+
+  Container writer(env, "migw");
+  ASSERT_TRUE(writer.run(c_workload("dirtier", {"256", "16"})));
+  server.will_hold(writer.name());
+  CommandResult r = env.stasis({"migrate", writer.name(), "--to", server.address(), "--key", key.string()}, 180s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(listed_running(env.stasis({"ps", "-a"}), writer.name()));
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), writer.name()));
+  // Its check of all 256 MiB runs twice a second: three seconds of "ok" is six full checks.
+  EXPECT_TRUE(keep_progressing(writer.status(), 3000ms));
+
+  Container python(env, "migpy");
+  ASSERT_TRUE(python.run(python_workload()));
+  server.will_hold(python.name());
+  r = env.stasis({"migrate", python.name(), "--to", server.address(), "--key", key.string()}, 120s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), python.name()));
+  EXPECT_TRUE(keep_progressing(python.status(), 2000ms));
+  EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
+}
+
+// The link cut (set down, or deleted) while round 1 streams: migrate gives up within its
+// liveness timeout and the job runs on here, intact; serve notices the silence too and drops
+// what it staged.
+void cut_during_round(bool remove) {
+  CheckpointEnv env;
+  VethHosts hosts;
+  ASSERT_TRUE(hosts.ready());
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path(), setup_with("", "", hosts.netns(), hosts.address_there()));
+  ASSERT_GT(server.port(), 0) << server.log();
+  Container original(env, "migcut");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"256", "16"})));
+  server.will_hold(original.name());
+  const fs::path incoming = destination_root.path() / "incoming";
+  std::atomic<bool> cut{false};
+  std::thread cutter([&] {
+    if (wait_until([&] { return any_file_under(incoming, "/1/"); }, 60s)) cut = remove ? hosts.remove() : hosts.cut();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  cutter.join();
+  ASSERT_TRUE(cut) << "the link was not cut during round 1: " << r.out << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  EXPECT_LT(seconds, 60) << "migrate took " << seconds << " s to see the link gone";
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  EXPECT_TRUE(wait_until([&] { return fs::is_empty(incoming); }, 40s)) << server.log();
+  EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+}
+
+TEST(CheckpointMigrateHosts, LinkSetDownDuringARoundLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  cut_during_round(false);
+}
+
+TEST(CheckpointMigrateHosts, LinkDeletedDuringARoundLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  cut_during_round(true);
+}
+
+// The destination's serve stopped in the final phase (the job frozen here, its last pages on
+// the way): the job is thawed and runs on here, intact; serve removes what it staged.
+TEST(CheckpointMigrateHosts, ServeKilledInTheFinalPhaseLeavesTheSourceRunning) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  VethHosts hosts;
+  ASSERT_TRUE(hosts.ready());
+  TempDir destination_root("stasis-dst");
+  const fs::path pause = env.work() / "final-pause";
+  ServeSetup setup = setup_with("", "serve-final", hosts.netns(), hosts.address_there());
+  setup.fault_pause = pause.string();
+  Server server(destination_root.path(), setup);
+  ASSERT_GT(server.port(), 0) << server.log();
+  Container original(env, "migfin");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"256", "16"})));
+  server.will_hold(original.name());
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    if (!wait_until([&] { return fs::exists(pause); }, 90s)) return;
+    // Frozen here while the final phase is held: the moment to lose the destination.
+    EXPECT_NE(env.stasis({"ps", "-a"}).out.find("frozen"), std::string::npos);
+    server.stop(SIGTERM);
+    killed = true;
+  });
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  killer.join();
+  ASSERT_TRUE(killed) << r.out << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(listed_running(env.stasis({"ps", "-a"}), original.name()));
+  EXPECT_TRUE(keep_progressing(original.status(), 1500ms));
+  EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
+  EXPECT_FALSE(listed_running(server.stasis({"ps", "-a"}), original.name()));
 }
 
 }  // namespace

@@ -54,7 +54,7 @@ TEST(Cli, UnknownOptionIsUsageError) {
 }
 
 TEST(Cli, EveryCommandHasHelp) {
-  for (const char* cmd : {"run", "ps", "inspect", "stop", "wait", "exec", "kill", "rm", "freeze", "thaw", "dump",
+  for (const char* cmd : {"run", "ps", "inspect", "stop", "wait", "exec", "attach", "logs", "kill", "rm", "freeze", "thaw", "dump",
                           "restore", "show", "check", "serve", "migrate"}) {
     auto r = run_stasis({cmd, "--help"});
     EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
@@ -98,7 +98,7 @@ TEST(Cli, InstallPutsManPagesAndBashCompletionInPlace) {
   EXPECT_TRUE(fs::exists(prefix.path() / "share" / "bash-completion" / "completions" / "stasis"));
   if (run_command({"sh", "-c", "command -v help2man"}).exit_code != 0) GTEST_SKIP() << "help2man is not installed";
   fs::path man = prefix.path() / "share" / "man" / "man1";
-  for (const char* cmd : {"run", "ps", "inspect", "stop", "wait", "exec", "kill", "rm", "freeze", "thaw", "dump",
+  for (const char* cmd : {"run", "ps", "inspect", "stop", "wait", "exec", "attach", "logs", "kill", "rm", "freeze", "thaw", "dump",
                           "restore", "show", "check", "serve", "migrate"}) {
     std::string page = read_text(man / (std::string("stasis-") + cmd + ".1"));
     EXPECT_NE(page.find(std::string(".SH NAME\nstasis\\-") + cmd + " \\- "), std::string::npos) << cmd << ": " << page;

@@ -441,7 +441,9 @@ void expect_fd_refused(const std::string& workload, const std::vector<std::strin
   expect_untouched(w.pid(), status);
 }
 
-TEST(Dump, SocketIsRefusedAndJobRunsOn) { expect_fd_refused("dump_socket", {}, "socket"); }
+TEST(Dump, SocketIsRefusedAndJobRunsOn) {
+  expect_fd_refused("dump_socket", {}, "packet socket (AF_PACKET) is not supported");
+}
 
 TEST(Dump, LeaseIsRefusedAndJobRunsOn) { expect_fd_refused("dump_lease", {}, "LEASE locks are not supported"); }
 

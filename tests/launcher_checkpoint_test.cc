@@ -333,7 +333,7 @@ TEST(LauncherCheckpoint, PausedContainerDumpedAndStoppedRestoresRunning) {
   ASSERT_TRUE(wait_for_progress(restored.status(), n, 20s, &n, n));
 }
 
-// A dump that fails (the job holds a socket) leaves a paused container paused and untraced.
+// A dump that fails (the job holds a packet socket) leaves a paused container paused and untraced.
 TEST(LauncherCheckpoint, FailedDumpLeavesAPausedContainerPaused) {
   CheckpointEnv env;
   Container original(env, "pfail");

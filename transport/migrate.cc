@@ -19,6 +19,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// A peer silent this long (a cut link, a host gone) fails the migration.
+constexpr unsigned kLivenessSeconds = 12;
+
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The source's staging folder, removed however the migration ends.
@@ -71,7 +74,17 @@ int migrate(const MigrateOptions& opt) {
   socket.connect(to, ec);
   if (ec) fail("connect to {}: {} (is `stasis serve` running there?)", opt.to, ec.message());
   socket.set_option(tcp::no_delay(true));
+  set_liveness(socket, kLivenessSeconds);
   Channel channel(std::move(socket));
+  if (opt.tls) {
+    try {
+      channel.start_tls(*opt.tls, /*server=*/false);
+    } catch (const boost::system::system_error& e) {
+      fail("migrate {} to {}: the TLS handshake failed ({}): the destination's certificate must be signed by "
+           "the CA of --tls-ca, and it must accept ours; nothing was sent, {} runs on here",
+           opt.name, opt.to, e.code().message(), opt.name);
+    }
+  }
   try {
     channel.open_client(opt.key);
   } catch (const boost::system::system_error& e) {
@@ -85,6 +98,8 @@ int migrate(const MigrateOptions& opt) {
   int round = 0;
   fs::path parent;
   uint64_t last_round = UINT64_MAX;
+  uint64_t precopy_bytes = 0;
+  double precopy_s = 0;
   dump::DumpOptions o;
   o.container = opt.name;
   o.state_root = opt.state_root;
@@ -102,18 +117,32 @@ int migrate(const MigrateOptions& opt) {
       const uint64_t sent = channel.send_directory(o.dir, std::to_string(round));
       wire += sent;
       const uint64_t held = r.pages.raw_bytes;
+      const double seconds = since(t);
+      // The rate of this round (dump and send of what it held) prices the final round, which
+      // holds about what the job wrote meanwhile: at most this round's pages.
+      precopy_bytes += held;
+      precopy_s += seconds;
+      const double rate = precopy_s > 0 ? static_cast<double>(precopy_bytes) / precopy_s : 0;
+      const double estimate_ms = rate > 0 ? 1000.0 * static_cast<double>(held) / rate : 0;
       if (opt.json)
         std::printf("{\"event\":\"round\",\"round\":%d,\"memory_bytes\":%llu,\"bytes_sent\":%llu,\"seconds\":%.3f,"
-                    "\"stopped_s\":%.3f}\n",
-                    round, static_cast<unsigned long long>(held), static_cast<unsigned long long>(sent), since(t),
-                    r.frozen_s);
+                    "\"stopped_s\":%.3f,\"rate_bytes_s\":%.0f,\"estimated_downtime_ms\":%.1f}\n",
+                    round, static_cast<unsigned long long>(held), static_cast<unsigned long long>(sent), seconds,
+                    r.frozen_s, rate, estimate_ms);
       else
-        std::printf("round %d: %.1f MiB of memory%s, %.1f MiB sent in %.3f s (job stopped %.3f s)\n", round,
-                    held / 1048576.0, round == 1 ? "" : " written since the last round", sent / 1048576.0, since(t),
-                    r.frozen_s);
+        std::printf("round %d: %.1f MiB of memory%s, %.1f MiB sent in %.3f s (job stopped %.3f s), %.0f MiB/s, "
+                    "estimated downtime %.0f ms\n",
+                    round, held / 1048576.0, round == 1 ? "" : " written since the last round", sent / 1048576.0,
+                    seconds, r.frozen_s, rate / 1048576.0, estimate_ms);
       std::fflush(stdout);
       parent = o.dir;
-      if (round > 1 && (held < opt.small_bytes || held >= last_round)) break;
+      if (opt.max_downtime_ms > 0) {
+        // The goal given: stop as soon as the last round's pages would go within it.
+        if (estimate_ms <= opt.max_downtime_ms) break;
+        if (round > 1 && held >= last_round) break;  // not converging: more rounds would not help
+      } else if (round > 1 && (held < opt.small_bytes || held >= last_round)) {
+        break;
+      }
       last_round = held;
     }
   } catch (const boost::system::system_error& e) {
@@ -145,12 +174,20 @@ int migrate(const MigrateOptions& opt) {
                   r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
     std::fflush(stdout);
     channel.send_frame(FrameKind::Restore, "final\n" + opt.name);
+    // The destination says all arrived and passed; only after our GO does it restore, so a
+    // connection lost before GO is sent leaves the job to us alone.
+    Frame ready = channel.read_frame();
+    if (ready.kind == FrameKind::Result)
+      fail("migrate {}: the destination {} refused the checkpoint: {}", opt.name, opt.to, ready.text);
+    if (ready.kind != FrameKind::Ready)
+      fail("migrate {}: the destination answered with a frame of kind {}", opt.name, static_cast<int>(ready.kind));
     send_s = since(t_send);
   } catch (const boost::system::system_error& e) {
     fail("migrate {} to {}: the connection failed while sending the final state ({}); {} runs on here", opt.name,
          opt.to, e.code().message(), opt.name);
   }
   try {
+    channel.send_frame(FrameKind::Go, "");
     Frame f = channel.read_frame();
     if (f.kind != FrameKind::Result) fail("migrate {}: the destination answered with a frame of kind {}", opt.name,
                                           static_cast<int>(f.kind));

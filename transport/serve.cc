@@ -28,6 +28,9 @@ std::string restore_in_child(const ServeOptions& opt, const fs::path& dir, const
   pid_t pid = ::fork();
   if (pid < 0) return "fork: " + describe_errno(errno);
   if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // serve blocks SIGTERM for its signal thread
     ::dup2(p[1], 1);
     ::dup2(p[1], 2);
     int null_fd = ::open("/dev/null", O_RDONLY);
@@ -51,8 +54,21 @@ std::string restore_in_child(const ServeOptions& opt, const fs::path& dir, const
   return out.empty() ? "restore failed" : out;
 }
 
+// Removes every folder staged by a serve on this state root (one serve per state root).
+void remove_staged(const fs::path& state_root, bool say) {
+  std::error_code ec_list;
+  for (fs::directory_iterator it(state_root / "incoming", ec_list), end; !ec_list && it != end;
+       it.increment(ec_list)) {
+    if (it->path().filename().string().rfind("migration-", 0) != 0) continue;
+    std::error_code ec;
+    fs::remove_all(it->path(), ec);
+    if (say) log::info("serve: removed {}, left by an earlier serve", it->path().string());
+  }
+}
+
 void handle(const ServeOptions& opt, tcp::socket socket) {
   std::string peer;
+  set_liveness(socket, 12);
   Channel channel(std::move(socket));
   try {
     peer = channel.socket().remote_endpoint().address().to_string();
@@ -67,11 +83,14 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
   }
   const fs::path staging = tmpl;
   try {
+    if (opt.tls) channel.start_tls(*opt.tls, /*server=*/true);
     channel.open_server(opt.key);
     for (;;) {
       Frame f = channel.read_frame();
       if (f.kind == FrameKind::File) {
         if (!safe_relative_name(f.text)) fail("a file named '{}' in the stream", f.text);
+        // Tests: hold here, in the final phase, for the test to kill this serve.
+        if (f.text.rfind("final/", 0) == 0) fault_pause("serve-final");
         channel.receive_file(f, staging / f.text);
         continue;
       }
@@ -81,6 +100,9 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
       if (!safe_relative_name(dir) || name.empty()) fail("a bad restore request '{}'", f.text);
       // Tests: a destination that dies once the restore was asked for (the source must not
       // run the job then, since this side may).
+      channel.send_frame(FrameKind::Ready, "");
+      if (Frame go = channel.read_frame(); go.kind != FrameKind::Go)
+        fail("expected GO after READY, got a frame of kind {}", static_cast<int>(go.kind));
       if (fault_active("serve-exit-before-restore")) ::_exit(1);
       const std::string result = restore_in_child(opt, staging / dir, name);
       log::info("serve: {} from {}: {}", name, peer, result == "ok" ? "restored, running" : result);
@@ -98,16 +120,24 @@ void handle(const ServeOptions& opt, tcp::socket socket) {
 
 int serve(const ServeOptions& opt) {
   const tcp::endpoint at = parse_endpoint(opt.listen, "--listen");
+  if (opt.tls) make_tls_context(*opt.tls, /*server=*/true);  // a bad file now, not at each client
   // What a serve killed in the middle of a migration left (one serve per state root).
-  std::error_code ec_clean;
-  for (fs::directory_iterator it(opt.state_root / "incoming", ec_clean), end; !ec_clean && it != end;
-       it.increment(ec_clean)) {
-    if (it->path().filename().string().rfind("migration-", 0) != 0) continue;
-    std::error_code ec;
-    fs::remove_all(it->path(), ec);
-    log::info("serve: removed {}, left by an earlier serve", it->path().string());
-  }
+  remove_staged(opt.state_root, true);
   ::signal(SIGPIPE, SIG_IGN);
+  // Stopped by SIGTERM or SIGINT: the migrations in progress are dropped with what they
+  // staged (their sources, seeing the connection close before GO, run on), then exit.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  std::thread([stop, root = opt.state_root] {
+    int sig = 0;
+    ::sigwait(&stop, &sig);
+    remove_staged(root, false);
+    log::info("serve: stopped by signal {}", sig);
+    ::_exit(128 + sig);
+  }).detach();
   boost::asio::io_context io;
   tcp::acceptor acceptor(io);
   acceptor.open(at.protocol());

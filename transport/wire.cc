@@ -4,7 +4,10 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -92,10 +95,51 @@ std::array<unsigned char, 32> Mac::final() {
   return out;
 }
 
+void Channel::write_all(boost::asio::const_buffer b) {
+  if (tls_)
+    boost::asio::write(*tls_, b);
+  else
+    boost::asio::write(socket_, b);
+}
+
+void Channel::read_all(boost::asio::mutable_buffer b) {
+  if (tls_)
+    boost::asio::read(*tls_, b);
+  else
+    boost::asio::read(socket_, b);
+}
+
+std::unique_ptr<boost::asio::ssl::context> make_tls_context(const TlsFiles& files, bool server) {
+  namespace ssl = boost::asio::ssl;
+  auto context = std::make_unique<ssl::context>(server ? ssl::context::tls_server : ssl::context::tls_client);
+  auto& ctx = *context;
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                  ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  auto load = [&](auto&& step, const fs::path& file, std::string_view what) {
+    boost::system::error_code ec;
+    step(file.string(), ec);
+    if (ec) fail("TLS: {} {}: {}", what, file.string(), ec.message());
+  };
+  load([&](const std::string& f, auto& ec) { ctx.use_certificate_chain_file(f, ec); }, files.cert, "certificate");
+  load([&](const std::string& f, auto& ec) { ctx.use_private_key_file(f, ssl::context::pem, ec); }, files.key,
+       "private key");
+  load([&](const std::string& f, auto& ec) { ctx.load_verify_file(f, ec); }, files.ca, "CA certificates");
+  // Both sides prove themselves: serve requires the client's certificate.
+  ctx.set_verify_mode(ssl::verify_peer | (server ? ssl::verify_fail_if_no_peer_cert : 0));
+  return context;
+}
+
+void Channel::start_tls(const TlsFiles& files, bool server) {
+  namespace ssl = boost::asio::ssl;
+  tls_context_ = make_tls_context(files, server);
+  tls_ = std::make_unique<ssl::stream<tcp::socket&>>(socket_, *tls_context_);
+  tls_->handshake(server ? ssl::stream_base::server : ssl::stream_base::client);
+}
+
 void Channel::open_client(const std::optional<std::string>& key) {
   client_ = true;
   const std::string cn = nonce();
-  send_frame(FrameKind::Hello, fmt::format("{} {} {}", kProtocol, key ? "key" : "plaintext", cn));
+  send_frame(FrameKind::Hello, fmt::format("{} {} {}", kProtocol, key ? "key" : tls_ ? "tls" : "plaintext", cn));
   if (!key) return;
   Frame c = read_frame();
   if (c.kind != FrameKind::Challenge) fail("the destination does not take a key (is its serve run with --key?)");
@@ -110,11 +154,11 @@ void Channel::open_client(const std::optional<std::string>& key) {
 
 void Channel::open_server(const std::optional<std::string>& key) {
   Frame h = read_frame();
-  const std::string want = fmt::format("{} {} ", kProtocol, key ? "key" : "plaintext");
+  const std::string want = fmt::format("{} {} ", kProtocol, key ? "key" : tls_ ? "tls" : "plaintext");
   if (h.kind != FrameKind::Hello || h.text.rfind(kProtocol, 0) != 0) fail("not a stasis migration stream");
   if (h.text.rfind(want, 0) != 0)
     fail("the client's mode is not ours ({}; this serve runs with {})", h.text.substr(kProtocol.size() + 1),
-         key ? "--key" : "--plaintext");
+         key ? "--key" : tls_ ? "TLS" : "--plaintext");
   if (!key) return;
   const std::string cn = h.text.substr(want.size()), sn = nonce();
   send_frame(FrameKind::Challenge, sn + " " + hmac_hex(*key, {"server", cn, sn}));
@@ -144,19 +188,19 @@ void Channel::begin_frame(FrameKind kind, std::string_view text, uint64_t size) 
   out += text;
   put<uint64_t>(out, size);
   if (session_) start_mac(client_ ? 'c' : 's', sent_++, kind, text, size);
-  boost::asio::write(socket_, boost::asio::buffer(out));
+  write_all(boost::asio::buffer(out));
 }
 
 void Channel::send_payload(const void* data, size_t size) {
   if (send_mac_) send_mac_->update(data, size);
-  boost::asio::write(socket_, boost::asio::buffer(data, size));
+  write_all(boost::asio::buffer(data, size));
 }
 
 void Channel::end_frame() {
   if (!send_mac_) return;
   auto tag = send_mac_->final();
   send_mac_.reset();
-  boost::asio::write(socket_, boost::asio::buffer(tag));
+  write_all(boost::asio::buffer(tag));
 }
 
 void Channel::send_frame(FrameKind kind, std::string_view text) {
@@ -166,15 +210,15 @@ void Channel::send_frame(FrameKind kind, std::string_view text) {
 
 Frame Channel::read_frame() {
   unsigned char head[5];
-  boost::asio::read(socket_, boost::asio::buffer(head));
+  read_all(boost::asio::buffer(head));
   Frame f;
   f.kind = static_cast<FrameKind>(head[0]);
   const auto len = get<uint32_t>(head + 1);
   if (len > kMaxText) fail("migration stream: a frame of kind {} announces {} bytes of text", head[0], len);
   f.text.resize(len);
-  boost::asio::read(socket_, boost::asio::buffer(f.text));
+  read_all(boost::asio::buffer(f.text));
   unsigned char size[8];
-  boost::asio::read(socket_, boost::asio::buffer(size));
+  read_all(boost::asio::buffer(size));
   f.payload = get<uint64_t>(size);
   if (session_) {
     start_mac(client_ ? 's' : 'c', received_++, f.kind, f.text, f.payload);
@@ -185,7 +229,7 @@ Frame Channel::read_frame() {
 }
 
 void Channel::read_payload(void* out, size_t size) {
-  boost::asio::read(socket_, boost::asio::buffer(out, size));
+  read_all(boost::asio::buffer(out, size));
   if (!recv_mac_) return;
   recv_mac_->update(out, size);
   recv_left_ -= std::min<uint64_t>(recv_left_, size);
@@ -194,7 +238,7 @@ void Channel::read_payload(void* out, size_t size) {
 
 void Channel::check_tag() {
   std::array<unsigned char, 32> tag{};
-  boost::asio::read(socket_, boost::asio::buffer(tag));
+  read_all(boost::asio::buffer(tag));
   auto want = recv_mac_->final();
   recv_mac_.reset();
   if (CRYPTO_memcmp(tag.data(), want.data(), tag.size()) != 0)
@@ -232,9 +276,32 @@ void Channel::receive_file(const Frame& frame, const fs::path& to) {
   for (uint64_t done = 0; done < frame.payload;) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), frame.payload - done));
     read_payload(buf.data(), n);
-    write_all(fd.get(), std::as_bytes(std::span(buf.data(), n)), to.string());
+    stasis::write_all(fd.get(), std::as_bytes(std::span(buf.data(), n)), to.string());
     done += n;
   }
+}
+
+std::optional<TlsFiles> tls_files(std::string_view command, const std::array<std::string, 3>& given) {
+  const int n = !given[0].empty() + !given[1].empty() + !given[2].empty();
+  if (n == 0) return std::nullopt;
+  if (n != 3)
+    throw UsageError(fmt::format("{}: TLS needs all of --tls-cert, --tls-key and --tls-ca", command));
+  for (const auto& f : given)
+    if (!fs::is_regular_file(f)) throw UsageError(fmt::format("{}: {}: no such file", command, f));
+  return TlsFiles{given[0], given[1], given[2]};
+}
+
+void set_liveness(tcp::socket& socket, unsigned timeout_s) {
+  const int fd = socket.native_handle();
+  const int on = 1, idle = static_cast<int>(std::max(1u, timeout_s / 3)), count = 3;
+  const int interval = std::max(1, idle / 2);
+  const unsigned user_timeout_ms = timeout_s * 1000;
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) < 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms) < 0)
+    fail_errno(errno, "migration: set keepalive and TCP_USER_TIMEOUT on the connection");
 }
 
 std::string read_key_file(const fs::path& path) {

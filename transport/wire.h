@@ -7,6 +7,9 @@
 //   PROOF     (key mode) text "<proof>"
 //   FILE      text = the file's path in the staging folder ("3/pages-1.img"), payload = its bytes
 //   RESTORE   text = "<checkpoint folder>\n<container name>"
+//   READY     (from serve) everything sent so far arrived and passed its checks; it restores
+//             on GO
+//   GO        (from migrate) the source job stays frozen from here: restore it
 //   RESULT    (from serve) text = "ok" or the reason the restore failed
 //
 // Key mode (--key FILE, the same file on both sides): each side proves it holds the key with
@@ -15,11 +18,16 @@
 // its sequence number, its header and its payload. A frame changed, dropped, reordered or
 // replayed (from this connection or another) fails its tag, and the receiver drops the
 // connection; serve restores only after every frame passed. The bytes are not encrypted.
+//
+// TLS mode (--tls-cert, --tls-key, --tls-ca on both sides): the frames go inside TLS (OpenSSL
+// through Boost.Asio), each side's certificate checked against the CA given (mutual: serve
+// requires the client's). TLS encrypts and carries integrity and replay protection; no tag.
 #pragma once
 
 #include <utility>  // std::exchange, which boost/asio/awaitable.hpp uses without including
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
 #include <array>
 #include <cstdint>
@@ -33,7 +41,16 @@ namespace stasis::transport {
 
 using boost::asio::ip::tcp;
 
-enum class FrameKind : uint8_t { Hello = 1, File = 2, Restore = 3, Result = 4, Challenge = 5, Proof = 6 };
+enum class FrameKind : uint8_t {
+  Hello = 1,
+  File = 2,
+  Restore = 3,
+  Result = 4,
+  Challenge = 5,
+  Proof = 6,
+  Ready = 7,
+  Go = 8,
+};
 inline constexpr std::string_view kProtocol = "stasis-migrate 1";
 
 struct Frame {
@@ -58,10 +75,27 @@ class Mac {
   std::unique_ptr<Impl> impl_;
 };
 
+// Certificate files for TLS mode.
+struct TlsFiles {
+  std::filesystem::path cert, key, ca;
+};
+
+// --tls-cert, --tls-key, --tls-ca as given: none of them (nullopt), or all three (a usage
+// error otherwise).
+std::optional<TlsFiles> tls_files(std::string_view command, const std::array<std::string, 3>& given);
+
+// An OpenSSL context with our certificate and key and the CA to check the peer against
+// (throws, naming the file, when one does not load).
+std::unique_ptr<boost::asio::ssl::context> make_tls_context(const TlsFiles& files, bool server);
+
 class Channel {
  public:
   explicit Channel(tcp::socket socket) : socket_(std::move(socket)) {}
   tcp::socket& socket() { return socket_; }
+
+  // TLS over the socket, before open_*: our certificate and key, the peer's checked against
+  // ca (a peer without one, or with one another CA signed, fails the handshake). Throws.
+  void start_tls(const TlsFiles& files, bool server);
 
   // The client's side of the opening: HELLO, then with a key the proofs both ways. Throws
   // when the server does not prove it holds the key.
@@ -87,16 +121,26 @@ class Channel {
   void receive_file(const Frame& frame, const std::filesystem::path& to);
 
  private:
+  void write_all(boost::asio::const_buffer b);
+  void read_all(boost::asio::mutable_buffer b);
   void start_mac(char direction, uint64_t seq, FrameKind kind, std::string_view text, uint64_t size);
   void check_tag();
 
   tcp::socket socket_;
+  std::unique_ptr<boost::asio::ssl::context> tls_context_;
+  std::unique_ptr<boost::asio::ssl::stream<tcp::socket&>> tls_;
   std::optional<std::string> session_;  // the frames' key, once opened with a key
   bool client_ = false;
   uint64_t sent_ = 0, received_ = 0;  // frame sequence numbers, per direction
   std::unique_ptr<Mac> send_mac_, recv_mac_;
   uint64_t recv_left_ = 0;
 };
+
+// Keepalive and TCP_USER_TIMEOUT on a connection: a peer that vanishes (a cut link, a host
+// gone) fails our reads and writes within about `timeout_s` seconds instead of the kernel's
+// 15 minutes of retransmissions, so that the source job is thawed and the destination drops
+// what it staged while a person is still watching.
+void set_liveness(tcp::socket& socket, unsigned timeout_s);
 
 // Reads a key file: at least 16 bytes.
 std::string read_key_file(const std::filesystem::path& path);

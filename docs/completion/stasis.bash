@@ -34,7 +34,7 @@ _stasis() {
     prev=${words[cword - 1]}
   fi
 
-  local commands="run ps inspect stop wait exec kill rm freeze thaw dump restore show check serve migrate"
+  local commands="run ps inspect stop wait exec attach logs kill rm freeze thaw dump restore show check serve migrate"
   local global="--root --verbose -v --log-file --help -h --version"
 
   # The command: the first word that is not a global option or its value.
@@ -65,11 +65,14 @@ _stasis() {
     --compression | --compress)
       COMPREPLY=($(compgen -W "none lz4 zstd" -- "$cur"))
       return ;;
+    -t)
+      # stop -t SECONDS; run -t is a flag
+      [[ $command == stop ]] && return ;;
     --format)
       COMPREPLY=($(compgen -W "table json" -- "$cur"))
       return ;;
-    --name | --memory | --cpus | --pids | --cpuset | --hostname | -e | --env | --ip | --host-ip | -t | --time | \
-      --pid | --ghost-limit | --pages | --id)
+    --detach-keys | --name | --memory | --cpus | --pids | --cpuset | --hostname | -e | --env | --ip | --host-ip | --time | \
+      --pid | --ghost-limit | --pages | --id | --max-downtime | --max-rounds)
       return ;;
   esac
 
@@ -85,14 +88,17 @@ _stasis() {
   local opts=""
   case $command in
     run) opts="--name -d --detach --memory --cpus --pids --cpuset --hostname -e --env -w --workdir -v --volume --net
-               --ip --host-ip --cgroup-driver --rootfs --log --rm --device --init" ;;
+               --ip --host-ip --cgroup-driver --rootfs --log --rm --device --init -i --interactive -t --tty
+               --detach-keys" ;;
+    attach) opts="--detach-keys --no-stdin" ;;
+    logs) opts="-f --follow" ;;
     ps) opts="-a --all -q --quiet --format --json" ;;
     stop) opts="-t --time" ;;
     kill) opts="-s --signal" ;;
     rm) opts="-f --force" ;;
     dump) opts="-D --dir --pid --leave-running --compression --ghost-limit --pre-dump --parent" ;;
-    serve) opts="--listen --key --plaintext" ;;
-    migrate) opts="--to --key --plaintext --max-rounds --compress --json" ;;
+    serve) opts="--listen --key --tls-cert --tls-key --tls-ca --plaintext" ;;
+    migrate) opts="--to --key --tls-cert --tls-key --tls-ca --plaintext --max-rounds --max-downtime --compress --json" ;;
     restore) opts="-D --dir --name -d --detach --log --inherit-fd --allow-changed-file --ip --host-ip" ;;
     show) opts="--verify --json --pages --id" ;;
     check) opts="--json" ;;
@@ -123,7 +129,7 @@ _stasis() {
     migrate) ((positional == 0)) && COMPREPLY=($(compgen -W "$(_stasis_containers)" -- "$cur")) ;;
     show) _stasis_files -d ;;
     restore) ;;
-    rm | inspect | wait | dump) COMPREPLY=($(compgen -W "$(_stasis_containers -a)" -- "$cur")) ;;
+    rm | inspect | wait | dump | logs) COMPREPLY=($(compgen -W "$(_stasis_containers -a)" -- "$cur")) ;;
     *) COMPREPLY=($(compgen -W "$(_stasis_containers)" -- "$cur")) ;;
   esac
 }

@@ -1,0 +1,58 @@
+// Terminals of the job (ttys.img, dump/terminals.h). The container's -t terminal comes back
+// as the new pty pair the restored container's monitor holds: its slave is already the stub's
+// stdio and controlling terminal (launcher/console.h); here it gets the dumped settings,
+// window size and foreground process group.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "common/fd.h"
+
+#include "images/checkpoint.h"
+#include "launcher/container.h"
+#include "tty.pb.h"
+
+namespace stasis::restore {
+
+// ttys.img: the console's record, if the job had one, and the pty ends by open-file id.
+void load_ttys(const images::Checkpoint& checkpoint, std::optional<pb::TtyState>& console,
+               std::map<uint64_t, pb::TtyState>& ptys);
+
+// Pty pairs of the job (FdEntry kind TTY), made anew in the stub (in the job's mount
+// namespace and root): each from the ptmx its master came from, with the dumped index when it
+// is free (lower free indexes are held meanwhile), its settings, window size and packet mode;
+// slaves are opened through the master (TIOCGPTPEER), one open file description per id.
+class PtyFactory {
+ public:
+  // The factory's own fds live at or above min_fd, clear of the fd numbers being installed.
+  PtyFactory(const std::map<uint64_t, pb::TtyState>& ptys, int min_fd) : ptys_(ptys), min_fd_(min_fd) {}
+  // Once every fd is installed: puts the bytes that waited in each pair back in its queues,
+  // and locks again the pairs that were locked at the dump (their slaves are open by then).
+  void finish();
+  PtyFactory(const PtyFactory&) = delete;
+  PtyFactory& operator=(const PtyFactory&) = delete;
+  UniqueFd open(uint64_t id);
+
+ private:
+  struct Pair {
+    UniqueFd master;
+    const pb::TtyState* state = nullptr;  // its master's record
+  };
+  Pair& pair_for(const pb::TtyState& end);
+
+  const std::map<uint64_t, pb::TtyState>& ptys_;
+  int min_fd_;
+  std::map<std::pair<uint64_t, uint32_t>, Pair> pairs_;  // (pair_dev, index) -> the new pair
+};
+
+// In the stub, with slave its copy of the new terminal (its stdio): termios, window size and,
+// when that group exists already, the foreground process group. Throws Error.
+void restore_console(const pb::TtyState& console, int slave);
+
+// A foreground restore of a -t job: our terminal is the job's, as for `stasis run -t`, until
+// the job ends (false) or the user detaches with ctrl-p ctrl-q (true).
+bool attach_restored_console(const launcher::StartedContainer& started, bool interactive);
+
+}  // namespace stasis::restore

@@ -1,0 +1,397 @@
+// TCP, UDP and netlink sockets across dump and restore: listeners and UDP sockets with their
+// options and queued datagrams, established connections with --tcp-established (both ends in
+// the job, and a client of the test's outside it) under the network lock, and the refusals
+// (an established connection without the option, a packet socket). The workload inet_echo
+// checks its own sockets; the test checks its client's connection.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/fd.h"
+#include <fmt/format.h>
+#include "tests/support/checkpoint_harness.h"
+#include "tests/support/test_util.h"
+
+namespace stasis::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kTcpEstablished = 1;  // TCP_INFO tcpi_state
+
+// Five ports in a row for one workload, apart for each test process.
+int base_port() { return 30000 + static_cast<int>(::getpid() % 3000) * 10; }
+
+UniqueFd connect_to(int family, int port, const char* ipv4 = "127.0.0.1") {
+  UniqueFd s(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto& a = reinterpret_cast<sockaddr_in&>(ss);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, ipv4, &a.sin_addr);
+    len = sizeof a;
+  } else {
+    auto& a = reinterpret_cast<sockaddr_in6&>(ss);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(static_cast<uint16_t>(port));
+    a.sin6_addr = in6addr_loopback;
+    len = sizeof a;
+  }
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) < 0) return UniqueFd();
+  return s;
+}
+
+// Sends msg and reads its echo (within 10 s).
+::testing::AssertionResult echo(int s, const std::string& msg) {
+  if (::send(s, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
+    return ::testing::AssertionFailure() << "send: " << strerror(errno);
+  std::string got;
+  while (got.size() < msg.size()) {
+    pollfd p{s, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return ::testing::AssertionFailure() << "no echo within 10 s (got \"" << got << "\")";
+    char buf[512];
+    ssize_t n = ::recv(s, buf, sizeof buf, 0);
+    if (n <= 0) return ::testing::AssertionFailure() << "recv: " << (n < 0 ? strerror(errno) : "end of stream");
+    got.append(buf, static_cast<size_t>(n));
+  }
+  if (got != msg) return ::testing::AssertionFailure() << "echo \"" << got << "\" for \"" << msg << "\"";
+  return ::testing::AssertionSuccess();
+}
+
+int tcp_state(int s) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -1;
+  return info.tcpi_state;
+}
+
+int socket_error(int s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
+  return err;
+}
+
+bool nft_table_exists(const std::string& prefix) {
+  auto r = run_command({"nft", "list", "tables"}, std::chrono::seconds(10));
+  return r.out.find(prefix) != std::string::npos;
+}
+
+// Removes, even when the test fails, a network lock a dump of host process pid left in the
+// host's namespace (tables "inet stasis_lock_<pid>_...").
+class LockCleanup {
+ public:
+  explicit LockCleanup(pid_t pid) : prefix_(fmt::format("table inet stasis_lock_{}_", pid)) {}
+  ~LockCleanup() {
+    auto r = run_command({"nft", "list", "tables"}, std::chrono::seconds(10));
+    for (size_t at = r.out.find(prefix_); at != std::string::npos; at = r.out.find(prefix_, at + 1)) {
+      const size_t name = at + std::string("table inet ").size();
+      run_command({"nft", "delete", "table", "inet", r.out.substr(name, r.out.find('\n', name) - name)},
+                  std::chrono::seconds(10));
+    }
+  }
+  LockCleanup(const LockCleanup&) = delete;
+  LockCleanup& operator=(const LockCleanup&) = delete;
+
+ private:
+  std::string prefix_;
+};
+
+// Listeners (IPv4, IPv6 v6only), UDP sockets with queued datagrams and netlink sockets come
+// back without --tcp-established: the workload's checks go on, and new clients are served
+// at the same addresses.
+TEST(CheckpointInetSockets, ListenersUdpAndNetlinkComeBack) {
+  CheckpointEnv env;
+  const int port = base_port();
+  const fs::path status = env.status_path("listen");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port)}), status));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s, &n));
+  const fs::path images = env.image_dir("listen");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images));
+  ASSERT_TRUE(job.wait_exit(10s)) << "dump --pid without --leave-running must stop the process";
+  EXPECT_FALSE(connect_to(AF_INET, port)) << "something still listens after the dump";
+  n = std::max(n, read_status(status).progress);
+
+  Container restored(env, "listen");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(status, n + 10, 20s, &n, n));
+  UniqueFd c4 = connect_to(AF_INET, port);
+  ASSERT_TRUE(c4) << "nothing listens at 127.0.0.1:" << port << " after the restore";
+  EXPECT_TRUE(echo(c4.get(), "hello over IPv4\n"));
+  UniqueFd c6 = connect_to(AF_INET6, port + 1);
+  ASSERT_TRUE(c6) << "nothing listens at [::1]:" << port + 1 << " after the restore";
+  EXPECT_TRUE(echo(c6.get(), "hello over IPv6\n"));
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// Without --tcp-established, an established connection is refused by name, and the job and
+// its connections go on untouched.
+TEST(CheckpointInetSockets, EstablishedWithoutTheOptionIsRefused) {
+  CheckpointEnv env;
+  const int port = base_port() + 5;
+  const fs::path status = env.status_path("refused");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before\n"));
+  auto r = env.stasis({"dump", "--pid", std::to_string(job.pid()), "-D", env.image_dir("refused").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {} fd", job.pid())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is an established connection: dump with --tcp-established"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("127.0.0.1:{}", port)), std::string::npos) << r.err;
+  ASSERT_TRUE(job.running());
+  EXPECT_TRUE(echo(client.get(), "after\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_TRUE(keep_progressing(status, 500ms));
+}
+
+TEST(CheckpointInetSockets, PacketSocketIsRefusedByName) {
+  CheckpointEnv env;
+  const int port = base_port() + 7;
+  const fs::path status = env.status_path("packet");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "packet"}), status));
+  ASSERT_TRUE(wait_for_progress(status, 2, 10s));
+  auto r = env.stasis({"dump", "--pid", std::to_string(job.pid()), "-D", env.image_dir("packet").string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("packet socket (AF_PACKET) is not supported"), std::string::npos) << r.err;
+  ASSERT_TRUE(job.running());
+  EXPECT_TRUE(keep_progressing(status, 500ms));
+}
+
+// A connection inside the job (its counter stream checked by the workload) and one from the
+// test's client outside it: dumped with --tcp-established (the job killed), restored; the
+// client's connection never saw a reset, and its next message is echoed.
+TEST(CheckpointInetSockets, EstablishedConnectionsSurviveDumpAndRestore) {
+  CheckpointEnv env;
+  const int port = base_port() + 1000;
+  const fs::path status = env.status_path("established");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  LockCleanup lock_cleanup(job.pid());
+  const std::string lock_prefix = fmt::format("stasis_lock_{}_", job.pid());
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s, &n));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before the dump\n"));
+  UniqueFd client6 = connect_to(AF_INET6, port + 1);
+  ASSERT_TRUE(client6);
+  ASSERT_TRUE(echo(client6.get(), "before the dump (IPv6)\n"));
+
+  const fs::path images = env.image_dir("established");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
+  ASSERT_TRUE(job.wait_exit(10s));
+  EXPECT_TRUE(nft_table_exists(lock_prefix)) << "the network lock must stay until the restore";
+  // Sent while the job is gone: held by the lock, retransmitted by TCP until it is back.
+  const std::string while_gone = "sent while the job was gone\n";
+  ASSERT_EQ(::send(client.get(), while_gone.data(), while_gone.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(while_gone.size()));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  n = std::max(n, read_status(status).progress);
+
+  Container restored(env, "established");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  EXPECT_FALSE(nft_table_exists(lock_prefix)) << "the restore must remove the network lock";
+  ASSERT_TRUE(wait_for_progress(status, n + 10, 20s, &n, n));
+  // The echo of what was sent during the gap comes first.
+  std::string got;
+  while (got.size() < while_gone.size()) {
+    pollfd p{client.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no echo of the message sent during the gap; got \"" << got << "\"";
+    char buf[256];
+    ssize_t k = ::recv(client.get(), buf, sizeof buf, 0);
+    ASSERT_GT(k, 0) << (k < 0 ? strerror(errno) : "end of stream");
+    got.append(buf, static_cast<size_t>(k));
+  }
+  EXPECT_EQ(got, while_gone);
+  EXPECT_TRUE(echo(client.get(), "after the restore\n"));
+  EXPECT_TRUE(echo(client6.get(), "after the restore (IPv6)\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0) << "the client's connection saw an error (a reset?)";
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// --leave-running --tcp-established: the original's connections go on, the lock is gone.
+TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
+  CheckpointEnv env;
+  const int port = base_port() + 1005;
+  const fs::path status = env.status_path("leave");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  LockCleanup lock_cleanup(job.pid());
+  const std::string lock_prefix = fmt::format("stasis_lock_{}_", job.pid());
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before\n"));
+  ASSERT_TRUE(env.dump_pid(job.pid(), env.image_dir("leave"), {"--leave-running", "--tcp-established"}));
+  ASSERT_TRUE(job.running());
+  EXPECT_FALSE(nft_table_exists(lock_prefix));
+  EXPECT_TRUE(echo(client.get(), "after\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0);
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// Python's threading TCP server with a client of the test connected: dumped with
+// --tcp-established, restored; the client's next line is answered on the same connection.
+TEST(CheckpointInetSockets, PythonThreadingServerKeepsItsClient) {
+  CheckpointEnv env;
+  const int port = base_port() + 1700;
+  const fs::path status = env.status_path("python");
+  Workload w;
+  w.name = "py_tcp_echo";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_tcp_echo.py"};
+  w.args = {std::to_string(port)};
+  w.start_timeout = 30s;
+  HostProcess job;
+  ASSERT_TRUE(job.start(w, status));
+  LockCleanup lock_cleanup(job.pid());
+  UniqueFd client;
+  ASSERT_TRUE(wait_until([&] { return static_cast<bool>(client = connect_to(AF_INET, port)); }, 10s));
+  auto line = [&](const std::string& msg) -> std::string {
+    if (::send(client.get(), msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) return "send failed";
+    std::string got;
+    while (got.find('\n') == std::string::npos) {
+      pollfd p{client.get(), POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) return "no answer: " + got;
+      char buf[256];
+      ssize_t k = ::recv(client.get(), buf, sizeof buf, 0);
+      if (k <= 0) return k < 0 ? std::string("recv: ") + strerror(errno) : "end of stream";
+      got.append(buf, static_cast<size_t>(k));
+    }
+    return got;
+  };
+  ASSERT_EQ(line("one\n"), "echo:one\n");
+  std::uint64_t n = read_status(status).progress;
+  const fs::path images = env.image_dir("python");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
+  ASSERT_TRUE(job.wait_exit(10s));
+  n = std::max(n, read_status(status).progress);
+  Container restored(env, "python");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(status, n + 5, 20s, &n, n));
+  EXPECT_EQ(line("two\n"), "echo:two\n");
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0);
+}
+
+// A dump that fails once the connections are in repair mode and the lock is in place takes
+// them out of repair mode and removes the lock: the job's connections go on.
+TEST(CheckpointInetSockets, FailedDumpLeavesTheConnectionsWorking) {
+  CheckpointEnv env;
+  const int port = base_port() + 1500;
+  const fs::path status = env.status_path("failed");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_echo", {"127.0.0.1", std::to_string(port), "inner"}), status));
+  LockCleanup lock_cleanup(job.pid());
+  const std::string lock_prefix = fmt::format("stasis_lock_{}_", job.pid());
+  ASSERT_TRUE(wait_for_progress(status, 5, 10s));
+  UniqueFd client = connect_to(AF_INET, port);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(echo(client.get(), "before\n"));
+  ::setenv("STASIS_FAULT", "dump-after-tcp-repair", 1);
+  auto r = env.stasis({"dump", "--pid", std::to_string(job.pid()), "-D", env.image_dir("failed").string(),
+                       "--tcp-established"});
+  ::unsetenv("STASIS_FAULT");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
+  ASSERT_TRUE(job.running());
+  EXPECT_FALSE(nft_table_exists(lock_prefix));
+  EXPECT_TRUE(echo(client.get(), "after\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0);
+  EXPECT_TRUE(keep_progressing(status, 1s));  // its inner stream goes on too
+}
+
+// A container on --net veth serving a client of the host: dumped with --tcp-established (the
+// container and its namespace go), restored with its address; the client's connection goes
+// on, and the server listens at the same address for new clients.
+TEST(CheckpointInetSockets, ContainerOnVethKeepsItsClientAndListener) {
+  CheckpointEnv env;
+  const int port = base_port() + 2000;
+  const std::string ip = fmt::format("10.215.{}.2", ::getpid() % 200 + 20);
+  Container original(env, "veth");
+  ASSERT_TRUE(original.run(c_workload("inet_echo", {"0.0.0.0", std::to_string(port), "inner"}),
+                           {"--net", "veth", "--ip", ip + "/24"}))
+      << original.last_output();
+  UniqueFd client;
+  ASSERT_TRUE(wait_until([&] { return static_cast<bool>(client = connect_to(AF_INET, port, ip.c_str())); }, 5s));
+  ASSERT_TRUE(echo(client.get(), "before the dump\n"));
+  std::uint64_t n = read_status(original.status()).progress;
+  const fs::path images = env.image_dir("veth");
+  ASSERT_TRUE(original.dump(images, {"--tcp-established"})) << original.last_output();
+  ASSERT_TRUE(original.wait_gone());
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  n = std::max(n, read_status(original.status()).progress);
+
+  Container restored(env, "veth");
+  ASSERT_TRUE(restored.restore(images, original.status())) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(original.status(), n + 10, 20s, &n, n));
+  EXPECT_TRUE(echo(client.get(), "after the restore\n"));
+  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
+  EXPECT_EQ(socket_error(client.get()), 0) << "the client's connection saw an error (a reset?)";
+  UniqueFd second = connect_to(AF_INET, port, ip.c_str());
+  ASSERT_TRUE(second) << "nothing listens at " << ip << ":" << port << " after the restore";
+  EXPECT_TRUE(echo(second.get(), "a new client\n"));
+  EXPECT_TRUE(keep_progressing(original.status(), 1s));
+}
+
+// Sockets bound to the container's address, restored as a copy at another --ip: the restore
+// fails naming the address; the original goes on.
+TEST(CheckpointInetSockets, ListenerAtAnAddressGoneIsRefusedAtRestore) {
+  CheckpointEnv env;
+  const int port = base_port() + 2500;
+  const int a = ::getpid() % 100 + 20;
+  const std::string ip = fmt::format("10.217.{}.2", a);
+  Container original(env, "bound");
+  ASSERT_TRUE(original.run(c_workload("inet_echo", {ip, std::to_string(port)}), {"--net", "veth", "--ip", ip + "/24"}))
+      << original.last_output();
+  ASSERT_TRUE(original.dump(env.image_dir("bound"), {"--leave-running"})) << original.last_output();
+  Container copy(env, "bound-copy");
+  EXPECT_FALSE(copy.restore(env.image_dir("bound"), env.status_path("copy"),
+                            {"--ip", fmt::format("10.217.{}.2/24", a + 120)}));
+  const std::string& out = copy.last_output();
+  EXPECT_NE(out.find(fmt::format("bound to {}:", ip)), std::string::npos) << out;
+  EXPECT_NE(out.find("cannot work: that address is not in the restored network namespace"), std::string::npos) << out;
+  EXPECT_TRUE(keep_progressing(original.status(), 500ms));
+
+  // A TCP listener alone: bound for the while, and found missing before the job runs.
+  Workload w;
+  w.name = "py_tcp_echo";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_tcp_echo.py"};
+  w.args = {std::to_string(port), ip};
+  w.start_timeout = 30s;
+  original.remove();
+  Container python(env, "bound-py");
+  ASSERT_TRUE(python.run(w, {"--net", "veth", "--ip", ip + "/24"})) << python.last_output();
+  ASSERT_TRUE(python.dump(env.image_dir("bound-py"), {"--leave-running"})) << python.last_output();
+  Container python_copy(env, "bound-py-copy");
+  EXPECT_FALSE(python_copy.restore(env.image_dir("bound-py"), env.status_path("python-copy"),
+                                   {"--ip", fmt::format("10.217.{}.2/24", a + 120)}));
+  EXPECT_NE(python_copy.last_output().find(fmt::format("socket bound to {}:{} cannot work: that address is not in the "
+                                                       "restored network namespace",
+                                                       ip, port)),
+            std::string::npos)
+      << python_copy.last_output();
+}
+
+}  // namespace
+}  // namespace stasis::test
