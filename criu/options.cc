@@ -75,8 +75,8 @@ bool descends_from(pid_t pid, pid_t ancestor) {
   return pid == ancestor;
 }
 
-// freeze_cgroup: CRIU freezes that cgroup; we seize the process with ptrace instead (one
-// process, and a tree refused by the dump), which leaves nothing to freeze. What the option
+// freeze_cgroup: CRIU freezes that cgroup; we seize pid and its subtree with ptrace instead
+// (until stable), which leaves nothing to freeze. What the option
 // does tell us is the container: a process in it that neither is nor descends from pid would
 // be left out of the checkpoint, so it is refused.
 void check_freeze_cgroup(const std::string& cgroup, pid_t pid) {
