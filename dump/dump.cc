@@ -354,7 +354,7 @@ void collect_processes(DumpTree& tree, FileCollector& files, const Target& targe
       // made in the job before the layout is read.
       const bool after_thaw = opt.leave_running && !memory.incremental.back()->tracking();
       memory.background.push_back(after_thaw ? BackgroundCopy::open(p.task) : nullptr);
-      p.mm = collect_mm(pid, p.brk);
+      p.mm = collect_mm(pid, p.brk, opt.ghost_limit);
       *p.mm.mutable_attributes() = p.mm_attributes;
     });
   }

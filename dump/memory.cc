@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -347,9 +349,46 @@ void describe_memfd_mapping(pid_t pid, uint64_t start, uint64_t end, pb::Vma& v)
   v.set_memfd_gid(st.st_gid);
 }
 
+// A shared mapping of a tmpfs file unlinked since (a POSIX semaphore or shm_open segment once
+// unlinked, as python's multiprocessing does): it comes back as a memfd named after the file, made
+// once and shared like one. A deleted file elsewhere cannot be recreated that way: refused.
+void describe_deleted_tmpfs_mapping(pid_t pid, const proc::MapEntry& m, uint64_t ghost_limit, pb::Vma& v) {
+  const std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
+  UniqueFd file = open_or_throw(link, O_RDONLY | O_CLOEXEC);
+  struct statfs sfs {};
+  if (::fstatfs(file.get(), &sfs) < 0) fail_errno(errno, "pid {}: statfs {} ({})", pid, link, m.path);
+  if (sfs.f_type != TMPFS_MAGIC)
+    throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted file {}, which is not on tmpfs: "
+                                       "only deleted tmpfs files mapped shared can be restored",
+                                       pid, m.start, m.end, m.path));
+  struct stat st {};
+  if (::fstat(file.get(), &st) < 0) fail_errno(errno, "pid {}: stat {} ({})", pid, link, m.path);
+  if (static_cast<uint64_t>(st.st_size) > ghost_limit)
+    throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted tmpfs file {} of {} bytes, above "
+                                       "--ghost-limit {}: raise --ghost-limit to save it",
+                                       pid, m.start, m.end, m.path, st.st_size, ghost_limit));
+  // An fd on it is saved as a ghost file, a second object restore would not tie to this one.
+  for (int fd : proc::list_fds(pid)) {
+    struct stat fst {};
+    if (::stat(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), &fst) == 0 && fst.st_dev == st.st_dev &&
+        fst.st_ino == st.st_ino)
+      throw UnsupportedError(fmt::format("pid {}: vma {:#x}-{:#x} maps the deleted tmpfs file {}, which fd {} holds "
+                                         "open too: not supported yet",
+                                         pid, m.start, m.end, m.path, fd));
+  }
+  std::string name = m.path.substr(m.path.rfind('/') + 1);
+  if (name.size() > 249) name.resize(249);  // memfd_create's limit on names
+  v.set_memfd_name(name);
+  v.set_memfd_size(static_cast<uint64_t>(st.st_size));
+  v.set_memfd_seals(0);
+  v.set_memfd_mode(st.st_mode);
+  v.set_memfd_uid(st.st_uid);
+  v.set_memfd_gid(st.st_gid);
+}
+
 }  // namespace
 
-pb::MmState collect_mm(pid_t pid, uint64_t brk) {
+pb::MmState collect_mm(pid_t pid, uint64_t brk, uint64_t ghost_limit) {
   pb::MmState mm;
   auto stat = proc::read_stat(pid);
   mm.set_start_code(stat.start_code);
@@ -390,10 +429,14 @@ pb::MmState collect_mm(pid_t pid, uint64_t brk) {
       // Its pages are read through the memfd itself, like shared anonymous memory.
       kind = pb::Vma::ANON_SHARED;
       describe_memfd_mapping(pid, m.start, m.end, *v);
+    } else if (m.deleted && shared && !m.path.empty() && m.path[0] == '/' && kind == pb::Vma::FILE_SHARED) {
+      kind = pb::Vma::ANON_SHARED;
+      describe_deleted_tmpfs_mapping(pid, m, ghost_limit, *v);
     }
     v->set_kind(kind);
     uint32_t flags = shared ? MAP_SHARED : MAP_PRIVATE;
-    if (images::is_private_anonymous(kind) || (kind == pb::Vma::ANON_SHARED && !memfd)) flags |= MAP_ANONYMOUS;
+    if (images::is_private_anonymous(kind) || (kind == pb::Vma::ANON_SHARED && v->memfd_name().empty()))
+      flags |= MAP_ANONYMOUS;
     for (const auto& f : m.vm_flags) {
       v->add_vm_flags(f);
       if (f == "gd") flags |= MAP_GROWSDOWN;

@@ -20,7 +20,8 @@
 
 namespace stasis::dump {
 
-pb::MmState collect_mm(pid_t pid, uint64_t brk);
+// ghost_limit: most bytes saved for a deleted tmpfs file mapped shared (dump --ghost-limit).
+pb::MmState collect_mm(pid_t pid, uint64_t brk, uint64_t ghost_limit = 64ull << 20);
 
 // The kind of a maps entry; exposed for unit tests.
 pb::Vma::Kind classify_vma(const std::string& path, bool shared);

@@ -350,5 +350,58 @@ TEST(CheckpointTree, SharedMemoryStaysShared) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_shared_mem")));
 }
 
+// python3's multiprocessing.Pool(2): its semaphores are /dev/shm files mapped shared by the
+// three processes and unlinked at once. They come back shared, and the pool goes on with the
+// right results.
+TEST(CheckpointTree, PythonMultiprocessingPool) {
+  Workload w;
+  w.name = "py_mp_pool";
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_mp_pool.py"};
+  w.start_timeout = 30s;
+  w.watch = 2000ms;
+  // The semaphores mapped by each process, by namespace pid: address -> inode.
+  using Semaphores = std::map<pid_t, std::map<uint64_t, uint64_t>>;
+  auto semaphores = [](Container& c, std::string_view prefix) {
+    Semaphores out;
+    auto root = c.host_pid();
+    if (!root) return out;
+    std::vector<pid_t> walk{*root};
+    while (!walk.empty()) {
+      pid_t host = walk.back();
+      walk.pop_back();
+      try {
+        const pid_t ns_pid = proc::read_status(host).ns_pid.back();
+        for (const auto& m : proc::read_maps(host))
+          if (m.shared && m.deleted && m.path.rfind(prefix, 0) == 0) out[ns_pid][m.start] = m.inode;
+        for (pid_t tid : proc::list_tasks(host))
+          for (pid_t child : proc::list_children(host, tid)) walk.push_back(child);
+      } catch (const std::exception&) {
+      }
+    }
+    return out;
+  };
+  Semaphores before;
+  RoundTrip how;
+  how.before_dump = [&](Container& original) {
+    before = semaphores(original, "/dev/shm/sem.");
+    ASSERT_GE(before.size(), 3u) << "the pool and its two workers map its semaphores";
+  };
+  how.after_restore = [&](Container& restored) {
+    const Semaphores after = semaphores(restored, "/memfd:sem.");
+    ASSERT_EQ(after.size(), before.size());
+    std::map<uint64_t, uint64_t> inode_at;  // one object per address, in every process
+    for (const auto& [pid, maps] : after) {
+      ASSERT_TRUE(before.count(pid)) << "pid " << pid;
+      ASSERT_EQ(maps.size(), before.at(pid).size()) << "pid " << pid;
+      for (const auto& [start, inode] : maps) {
+        EXPECT_TRUE(before.at(pid).count(start)) << fmt::format("pid {} at {:#x}", pid, start);
+        auto [it, added] = inode_at.emplace(start, inode);
+        EXPECT_EQ(it->second, inode) << fmt::format("pid {} at {:#x}: not the others' object", pid, start);
+      }
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(w, how));
+}
+
 }  // namespace
 }  // namespace stasis::test
