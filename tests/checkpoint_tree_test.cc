@@ -350,6 +350,12 @@ TEST(CheckpointTree, SharedMemoryStaysShared) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_shared_mem")));
 }
 
+// A /dev/shm file mapped shared by a parent and its child and unlinked at once stays one
+// object after restore.
+TEST(CheckpointTree, DeletedShmFileStaysShared) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_shm_deleted")));
+}
+
 // python3's multiprocessing.Pool(2): its semaphores are /dev/shm files mapped shared by the
 // three processes and unlinked at once. They come back shared, and the pool goes on with the
 // right results.
