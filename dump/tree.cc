@@ -219,8 +219,9 @@ void check_tree_shape(const DumpTree& tree) {
 
 void check_tree_sharing(const DumpTree& tree) {
   if (tree.processes.size() < 2) return;
-  // A memfd mapped by several processes is made once for them by restore; one that is also
-  // open as an fd would be made twice (the fd's own and the mappings').
+  // A memfd (or deleted tmpfs file) mapped by several processes is made once for them by
+  // restore; one that is also open as an fd would be made twice (the fd's own and the
+  // mappings'), and so would one mapped by one process and open in another.
   std::map<uint64_t, std::set<pid_t>> memfd_mappers;
   std::map<uint64_t, std::string> names;
   for (const auto& p : tree.processes)
@@ -235,10 +236,11 @@ void check_tree_sharing(const DumpTree& tree) {
       struct stat st {};
       if (::stat(fmt::format("/proc/{}/fd/{}", p.task.host_pid, e.fd()).c_str(), &st) < 0) continue;
       auto it = memfd_mappers.find(st.st_ino);
-      if (it != memfd_mappers.end() && it->second.size() > 1)
-        throw UnsupportedError(fmt::format("pid {} fd {}: memfd {} is open here and mapped by {} processes: not "
-                                           "supported yet",
-                                           p.task.ns_pid, e.fd(), names[st.st_ino], it->second.size()));
+      if (it != memfd_mappers.end() && (it->second.size() > 1 || !it->second.count(p.task.ns_pid)))
+        throw UnsupportedError(fmt::format("pid {} fd {}: memfd {} is open here and mapped by {} other process(es): "
+                                           "not supported yet",
+                                           p.task.ns_pid, e.fd(), names[st.st_ino],
+                                           it->second.size() - it->second.count(p.task.ns_pid)));
     }
   // An epoll records its targets by fd number in one process's table.
   std::map<uint64_t, std::vector<std::pair<pid_t, int>>> event_holders;
