@@ -554,30 +554,7 @@ TEST(CriuRpc, FailedNotificationFailsTheDumpAndLeavesTheJob) {
 class RuncContainer {
  public:
   RuncContainer() : id_("stasis-criu-test-" + std::to_string(::getpid())) {
-    const fs::path rootfs = bundle_.path() / "rootfs";
-    for (const char* d : {"usr", "proc", "dev", "sys", "tmp", "state", "etc"}) fs::create_directories(rootfs / d);
-    for (const char* l : {"bin", "lib", "lib64", "sbin"}) fs::create_symlink(std::string("usr/") + l, rootfs / l);
-    std::ofstream(bundle_.path() / "config.json") << R"({
- "ociVersion": "1.0.2-dev",
- "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
-  "args": ["python3", "-c", "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in itertools.count(1)]"],
-  "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "noNewPrivileges": true},
- "root": {"path": "rootfs", "readonly": false},
- "hostname": "criu-test",
- "mounts": [
-  {"destination": "/proc", "type": "proc", "source": "proc"},
-  {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-  {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-  {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-  {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-  {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-  {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-  {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}],
- "linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}]},
-  "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
-  "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-  "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]}
-})";
+    write_runc_counter_bundle(bundle_.path(), "criu-test");
     // Its stdio is /dev/null: a pipe of ours would keep run_command waiting for the job.
     started_ = run_command({"sh", "-c", "exec runc run -d -b " + bundle_.path().string() + " " + id_ +
                                             " </dev/null >/dev/null 2>&1"})

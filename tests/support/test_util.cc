@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -137,6 +139,38 @@ std::string error_of(const std::function<void()>& fn) {
     return e.what();
   }
   return "";
+}
+
+// An OCI bundle in `bundle` for runc: a python3 counter writing /state/counter every 50 ms,
+// in its own pid, network, ipc, uts and mount namespaces, with the host's /usr bound
+// read-only under a rootfs of empty folders, and runc's usual mounts, masks and read-only
+// paths.
+void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname) {
+  namespace fs = std::filesystem;
+  const fs::path rootfs = bundle / "rootfs";
+  for (const char* d : {"usr", "proc", "dev", "sys", "tmp", "state", "etc"}) fs::create_directories(rootfs / d);
+  for (const char* l : {"bin", "lib", "lib64", "sbin"}) fs::create_symlink(std::string("usr/") + l, rootfs / l);
+  std::ofstream(bundle / "config.json") << R"({
+ "ociVersion": "1.0.2-dev",
+ "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
+  "args": ["python3", "-c", "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in itertools.count(1)]"],
+  "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "noNewPrivileges": true},
+ "root": {"path": "rootfs", "readonly": false},
+ "hostname": ")" + hostname + R"(",
+ "mounts": [
+  {"destination": "/proc", "type": "proc", "source": "proc"},
+  {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+  {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+  {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+  {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+  {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+  {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+  {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}],
+ "linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}]},
+  "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+  "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+  "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]}
+})";
 }
 
 }  // namespace stasis::test

@@ -75,6 +75,10 @@ std::optional<std::string> missing_feature(std::string_view name);
 // Polls cond every 10 ms until it is true or timeout passes; returns its last value.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
+// An OCI bundle for runc in `bundle` (config.json and an empty rootfs): a python3 counter
+// writing /state/counter every 50 ms in namespaces of its own (see test_util.cc).
+void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname);
+
 }  // namespace stasis::test
 
 // Skips the current test, naming the feature, when the running kernel lacks it, as
