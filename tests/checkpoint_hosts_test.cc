@@ -16,79 +16,12 @@
 #include "launcher/state_store.h"
 #include "tests/launcher_test_util.h"
 #include "tests/support/checkpoint_harness.h"
+#include "tests/support/second_host.h"
 
 namespace stasis::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A second host: its own network namespace and state root. The destructor removes every
-// container named to it (by name, then by the PID in its state) and the namespace, whatever
-// the test did.
-class SecondHost {
- public:
-  explicit SecondHost(const std::string& tag)
-      : netns_("stasis-" + tag + "-" + std::to_string(::getpid())) {
-    CommandResult r = run_command({"ip", "netns", "add", netns_}, 20s);
-    made_ = r.exit_code == 0;
-    error_ = r.out + r.err;
-  }
-  ~SecondHost() {
-    for (const auto& name : names_) {
-      std::optional<pid_t> pid = init_pid(name);
-      stasis({"rm", "-f", name}, 30s);
-      if (pid && process_alive(*pid)) {
-        ::kill(*pid, SIGKILL);
-        wait_until([&] { return !process_alive(*pid); }, 10s);
-      }
-    }
-    if (made_) run_command({"ip", "netns", "del", netns_}, 20s);
-  }
-  SecondHost(const SecondHost&) = delete;
-  SecondHost& operator=(const SecondHost&) = delete;
-
-  ::testing::AssertionResult ready() const {
-    if (made_) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "ip netns add " << netns_ << " failed: " << error_;
-  }
-  const std::string& netns() const { return netns_; }
-  const fs::path& root() const { return root_.path(); }
-  // `nsenter --net=/run/netns/NAME stasis --root ROOT args...`
-  CommandResult stasis(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) const {
-    std::vector<std::string> argv{"nsenter", "--net=/run/netns/" + netns_, stasis_binary(), "--root",
-                                  root_.path().string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_command(argv, timeout);
-  }
-  // `stasis restore -D dir --name NAME -d` on this host; the container is removed at the end.
-  CommandResult restore(const fs::path& dir, const std::string& name) {
-    names_.push_back(name);
-    return stasis({"restore", "-D", dir.string(), "--name", name, "-d"}, 120s);
-  }
-  // Any command that makes container `name` on this host (removed at the end).
-  CommandResult make_container(const std::vector<std::string>& args, const std::string& name) {
-    names_.push_back(name);
-    return stasis(args, 60s);
-  }
-  std::optional<pid_t> init_pid(const std::string& name) const {
-    auto state = launcher::StateStore(root_.path()).try_load(name);
-    if (!state || state->init_pid() <= 0) return std::nullopt;
-    return state->init_pid();
-  }
-  // Its network namespace as /proc/PID/ns/net reads ("net:[inode]").
-  std::string net_id() const {
-    struct stat st {};
-    if (::stat(("/run/netns/" + netns_).c_str(), &st) != 0) return "";
-    return "net:[" + std::to_string(st.st_ino) + "]";
-  }
-
- private:
-  std::string netns_;
-  TempDir root_{"stasis-host2"};
-  bool made_ = false;
-  std::string error_;
-  std::vector<std::string> names_;
-};
 
 // The job under a container's PID 1 (our init, under --init and after a restore), or PID 1.
 pid_t job_of(pid_t init) {

@@ -19,56 +19,12 @@
 #include "launcher/config.h"
 #include "launcher/state_store.h"
 #include "tests/support/checkpoint_harness.h"
+#include "tests/support/second_host.h"
 
 namespace stasis::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A second host: a network namespace and a state root of its own. The destructor removes the
-// containers restored there (by name, then by PID) and the namespace, whatever the test did.
-class NetnsHost {
- public:
-  NetnsHost() : netns_("stasis-net-" + std::to_string(::getpid())) {
-    made_ = run_command({"ip", "netns", "add", netns_}, 20s).exit_code == 0;
-  }
-  ~NetnsHost() {
-    for (const auto& name : names_) {
-      std::optional<pid_t> pid = init_pid(name);
-      stasis({"rm", "-f", name}, 30s);
-      if (pid && process_alive(*pid)) {
-        ::kill(*pid, SIGKILL);
-        wait_until([&] { return !process_alive(*pid); }, 10s);
-      }
-    }
-    if (made_) run_command({"ip", "netns", "del", netns_}, 20s);
-  }
-  NetnsHost(const NetnsHost&) = delete;
-  NetnsHost& operator=(const NetnsHost&) = delete;
-
-  bool ready() const { return made_; }
-  CommandResult stasis(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) const {
-    std::vector<std::string> argv{"nsenter", "--net=/run/netns/" + netns_, stasis_binary(), "--root",
-                                  root_.path().string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_command(argv, timeout);
-  }
-  CommandResult restore(const fs::path& dir, const std::string& name) {
-    names_.push_back(name);
-    return stasis({"restore", "-D", dir.string(), "--name", name, "-d"}, 120s);
-  }
-  std::optional<pid_t> init_pid(const std::string& name) const {
-    auto state = launcher::StateStore(root_.path()).try_load(name);
-    if (!state || state->init_pid() <= 0) return std::nullopt;
-    return state->init_pid();
-  }
-
- private:
-  std::string netns_;
-  TempDir root_{"stasis-host2"};
-  bool made_ = false;
-  std::vector<std::string> names_;
-};
 
 // `sh -c script` in the network namespace of pid.
 CommandResult in_netns(pid_t pid, const std::string& script) {
@@ -151,7 +107,7 @@ TEST(CheckpointNet, LinksAddressesRoutesAndSysctlsComeBackHereAndOnASecondHost) 
     here.remove();
   }
 
-  NetnsHost host2;
+  SecondHost host2("net");
   ASSERT_TRUE(host2.ready());
   const std::string name = env.unique_name("net-there");
   r = host2.restore(dir, name);
