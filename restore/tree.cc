@@ -27,6 +27,10 @@ std::string group_of(const pb::FdEntry& e, const FileImages& files) {
     if (it != files.regfiles.end() && it->second.deleted())
       return fmt::format("inode {}", it->second.same_inode_as() ? it->second.same_inode_as() : it->second.id());
   }
+  // A FileOpener builds every unix socket of the image at once (pairs, listeners with their
+  // connections): they must all come from one build, or the ends of a pair held by different
+  // processes (nginx's master and worker channel) would each be connected to a copy left behind.
+  if (e.kind() == pb::FdEntry::UNIX_SOCKET) return "unix sockets";
   return fmt::format("file {}:{}", static_cast<int>(e.kind()), e.file_id());
 }
 
