@@ -203,5 +203,12 @@ TEST(CheckpointUnixSockets, FdsInFlightAreRefused) {
   EXPECT_TRUE(keep_progressing(original.status(), 300ms));
 }
 
+// A socketpair between two processes of a tree, one end held by both (nginx's master/worker
+// channel), and a pair the child holds alone: every end comes back in one connection with its
+// peer, so the parent's questions still reach the child and its answers come back.
+TEST(CheckpointUnixSockets, PairAcrossATreeStaysOneConnection) {
+  check_round_trip(c_workload("tree_channel"));
+}
+
 }  // namespace
 }  // namespace stasis::test
