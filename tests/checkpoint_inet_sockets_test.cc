@@ -69,20 +69,6 @@ UniqueFd connect_to(int family, int port, const char* ipv4 = "127.0.0.1") {
   return ::testing::AssertionSuccess();
 }
 
-int tcp_state(int s) {
-  tcp_info info{};
-  socklen_t len = sizeof info;
-  if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -1;
-  return info.tcpi_state;
-}
-
-int socket_error(int s) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
-  return err;
-}
-
 bool nft_table_exists(const std::string& prefix) {
   auto r = run_command({"nft", "list", "tables"}, std::chrono::seconds(10));
   return r.out.find(prefix) != std::string::npos;

@@ -70,20 +70,6 @@ UniqueFd connect_tcp(const std::string& ip, int port, const std::string& netns =
   return out;
 }
 
-int tcp_state(int s) {
-  tcp_info info{};
-  socklen_t len = sizeof info;
-  if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -1;
-  return info.tcpi_state;
-}
-
-int socket_error(int s) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
-  return err;
-}
-
 // One RESP reply: "+OK" and "-ERR ..." as their text with the sign, integers as ":N", a bulk
 // string as its bytes (nil as "(nil)"), an array as its elements.
 struct Reply {
@@ -312,18 +298,24 @@ void check_clients_go_on(RedisClients& c, const std::string& what) {
   EXPECT_TRUE(receives(c.sub, c.channel, what));
 }
 
+// redis-server in container `name` on --net veth at ip, here, with its keys and clients.
+void start_redis_here(CheckpointEnv& env, const std::string& name, const std::string& ip, RedisClients& c) {
+  const fs::path conf = write_redis_config(env.work());
+  CommandResult r = env.stasis(
+      {"run", "-d", "--net", "veth", "--ip", ip + "/24", "--name", name, "--", "/usr/bin/redis-server", conf.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ip, "", env.work() / "redis.log"));
+}
+
 TEST(CheckpointServers, RedisKeepsItsClientsAndDataAcrossDumpAndRestore) {
   REQUIRE_PROGRAM("/usr/bin/redis-server");
   CheckpointEnv env;
   const std::string name = env.unique_name("redis");
   ContainerGuard guard(env.root(), name);
   const std::string ip = container_ip();
-  const fs::path conf = write_redis_config(env.work());
-  CommandResult r = env.stasis(
-      {"run", "-d", "--net", "veth", "--ip", ip + "/24", "--name", name, "--", "/usr/bin/redis-server", conf.string()});
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   RedisClients c;
-  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ip, "", env.work() / "redis.log"));
+  ASSERT_NO_FATAL_FAILURE(start_redis_here(env, name, ip, c));
+  CommandResult r;
 
   const fs::path images = env.image_dir("redis");
   long long dump_ms = timed([&] { r = env.stasis({"dump", name, "-D", images.string(), "--tcp-established"}, 120s); });
@@ -344,12 +336,9 @@ TEST(CheckpointServers, RedisLeftRunningKeepsItsClients) {
   const std::string name = env.unique_name("redis-lr");
   ContainerGuard guard(env.root(), name);
   const std::string ip = container_ip();
-  const fs::path conf = write_redis_config(env.work());
-  CommandResult r = env.stasis(
-      {"run", "-d", "--net", "veth", "--ip", ip + "/24", "--name", name, "--", "/usr/bin/redis-server", conf.string()});
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   RedisClients c;
-  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ip, "", env.work() / "redis.log"));
+  ASSERT_NO_FATAL_FAILURE(start_redis_here(env, name, ip, c));
+  CommandResult r;
   const fs::path images = env.image_dir("redis-lr");
   r = env.stasis({"dump", name, "-D", images.string(), "--tcp-established", "--leave-running"}, 120s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

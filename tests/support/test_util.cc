@@ -1,6 +1,9 @@
 #include "tests/support/test_util.h"
 
 #include <fcntl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -171,6 +174,20 @@ void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::s
   "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
   "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]}
 })";
+}
+
+int tcp_state(int sock) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(sock, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -1;
+  return info.tcpi_state;
+}
+
+int socket_error(int sock) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &len);
+  return err;
 }
 
 }  // namespace stasis::test

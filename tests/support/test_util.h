@@ -72,6 +72,11 @@ class ForkedChild {
 // detail), or nullopt when it has it. Results are kept for the life of the test process.
 std::optional<std::string> missing_feature(std::string_view name);
 
+// A TCP socket's state as TCP_INFO gives it (1: established), or -1.
+int tcp_state(int sock);
+// Its pending error (SO_ERROR), 0 when none: ECONNRESET after a reset.
+int socket_error(int sock);
+
 // Polls cond every 10 ms until it is true or timeout passes; returns its last value.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
