@@ -110,7 +110,7 @@ TEST(CheckpointTerminals, PtySettingsLockAndPacketModeComeBack) { check_pty_roun
 TEST(CheckpointTerminals, PtyControllingTerminalInsideTheJobComesBack) { check_pty_round_trip(c_workload("pty_ctty")); }
 
 // The real `script` (util-linux): a bash loop on the pty it makes, its controlling terminal.
-TEST(CheckpointTerminals, DISABLED_ScriptComesBack) {
+TEST(CheckpointTerminals, ScriptComesBack) {
   if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script (bsdutils) is not installed";
   Workload w;
   w.name = "script";
