@@ -179,9 +179,10 @@ RestartAdjustment adjust_for_restart(user_regs_struct& regs, const TimespecReade
     adj.interrupted_syscall = orig;
   }
   if (rax == -kErestartSys || rax == -kErestartNoIntr || rax == -kErestartNoHand ||
-      (rax == -kErestartRestartBlock && (orig == SYS_nanosleep || orig == SYS_clock_nanosleep))) {
+      (rax == -kErestartRestartBlock && (orig == SYS_nanosleep || orig == SYS_clock_nanosleep || orig == SYS_poll))) {
     // Back over the 2-byte `syscall` instruction with the call number in rax: the call runs
-    // again on resume. A relative sleep starts over with its full length.
+    // again on resume. A relative sleep, or poll's timeout, starts over with its full length
+    // (a poll that no signal interrupted must not fail with EINTR: `script` gives up then).
     regs.rip -= 2;
     regs.rax = regs.orig_rax;
     adj.state = "syscall-restart";

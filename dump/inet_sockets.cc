@@ -28,8 +28,21 @@ namespace {
 
 // TCP states (include/net/tcp_states.h, not in the uapi headers).
 constexpr int kEstablished = 1;
+constexpr int kFinWait1 = 4;
+constexpr int kFinWait2 = 5;
 constexpr int kClose = 7;
+constexpr int kCloseWait = 8;
+constexpr int kLastAck = 9;
 constexpr int kListen = 10;
+constexpr int kClosing = 11;
+
+// A connection the peer can still talk to: established, or closed on one side or both with
+// the last acknowledgement still to come (TIME_WAIT never shows at an fd: the socket is CLOSE
+// by then).
+bool connected(int state) {
+  return state == kEstablished || state == kFinWait1 || state == kFinWait2 || state == kCloseWait ||
+         state == kLastAck || state == kClosing;
+}
 
 const char* tcp_state_name(int state) {
   static const char* const names[] = {"?",         "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1", "FIN_WAIT2",
@@ -225,21 +238,25 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
         throw UnsupportedError(fmt::format("pid {} fd {}: listening {} has {} connection(s) the program has not "
                                            "accepted yet: not supported (dump again once they are accepted)",
                                            pid, fd, launcher::socket_address_text(k.local()), info.tcpi_unacked));
-    } else if (state == kEstablished) {
+    } else if (connected(state)) {
       if (!tcp_established_)
-        throw UnsupportedError(fmt::format("pid {} fd {}: {} is an established connection: dump with "
-                                           "--tcp-established to checkpoint it (its packets are held by a network "
-                                           "lock until the restore)",
-                                           pid, fd, what));
+        throw UnsupportedError(fmt::format("pid {} fd {}: {} is {}: dump with --tcp-established to checkpoint it "
+                                           "(its packets are held by a network lock until the restore)",
+                                           pid, fd, what,
+                                           state == kEstablished
+                                               ? std::string("an established connection")
+                                               : fmt::format("a half-closed connection ({})", tcp_state_name(state))));
       // Shut down for reading (the state stays established): a peek finds the end of the
-      // stream at once instead of nothing to read. Only visible with nothing queued.
+      // stream at once instead of nothing to read. Only visible with nothing queued, and only
+      // told apart from the peer's FIN while none came.
       int inq = 0;
       char byte;
-      if (::ioctl(s, SIOCINQ, &inq) == 0 && inq == 0 && ::recv(s, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+      if (state != kCloseWait && state != kLastAck && state != kClosing && ::ioctl(s, SIOCINQ, &inq) == 0 &&
+          inq == 0 && ::recv(s, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
         k.set_shut_rd(true);
     } else if (state != kClose) {
-      throw UnsupportedError(fmt::format("pid {} fd {}: {} is in state {}: only listening, established and "
-                                         "unconnected TCP sockets are supported",
+      throw UnsupportedError(fmt::format("pid {} fd {}: {} is in state {}: only listening, established, half-closed "
+                                         "and unconnected TCP sockets are supported",
                                          pid, fd, what, tcp_state_name(state)));
     }
   }
@@ -329,7 +346,7 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
     if (total) log::debug("pid {} fd {}: {} datagram(s), {} bytes queued", pid, fd, k.datagrams_size(), total);
   }
   inet_.push_back(std::move(k));
-  if (tcp && state == kEstablished) pending_.push_back({pid, fd, inet_.size() - 1, std::move(sock)});
+  if (tcp && connected(state)) pending_.push_back({pid, fd, inet_.size() - 1, std::move(sock)});
 }
 
 void InetCollector::read_int_options(int s, const Defaults& d,
@@ -418,14 +435,38 @@ void InetCollector::read_connection(Pending& p) {
     }
     return std::make_pair(seq, std::move(data));
   };
+  // The FINs take a sequence number each but no byte of the queues: this side's is counted
+  // in SIOCOUTQ (and in SIOCOUTQNSD while not sent) until the peer acknowledges it, and in
+  // the send queue's sequence (write_seq) from the shutdown on; the peer's in the receive
+  // queue's (rcv_nxt), never in SIOCINQ. The image has the data's numbers alone.
+  const int state = static_cast<int>(k.state());
+  const bool our_fin = state == kFinWait1 || state == kFinWait2 || state == kClosing || state == kLastAck;
+  const bool fin_acked = state == kFinWait2;
+  const bool peer_fin = state == kCloseWait || state == kLastAck || state == kClosing;
+  const int unsent_with_fin = unsent;
+  if (our_fin && !fin_acked) {
+    if (outq < 1) fail("pid {} fd {}: {} with nothing in its send queue, not even its FIN", pid, fd, tcp_state_name(state));
+    --outq;
+    if (unsent > 0) --unsent;
+  }
   auto [write_seq, send_data] = read_queue(TCP_SEND_QUEUE, outq, "send");
   auto [rcv_nxt, recv_data] = read_queue(TCP_RECV_QUEUE, inq, "receive");
   set_int(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, pid, fd, "TCP_REPAIR_QUEUE");
+  if (our_fin) --write_seq;
+  if (peer_fin) --rcv_nxt;
   c.set_snd_una(write_seq - static_cast<uint32_t>(outq));
   c.set_send_queue(std::move(send_data));
   c.set_unsent(static_cast<uint32_t>(unsent));
   c.set_rcv_copied(rcv_nxt - static_cast<uint32_t>(inq));
   c.set_recv_queue(std::move(recv_data));
+  if (our_fin) {
+    c.set_fin_queued(true);
+    // The FIN is the last thing to send: while anything of the queue is unsent, so is it.
+    c.set_fin_sent(fin_acked || unsent_with_fin == 0);
+    c.set_fin_acked(fin_acked);
+  }
+  c.set_peer_fin(peer_fin);
+  c.set_peer_fin_first(state == kCloseWait || state == kLastAck);
 
   tcp_info info{};
   socklen_t ilen = sizeof info;
@@ -446,8 +487,9 @@ void InetCollector::read_connection(Pending& p) {
   c.set_max_window(w.max_window);
   c.set_rcv_wnd(w.rcv_wnd);
   c.set_rcv_wup(w.rcv_wup);
-  log::debug("pid {} fd {}: TCP {} -> {}: {} bytes to send ({} never sent), {} bytes to read", pid, fd,
-             launcher::socket_address_text(k.local()), launcher::socket_address_text(k.peer()), outq, unsent, inq);
+  log::debug("pid {} fd {}: TCP {} -> {} ({}): {} bytes to send ({} never sent), {} bytes to read", pid, fd,
+             launcher::socket_address_text(k.local()), launcher::socket_address_text(k.peer()), tcp_state_name(state),
+             outq, unsent, inq);
   if (leave_running_) {
     // The job goes on with this connection: out of repair mode at once (the lock still holds
     // its packets until the dump ends).

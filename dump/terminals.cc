@@ -311,7 +311,8 @@ void TerminalCheck::save_queues() {
   }
 }
 
-void TerminalCheck::check_pairs() const {
+void TerminalCheck::check_pairs() {
+  check_controlling_ptys();  // first: a pair outside the job is refused as the terminal it is
   for (const PtyEnd& end : ptys_) {
     if (end.state.master()) continue;
     const bool has_master = std::any_of(ptys_.begin(), ptys_.end(), [&](const PtyEnd& other) {
@@ -336,6 +337,8 @@ void TerminalCheck::write_images(const std::filesystem::path& dir) const {
 void TerminalCheck::refuse_controlling_terminal(pid_t pid) {
   const proc::Stat stat = proc::read_stat(pid);
   const int tty = stat.tty_nr;
+  pids_.push_back(pid);
+  sessions_[pid] = {stat.session, tty};
   if (tty == 0) return;
   if (console_ && stat_tty_device(tty) == *console_) {
     // The session and its foreground group, as seen by the job (a later process of the same
@@ -346,21 +349,69 @@ void TerminalCheck::refuse_controlling_terminal(pid_t pid) {
   }
   const unsigned major = ::major(stat_tty_device(tty));
   const unsigned minor = ::minor(stat_tty_device(tty));
+  const Driver* d = find(major, minor);
+  if (d && d->type == "pty:slave") {
+    // Maybe a pair of the job's (`script`, tmux): check_pairs decides once every fd is known.
+    cttys_.push_back({pid, stat.session, stat.tpgid, minor + ((major - 136) << 8)});
+    return;
+  }
+  refuse_terminal(pid, major, minor);
+}
+
+void TerminalCheck::refuse_terminal(pid_t pid, unsigned major, unsigned minor) {
   // Its terminal is a pty it holds at an fd (stdio, most often): name that fd.
-  const Driver* slave_driver = find(major, minor);
-  if (slave_driver && slave_driver->type == "pty:slave") {
+  const Driver* d = find(major, minor);
+  if (d && d->type == "pty:slave") {
     const unsigned index = minor + ((major - 136) << 8);
     for (const PtyEnd& end : ptys_)
       if (end.pid == pid && !end.state.master() && end.state.index() == index)
         refuse_fd(pid, end.fd, end.link, "pty slave, its controlling terminal");
   }
-  const Driver* d = find(major, minor);
   std::string name = fmt::format("terminal device {}:{}", major, minor);
   if (d && d->type == "pty:slave") name = fmt::format("/dev/pts/{}", minor);
   else if (d && d->first == d->last) name = d->path;
   throw UnsupportedError(fmt::format("pid {}: it has a controlling terminal ({}), and a process attached to a "
                                      "terminal cannot be checkpointed; to checkpoint it, {}",
                                      pid, name, kDetachHint));
+}
+
+void TerminalCheck::check_controlling_ptys() {
+  // Every process of the job, with its session (host pids): who else the terminal's session holds.
+  for (const Ctty& c : cttys_) {
+    // The pair must be the job's: a master of that index among its fds.
+    const PtyEnd* master = nullptr;
+    for (const PtyEnd& end : ptys_)
+      if (end.state.master() && end.state.index() == c.index) master = &end;
+    if (!master) refuse_terminal(c.pid, 136 + (c.index >> 8), c.index & 0xff);
+    const std::string what = fmt::format("pid {}: its controlling terminal, pty {} of the job (pid {} fd {})", c.pid,
+                                         c.index, master->pid, master->fd);
+    // Made again by the session's leader, before the processes of its session: it must be
+    // in the job, and so must the foreground group's leader (its group exists first).
+    if (std::find(pids_.begin(), pids_.end(), c.session) == pids_.end())
+      throw UnsupportedError(fmt::format("{}: the leader of its session (pid {}) is not in the job, and only a session "
+                                         "leader can make a terminal its session's again; not supported",
+                                         what, c.session));
+    if (c.foreground > 0 && std::find(pids_.begin(), pids_.end(), c.foreground) == pids_.end())
+      throw UnsupportedError(fmt::format("{}: its foreground process group {} has no leader in the job; not supported",
+                                         what, c.foreground));
+    const pid_t session = pid_in_job(c.session), foreground = pid_in_job(c.foreground);
+    for (PtyEnd& end : ptys_) {
+      if (end.state.index() != c.index || end.state.pair_dev() != master->state.pair_dev()) continue;
+      if (end.state.session() != 0 && end.state.session() != session)
+        throw UnsupportedError(fmt::format("{}: it is also the controlling terminal of session {}", what, end.state.session()));
+      end.state.set_session(session);
+      end.state.set_foreground_pgrp(foreground);
+    }
+  }
+  // A process of such a session without it (it let it go with TIOCNOTTY) would get it back.
+  for (const auto& [pid, session_and_tty] : sessions_) {
+    if (session_and_tty.second != 0) continue;
+    for (const Ctty& c : cttys_)
+      if (c.session == session_and_tty.first)
+        throw UnsupportedError(fmt::format("pid {}: it has no controlling terminal while its session's is pty {} of "
+                                           "the job, and would get it back at restore; not supported",
+                                           pid, c.index));
+  }
 }
 
 }  // namespace stasis::dump

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
-
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,7 +31,9 @@ class TerminalCheck {
   [[noreturn]] static void refuse_fd(pid_t pid, int fd, const std::string& link, const std::string& kind);
   // Throws UnsupportedError when pid has a controlling terminal (even without an fd on it:
   // the session it leads or belongs to cannot be rebuilt around the terminal).
-  // (A controlling terminal that is the console is recorded instead.)
+  // (A controlling terminal that is the console is recorded instead, and so is a pty slave,
+  // which check_pairs accepts when the pair is the job's: `script`, tmux.) Called once for
+  // every process of the job, after its fds.
   void refuse_controlling_terminal(pid_t pid);
 
   // The container's -t terminal, its path on the host (ContainerState.console_path): reads its
@@ -47,8 +49,11 @@ class TerminalCheck {
   // them from the job).
   void describe_pty(pid_t pid, int pidfd, int fd, const std::string& link, const struct stat& st, uint32_t flags,
                     uint64_t id);
-  // Throws UnsupportedError for a pty slave whose master is not the job's.
-  void check_pairs() const;
+  // Throws UnsupportedError for a pty slave whose master is not the job's, and for a
+  // controlling terminal that cannot come back: a pair not the job's, a session whose leader
+  // or foreground group's leader is not in the job. A pair of the job's that is a session's
+  // controlling terminal gets that session and its foreground group in its records.
+  void check_pairs();
   // Once every process is collected (and frozen): the bytes waiting in each pair, both ways,
   // saved in the master's record and put back as they were.
   void save_queues();
@@ -74,6 +79,16 @@ class TerminalCheck {
     std::string link;
   };
   std::vector<PtyEnd> ptys_;
+  // A process whose controlling terminal is a pty slave, in host pids.
+  struct Ctty {
+    pid_t pid, session, foreground;
+    unsigned index;
+  };
+  std::vector<Ctty> cttys_;
+  std::vector<pid_t> pids_;                               // every process of the job
+  std::map<pid_t, std::pair<pid_t, int>> sessions_;       // pid -> its session and tty_nr
+  [[noreturn]] void refuse_terminal(pid_t pid, unsigned major, unsigned minor);
+  void check_controlling_ptys();
 };
 
 }  // namespace stasis::dump

@@ -59,19 +59,21 @@ void lock_connections(const std::string& table, bool create, const std::vector<L
   std::string commands;
   if (create) {
     // Before conntrack and every other hook (priority -400 < raw's -300): nothing of the
-    // connections passes, in either direction.
+    // connections passes, in either direction, but what the restore makes up (its mark).
     commands += fmt::format(
         "table inet {t} {{\n"
         "  set v4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service; }}\n"
         "  set v6 {{ type ipv6_addr . inet_service . ipv6_addr . inet_service; }}\n"
         "  chain input {{ type filter hook input priority -400; policy accept;\n"
+        "    meta mark {m:#x} accept;\n"
         "    ip saddr . tcp sport . ip daddr . tcp dport @v4 drop;\n"
         "    ip6 saddr . tcp sport . ip6 daddr . tcp dport @v6 drop; }}\n"
         "  chain output {{ type filter hook output priority -400; policy accept;\n"
+        "    meta mark {m:#x} accept;\n"
         "    ip saddr . tcp sport . ip daddr . tcp dport @v4 drop;\n"
         "    ip6 saddr . tcp sport . ip6 daddr . tcp dport @v6 drop; }}\n"
         "}}\n",
-        fmt::arg("t", table));
+        fmt::arg("t", table), fmt::arg("m", kNetLockPassMark));
   }
   std::string v4, v6;
   for (const auto& c : connections) {

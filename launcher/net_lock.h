@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,10 @@ namespace stasis::launcher {
 
 // The names of lock tables start so (the net dump leaves them out of the firewall it refuses).
 inline constexpr std::string_view kNetLockTablePrefix = "stasis_lock_";
+
+// Packets of this firewall mark (SO_MARK) pass the lock: the segments the restore makes up
+// for a half-closed connection, as from its peer (restore/tcp_segment.h).
+inline constexpr uint32_t kNetLockPassMark = 0x57a515f1;
 
 // "10.0.0.2:80", "[::1]:80" for a sockaddr_in or sockaddr_in6 given as its bytes; "*" for none.
 std::string socket_address_text(const std::string& sockaddr_bytes);

@@ -18,15 +18,36 @@
 #include "common/log.h"
 #include "common/ns_thread.h"
 #include "launcher/net_lock.h"
+#include "restore/tcp_segment.h"
 
 namespace stasis::restore {
 
 namespace {
 
-constexpr uint32_t kEstablished = 1;
+constexpr uint32_t kEstablished = 1, kFinWait1 = 4, kFinWait2 = 5, kCloseWait = 8, kLastAck = 9, kClosing = 11;
 // TCP option kinds (RFC 793, 7323, 2018), as TCP_REPAIR_OPTIONS takes them.
 constexpr uint32_t kOptMss = 2, kOptWindow = 3, kOptSackPerm = 4, kOptTimestamp = 8;
 constexpr uint32_t kListen = 10;
+
+// A TCP connection (established, or half or wholly closed with the peer still there): made
+// with TCP_REPAIR (dump/inet_sockets.cc says which states).
+bool connected(const pb::InetSocket& k) {
+  if (k.protocol() != IPPROTO_TCP) return false;
+  const uint32_t s = k.state();
+  return s == kEstablished || s == kFinWait1 || s == kFinWait2 || s == kCloseWait || s == kLastAck || s == kClosing;
+}
+
+const char* state_name(uint32_t state) {
+  switch (state) {
+    case kEstablished: return "ESTABLISHED";
+    case kFinWait1: return "FIN_WAIT1";
+    case kFinWait2: return "FIN_WAIT2";
+    case kCloseWait: return "CLOSE_WAIT";
+    case kLastAck: return "LAST_ACK";
+    case kClosing: return "CLOSING";
+    default: return "?";
+  }
+}
 
 sockaddr_storage to_sockaddr(const std::string& bytes, socklen_t& len) {
   sockaddr_storage ss{};
@@ -101,6 +122,66 @@ void write_queue(int s, const char* data, size_t size, const std::string& what, 
   }
 }
 
+int tcp_state_of(int s, const std::string& what) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) fail_errno(errno, "{}: TCP_INFO", what);
+  return info.tcpi_state;
+}
+
+// Waits (up to 2 s) until the connection is in state: a made-up segment goes through the
+// loopback's receive path, most often before sendto() returns, but not always.
+void wait_for_state(int s, uint32_t state, const std::string& what, const char* after) {
+  for (int i = 0;; ++i) {
+    const int now = tcp_state_of(s, what);
+    if (static_cast<uint32_t>(now) == state) return;
+    if (i == 2000)
+      fail("{}: still {} after {}, not {} as at the dump (did the network lock of this namespace drop it?)", what,
+           state_name(static_cast<uint32_t>(now)), after, state_name(state));
+    ::usleep(1000);
+  }
+}
+
+// The FINs of a half-closed connection, in repair mode, once its queues are in and it is
+// established: each comes back in the order it came, as the state says. This side's FIN, when
+// it had gone out, by a shutdown while the send queue is selected (TCP takes it as sent, and
+// sends it again only if no acknowledgement comes, as after a loss); one still waiting
+// behind unsent bytes is left to finish_inet_sockets. The peer's FIN, and its acknowledgement
+// of ours, are made up as from the peer (restore/tcp_segment.h): the sequence numbers move on
+// by one for each FIN exactly as they had.
+void restore_fins(int s, const pb::InetSocket& k, const std::string& what) {
+  const pb::TcpConnection& c = k.tcp();
+  if (!c.fin_sent() && !c.peer_fin()) return;
+  MadeUpSegment segment;
+  segment.seq = c.rcv_copied() + static_cast<uint32_t>(c.recv_queue().size());
+  segment.ack = c.snd_una();
+  segment.window = static_cast<uint16_t>(std::min<uint32_t>(c.snd_wnd() >> (c.wscale() ? c.snd_wscale() : 0), 65535));
+  segment.timestamps = c.timestamps();
+  auto peer_fin = [&] {
+    segment.fin = true;
+    send_made_up_segment(k, segment, what);
+    segment.fin = false;
+    ++segment.seq;
+  };
+  if (c.peer_fin() && c.peer_fin_first()) {
+    peer_fin();
+    wait_for_state(s, kCloseWait, what, "its peer's FIN");
+  }
+  if (c.fin_sent()) {
+    set_int(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, what, "TCP_REPAIR_QUEUE");
+    if (::shutdown(s, SHUT_WR) < 0) fail_errno(errno, "{}: shutdown for writing in repair mode (its FIN)", what);
+    set_int(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE");
+  }
+  if (c.peer_fin() && !c.peer_fin_first()) peer_fin();
+  if (c.fin_acked()) {
+    segment.ack = c.snd_una() + static_cast<uint32_t>(c.send_queue().size()) + 1;
+    send_made_up_segment(k, segment, what);
+  }
+  // The state it had, unless its FIN waits behind unsent bytes (then it is still
+  // established, or CLOSE_WAIT, until finish_inet_sockets).
+  if (c.fin_sent() || !c.fin_queued()) wait_for_state(s, k.state(), what, "its FINs");
+}
+
 void restore_connection(int s, const pb::InetSocket& k, const std::string& what) {
   const pb::TcpConnection& c = k.tcp();
   set_int(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, what, "TCP_REPAIR_QUEUE");
@@ -128,8 +209,16 @@ void restore_connection(int s, const pb::InetSocket& k, const std::string& what)
   write_queue(s, c.recv_queue().data(), c.recv_queue().size(), what, "receive");
   set_int(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE");
   tcp_repair_window w{c.snd_wl1(), c.snd_wnd(), c.max_window(), c.rcv_wnd(), c.rcv_wup()};
+  // The peer's FIN is not in yet: the window's left edge may not be past the data (the
+  // kernel refuses it), and its right edge stays where it was.
+  const uint32_t rcv_nxt = c.rcv_copied() + static_cast<uint32_t>(c.recv_queue().size());
+  if (c.peer_fin() && static_cast<int32_t>(w.rcv_wup - rcv_nxt) > 0) {
+    w.rcv_wnd += w.rcv_wup - rcv_nxt;
+    w.rcv_wup = rcv_nxt;
+  }
   if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof w) < 0)
     fail_errno(errno, "{}: setsockopt TCP_REPAIR_WINDOW", what);
+  restore_fins(s, k, what);
 }
 
 // A queued datagram goes back by being sent again from its sender's address (a socket bound
@@ -179,7 +268,7 @@ UniqueFd open_inet_socket(const pb::InetSocket& k) {
                          static_cast<int>(k.protocol())));
   if (!sock) fail_errno(errno, "{}: socket", what);
   const int s = sock.get();
-  const bool established = tcp && k.state() == kEstablished;
+  const bool established = connected(k);
   apply_options(s, k, what);
   // In repair mode a bind may share its port with a listener of the job (an accepted
   // connection's local address is the listener's). After the options: SO_REUSEADDR would
@@ -264,7 +353,7 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
     auto it = images.inet_sockets.find(e.file_id());
     if (it == images.inet_sockets.end()) continue;
     const pb::InetSocket& k = it->second;
-    if (k.protocol() != IPPROTO_TCP || k.state() != kEstablished) continue;
+    if (!connected(k)) continue;
     const std::string what = fmt::format("fd {}: TCP {} -> {}", e.fd(), launcher::socket_address_text(k.local()), launcher::socket_address_text(k.peer()));
     // Out of repair mode without a window probe: the peer may be a socket of the job not
     // made yet (another process's), which would answer it with a reset. Unacknowledged data
@@ -274,8 +363,10 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
     if (k.shut_rd() && ::shutdown(e.fd(), SHUT_RD) < 0) fail_errno(errno, "{}: shutdown for reading", what);
     const auto& q = k.tcp().send_queue();
     const size_t unsent = std::min<size_t>(k.tcp().unsent(), q.size());
-    if (unsent == 0) continue;
-    write_queue(e.fd(), q.data() + q.size() - unsent, unsent, what, "send");
+    if (unsent > 0) write_queue(e.fd(), q.data() + q.size() - unsent, unsent, what, "send");
+    // A FIN that had not gone out yet goes after them.
+    if (k.tcp().fin_queued() && !k.tcp().fin_sent() && ::shutdown(e.fd(), SHUT_WR) < 0)
+      fail_errno(errno, "{}: shutdown for writing (its FIN, after the bytes never sent)", what);
   }
 }
 

@@ -271,6 +271,13 @@ void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio)
 
 void start_processes(const RestoreTree& tree, int parent, int control_fd) {
   make_shared_files(tree, parent);
+  // A session leader takes its pty before it makes the processes of its session, which
+  // inherit it as their controlling terminal.
+  if (parent != kInitProcess) {
+    const RestorePlan& plan = tree.processes[static_cast<size_t>(parent)];
+    if (plan.task.entry.sid() == plan.task.pid())
+      take_controlling_pty(plan.task.pid(), plan.files.ptys, tree.shared_fds());
+  }
   std::map<pid_t, std::vector<size_t>> helped;  // session -> its members, orphans of PID 1
   for (size_t child : tree.children_of(parent)) {
     const pb::TaskEntry& e = tree.processes[child].task.entry;
@@ -311,8 +318,13 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     install_fd_table(plan.task.fds, plan.files,
                      {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep, tree.shared_fds(),
                      plan.task.core.cwd());
-    // The -t terminal's settings, once, by the tree's first process (its session leader).
-    if (index == 0 && plan.files.console) restore_console(*plan.files.console, plan.stdio_copy_fd(0));
+    // The -t terminal's settings, once, by the tree's first process (its session leader),
+    // and its foreground group; a pty of the job's that a session leader here took, its
+    // foreground group (the groups' leaders run their stubs beside us).
+    if (index == 0 && plan.files.console)
+      restore_console(*plan.files.console, plan.stdio_copy_fd(0), tree.has_process(plan.files.console->foreground_pgrp()));
+    if (plan.task.entry.sid() == plan.task.pid())
+      restore_pty_foreground(plan.task.pid(), plan.files.ptys, tree.shared_fds());
     for (int k = 0; k < 3; ++k) close(plan.stdio_copy_fd(k));
     for (int i = 0; i < plan.inherited_count; ++i) close(plan.inherited_fd(static_cast<size_t>(i)));
     for (int j = 0; j < plan.shared_count; ++j) close(plan.shared_fd(static_cast<size_t>(j)));

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/pty_queues.h"
+#include "files.pb.h"
 #include "images/image_file.h"
 #include "launcher/console.h"
 
@@ -135,7 +136,75 @@ UniqueFd PtyFactory::open(uint64_t id) {
   return high;
 }
 
-void restore_console(const pb::TtyState& console, int slave) {
+namespace {
+
+// Makes group fg the foreground one of the terminal at fd, our controlling terminal, once it
+// exists (up to 10 s: the stub of its leader makes it while we get here).
+void set_foreground(int fd, pid_t fg, const std::string& what) {
+  for (int i = 0; ::getpgid(fg) != fg; ++i) {
+    if (i == 10000) fail("{}: its foreground process group {} was not made within 10 s", what, fg);
+    ::usleep(1000);
+  }
+  sigset_t ttou, old;
+  sigemptyset(&ttou);
+  sigaddset(&ttou, SIGTTOU);
+  ::sigprocmask(SIG_BLOCK, &ttou, &old);
+  const int rc = ::tcsetpgrp(fd, fg);
+  const int err = errno;
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (rc < 0) fail_errno(err, "{}: make process group {} the foreground one", what, fg);
+}
+
+// The slot fd of an end of the pair leader's session has as controlling terminal (a slave
+// if there is one), its record, or -1.
+std::pair<int, const pb::TtyState*> controlling_pty_slot(pid_t leader, const std::map<uint64_t, pb::TtyState>& ptys,
+                                                         const std::map<std::pair<int, uint64_t>, int>& slots) {
+  std::pair<int, const pb::TtyState*> found{-1, nullptr};
+  for (const auto& [id, t] : ptys) {
+    if (t.console() || t.session() != leader) continue;
+    auto it = slots.find({static_cast<int>(pb::FdEntry::TTY), id});
+    if (it == slots.end()) continue;
+    if (!found.second || (found.second->master() && !t.master())) found = {it->second, &t};
+  }
+  return found;
+}
+
+}  // namespace
+
+void take_controlling_pty(pid_t leader, const std::map<uint64_t, pb::TtyState>& ptys,
+                          const std::map<std::pair<int, uint64_t>, int>& slots) {
+  const bool leads = std::any_of(ptys.begin(), ptys.end(), [&](const auto& p) { return p.second.session() == leader; });
+  if (!leads) return;
+  auto [fd, end] = controlling_pty_slot(leader, ptys, slots);
+  if (!end) fail("pty: the controlling terminal of session {} was not made before its processes", leader);
+  const std::string what = fmt::format("pty {} (the controlling terminal of session {})", end->index(), leader);
+  UniqueFd peer;
+  if (end->master()) {
+    // Only the master is the job's: a slave of our own for the while (the terminal stays ours).
+    peer.reset(::ioctl(fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!peer) fail_errno(errno, "{}: open its slave", what);
+    fd = peer.get();
+  }
+  if (::ioctl(fd, TIOCSCTTY, 0) < 0) fail_errno(errno, "{}: make it the session's controlling terminal (TIOCSCTTY)", what);
+}
+
+void restore_pty_foreground(pid_t leader, const std::map<uint64_t, pb::TtyState>& ptys,
+                            const std::map<std::pair<int, uint64_t>, int>& slots) {
+  auto [fd, end] = controlling_pty_slot(leader, ptys, slots);
+  if (!end || end->foreground_pgrp() <= 0 || end->foreground_pgrp() == ::getpgrp()) return;
+  // Through any fd of the pair: the master's terminal ioctls act on the slave side too, but
+  // tcsetpgrp wants the controlling terminal itself: a slave.
+  UniqueFd peer;
+  if (end->master()) {
+    peer.reset(::ioctl(fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!peer) fail_errno(errno, "pty {}: open its slave", end->index());
+    fd = peer.get();
+  }
+  set_foreground(fd, end->foreground_pgrp(),
+                 fmt::format("pty {} (the controlling terminal of session {})", end->index(), leader));
+}
+
+void restore_console(const pb::TtyState& console, int slave, bool tree_has_group) {
   apply_settings(console, slave, "terminal");
   if (!console.input().empty()) {
     // Type-ahead the job had not read: typed again (the stub is root, the terminal its own).
@@ -144,18 +213,10 @@ void restore_console(const pb::TtyState& console, int slave) {
       fail_errno(errno, "terminal: type again the {} bytes the job had not read", console.input().size());
   }
   // Our own group is the foreground one already (the launcher made the terminal ours); another
-  // group of the session can only be made so once its processes exist.
+  // group of the session once its leader's stub has made it (a child of ours, a grandchild:
+  // they run beside us).
   const pid_t fg = console.foreground_pgrp();
-  if (fg > 0 && fg != ::getpgrp() && ::getpgid(fg) == fg) {
-    sigset_t ttou, old;
-    sigemptyset(&ttou);
-    sigaddset(&ttou, SIGTTOU);
-    ::sigprocmask(SIG_BLOCK, &ttou, &old);
-    const int rc = ::tcsetpgrp(slave, fg);
-    const int err = errno;
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    if (rc < 0) fail_errno(err, "terminal: make process group {} the foreground one", fg);
-  }
+  if (fg > 0 && fg != ::getpgrp() && (tree_has_group || ::getpgid(fg) == fg)) set_foreground(slave, fg, "terminal");
 }
 
 bool attach_restored_console(const launcher::StartedContainer& started, bool interactive) {

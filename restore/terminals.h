@@ -47,9 +47,22 @@ class PtyFactory {
   std::map<std::pair<uint64_t, uint32_t>, Pair> pairs_;  // (pair_dev, index) -> the new pair
 };
 
-// In the stub, with slave its copy of the new terminal (its stdio): termios, window size and,
-// when that group exists already, the foreground process group. Throws Error.
-void restore_console(const pb::TtyState& console, int slave);
+// In the stub, with slave its copy of the new terminal (its stdio): termios, window size and
+// the foreground process group (waited for when it is tree_has_group: its leader's stub
+// makes it concurrently). Throws Error.
+void restore_console(const pb::TtyState& console, int slave, bool tree_has_group);
+
+// A pty pair of the job that is the controlling terminal of the session `leader` leads: in the
+// leader's stub, once it leads its session and the pair is made (a shared file, in its slot,
+// restore/tree.h), before it creates any process of its session (they inherit it). Nothing
+// when leader leads no such session. `slots`: (kind, file id) -> slot fd.
+void take_controlling_pty(pid_t leader, const std::map<uint64_t, pb::TtyState>& ptys,
+                          const std::map<std::pair<int, uint64_t>, int>& slots);
+
+// Later in the same stub, once its children exist: that terminal's foreground process group,
+// waited for (its leader's stub makes it concurrently).
+void restore_pty_foreground(pid_t leader, const std::map<uint64_t, pb::TtyState>& ptys,
+                            const std::map<std::pair<int, uint64_t>, int>& slots);
 
 // A foreground restore of a -t job: our terminal is the job's, as for `stasis run -t`, until
 // the job ends (false) or the user detaches with ctrl-p ctrl-q (true).

@@ -22,6 +22,11 @@ std::string group_of(const pb::FdEntry& e, const FileImages& files) {
     auto it = files.pipe_ends.find(e.file_id());
     if (it != files.pipe_ends.end()) return fmt::format("pipe {}", it->second.pipe_id());
   }
+  if (e.kind() == pb::FdEntry::TTY) {
+    // Both ends of a pty pair come from one creation (one master opened).
+    auto it = files.ptys.find(e.file_id());
+    if (it != files.ptys.end()) return fmt::format("pty {}:{}", it->second.pair_dev(), it->second.index());
+  }
   if (e.kind() == pb::FdEntry::REGULAR || e.kind() == pb::FdEntry::DIRECTORY) {
     auto it = files.regfiles.find(e.file_id());
     if (it != files.regfiles.end() && it->second.deleted())
@@ -100,6 +105,10 @@ void find_shared_memory(RestoreTree& tree) {
 
 }  // namespace
 
+bool RestoreTree::has_process(pid_t pid) const {
+  return std::any_of(processes.begin(), processes.end(), [&](const RestorePlan& p) { return p.task.pid() == pid; });
+}
+
 std::vector<size_t> RestoreTree::children_of(int index) const {
   std::vector<size_t> out;
   for (size_t i = 0; i < processes.size(); ++i)
@@ -161,8 +170,21 @@ RestoreTree load_tree(const images::Checkpoint& checkpoint, const FileImages& fi
       holders[group].insert(static_cast<int>(i));
       members[group].emplace(std::make_pair(static_cast<int>(e.kind()), e.file_id()), e);
     }
-  for (const auto& [group, who] : holders) {
-    if (who.size() < 2) continue;
+  // A pty that is a session's controlling terminal is made before the session's leader makes
+  // its processes (restore/stub.cc): in a slot, by the leader or an ancestor of it.
+  std::map<std::string, int> controlling;  // group -> index of its session's leader
+  for (const auto& [id, t] : files.ptys) {
+    if (t.session() <= 0) continue;
+    auto leader = index_of.find(t.session());
+    if (leader == index_of.end())
+      fail("{}: pty {} is the controlling terminal of session {}, which pstree.img does not list",
+           checkpoint.dir().string(), t.index(), t.session());
+    controlling[fmt::format("pty {}:{}", t.pair_dev(), t.index())] = leader->second;
+  }
+  for (auto& [group, who] : holders) {
+    auto ctty = controlling.find(group);
+    if (ctty != controlling.end()) who.insert(ctty->second);
+    if (who.size() < 2 && ctty == controlling.end()) continue;
     const int creator = common_ancestor(tree.parent, who);
     for (const auto& [key, entry] : members[group]) tree.shared.push_back({entry, creator});
     log::debug("{}: held by {} processes, made by {}", group, who.size(),

@@ -60,6 +60,7 @@ struct RestoreTree {
   std::vector<pb::TaskEntry> entries;  // pstree.img
 
   bool own_pid_1() const { return processes.front().task.pid() == 1; }
+  bool has_process(pid_t pid) const;  // a live process of the tree (not a zombie) has this pid
   std::vector<size_t> children_of(int index) const;  // kInitProcess: the roots
   // The fds a process takes from the slots: (kind, id) -> slot fd.
   SharedFds shared_fds() const;

@@ -11,8 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -212,6 +214,141 @@ TEST(CheckpointInetSockets, EstablishedConnectionsSurviveDumpAndRestore) {
   EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
   EXPECT_EQ(socket_error(client.get()), 0) << "the client's connection saw an error (a reset?)";
   EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// Reads s until its end of stream (within 10 s): what came, and whether the end did.
+std::pair<std::string, bool> read_to_end(int s) {
+  std::string got;
+  for (;;) {
+    pollfd p{s, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return {got, false};
+    char buf[65536];
+    ssize_t n = ::recv(s, buf, sizeof buf, 0);
+    if (n == 0) return {got, true};
+    if (n < 0) return {got + " (recv: " + strerror(errno) + ")", false};
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// The pattern inet_halfclosed sends and expects: byte i is i % 251.
+std::string pattern(size_t n) {
+  std::string p(n, '\0');
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<char>(i % 251);
+  return p;
+}
+
+std::string counters(uint64_t from, uint64_t count) {
+  std::string out;
+  for (uint64_t v = from; v < from + count; ++v)
+    for (int k = 0; k < 8; ++k) out += static_cast<char>((v >> (8 * k)) & 0xff);
+  return out;
+}
+
+bool results_have(const fs::path& status, const std::string& line) {
+  std::ifstream in(status.string() + ".results");
+  for (std::string l; std::getline(in, l);)
+    if (l == line) return true;
+  return false;
+}
+
+// Half-closed connections of a server dumped with --tcp-established (the job killed) and
+// restored, a client of the test's at the other end of each: A, which the client shut down
+// for writing while the server sends on (the server's side CLOSE_WAIT, unread data and the
+// end waiting in it); B, which the server shut down for writing while the client sends on
+// (FIN_WAIT2); C, shut down by both, the server's bytes and FIN waiting behind a full window
+// (LAST_ACK, mostly unsent). After the restore each stream goes on exactly: the server reads
+// A's data and end once, the client gets A's counters, then its end; B's counters sent
+// during the gap and after reach the server, which sees the client's end later, and B's end
+// stays for the client; C's megabyte and end come whole. No reset anywhere.
+TEST(CheckpointInetSockets, HalfClosedConnectionsCarryOn) {
+  CheckpointEnv env;
+  const int port = base_port() + 1300;
+  const fs::path status = env.status_path("halfclosed");
+  HostProcess job;
+  ASSERT_TRUE(job.start(c_workload("inet_halfclosed", {"127.0.0.1", std::to_string(port)}), status));
+  LockCleanup lock_cleanup(job.pid());
+
+  UniqueFd a = connect_to(AF_INET, port);
+  ASSERT_TRUE(a);
+  const std::string a_data = pattern(3000);
+  ASSERT_EQ(::send(a.get(), a_data.data(), a_data.size(), MSG_NOSIGNAL), static_cast<ssize_t>(a_data.size()));
+  ASSERT_EQ(::shutdown(a.get(), SHUT_WR), 0);
+  UniqueFd b = connect_to(AF_INET, port);
+  ASSERT_TRUE(b);
+  auto [b_got, b_end] = read_to_end(b.get());
+  ASSERT_TRUE(b_end) << "B: no end of stream after " << b_got.size() << " bytes";
+  EXPECT_EQ(b_got, pattern(5000));
+  uint64_t b_sent = 0;
+  const std::string first = counters(b_sent, 10);
+  ASSERT_EQ(::send(b.get(), first.data(), first.size(), MSG_NOSIGNAL), static_cast<ssize_t>(first.size()));
+  b_sent += 10;
+  UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(c.get(), reinterpret_cast<sockaddr*>(&to), sizeof to), 0) << strerror(errno);
+  const std::string c_data = pattern(100);
+  ASSERT_EQ(::send(c.get(), c_data.data(), c_data.size(), MSG_NOSIGNAL), static_cast<ssize_t>(c_data.size()));
+  ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+  ASSERT_TRUE(wait_until([&] { return results_have(status, "C sent ok"); }, 10s)) << "the server did not shut C down";
+  // Some of A's counters, read before the dump.
+  std::string a_counters;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        char buf[256];
+        ssize_t n = ::recv(a.get(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) a_counters.append(buf, static_cast<size_t>(n));
+        return a_counters.size() >= 80;
+      },
+      10s));
+  std::this_thread::sleep_for(100ms);  // B's counters read, the FINs acknowledged
+  EXPECT_EQ(tcp_state(a.get()), 5) << "A: the client's side should be FIN_WAIT2";
+  EXPECT_EQ(tcp_state(b.get()), 8) << "B: the client's side should be CLOSE_WAIT";
+  WorkloadStatus before = read_status(status);
+  ASSERT_NE(before.kind, WorkloadStatus::Kind::kFail) << before.reason;
+
+  const fs::path images = env.image_dir("halfclosed");
+  ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
+  ASSERT_TRUE(job.wait_exit(10s));
+  // Sent while the job is gone: held by the lock, retransmitted until it is back.
+  const std::string gap = counters(b_sent, 10);
+  ASSERT_EQ(::send(b.get(), gap.data(), gap.size(), MSG_NOSIGNAL), static_cast<ssize_t>(gap.size()));
+  b_sent += 10;
+  const uint64_t n = std::max(before.progress, read_status(status).progress);
+
+  Container restored(env, "halfclosed");
+  ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
+  ASSERT_TRUE(wait_for_progress(status, n + 5, 20s, nullptr, n));
+
+  // B: the end stays, the client's counters go on, then its end closes it for good.
+  char byte;
+  EXPECT_EQ(::recv(b.get(), &byte, 1, MSG_DONTWAIT), 0) << "B: the end of stream is gone for the client";
+  const std::string more = counters(b_sent, 10);
+  ASSERT_EQ(::send(b.get(), more.data(), more.size(), MSG_NOSIGNAL), static_cast<ssize_t>(more.size()));
+  ASSERT_EQ(::shutdown(b.get(), SHUT_WR), 0);
+  EXPECT_TRUE(wait_until([&] { return results_have(status, "B ok"); }, 10s)) << read_status(status).raw;
+  EXPECT_TRUE(wait_until([&] { return tcp_state(b.get()) == 7; }, 10s)) << "B: state " << tcp_state(b.get());
+  EXPECT_EQ(socket_error(b.get()), 0) << "B saw an error (a reset?)";
+
+  // C: the megabyte, then the end.
+  auto [c_got, c_end] = read_to_end(c.get());
+  EXPECT_TRUE(c_end) << "C: no end of stream after " << c_got.size() << " bytes";
+  EXPECT_TRUE(c_got == pattern(1 << 20)) << "C: " << c_got.size() << " bytes, not the megabyte of the pattern";
+  EXPECT_EQ(socket_error(c.get()), 0) << "C saw an error (a reset?)";
+
+  // A: the server reads the client's data and end, then its counters end.
+  std::ofstream(status.string() + ".go") << "go\n";
+  auto [a_rest, a_end] = read_to_end(a.get());
+  a_counters += a_rest;
+  EXPECT_TRUE(a_end) << "A: no end of stream after " << a_counters.size() << " bytes";
+  ASSERT_EQ(a_counters.size() % 8, 0u);
+  EXPECT_TRUE(a_counters == counters(0, a_counters.size() / 8)) << "A: the counters are not consecutive";
+  EXPECT_TRUE(wait_until([&] { return results_have(status, "A ok"); }, 10s)) << read_status(status).raw;
+  EXPECT_EQ(socket_error(a.get()), 0) << "A saw an error (a reset?)";
+  EXPECT_TRUE(keep_progressing(status, 500ms));
 }
 
 // --leave-running --tcp-established: the original's connections go on, the lock is gone.

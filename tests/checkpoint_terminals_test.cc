@@ -103,6 +103,23 @@ TEST(CheckpointTerminals, PtyPairComesBack) { check_pty_round_trip(c_workload("p
 // Settings of a pair: termios, window size, packet mode, and a pair left locked.
 TEST(CheckpointTerminals, PtySettingsLockAndPacketModeComeBack) { check_pty_round_trip(c_workload("pty_state")); }
 
+// A pty of the job that is a session's controlling terminal, as `script` and tmux make: the
+// first process holds the master; its child leads a session on the slave and runs a job in a
+// foreground group of its own. Restored, the session has its terminal again (TIOCGSID answers)
+// and the job's group is its foreground one (pty_ctty checks both through the terminal).
+TEST(CheckpointTerminals, PtyControllingTerminalInsideTheJobComesBack) { check_pty_round_trip(c_workload("pty_ctty")); }
+
+// The real `script` (util-linux): a bash loop on the pty it makes, its controlling terminal.
+TEST(CheckpointTerminals, ScriptComesBack) {
+  if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script (bsdutils) is not installed";
+  Workload w;
+  w.name = "script";
+  w.program = {"/bin/sh", "-c",
+               "SHELL=/bin/bash exec /usr/bin/script -qfc \"/bin/bash " + std::string(STASIS_SOURCE_DIR) +
+                   "/tests/workloads/bash_loop.sh $0\" /dev/null"};
+  check_pty_round_trip(w);
+}
+
 // In a container with its own devpts instance (--rootfs), the pairs keep their numbers.
 TEST(CheckpointTerminals, PtyIndexComesBackInTheContainersOwnDevpts) {
   TempDir rootfs("stasis-pty-rootfs");
@@ -226,6 +243,28 @@ std::vector<std::string> attach_argv(const CheckpointEnv& env, const std::string
   return ::testing::AssertionSuccess();
 }
 
+// `stasis run -dit bash --norc -i` as name, keys typed through attach (until shown appears),
+// detached, then dumped (into the image folder `label`) and restored detached.
+::testing::AssertionResult bash_on_tty_dumped_and_restored(const CheckpointEnv& env, const std::string& name,
+                                                           const std::string& keys, const std::string& shown,
+                                                           const std::string& label) {
+  auto run = env.stasis({"run", "-dit", "--name", name, "bash", "--norc", "-i"}, 30s);
+  if (run.exit_code != 0) return ::testing::AssertionFailure() << "run: " << run.err;
+  {
+    PtySession term;
+    if (auto r = term.start(attach_argv(env, name)); !r) return r;
+    ::usleep(200000);
+    if (auto r = type_and_detach(term, keys, shown); !r) return r;
+  }
+  ::usleep(300000);
+  const auto dir = env.image_dir(label);
+  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
+  if (dump.exit_code != 0) return ::testing::AssertionFailure() << "dump: " << dump.out << dump.err;
+  auto restore = env.stasis({"restore", "-D", dir.string(), "-d"}, 60s);
+  if (restore.exit_code != 0) return ::testing::AssertionFailure() << "restore: " << restore.out << restore.err;
+  return ::testing::AssertionSuccess();
+}
+
 // An interactive bash on -t, checkpointed at its prompt and restored: typing into it through
 // attach works, its variables and directory are there, and its terminal is its controlling
 // terminal with bash leading the session and its foreground group.
@@ -233,20 +272,8 @@ TEST(CheckpointTerminals, InteractiveBashOnATtyComesBackAttached) {
   CheckpointEnv env;
   const std::string name = env.unique_name("bash");
   RemoveAtEnd cleanup(env, name);
-  auto run = env.stasis({"run", "-dit", "--name", name, "bash", "--norc", "-i"}, 30s);
-  ASSERT_EQ(run.exit_code, 0) << run.err;
-  {
-    PtySession term;
-    ASSERT_TRUE(term.start(attach_argv(env, name)));
-    ::usleep(200000);
-    ASSERT_TRUE(type_and_detach(term, "PS1='prompt> '; x=remembered-$((6*7)); cd /tmp; echo set-$((1+2))\n",
-                                "set-3"));
-  }
-  const auto dir = env.image_dir("bash");
-  auto dump = env.stasis({"dump", name, "-D", dir.string()}, 60s);
-  ASSERT_EQ(dump.exit_code, 0) << dump.out << dump.err;
-  auto restore = env.stasis({"restore", "-D", dir.string(), "-d"}, 60s);
-  ASSERT_EQ(restore.exit_code, 0) << restore.out << restore.err;
+  ASSERT_TRUE(bash_on_tty_dumped_and_restored(
+      env, name, "PS1='prompt> '; x=remembered-$((6*7)); cd /tmp; echo set-$((1+2))\n", "set-3", "bash"));
   PtySession term;
   ASSERT_TRUE(term.start(attach_argv(env, name)));
   ::usleep(200000);
@@ -261,6 +288,29 @@ TEST(CheckpointTerminals, InteractiveBashOnATtyComesBackAttached) {
   auto status = term.wait_exit();
   ASSERT_TRUE(status) << term.seen();
   EXPECT_EQ(*status, 3) << term.seen();
+}
+
+// An interactive bash on -t running `sleep` in the foreground (its own process group, the
+// terminal's foreground one): restored, ctrl-c reaches sleep, not bash, and bash is back at
+// its prompt with sleep's status.
+TEST(CheckpointTerminals, ForegroundJobOfAShellStaysInTheForeground) {
+  CheckpointEnv env;
+  const std::string name = env.unique_name("fg");
+  RemoveAtEnd cleanup(env, name);
+  // Dumped while sleep runs, in the foreground.
+  ASSERT_TRUE(bash_on_tty_dumped_and_restored(env, name, "PS1='prompt> '; echo started-$((1+2)); sleep 1000\n",
+                                              "started-3", "fg"));
+  PtySession term;
+  ASSERT_TRUE(term.start(attach_argv(env, name)));
+  ::usleep(300000);
+  term.type("\x03");
+  EXPECT_TRUE(term.expect("prompt> ")) << "ctrl-c did not end the foreground job";
+  term.type("echo status=$?\n");
+  EXPECT_TRUE(term.expect("status=130"));
+  term.type("exit 4\n");
+  auto status = term.wait_exit();
+  ASSERT_TRUE(status) << term.seen();
+  EXPECT_EQ(*status, 4) << term.seen();
 }
 
 // The terminal's settings and window size come back as they were (sh leaves the terminal as
