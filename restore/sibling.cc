@@ -55,7 +55,7 @@ void set_up_pid_1(int ns_flags) {
     check_sys(::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr), "make / rslave");
     check_sys(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount a private /proc");
   }
-  if (ns_flags & CLONE_NEWNET) net::set_loopback_up();
+  if (ns_flags & CLONE_NEWNET) launcher::net::set_loopback_up();
 }
 
 }  // namespace
