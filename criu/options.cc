@@ -184,10 +184,10 @@ void check_restore_options(const criu_opts& o) {
   refuse_if(!o.rst_sibling(), "rst_sibling",
             "unset: stasis restores only as runc asks, the job's PID 1 a child of the client (rst_sibling)");
   refuse_if(o.has_ps(), "ps", "restoring from a page server is not supported");
-  refuse_if(o.empty_ns() != 0, "empty_ns",
-            fmt::format("{:#x}: restoring into empty namespaces (runc --empty-ns) is not supported: the job's "
-                        "network namespace comes back with its links and addresses",
-                        o.empty_ns()));
+  // runc sends CLONE_NEWNET for a container without configured interfaces: its namespace is
+  // made new here anyway, with the dumped loopback.
+  refuse_if((o.empty_ns() & ~static_cast<uint32_t>(CLONE_NEWNET)) != 0, "empty_ns",
+            fmt::format("{:#x}: only an empty network namespace (CLONE_NEWNET) is supported", o.empty_ns()));
   refuse_if(o.veths_size() > 0, "veths", "veth pairs (runc's configured network interfaces) are not supported");
   refuse_if(o.join_ns_size() > 0, "join_ns", "joining existing namespaces on restore is not supported");
   refuse_if(o.exec_cmd_size() > 0, "exec_cmd", "running a command after the restore is not supported");

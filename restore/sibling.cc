@@ -94,7 +94,7 @@ SiblingInit::SiblingInit(int ns_flags, const std::function<int()>& init) {
   clone_args args{};
   args.flags = static_cast<uint64_t>(CLONE_PARENT | CLONE_PIDFD | ns_flags);
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;  // (with CLONE_PARENT the kernel gives it ours, which runc's fork set to SIGCHLD)
+  args.exit_signal = 0;  // clone3 wants none with CLONE_PARENT: the child gets ours (SIGCHLD, runc forked us)
   const long child = ::syscall(SYS_clone3, &args, sizeof args);
   if (child < 0) fail_errno(errno, "create the job's PID 1 as a sibling of stasis (clone3 CLONE_PARENT, flags {:#x})", ns_flags);
   if (child == 0) {

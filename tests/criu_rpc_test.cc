@@ -557,7 +557,7 @@ TEST(CriuRpc, EveryUnhonouredRestoreOptionIsRefusedByName) {
          f->set_key("extRootNetNS");
          f->set_fd(4);
        }},
-      {"empty_ns", [](criu::criu_opts* o) { o->set_empty_ns(CLONE_NEWNET); }},
+      {"empty_ns", [](criu::criu_opts* o) { o->set_empty_ns(CLONE_NEWNET | CLONE_NEWIPC); }},
       {"veths", [](criu::criu_opts* o) {
          auto* v = o->add_veths();
          v->set_if_in("eth0");
