@@ -10,6 +10,7 @@ namespace stasis::log {
 namespace {
 Level g_level = Level::Warn;
 FILE* g_file = nullptr;
+bool g_stderr = true;
 std::mutex g_mutex;
 
 const char* level_name(Level level) {
@@ -26,6 +27,8 @@ const char* level_name(Level level) {
 void set_level(Level level) { g_level = level; }
 Level level() { return g_level; }
 
+void set_stderr(bool on) { g_stderr = on; }
+
 void set_file(const std::string& path) {
   std::lock_guard lock(g_mutex);
   if (g_file) fclose(g_file);
@@ -34,7 +37,7 @@ void set_file(const std::string& path) {
 
 void write(Level lvl, std::string_view message) {
   std::lock_guard lock(g_mutex);
-  if (lvl >= g_level) {
+  if (g_stderr && lvl >= g_level) {
     if (lvl == Level::Info)
       fmt::print(stderr, "{}\n", message);
     else

@@ -14,6 +14,9 @@ void set_level(Level level);
 Level level();
 // Also append every message to this file (all levels, with timestamps).
 void set_file(const std::string& path);
+// Whether messages at or above the level also go to stderr (the default). `stasis swrk` turns
+// it off once it logs to the file its client named: its stderr may be the job's.
+void set_stderr(bool on);
 void write(Level level, std::string_view message);
 
 template <typename... Args>

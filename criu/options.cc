@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -128,23 +129,17 @@ std::string log_file_name(const criu_opts& opts, std::string_view fallback) {
   return name;
 }
 
-void check_dump_options(const criu_opts& o) {
+namespace {
+
+// What neither a dump nor a restore of ours honours.
+void check_common_options(const criu_opts& o) {
   if (!o.unknown_fields().empty())
     throw OptionRefused(fmt::format("field(s) {}", unknown_field_numbers(o.unknown_fields())),
                         "unknown to this stasis (a newer CRIU protocol's options): not honoured, so refused");
-  refuse_if(!o.has_pid() || o.pid() <= 0, "pid",
-            "a dump needs the pid of the process to dump (dumping the requesting process itself is not supported)");
-  // Ways of dumping we do not have.
-  refuse_if(o.has_ps(), "ps", "the page server (runc --page-server) is not supported: images go to images_dir only");
-  refuse_if(o.has_parent_img() && !o.parent_img().empty(), "parent_img",
-            "incremental dumps on a parent (runc --parent-path, --pre-dump) are not supported");
-  refuse_if(o.track_mem(), "track_mem", "memory tracking (runc --pre-dump, --parent-path) is not supported");
   refuse_if(o.lazy_pages(), "lazy_pages", "lazy pages (runc --lazy-pages) are not supported");
   refuse_if(o.has_status_fd(), "status_fd", "status_fd goes with lazy pages, which are not supported");
   refuse_if(o.tls(), "tls", "TLS goes with the page server, which is not supported");
-  refuse_if(o.has_pidfd_store_sk(), "pidfd_store_sk", "the pidfd store of pre-dumps is not supported");
-  refuse_if(o.leave_stopped(), "leave_stopped", "leaving the job stopped after the dump is not supported");
-  refuse_if(o.unprivileged(), "unprivileged", "stasis dumps as root (CAP_SYS_ADMIN) only");
+  refuse_if(o.unprivileged(), "unprivileged", "stasis runs as root (CAP_SYS_ADMIN) only");
   if (o.has_config_file() && !o.config_file().empty()) {
     // runc names /etc/criu/runc.conf whether it exists or not; CRIU skips a missing one.
     std::error_code ec;
@@ -158,22 +153,64 @@ void check_dump_options(const criu_opts& o) {
                         fmt::format("'{}': external resources are not supported (runc sends net[...] and pid[...] "
                                     "for a container that joined an existing network or PID namespace)",
                                     e));
+}
+
+}  // namespace
+
+void check_dump_options(const criu_opts& o) {
+  check_common_options(o);
+  refuse_if(!o.has_pid() || o.pid() <= 0, "pid",
+            "a dump needs the pid of the process to dump (dumping the requesting process itself is not supported)");
+  // Ways of dumping we do not have.
+  refuse_if(o.has_ps(), "ps", "the page server (runc --page-server) is not supported: images go to images_dir only");
+  refuse_if(o.has_parent_img() && (o.parent_img().empty() || o.parent_img()[0] == '/'), "parent_img",
+            fmt::format("'{}': the parent checkpoint is a path relative to the images directory, as CRIU's",
+                        o.parent_img()));
+  refuse_if(o.has_pidfd_store_sk(), "pidfd_store_sk", "the pidfd store of pre-dumps is not supported");
+  refuse_if(o.leave_stopped(), "leave_stopped", "leaving the job stopped after the dump is not supported");
   refuse_if((o.empty_ns() & ~static_cast<uint32_t>(CLONE_NEWNET)) != 0, "empty_ns",
             fmt::format("{:#x}: only CLONE_NEWNET (an empty network namespace at restore) is supported", o.empty_ns()));
-  // Restore is refused for now (requests.cc): a dump that ends the container would leave
-  // nothing to bring it back with through runc.
-  refuse_if(!o.leave_running(), "leave_running",
-            "unset: restoring a runc container is not supported by this stasis, so a dump that ends the container "
-            "is refused; checkpoint with --leave-running");
   if (o.has_freeze_cgroup() && !o.freeze_cgroup().empty()) check_freeze_cgroup(o.freeze_cgroup(), o.pid());
   // Everything else runc, podman and CRI-O set on a dump is accepted (docs/criu.md says why
-  // each changes nothing here): shell_job, tcp_established, ext_unix_sk, file_locks,
+  // each changes nothing here): track_mem (a pre-dump always tracks, and a dump on a parent
+  // whose tracking ended saves every page), leave_running either way (without it the job is killed once
+  // dumped, and RESTORE brings it back), shell_job, tcp_established, ext_unix_sk, file_locks,
   // auto_dedup, manage_cgroups(_mode), ext_mnt, notify_scripts, orphan_pts_master, root,
   // log_level, log_file, work_dir_fd, cpu_cap, timeout, restore-only options.
 }
 
-dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir) {
+void check_restore_options(const criu_opts& o) {
+  check_common_options(o);
+  refuse_if(!o.rst_sibling(), "rst_sibling",
+            "unset: stasis restores only as runc asks, the job's PID 1 a child of the client (rst_sibling)");
+  refuse_if(o.has_ps(), "ps", "restoring from a page server is not supported");
+  // runc sends CLONE_NEWNET for a container without configured interfaces: its namespace is
+  // made new here anyway, with the dumped loopback.
+  refuse_if((o.empty_ns() & ~static_cast<uint32_t>(CLONE_NEWNET)) != 0, "empty_ns",
+            fmt::format("{:#x}: only an empty network namespace (CLONE_NEWNET) is supported", o.empty_ns()));
+  refuse_if(o.veths_size() > 0, "veths", "veth pairs (runc's configured network interfaces) are not supported");
+  refuse_if(o.join_ns_size() > 0, "join_ns", "joining existing namespaces on restore is not supported");
+  refuse_if(o.exec_cmd_size() > 0, "exec_cmd", "running a command after the restore is not supported");
+  refuse_if(o.tcp_close(), "tcp_close", "closing the established connections on restore is not supported");
+  refuse_if(o.leave_stopped(), "leave_stopped", "leaving the job stopped after the restore is not supported");
+  refuse_if(o.has_lsm_profile() && !o.lsm_profile().empty(), "lsm_profile",
+            fmt::format("'{}': LSM profiles (AppArmor, SELinux) are not set on restore", o.lsm_profile()));
+  refuse_if(o.has_lsm_mount_context() && !o.lsm_mount_context().empty(), "lsm_mount_context",
+            "SELinux mount contexts are not set on restore");
+  for (const inherit_fd& f : o.inherit_fd())
+    refuse_if(f.key().rfind("pipe:[", 0) != 0, "inherit_fd",
+              fmt::format("'{}' (fd {}): only the container's stdio pipes (pipe:[INODE]) can be given", f.key(), f.fd()));
+  // Accepted: root, ext_mnt (restore_options), manage_cgroups(_mode) and cg_root (the job
+  // goes into the cgroups the client put us in), shell_job, ext_unix_sk, tcp_established (the
+  // checkpoint's connections come back in any case), file_locks, evasive_devices, auto_dedup,
+  // orphan_pts_master, notify_scripts, log options, the dump-only options.
+}
+
+dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir, bool pre_dump) {
   dump::DumpOptions d;
+  d.pre_dump = pre_dump;  // memory only, the job running on, tracked (runc --pre-dump)
+  // CRIU's parent_img is relative to the images directory (runc --parent-path ../pre).
+  if (o.has_parent_img()) d.parent = (dir / o.parent_img()).lexically_normal();
   d.pid = o.pid();
   d.dir = dir;
   d.leave_running = o.leave_running();
@@ -181,6 +218,25 @@ dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir) {
   // CRIU's own default (1 MiB) is below ours: only an explicit value replaces ours.
   if (o.has_ghost_limit()) d.ghost_limit = o.ghost_limit();
   return d;
+}
+
+restore::SiblingOptions restore_options(const criu_opts& o) {
+  restore::SiblingOptions r;
+  r.root = o.root();
+  for (const ext_mount_map& m : o.ext_mnt()) r.external_mounts[m.key()] = m.val();
+  return r;
+}
+
+std::vector<std::string> inherit_fd_specs(const criu_opts& o) {
+  std::vector<std::string> out;
+  std::vector<std::string> keys;
+  for (const inherit_fd& f : o.inherit_fd()) {
+    // runc names a pipe once per standard fd that holds it (stdout and stderr on one pipe).
+    if (std::find(keys.begin(), keys.end(), f.key()) != keys.end()) continue;
+    keys.push_back(f.key());
+    out.push_back(fmt::format("fd[{}]:{}", f.fd(), f.key()));
+  }
+  return out;
 }
 
 }  // namespace stasis::criu

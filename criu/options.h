@@ -8,11 +8,13 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/fd.h"
 #include "criu_rpc.pb.h"
 #include "dump/dump.h"
+#include "restore/restore.h"
 
 namespace stasis::criu {
 
@@ -37,10 +39,19 @@ Directories open_directories(const criu_opts& opts, pid_t peer);
 // log_file checked (a name, no directory) and its default for the request type.
 std::string log_file_name(const criu_opts& opts, std::string_view fallback);
 
-// Throws OptionRefused for the first option of a DUMP request we do not honour.
+// Throws OptionRefused for the first option of a DUMP or PRE_DUMP request we do not honour.
 void check_dump_options(const criu_opts& opts);
 
-// The dump's options for a checked DUMP request, into dir.
-dump::DumpOptions dump_options(const criu_opts& opts, const std::filesystem::path& dir);
+// The dump's options for a checked DUMP (or PRE_DUMP: pre_dump) request, into dir.
+dump::DumpOptions dump_options(const criu_opts& opts, const std::filesystem::path& dir, bool pre_dump = false);
+
+// Throws OptionRefused for the first option of a RESTORE request we do not honour.
+void check_restore_options(const criu_opts& opts);
+
+// root and ext_mnt of a checked RESTORE request (notify is the caller's).
+restore::SiblingOptions restore_options(const criu_opts& opts);
+
+// inherit_fd as `stasis restore --inherit-fd` specs (fd[N]:pipe:[INODE]), each key once.
+std::vector<std::string> inherit_fd_specs(const criu_opts& opts);
 
 }  // namespace stasis::criu

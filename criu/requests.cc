@@ -17,6 +17,7 @@
 #include "criu/options.h"
 #include "criu/stats.h"
 #include "dump/dump.h"
+#include "restore/restore.h"
 #include "proto/reflection.h"
 
 namespace stasis::criu {
@@ -57,6 +58,8 @@ class RequestLog {
       (void)::unlinkat(dirs.work.get(), name_.c_str(), 0);  // a new log per request, as CRIU's
       log::set_file((dirs.work_path / name_).string());
     }
+    // Only there, as CRIU's: our stderr is the client's, or on RESTORE the job's own.
+    log::set_stderr(false);
   }
   // Names the unnamed log in dir (the images directory, perhaps made again after a failed dump).
   void publish(int dir) {
@@ -124,10 +127,16 @@ criu_resp handle_feature_check() {
   criu_resp r;
   r.set_type(FEATURE_CHECK);
   r.set_success(true);
-  // Asked or not, each is answered: none of them is there (no dirty-page tracking for
-  // pre-dumps, no lazy restore, no pidfd store).
+  // Asked or not, each is answered: dirty-page tracking for pre-dumps as `stasis check` finds
+  // it (userfaultfd write-protect, docs/dump.md); no lazy restore, no pidfd store.
   criu_features* f = r.mutable_features();
-  f->set_mem_track(false);
+  bool tracking = false;
+  try {
+    tracking = features::probe_feature("dirty-tracking").ok;
+  } catch (const Error& e) {
+    log::warn("dirty-tracking probe: {}", e.what());
+  }
+  f->set_mem_track(tracking);
   f->set_lazy_pages(false);
   f->set_pidfd_store(false);
   return r;
@@ -147,23 +156,26 @@ criu_resp handle_check() {
   return failure(CHECK, "this kernel lacks what stasis needs: " + missing);
 }
 
+// DUMP, or PRE_DUMP (runc --pre-dump): our `dump --pre-dump`, memory only, the job running on
+// and tracked, with no notifications (the job is not stopped for long, its network not locked).
 criu_resp handle_dump(const criu_req& req, Channel& channel) {
   const criu_opts& opts = req.opts();
+  const bool pre_dump = req.type() == PRE_DUMP;
   Directories dirs = open_directories(opts, channel.peer_pid());
   const std::string log_name = log_file_name(opts, "dump.log");
   RequestLog log(dirs, log_name, opts.log_level());
-  log::info("DUMP request from pid {} (stasis {} speaking CRIU {}.{}'s protocol), images in {}", channel.peer_pid(),
-            kVersion, kCriuMajor, kCriuMinor, dirs.images_path.string());
+  log::info("{} request from pid {} (stasis {} speaking CRIU {}.{}'s protocol), images in {}", type_name(req.type()),
+            channel.peer_pid(), kVersion, kCriuMajor, kCriuMinor, dirs.images_path.string());
   if (log::level() <= log::Level::Debug) log::debug("options: {}", pb::to_json(opts));  // (built only when logged)
   std::optional<DumpDirectory> directory;
   bool locked = false;
-  Notifier notifier(channel, opts.notify_scripts());
+  Notifier notifier(channel, opts.notify_scripts() && !pre_dump);
   try {
     check_dump_options(opts);
-    dump::DumpOptions d = dump_options(opts, dirs.images_path);
+    dump::DumpOptions d = dump_options(opts, dirs.images_path, pre_dump);
     directory.emplace(dirs, std::vector<std::string>{log_name, kStatsDumpName});
     notifier.notify("pre-dump");
-    if (own_network_namespace(d.pid)) {
+    if (!pre_dump && own_network_namespace(d.pid)) {
       notifier.notify("network-lock");
       locked = true;
     }
@@ -193,28 +205,43 @@ criu_resp handle_dump(const criu_req& req, Channel& channel) {
     } else {
       log.publish(dirs.images.get());  // nothing was moved: the directory is as it was
     }
-    return failure(DUMP, e.what(), dynamic_cast<const UnsupportedError*>(&e) ? EOPNOTSUPP : 0);
+    return failure(req.type(), e.what(), dynamic_cast<const UnsupportedError*>(&e) ? EOPNOTSUPP : 0);
   }
   criu_resp r;
-  r.set_type(DUMP);
+  r.set_type(req.type());
   r.set_success(true);
   r.mutable_dump()->set_restored(false);
   return r;
 }
 
-// Refused, with the reason in restore.log too: runc and podman point the user there.
+// The job back as runc's child (rst_sibling) in the cgroups runc put us in, its stdio ours,
+// with the notifications runc acts on (post-restore gives it the job's pid).
 criu_resp handle_restore(const criu_req& req, Channel& channel) {
   const criu_opts& opts = req.opts();
   Directories dirs = open_directories(opts, channel.peer_pid());
   RequestLog log(dirs, log_file_name(opts, "restore.log"), opts.log_level());
+  log.publish(dirs.images.get());  // a restore leaves the images as they are: named at once
   log::info("RESTORE request from pid {} (stasis {} speaking CRIU {}.{}'s protocol), images in {}",
             channel.peer_pid(), kVersion, kCriuMajor, kCriuMinor, dirs.images_path.string());
-  log.publish(dirs.images.get());
-  return failure(RESTORE,
-                 "RESTORE is not supported by this stasis: a checkpoint taken through swrk holds no record of the "
-                 "container's mounts, from which a restore would remake them under criu_opts.root (see "
-                 "docs/criu.md)",
-                 EOPNOTSUPP);
+  if (log::level() <= log::Level::Debug) log::debug("options: {}", pb::to_json(opts));
+  Notifier notifier(channel, opts.notify_scripts());
+  pid_t pid = 0;
+  try {
+    check_restore_options(opts);
+    restore::RestoreOptions r;
+    r.dir = dirs.images_path;
+    r.inherit_fds = inherit_fd_specs(opts);
+    restore::SiblingOptions sibling = restore_options(opts);
+    sibling.notify = [&](const std::string& stage, pid_t job) { notifier.notify(stage, job); };
+    pid = restore::restore_as_sibling(r, sibling);
+  } catch (const Error& e) {
+    return failure(RESTORE, e.what(), dynamic_cast<const UnsupportedError*>(&e) ? EOPNOTSUPP : 0);
+  }
+  criu_resp resp;
+  resp.set_type(RESTORE);
+  resp.set_success(true);
+  resp.mutable_restore()->set_pid(pid);
+  return resp;
 }
 
 }  // namespace
@@ -235,13 +262,14 @@ criu_resp handle_request(const criu_req& req, Channel& channel) {
       case VERSION: return handle_version();
       case FEATURE_CHECK: return handle_feature_check();
       case CHECK: return handle_check();
-      case DUMP: return handle_dump(req, channel);
+      case DUMP:
+      case PRE_DUMP: return handle_dump(req, channel);
       case RESTORE: return handle_restore(req, channel);
       case NOTIFY: return failure(NOTIFY, "a NOTIFY request outside of a notification: no notification is waiting");
       default:
         return failure(req.type(),
-                       fmt::format("request {} is not supported by stasis (it serves VERSION, FEATURE_CHECK, CHECK "
-                                   "and DUMP)",
+                       fmt::format("request {} is not supported by stasis (it serves VERSION, FEATURE_CHECK, CHECK, "
+                                   "DUMP, PRE_DUMP and RESTORE)",
                                    type_name(req.type())),
                        EOPNOTSUPP);
     }

@@ -210,6 +210,21 @@ MountPlan load_mounts(const images::Checkpoint& checkpoint) {
   return plan;
 }
 
+void relocate_mounts(MountPlan& plan, const std::string& root, const std::map<std::string, std::string>& external) {
+  for (auto& m : plan.mounts) {
+    if (m.root()) {
+      if (!root.empty()) m.set_host_source(root);
+      continue;
+    }
+    if (m.kind() != pb::MountEntry::BIND || m.host_source().empty()) continue;
+    auto it = external.find(m.mount_point());
+    if (it == external.end()) continue;
+    if (it->second.empty() || it->second[0] != '/' || climbs_out(it->second))
+      fail("the source {} given for the bind mount at {} is not an absolute path", it->second, m.mount_point());
+    m.set_host_source(it->second);
+  }
+}
+
 void check_mount_sources(const MountPlan& plan, const std::string& rootfs) {
   for (const auto& m : plan.mounts) {
     if (m.kind() != pb::MountEntry::BIND || m.source_on_job_mount()) continue;

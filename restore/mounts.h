@@ -23,6 +23,14 @@ struct MountPlan {
 // unknown kind, a path that climbs out of its tmpfs).
 MountPlan load_mounts(const images::Checkpoint& checkpoint);
 
+// The job's root and its external bind mounts at other places of this host than at the dump
+// (runc's restore: the rootfs bound at criu-root, and ext_mnt, the bind mounts of its
+// configuration by mount point): the root's host directory becomes root ("" keeps it), and a
+// bind of a host path whose mount point is a key of external takes that key's value as its
+// host path. A key that names no such mount (runc names every device node and bind of its
+// configuration) changes nothing.
+void relocate_mounts(MountPlan& plan, const std::string& root, const std::map<std::string, std::string>& external);
+
 // Before anything is started: every bind source that lies on the host's file system (or the
 // container's rootfs) must exist. Throws naming the mount and the missing path.
 void check_mount_sources(const MountPlan& plan, const std::string& rootfs);

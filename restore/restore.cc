@@ -38,6 +38,7 @@
 #include "restore/posix_timers.h"
 #include "restore/process.h"
 #include "restore/seccomp.h"
+#include "restore/sibling.h"
 #include "restore/signals.h"
 #include "restore/rebuild.h"
 #include "restore/stub.h"
@@ -130,7 +131,7 @@ struct Loaded {
   std::vector<InheritedEnd> inherited;
 };
 
-Loaded load_and_check(const RestoreOptions& options) {
+Loaded load_and_check(const RestoreOptions& options, const SiblingOptions* sibling = nullptr) {
   using images::ImageType;
   images::Checkpoint checkpoint = images::Checkpoint::open(options.dir);
   images::refuse_pre_dump(checkpoint);  // memory only (images/page_chain.h)
@@ -142,6 +143,7 @@ Loaded load_and_check(const RestoreOptions& options) {
   RestoreTree tree = load_tree(checkpoint, files, static_cast<int>(options.inherit_fds.size()));
   RestorePlan& root = tree.processes.front();
   root.mounts = load_mounts(checkpoint);  // first: the checks below find files through them
+  if (sibling) relocate_mounts(root.mounts, sibling->root, sibling->external_mounts);
   check_mount_sources(root.mounts, rootfs_of_dump);
   // Sources above the stubs' own fds, so that PID 1 can move them into place without clobbering.
   std::vector<InheritedEnd> inherited = open_inherited_ends(options.inherit_fds, root.files, tree.top_fd() + 1);
@@ -298,6 +300,49 @@ int restore_checkpoint(const RestoreOptions& options) {
   log_restored(options, started.name, processes, timings);
   if (options.detach) return 0;
   return wait_in_foreground(options, config, started, interrupt_guard);
+}
+
+pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& sibling) {
+  const auto started_at = Clock::now();
+  std::optional<InterruptGuard> interrupt_guard(std::in_place);
+  const auto check_interrupt = [] { check_interrupted("restore", "nothing was left behind"); };
+  const auto notify = [&](const std::string& stage, pid_t pid) {
+    if (sibling.notify) sibling.notify(stage, pid);
+  };
+
+  Loaded loaded = load_and_check(options, &sibling);
+  const RestoreTree& tree = loaded.tree;
+  const int ns_flags = sibling_namespace_flags(loaded.checkpoint);
+  check_interrupt();
+
+  ControlPipe control = make_control_pipe();
+  SiblingInit pid_1(ns_flags, pid_1_of(tree, control));
+  const pid_t pid = pid_1.pid();
+  control.write_end.reset();
+  // As the launcher's monitor does before the links come up, and before any stub runs.
+  lock_network(tree.processes.front().files, pid);
+  notify("setup-namespaces", pid);  // runc runs the prestart hooks now
+  notify("post-setup-namespaces", pid);
+  pid_1.go();
+  loaded.inherited.clear();  // the stubs have their own copies
+
+  const Stubs stubs = wait_for_stubs(tree, control, pid);
+  HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, pid);
+  check_bound_addresses(tree.processes.front().files, pid);
+  std::vector<ProcessRestore> processes = rebuild_tree(
+      tree, stubs.reports, stubs.host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
+        held_segments.release();
+        // Whole and still stopped: runc takes PID 1's pid here, as from CRIU.
+        notify("post-restore", pid);
+        notify("network-unlock", pid);
+        notify("pre-resume", pid);
+      });
+  pid_1.dismiss();  // it runs: a failure from here on is the client's to handle
+  remove_network_lock(tree.processes.front().files, processes.front().host_pid);
+  log::info("restored {} as PID 1 host pid {}, a child of pid {} ({} process(es)) in {:.1f} ms", options.dir.string(),
+            pid, ::getppid(), processes.size(), ms_since(started_at));
+  notify("post-resume", pid);
+  return pid;
 }
 
 }  // namespace stasis::restore

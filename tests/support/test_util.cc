@@ -148,15 +148,19 @@ std::string error_of(const std::function<void()>& fn) {
 // in its own pid, network, ipc, uts and mount namespaces, with the host's /usr bound
 // read-only under a rootfs of empty folders, and runc's usual mounts, masks and read-only
 // paths.
-void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname) {
+void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname,
+                               const std::string& program) {
   namespace fs = std::filesystem;
+  const std::string counter =
+      "import time,itertools\\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in "
+      "itertools.count(1)]";
   const fs::path rootfs = bundle / "rootfs";
   for (const char* d : {"usr", "proc", "dev", "sys", "tmp", "state", "etc"}) fs::create_directories(rootfs / d);
   for (const char* l : {"bin", "lib", "lib64", "sbin"}) fs::create_symlink(std::string("usr/") + l, rootfs / l);
   std::ofstream(bundle / "config.json") << R"({
  "ociVersion": "1.0.2-dev",
  "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
-  "args": ["python3", "-c", "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in itertools.count(1)]"],
+  "args": ["python3", "-c", ")" + (program.empty() ? counter : program) + R"("],
   "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "noNewPrivileges": true},
  "root": {"path": "rootfs", "readonly": false},
  "hostname": ")" + hostname + R"(",

@@ -81,8 +81,10 @@ int socket_error(int sock);
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
 // An OCI bundle for runc in `bundle` (config.json and an empty rootfs): a python3 counter
-// writing /state/counter every 50 ms in namespaces of its own (see test_util.cc).
-void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname);
+// writing /state/counter every 50 ms in namespaces of its own (see test_util.cc); `program`,
+// when given, is the python3 code run instead, escaped for a JSON string ("\\n" between lines).
+void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname,
+                               const std::string& program = "");
 
 }  // namespace stasis::test
 
