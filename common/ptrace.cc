@@ -103,7 +103,9 @@ SeizedThread SeizedThread::seize(pid_t tid, unsigned long options) {
 SeizedThread SeizedThread::adopt(pid_t tid) { return SeizedThread(tid); }
 
 SeizedThread::SeizedThread(SeizedThread&& other) noexcept
-    : tid_(std::exchange(other.tid_, -1)), stopped_(std::exchange(other.stopped_, false)) {}
+    : tid_(std::exchange(other.tid_, -1)),
+      stopped_(std::exchange(other.stopped_, false)),
+      group_stop_signal_(std::exchange(other.group_stop_signal_, 0)) {}
 
 SeizedThread& SeizedThread::operator=(SeizedThread&& other) noexcept {
   if (this != &other) {
@@ -116,6 +118,7 @@ SeizedThread& SeizedThread::operator=(SeizedThread&& other) noexcept {
     }
     tid_ = std::exchange(other.tid_, -1);
     stopped_ = std::exchange(other.stopped_, false);
+    group_stop_signal_ = std::exchange(other.group_stop_signal_, 0);
   }
   return *this;
 }
@@ -142,6 +145,11 @@ int SeizedThread::wait_stop(std::chrono::milliseconds timeout) {
   return status;
 }
 
+void SeizedThread::note_interrupt_stop(int status) {
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP)
+    group_stop_signal_ = WSTOPSIG(status) == SIGTRAP ? 0 : WSTOPSIG(status);
+}
+
 void SeizedThread::interrupt_and_wait(std::chrono::milliseconds timeout) {
   if (stopped_) return;  // PTRACE_INTERRUPT on a stopped tracee would only trap after it resumes
   if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0) fail_errno(errno, "ptrace interrupt tid {}", tid_);
@@ -156,7 +164,10 @@ void SeizedThread::interrupt_and_wait(std::chrono::milliseconds timeout) {
     }
     int event = status >> 16;
     int sig = WSTOPSIG(status);
-    if (event == PTRACE_EVENT_STOP) return;  // the interrupt (or a group-stop): done
+    if (event == PTRACE_EVENT_STOP) {  // the interrupt or a group-stop: done
+      note_interrupt_stop(status);
+      return;
+    }
     // A syscall stop of a thread resumed with cont_to_syscall (an injected call): a ptrace-stop
     // as good as the interrupt's, which it takes the place of.
     if (event == 0 && sig == (SIGTRAP | 0x80)) return;

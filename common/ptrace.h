@@ -71,6 +71,12 @@ class SeizedThread {
   // True after a wait saw the thread in a ptrace-stop and nothing resumed it since. Resume
   // with cont()/detach() (not a raw ptrace call) so that this stays right.
   bool stopped() const { return stopped_; }
+  // The stop signal (SIGSTOP, SIGTSTP, ...) when interrupt_and_wait found the thread in a
+  // job-control group-stop rather than running; 0 otherwise.
+  int group_stop_signal() const { return group_stop_signal_; }
+  // Records what the PTRACE_EVENT_STOP status that answered PTRACE_INTERRUPT says: the
+  // interrupt itself (SIGTRAP) or a group-stop (its stop signal).
+  void note_interrupt_stop(int status);
 
   user_regs_struct get_regs() const;
   void set_regs(const user_regs_struct& regs) const;
@@ -89,6 +95,7 @@ class SeizedThread {
   explicit SeizedThread(pid_t tid) : tid_(tid) {}
   pid_t tid_ = -1;
   bool stopped_ = false;
+  int group_stop_signal_ = 0;
 };
 
 // Runs system calls inside a stopped SeizedThread. The thread's registers are saved first and

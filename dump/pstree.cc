@@ -42,6 +42,8 @@ pb::TaskEntry task_entry(const Task& task) {
   std::string comm = read_file(fmt::format("/proc/{}/comm", task.host_pid));
   while (!comm.empty() && comm.back() == '\n') comm.pop_back();
   e.set_comm(comm);
+  for (const auto& t : task.threads)
+    if (t.group_stop_signal() != 0) e.set_stop_signal(t.group_stop_signal());
   return e;
 }
 

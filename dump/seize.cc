@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
 
@@ -55,12 +56,32 @@ ptrace::SeizedThread seize_thread(pid_t tid) {
   }
 }
 
+// State T in /proc: in a group-stop (SIGSTOP, SIGTSTP, ...) and not traced.
+bool stopped_by_job_control(pid_t tid) {
+  try {
+    return proc::read_stat(tid).state == 'T';
+  } catch (const Error&) {
+    return false;  // gone: the seize says so
+  }
+}
+
+// A frozen thread shows state D whatever it was doing; one frozen in its group-stop still
+// waits in do_signal_stop.
+bool in_group_stop(pid_t tid) {
+  try {
+    return read_file(fmt::format("/proc/{}/wchan", tid)).starts_with("do_signal_stop");
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 unsigned long seize_options() { return PTRACE_O_TRACESYSGOOD; }
 
 void wait_interrupt_stop(ptrace::SeizedThread& thread) {
   int status = thread.wait_stop();
+  thread.note_interrupt_stop(status);
   if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) return;
   if (WIFSTOPPED(status))
     throw Error(fmt::format("thread {}: expected the interrupt stop, got a stop for signal {} ({}); retry the dump",
@@ -142,11 +163,23 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& g
   // threads then reach their stops) and the threads are detached after.
   std::vector<ptrace::SeizedThread> threads;
   std::set<pid_t> seen;
+  // A thread stopped by job control is seized before the freeze: PTRACE_SEIZE waits until it
+  // has moved from its group-stop to a ptrace-stop, which a thread frozen by the cgroup v1
+  // freezer never makes, so seizing it frozen would hang.
+  for (pid_t tid : cgroup.threads()) {
+    if (!stopped_by_job_control(tid)) continue;
+    auto t = seize_thread(tid);
+    t.interrupt_and_wait();
+    threads.push_back(std::move(t));
+    seen.insert(tid);
+  }
   // Armed before the freeze and disarmed after the thaw: should we die in between, it thaws.
   guardian.arm();
   {
     CgroupFreeze freeze(cgroup);
     for (pid_t tid : cgroup.threads()) {
+      if (seen.count(tid)) continue;
+      if (in_group_stop(tid)) throw SeizeBusy(fmt::format("thread {} was stopped by job control meanwhile", tid));
       auto t = seize_thread(tid);
       // A frozen task cannot reach a ptrace-stop: ask for it now, wait after the thaw.
       if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) fail_errno(errno, "PTRACE_INTERRUPT tid {}", tid);
@@ -157,6 +190,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& g
   }  // thawed here
   guardian.disarm();
   for (auto& t : threads) {
+    if (t.stopped()) continue;  // seized before the freeze
     // A thread in uninterruptible sleep that does not stop is a vfork parent waiting for its
     // child, which we hold: give up this round (threads is let go on the way out).
     try {
@@ -168,6 +202,7 @@ std::vector<ptrace::SeizedThread> seize_cgroup(const Cgroup& cgroup, Guardian& g
                                   t.tid(), WSTOPSIG(status), strsignal(WSTOPSIG(status))));
         fail("thread {}: unexpected wait status {:#x} while seizing", t.tid(), status);
       }
+      t.note_interrupt_stop(status);
     } catch (const SeizeBusy&) {
       throw;
     } catch (const Error&) {

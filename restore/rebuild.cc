@@ -1,5 +1,6 @@
 #include "restore/rebuild.h"
 
+#include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
@@ -146,6 +147,11 @@ void rebuild_process(ProcessRestore& p, const std::function<void()>& check_inter
     finish_leader(*p.leader, p.code_page, plan.task.core.threads(0));
     for (const auto& t : p.threads) restore_thread_scheduling(t.host_tid, thread_core(plan.task.core, t.ns_tid));
     restore_thread_scheduling(host_pid, plan.task.core.threads(0));
+    // Stopped by job control at the dump: a SIGSTOP queued while it is held is taken on its
+    // way out of the ptrace-stop, before any instruction of its own (its parent is told of
+    // the stop anew, as after any SIGSTOP). A failed restore kills it all the same.
+    if (plan.task.entry.stop_signal() != 0 && ::kill(host_pid, SIGSTOP) < 0)
+      fail_errno(errno, "kill(SIGSTOP) to stop it again, as it was at the dump");
   });
 }
 

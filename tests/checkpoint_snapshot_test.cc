@@ -34,12 +34,6 @@ std::string read_text(const fs::path& p) {
   return ss.str();
 }
 
-// The job runs on after the dump and rewrites its status file, which it may have had open at
-// the freeze (STATUS.tmp, renamed over STATUS): restore reopens it as it is now.
-std::vector<std::string> changed_status(const fs::path& status) {
-  return {"--allow-changed-file", status.string() + ".tmp"};
-}
-
 // The "frozen X.XXXs" of a dump's summary, or -1.
 double frozen_seconds(const std::string& out) {
   std::smatch m;
@@ -101,7 +95,7 @@ TEST(CheckpointSnapshot, RestoredMemoryIsTheStateAtTheFreezeWhileTheJobWritesOn)
   CommandResult verify = env.stasis({"show", "--verify", snap.string()});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
   Container restored(env, "snap-r");
-  ASSERT_TRUE(restored.restore(snap, original.status(), changed_status(original.status()))) << restored.last_output();
+  ASSERT_TRUE(restored.restore(snap, original.status(), accept_rewritten_status(original.status()))) << restored.last_output();
   // Six full checks of every page of the restored job.
   EXPECT_TRUE(keep_progressing(restored.status(), 3000ms));
 }
@@ -117,7 +111,7 @@ TEST(CheckpointSnapshot, HostProcessByPid) {
   host.kill();
   fs::remove(host.status());  // the restored copy counts from the snapshot's progress
   Container restored(env, "snap-host-r");
-  ASSERT_TRUE(restored.restore(snap, host.status(), changed_status(host.status()))) << restored.last_output();
+  ASSERT_TRUE(restored.restore(snap, host.status(), accept_rewritten_status(host.status()))) << restored.last_output();
   EXPECT_TRUE(keep_progressing(restored.status(), 2000ms));
 }
 
@@ -163,7 +157,7 @@ TEST(CheckpointSnapshot, KilledDuringTheCopyTheJobRunsOn) {
   c.remove();
   fs::remove(c.status());
   Container restored(env, "snap-kill-r");
-  ASSERT_TRUE(restored.restore(again, c.status(), changed_status(c.status()))) << restored.last_output();
+  ASSERT_TRUE(restored.restore(again, c.status(), accept_rewritten_status(c.status()))) << restored.last_output();
   EXPECT_TRUE(keep_progressing(restored.status(), 1500ms));
 }
 

@@ -323,6 +323,45 @@ TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_zombie"), how));
 }
 
+// Children stopped by job control (SIGSTOP, SIGTSTP) come back stopped and run nothing until
+// their parent sends SIGCONT, after which they count on; with --leave-running the original's
+// stay stopped too (the workload checks that no stopped child runs).
+void check_stopped_children(bool leave_running) {
+  const auto stopped_children = [](pid_t root) {
+    std::vector<pid_t> out;
+    for (pid_t tid : proc::list_tasks(root))
+      for (pid_t child : proc::list_children(root, tid))
+        if (proc::read_stat(child).state == 'T') out.push_back(child);
+    return out;
+  };
+  RoundTrip how;
+  how.leave_running = leave_running;
+  how.before_dump = [&](Container& original) {
+    auto pid = original.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    ASSERT_EQ(stopped_children(*pid).size(), 2u);
+  };
+  how.after_restore = [&](Container& restored) {
+    auto pid = restored.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    EXPECT_EQ(stopped_children(*pid).size(), 2u) << "both children must come back stopped";
+    std::ofstream(restored.status().string() + ".cont") << "now\n";
+    std::uint64_t n = 0;
+    ASSERT_TRUE(wait_for_progress(restored.status(), 0, 10s, &n));
+    ASSERT_TRUE(wait_for_progress(restored.status(), n + 5, 10s, &n));
+    std::ifstream continued(restored.status().string() + ".continued");
+    std::string word;
+    continued >> word;
+    EXPECT_EQ(word, "continued") << "the children did not count on after SIGCONT";
+    EXPECT_TRUE(stopped_children(*pid).empty());
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_stopped"), how));
+}
+
+TEST(CheckpointTree, StoppedChildrenStayStopped) { check_stopped_children(false); }
+
+TEST(CheckpointTree, StoppedChildrenOfAJobLeftRunningStayStopped) { check_stopped_children(true); }
+
 TEST(CheckpointTree, GroupWithoutLeaderIsRefused) { expect_refused("orphan-group", "whose leader has exited"); }
 
 // A daemon made by the double fork: an orphan of PID 1 whose session leader has exited. A

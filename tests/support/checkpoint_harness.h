@@ -33,6 +33,10 @@ struct WorkloadStatus {
 WorkloadStatus read_status(const std::filesystem::path& path);
 // Empties the status file (without removing it), so that the next "ok" is a fresh write.
 void clear_status(const std::filesystem::path& path);
+// Restore options for a job that ran on after a --leave-running dump: it rewrites its status
+// file, which it may have had open at the freeze (STATUS.tmp, renamed over STATUS), so restore
+// reopens that one as it is now.
+std::vector<std::string> accept_rewritten_status(const std::filesystem::path& status);
 
 // How to start one workload: argv = program + {status path} + args.
 struct Workload {
