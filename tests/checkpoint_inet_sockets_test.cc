@@ -373,47 +373,68 @@ TEST(CheckpointInetSockets, LeaveRunningKeepsTheConnections) {
   EXPECT_TRUE(keep_progressing(status, 1s));
 }
 
-// Python's threading TCP server with a client of the test connected: dumped with
-// --tcp-established, restored; the client's next line is answered on the same connection.
-TEST(CheckpointInetSockets, PythonThreadingServerKeepsItsClient) {
+// Sends msg and reads up to the first newline of the answer (or says what went wrong).
+std::string ask_line(int s, const std::string& msg) {
+  if (::send(s, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) return "send failed";
+  std::string got;
+  while (got.find('\n') == std::string::npos) {
+    pollfd p{s, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return "no answer: " + got;
+    char buf[256];
+    ssize_t k = ::recv(s, buf, sizeof buf, 0);
+    if (k <= 0) return k < 0 ? std::string("recv: ") + strerror(errno) : "end of stream";
+    got.append(buf, static_cast<size_t>(k));
+  }
+  return got;
+}
+
+// A python3 echo server (answers "echo:<line>"), a host process with two clients of the test
+// connected: one that had its answer, one half way through a line. Dumped with
+// --tcp-established, restored; each client's next line is answered on the same connection.
+void check_python_echo_server(const std::string& script, int port) {
   CheckpointEnv env;
-  const int port = base_port() + 1700;
   const fs::path status = env.status_path("python");
   Workload w;
-  w.name = "py_tcp_echo";
-  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/py_tcp_echo.py"};
+  w.name = script;
+  w.program = {"/usr/bin/python3", std::string(STASIS_SOURCE_DIR) + "/tests/workloads/" + script + ".py"};
   w.args = {std::to_string(port)};
   w.start_timeout = 30s;
   HostProcess job;
   ASSERT_TRUE(job.start(w, status));
   LockCleanup lock_cleanup(job.pid());
-  UniqueFd client;
+  UniqueFd client, halfway;
   ASSERT_TRUE(wait_until([&] { return static_cast<bool>(client = connect_to(AF_INET, port)); }, 10s));
-  auto line = [&](const std::string& msg) -> std::string {
-    if (::send(client.get(), msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) return "send failed";
-    std::string got;
-    while (got.find('\n') == std::string::npos) {
-      pollfd p{client.get(), POLLIN, 0};
-      if (::poll(&p, 1, 10000) != 1) return "no answer: " + got;
-      char buf[256];
-      ssize_t k = ::recv(client.get(), buf, sizeof buf, 0);
-      if (k <= 0) return k < 0 ? std::string("recv: ") + strerror(errno) : "end of stream";
-      got.append(buf, static_cast<size_t>(k));
-    }
-    return got;
-  };
-  ASSERT_EQ(line("one\n"), "echo:one\n");
+  ASSERT_TRUE(halfway = connect_to(AF_INET, port));
+  ASSERT_EQ(ask_line(client.get(), "one\n"), "echo:one\n");
+  ASSERT_EQ(::send(halfway.get(), "hal", 3, MSG_NOSIGNAL), 3);
   std::uint64_t n = read_status(status).progress;
   const fs::path images = env.image_dir("python");
   ASSERT_TRUE(env.dump_pid(job.pid(), images, {"--tcp-established"}));
   ASSERT_TRUE(job.wait_exit(10s));
-  n = std::max(n, read_status(status).progress);
+  const WorkloadStatus last = read_status(status);
+  ASSERT_NE(last.kind, WorkloadStatus::Kind::kFail) << last.reason;
+  n = std::max(n, last.progress);
   Container restored(env, "python");
   ASSERT_TRUE(restored.restore(images, status)) << restored.last_output();
   ASSERT_TRUE(wait_for_progress(status, n + 5, 20s, &n, n));
-  EXPECT_EQ(line("two\n"), "echo:two\n");
-  EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
-  EXPECT_EQ(socket_error(client.get()), 0);
+  EXPECT_EQ(ask_line(client.get(), "two\n"), "echo:two\n");
+  EXPECT_EQ(ask_line(halfway.get(), "f\n"), "echo:half\n");
+  for (int s : {client.get(), halfway.get()}) {
+    EXPECT_EQ(tcp_state(s), kTcpEstablished);
+    EXPECT_EQ(socket_error(s), 0);
+  }
+  EXPECT_TRUE(keep_progressing(status, 1s));
+}
+
+// Python's own threading TCP server (socketserver).
+TEST(CheckpointInetSockets, PythonThreadingServerKeepsItsClients) {
+  check_python_echo_server("py_tcp_echo", base_port() + 1700);
+}
+
+// An asyncio TCP server that also talks to itself: its own client keeps lines in flight both
+// ways on a connection whose two ends are both in the job (the workload checks every answer).
+TEST(CheckpointInetSockets, PythonAsyncioServerKeepsItsClientsMidConversation) {
+  check_python_echo_server("py_tcp_asyncio_echo", base_port() + 1710);
 }
 
 // A dump that fails once the connections are in repair mode and the lock is in place takes

@@ -16,6 +16,7 @@
 #include "common/proc.h"
 #include "launcher/config.h"
 #include "tests/support/checkpoint_harness.h"
+#include "tests/support/second_host.h"
 
 namespace stasis::test {
 namespace {
@@ -361,6 +362,46 @@ void check_stopped_children(bool leave_running) {
 TEST(CheckpointTree, StoppedChildrenStayStopped) { check_stopped_children(false); }
 
 TEST(CheckpointTree, StoppedChildrenOfAJobLeftRunningStayStopped) { check_stopped_children(true); }
+
+// Dumped here, restored on the second "host" (a network namespace and a state root of its
+// own, docs/testing.md): the same tree with the same ids, and the workload's own checks of
+// its pipes, memory and children go on there.
+void check_tree_on_second_host(const Workload& w) {
+  CheckpointEnv env;
+  SecondHost host2("tree");
+  ASSERT_TRUE(host2.ready());
+  Container original(env, w.name);
+  ASSERT_TRUE(original.run(w));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(original.status(), 0, 10s, &n));
+  auto pid = original.host_pid();
+  ASSERT_TRUE(pid.has_value());
+  const auto before = tree_shape(*pid);
+  ASSERT_GE(before.size(), 2u) << describe(before);
+  const fs::path dir = env.image_dir("tree");
+  ASSERT_TRUE(original.dump(dir)) << original.last_output();
+  ASSERT_TRUE(original.wait_gone());
+  const WorkloadStatus last = read_status(original.status());
+  ASSERT_NE(last.kind, WorkloadStatus::Kind::kFail) << last.reason;
+  n = std::max(n, last.progress);
+  clear_status(original.status());
+
+  CommandResult r = host2.restore(dir, original.name());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto there = host2.init_pid(original.name());
+  ASSERT_TRUE(there.has_value());
+  const auto after = tree_shape(*there);
+  EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\non the second host:" << describe(after);
+  ASSERT_TRUE(wait_for_progress(original.status(), n, 30s, &n, n)) << "on the second host";
+  ASSERT_TRUE(keep_progressing(original.status(), w.watch)) << "on the second host";
+}
+
+TEST(CheckpointTree, PipelineOnTheSecondHost) { check_tree_on_second_host(pipeline()); }
+TEST(CheckpointTree, ShellLoopOnTheSecondHost) { check_tree_on_second_host(shell_loop()); }
+TEST(CheckpointTree, ZombiesOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_zombie")); }
+TEST(CheckpointTree, SysVSegmentsOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_sysv")); }
+TEST(CheckpointTree, SharedMemoryOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_shared_mem")); }
+TEST(CheckpointTree, StoppedChildrenOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_stopped")); }
 
 TEST(CheckpointTree, GroupWithoutLeaderIsRefused) { expect_refused("orphan-group", "whose leader has exited"); }
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""py_tcp_asyncio_echo: a python3 asyncio TCP echo server, with a client of its own in the same
+process mid-conversation, that must survive a checkpoint with its connections.
+
+Usage: py_tcp_asyncio_echo.py STATUS_FILE PORT [ADDRESS] (default 127.0.0.1). Every client
+gets "echo:<line>" for each line it sends. The process's own client keeps 5 lines sent ahead
+of the answers it has read, so that data is in flight both ways on a TCP connection whose two
+ends are both in the job whenever it is stopped; every answer must be the echo of the line of
+the same number, in order. Writes "ok <count>" or "FAIL <reason>" atomically.
+"""
+import asyncio
+import os
+import sys
+
+AHEAD = 5
+
+
+def write_status(path, text):
+    tmp, renamed = path + ".tmp", path + ".new"
+    for name in (tmp, renamed):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+    with open(tmp, "x") as f:
+        f.write(text)
+    os.link(tmp, renamed)
+    os.replace(renamed, path)
+
+
+async def handle(reader, writer):
+    while True:
+        line = await reader.readline()
+        if not line:
+            writer.close()
+            return
+        writer.write(b"echo:" + line)
+        await writer.drain()
+
+
+async def main(path, port, address):
+    server = await asyncio.start_server(handle, address, port, reuse_address=True)
+    reader, writer = await asyncio.open_connection(address, port)
+    failure = None
+    sent = 0
+    count = 0
+    while True:
+        while sent < count + AHEAD:
+            writer.write(b"line %d of the conversation\n" % sent)
+            sent += 1
+        await writer.drain()
+        try:
+            answer = await asyncio.wait_for(reader.readline(), 5)
+        except asyncio.TimeoutError:
+            answer = b"(no answer within 5 s)"
+        want = b"echo:line %d of the conversation\n" % count
+        if failure is None and answer != want:
+            failure = "answer %d is %r, not %r" % (count, answer, want)
+        count += 1
+        write_status(path, "FAIL %s\n" % failure if failure else "ok %d\n" % count)
+        await asyncio.sleep(0.01)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or not sys.argv[1].startswith("/"):
+        sys.stderr.write("usage: py_tcp_asyncio_echo.py STATUS_FILE PORT [ADDRESS]\n")
+        sys.exit(2)
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"))
