@@ -558,6 +558,7 @@ DumpReport dump(const DumpOptions& opt) {
   auto t_collect = Clock::now();
   find_zombies(tree);
   find_sessions_without_leader(tree);
+  find_groups_without_leader(tree);
   check_tree_shape(tree);
   FileCollector files(opt.ghost_limit, opt.leave_running);
   files.inet().set_options(opt.tcp_established, opt.leave_running);

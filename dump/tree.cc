@@ -164,6 +164,39 @@ void find_sessions_without_leader(DumpTree& tree) {
   }
 }
 
+void find_groups_without_leader(DumpTree& tree) {
+  std::map<pid_t, size_t> index;  // ns pid -> live process
+  std::set<pid_t> pids;
+  for (size_t i = 0; i < tree.processes.size(); ++i) {
+    index[tree.processes[i].task.ns_pid] = i;
+    pids.insert(tree.processes[i].task.ns_pid);
+  }
+  for (const auto& z : tree.zombies) pids.insert(z.pid());
+  const auto [outside_sid, outside_pgid] = outside_ids(tree, pids);
+  std::map<pid_t, std::vector<size_t>> members;  // leaderless group -> its live members
+  for (size_t i = 0; i < tree.processes.size(); ++i) {
+    const Task& t = tree.processes[i].task;
+    if (t.ns_pgid <= 0 || t.ns_pgid == t.ns_pid || pids.count(t.ns_pgid)) continue;
+    if (t.ns_pgid == outside_pgid || t.ns_pgid == t.ns_sid) continue;  // inherited, or the session's
+    members[t.ns_pgid].push_back(i);
+  }
+  for (const auto& [pgid, in_group] : members) {
+    const Task& first = tree.processes[in_group.front()].task;
+    const bool one_session = std::all_of(in_group.begin(), in_group.end(), [&](size_t i) {
+      return tree.processes[i].task.ns_sid == first.ns_sid;
+    });
+    // The zombies of the group (none may be in it: they cannot join it on restore).
+    const bool zombie_member = std::any_of(tree.zombies.begin(), tree.zombies.end(),
+                                           [&](const pb::TaskEntry& z) { return z.pgid() == pgid; });
+    auto host = index.find(first.ns_ppid);
+    if (!one_session || zombie_member || host == index.end() || tree.processes[host->second].task.ns_sid != first.ns_sid)
+      continue;
+    tree.processes[host->second].group_stand_ins.push_back(pgid);
+    log::debug("process group {} has lost its leader: restore makes it through a stand-in child of pid {}", pgid,
+               first.ns_ppid);
+  }
+}
+
 void check_tree_shape(const DumpTree& tree) {
   struct Ids {
     pid_t host_pid, pid, ppid, pgid, sid;
@@ -181,6 +214,8 @@ void check_tree_shape(const DumpTree& tree) {
     pids.insert(i.pid);
   }
   const auto [outside_sid, outside_pgid] = outside_ids(tree, pids);
+  std::set<pid_t> stand_ins;  // groups a stand-in remakes (find_groups_without_leader)
+  for (const auto& p : tree.processes) stand_ins.insert(p.group_stand_ins.begin(), p.group_stand_ins.end());
   const size_t live = tree.processes.size();
   for (size_t k = 0; k < all.size(); ++k) {
     const Ids& t = all[k];
@@ -208,6 +243,7 @@ void check_tree_shape(const DumpTree& tree) {
     // A group whose leader is not in the tree is the one a process inherits: from PID 1
     // (a root), from the stand-in for its session's leader, or from its parent.
     if (leader == by_ns_pid.end()) {
+      if (stand_ins.count(t.pgid)) continue;
       if (!parent && t.pgid == outside_pgid && t.sid == outside_sid) continue;
       if (t.helper && t.pgid == t.sid) continue;
       if (parent && t.pgid == parent->pgid && t.sid == parent->sid) continue;
@@ -263,6 +299,7 @@ std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree) {
   for (const auto& p : tree.processes) {
     out.push_back(task_entry(p.task));
     out.back().set_via_session_helper(p.via_session_helper);
+    for (pid_t pgid : p.group_stand_ins) out.back().add_group_stand_ins(pgid);
   }
   out.insert(out.end(), tree.zombies.begin(), tree.zombies.end());
   return out;

@@ -29,6 +29,7 @@ struct ProcessDump {
   uint64_t brk = 0;
   pb::MmAttributes mm_attributes;
   bool via_session_helper = false;  // pstree.proto
+  std::vector<pid_t> group_stand_ins;  // pstree.proto
 };
 
 struct DumpTree {
@@ -51,6 +52,11 @@ void find_zombies(DumpTree& tree);
 // Marks the orphans of PID 1 whose session has lost its leader: restore makes the session
 // again through a stand-in for the leader (via_session_helper).
 void find_sessions_without_leader(DumpTree& tree);
+
+// Finds the process groups whose leader has exited, with every member in one session that
+// the parent of a member is in too: that parent's stand-in child remakes the group on restore
+// (group_stand_ins). Others are left for check_tree_shape to refuse.
+void find_groups_without_leader(DumpTree& tree);
 
 // Refuses, naming pid and what, a tree restore cannot rebuild: a process whose session or
 // process group leader has exited (or is outside the tree), a zombie in a group restore

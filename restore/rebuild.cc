@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <latch>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -57,11 +58,11 @@ std::vector<ProcessRestore> seize_some(const RestoreTree& tree, const std::vecto
   return out;
 }
 
-// Members join their groups; the leaders made theirs in their stubs.
-void join_groups(std::vector<ProcessRestore>& processes, const std::set<pid_t>& in_tree) {
+// Members join their groups; the leaders (or their stand-ins) made theirs in their stubs.
+void join_groups(std::vector<ProcessRestore>& processes, const std::set<pid_t>& groups) {
   for (auto& p : processes) {
     const pb::TaskEntry& e = p.plan->task.entry;
-    if (e.sid() == e.pid() || e.pgid() == e.pid() || !in_tree.count(e.pgid())) continue;
+    if (e.sid() == e.pid() || e.pgid() == e.pid() || !groups.count(e.pgid())) continue;
     with_context(fmt::format("restore pid {} (host pid {})", e.pid(), p.host_pid), [&] {
       Remote remote(*p.leader, p.host_pid, p.code_page);
       remote.call_checked(fmt::format("setpgid(0, {})", e.pgid()), SYS_setpgid, 0, static_cast<uint64_t>(e.pgid()));
@@ -70,41 +71,30 @@ void join_groups(std::vector<ProcessRestore>& processes, const std::set<pid_t>& 
   }
 }
 
-std::set<pid_t> tree_pids(const RestoreTree& tree) {
+// The groups members can join: those of the processes and zombies of the tree, and those
+// stand-ins remake for leaders that had exited.
+std::set<pid_t> joinable_groups(const RestoreTree& tree) {
   std::set<pid_t> out;
-  for (const auto& p : tree.processes) out.insert(p.task.pid());
+  for (const auto& p : tree.processes) {
+    out.insert(p.task.pid());
+    out.insert(p.task.entry.group_stand_ins().begin(), p.task.entry.group_stand_ins().end());
+  }
   for (const auto& z : tree.zombies) out.insert(z.entry.pid());
   return out;
 }
 
-}  // namespace
-
-std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vector<StubReport>& reports,
-                                        const std::map<pid_t, pid_t>& host_pids) {
-  std::vector<size_t> all(tree.processes.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-  return seize_some(tree, reports, host_pids, all);
-}
-
-void set_process_groups(std::vector<ProcessRestore>& processes, const std::vector<Zombie>& zombies) {
-  std::map<pid_t, bool> in_tree;
-  for (const auto& p : processes) in_tree[p.plan->task.pid()] = true;
-  for (const auto& z : zombies) in_tree[z.entry.pid()] = true;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (auto& p : processes) {
-      const pb::TaskEntry& e = p.plan->task.entry;
-      const bool leader = e.pgid() == e.pid();
-      // A session leader is its group's leader already; a group whose leader is not in the
-      // tree is the one the process inherited (dump/tree.h checks it).
-      if (e.sid() == e.pid() || !in_tree.count(e.pgid()) || leader != (pass == 0)) continue;
-      with_context(fmt::format("restore pid {} (host pid {})", e.pid(), p.host_pid), [&] {
-        Remote remote(*p.leader, p.host_pid, p.code_page);
-        remote.call_checked(fmt::format("setpgid(0, {})", e.pgid()), SYS_setpgid, 0, static_cast<uint64_t>(e.pgid()));
-        remote.finish();
-      });
-    }
+// Kills and reaps, from inside the process, its stand-ins for group leaders (restore/stub.cc),
+// once every member has joined their groups.
+void remove_group_stand_ins(Remote& remote, const pb::TaskEntry& entry) {
+  for (pid_t pgid : entry.group_stand_ins()) {
+    remote.call_checked(fmt::format("kill(stand-in for the leader of process group {}, SIGKILL)", pgid), SYS_kill,
+                        static_cast<uint64_t>(pgid), SIGKILL);
+    remote.call_checked(fmt::format("wait4(stand-in for the leader of process group {})", pgid), SYS_wait4,
+                        static_cast<uint64_t>(pgid), 0, __WALL, 0);
   }
 }
+
+}  // namespace
 
 void rebuild_process(ProcessRestore& p, const std::function<void()>& check_interrupt) {
   const RestorePlan& plan = *p.plan;
@@ -112,6 +102,7 @@ void rebuild_process(ProcessRestore& p, const std::function<void()>& check_inter
   const pid_t host_pid = p.host_pid;
   with_context(fmt::format("restore pid {} (host pid {})", pid, host_pid), [&] {
     Remote remote(*p.leader, host_pid, p.code_page);
+    remove_group_stand_ins(remote, plan.task.entry);
     unregister_stub_rseq(remote);
     const auto memory_at = std::chrono::steady_clock::now();
     p.memory = restore_memory(remote, plan);
@@ -166,14 +157,23 @@ std::vector<ProcessRestore> rebuild_tree(const RestoreTree& tree, const std::vec
                                          const std::map<pid_t, pid_t>& host_pids, unsigned workers,
                                          const std::function<void()>& check_interrupt,
                                          const std::function<void()>& whole) {
-  const std::set<pid_t> pids = tree_pids(tree);
+  const std::set<pid_t> groups = joinable_groups(tree);
   workers = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(tree.processes.size())));
   std::vector<std::vector<size_t>> shares(workers);
   for (size_t i = 0; i < tree.processes.size(); ++i) shares[i % workers].push_back(i);
   std::vector<std::vector<ProcessRestore>> done(workers);
+  // Every member joins its group before any process is rebuilt: the rebuild removes the
+  // stand-ins for exited group leaders, whose groups would go with them.
+  std::latch joined(workers);
   const auto rebuild_share = [&](unsigned w) {
-    done[w] = seize_some(tree, reports, host_pids, shares[w]);
-    join_groups(done[w], pids);
+    try {
+      done[w] = seize_some(tree, reports, host_pids, shares[w]);
+      join_groups(done[w], groups);
+    } catch (...) {
+      joined.count_down();
+      throw;
+    }
+    joined.arrive_and_wait();
     for (auto& p : done[w]) rebuild_process(p, check_interrupt);
   };
   const auto collect = [&] {

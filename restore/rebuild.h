@@ -31,14 +31,6 @@ struct ProcessRestore {
   double memory_ms = 0;
 };
 
-// Seizes every stub (reports: what each said; host_pids: namespace pid -> host pid).
-std::vector<ProcessRestore> seize_stubs(const RestoreTree& tree, const std::vector<StubReport>& reports,
-                                        const std::map<pid_t, pid_t>& host_pids);
-
-// Process groups: leaders first, then their members (setpgid injected into each, which must
-// be in the same session as the group; the stubs made the sessions).
-void set_process_groups(std::vector<ProcessRestore>& processes, const std::vector<Zombie>& zombies);
-
 // Rebuilds one seized stub into its process, up to its final registers; between phases
 // check_interrupt may throw. The process stays in its ptrace-stop.
 void rebuild_process(ProcessRestore& process, const std::function<void()>& check_interrupt);

@@ -245,6 +245,25 @@ void create_session_helper(const RestoreTree& tree, pid_t sid, const std::vector
   }
 }
 
+// A stand-in for the leader of a process group that has exited: a child of the caller (in
+// the members' session) with the leader's pid, which makes the group for the members to join
+// and waits to be killed once they have (rebuild.cc). Its exit signal is none, so that its
+// parent, the job's process, is told nothing when it goes.
+void create_group_stand_in(pid_t pgid) {
+  clone_args args{};
+  args.exit_signal = 0;
+  args.set_tid = reinterpret_cast<uint64_t>(&pgid);
+  args.set_tid_size = 1;
+  long child = syscall(SYS_clone3, &args, sizeof args);
+  if (child < 0) fail_errno(errno, "create a stand-in for the leader of process group {} (clone3 set_tid)", pgid);
+  if (child == 0) {
+    prctl(PR_SET_NAME, "stasis-group");
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setpgid(0, 0);
+    for (;;) pause();  // every signal blocked (run_stub): until SIGKILL
+  }
+}
+
 }  // namespace
 
 void report_failure(int control_fd, pid_t pid, const std::string& what) {
@@ -278,6 +297,9 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     if (plan.task.entry.sid() == plan.task.pid())
       take_controlling_pty(plan.task.pid(), plan.files.ptys, tree.shared_fds());
   }
+  if (parent != kInitProcess)
+    for (pid_t pgid : tree.processes[static_cast<size_t>(parent)].task.entry.group_stand_ins())
+      create_group_stand_in(pgid);
   std::map<pid_t, std::vector<size_t>> helped;  // session -> its members, orphans of PID 1
   for (size_t child : tree.children_of(parent)) {
     const pb::TaskEntry& e = tree.processes[child].task.entry;

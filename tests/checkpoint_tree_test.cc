@@ -281,15 +281,15 @@ TEST(CheckpointTree, FailedRestoreLeavesNothingBehind) {
 }
 
 // What is not restored yet is refused at dump, naming the pid, and the job runs on.
-void expect_refused(const std::string& mode, const std::string& expected) {
+void expect_refused(const Workload& w, const std::vector<std::string>& run_options, const std::string& expected) {
   CheckpointEnv env;
-  Container c(env, "refused-" + mode);
-  ASSERT_TRUE(c.run(c_workload("tree_refused", {mode})));
+  Container c(env, "refused-" + w.name);
+  ASSERT_TRUE(c.run(w, run_options));
   std::uint64_t n = 0;
   ASSERT_TRUE(wait_for_progress(c.status(), 0, 10s, &n));
   ASSERT_TRUE(wait_for_progress(c.status(), n, 10s, &n));
   fs::path images = env.image_dir("refused");
-  EXPECT_FALSE(c.dump(images)) << "the dump of a tree with " << mode << " must be refused";
+  EXPECT_FALSE(c.dump(images)) << "the dump of " << w.name << " must be refused";
   EXPECT_NE(c.last_output().find(expected), std::string::npos) << c.last_output();
   EXPECT_FALSE(fs::exists(images / "inventory.img"));
   ASSERT_TRUE(wait_for_progress(c.status(), n, 10s, &n)) << "the job must run on after a refused dump";
@@ -403,7 +403,31 @@ TEST(CheckpointTree, SysVSegmentsOnTheSecondHost) { check_tree_on_second_host(c_
 TEST(CheckpointTree, SharedMemoryOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_shared_mem")); }
 TEST(CheckpointTree, StoppedChildrenOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_stopped")); }
 
-TEST(CheckpointTree, GroupWithoutLeaderIsRefused) { expect_refused("orphan-group", "whose leader has exited"); }
+// A process group whose leader has exited, its members adopted by the job's PID 1: a stand-in
+// child of PID 1 takes the leader's pid and makes the group again for them, then goes.
+TEST(CheckpointTree, GroupWhoseLeaderExitedComesBack) {
+  std::map<pid_t, Shape> before;
+  RoundTrip how;
+  how.before_dump = [&](Container& original) {
+    auto pid = original.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    before = tree_shape(*pid);
+    ASSERT_EQ(before.size(), 3u) << describe(before);
+  };
+  how.after_restore = [&](Container& restored) {
+    auto pid = restored.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    const auto after = tree_shape(*pid);
+    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_orphan_group"), how));
+}
+
+// Under --init the members' parent is our reaper, which is not in the dump: no process of the
+// job can host the stand-in, and the dump says so.
+TEST(CheckpointTree, GroupWithoutLeaderUnderInitIsRefused) {
+  expect_refused(c_workload("tree_orphan_group"), {"--init"}, "whose leader has exited");
+}
 
 // A daemon made by the double fork: an orphan of PID 1 whose session leader has exited. A
 // stand-in for the leader makes the session again and leaves; the daemon checks its ids.
