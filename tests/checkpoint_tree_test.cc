@@ -403,6 +403,42 @@ TEST(CheckpointTree, SysVSegmentsOnTheSecondHost) { check_tree_on_second_host(c_
 TEST(CheckpointTree, SharedMemoryOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_shared_mem")); }
 TEST(CheckpointTree, StoppedChildrenOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_stopped")); }
 
+// bash with job control (`set -m`): a background pipeline whose first command has exited is
+// a process group without its leader, its last command a child of bash. It comes back in
+// that group, and bash still knows it as a job (`jobs -p`, checked by the script each round).
+TEST(CheckpointTree, BashJobWhoseLeaderExitedComesBack) {
+  Workload w;
+  w.name = "tree-bash-job";
+  // $0 is the status path.
+  w.program = {"/bin/bash", "-c",
+               "set -m; sleep 0.1 | sleep 1000 & sleep 0.5; i=0; while :; do i=$((i+1)); "
+               "if [ -z \"$(jobs -p)\" ]; then echo 'FAIL the job is gone' >\"$0.tmp\"; "
+               "else echo \"ok $i\" >\"$0.tmp\"; fi; mv \"$0.tmp\" \"$0\"; sleep 0.1; done"};
+  w.watch = 1500ms;
+  std::map<pid_t, Shape> before;
+  RoundTrip how;
+  how.before_dump = [&](Container& original) {
+    auto pid = original.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    before = tree_shape(*pid);
+    bool leaderless = false;
+    for (const auto& [p, shape] : before) leaderless |= shape.pgid != 0 && !before.count(shape.pgid);
+    ASSERT_TRUE(leaderless) << "no process group without its leader:" << describe(before);
+  };
+  how.after_restore = [&](Container& restored) {
+    auto pid = restored.host_pid();
+    ASSERT_TRUE(pid.has_value());
+    auto after = tree_shape(*pid);
+    // The loop's own commands come and go, each a group of its own: compare the others.
+    const auto lasting = [](std::map<pid_t, Shape> t) {
+      std::erase_if(t, [](const auto& e) { return e.second.comm != "bash" && e.second.pgid == e.first; });
+      return t;
+    };
+    EXPECT_EQ(lasting(after), lasting(before)) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(w, how));
+}
+
 // A process group whose leader has exited, its members adopted by the job's PID 1: a stand-in
 // child of PID 1 takes the leader's pid and makes the group again for them, then goes.
 TEST(CheckpointTree, GroupWhoseLeaderExitedComesBack) {
