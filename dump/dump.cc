@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -422,18 +424,63 @@ void add_memory_stats(DumpReport& report, const MemoryStats& ms) {
 // The pages of each process (each dump_pages runs its scan, read, encode and write on three
 // threads of its own); with a background copy, only the write-protection now.
 void dump_memory(DumpTree& tree, const DumpOptions& opt, DumpReport& report, MemoryPlan& memory) {
+  // On a terminal, a line that says how far the pages are (common/progress.h).
+  progress::Display display("dump: memory", [pids = memory.pids] {
+    uint64_t total = 0;
+    for (pid_t pid : pids) total += saved_memory_estimate(pid);
+    return total;
+  });
+  // --leave-running: write-protected by calls injected through ptrace, so on this thread
+  // (the one that seized); the copy comes after the thaw.
+  std::vector<size_t> stopped_copies;
   for (size_t i = 0; i < tree.processes.size(); ++i) {
     auto& p = tree.processes[i];
-    const pid_t pid = p.task.host_pid;
-    with_context(fmt::format("dump pid {}", pid), [&] {
-      // On a terminal, a line that says how far the pages are (common/progress.h).
-      progress::Display display("dump: memory", [pid] { return saved_memory_estimate(pid); });
-      auto& background = memory.background[i];
-      add_memory_stats(report, background ? background->protect(p.mm, opt.dir, p.task.ns_pid, opt.compression)
-                                          : dump_pages(pid, p.mm, opt.dir, p.task.ns_pid, opt.compression,
-                                                       memory.incremental[i]->tracking()));
+    auto& background = memory.background[i];
+    if (!background) {
+      stopped_copies.push_back(i);
+      continue;
+    }
+    with_context(fmt::format("dump pid {}", p.task.host_pid), [&] {
+      add_memory_stats(report, background->protect(p.mm, opt.dir, p.task.ns_pid, opt.compression));
     });
   }
+  // The others: the pages of several processes at once, one per CPU (each copy is a pipeline
+  // of threads of its own; none of it needs ptrace).
+  std::vector<MemoryStats> stats(tree.processes.size());
+  std::atomic<size_t> next{0};
+  const auto copy_some = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < stopped_copies.size();) {
+      const size_t i = stopped_copies[k];
+      auto& p = tree.processes[i];
+      stats[i] = with_context(fmt::format("dump pid {}", p.task.host_pid), [&] {
+        return dump_pages(p.task.host_pid, p.mm, opt.dir, p.task.ns_pid, opt.compression,
+                          memory.incremental[i]->tracking());
+      });
+    }
+  };
+  const size_t workers = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), stopped_copies.size());
+  std::vector<std::exception_ptr> errors(workers);
+  {
+    std::vector<std::jthread> threads;
+    for (size_t w = 1; w < workers; ++w)
+      threads.emplace_back([&, w] {
+        try {
+          copy_some();
+        } catch (...) {
+          errors[w] = std::current_exception();
+          next = stopped_copies.size();  // the others stop after their current process
+        }
+      });
+    try {
+      copy_some();
+    } catch (...) {
+      if (workers > 0) errors[0] = std::current_exception();
+      next = stopped_copies.size();
+    }
+  }  // joined
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (size_t i : stopped_copies) add_memory_stats(report, stats[i]);
 }
 
 // --leave-running, the job thawed: the pages the background copies left for now.

@@ -948,6 +948,44 @@ TEST(CriuRpcRunc, PreDumpThenCheckpointOnItAndRestore) {
   expect_counts_on(c, at_dump);
 }
 
+// A container holding an established TCP connection (both ends in it, over its loopback,
+// echoing a count): refused without --tcp-established, with the container running on; with
+// it, checkpointed and restored through runc, the count goes on over the same connection.
+TEST(CriuRpcRunc, TcpEstablishedConnectionComesBack) {
+  if (!have_runc()) GTEST_SKIP() << "runc is not installed (scripts/setup installs Debian's runc)";
+  RuncContainer c(
+      "import socket,threading,time,itertools\\n"
+      "s=socket.socket()\\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\\n"
+      "s.bind(('127.0.0.1',7000))\\ns.listen()\\n"
+      "k=socket.create_connection(('127.0.0.1',7000))\\nc=s.accept()[0]\\n"
+      "def echo():\\n while True: c.sendall(c.recv(64))\\n"
+      "threading.Thread(target=echo,daemon=True).start()\\n"
+      "for i in itertools.count(1):\\n"
+      " m=b'%d.' % i\\n k.sendall(m)\\n g=b''\\n"
+      " while len(g)<len(m): g+=k.recv(64)\\n"
+      " if g!=m: break\\n"
+      " open('/state/counter','w').write(str(i))\\n time.sleep(0.05)");
+  ASSERT_TRUE(c.started());
+  ASSERT_TRUE(wait_until([&] { return c.counter() > 0; }, 20s));
+  TempDir refused("stasis-criu-images");
+  auto r = c.checkpoint(refused.path());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(slurp(refused.path() / "dump.log").find("--tcp-established"), std::string::npos)
+      << slurp(refused.path() / "dump.log");
+  EXPECT_TRUE(c.running());
+  long before = c.counter();
+  ASSERT_TRUE(wait_until([&] { return c.counter() > before; }, 10s)) << "the refused dump stopped the container";
+
+  TempDir images("stasis-criu-images");
+  r = c.checkpoint(images.path(), {"--tcp-established"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << slurp(images.path() / "dump.log");
+  const long at_dump = c.counter();
+  r = c.restore(images.path(), {"--tcp-established"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << slurp(images.path() / "restore.log");
+  EXPECT_TRUE(c.running());
+  expect_counts_on(c, at_dump);
+}
+
 // A restore that fails once the job's processes exist (a page file changed since the
 // checkpoint: caught as its pages go in) fails runc's request with the reason in restore.log,
 // and leaves no process behind.
