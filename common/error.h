@@ -43,6 +43,14 @@ class UnsupportedError : public Error {
   explicit UnsupportedError(std::string message) : Error(std::move(message), kExitUnsupported) {}
 };
 
+// A state of the job that passes by itself (inotify events it has not read yet) and that a
+// checkpoint cannot carry: the dump lets the job go and tries again a moment later, and
+// reports it as unsupported (exit 4) when it is still there after its last try.
+class PassingStateError : public UnsupportedError {
+ public:
+  using UnsupportedError::UnsupportedError;
+};
+
 // "ENOENT" for 2, and so on; falls back to the number.
 std::string errno_name(int err);
 // "No such file or directory (errno 2, ENOENT)"
@@ -71,6 +79,8 @@ template <typename Fn>
 auto with_context(std::string_view context, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
+  } catch (const PassingStateError& e) {
+    throw PassingStateError(fmt::format("{}: {}", context, e.what()));
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", context, e.what()), e.exit_code());
   }

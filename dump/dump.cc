@@ -565,10 +565,7 @@ void remove_dumped_container(const DumpOptions& opt) {
   }
 }
 
-}  // namespace
-
-DumpReport dump(const DumpOptions& opt) {
-  if (opt.pre_dump) return pre_dump(opt);  // dump/pre_dump.h
+DumpReport dump_once(const DumpOptions& opt) {
   DumpReport report;
   auto t_start = Clock::now();
   InterruptGuard interrupt_guard;
@@ -662,6 +659,27 @@ DumpReport dump(const DumpOptions& opt) {
   report.write_s = since(t_write);
   report.total_s = since(t_start);
   return report;
+}
+
+}  // namespace
+
+DumpReport dump(const DumpOptions& opt) {
+  if (opt.pre_dump) return pre_dump(opt);  // dump/pre_dump.h
+  // A passing state of the job (inotify events not read yet: common/error.h) is met again
+  // only by bad luck. A failed dump has let the job go, so it runs on meanwhile.
+  constexpr int kTries = 5;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return dump_once(opt);
+    } catch (const PassingStateError& e) {
+      if (attempt == kTries)
+        throw PassingStateError(fmt::format("{} (still so after {} tries, the job running in between; dump again "
+                                            "once it has read them); the job was left running",
+                                            e.what(), kTries));
+      log::debug("{}; the job runs on a moment, then the dump starts again", e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt));
+    }
+  }
 }
 
 std::string format_report(const DumpOptions& opt, const DumpReport& r) {

@@ -1,6 +1,7 @@
 #include "dump/event_files.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -148,6 +149,21 @@ void rearm_fired_timerfd(pid_t pid, int fd, const std::string& where, pb::TimerF
   t.set_interval_ns(to_nanoseconds(its.it_interval));
 }
 
+// Events the kernel has queued and the job not read yet cannot be queued again by restore
+// (nothing writes into an inotify queue): refused, as a passing state (common/error.h).
+void refuse_unread_inotify_events(pid_t pid, int fd, const std::string& where) {
+  UniqueFd pidfd(compat::sys_pidfd_open(pid, 0));
+  if (!pidfd) fail_errno(errno, "{}: pidfd_open", where);
+  UniqueFd copy(compat::sys_pidfd_getfd(pidfd.get(), fd, 0));
+  if (!copy) fail_errno(errno, "{}: pidfd_getfd", where);
+  int queued = 0;
+  if (::ioctl(copy.get(), FIONREAD, &queued) < 0) fail_errno(errno, "{}: ioctl FIONREAD", where);
+  if (queued > 0)
+    throw PassingStateError(fmt::format("{}: {} byte(s) of events the job has not read yet, which restore could not "
+                                        "queue again",
+                                        where, queued));
+}
+
 }  // namespace
 
 std::optional<std::string> event_file_kind(const std::string& link) {
@@ -197,6 +213,7 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
       if (at != target) t->set_file_fd(at);
     }
   } else if (kind == "inotify") {
+    refuse_unread_inotify_events(pid, fd, where);
     auto* in = ev.mutable_inotify();
     const std::string root = proc::read_link(fmt::format("/proc/{}/root", pid));
     std::map<uint32_t, UniqueFd> mounts;

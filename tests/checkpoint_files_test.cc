@@ -27,6 +27,22 @@ TEST(CheckpointFiles, EventLoopLeaveRunning) {
 // inotify watches come back with their descriptors (one of them used up before the dump).
 TEST(CheckpointFiles, InotifyWatchesComeBack) { check_round_trip(c_workload("watcher")); }
 
+// Events queued and not read yet cannot be queued again by restore: the dump tries again a
+// few times (the job may read them meanwhile), then refuses, naming them, and the job runs on.
+TEST(CheckpointFiles, UnreadInotifyEventsAreRefused) {
+  CheckpointEnv env;
+  Container c(env, "watcher-unread");
+  ASSERT_TRUE(c.run(c_workload("watcher", {"unread"})));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 10s, &n));
+  const fs::path images = env.image_dir("unread");
+  EXPECT_FALSE(c.dump(images));
+  EXPECT_NE(c.last_output().find("events the job has not read yet"), std::string::npos) << c.last_output();
+  EXPECT_NE(c.last_output().find("inotify"), std::string::npos) << c.last_output();
+  EXPECT_FALSE(fs::exists(images / "inventory.img"));
+  ASSERT_TRUE(wait_for_progress(c.status(), n, 10s, &n)) << "the job must run on after a refused dump";
+}
+
 // flock, POSIX and OFD locks are held again after restore (the workload probes them).
 TEST(CheckpointFiles, FileLocksComeBack) { check_round_trip(c_workload("file_locks")); }
 

@@ -3,7 +3,8 @@
 //   wd 2  a watch removed at start (its descriptor is not used again)
 //   wd 3  the file STATUS_FILE.watched, for IN_MODIFY
 // Every iteration it creates and deletes a file in the folder and writes to the watched
-// file, and must read exactly those events, with those descriptors.
+// file, and must read exactly those events, with those descriptors. With the argument
+// "unread" it makes one event at start and never reads it (a dump must refuse that queue).
 #define _GNU_SOURCE
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -32,6 +33,13 @@ int main(int argc, char** argv) {
   }
   char buf[4096] __attribute__((aligned(8)));
   while (read(in, buf, sizeof buf) > 0) {  // the IN_IGNORED of the removed watch
+  }
+  if (argc > 2 && strcmp(argv[2], "unread") == 0) {
+    if (write(wf, "x", 1) != 1) ws_failf("write watched file: %s", strerror(errno));
+    for (unsigned long long iter = 1;; ++iter) {
+      ws_write(iter);
+      ws_sleep_ms(20);
+    }
   }
   for (unsigned long long iter = 1;; ++iter) {
     int f = open(scratch, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
