@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -77,25 +78,54 @@ Workload pipeline() {
   return w;
 }
 
-// Dumps and restores w in a container; the restored tree must be the original's, process by
-// process.
-void check_tree_round_trip(const Workload& w, std::vector<std::string> run_options, bool leave_running = false) {
-  std::map<pid_t, Shape> before;
-  RoundTrip how;
-  how.run_options = std::move(run_options);
-  how.leave_running = leave_running;
-  how.before_dump = [&](Container& original) {
+using Tree = std::map<pid_t, Shape>;
+
+// What a round trip checks of the tree: the original's shape is taken before the dump
+// (`before`, checked by `check_before`), and the restored tree must be the same process by
+// process (both through `lasting`, which may leave out processes that come and go); then
+// `after`, if any, with the restored container's PID 1.
+struct TreeCheck {
+  std::function<void(const Tree&)> check_before;
+  std::function<Tree(Tree)> lasting = [](Tree t) { return t; };
+  std::function<void(Container&, pid_t)> after;
+};
+
+void set_tree_checks(RoundTrip& how, Tree& before, const TreeCheck& check) {
+  how.before_dump = [&before, check](Container& original) {
     auto pid = original.host_pid();
     ASSERT_TRUE(pid.has_value());
     before = tree_shape(*pid);
-    ASSERT_GE(before.size(), 5u) << describe(before);
+    if (check.check_before) {
+      ASSERT_NO_FATAL_FAILURE(check.check_before(before));
+    }
   };
-  how.after_restore = [&](Container& restored) {
+  how.after_restore = [&before, check](Container& restored) {
     auto pid = restored.host_pid();
     ASSERT_TRUE(pid.has_value());
-    const auto after = tree_shape(*pid);
-    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+    const Tree after = tree_shape(*pid);
+    EXPECT_EQ(check.lasting(after), check.lasting(before))
+        << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+    if (check.after) check.after(restored, *pid);
   };
+}
+
+// The tree must have `size` processes before the dump.
+TreeCheck processes(size_t size) {
+  TreeCheck check;
+  check.check_before = [size](const Tree& t) { ASSERT_EQ(t.size(), size) << describe(t); };
+  return check;
+}
+
+// Dumps and restores w in a container; the restored tree must be the original's, process by
+// process.
+void check_tree_round_trip(const Workload& w, std::vector<std::string> run_options, bool leave_running = false) {
+  Tree before;
+  RoundTrip how;
+  how.run_options = std::move(run_options);
+  how.leave_running = leave_running;
+  TreeCheck check;
+  check.check_before = [](const Tree& t) { ASSERT_GE(t.size(), 5u) << describe(t); };
+  set_tree_checks(how, before, check);
   ASSERT_NO_FATAL_FAILURE(check_round_trip(w, how));
 }
 
@@ -298,19 +328,10 @@ void expect_refused(const Workload& w, const std::vector<std::string>& run_optio
 // Zombies come back as zombies with their exit status, which the parent reaps after the
 // restore (the workload checks both statuses with and without reaping).
 TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
-  std::map<pid_t, Shape> before;
+  Tree before;
   RoundTrip how;
-  how.before_dump = [&](Container& original) {
-    auto pid = original.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    before = tree_shape(*pid);
-    ASSERT_EQ(before.size(), 4u) << describe(before);
-  };
-  how.after_restore = [&](Container& restored) {
-    auto pid = restored.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    const auto after = tree_shape(*pid);
-    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+  TreeCheck check = processes(4);
+  check.after = [](Container& restored, pid_t pid) {
     std::ofstream(restored.status().string() + ".reap") << "now\n";
     std::uint64_t n = 0;
     ASSERT_TRUE(wait_for_progress(restored.status(), 0, 10s, &n));
@@ -319,8 +340,9 @@ TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
     std::string word;
     reaped >> word;
     EXPECT_EQ(word, "reaped");
-    EXPECT_EQ(tree_shape(*pid).size(), 2u) << "the zombies are reaped";
+    EXPECT_EQ(tree_shape(pid).size(), 2u) << "the zombies are reaped";
   };
+  set_tree_checks(how, before, check);
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_zombie"), how));
 }
 
@@ -415,47 +437,29 @@ TEST(CheckpointTree, BashJobWhoseLeaderExitedComesBack) {
                "if [ -z \"$(jobs -p)\" ]; then echo 'FAIL the job is gone' >\"$0.tmp\"; "
                "else echo \"ok $i\" >\"$0.tmp\"; fi; mv \"$0.tmp\" \"$0\"; sleep 0.1; done"};
   w.watch = 1500ms;
-  std::map<pid_t, Shape> before;
+  Tree before;
   RoundTrip how;
-  how.before_dump = [&](Container& original) {
-    auto pid = original.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    before = tree_shape(*pid);
+  TreeCheck check;
+  check.check_before = [](const Tree& t) {
     bool leaderless = false;
-    for (const auto& [p, shape] : before) leaderless |= shape.pgid != 0 && !before.count(shape.pgid);
-    ASSERT_TRUE(leaderless) << "no process group without its leader:" << describe(before);
+    for (const auto& [p, shape] : t) leaderless |= shape.pgid != 0 && !t.count(shape.pgid);
+    ASSERT_TRUE(leaderless) << "no process group without its leader:" << describe(t);
   };
-  how.after_restore = [&](Container& restored) {
-    auto pid = restored.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    auto after = tree_shape(*pid);
-    // The loop's own commands come and go, each a group of its own: compare the others.
-    const auto lasting = [](std::map<pid_t, Shape> t) {
-      std::erase_if(t, [](const auto& e) { return e.second.comm != "bash" && e.second.pgid == e.first; });
-      return t;
-    };
-    EXPECT_EQ(lasting(after), lasting(before)) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
+  // The loop's own commands come and go, each a group of its own: compare the others.
+  check.lasting = [](Tree t) {
+    std::erase_if(t, [](const auto& e) { return e.second.comm != "bash" && e.second.pgid == e.first; });
+    return t;
   };
+  set_tree_checks(how, before, check);
   ASSERT_NO_FATAL_FAILURE(check_round_trip(w, how));
 }
 
 // A process group whose leader has exited, its members adopted by the job's PID 1: a stand-in
 // child of PID 1 takes the leader's pid and makes the group again for them, then goes.
 TEST(CheckpointTree, GroupWhoseLeaderExitedComesBack) {
-  std::map<pid_t, Shape> before;
+  Tree before;
   RoundTrip how;
-  how.before_dump = [&](Container& original) {
-    auto pid = original.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    before = tree_shape(*pid);
-    ASSERT_EQ(before.size(), 3u) << describe(before);
-  };
-  how.after_restore = [&](Container& restored) {
-    auto pid = restored.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    const auto after = tree_shape(*pid);
-    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
-  };
+  set_tree_checks(how, before, processes(3));
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_orphan_group"), how));
 }
 
@@ -468,20 +472,9 @@ TEST(CheckpointTree, GroupWithoutLeaderUnderInitIsRefused) {
 // A daemon made by the double fork: an orphan of PID 1 whose session leader has exited. A
 // stand-in for the leader makes the session again and leaves; the daemon checks its ids.
 TEST(CheckpointTree, DaemonWhoseSessionLeaderExited) {
-  std::map<pid_t, Shape> before;
+  Tree before;
   RoundTrip how;
-  how.before_dump = [&](Container& original) {
-    auto pid = original.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    before = tree_shape(*pid);
-    ASSERT_EQ(before.size(), 2u) << describe(before);
-  };
-  how.after_restore = [&](Container& restored) {
-    auto pid = restored.host_pid();
-    ASSERT_TRUE(pid.has_value());
-    const auto after = tree_shape(*pid);
-    EXPECT_EQ(after, before) << "before the dump:" << describe(before) << "\nafter the restore:" << describe(after);
-  };
+  set_tree_checks(how, before, processes(2));
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_daemon"), how));
 }
 // Memory shared between processes (and between two mappings of one process) stays shared:
