@@ -9,6 +9,9 @@ import os
 import sys
 import time
 
+sys.dont_write_bytecode = True  # nothing written into the source tree
+from workload_status import write_status  # noqa: E402 (after the line above)
+
 MASK = (1 << 64) - 1
 
 
@@ -21,8 +24,6 @@ def main():
         sys.stderr.write("usage: py_counter.py STATUS_FILE (absolute path)\n")
         sys.exit(2)
     path = sys.argv[1]
-    tmp = path + ".tmp"
-    renamed = path + ".new"
     table = {i: (i * 2654435761) % (1 << 32) for i in range(200000)}
     expected = sum(entry_sum(k, v) for k, v in table.items()) & MASK
     pid = os.getpid()
@@ -42,18 +43,7 @@ def main():
                 failure = "dict checksum %x, expected %x at count %d" % (got, expected, count)
         if failure is None and os.getpid() != pid:
             failure = "pid changed from %d to %d" % (pid, os.getpid())
-        text = ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count)
-        # As the C workloads do: a fresh .tmp that keeps its name after the status is
-        # replaced through a second name, so a checkpoint taken while it is open can reopen it.
-        for name in (tmp, renamed):
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
-        with open(tmp, "x") as f:
-            f.write(text)
-        os.link(tmp, renamed)
-        os.replace(renamed, path)
+        write_status(path, ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count))
         time.sleep(0.02)
 
 

@@ -7,9 +7,11 @@ of /dev/shm created, mapped shared and unlinked at once, shared by the three pro
 "ok <count>" or "FAIL <reason>" atomically to STATUS_FILE, following the workload protocol.
 """
 import multiprocessing
-import os
 import sys
 import time
+
+sys.dont_write_bytecode = True  # nothing written into the source tree
+from workload_status import write_status  # noqa: E402 (after the line above)
 
 
 def work(x):
@@ -21,8 +23,6 @@ def main():
         sys.stderr.write("usage: py_mp_pool.py STATUS_FILE (absolute path)\n")
         sys.exit(2)
     path = sys.argv[1]
-    tmp = path + ".tmp"
-    renamed = path + ".new"
     failure = None
     count = 0
     with multiprocessing.get_context("fork").Pool(2) as pool:
@@ -37,16 +37,7 @@ def main():
                 else:
                     if got != [work(x) for x in xs]:
                         failure = "wrong results at count %d: %r" % (count, got)
-            text = ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count)
-            for name in (tmp, renamed):
-                try:
-                    os.unlink(name)
-                except FileNotFoundError:
-                    pass
-            with open(tmp, "x") as f:
-                f.write(text)
-            os.link(tmp, renamed)
-            os.replace(renamed, path)
+            write_status(path, ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count))
             time.sleep(0.02)
 
 
