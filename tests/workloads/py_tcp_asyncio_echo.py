@@ -12,9 +12,7 @@ import asyncio
 import sys
 
 sys.dont_write_bytecode = True  # nothing written into the source tree
-from workload_status import write_status  # noqa: E402 (after the line above)
-
-AHEAD = 5
+from asyncio_conversation import converse  # noqa: E402 (after the line above)
 
 
 async def handle(reader, writer):
@@ -30,24 +28,8 @@ async def handle(reader, writer):
 async def main(path, port, address):
     server = await asyncio.start_server(handle, address, port, reuse_address=True)
     reader, writer = await asyncio.open_connection(address, port)
-    failure = None
-    sent = 0
-    count = 0
-    while True:
-        while sent < count + AHEAD:
-            writer.write(b"line %d of the conversation\n" % sent)
-            sent += 1
-        await writer.drain()
-        try:
-            answer = await asyncio.wait_for(reader.readline(), 5)
-        except asyncio.TimeoutError:
-            answer = b"(no answer within 5 s)"
-        want = b"echo:line %d of the conversation\n" % count
-        if failure is None and answer != want:
-            failure = "answer %d is %r, not %r" % (count, answer, want)
-        count += 1
-        write_status(path, "FAIL %s\n" % failure if failure else "ok %d\n" % count)
-        await asyncio.sleep(0.01)
+    await converse(path, reader, writer, lambda line: b"echo:" + line, 0.01)
+    server.close()
 
 
 if __name__ == "__main__":

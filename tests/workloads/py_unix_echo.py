@@ -11,10 +11,8 @@ import asyncio
 import sys
 
 sys.dont_write_bytecode = True  # nothing written into the source tree
-from workload_status import write_status  # noqa: E402 (after the line above)
+from asyncio_conversation import converse  # noqa: E402 (after the line above)
 import zlib
-
-AHEAD = 5
 
 
 async def handle(reader, writer):
@@ -31,24 +29,7 @@ async def main(path):
     name = "\0py-unix-echo-%08x" % zlib.crc32(path.encode())
     server = await asyncio.start_unix_server(handle, path=name)
     reader, writer = await asyncio.open_unix_connection(path=name)
-    failure = None
-    sent = 0
-    count = 0
-    while True:
-        while sent < count + AHEAD:
-            writer.write(b"line %d of the conversation\n" % sent)
-            sent += 1
-        await writer.drain()
-        try:
-            answer = await asyncio.wait_for(reader.readline(), 5)
-        except asyncio.TimeoutError:
-            answer = b"(no answer within 5 s)"
-        want = b"LINE %d OF THE CONVERSATION\n" % count
-        if failure is None and answer != want:
-            failure = "answer %d is %r, not %r" % (count, answer, want)
-        count += 1
-        write_status(path, ("FAIL %s\n" % failure) if failure else ("ok %d\n" % count))
-        await asyncio.sleep(0.02)
+    await converse(path, reader, writer, bytes.upper, 0.02)
     server.close()
 
 
