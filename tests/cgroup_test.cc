@@ -36,6 +36,24 @@ struct Sleeper {
   }
 };
 
+// The tests' cgroups go under a parent of this test process's own (not the default "stasis",
+// which stasis keeps for every container of the default root): destroy() takes such a
+// "stasis-*" parent with its last cgroup, and TestParent removes what a failed create left.
+std::string test_parent() { return "stasis-cgtest-" + std::to_string(::getpid()); }
+
+Cgroup create_cgroup(CgroupDriver driver, const std::string& name, const CgroupLimits& limits = {},
+                     const std::vector<std::string>& extra_devices = {}) {
+  return Cgroup::create(driver, Cgroup::plan(driver, test_parent(), name, limits), limits, extra_devices);
+}
+
+struct TestParent {
+  ~TestParent() {
+    std::error_code ec;
+    for (const auto& hierarchy : fs::directory_iterator("/sys/fs/cgroup", ec))
+      ::rmdir((hierarchy.path() / test_parent()).c_str());
+  }
+};
+
 // Removes the cgroup whatever happens.
 struct Remover {
   const Cgroup& cg;
@@ -56,10 +74,11 @@ TEST(Cgroup, V1CreateLimitsFreezeKillDestroy) {
   limits.cpus = 0.25;
   limits.pids_max = 7;
   limits.cpuset = "0";
-  Cgroup cg = Cgroup::create(CgroupDriver::V1, name, limits, {"c 1:11"});
+  TestParent parent;
+  Cgroup cg = create_cgroup(CgroupDriver::V1, name, limits, {"c 1:11"});
   Remover remover{cg};
   for (const char* c : {"memory", "cpu", "pids", "cpuset", "freezer", "devices"}) {
-    ASSERT_EQ(cg.paths().at(c), "/sys/fs/cgroup/" + std::string(c) + "/stasis/" + name);
+    ASSERT_EQ(cg.paths().at(c), "/sys/fs/cgroup/" + std::string(c) + "/" + test_parent() + "/" + name);
   }
   EXPECT_EQ(slurp(cg.paths().at("memory") + "/memory.limit_in_bytes"), "67108864\n");
   EXPECT_EQ(slurp(cg.paths().at("cpu") + "/cpu.cfs_quota_us"), "25000\n");
@@ -127,10 +146,11 @@ TEST(Cgroup, NestedParentIsMadeAndKept) {
 
 TEST(Cgroup, CreateRefusesAnExistingCgroupAndLeavesItAlone) {
   std::string name = unique_name("cg");
-  Cgroup cg = Cgroup::create(CgroupDriver::V1, name, {});
+  TestParent parent;
+  Cgroup cg = create_cgroup(CgroupDriver::V1, name);
   Remover remover{cg};
   try {
-    Cgroup::create(CgroupDriver::V1, name, {});
+    create_cgroup(CgroupDriver::V1, name);
     FAIL() << "second create succeeded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos) << e.what();
@@ -140,9 +160,10 @@ TEST(Cgroup, CreateRefusesAnExistingCgroupAndLeavesItAlone) {
 
 TEST(Cgroup, V2FreezeAndKill) {
   std::string name = unique_name("cg2");
-  Cgroup cg = Cgroup::create(CgroupDriver::V2, name, {});
+  TestParent parent;
+  Cgroup cg = create_cgroup(CgroupDriver::V2, name);
   Remover remover{cg};
-  EXPECT_EQ(cg.paths().at("unified"), "/sys/fs/cgroup/unified/stasis/" + name);
+  EXPECT_EQ(cg.paths().at("unified"), "/sys/fs/cgroup/unified/" + test_parent() + "/" + name);
   Sleeper child;
   cg.add_process(child.pid);
   EXPECT_EQ(cg.processes(), std::vector<pid_t>{child.pid});
@@ -160,14 +181,15 @@ TEST(Cgroup, V2LimitNamesMissingControllerAndLeavesNothing) {
   std::string name = unique_name("cg2");
   CgroupLimits limits;
   limits.pids_max = 5;
+  TestParent parent;
   try {
-    Cgroup::create(CgroupDriver::V2, name, limits);
+    create_cgroup(CgroupDriver::V2, name, limits);
     FAIL() << "v2 pids limit without the pids controller succeeded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("controller 'pids' is not enabled"), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/unified/stasis/" + name));
-  EXPECT_THROW(Cgroup::create(CgroupDriver::V2, name, {}, {"/dev/kmsg"}), UsageError);
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/unified/" + test_parent() + "/" + name));
+  EXPECT_THROW(create_cgroup(CgroupDriver::V2, name, {}, {"/dev/kmsg"}), UsageError);
 }
 
 TEST(Cgroup, DriversAndDeviceRules) {

@@ -168,6 +168,9 @@ TEST(CheckpointBasic, HostProcessKeepsItsCgroupLimits) {
   limits.memory_max = 256ll << 20;
   limits.pids_max = 77;
   const CgroupDriver driver = detect_cgroup_driver();
+  // Under a parent of the test's own ("stasis-*": destroy() takes it with its last cgroup),
+  // not the default root's "stasis", which stasis keeps.
+  const std::string parent = "stasis-" + env.unique_name("limits-parent");
   struct Removed {
     std::optional<Cgroup> cgroup;
     ~Removed() {
@@ -176,7 +179,7 @@ TEST(CheckpointBasic, HostProcessKeepsItsCgroupLimits) {
       cgroup->destroy();
     }
   } own;
-  own.cgroup.emplace(Cgroup::create(driver, env.unique_name("limits"), limits, {}));
+  own.cgroup.emplace(Cgroup::create(driver, Cgroup::plan(driver, parent, env.unique_name("limits"), limits), limits));
   HostProcess host;
   ASSERT_TRUE(host.start(c_workload("counter"), env.status_path("host")));
   own.cgroup->add_process(host.pid());
