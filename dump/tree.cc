@@ -131,6 +131,14 @@ void find_zombies(DumpTree& tree) {
 
 namespace {
 
+// The namespace pids of the tree: its live processes and its zombies.
+std::set<pid_t> tree_pids(const DumpTree& tree) {
+  std::set<pid_t> pids;
+  for (const auto& p : tree.processes) pids.insert(p.task.ns_pid);
+  for (const auto& z : tree.zombies) pids.insert(z.pid());
+  return pids;
+}
+
 // What a root (a process whose parent is not in the tree) inherits on restore: PID 1's
 // session and group (ours under --init), or those of the root of a `--pid` subtree, whose
 // own outside session and group it joins as PID 1's.
@@ -150,9 +158,7 @@ bool adopted_by_pid_1(const DumpTree& tree, const Task& t) {
 }  // namespace
 
 void find_sessions_without_leader(DumpTree& tree) {
-  std::set<pid_t> pids;
-  for (const auto& p : tree.processes) pids.insert(p.task.ns_pid);
-  for (const auto& z : tree.zombies) pids.insert(z.pid());
+  const std::set<pid_t> pids = tree_pids(tree);
   const pid_t outside_sid = outside_ids(tree, pids).first;
   for (auto& p : tree.processes) {
     const Task& t = p.task;
@@ -166,12 +172,8 @@ void find_sessions_without_leader(DumpTree& tree) {
 
 void find_groups_without_leader(DumpTree& tree) {
   std::map<pid_t, size_t> index;  // ns pid -> live process
-  std::set<pid_t> pids;
-  for (size_t i = 0; i < tree.processes.size(); ++i) {
-    index[tree.processes[i].task.ns_pid] = i;
-    pids.insert(tree.processes[i].task.ns_pid);
-  }
-  for (const auto& z : tree.zombies) pids.insert(z.pid());
+  for (size_t i = 0; i < tree.processes.size(); ++i) index[tree.processes[i].task.ns_pid] = i;
+  const std::set<pid_t> pids = tree_pids(tree);
   const auto [outside_sid, outside_pgid] = outside_ids(tree, pids);
   std::map<pid_t, std::vector<size_t>> members;  // leaderless group -> its live members
   for (size_t i = 0; i < tree.processes.size(); ++i) {

@@ -160,31 +160,44 @@ void make_shared_files(const RestoreTree& tree, int index) {
   }
 }
 
+// A child of the caller with the given pid (clone3 set_tid) and exit signal (0: none); returns
+// its pid, or 0 in the child. `what` names it in the error.
+pid_t clone_with_pid(pid_t pid, int exit_signal, const std::string& what) {
+  clone_args args{};
+  args.exit_signal = static_cast<uint64_t>(exit_signal);
+  args.set_tid = reinterpret_cast<uint64_t>(&pid);
+  args.set_tid_size = 1;
+  long child = syscall(SYS_clone3, &args, sizeof args);
+  if (child < 0) fail_errno(errno, "create {} (clone3 set_tid)", what);
+  return static_cast<pid_t>(child);
+}
+
+// Takes back the SIGCHLDs a child we made and reaped ourselves has queued (every signal is
+// blocked in the stubs), so that the job does not see them.
+void take_back_sigchld() {
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  const timespec now{0, 0};
+  while (sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
+  }
+}
+
 // Creates the process `index` as a child of the caller, with its PID; it runs its own stub.
 void create_process(const RestoreTree& tree, size_t index, int control_fd) {
   const RestorePlan& plan = tree.processes[index];
-  clone_args args{};
   const int exit_signal = plan.task.core.exit_signal();
-  args.exit_signal = static_cast<uint64_t>(exit_signal > 0 ? exit_signal : SIGCHLD);
   const pid_t wanted = plan.task.pid();
-  args.set_tid = reinterpret_cast<uint64_t>(&wanted);
-  args.set_tid_size = 1;
-  long child = syscall(SYS_clone3, &args, sizeof args);
-  if (child < 0) fail_errno(errno, "create pid {} (clone3 set_tid)", wanted);
-  if (child == 0) run_stub(tree, index, control_fd);
+  if (clone_with_pid(wanted, exit_signal > 0 ? exit_signal : SIGCHLD, fmt::format("pid {}", wanted)) == 0)
+    run_stub(tree, index, control_fd);
 }
 
 // A child that exits at once with the dumped status and stays a zombie until its parent,
 // once restored, waits for it. Its exit signal is taken back from the pending ones (the
 // dumped ones, which come back later, hold the one the parent had not handled yet).
 void create_zombie(const pb::TaskEntry& entry) {
-  clone_args args{};
-  args.exit_signal = SIGCHLD;
   const pid_t wanted = entry.pid();
-  args.set_tid = reinterpret_cast<uint64_t>(&wanted);
-  args.set_tid_size = 1;
-  long child = syscall(SYS_clone3, &args, sizeof args);
-  if (child < 0) fail_errno(errno, "create zombie pid {} (clone3 set_tid)", wanted);
+  const pid_t child = clone_with_pid(wanted, SIGCHLD, fmt::format("zombie pid {}", wanted));
   if (child == 0) {
     prctl(PR_SET_NAME, entry.comm().c_str());
     if (entry.sid() == entry.pid()) setsid();
@@ -205,24 +218,14 @@ void create_zombie(const pb::TaskEntry& entry) {
   siginfo_t info{};
   if (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) < 0)
     fail_errno(errno, "wait for zombie pid {} to exit", wanted);
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  const timespec now{0, 0};
-  while (sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
-  }
+  take_back_sigchld();
 }
 
 // A stand-in for a session leader that has exited: it takes the leader's pid, makes the
 // session, creates the members (orphans of PID 1, whose parent PID 1 becomes again when the
 // stand-in leaves) and exits; the caller, PID 1, reaps it at once.
 void create_session_helper(const RestoreTree& tree, pid_t sid, const std::vector<size_t>& members, int control_fd) {
-  clone_args args{};
-  args.exit_signal = SIGCHLD;
-  args.set_tid = reinterpret_cast<uint64_t>(&sid);
-  args.set_tid_size = 1;
-  long child = syscall(SYS_clone3, &args, sizeof args);
-  if (child < 0) fail_errno(errno, "create a stand-in for the leader of session {} (clone3 set_tid)", sid);
+  const pid_t child = clone_with_pid(sid, SIGCHLD, fmt::format("a stand-in for the leader of session {}", sid));
   if (child == 0) {
     prctl(PR_SET_NAME, "stasis-session");
     try {
@@ -235,14 +238,9 @@ void create_session_helper(const RestoreTree& tree, pid_t sid, const std::vector
     _exit(0);
   }
   int status = 0;
-  if (waitpid(static_cast<pid_t>(child), &status, 0) < 0) fail_errno(errno, "reap the stand-in for session {}", sid);
+  if (waitpid(child, &status, 0) < 0) fail_errno(errno, "reap the stand-in for session {}", sid);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("the stand-in for session {} failed", sid);
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  const timespec now{0, 0};
-  while (sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
-  }
+  take_back_sigchld();
 }
 
 // A stand-in for the leader of a process group that has exited: a child of the caller (in
@@ -250,13 +248,7 @@ void create_session_helper(const RestoreTree& tree, pid_t sid, const std::vector
 // and waits to be killed once they have (rebuild.cc). Its exit signal is none, so that its
 // parent, the job's process, is told nothing when it goes.
 void create_group_stand_in(pid_t pgid) {
-  clone_args args{};
-  args.exit_signal = 0;
-  args.set_tid = reinterpret_cast<uint64_t>(&pgid);
-  args.set_tid_size = 1;
-  long child = syscall(SYS_clone3, &args, sizeof args);
-  if (child < 0) fail_errno(errno, "create a stand-in for the leader of process group {} (clone3 set_tid)", pgid);
-  if (child == 0) {
+  if (clone_with_pid(pgid, 0, fmt::format("a stand-in for the leader of process group {}", pgid)) == 0) {
     prctl(PR_SET_NAME, "stasis-group");
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     setpgid(0, 0);

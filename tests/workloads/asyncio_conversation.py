@@ -1,5 +1,5 @@
-"""The client side of the python3 asyncio echo workloads (py_unix_echo, py_tcp_asyncio_echo):
-a conversation with the process's own server that keeps AHEAD lines sent ahead of the answers
+"""Both sides of the python3 asyncio echo workloads (py_unix_echo, py_tcp_asyncio_echo): a
+server that answers answer_to(line) to each line, and a conversation with the process's own server that keeps AHEAD lines sent ahead of the answers
 read, so that data is in flight both ways whenever the process is stopped. Every answer must
 be answer_to(line) for the line of the same number, in order; the status says so.
 """
@@ -8,6 +8,19 @@ import asyncio
 from workload_status import write_status
 
 AHEAD = 5
+
+
+def echo_handler(answer_to):
+    async def handle(reader, writer):
+        while True:
+            line = await reader.readline()
+            if not line:
+                writer.close()
+                return
+            writer.write(answer_to(line))
+            await writer.drain()
+
+    return handle
 
 
 async def converse(path, reader, writer, answer_to, pause):

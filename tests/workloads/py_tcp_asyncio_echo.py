@@ -12,23 +12,14 @@ import asyncio
 import sys
 
 sys.dont_write_bytecode = True  # nothing written into the source tree
-from asyncio_conversation import converse  # noqa: E402 (after the line above)
-
-
-async def handle(reader, writer):
-    while True:
-        line = await reader.readline()
-        if not line:
-            writer.close()
-            return
-        writer.write(b"echo:" + line)
-        await writer.drain()
+from asyncio_conversation import converse, echo_handler  # noqa: E402 (after the line above)
 
 
 async def main(path, port, address):
-    server = await asyncio.start_server(handle, address, port, reuse_address=True)
+    answer_to = lambda line: b"echo:" + line  # noqa: E731
+    server = await asyncio.start_server(echo_handler(answer_to), address, port, reuse_address=True)
     reader, writer = await asyncio.open_connection(address, port)
-    await converse(path, reader, writer, lambda line: b"echo:" + line, 0.01)
+    await converse(path, reader, writer, answer_to, 0.01)
     server.close()
 
 

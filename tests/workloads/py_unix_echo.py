@@ -11,23 +11,13 @@ import asyncio
 import sys
 
 sys.dont_write_bytecode = True  # nothing written into the source tree
-from asyncio_conversation import converse  # noqa: E402 (after the line above)
+from asyncio_conversation import converse, echo_handler  # noqa: E402 (after the line above)
 import zlib
-
-
-async def handle(reader, writer):
-    while True:
-        line = await reader.readline()
-        if not line:
-            writer.close()
-            return
-        writer.write(line.upper())
-        await writer.drain()
 
 
 async def main(path):
     name = "\0py-unix-echo-%08x" % zlib.crc32(path.encode())
-    server = await asyncio.start_unix_server(handle, path=name)
+    server = await asyncio.start_unix_server(echo_handler(bytes.upper), path=name)
     reader, writer = await asyncio.open_unix_connection(path=name)
     await converse(path, reader, writer, bytes.upper, 0.02)
     server.close()

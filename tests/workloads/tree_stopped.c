@@ -65,13 +65,7 @@ int main(int argc, char** argv) {
       if (counts[0] == a) ws_failf("the SIGSTOPped child did not count on after SIGCONT");
       if (counts[1] == b) ws_failf("the SIGTSTPped child did not count on after SIGCONT");
       continued = 1;
-      if (!ws_failed()) {
-        FILE* f = fopen(continued_path, "w");
-        if (f) {
-          fputs("continued\n", f);
-          fclose(f);
-        }
-      }
+      if (!ws_failed()) ws_tell(continued_path, "continued");
     } else if (!continued) {
       if (counts[0] != a) ws_failf("the SIGSTOPped child ran: its count went from %llu to %llu", a, counts[0]);
       if (counts[1] != b) ws_failf("the SIGTSTPped child ran: its count went from %llu to %llu", b, counts[1]);

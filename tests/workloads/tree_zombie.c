@@ -55,13 +55,7 @@ int main(int argc, char** argv) {
         if (waitpid(killed, &s2, 0) != killed || !WIFSIGNALED(s2) || WTERMSIG(s2) != SIGTERM)
           ws_failf("waitpid %d: status %#x", (int)killed, s2);
         reaped = 1;
-        if (!ws_failed()) {
-          FILE* f = fopen(reaped_path, "w");
-          if (f) {
-            fputs("reaped\n", f);
-            fclose(f);
-          }
-        }
+        if (!ws_failed()) ws_tell(reaped_path, "reaped");
       }
     }
     ws_write(i);

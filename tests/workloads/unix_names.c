@@ -170,11 +170,7 @@ static void take_pending(int listener, int c2, int c3, const struct sockaddr_un*
   if (strcmp(result, "ok") == 0 && accept4(listener, NULL, NULL, SOCK_NONBLOCK) >= 0)
     snprintf(result, sizeof result, "FAIL more connections were queued than made");
   for (int k = 0; k < n_extra; ++k) close(extra[k]);
-  FILE* f = fopen(marker, "w");
-  if (f) {
-    fprintf(f, "%s\n", result);
-    fclose(f);
-  }
+  ws_tell(marker, result);
   if (strncmp(result, "FAIL", 4) == 0) ws_failf("%s", result + 5);
 }
 
