@@ -258,7 +258,7 @@ void check_mount_sources(const MountPlan& plan, const std::string& rootfs) {
 }
 
 std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const std::string& job_path) {
-  if (!has_root(plan)) return rootfs.empty() ? job_path : rootfs + job_path;
+  const bool root = has_root(plan);
   std::string path = job_path;
   // A bind of a place of the job's tree leads to that place: at most one step per entry.
   for (size_t step = 0; step <= plan.mounts.size(); ++step) {
@@ -268,7 +268,8 @@ std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const
       if ((m.mount_point() == "/" || is_under(path, m.mount_point())) &&
           (!on || m.mount_point().size() >= on->mount_point().size()))
         on = &m;
-    if (!on) return "";
+    // Without a root of its own the job sees the host's tree outside its mounts.
+    if (!on) return root ? "" : (rootfs.empty() ? path : rootfs + path);
     const std::string rest = on->mount_point() == "/" ? path : path.substr(on->mount_point().size());
     if (!on->host_source().empty()) return on->host_source() == "/" ? rest : on->host_source() + rest;
     if (on->kind() != pb::MountEntry::BIND) return "";

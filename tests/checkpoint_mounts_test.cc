@@ -13,6 +13,7 @@
 
 #include "images/image_file.h"
 #include "mounts.pb.h"
+#include "restore/mounts.h"
 #include "tests/support/checkpoint_harness.h"
 
 namespace stasis::test {
@@ -21,6 +22,30 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path mounts_of(const fs::path& status) { return status.string() + ".mnt"; }
+
+// Before the start the restorer checks the job's open and mapped files where this host shows
+// them: a file on a mount the job made (its tmpfs, or a bind of a place on it) is out of sight
+// and made anew, a file under a bind of a host directory is in that directory.
+TEST(CheckpointMounts, FilesAreCheckedWhereTheHostShowsThem) {
+  restore::MountPlan plan;
+  auto add = [&](pb::MountEntry::Kind kind, const std::string& at, const std::string& source, bool on_job) {
+    pb::MountEntry& m = plan.mounts.emplace_back();
+    m.set_kind(kind);
+    m.set_mount_point(at);
+    m.set_source(source);
+    m.set_source_on_job_mount(on_job);
+  };
+  add(pb::MountEntry::TMPFS, "/j/tmpfs", "", false);
+  add(pb::MountEntry::BIND, "/j/tmpfs/view", "/j/tmpfs/dir", true);
+  add(pb::MountEntry::BIND, "/j/bind", "/host/src", false);
+  add(pb::MountEntry::PROC, "/j/proc", "", false);
+  EXPECT_EQ(restore::path_on_host(plan, "", "/j/tmpfs/fixed"), "");
+  EXPECT_EQ(restore::path_on_host(plan, "", "/j/tmpfs/view/inner"), "");
+  EXPECT_EQ(restore::path_on_host(plan, "", "/j/proc/self/status"), "");
+  EXPECT_EQ(restore::path_on_host(plan, "", "/j/bind/log"), "/host/src/log");
+  EXPECT_EQ(restore::path_on_host(plan, "", "/j/tmpfsother/x"), "/j/tmpfsother/x");
+  EXPECT_EQ(restore::path_on_host(plan, "/rootfs", "/etc/passwd"), "/rootfs/etc/passwd");
+}
 
 TEST(CheckpointMounts, TmpfsBindAndProcComeBackWithContentsAndOptions) {
   RoundTrip how;
