@@ -17,6 +17,7 @@ void add_migrate_command(Cli& cli) {
     double max_downtime_ms = 0;
     bool plaintext = false;
     bool json = false;
+    bool tcp_established = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("name", a->name, "Container to move")->required();
@@ -34,6 +35,9 @@ void add_migrate_command(Cli& cli) {
   cmd->add_option("--tls-key", a->tls[1], "TLS: our certificate's private key (PEM)");
   cmd->add_option("--tls-ca", a->tls[2], "TLS: the CA certificates the destination's certificate must be signed by");
   cmd->add_flag("--plaintext", a->plaintext, "Send without authentication (trusted networks only)");
+  cmd->add_flag("--tcp-established", a->tcp_established,
+                "Move established TCP connections with the job (as dump --tcp-established); the job's address "
+                "must reach the destination (a route or a bridge that follows it)");
   cmd->add_flag("--json", a->json, "Progress and figures as JSON, one object a line (round, final, done)");
   cmd->footer(R"(Pre-copies the memory while the container runs (rounds of what it wrote since the last),
 then freezes it, sends the rest and its state, and removes it here once the destination runs
@@ -57,6 +61,7 @@ Examples:
       if (a->max_downtime_ms < 0) throw UsageError("--max-downtime: a number of milliseconds, 0 or more");
       o.max_downtime_ms = a->max_downtime_ms;
       o.json = a->json;
+      o.tcp_established = a->tcp_established;
       o.compression = images::parse_compression(a->compression);
       if (!a->key.empty()) o.key = transport::read_key_file(a->key);
       return transport::migrate(o);

@@ -321,6 +321,7 @@ class Plumbing {
 // (dump/background_copy.h; null where the pages are copied while the job is stopped).
 struct MemoryPlan {
   std::vector<pid_t> pids;
+  std::string dump_id = new_dump_id();  // one for all the processes
   std::vector<std::unique_ptr<IncrementalDump>> incremental;
   std::vector<std::unique_ptr<BackgroundCopy>> background;
 };
@@ -351,7 +352,7 @@ void collect_processes(DumpTree& tree, FileCollector& files, const Target& targe
         injector.unmap();  // before the memory layout is read
       }
       memory.pids.push_back(pid);
-      memory.incremental.push_back(std::make_unique<IncrementalDump>(opt, pid, p.task.ns_pid));
+      memory.incremental.push_back(std::make_unique<IncrementalDump>(opt, pid, p.task.ns_pid, memory.dump_id));
       // --leave-running without dirty tracking: the pages go after the thaw; its userfaultfd is
       // made in the job before the layout is read.
       const bool after_thaw = opt.leave_running && !memory.incremental.back()->tracking();
@@ -625,7 +626,11 @@ DumpReport dump_once(const DumpOptions& opt) {
   write_images(ckpt, tree, files, job);
   fill_report(tree, report);
   pb::Inventory inventory = make_inventory(tree, opt);
-  memory.incremental.front()->fill_inventory(inventory);  // the root's: a tree has no pre-dump parent
+  {
+    std::vector<const IncrementalDump*> incremental;
+    for (const auto& i : memory.incremental) incremental.push_back(i.get());
+    IncrementalDump::fill_inventory(inventory, incremental);
+  }
 
   if (opt.leave_running) {
     // Resume the job as soon as everything is read; checksumming the files needs no job. A
@@ -640,6 +645,7 @@ DumpReport dump_once(const DumpOptions& opt) {
     partial.commit();
     claim.complete();
     for (auto& i : memory.incremental) i->finish();
+    if (opt.keep_network_lock) report.network_lock = files.inet().keep_lock();  // last: nothing throws after
   } else {
     ckpt.finalize(std::move(inventory));
     partial.commit();

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "images/page_file.h"
 
@@ -22,6 +23,10 @@ struct DumpOptions {
   std::filesystem::path state_root = "/run/stasis";
   bool leave_running = false;
   bool tcp_established = false;  // checkpoint established TCP connections (a network lock holds them)
+  // With leave_running: the network lock stays after the dump (DumpReport::network_lock), so
+  // that the frozen job's connections send and take nothing while another host takes them
+  // over (`stasis migrate`); the caller removes it, or it goes with the job's namespace.
+  bool keep_network_lock = false;
   images::Compression compression = images::Compression::Lz4;
   uint64_t ghost_limit = 64ull << 20;  // most data saved per deleted file or memfd (--ghost-limit)
   uint64_t tmpfs_limit = 64ull << 20;  // most file data saved per tmpfs the job mounted (--tmpfs-limit)
@@ -45,6 +50,8 @@ struct DumpReport {
   double scan_s = 0, read_s = 0, encode_s = 0, page_write_s = 0, wait_s = 0;
   bool pagemap_scan = false;  // how the pages were found (else /proc/PID/pagemap)
   bool killed = false;
+  std::vector<pid_t> tracked_pids;  // pre_dump: the processes whose writes are tracked from here
+  std::string network_lock;  // keep_network_lock: the nftables table (inet) left in the job's namespace
   std::string memory_note;  // --leave-running: how the pages were copied (dump/background_copy.h)
 };
 

@@ -5,9 +5,9 @@
 
 namespace stasis::dump {
 
-IncrementalDump::IncrementalDump(const DumpOptions& options, pid_t host_pid, int64_t page_id, Injector* injector,
-                                 ptrace::SeizedThread* thread)
-    : options_(options), pid_(host_pid), dump_id_(new_dump_id()) {
+IncrementalDump::IncrementalDump(const DumpOptions& options, pid_t host_pid, int64_t page_id,
+                                 const std::string& dump_id, Injector* injector, ptrace::SeizedThread* thread)
+    : options_(options), pid_(host_pid), dump_id_(dump_id) {
   std::string parent_id;
   if (!options.parent.empty()) {
     parent_ = images::Checkpoint::open(options.parent);
@@ -37,14 +37,17 @@ const PageTracking* IncrementalDump::tracking() {
   return &page_tracking_;
 }
 
-void IncrementalDump::fill_inventory(pb::Inventory& inventory) const {
-  inventory.set_dump_id(dump_id_);
-  inventory.set_pre_dump(options_.pre_dump);
-  if (incremental()) {
-    images::ParentLink link = images::make_parent_link(options_.dir, *parent_);
-    inventory.set_parent(link.path);
-    inventory.set_parent_inventory_xxh3(link.inventory_xxh3);
-  }
+void IncrementalDump::fill_inventory(pb::Inventory& inventory, const std::vector<const IncrementalDump*>& processes) {
+  const IncrementalDump& first = *processes.front();
+  inventory.set_dump_id(first.dump_id_);
+  inventory.set_pre_dump(first.options_.pre_dump);
+  for (const IncrementalDump* p : processes)
+    if (p->incremental()) {
+      images::ParentLink link = images::make_parent_link(first.options_.dir, *p->parent_);
+      inventory.set_parent(link.path);
+      inventory.set_parent_inventory_xxh3(link.inventory_xxh3);
+      return;
+    }
 }
 
 void IncrementalDump::finish() {

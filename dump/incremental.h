@@ -13,6 +13,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dump/dirty_tracking.h"
 #include "dump/dump.h"
@@ -27,15 +28,17 @@ class IncrementalDump {
  public:
   // Opens the parent (if any) and takes over the tracking of host_pid. For a pre-dump without
   // a usable tracking, a new one is made through injector (in thread); without injector, none.
-  IncrementalDump(const DumpOptions& options, pid_t host_pid, int64_t page_id, Injector* injector = nullptr,
-                  ptrace::SeizedThread* thread = nullptr);
+  // dump_id is the dump's (new_dump_id()), one for all its processes.
+  IncrementalDump(const DumpOptions& options, pid_t host_pid, int64_t page_id, const std::string& dump_id,
+                  Injector* injector = nullptr, ptrace::SeizedThread* thread = nullptr);
 
   // For dump_pages/plan_pages: nullptr when there is no tracking. The record stops naming any
   // dump from here (call it before any bit is reset).
   const PageTracking* tracking();
   bool incremental() const { return tracking_ && tracking_->incremental(); }
-  // The parent link (when pages were left to it) and the dump id.
-  void fill_inventory(pb::Inventory& inventory) const;
+  // The dump id of the dump of these processes (the first one first, never empty), and the
+  // parent link when any of them left pages to it.
+  static void fill_inventory(pb::Inventory& inventory, const std::vector<const IncrementalDump*>& processes);
   // The checkpoint is complete: a pre-dump keeps the tracking for the next dump, others end it.
   void finish();
 

@@ -59,6 +59,13 @@ class InetCollector {
   // The job is about to be killed: its connections stay in repair mode (closing them then
   // sends nothing to the peer) and the network lock stays until the restore removes it.
   void hand_over_to_kill();
+  // The job stays frozen for another host to take its connections over: the lock stays (its
+  // table's name is returned; "" when there was nothing to lock) for the caller to remove.
+  std::string keep_lock() {
+    if (!lock_.active()) return "";
+    lock_.keep();
+    return lock_.table();
+  }
   void write_images(const std::filesystem::path& dir) const;
   size_t count() const { return inet_.size() + netlink_.size(); }
 

@@ -47,13 +47,4 @@ pb::TaskEntry task_entry(const Task& task) {
   return e;
 }
 
-void refuse_process_tree(const std::vector<pid_t>& processes, const std::string& what) {
-  if (processes.size() <= 1) return;
-  std::string list;
-  for (pid_t p : processes) list += (list.empty() ? "" : ", ") + std::to_string(p);
-  throw UnsupportedError(fmt::format("{} has {} processes (pids {}): only a single process (with any number of "
-                                     "threads) can be dumped; checkpointing a tree of processes is not supported",
-                                     what, processes.size(), list));
-}
-
 }  // namespace stasis::dump

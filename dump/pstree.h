@@ -17,8 +17,4 @@ void fill_namespace_ids(Task& task);
 
 pb::TaskEntry task_entry(const Task& task);
 
-// Throws UnsupportedError listing the pids when there is more than one process (a pre-dump
-// takes one process; a dump takes trees).
-void refuse_process_tree(const std::vector<pid_t>& processes, const std::string& what);
-
 }  // namespace stasis::dump

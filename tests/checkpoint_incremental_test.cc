@@ -83,6 +83,34 @@ TEST(CheckpointIncremental, HostProcessByPid) {
   EXPECT_TRUE(keep_progressing(restored.status(), 2000ms));
 }
 
+// A tree: a parent and two children, each dirtying and checking its own copy of the memory.
+// Every process is tracked from the pre-dump on; the final dump leaves each one's unwritten
+// pages to the pre-dump, and the restored tree checks all of them.
+TEST(CheckpointIncremental, ProcessTreePreDumpThenDumpWithParent) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  Container original(env, "incr-tree");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"32", "8", "2"})));
+  uint64_t progress = 0;
+  ASSERT_TRUE(keep_progressing(original.status(), 300ms, &progress));
+  const fs::path pre = env.work() / "pre", last = env.work() / "last";
+  ASSERT_TRUE(original.dump(pre, {"--pre-dump"}));
+  EXPECT_NE(original.last_output().find("3 processes"), std::string::npos) << original.last_output();
+  ASSERT_TRUE(keep_progressing(original.status(), 700ms, &progress)) << "the tree does not run on after --pre-dump";
+  ASSERT_TRUE(original.dump(last, {"--parent", pre.string()}));
+  EXPECT_NE(original.last_output().find("left to the parent checkpoint"), std::string::npos) << original.last_output();
+  ASSERT_TRUE(original.wait_gone());
+  EXPECT_GT(page_bytes(pre), 90ull << 20) << "the pre-dump did not save the three processes' memory";
+  EXPECT_LT(page_bytes(last) * 4, page_bytes(pre));
+  CommandResult verify = env.stasis({"show", "--verify", last.string()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+
+  Container restored(env, "incr-tree-r");
+  ASSERT_TRUE(restored.restore(last, original.status()));
+  // Four full checks of every page of each process; a child gone or failing fails the parent.
+  EXPECT_TRUE(keep_progressing(restored.status(), 2000ms));
+}
+
 TEST(CheckpointIncremental, MissingOrChangedParentIsAClearError) {
   STASIS_REQUIRE_FEATURE("dirty-tracking");
   CheckpointEnv env;

@@ -22,119 +22,13 @@
 #include <sstream>
 
 #include "tests/support/checkpoint_harness.h"
+#include "tests/support/serve_process.h"
 
 namespace stasis::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-// How a test's serve runs: in a network namespace (`nsenter --net`) or not, on which address,
-// with a key file (--key) or --plaintext, other options, and STASIS_FAULT (common/fault.h).
-struct ServeSetup {
-  std::string key;    // empty: --plaintext
-  std::string fault;  // STASIS_FAULT
-  std::string fault_pause;  // STASIS_FAULT_PAUSE
-  std::string netns;  // run under nsenter --net=/run/netns/NETNS
-  std::string address = "127.0.0.1";
-  std::vector<std::string> options;  // more options of serve
-};
-
-ServeSetup setup_with(const std::string& key, const std::string& fault, const std::string& netns = "",
-                      const std::string& address = "127.0.0.1") {
-  ServeSetup s;
-  s.key = key;
-  s.fault = fault;
-  s.netns = netns;
-  s.address = address;
-  return s;
-}
-
-// `stasis --root ROOT serve --listen ADDR:0 ...`, killed (by pid) and reaped at the end, with
-// whatever it restored removed.
-class Server {
- public:
-  explicit Server(const fs::path& root, const std::string& key = "", const std::string& fault = "")
-      : Server(root, setup_with(key, fault)) {}
-  Server(const fs::path& root, const ServeSetup& setup) : root_(root), netns_(setup.netns) {
-    log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + "-" + root.filename().string() + ".log");
-    std::vector<std::string> argv;
-    if (!setup.netns.empty()) argv = {"nsenter", "--net=/run/netns/" + setup.netns};
-    for (std::string a : {stasis_binary(), std::string("--root"), root.string(), std::string("serve"),
-                          std::string("--listen"), setup.address + ":0"})
-      argv.push_back(a);
-    const bool tls = std::find(setup.options.begin(), setup.options.end(), "--tls-cert") != setup.options.end();
-    if (setup.key.empty()) {
-      if (!tls) argv.push_back("--plaintext");
-    } else {
-      argv.push_back("--key");
-      argv.push_back(setup.key);
-    }
-    argv.insert(argv.end(), setup.options.begin(), setup.options.end());
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::setsid();
-      if (!setup.fault.empty()) ::setenv("STASIS_FAULT", setup.fault.c_str(), 1);
-      if (!setup.fault_pause.empty()) ::setenv("STASIS_FAULT_PAUSE", setup.fault_pause.c_str(), 1);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());  // nsenter execs serve in place: pid_ is serve's
-      ::_exit(127);
-    }
-    const std::regex listening("listening on " + std::regex_replace(setup.address, std::regex("\\."), "\\.") +
-                               ":([0-9]+)");
-    wait_until(
-        [&] {
-          std::ifstream in(log_);
-          std::stringstream text;
-          text << in.rdbuf();
-          std::smatch m;
-          std::string s = text.str();
-          if (!std::regex_search(s, m, listening)) return false;
-          port_ = std::stoi(m[1]);
-          return true;
-        },
-        10s);
-    address_ = setup.address;
-  }
-  ~Server() {
-    for (const auto& name : names_) run_stasis({"--root", root_.string(), "rm", "-f", name}, 30s);
-    stop();
-    std::error_code ec;
-    fs::remove(log_, ec);
-  }
-  void stop(int sig = SIGKILL) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  int port() const { return port_; }
-  std::string address() const { return address_ + ":" + std::to_string(port_); }
-  pid_t pid() const { return pid_; }
-  std::string log() const {
-    std::ifstream in(log_);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-  void will_hold(const std::string& name) { names_.push_back(name); }
-  CommandResult stasis(const std::vector<std::string>& args) const {
-    std::vector<std::string> all{"--root", root_.string()};
-    all.insert(all.end(), args.begin(), args.end());
-    return run_stasis(all, 60s);
-  }
-
- private:
-  fs::path root_, log_;
-  std::string netns_, address_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::vector<std::string> names_;
-};
 
 bool listed_running(const CommandResult& ps, const std::string& name) {
   std::istringstream in(ps.out);
@@ -171,6 +65,31 @@ TEST(CheckpointMigrate, RunningContainerMovesToAnotherStateRootOnLoopback) {
   EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), original.name()));
   EXPECT_TRUE(keep_progressing(original.status(), 3000ms));
   EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming")) << "the staged images stayed on the destination";
+}
+
+// A tree of three processes, each dirtying and checking its own 64 MiB: every process is
+// tracked from round 1, so round 2 holds what the three wrote since (some MiB), not their
+// whole memory again; the tree runs on there, each process's memory intact.
+TEST(CheckpointMigrate, ProcessTreeMovesWithEveryProcessTracked) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  CheckpointEnv env;
+  TempDir destination_root("stasis-dst");
+  Server server(destination_root.path());
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start";
+  Container original(env, "migtree");
+  ASSERT_TRUE(original.run(c_workload("dirtier", {"64", "16", "2"})));
+  ASSERT_TRUE(keep_progressing(original.status(), 300ms));
+  server.will_hold(original.name());
+
+  CommandResult r = env.stasis({"migrate", original.name(), "--to", server.address(), "--plaintext"}, 120s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("round 2: ([0-9.]+) MiB"))) << r.out;
+  EXPECT_LT(std::stod(m[1]), 64.0) << "round 2 saved whole processes again: " << r.out;
+  EXPECT_TRUE(listed_running(server.stasis({"ps", "-a"}), original.name()));
+  // Four full checks in each process; a child gone or failing fails the parent.
+  EXPECT_TRUE(keep_progressing(original.status(), 2000ms));
 }
 
 TEST(CheckpointMigrate, RefusalOrNoServerLeavesTheSourceRunning) {

@@ -28,6 +28,7 @@
 #include "tests/launcher_test_util.h"
 #include "tests/support/checkpoint_harness.h"
 #include "tests/support/second_host.h"
+#include "tests/support/serve_process.h"
 
 namespace stasis::test {
 namespace {
@@ -436,56 +437,126 @@ TEST(CheckpointServers, NginxKeepsAKeepAliveConnection) {
   EXPECT_EQ(http_get(after_reload.get()), body);
 }
 
-// The address moves with the container (docs/testing.md): hosts A and B and the client are
-// three network namespaces of the test's; the client is linked to both hosts, and its route to
-// the container's subnet goes through A until the dump, then through B, where the checkpoint is
-// restored at the same address. The client's connections are the same sockets throughout.
+// Three network namespaces of the test's: hosts A and B, and a client linked to both. The
+// client 10.9.0.2 (on its loopback) reaches A by 10.9.1.0/24 and B by 10.9.2.0/24; both hosts
+// forward and route the client's address back over their link; A and B are linked too
+// (10.9.3.1 and 10.9.3.2), for a migration. The client's route to the containers' subnet
+// goes through A until the address moves.
+struct ThreeHosts {
+  SecondHost a{"srvA"}, b{"srvB"};
+  NetNamespace client{"srvC"};
+
+  ::testing::AssertionResult link() {
+    for (auto ready : {a.ready(), b.ready(), client.ready()})
+      if (!ready) return ready;
+    CommandResult r = client.sh(fmt::format(
+        "set -e; ip link set lo up; ip addr add 10.9.0.2/32 dev lo;"
+        "ip link add toA type veth peer name toC netns {0}; ip link add toB type veth peer name toC netns {1};"
+        "ip addr add 10.9.1.2/24 dev toA; ip addr add 10.9.2.2/24 dev toB; ip link set toA up; ip link set toB up;"
+        "ip route add {2}.0/24 via 10.9.1.1 src 10.9.0.2",
+        a.netns(), b.netns(), subnet));
+    if (r.exit_code != 0) return ::testing::AssertionFailure() << "client: " << r.err;
+    for (auto [host, n] : {std::pair{&a, 1}, std::pair{&b, 2}}) {
+      r = host->ns().sh(fmt::format(
+          "set -e; ip link set lo up; ip addr add 10.9.{0}.1/24 dev toC; ip link set toC up;"
+          "ip route add 10.9.0.2/32 via 10.9.{0}.2; sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0",
+          n));
+      if (r.exit_code != 0) return ::testing::AssertionFailure() << "host " << n << ": " << r.err;
+    }
+    r = a.ns().sh(fmt::format("set -e; ip link add toB type veth peer name toA netns {0}; "
+                              "ip addr add 10.9.3.1/24 dev toB; ip link set toB up",
+                              b.netns()));
+    if (r.exit_code != 0) return ::testing::AssertionFailure() << "A to B: " << r.err;
+    r = b.ns().sh("set -e; ip addr add 10.9.3.2/24 dev toA; ip link set toA up");
+    if (r.exit_code != 0) return ::testing::AssertionFailure() << "B to A: " << r.err;
+    return ::testing::AssertionSuccess();
+  }
+  // The containers' address moves: the client's route to it now goes through B.
+  bool move_address_to_b() {
+    return client.sh(fmt::format("ip route replace {}.0/24 via 10.9.2.1 src 10.9.0.2", subnet)).exit_code == 0;
+  }
+  static constexpr const char* subnet = "10.8.0";
+  static constexpr const char* ip = "10.8.0.2";
+};
+
+// redis in a --net veth container on host A, with a client and a subscriber: a checkpoint
+// dumped there with --tcp-established is restored on host B at the same address, and the
+// client's connections (the same sockets throughout) go on.
 TEST(CheckpointServers, RedisOnASecondHostKeepsItsClientsAtTheSameAddress) {
   REQUIRE_PROGRAM("/usr/bin/redis-server");
   CheckpointEnv env;
-  SecondHost a("srvA"), b("srvB");
-  NetNamespace client("srvC");
-  ASSERT_TRUE(a.ready());
-  ASSERT_TRUE(b.ready());
-  ASSERT_TRUE(client.ready());
-  // The client 10.9.0.2 (on its loopback) reaches A by 10.9.1.0/24 and B by 10.9.2.0/24; both
-  // hosts forward and route the client's address back over their link.
-  const std::string ip = "10.8.0.2";
-  CommandResult r = client.sh(fmt::format(
-      "set -e; ip link set lo up; ip addr add 10.9.0.2/32 dev lo;"
-      "ip link add toA type veth peer name toC netns {0}; ip link add toB type veth peer name toC netns {1};"
-      "ip addr add 10.9.1.2/24 dev toA; ip addr add 10.9.2.2/24 dev toB; ip link set toA up; ip link set toB up;"
-      "ip route add 10.8.0.0/24 via 10.9.1.1 src 10.9.0.2",
-      a.netns(), b.netns()));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (auto [host, n] : {std::pair{&a, 1}, std::pair{&b, 2}}) {
-    r = host->ns().sh(fmt::format(
-        "set -e; ip link set lo up; ip addr add 10.9.{0}.1/24 dev toC; ip link set toC up;"
-        "ip route add 10.9.0.2/32 via 10.9.{0}.2; sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0",
-        n));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
+  ThreeHosts hosts;
+  ASSERT_TRUE(hosts.link());
   const std::string name = env.unique_name("redis-moves");
   const fs::path conf = write_redis_config(env.work());
-  r = a.make_container(
-      {"run", "-d", "--net", "veth", "--ip", ip + "/24", "--name", name, "--", "/usr/bin/redis-server", conf.string()},
-      name);
+  CommandResult r = hosts.a.make_container({"run", "-d", "--net", "veth", "--ip", std::string(ThreeHosts::ip) + "/24",
+                                            "--name", name, "--", "/usr/bin/redis-server", conf.string()},
+                                           name);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   RedisClients c;
-  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ip, client.path(), env.work() / "redis.log"));
+  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ThreeHosts::ip, hosts.client.path(), env.work() / "redis.log"));
 
   const fs::path images = env.image_dir("redis-moves");
-  r = a.stasis({"dump", name, "-D", images.string(), "--tcp-established"}, 120s);
+  r = hosts.a.stasis({"dump", name, "-D", images.string(), "--tcp-established"}, 120s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  // The address moves: the client's route to it now goes through B.
-  r = client.sh("ip route replace 10.8.0.0/24 via 10.9.2.1 src 10.9.0.2");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = b.restore(images, name);
+  ASSERT_TRUE(hosts.move_address_to_b());
+  r = hosts.b.restore(images, name);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  std::optional<pid_t> init = b.init_pid(name);
+  std::optional<pid_t> init = hosts.b.init_pid(name);
   ASSERT_TRUE(init);
   check_clients_go_on(c, "after the move to host B");
-  EXPECT_TRUE(a.stasis({"ps", "-a"}).out.find(name) == std::string::npos) << "the container is still on host A";
+  EXPECT_TRUE(hosts.a.stasis({"ps", "-a"}).out.find(name) == std::string::npos) << "the container is still on host A";
+}
+
+// The same move in one command: `stasis migrate --tcp-established` from A to a `stasis serve`
+// on B (pre-copy rounds while redis serves, then the final state); held silent on A by the
+// network lock until removed there, the connections go on at B. Refused without the option,
+// or by the destination, the move leaves redis serving its clients at A.
+TEST(CheckpointServers, RedisMigratedToASecondHostKeepsItsClientsAtTheSameAddress) {
+  STASIS_REQUIRE_FEATURE("dirty-tracking");
+  REQUIRE_PROGRAM("/usr/bin/redis-server");
+  CheckpointEnv env;
+  ThreeHosts hosts;
+  ASSERT_TRUE(hosts.link());
+  Server server(hosts.b.root(), setup_with("", "", hosts.b.netns(), "10.9.3.2"));
+  ASSERT_GT(server.port(), 0) << "stasis serve did not start on host B: " << server.log();
+  const std::string name = env.unique_name("redis-migrates");
+  server.will_hold(name);
+  const fs::path conf = write_redis_config(env.work());
+  CommandResult r = hosts.a.make_container({"run", "-d", "--net", "veth", "--ip", std::string(ThreeHosts::ip) + "/24",
+                                            "--name", name, "--", "/usr/bin/redis-server", conf.string()},
+                                           name);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  RedisClients c;
+  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ThreeHosts::ip, hosts.client.path(), env.work() / "redis.log"));
+
+  // Without the option the connections are refused by name, and redis runs on at A.
+  r = hosts.a.stasis({"migrate", name, "--to", server.address(), "--plaintext"}, 120s);
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("is an established connection"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  check_clients_go_on(c, "after a refused migration");
+  EXPECT_EQ(c.client.call({"DEL", "after"}), ":1");  // the key count again as loaded
+
+  // A destination that refuses (the name is taken there) once the connections were locked:
+  // the lock goes, redis is thawed and serves its clients on at A.
+  r = hosts.b.make_container({"run", "-d", "--name", name, "--", "/bin/sleep", "1000"}, name);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = hosts.a.stasis({"migrate", name, "--to", server.address(), "--plaintext", "--tcp-established"}, 120s);
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
+  check_clients_go_on(c, "after a migration the destination refused");
+  EXPECT_EQ(c.client.call({"DEL", "after"}), ":1");
+  r = hosts.b.stasis({"rm", "-f", name});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  r = hosts.a.stasis({"migrate", name, "--to", server.address(), "--plaintext", "--tcp-established"}, 120s);
+  std::printf("%s", r.out.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << server.log();
+  ASSERT_TRUE(hosts.move_address_to_b());
+  check_clients_go_on(c, "after the migration to host B");
+  EXPECT_TRUE(hosts.a.stasis({"ps", "-a"}).out.find(name) == std::string::npos) << "the container is still on host A";
+  EXPECT_NE(server.stasis({"ps", "-a"}).out.find(name), std::string::npos) << "the container is not on host B";
 }
 
 }  // namespace

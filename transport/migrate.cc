@@ -1,15 +1,19 @@
 #include "transport/migrate.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/fd.h"
 #include "common/log.h"
 #include "dump/dirty_tracking.h"
 #include "dump/dump.h"
 #include "launcher/container.h"
+#include "launcher/net_lock.h"
 #include "transport/wire.h"
 
 namespace stasis::transport {
@@ -38,13 +42,27 @@ struct Staging {
   }
 };
 
-// Thaws the frozen source unless the destination took the job (or might have).
+// Thaws the frozen source unless the destination took the job (or might have); first lets
+// its TCP connections go again (the network lock the final dump left).
 struct ThawUnlessReleased {
   const fs::path& root;
   const std::string& name;
   bool active = true;
+  std::string network_lock;  // the table, in the namespace of pid
+  pid_t pid = 0;
   ~ThawUnlessReleased() {
     if (!active) return;
+    if (!network_lock.empty()) {
+      try {
+        UniqueFd netns(::open(fmt::format("/proc/{}/ns/net", pid).c_str(), O_RDONLY | O_CLOEXEC));
+        if (!netns) fail_errno(errno, "open the network namespace of pid {}", pid);
+        launcher::remove_lock(network_lock, netns.get());
+      } catch (const std::exception& e) {
+        log::error("could not remove the network lock of container {} (nftables table inet {}): {}; its TCP "
+                   "connections stay silent until it is removed",
+                   name, network_lock, e.what());
+      }
+    }
     try {
       launcher::thaw_container(root, name);
       log::info("container {} runs on here", name);
@@ -57,9 +75,9 @@ struct ThawUnlessReleased {
 // A migration that fails leaves the job as it was: not tracked (dump/dirty_tracking.h).
 struct EndTracking {
   const fs::path& root;
-  pid_t pid = 0;
+  std::vector<pid_t> pids;  // every process of the job that a round tracks
   ~EndTracking() {
-    if (pid > 0) dump::end_dirty_tracking(root, pid);
+    for (pid_t pid : pids) dump::end_dirty_tracking(root, pid);
   }
 };
 
@@ -93,7 +111,7 @@ int migrate(const MigrateOptions& opt) {
   }
 
   Staging staging;
-  EndTracking end_tracking{opt.state_root};
+  EndTracking end_tracking{opt.state_root, {}};
   uint64_t wire = 0;
   int round = 0;
   fs::path parent;
@@ -113,7 +131,9 @@ int migrate(const MigrateOptions& opt) {
       o.dir = staging.dir / std::to_string(round);
       const auto t = Clock::now();
       dump::DumpReport r = dump::dump(o);
-      end_tracking.pid = r.host_pid;
+      for (pid_t pid : r.tracked_pids)
+        if (std::find(end_tracking.pids.begin(), end_tracking.pids.end(), pid) == end_tracking.pids.end())
+          end_tracking.pids.push_back(pid);
       const uint64_t sent = channel.send_directory(o.dir, std::to_string(round));
       wire += sent;
       const uint64_t held = r.pages.raw_bytes;
@@ -153,15 +173,21 @@ int migrate(const MigrateOptions& opt) {
   // Stop and copy: frozen from here until the destination runs it (or refuses).
   const auto t_freeze = Clock::now();
   launcher::freeze_container(opt.state_root, opt.name);
-  ThawUnlessReleased thaw{opt.state_root, opt.name};
+  ThawUnlessReleased thaw{opt.state_root, opt.name, true, "", 0};
   o.pre_dump = false;
   o.leave_running = true;  // left frozen: it was paused for the dump
+  // Its connections must stay silent here (no reply, no FIN or RST when it is removed) once
+  // the destination has them: the lock stays until then.
+  o.tcp_established = opt.tcp_established;
+  o.keep_network_lock = opt.tcp_established;
   o.parent = parent;
   o.dir = staging.dir / "final";
   std::string answer;
   double dump_s = 0, send_s = 0;
   try {
     dump::DumpReport r = dump::dump(o);
+    thaw.network_lock = r.network_lock;
+    thaw.pid = r.host_pid;
     dump_s = since(t_freeze);
     const auto t_send = Clock::now();
     const uint64_t sent = channel.send_directory(o.dir, "final");
@@ -197,8 +223,13 @@ int migrate(const MigrateOptions& opt) {
     thaw.active = false;
     const auto* sys = dynamic_cast<const boost::system::system_error*>(&e);
     fail("migrate {} to {}: no answer after the restore was asked for ({}): the destination may run it; here it is "
-         "left frozen (`stasis thaw {}` to run it here, `stasis rm -f {}` to drop it)",
-         opt.name, opt.to, sys ? sys->code().message() : std::string(e.what()), opt.name, opt.name);
+         "left frozen (`stasis thaw {}` to run it here, `stasis rm -f {}` to drop it){}",
+         opt.name, opt.to, sys ? sys->code().message() : std::string(e.what()), opt.name, opt.name,
+         thaw.network_lock.empty()
+             ? ""
+             : fmt::format("; its TCP connections are held silent here by the nftables table inet {} in its "
+                           "network namespace: remove that table (`nft delete table inet {}` there) before a thaw",
+                           thaw.network_lock, thaw.network_lock));
   }
   if (answer != "ok") fail("migrate {}: the destination {} could not restore it: {}", opt.name, opt.to, answer);
   const double downtime = since(t_freeze);

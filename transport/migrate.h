@@ -34,6 +34,9 @@ struct MigrateOptions {
   std::optional<std::string> key;  // --key: the pre-shared key (transport/wire.h); none: --plaintext
   std::optional<TlsFiles> tls;     // --tls-cert/--tls-key/--tls-ca instead of a key
   bool json = false;               // one JSON object a line (round, final, done) instead of text
+  // Established TCP connections go with the job (dump --tcp-established); here they stay held
+  // by the network lock until the job is removed, or released if it runs on here.
+  bool tcp_established = false;
 };
 int migrate(const MigrateOptions& options);
 

@@ -98,7 +98,7 @@ _stasis() {
     rm) opts="-f --force" ;;
     dump) opts="-D --dir --pid --leave-running --compression --ghost-limit --pre-dump --parent" ;;
     serve) opts="--listen --key --tls-cert --tls-key --tls-ca --plaintext" ;;
-    migrate) opts="--to --key --tls-cert --tls-key --tls-ca --plaintext --max-rounds --max-downtime --compress --json" ;;
+    migrate) opts="--to --key --tls-cert --tls-key --tls-ca --plaintext --max-rounds --max-downtime --compress --tcp-established --json" ;;
     restore) opts="-D --dir --name -d --detach --log --inherit-fd --allow-changed-file --ip --host-ip" ;;
     show) opts="--verify --json --pages --id" ;;
     check) opts="--json" ;;

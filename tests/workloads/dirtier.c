@@ -4,9 +4,14 @@
 // was rewritten (gen[p], in its own mapping); every half second it checks every page against
 // gen, and the sum of gen against the count of page writes, so that a page restored from an
 // older image than the rest (stale data, or a stale gen entry) fails the check. Progress is
-// the iteration count.
+// the iteration count. With argv[4] = N, it forks N children once its memory is filled, each
+// going on with its own copy and its own random pages (a tree whose every process dirties and
+// checks its memory); a child's failure, or a child gone, makes the parent FAIL.
+#include <signal.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include "workload_status.h"
 
@@ -27,8 +32,12 @@ static void write_page(uint64_t* p, uint64_t page, uint64_t gen) {
   for (uint64_t w = 0; w < 512; ++w) p[w] = word_of(page, gen, w);
 }
 
+// Children's failures, in memory shared with the parent.
+static char* child_failure;
+
 int main(int argc, char** argv) {
-  ws_init(argc, argv, 3, "STATUS_FILE MIB PAGES_PER_ITERATION");
+  ws_init(argc, argv, 3, "STATUS_FILE MIB PAGES_PER_ITERATION [CHILDREN]");
+  const int children = argc > 4 ? atoi(argv[4]) : 0;
   const unsigned long long mib = strtoull(argv[2], NULL, 10);
   const unsigned long long per_iter = strtoull(argv[3], NULL, 10);
   if (mib == 0 || mib > (1ULL << 20)) {
@@ -44,7 +53,23 @@ int main(int argc, char** argv) {
   }
   for (size_t p = 0; p < pages; ++p) write_page(buf + p * 512, p, 0);
   static volatile uint64_t writes = 0;  // page rewrites so far: the sum of gen
-  double last_check = ws_monotonic();
+  int child = 0;  // 0: the parent, else the child's number
+  pid_t pids[64];
+  if (children > 0) {
+    child_failure = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (child_failure == MAP_FAILED) ws_failf("mmap shared: %s", strerror(errno));
+  }
+  for (int c = 1; c <= children && c <= 64 && !ws_failed(); ++c) {
+    pid_t pid = fork();
+    if (pid < 0) ws_failf("fork: %s", strerror(errno));
+    if (pid == 0) {
+      child = c;
+      rng_state ^= (uint64_t)c * 0x632BE59BD9B4E019ULL;
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      break;
+    }
+    pids[c - 1] = pid;
+  }  double last_check = ws_monotonic();
   for (unsigned long long iter = 1;; ++iter) {
     for (unsigned long long k = 0; k < per_iter; ++k) {
       size_t p = (size_t)(rng() % pages);
@@ -69,6 +94,21 @@ int main(int argc, char** argv) {
       if (!ws_failed() && sum != writes)
         ws_failf("the page generations add up to %llu, but %llu pages were written", (unsigned long long)sum,
                  (unsigned long long)writes);
+    }
+    if (child) {
+      if (ws_failed() && child_failure[0] == 0) snprintf(child_failure, 4096, "child %d: %s", child, ws_fail);
+      ws_sleep_ms(10);
+      continue;
+    }
+    if (children > 0 && !ws_failed()) {
+      if (child_failure[0]) ws_failf("%s", child_failure);
+      for (int c = 0; c < children && c < 64; ++c) {
+        int status;
+        if (pids[c] > 0 && waitpid(pids[c], &status, WNOHANG) == pids[c]) {
+          ws_failf("child %d (pid %d) is gone (status %#x)", c + 1, pids[c], status);
+          pids[c] = 0;
+        }
+      }
     }
     ws_write(iter);
     ws_sleep_ms(10);
