@@ -340,6 +340,9 @@ void collect_processes(DumpTree& tree, FileCollector& files, const Target& targe
     });
   }
   files.mark_outside_pipes();
+  std::map<pid_t, pid_t> pid_in_job;
+  for (const auto& p : tree.processes) pid_in_job[p.task.host_pid] = p.task.ns_pid;
+  files.place_epoll_items(pid_in_job);
   for (auto& p : tree.processes) {
     const pid_t pid = p.task.host_pid;
     with_context(fmt::format("dump pid {}", pid), [&] {

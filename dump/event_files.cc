@@ -5,6 +5,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -114,15 +115,15 @@ void describe_inotify_watch(const std::string& line, const std::string& root, co
 // file staying open at another): target itself when the file is still there, else the first
 // fd holding it, by identity (kcmp KCMP_EPOLL_TFD), or -1. fds: the process's fds, listed on
 // first need.
-int find_epoll_target(pid_t pid, int epfd, int target, uint32_t index, std::vector<int>& fds) {
+int find_epoll_target(pid_t pid, pid_t epoll_pid, int epfd, int target, uint32_t index, std::vector<int>& fds) {
   compat::KcmpEpollSlot slot{static_cast<uint32_t>(epfd), static_cast<uint32_t>(target), index};
   auto same = [&](int fd) {
-    const int rc = compat::sys_kcmp(pid, pid, KCMP_EPOLL_TFD, static_cast<unsigned long>(fd),
+    const int rc = compat::sys_kcmp(pid, epoll_pid, KCMP_EPOLL_TFD, static_cast<unsigned long>(fd),
                                     reinterpret_cast<unsigned long>(&slot));
     // EBADF: no fd there; ENOENT: no such item (it cannot vanish while the job is frozen).
     if (rc < 0 && errno != EBADF)
-      fail_errno(errno, "pid {} fd {} (eventpoll): kcmp(KCMP_EPOLL_TFD) of its fd {} item {} with fd {}", pid, epfd,
-                 target, index, fd);
+      fail_errno(errno, "pid {} fd {} (eventpoll): kcmp(KCMP_EPOLL_TFD) of its fd {} item {} with fd {} of pid {}",
+                 epoll_pid, epfd, target, index, fd, pid);
     return rc == 0;
   };
   if (same(target)) return target;
@@ -166,6 +167,39 @@ void refuse_unread_inotify_events(pid_t pid, int fd, const std::string& where) {
 
 }  // namespace
 
+void place_epoll_items(pb::Epoll& epoll, const std::vector<EpollHolder>& holders) {
+  const EpollHolder& first = holders.front();
+  std::vector<const EpollHolder*> others;  // one fd of each other process
+  for (const auto& h : holders)
+    if (h.host_pid != first.host_pid &&
+        std::none_of(others.begin(), others.end(), [&](const EpollHolder* o) { return o->host_pid == h.host_pid; }))
+      others.push_back(&h);
+  std::map<int, uint32_t> seen;  // items per fd number so far: kcmp's index among them
+  std::map<pid_t, std::vector<int>> fds;
+  for (auto& t : *epoll.mutable_targets()) {
+    const uint32_t index = seen[t.fd()]++;
+    if (!t.has_file_fd() || t.file_fd() >= 0) {  // found in the first holder
+      if (!others.empty()) t.set_adder_pid(first.pid);
+      continue;
+    }
+    const EpollHolder* adder = nullptr;
+    int at = -1;
+    for (const EpollHolder* o : others)
+      if ((at = find_epoll_target(o->host_pid, first.host_pid, first.fd, t.fd(), index, fds[o->host_pid])) >= 0) {
+        adder = o;
+        break;
+      }
+    if (!adder)
+      throw UnsupportedError(fmt::format("pid {} fd {} (eventpoll): it watches a file added as fd {} that is open at "
+                                         "no fd of {} now; restore could not watch it again",
+                                         first.host_pid, first.fd, t.fd(),
+                                         others.empty() ? "the process" : "the processes holding the epoll"));
+    t.set_adder_pid(adder->pid);
+    if (at == t.fd()) t.clear_file_fd();
+    else t.set_file_fd(at);
+  }
+}
+
 std::optional<std::string> event_file_kind(const std::string& link) {
   for (const char* kind : {"eventfd", "signalfd", "timerfd", "eventpoll"})
     if (link == fmt::format("anon_inode:[{}]", kind)) return std::string(kind);
@@ -205,12 +239,8 @@ void describe_event_file(pid_t pid, int fd, const std::string& kind,
       t->set_fd(target);
       t->set_events(events);
       t->set_data(data);
-      const int at = find_epoll_target(pid, fd, target, seen[target]++, fds);
-      if (at < 0)
-        throw UnsupportedError(fmt::format("{}: it watches a file added as fd {} that is open at no fd of the "
-                                           "process now; restore could not watch it again",
-                                           where, target));
-      if (at != target) t->set_file_fd(at);
+      const int at = find_epoll_target(pid, pid, fd, target, seen[target]++, fds);
+      if (at != target) t->set_file_fd(at);  // -1: not here (place_epoll_items)
     }
   } else if (kind == "inotify") {
     refuse_unread_inotify_events(pid, fd, where);

@@ -384,6 +384,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
       }
     }
     e.set_file_id(id);
+    if (kind == pb::FdEntry::EVENT && link == "anon_inode:[eventpoll]") epoll_holders_[id].push_back({pid, fd});
     for (const auto& [key, value] : info.extra)
       if (key == "lock") locks_.add(pid, e, value);
     log::debug("pid {} fd {}: kind {} id {} {}", pid, fd, pb::FdEntry::Kind_Name(kind), id, link);
@@ -410,6 +411,18 @@ void FileCollector::mark_outside_pipes() {
     log::info("pid {} fd {}: the other end of pipe:[{}] is outside the job; restore closes it, or connects the "
               "job's {} end to a file or fd given with --inherit-fd",
               ends.pid, ends.fd, ino, ends.read ? "read" : "write");
+  }
+}
+
+void FileCollector::place_epoll_items(const std::map<pid_t, pid_t>& pid_in_job) {
+  for (auto& ev : event_files_) {
+    if (ev.kind_case() != pb::EventFile::kEpoll) continue;
+    std::vector<EpollHolder> holders;  // in the order seen: the first described it
+    for (const auto& [pid, fd] : epoll_holders_[ev.id()]) {
+      auto it = pid_in_job.find(pid);
+      holders.push_back({pid, it == pid_in_job.end() ? 0 : it->second, fd});
+    }
+    if (!holders.empty()) dump::place_epoll_items(*ev.mutable_epoll(), holders);
   }
 }
 

@@ -51,6 +51,9 @@ class FileCollector {
   // After every process: marks the pipes the job holds one direction of (other end outside),
   // and refuses unix sockets connected to outside the job.
   void mark_outside_pipes();
+  // After every process: which process adds each epoll item again (dump/event_files.h),
+  // given the pid in the job of each host pid collected.
+  void place_epoll_items(const std::map<pid_t, pid_t>& pid_in_job);
   // The container's -t terminal (dump/terminals.h): its fds are INHERITED, its state saved.
   void set_console(const std::string& path) { terminals_.set_console(path); }
   // Writes the images of every open-file kind (even when empty): regfiles, pipes, pipe-data,
@@ -94,6 +97,7 @@ class FileCollector {
   std::vector<pb::PipeEnd> pipes_;
   std::vector<pb::PipeData> pipe_data_;
   std::vector<pb::EventFile> event_files_;
+  std::map<uint64_t, std::vector<std::pair<pid_t, int>>> epoll_holders_;  // by id: every (pid, fd), in order
   std::vector<pb::CharDev> chardevs_;
   std::set<uint64_t> pipe_data_seen_;
   // pipe inode -> (has read end, has write end, first pid/fd seen): which pipes go outside.

@@ -280,20 +280,6 @@ void check_tree_sharing(const DumpTree& tree) {
                                            p.task.ns_pid, e.fd(), names[st.st_ino],
                                            it->second.size() - it->second.count(p.task.ns_pid)));
     }
-  // An epoll records its targets by fd number in one process's table.
-  std::map<uint64_t, std::vector<std::pair<pid_t, int>>> event_holders;
-  for (const auto& p : tree.processes)
-    for (const auto& e : p.fds)
-      if (e.kind() == pb::FdEntry::EVENT) event_holders[e.file_id()].emplace_back(p.task.host_pid, e.fd());
-  for (const auto& [id, holders] : event_holders) {
-    std::set<pid_t> pids;
-    for (const auto& h : holders) pids.insert(h.first);
-    if (pids.size() < 2) continue;
-    const std::string link = proc::read_fd_link(holders[0].first, holders[0].second);
-    if (link.find("eventpoll") != std::string::npos)
-      throw UnsupportedError(fmt::format("host pid {} fd {}: an epoll shared by {} processes: not supported yet",
-                                         holders[0].first, holders[0].second, pids.size()));
-  }
 }
 
 std::vector<pb::TaskEntry> tree_entries(const DumpTree& tree) {

@@ -158,13 +158,14 @@ void add_epoll_target(int epfd, const pb::EpollTarget& t) {
 
 }  // namespace
 
-void add_epoll_targets(const std::vector<pb::FdEntry>& fds, const FileImages& images) {
+void add_epoll_targets(pid_t pid, const std::vector<pb::FdEntry>& fds, const FileImages& images) {
   std::set<uint64_t> done;  // one epoll file can be at several fds: add its targets once
   for (const auto& entry : fds) {
     if (entry.kind() != pb::FdEntry::EVENT || !done.insert(entry.file_id()).second) continue;
     auto it = images.event_files.find(entry.file_id());
     if (it == images.event_files.end() || it->second.kind_case() != pb::EventFile::kEpoll) continue;
-    for (const auto& t : it->second.epoll().targets()) add_epoll_target(entry.fd(), t);
+    for (const auto& t : it->second.epoll().targets())
+      if (t.adder_pid() == 0 || t.adder_pid() == pid) add_epoll_target(entry.fd(), t);
   }
 }
 

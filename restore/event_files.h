@@ -15,7 +15,9 @@ namespace stasis::restore {
 
 UniqueFd open_event_file(const pb::EventFile& file);
 
-// After the whole fd table is installed: EPOLL_CTL_ADD for every epoll's targets.
-void add_epoll_targets(const std::vector<pb::FdEntry>& fds, const FileImages& images);
+// After the whole fd table of process pid (pid in the job) is installed: EPOLL_CTL_ADD for
+// every epoll's targets that this process adds (all of them, but for an epoll shared with
+// other processes, where each adds those whose files it holds: EpollTarget.adder_pid).
+void add_epoll_targets(pid_t pid, const std::vector<pb::FdEntry>& fds, const FileImages& images);
 
 }  // namespace stasis::restore

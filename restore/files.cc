@@ -102,7 +102,7 @@ void FileOpener::remove_ghost_names() { ghosts_.remove_names(); }
 
 void FileOpener::finish_ptys() { ptys_.finish(); }
 
-void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& images,
+void install_fd_table(pid_t pid, const std::vector<pb::FdEntry>& fds, const FileImages& images,
                       const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared,
                       const std::string& cwd) {
   // Close everything that is neither kept nor about to be replaced: what the stub inherited.
@@ -135,7 +135,7 @@ void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& ima
   opener.enter_cwd(cwd);
   // Every fd of a ghost is open (and the working directory entered): delete them again.
   opener.remove_ghost_names();
-  add_epoll_targets(fds, images);
+  add_epoll_targets(pid, fds, images);
   // Connections made by another process of the tree were taken out of repair mode there
   // (restore/stub.cc make_shared_files): once is all a connection may be.
   std::vector<pb::FdEntry> own;

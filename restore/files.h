@@ -29,7 +29,7 @@ int max_fd(const std::vector<pb::FdEntry>& fds);
 // shared: open files another process of the tree made, by (kind, file id), at the fds this
 // process inherited them at (restore/tree.h); their entries are dup'd from there.
 using SharedFds = std::map<std::pair<int, uint64_t>, int>;
-void install_fd_table(const std::vector<pb::FdEntry>& fds, const FileImages& images,
+void install_fd_table(pid_t pid, const std::vector<pb::FdEntry>& fds, const FileImages& images,
                       const std::array<int, 3>& stdio, const std::vector<int>& keep, const SharedFds& shared = {},
                       const std::string& cwd = "");
 

@@ -329,7 +329,7 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     for (int j = 0; j < plan.shared_count; ++j) keep.push_back(plan.shared_fd(static_cast<size_t>(j)));
     open_mapped_files(plan);
     for (size_t i = 0; i < plan.mapped_files.size(); ++i) keep.push_back(plan.mapped_file_fd(i));
-    install_fd_table(plan.task.fds, plan.files,
+    install_fd_table(plan.task.pid(), plan.task.fds, plan.files,
                      {plan.stdio_copy_fd(0), plan.stdio_copy_fd(1), plan.stdio_copy_fd(2)}, keep, tree.shared_fds(),
                      plan.task.core.cwd());
     // The -t terminal's settings, once, by the tree's first process (its session leader),
