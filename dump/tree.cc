@@ -187,12 +187,9 @@ void find_groups_without_leader(DumpTree& tree) {
     const bool one_session = std::all_of(in_group.begin(), in_group.end(), [&](size_t i) {
       return tree.processes[i].task.ns_sid == first.ns_sid;
     });
-    // The zombies of the group (none may be in it: they cannot join it on restore).
-    const bool zombie_member = std::any_of(tree.zombies.begin(), tree.zombies.end(),
-                                           [&](const pb::TaskEntry& z) { return z.pgid() == pgid; });
+    // Its zombies join it before they exit (restore/stub.cc create_zombie), while the stand-in lives.
     auto host = index.find(first.ns_ppid);
-    if (!one_session || zombie_member || host == index.end() || tree.processes[host->second].task.ns_sid != first.ns_sid)
-      continue;
+    if (!one_session || host == index.end() || tree.processes[host->second].task.ns_sid != first.ns_sid) continue;
     tree.processes[host->second].group_stand_ins.push_back(pgid);
     log::debug("process group {} has lost its leader: restore makes it through a stand-in child of pid {}", pgid,
                first.ns_ppid);
@@ -232,12 +229,15 @@ void check_tree_shape(const DumpTree& tree) {
           by_ns_pid.count(t.sid) ? "whose leader is not its ancestor (it was re-parented)" : "whose leader has exited"));
     if (t.pgid == t.pid) continue;
     if (k >= live) {
-      // A zombie stays in the group it was created in: its parent's, as the parent's stub
-      // has it (its own group when it leads one, else the one it inherited).
+      // A zombie is made in its group before it exits: the one it inherits from its parent's
+      // stub, or one a process of the tree (or a stand-in) makes in its session.
       const bool parent_group_at_fork = parent->pgid == parent->pid || !by_ns_pid.count(parent->pgid);
       if (t.pgid == parent->pgid && parent_group_at_fork) continue;
-      throw UnsupportedError(fmt::format("{} is in process group {}, which restore could not put it in: not "
-                                         "supported yet",
+      auto leader = by_ns_pid.find(t.pgid);
+      if (leader != by_ns_pid.end() && leader->second.pgid == t.pgid && leader->second.sid == t.sid) continue;
+      if (stand_ins.count(t.pgid)) continue;
+      throw UnsupportedError(fmt::format("{} is in process group {}, whose leader has exited and which no "
+                                         "process of the job is left in: not supported",
                                          who, t.pgid));
     }
     auto leader = by_ns_pid.find(t.pgid);

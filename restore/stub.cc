@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -192,9 +193,18 @@ void create_process(const RestoreTree& tree, size_t index, int control_fd) {
     run_stub(tree, index, control_fd);
 }
 
+// The zombie's group is another process's: made by its leader's stub (or a stand-in's), which
+// may run a moment after ours. A zombie cannot join it once exited, so it waits for it here.
+void join_group_once_made(pid_t pgid) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (setpgid(0, pgid) < 0 && errno == EPERM && std::chrono::steady_clock::now() < deadline)
+    usleep(500);  // the group is not there yet
+}
+
 // A child that exits at once with the dumped status and stays a zombie until its parent,
-// once restored, waits for it. Its exit signal is taken back from the pending ones (the
-// dumped ones, which come back later, hold the one the parent had not handled yet).
+// once restored, waits for it, in its process group. Its exit signal is taken back from the
+// pending ones (the dumped ones, which come back later, hold the one the parent had not
+// handled yet).
 void create_zombie(const pb::TaskEntry& entry) {
   const pid_t wanted = entry.pid();
   const pid_t child = clone_with_pid(wanted, SIGCHLD, fmt::format("zombie pid {}", wanted));
@@ -202,6 +212,7 @@ void create_zombie(const pb::TaskEntry& entry) {
     prctl(PR_SET_NAME, entry.comm().c_str());
     if (entry.sid() == entry.pid()) setsid();
     else if (entry.pgid() == entry.pid()) setpgid(0, 0);
+    else if (entry.pgid() != getpgrp()) join_group_once_made(entry.pgid());
     const int status = entry.exit_status();
     if (WIFSIGNALED(status)) {
       const rlimit no_core{0, 0};  // the original dumped its core already, if it did
@@ -219,6 +230,9 @@ void create_zombie(const pb::TaskEntry& entry) {
   if (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) < 0)
     fail_errno(errno, "wait for zombie pid {} to exit", wanted);
   take_back_sigchld();
+  if (getpgid(child) != entry.pgid())
+    fail("zombie pid {}: it could not join process group {} before it exited (it is in group {})", wanted,
+         entry.pgid(), getpgid(child));
 }
 
 // A stand-in for a session leader that has exited: it takes the leader's pid, makes the

@@ -327,10 +327,11 @@ void expect_refused(const Workload& w, const std::vector<std::string>& run_optio
 
 // Zombies come back as zombies with their exit status, which the parent reaps after the
 // restore (the workload checks both statuses with and without reaping).
+// Zombies come back with their status, one of them in its live sibling's process group.
 TEST(CheckpointTree, ZombiesComeBackForTheirParentToReap) {
   Tree before;
   RoundTrip how;
-  TreeCheck check = processes(4);
+  TreeCheck check = processes(5);
   check.after = [](Container& restored, pid_t pid) {
     std::ofstream(restored.status().string() + ".reap") << "now\n";
     std::uint64_t n = 0;

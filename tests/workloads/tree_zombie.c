@@ -1,8 +1,9 @@
-// tree_zombie: a parent with two zombie children it has not waited for yet (one exited with
-// 42, one killed by SIGTERM) and a live child. Each iteration it checks, without reaping,
-// that both are still there as zombies with their status (waitid WNOWAIT). Once the file
-// STATUS.reap exists it reaps them, checks the statuses waitpid gives, and writes "reaped"
-// to STATUS.reaped.
+// tree_zombie: a parent with three zombie children it has not waited for yet (one exited with
+// 42, one killed by SIGTERM, one exited with 7 after joining the process group its live
+// sibling leads) and a live child. Each iteration it checks, without reaping, that all are
+// still there as zombies with their status (waitid WNOWAIT), the third in its sibling's group.
+// Once the file STATUS.reap exists it reaps them, checks the statuses waitpid gives, and
+// writes "reaped" to STATUS.reaped.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -30,7 +31,14 @@ int main(int argc, char** argv) {
   pid_t live = fork();
   if (live == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setpgid(0, 0);
     for (;;) ws_sleep_ms(100);
+  }
+  setpgid(live, live);  // before the child's own call, for the next one to join
+  pid_t grouped = fork();
+  if (grouped == 0) {
+    if (setpgid(0, live) < 0) _exit(99);
+    _exit(7);
   }
   pid_t exited = fork();
   if (exited == 0) _exit(42);
@@ -42,11 +50,15 @@ int main(int argc, char** argv) {
   siginfo_t info;
   waitid(P_PID, (id_t)exited, &info, WEXITED | WNOWAIT);
   waitid(P_PID, (id_t)killed, &info, WEXITED | WNOWAIT);
+  waitid(P_PID, (id_t)grouped, &info, WEXITED | WNOWAIT);
   int reaped = 0;
   for (unsigned long long i = 1;; ++i) {
     if (!reaped) {
       check_zombie(exited, CLD_EXITED, 42);
       check_zombie(killed, CLD_KILLED, SIGTERM);
+      check_zombie(grouped, CLD_EXITED, 7);
+      if (getpgid(grouped) != live)
+        ws_failf("zombie %d is in group %d, not its sibling's %d", (int)grouped, (int)getpgid(grouped), (int)live);
       struct stat st;
       if (stat(reap_path, &st) == 0) {
         int s1 = 0, s2 = 0;
@@ -54,6 +66,9 @@ int main(int argc, char** argv) {
           ws_failf("waitpid %d: status %#x", (int)exited, s1);
         if (waitpid(killed, &s2, 0) != killed || !WIFSIGNALED(s2) || WTERMSIG(s2) != SIGTERM)
           ws_failf("waitpid %d: status %#x", (int)killed, s2);
+        int s3 = 0;
+        if (waitpid(grouped, &s3, 0) != grouped || !WIFEXITED(s3) || WEXITSTATUS(s3) != 7)
+          ws_failf("waitpid %d: status %#x", (int)grouped, s3);
         reaped = 1;
         if (!ws_failed()) ws_tell(reaped_path, "reaped");
       }
