@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/fault.h"
 #include "common/log.h"
+#include "dump/inet_multicast.h"
 #include "images/image_file.h"
 #include "images/image_type.h"
 
@@ -345,6 +346,8 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
     set_int(s, SOL_SOCKET, SO_PEEK_OFF, old_peek, pid, fd, "SO_PEEK_OFF");
     if (total) log::debug("pid {} fd {}: {} datagram(s), {} bytes queued", pid, fd, k.datagrams_size(), total);
   }
+  if (!tcp && type == SOCK_DGRAM)
+    read_multicast_memberships(s, static_cast<int>(k.family()), pid, fd, *k.mutable_memberships());
   inet_.push_back(std::move(k));
   if (tcp && connected(state)) pending_.push_back({pid, fd, inet_.size() - 1, std::move(sock)});
 }

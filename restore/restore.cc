@@ -28,6 +28,7 @@
 #include "restore/core.h"
 #include "restore/creds.h"
 #include "restore/inherit_fds.h"
+#include "restore/inet_multicast.h"
 #include "restore/inet_sockets.h"
 #include "restore/terminals.h"
 #include "restore/init.h"
@@ -280,6 +281,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   const Stubs stubs = wait_for_stubs(tree, control, started.init_pid);
   HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, started.init_pid);
   check_bound_addresses(tree.processes.front().files, started.init_pid);
+  rejoin_multicast_groups(tree, stubs.host_pids, started.init_pid);
   timings.start_ms = ms_since(start_at);
 
   // 4-7. Each process rebuilt from outside on both CPUs, each worker seizing, rebuilding and
@@ -329,6 +331,7 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
   const Stubs stubs = wait_for_stubs(tree, control, pid);
   HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, pid);
   check_bound_addresses(tree.processes.front().files, pid);
+  rejoin_multicast_groups(tree, stubs.host_pids, pid);
   std::vector<ProcessRestore> processes = rebuild_tree(
       tree, stubs.reports, stubs.host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
         held_segments.release();

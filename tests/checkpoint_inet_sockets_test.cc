@@ -20,6 +20,8 @@
 
 #include "common/fd.h"
 #include <fmt/format.h>
+#include "images/image_file.h"
+#include "inet_socket.pb.h"
 #include "tests/support/checkpoint_harness.h"
 #include "tests/support/test_util.h"
 
@@ -146,6 +148,37 @@ TEST(CheckpointInetSockets, EstablishedWithoutTheOptionIsRefused) {
   EXPECT_TRUE(echo(client.get(), "after\n"));
   EXPECT_EQ(tcp_state(client.get()), kTcpEstablished);
   EXPECT_TRUE(keep_progressing(status, 500ms));
+}
+
+// A UDP socket's multicast memberships (one for any source, one source-specific) are read back
+// group by group and joined again before the job runs: its datagrams keep coming, and the
+// group it never joined stays silent (the workload checks both), here and in a copy restored
+// beside a job left running.
+TEST(CheckpointInetSockets, MulticastMembershipsComeBack) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("udp_multicast")));
+  RoundTrip beside;
+  beside.leave_running = true;
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("udp_multicast"), beside));
+}
+
+TEST(CheckpointInetSockets, MulticastMembershipsAreInTheImage) {
+  CheckpointEnv env;
+  Container c(env, "mcast-show");
+  ASSERT_TRUE(c.run(c_workload("udp_multicast")));
+  ASSERT_TRUE(keep_progressing(c.status(), 300ms));
+  const fs::path dir = env.image_dir("mcast-show");
+  ASSERT_TRUE(c.dump(dir, {"--leave-running"}));
+  auto sockets = images::read_all<pb::InetSocket>(dir / "inet-sockets.img", images::ImageType::InetSockets);
+  int any_source = 0, source_specific = 0;
+  for (const auto& k : sockets)
+    for (const auto& m : k.memberships()) {
+      EXPECT_EQ(m.interface(), "lo");
+      if (!m.include() && m.sources().empty()) ++any_source;
+      if (m.include() && m.sources_size() == 1) ++source_specific;
+    }
+  EXPECT_EQ(any_source, 1);
+  EXPECT_EQ(source_specific, 1);
+  EXPECT_TRUE(keep_progressing(c.status(), 300ms));
 }
 
 TEST(CheckpointInetSockets, PacketSocketIsRefusedByName) {
