@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/progress.h"
+#include "common/work_pool.h"
 #include "container.pb.h"
 #include "dump/background_copy.h"
 #include "dump/cgroup_state.h"
@@ -451,39 +452,15 @@ void dump_memory(DumpTree& tree, const DumpOptions& opt, DumpReport& report, Mem
   // The others: the pages of several processes at once, one per CPU (each copy is a pipeline
   // of threads of its own; none of it needs ptrace).
   std::vector<MemoryStats> stats(tree.processes.size());
-  std::atomic<size_t> next{0};
-  const auto copy_some = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < stopped_copies.size();) {
-      const size_t i = stopped_copies[k];
-      auto& p = tree.processes[i];
-      stats[i] = with_context(fmt::format("dump pid {}", p.task.host_pid), [&] {
-        return dump_pages(p.task.host_pid, p.mm, opt.dir, p.task.ns_pid, opt.compression,
-                          memory.incremental[i]->tracking());
-      });
-    }
-  };
-  const size_t workers = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), stopped_copies.size());
-  std::vector<std::exception_ptr> errors(workers);
-  {
-    std::vector<std::jthread> threads;
-    for (size_t w = 1; w < workers; ++w)
-      threads.emplace_back([&, w] {
-        try {
-          copy_some();
-        } catch (...) {
-          errors[w] = std::current_exception();
-          next = stopped_copies.size();  // the others stop after their current process
-        }
-      });
-    try {
-      copy_some();
-    } catch (...) {
-      if (workers > 0) errors[0] = std::current_exception();
-      next = stopped_copies.size();
-    }
-  }  // joined
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  for_each_on_threads(stopped_copies.size(), std::max(1u, std::thread::hardware_concurrency()),
+                      [&](size_t, size_t k) {
+                        const size_t i = stopped_copies[k];
+                        auto& p = tree.processes[i];
+                        stats[i] = with_context(fmt::format("dump pid {}", p.task.host_pid), [&] {
+                          return dump_pages(p.task.host_pid, p.mm, opt.dir, p.task.ns_pid, opt.compression,
+                                            memory.incremental[i]->tracking());
+                        });
+                      });
   for (size_t i : stopped_copies) add_memory_stats(report, stats[i]);
 }
 

@@ -9,10 +9,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -20,6 +18,7 @@
 #include "common/fast_hash.h"
 #include "common/file_util.h"
 #include "common/version.h"
+#include "common/work_pool.h"
 #include "images/host_info.h"
 #include "images/format.h"
 #include "images/image_file.h"
@@ -75,35 +74,15 @@ FileSum checksum_file(const fs::path& path) {
 // be), hashed in one pass (twice as fast as XXH3's streaming interface).
 void check_chunk_data(int fd, const fs::path& path, const std::vector<PageChunk>& chunks) {
   const size_t workers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
-  std::atomic<size_t> next{0};
-  std::atomic<uint64_t> bad_offset{UINT64_MAX};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto work = [&] {
-    try {
-      std::vector<std::byte> buf;
-      for (size_t i; (i = next.fetch_add(1)) < chunks.size() && bad_offset.load() == UINT64_MAX;) {
-        const PageChunk& c = chunks[i];
-        buf.resize(c.stored_size);
-        read_exact_at(fd, buf.data(), c.stored_size, c.offset + page_format::kChunkHeaderSize, path);
-        if (xxh3_64(buf.data(), c.stored_size) != c.sum) {
-          uint64_t expected = UINT64_MAX;
-          bad_offset.compare_exchange_strong(expected, c.offset);
-        }
-      }
-    } catch (...) {
-      std::lock_guard lock(error_mutex);
-      if (!error) error = std::current_exception();
-      bad_offset = 0;
-    }
-  };
-  {
-    std::vector<std::jthread> helpers;
-    for (size_t i = 1; i < std::min(workers, chunks.size()); ++i) helpers.emplace_back(work);
-    work();
-  }
-  if (error) std::rethrow_exception(error);
-  if (bad_offset != UINT64_MAX) throw Error(format::at(path, bad_offset, "chunk: data checksum mismatch"));
+  std::vector<std::vector<std::byte>> buffers(workers);
+  for_each_on_threads(chunks.size(), workers, [&](size_t worker, size_t i) {
+    const PageChunk& c = chunks[i];
+    std::vector<std::byte>& buf = buffers[worker];
+    buf.resize(c.stored_size);
+    read_exact_at(fd, buf.data(), c.stored_size, c.offset + page_format::kChunkHeaderSize, path);
+    if (xxh3_64(buf.data(), c.stored_size) != c.sum)
+      throw Error(format::at(path, c.offset, "chunk: data checksum mismatch"));
+  });
 }
 
 // A page file's checksum is not over its bytes but over its file header and every chunk

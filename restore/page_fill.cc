@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_set>
@@ -14,6 +12,7 @@
 #include "common/interrupt.h"
 #include "common/progress.h"
 #include "common/ptrace.h"
+#include "common/work_pool.h"
 #include "images/page_file.h"
 #include "images/vma_kind.h"
 #include "restore/task_userfaultfd.h"
@@ -127,61 +126,45 @@ FillStats fill_pages(Remote& task, const RestorePlan& plan) {
   // On a terminal, a line that says how far the pages are (common/progress.h).
   progress::Display display("restore: memory", [total] { return total; });
   Destination dest(task, plan);
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto work = [&] {
-    try {
-      std::vector<std::unique_ptr<images::PageReader>> readers(sources.size());
-      for (size_t w; !failed && (w = next.fetch_add(1)) < items.size();) {
-        check_interrupted("restore", "nothing was left behind");  // a fill of many GiB takes seconds
-        const Item& item = items[w];
-        const Source& src = sources[item.source];
-        const uint64_t ps = src.pages->header().page_size();
-        auto put = [&](uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero) {
-          if (!src.only) {
-            dest.put(vaddr, length, data, zero);
-            return;
-          }
-          src.only->inside(vaddr, vaddr + length, [&](uint64_t a, uint64_t b) {
-            dest.put(a, b - a, zero ? data : data.subspan(a - vaddr, b - a), zero);
-          });
-        };
-        if (item.chunk) {
-          auto& reader = readers[item.source];
-          if (!reader) reader = src.pages->share();
-          // The chunk is checked before any of it goes in, from the very buffer it goes in
-          // from; a bad one throws, and the restore is undone before the job ever runs.
-          reader->stream_chunk(*item.chunk, [&](uint64_t vaddr, std::span<const std::byte> data) {
-            put(vaddr, data.size(), data, false);
-            progress::add(data.size());
-          });
-          continue;
-        }
-        for (const auto& e : src.pages->entries())
-          if (e.zero()) put(e.vaddr(), e.nr_pages() * ps, {}, true);
+  // On every CPU, as long as the workers' buffers stay within a fixed budget: a restore's
+  // memory does not grow with the checkpoint.
+  constexpr uint64_t kBufferBudget = 32 << 20;
+  uint64_t buffers = 0;
+  for (const auto& src : sources) buffers += src.pages->stream_buffer_bytes();
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  const size_t by_memory = std::max<uint64_t>(1, kBufferBudget / std::max<uint64_t>(buffers, 1));
+  const size_t workers = std::min(cpus, by_memory);
+  // Each worker reads through readers of its own.
+  std::vector<std::vector<std::unique_ptr<images::PageReader>>> readers(workers);
+  for (auto& r : readers) r.resize(sources.size());
+  for_each_on_threads(items.size(), workers, [&](size_t worker, size_t w) {
+    check_interrupted("restore", "nothing was left behind");  // a fill of many GiB takes seconds
+    const Item& item = items[w];
+    const Source& src = sources[item.source];
+    const uint64_t ps = src.pages->header().page_size();
+    auto put = [&](uint64_t vaddr, uint64_t length, std::span<const std::byte> data, bool zero) {
+      if (!src.only) {
+        dest.put(vaddr, length, data, zero);
+        return;
       }
-    } catch (...) {
-      std::lock_guard lock(error_mutex);
-      if (!error) error = std::current_exception();
-      failed = true;
+      src.only->inside(vaddr, vaddr + length, [&](uint64_t a, uint64_t b) {
+        dest.put(a, b - a, zero ? data : data.subspan(a - vaddr, b - a), zero);
+      });
+    };
+    if (item.chunk) {
+      auto& reader = readers[worker][item.source];
+      if (!reader) reader = src.pages->share();
+      // The chunk is checked before any of it goes in, from the very buffer it goes in
+      // from; a bad one throws, and the restore is undone before the job ever runs.
+      reader->stream_chunk(*item.chunk, [&](uint64_t vaddr, std::span<const std::byte> data) {
+        put(vaddr, data.size(), data, false);
+        progress::add(data.size());
+      });
+      return;
     }
-  };
-  {
-    // On every CPU, as long as the workers' buffers stay within a fixed budget: a restore's
-    // memory does not grow with the checkpoint.
-    constexpr uint64_t kBufferBudget = 32 << 20;
-    uint64_t buffers = 0;
-    for (const auto& src : sources) buffers += src.pages->stream_buffer_bytes();
-    const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
-    const size_t by_memory = std::max<uint64_t>(1, kBufferBudget / std::max<uint64_t>(buffers, 1));
-    const size_t workers = std::min({cpus, by_memory, items.size()});
-    std::vector<std::jthread> threads;
-    for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
-    work();
-  }
-  if (error) std::rethrow_exception(error);
+    for (const auto& e : src.pages->entries())
+      if (e.zero()) put(e.vaddr(), e.nr_pages() * ps, {}, true);
+  });
   return dest.stats();
 }
 

@@ -479,6 +479,17 @@ struct ThreeHosts {
   static constexpr const char* ip = "10.8.0.2";
 };
 
+// redis-server in --net veth container `name` on host A at ThreeHosts::ip, its keys loaded
+// and its client and subscriber connected from the client's namespace.
+void start_redis_on_a(CheckpointEnv& env, ThreeHosts& hosts, const std::string& name, RedisClients& c) {
+  const fs::path conf = write_redis_config(env.work());
+  CommandResult r = hosts.a.make_container({"run", "-d", "--net", "veth", "--ip", std::string(ThreeHosts::ip) + "/24",
+                                            "--name", name, "--", "/usr/bin/redis-server", conf.string()},
+                                           name);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ThreeHosts::ip, hosts.client.path(), env.work() / "redis.log"));
+}
+
 // redis in a --net veth container on host A, with a client and a subscriber: a checkpoint
 // dumped there with --tcp-established is restored on host B at the same address, and the
 // client's connections (the same sockets throughout) go on.
@@ -488,13 +499,9 @@ TEST(CheckpointServers, RedisOnASecondHostKeepsItsClientsAtTheSameAddress) {
   ThreeHosts hosts;
   ASSERT_TRUE(hosts.link());
   const std::string name = env.unique_name("redis-moves");
-  const fs::path conf = write_redis_config(env.work());
-  CommandResult r = hosts.a.make_container({"run", "-d", "--net", "veth", "--ip", std::string(ThreeHosts::ip) + "/24",
-                                            "--name", name, "--", "/usr/bin/redis-server", conf.string()},
-                                           name);
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   RedisClients c;
-  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ThreeHosts::ip, hosts.client.path(), env.work() / "redis.log"));
+  ASSERT_NO_FATAL_FAILURE(start_redis_on_a(env, hosts, name, c));
+  CommandResult r;
 
   const fs::path images = env.image_dir("redis-moves");
   r = hosts.a.stasis({"dump", name, "-D", images.string(), "--tcp-established"}, 120s);
@@ -522,13 +529,9 @@ TEST(CheckpointServers, RedisMigratedToASecondHostKeepsItsClientsAtTheSameAddres
   ASSERT_GT(server.port(), 0) << "stasis serve did not start on host B: " << server.log();
   const std::string name = env.unique_name("redis-migrates");
   server.will_hold(name);
-  const fs::path conf = write_redis_config(env.work());
-  CommandResult r = hosts.a.make_container({"run", "-d", "--net", "veth", "--ip", std::string(ThreeHosts::ip) + "/24",
-                                            "--name", name, "--", "/usr/bin/redis-server", conf.string()},
-                                           name);
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   RedisClients c;
-  ASSERT_NO_FATAL_FAILURE(connect_and_load(c, ThreeHosts::ip, hosts.client.path(), env.work() / "redis.log"));
+  ASSERT_NO_FATAL_FAILURE(start_redis_on_a(env, hosts, name, c));
+  CommandResult r;
 
   // Without the option the connections are refused by name, and redis runs on at A.
   r = hosts.a.stasis({"migrate", name, "--to", server.address(), "--plaintext"}, 120s);
