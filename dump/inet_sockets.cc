@@ -13,11 +13,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
 
 #include "common/compat.h"
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "dump/inet_multicast.h"
 #include "images/image_file.h"
@@ -29,6 +33,7 @@ namespace {
 
 // TCP states (include/net/tcp_states.h, not in the uapi headers).
 constexpr int kEstablished = 1;
+constexpr int kSynSent = 2;
 constexpr int kFinWait1 = 4;
 constexpr int kFinWait2 = 5;
 constexpr int kClose = 7;
@@ -86,6 +91,53 @@ void set_int(int sock, int level, int name, int v, pid_t pid, int fd, const char
 
 std::string address_bytes(const sockaddr_storage& ss, socklen_t len) {
   return std::string(reinterpret_cast<const char*>(&ss), len);
+}
+
+// The peer of a connection being made (connect() in progress): getpeername says "not
+// connected" until the handshake ends, but /proc/PID/net/tcp (tcp6) lists the socket by inode
+// with its remote address: "sl local rem st ... inode", addresses as 32-bit words in hex,
+// each printed from memory (so read back into memory as is), the port as a number.
+std::string connecting_peer(pid_t pid, int fd, int s, bool v6) {
+  struct stat st {};
+  if (::fstat(s, &st) < 0) fail_errno(errno, "pid {} fd {}: fstat", pid, fd);
+  const std::string table = fmt::format("/proc/{}/net/{}", pid, v6 ? "tcp6" : "tcp");
+  std::istringstream in(read_file(table));
+  std::string line;
+  while (std::getline(in, line)) {
+    char local[64] = {}, remote[64] = {};
+    unsigned state = 0;
+    unsigned long long inode = 0;
+    if (std::sscanf(line.c_str(), " %*d: %63s %63s %x %*s %*s %*s %*s %*s %llu", local, remote, &state, &inode) != 4 ||
+        inode != st.st_ino)
+      continue;
+    const char* colon = std::strchr(remote, ':');
+    if (!colon) break;
+    const std::string hex(remote, static_cast<size_t>(colon - remote));
+    const unsigned port = static_cast<unsigned>(std::strtoul(colon + 1, nullptr, 16));
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (!v6 && hex.size() == 8) {
+      auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+      sin.sin_family = AF_INET;
+      sin.sin_port = htons(static_cast<uint16_t>(port));
+      sin.sin_addr.s_addr = static_cast<uint32_t>(std::strtoul(hex.c_str(), nullptr, 16));
+      len = sizeof sin;
+    } else if (v6 && hex.size() == 32) {
+      auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+      sin6.sin6_family = AF_INET6;
+      sin6.sin6_port = htons(static_cast<uint16_t>(port));
+      for (int w = 0; w < 4; ++w) {
+        const uint32_t word = static_cast<uint32_t>(std::strtoul(hex.substr(static_cast<size_t>(w) * 8, 8).c_str(), nullptr, 16));
+        std::memcpy(&sin6.sin6_addr.s6_addr[w * 4], &word, 4);
+      }
+      len = sizeof sin6;
+    } else {
+      break;
+    }
+    return address_bytes(ss, len);
+  }
+  fail("pid {} fd {}: a TCP socket connecting (SYN_SENT) that {} does not list by its inode {}", pid, fd, table,
+       st.st_ino);
 }
 
 }  // namespace
@@ -255,9 +307,15 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
       if (state != kCloseWait && state != kLastAck && state != kClosing && ::ioctl(s, SIOCINQ, &inq) == 0 &&
           inq == 0 && ::recv(s, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
         k.set_shut_rd(true);
+    } else if (state == kSynSent) {
+      // Its SYN went out and nothing came back yet: restore connects again (a SYN again, as
+      // after a lost one), once the namespace has its routes (restore/inet_sockets.h).
+      k.set_peer(connecting_peer(pid, fd, s, v6));
+      log::debug("pid {} fd {}: TCP {} connecting to {}", pid, fd, launcher::socket_address_text(k.local()),
+                 launcher::socket_address_text(k.peer()));
     } else if (state != kClose) {
-      throw UnsupportedError(fmt::format("pid {} fd {}: {} is in state {}: only listening, established, half-closed "
-                                         "and unconnected TCP sockets are supported",
+      throw UnsupportedError(fmt::format("pid {} fd {}: {} is in state {}: only listening, connecting, established, "
+                                         "half-closed and unconnected TCP sockets are supported",
                                          pid, fd, what, tcp_state_name(state)));
     }
   }

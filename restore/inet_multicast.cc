@@ -6,15 +6,13 @@
 #include <sys/socket.h>
 
 #include <cstring>
-#include <set>
 #include <string>
 #include <vector>
 
-#include "common/compat.h"
 #include "common/error.h"
-#include "common/fd.h"
 #include "common/log.h"
 #include "common/ns_thread.h"
+#include "restore/socket_copies.h"
 
 namespace stasis::restore {
 
@@ -68,36 +66,24 @@ void join(int s, const pb::MulticastMembership& m, unsigned int ifindex, const s
 }  // namespace
 
 void rejoin_multicast_groups(const RestoreTree& tree, const std::map<pid_t, pid_t>& host_pids, pid_t netns_pid) {
-  std::set<uint64_t> done;  // a socket shared by several processes joins once
   std::map<std::string, unsigned int> ifindex;  // by interface name, in the job's namespace
-  for (const auto& plan : tree.processes) {
-    for (const auto& entry : plan.task.fds) {
-      if (entry.kind() != pb::FdEntry::INET_SOCKET || done.count(entry.file_id())) continue;
-      auto it = plan.files.inet_sockets.find(entry.file_id());
-      if (it == plan.files.inet_sockets.end() || it->second.memberships().empty()) continue;
-      done.insert(entry.file_id());
-      const std::string where = fmt::format("pid {} fd {}", plan.task.pid(), entry.fd());
-      for (const auto& m : it->second.memberships()) {
-        if (!ifindex.count(m.interface())) {
-          unsigned int index = 0;
-          run_in_namespaces(netns_pid, {"net"}, [&] { index = ::if_nametoindex(m.interface().c_str()); });
-          if (index == 0)
-            fail("{}: the job's socket is a member of a multicast group on interface {}, which the restored network "
-                 "namespace does not have",
-                 where, m.interface());
-          ifindex[m.interface()] = index;
-        }
-      }
-      auto host = host_pids.find(plan.task.pid());
-      if (host == host_pids.end()) fail("{}: no host pid for it", where);
-      UniqueFd pidfd(compat::sys_pidfd_open(host->second, 0));
-      if (!pidfd) fail_errno(errno, "{}: pidfd_open of host pid {}", where, host->second);
-      UniqueFd sock(compat::sys_pidfd_getfd(pidfd.get(), entry.fd(), 0));
-      if (!sock) fail_errno(errno, "{}: pidfd_getfd", where);
-      for (const auto& m : it->second.memberships()) join(sock.get(), m, ifindex.at(m.interface()), where);
-      log::debug("{}: joined {} multicast group(s) again", where, it->second.memberships_size());
-    }
-  }
+  const auto index_of = [&](const std::string& name, const std::string& where) {
+    auto it = ifindex.find(name);
+    if (it != ifindex.end()) return it->second;
+    unsigned int index = 0;
+    run_in_namespaces(netns_pid, {"net"}, [&] { index = ::if_nametoindex(name.c_str()); });
+    if (index == 0)
+      fail("{}: the job's socket is a member of a multicast group on interface {}, which the restored network "
+           "namespace does not have",
+           where, name);
+    return ifindex[name] = index;
+  };
+  for_each_socket_copy(
+      tree, host_pids, [](const pb::InetSocket& k) { return !k.memberships().empty(); },
+      [&](const pb::InetSocket& k, int sock, const std::string& where) {
+        for (const auto& m : k.memberships()) join(sock, m, index_of(m.interface(), where), where);
+        log::debug("{}: joined {} multicast group(s) again", where, k.memberships_size());
+      });
 }
 
 }  // namespace stasis::restore

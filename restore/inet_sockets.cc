@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/ns_thread.h"
 #include "launcher/net_lock.h"
+#include "restore/socket_copies.h"
 #include "restore/tcp_segment.h"
 
 namespace stasis::restore {
@@ -28,6 +29,7 @@ constexpr uint32_t kEstablished = 1, kFinWait1 = 4, kFinWait2 = 5, kCloseWait = 
 // TCP option kinds (RFC 793, 7323, 2018), as TCP_REPAIR_OPTIONS takes them.
 constexpr uint32_t kOptMss = 2, kOptWindow = 3, kOptSackPerm = 4, kOptTimestamp = 8;
 constexpr uint32_t kListen = 10;
+constexpr uint32_t kSynSent = 2;
 
 // A TCP connection (established, or half or wholly closed with the peer still there): made
 // with TCP_REPAIR (dump/inet_sockets.cc says which states).
@@ -393,6 +395,23 @@ std::map<std::string, std::vector<launcher::LockedConnection>> locked_connection
 }
 
 }  // namespace
+
+void resume_connection_attempts(const RestoreTree& tree, const std::map<pid_t, pid_t>& host_pids) {
+  for_each_socket_copy(
+      tree, host_pids, [](const pb::InetSocket& k) { return k.protocol() == IPPROTO_TCP && k.state() == kSynSent; },
+      [](const pb::InetSocket& k, int s, const std::string& where) {
+        const std::string what = fmt::format("{}: TCP {} connecting to {}", where, launcher::socket_address_text(k.local()),
+                                             launcher::socket_address_text(k.peer()));
+        // Without waiting (the flag is the job's too: its own goes back after).
+        if (::fcntl(s, F_SETFL, O_NONBLOCK) < 0) fail_errno(errno, "{}: set O_NONBLOCK", what);
+        socklen_t len = 0;
+        sockaddr_storage peer = to_sockaddr(k.peer(), len);
+        if (::connect(s, reinterpret_cast<sockaddr*>(&peer), len) < 0 && errno != EINPROGRESS)
+          fail_errno(errno, "{}: connect again", what);
+        if (::fcntl(s, F_SETFL, k.flags() & O_NONBLOCK) < 0) fail_errno(errno, "{}: set file flags", what);
+        log::debug("{}: connecting again", what);
+      });
+}
 
 void check_bound_addresses(const FileImages& images, pid_t pid) {
   std::vector<const pb::InetSocket*> bound;

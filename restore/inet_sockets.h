@@ -1,6 +1,7 @@
 // TCP, UDP and netlink sockets made again from inet-sockets.img and netlink-sockets.img, in
 // the stub (in the restored job's network namespace) as the fd table is installed: options,
-// address, listen backlog, connected peer, queued datagrams; established TCP connections
+// address, listen backlog, connected peer, queued datagrams (a connecting TCP socket is only
+// bound: resume_connection_attempts connects it); established TCP connections
 // through TCP_REPAIR, with their sequence numbers, queues, window and options. They stay in
 // repair mode until every fd is in place (both ends of a connection inside the job may be
 // among them), then finish_inet_sockets takes them out and sends what was never sent.
@@ -8,12 +9,14 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <vector>
 
 #include "common/fd.h"
 #include "files.pb.h"
 #include "inet_socket.pb.h"
 #include "restore/file_images.h"
+#include "restore/tree.h"
 
 namespace stasis::restore {
 
@@ -23,6 +26,11 @@ UniqueFd open_netlink_socket(const pb::NetlinkSocket& socket);
 // After the whole fd table is installed: established connections out of repair mode, with
 // the bytes the program had written but TCP had not sent yet queued again.
 void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& images);
+
+// The restorer, once the namespace has its contents (routes) back and before the job runs:
+// the TCP sockets that were connecting at the dump (SYN_SENT, bound by the stub) connect
+// again, a new SYN as after a lost one; a program waiting for the connection goes on waiting.
+void resume_connection_attempts(const RestoreTree& tree, const std::map<pid_t, pid_t>& host_pids);
 
 // The restorer, once the namespace's contents are back and before the job runs: fails when
 // an address a socket is bound to is not in the job's network namespace (the stub bound it

@@ -282,6 +282,7 @@ int restore_checkpoint(const RestoreOptions& options) {
   HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, started.init_pid);
   check_bound_addresses(tree.processes.front().files, started.init_pid);
   rejoin_multicast_groups(tree, stubs.host_pids, started.init_pid);
+  resume_connection_attempts(tree, stubs.host_pids);
   timings.start_ms = ms_since(start_at);
 
   // 4-7. Each process rebuilt from outside on both CPUs, each worker seizing, rebuilding and
@@ -332,6 +333,7 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
   HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, pid);
   check_bound_addresses(tree.processes.front().files, pid);
   rejoin_multicast_groups(tree, stubs.host_pids, pid);
+  resume_connection_attempts(tree, stubs.host_pids);
   std::vector<ProcessRestore> processes = rebuild_tree(
       tree, stubs.reports, stubs.host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
         held_segments.release();

@@ -181,6 +181,28 @@ TEST(CheckpointInetSockets, MulticastMembershipsAreInTheImage) {
   EXPECT_TRUE(keep_progressing(c.status(), 300ms));
 }
 
+// TCP connections still being made at the dump (SYN_SENT: one polled, one in a blocking
+// connect() of a second thread) come back connecting to the same peer from the same address,
+// and complete once the peer answers: the job's own listener, started after the restore.
+TEST(CheckpointInetSockets, ConnectionsBeingMadeCompleteAfterRestore) {
+  RoundTrip how;
+  how.after_restore = [](Container& restored) {
+    const std::string status = restored.status().string();
+    std::ofstream(status + ".answer") << "now\n";
+    EXPECT_TRUE(wait_until(
+        [&] {
+          std::ifstream in(status + ".connected");
+          std::string word;
+          in >> word;
+          return word == "connected";
+        },
+        20s))
+        << read_status(restored.status()).raw;
+    EXPECT_TRUE(keep_progressing(restored.status(), 300ms));
+  };
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tcp_connecting"), how));
+}
+
 TEST(CheckpointInetSockets, PacketSocketIsRefusedByName) {
   CheckpointEnv env;
   const int port = base_port() + 7;
