@@ -255,6 +255,14 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
     if (rcv != d.rcvbuf) n.set_rcvbuf(rcv);
     if (snd != d.sndbuf) n.set_sndbuf(snd);
     read_int_options(s, d, *n.mutable_more_options());
+    // Messages the kernel queued and the program has not read (notifications, mostly) cannot
+    // be queued again as the kernel's: say so rather than drop them unsaid.
+    char byte;
+    const ssize_t queued = ::recv(s, &byte, 1, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    if (queued > 0)
+      log::warn("pid {} fd {}: netlink socket of protocol {} has messages it has not read yet (the first of {} "
+                "bytes); they are not kept: the restored socket starts with an empty queue",
+                pid, fd, protocol, queued);
     netlink_.push_back(std::move(n));
     return;
   }
