@@ -537,6 +537,7 @@ TEST(CheckpointServers, RedisMigratedToASecondHostKeepsItsClientsAtTheSameAddres
   r = hosts.a.stasis({"migrate", name, "--to", server.address(), "--plaintext"}, 120s);
   EXPECT_NE(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.err.find("is an established connection"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.err.find("stasis migrate takes --tcp-established"), std::string::npos) << r.out << r.err;
   EXPECT_NE(r.err.find("runs on here"), std::string::npos) << r.out << r.err;
   check_clients_go_on(c, "after a refused migration");
   EXPECT_EQ(c.client.call({"DEL", "after"}), ":1");  // the key count again as loaded

@@ -81,6 +81,19 @@ struct EndTracking {
   }
 };
 
+// The last dump, the job frozen: its refusal says what the user of migrate can do about it.
+dump::DumpReport final_dump(const dump::DumpOptions& o, const MigrateOptions& opt) {
+  try {
+    return dump::dump(o);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    const bool tcp = !opt.tcp_established && what.find("--tcp-established") != std::string::npos;
+    throw Error(fmt::format("migrate {}: the final dump failed: {}{}", opt.name, what,
+                            tcp ? " (stasis migrate takes --tcp-established too, to move the job's connections)" : ""),
+                e.exit_code());
+  }
+}
+
 }  // namespace
 
 int migrate(const MigrateOptions& opt) {
@@ -185,7 +198,7 @@ int migrate(const MigrateOptions& opt) {
   std::string answer;
   double dump_s = 0, send_s = 0;
   try {
-    dump::DumpReport r = dump::dump(o);
+    dump::DumpReport r = final_dump(o, opt);
     thaw.network_lock = r.network_lock;
     thaw.pid = r.host_pid;
     dump_s = since(t_freeze);
