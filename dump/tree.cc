@@ -160,10 +160,16 @@ bool adopted_by_pid_1(const DumpTree& tree, const Task& t) {
 void find_sessions_without_leader(DumpTree& tree) {
   const std::set<pid_t> pids = tree_pids(tree);
   const pid_t outside_sid = outside_ids(tree, pids).first;
+  std::map<pid_t, pid_t> sid_of;  // ns pid -> session, live processes
+  for (const auto& p : tree.processes) sid_of[p.task.ns_pid] = p.task.ns_sid;
   for (auto& p : tree.processes) {
     const Task& t = p.task;
     // (The first root is the job itself; a session outside the namespace, 0, is PID 1's.)
-    if (&p == &tree.processes.front() || !adopted_by_pid_1(tree, t)) continue;
+    // An orphan of PID 1, or one whose parent in the tree is in another session: re-parented
+    // to a subreaper, or its parent left the session after the fork.
+    auto parent = sid_of.find(t.ns_ppid);
+    const bool parent_elsewhere = parent != sid_of.end() && parent->second != t.ns_sid;
+    if (&p == &tree.processes.front() || !(adopted_by_pid_1(tree, t) || parent_elsewhere)) continue;
     if (t.ns_sid <= 0 || t.ns_sid == t.ns_pid || t.ns_sid == outside_sid || pids.count(t.ns_sid)) continue;
     p.via_session_helper = true;
     log::debug("pid {}: its session {} has lost its leader: restore makes it through a stand-in", t.ns_pid, t.ns_sid);

@@ -312,7 +312,14 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     if (e.via_session_helper()) helped[e.sid()].push_back(child);
     else create_process(tree, child, control_fd);
   }
+  // The members go to their parent when the stand-in leaves only if it is a subreaper then
+  // (PID 1 is the namespace's reaper anyway); it is one, or not, as dumped by the end.
+  const bool borrow_subreaper = !helped.empty() && parent != kInitProcess;
+  if (borrow_subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) fail_errno(errno, "prctl(PR_SET_CHILD_SUBREAPER)");
   for (const auto& [sid, members] : helped) create_session_helper(tree, sid, members, control_fd);
+  if (borrow_subreaper && !tree.processes[static_cast<size_t>(parent)].task.core.child_subreaper() &&
+      prctl(PR_SET_CHILD_SUBREAPER, 0) < 0)
+    fail_errno(errno, "prctl(PR_SET_CHILD_SUBREAPER, 0)");
   for (const auto& z : tree.zombies)
     if (z.parent == parent) create_zombie(z.entry);
 }

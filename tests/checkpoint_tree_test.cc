@@ -426,6 +426,7 @@ TEST(CheckpointTree, SysVSegmentsOnTheSecondHost) { check_tree_on_second_host(c_
 TEST(CheckpointTree, SharedMemoryOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_shared_mem")); }
 TEST(CheckpointTree, StoppedChildrenOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_stopped")); }
 TEST(CheckpointTree, SharedEpollOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_epoll")); }
+TEST(CheckpointTree, SubreaperOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_subreaper")); }
 
 // bash with job control (`set -m`): a background pipeline whose first command has exited is
 // a process group without its leader, its last command a child of bash. It comes back in
@@ -482,6 +483,16 @@ TEST(CheckpointTree, DaemonWhoseSessionLeaderExited) {
   set_tree_checks(how, before, processes(2));
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_daemon"), how));
 }
+// A session whose leader has exited, its member adopted by a subreaper that is not PID 1 (a
+// supervisor's shape): a stand-in child of the subreaper takes the leader's pid, makes the
+// session again and creates the member, which the subreaper adopts when the stand-in goes.
+TEST(CheckpointTree, SessionMemberAdoptedByASubreaper) {
+  Tree before;
+  RoundTrip how;
+  set_tree_checks(how, before, processes(3));
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_subreaper"), how));
+}
+
 // Memory shared between processes (and between two mappings of one process) stays shared:
 // the workload's progress is what its child counts, read through that memory.
 TEST(CheckpointTree, SharedMemoryStaysShared) {
