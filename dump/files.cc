@@ -285,7 +285,15 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     }
     pb::FdEntry::Kind kind;
     UniqueFd socket_copy;
-    bool is_pipe = S_ISFIFO(st.st_mode) && link.rfind("pipe:[", 0) == 0;
+    // A named FIFO (opened by its path) is a pipe too: the same buffer, shared by its openers.
+    const bool is_fifo = S_ISFIFO(st.st_mode) && link.front() == '/';
+    bool is_pipe = S_ISFIFO(st.st_mode) && (link.rfind("pipe:[", 0) == 0 || is_fifo);
+    if (is_fifo && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
+      throw UnsupportedError(fmt::format("pid {} fd {}: named FIFO {} was removed while open: not supported yet", pid,
+                                         fd, link));
+    // A FIFO's inode lives on a file system, an anonymous pipe's on pipefs: ids of their own.
+    const uint64_t pipe_id = is_fifo ? (uint64_t{1} << 63) ^ (static_cast<uint64_t>(st.st_dev) << 32) ^ st.st_ino
+                                     : static_cast<uint64_t>(st.st_ino);
     if (S_ISREG(st.st_mode) && link.rfind("anon_inode:", 0) != 0 && link.front() == '/') kind = pb::FdEntry::REGULAR;
     else if (S_ISDIR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::DIRECTORY;
     else if (S_ISCHR(st.st_mode) && link.front() == '/') kind = pb::FdEntry::CHARDEV;
@@ -340,15 +348,16 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           if (cap < 0) fail_errno(errno, "pid {} fd {}: F_GETPIPE_SZ", pid, fd);
           pb::PipeEnd p;
           p.set_id(id);
-          p.set_pipe_id(st.st_ino);
+          p.set_pipe_id(pipe_id);
           p.set_flags(flags);
           p.set_capacity(static_cast<uint32_t>(cap));
+          if (is_fifo) p.set_fifo_path(link);
           pipes_.push_back(std::move(p));
-          if ((flags & O_ACCMODE) == O_RDONLY && !pipe_data_seen_.count(st.st_ino)) {
+          if ((flags & O_ACCMODE) != O_WRONLY && !pipe_data_seen_.count(pipe_id)) {
             pb::PipeData d;
-            d.set_pipe_id(st.st_ino);
+            d.set_pipe_id(pipe_id);
             d.set_data(peek_pipe(end.get(), pid, fd, cap));
-            pipe_data_seen_.insert(st.st_ino);
+            pipe_data_seen_.insert(pipe_id);
             if (!d.data().empty()) pipe_data_.push_back(std::move(d));
           }
           break;
@@ -375,7 +384,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           break;
       }
     }
-    if (kind == pb::FdEntry::PIPE) {
+    if (kind == pb::FdEntry::PIPE && !is_fifo) {  // a FIFO's other end is whoever opens it
       auto& ends = pipe_ends_[st.st_ino];
       ((flags & O_ACCMODE) == O_RDONLY ? ends.read : ends.write) = true;
       if (ends.fd < 0) {

@@ -295,10 +295,11 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
       // For a listener TCP_INFO gives the backlog (tcpi_sacked) and the connections the
       // kernel accepted that the program has not (tcpi_unacked).
       k.set_backlog(info.tcpi_sacked);
+      // A passing state (common/error.h): the dump tries again while the program accepts them.
       if (info.tcpi_unacked != 0)
-        throw UnsupportedError(fmt::format("pid {} fd {}: listening {} has {} connection(s) the program has not "
-                                           "accepted yet: not supported (dump again once they are accepted)",
-                                           pid, fd, launcher::socket_address_text(k.local()), info.tcpi_unacked));
+        throw PassingStateError(fmt::format("pid {} fd {}: listening {} has {} connection(s) the program has not "
+                                            "accepted yet, which restore could not queue again",
+                                            pid, fd, launcher::socket_address_text(k.local()), info.tcpi_unacked));
     } else if (connected(state)) {
       if (!tcp_established_)
         throw UnsupportedError(fmt::format("pid {} fd {}: {} is {}: dump with --tcp-established to checkpoint it "

@@ -1,6 +1,8 @@
 #include "restore/pipes.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <span>
@@ -8,12 +10,46 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/log.h"
 
 namespace stasis::restore {
 
-PipeFactory::Pipe& PipeFactory::pipe_for(uint64_t pipe_id, uint32_t capacity) {
+void PipeFactory::put_back_data(uint64_t pipe_id, int write_fd) {
+  auto data = images_.pipe_data.find(pipe_id);
+  if (data != images_.pipe_data.end() && !data->second.empty())
+    write_all(write_fd, std::as_bytes(std::span(data->second.data(), data->second.size())),
+              "buffered data of pipe " + std::to_string(pipe_id));
+}
+
+PipeFactory::Pipe& PipeFactory::fifo_for(const pb::PipeEnd& end) {
+  const std::string& path = end.fifo_path();
+  // Read and write: the open never waits for the other side, and the ends opened from it
+  // never wait either (it is a reader and a writer of its own).
+  UniqueFd fifo(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fifo) fail_errno(errno, "named FIFO {}: open it again", path);
+  struct stat st {};
+  if (::fstat(fifo.get(), &st) < 0 || !S_ISFIFO(st.st_mode)) fail("named FIFO {}: it is not a FIFO now", path);
+  Pipe& pipe = pipes_[end.pipe_id()];
+  pipe.fifo.reset(fcntl(fifo.get(), F_DUPFD_CLOEXEC, min_fd_));
+  if (!pipe.fifo) fail_errno(errno, "named FIFO {}: move above fd {}", path, min_fd_);
+  if (end.capacity() > 0 && fcntl(pipe.fifo.get(), F_SETPIPE_SZ, end.capacity()) < 0)
+    fail_errno(errno, "named FIFO {}: set capacity {}", path, end.capacity());
+  // Bytes in it already are another opener's (the original, left running): ours would come twice.
+  int queued = 0;
+  if (::ioctl(pipe.fifo.get(), FIONREAD, &queued) < 0) fail_errno(errno, "named FIFO {}: FIONREAD", path);
+  if (queued == 0) put_back_data(end.pipe_id(), pipe.fifo.get());
+  else if (images_.pipe_data.count(end.pipe_id()))
+    log::warn("named FIFO {} holds {} bytes already (another process has it open): its dumped bytes are not "
+              "written again",
+              path, queued);
+  return pipe;
+}
+
+PipeFactory::Pipe& PipeFactory::pipe_for(const pb::PipeEnd& end) {
+  const uint64_t pipe_id = end.pipe_id();
   auto it = pipes_.find(pipe_id);
   if (it != pipes_.end()) return it->second;
+  if (!end.fifo_path().empty()) return fifo_for(end);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) fail_errno(errno, "create pipe {}", pipe_id);
   UniqueFd read_end(fds[0]), write_end(fds[1]);
@@ -21,14 +57,9 @@ PipeFactory::Pipe& PipeFactory::pipe_for(uint64_t pipe_id, uint32_t capacity) {
   pipe.read_end.reset(fcntl(fds[0], F_DUPFD_CLOEXEC, min_fd_));
   pipe.write_end.reset(fcntl(fds[1], F_DUPFD_CLOEXEC, min_fd_));
   if (!pipe.read_end || !pipe.write_end) fail_errno(errno, "pipe {}: move above fd {}", pipe_id, min_fd_);
-  fds[0] = pipe.read_end.get();
-  fds[1] = pipe.write_end.get();
-  if (capacity > 0 && fcntl(fds[1], F_SETPIPE_SZ, capacity) < 0)
-    fail_errno(errno, "pipe {}: set capacity {}", pipe_id, capacity);
-  auto data = images_.pipe_data.find(pipe_id);
-  if (data != images_.pipe_data.end() && !data->second.empty())
-    write_all(fds[1], std::as_bytes(std::span(data->second.data(), data->second.size())),
-              "buffered data of pipe " + std::to_string(pipe_id));
+  if (end.capacity() > 0 && fcntl(pipe.write_end.get(), F_SETPIPE_SZ, end.capacity()) < 0)
+    fail_errno(errno, "pipe {}: set capacity {}", pipe_id, end.capacity());
+  put_back_data(pipe_id, pipe.write_end.get());
   return pipe;
 }
 
@@ -46,7 +77,15 @@ UniqueFd PipeFactory::open_end(uint64_t end_id) {
       fail_errno(errno, "pipe {}: set O_NONBLOCK on the --inherit-fd source", end.pipe_id());
     return fd;
   }
-  Pipe& pipe = pipe_for(end.pipe_id(), end.capacity());
+  Pipe& pipe = pipe_for(end);
+  if (pipe.fifo) {
+    const std::string self = "/proc/self/fd/" + std::to_string(pipe.fifo.get());
+    UniqueFd fd(::open(self.c_str(), static_cast<int>(end.flags() & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) fail_errno(errno, "named FIFO {}: open an end through {}", end.fifo_path(), self);
+    if (fcntl(fd.get(), F_SETFL, end.flags() & O_NONBLOCK) < 0)
+      fail_errno(errno, "named FIFO {}: set flags", end.fifo_path());
+    return fd;
+  }
   const bool reader = (end.flags() & O_ACCMODE) == O_RDONLY;
   UniqueFd& own = reader ? pipe.read_end : pipe.write_end;
   bool& used = reader ? pipe.read_used : pipe.write_used;

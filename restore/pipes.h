@@ -1,5 +1,7 @@
 // Recreating pipes with their buffered data. Ends of one pipe share its pipe_id; every open
-// file description of an end is one PipeEnd (its id).
+// file description of an end is one PipeEnd (its id). A named FIFO is opened again at its
+// path (which must be a FIFO there), each end a new open of it, its bytes written back when
+// it is empty.
 #pragma once
 
 #include <cstdint>
@@ -22,8 +24,11 @@ class PipeFactory {
   struct Pipe {
     UniqueFd read_end, write_end;
     bool read_used = false, write_used = false;
+    UniqueFd fifo;  // a named FIFO, opened for reading and writing: each end reopens it
   };
-  Pipe& pipe_for(uint64_t pipe_id, uint32_t capacity);
+  Pipe& pipe_for(const pb::PipeEnd& end);
+  Pipe& fifo_for(const pb::PipeEnd& end);
+  void put_back_data(uint64_t pipe_id, int write_fd);
 
   const FileImages& images_;
   int min_fd_;

@@ -427,6 +427,7 @@ TEST(CheckpointTree, SharedMemoryOnTheSecondHost) { check_tree_on_second_host(c_
 TEST(CheckpointTree, StoppedChildrenOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_stopped")); }
 TEST(CheckpointTree, SharedEpollOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_epoll")); }
 TEST(CheckpointTree, SubreaperOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_subreaper")); }
+TEST(CheckpointTree, PreForkServerOnTheSecondHost) { check_tree_on_second_host(c_workload("tree_prefork")); }
 
 // bash with job control (`set -m`): a background pipeline whose first command has exited is
 // a process group without its leader, its last command a child of bash. It comes back in
@@ -491,6 +492,17 @@ TEST(CheckpointTree, SessionMemberAdoptedByASubreaper) {
   RoundTrip how;
   set_tree_checks(how, before, processes(3));
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_subreaper"), how));
+}
+
+// A pre-fork server: a parent and two workers sharing a listening socket, a MAP_SHARED
+// counter page and a named FIFO the workers write numbered lines into and the parent reads
+// slowly (lines wait in it at the dump): every line arrives once and in order, and the
+// workers go on accepting the parent's connections.
+TEST(CheckpointTree, PreForkServerWithANamedFifo) {
+  Tree before;
+  RoundTrip how;
+  set_tree_checks(how, before, processes(3));
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_prefork"), how));
 }
 
 // Memory shared between processes (and between two mappings of one process) stays shared:
