@@ -116,6 +116,15 @@ TreeCheck processes(size_t size) {
   return check;
 }
 
+// Dumps and restores w, whose tree has `size` processes before the dump; the restored tree
+// must be the same, process by process.
+void check_same_tree(const Workload& w, size_t size) {
+  Tree before;
+  RoundTrip how;
+  set_tree_checks(how, before, processes(size));
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(w, how));
+}
+
 // Dumps and restores w in a container; the restored tree must be the original's, process by
 // process.
 void check_tree_round_trip(const Workload& w, std::vector<std::string> run_options, bool leave_running = false) {
@@ -464,10 +473,7 @@ TEST(CheckpointTree, BashJobWhoseLeaderExitedComesBack) {
 // A process group whose leader has exited, its members adopted by the job's PID 1: a stand-in
 // child of PID 1 takes the leader's pid and makes the group again for them, then goes.
 TEST(CheckpointTree, GroupWhoseLeaderExitedComesBack) {
-  Tree before;
-  RoundTrip how;
-  set_tree_checks(how, before, processes(3));
-  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_orphan_group"), how));
+  ASSERT_NO_FATAL_FAILURE(check_same_tree(c_workload("tree_orphan_group"), 3));
 }
 
 // Under --init the members' parent is our reaper, which is not in the dump: no process of the
@@ -479,19 +485,13 @@ TEST(CheckpointTree, GroupWithoutLeaderUnderInitIsRefused) {
 // A daemon made by the double fork: an orphan of PID 1 whose session leader has exited. A
 // stand-in for the leader makes the session again and leaves; the daemon checks its ids.
 TEST(CheckpointTree, DaemonWhoseSessionLeaderExited) {
-  Tree before;
-  RoundTrip how;
-  set_tree_checks(how, before, processes(2));
-  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_daemon"), how));
+  ASSERT_NO_FATAL_FAILURE(check_same_tree(c_workload("tree_daemon"), 2));
 }
 // A session whose leader has exited, its member adopted by a subreaper that is not PID 1 (a
 // supervisor's shape): a stand-in child of the subreaper takes the leader's pid, makes the
 // session again and creates the member, which the subreaper adopts when the stand-in goes.
 TEST(CheckpointTree, SessionMemberAdoptedByASubreaper) {
-  Tree before;
-  RoundTrip how;
-  set_tree_checks(how, before, processes(3));
-  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_subreaper"), how));
+  ASSERT_NO_FATAL_FAILURE(check_same_tree(c_workload("tree_subreaper"), 3));
 }
 
 // A pre-fork server: a parent and two workers sharing a listening socket, a MAP_SHARED
@@ -499,10 +499,7 @@ TEST(CheckpointTree, SessionMemberAdoptedByASubreaper) {
 // slowly (lines wait in it at the dump): every line arrives once and in order, and the
 // workers go on accepting the parent's connections.
 TEST(CheckpointTree, PreForkServerWithANamedFifo) {
-  Tree before;
-  RoundTrip how;
-  set_tree_checks(how, before, processes(3));
-  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_prefork"), how));
+  ASSERT_NO_FATAL_FAILURE(check_same_tree(c_workload("tree_prefork"), 3));
 }
 
 // Memory shared between processes (and between two mappings of one process) stays shared:
