@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/progress.h"
 
 namespace stasis::transport {
 
@@ -250,6 +251,10 @@ uint64_t Channel::send_directory(const fs::path& dir, const std::string& prefix)
   for (const auto& e : fs::directory_iterator(dir))
     if (e.is_regular_file()) files.push_back(e.path());
   std::sort(files.begin(), files.end());
+  uint64_t total = 0;
+  for (const auto& file : files) total += fs::file_size(file);
+  // On a terminal, a line that says how far the round has gone (common/progress.h).
+  progress::Display display(fmt::format("migrate: send {}", prefix), [total] { return total; });
   uint64_t sent = 0;
   std::vector<char> buf(kPiece);
   for (const auto& file : files) {
@@ -262,6 +267,7 @@ uint64_t Channel::send_directory(const fs::path& dir, const std::string& prefix)
       if (n <= 0) fail_errno(n < 0 ? errno : EIO, "read {}", file.string());
       send_payload(buf.data(), static_cast<size_t>(n));
       done += static_cast<uint64_t>(n);
+      progress::add(static_cast<uint64_t>(n));
     }
     end_frame();
     sent += size;
