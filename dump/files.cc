@@ -288,9 +288,9 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     // A named FIFO (opened by its path) is a pipe too: the same buffer, shared by its openers.
     const bool is_fifo = S_ISFIFO(st.st_mode) && link.front() == '/';
     bool is_pipe = S_ISFIFO(st.st_mode) && (link.rfind("pipe:[", 0) == 0 || is_fifo);
-    if (is_fifo && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
-      throw UnsupportedError(fmt::format("pid {} fd {}: named FIFO {} was removed while open: not supported yet", pid,
-                                         fd, link));
+    // A FIFO removed while open (a private one: made, opened, unlinked) lives on unnamed.
+    const bool fifo_removed =
+        is_fifo && link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;
     // A FIFO's inode lives on a file system, an anonymous pipe's on pipefs: ids of their own.
     const uint64_t pipe_id = is_fifo ? (uint64_t{1} << 63) ^ (static_cast<uint64_t>(st.st_dev) << 32) ^ st.st_ino
                                      : static_cast<uint64_t>(st.st_ino);
@@ -351,7 +351,13 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
           p.set_pipe_id(pipe_id);
           p.set_flags(flags);
           p.set_capacity(static_cast<uint32_t>(cap));
-          if (is_fifo) p.set_fifo_path(link);
+          if (is_fifo) {
+            p.set_fifo_path(fifo_removed ? link.substr(0, link.size() - 10) : link);
+            p.set_fifo_removed(fifo_removed);
+            p.set_fifo_mode(st.st_mode & 07777);
+            p.set_fifo_uid(st.st_uid);
+            p.set_fifo_gid(st.st_gid);
+          }
           pipes_.push_back(std::move(p));
           if ((flags & O_ACCMODE) != O_WRONLY && !pipe_data_seen_.count(pipe_id)) {
             pb::PipeData d;

@@ -21,11 +21,35 @@ void PipeFactory::put_back_data(uint64_t pipe_id, int write_fd) {
               "buffered data of pipe " + std::to_string(pipe_id));
 }
 
+namespace {
+
+// A FIFO made anew where the removed one was (or beside it, if that name is taken now) with
+// its mode and owner, opened for reading and writing, and removed again.
+UniqueFd open_removed_fifo(const pb::PipeEnd& end) {
+  std::string path = end.fifo_path();
+  for (int attempt = 0;; ++attempt) {
+    if (::mkfifo(path.c_str(), 0600) == 0) break;
+    if (errno != EEXIST || attempt == 100) fail_errno(errno, "named FIFO {} (removed while open): make it again", path);
+    path = fmt::format("{}.stasis-{}-{}", end.fifo_path(), ::getpid(), attempt);
+  }
+  UniqueFd fifo(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  const int err = errno;
+  ::unlink(path.c_str());
+  if (!fifo) fail_errno(err, "named FIFO {} (removed while open): open it again", path);
+  if (::fchown(fifo.get(), end.fifo_uid(), end.fifo_gid()) < 0 || ::fchmod(fifo.get(), end.fifo_mode()) < 0)
+    fail_errno(errno, "named FIFO {} (removed while open): set owner {}:{} and mode {:o}", end.fifo_path(),
+               end.fifo_uid(), end.fifo_gid(), end.fifo_mode());
+  return fifo;
+}
+
+}  // namespace
+
 PipeFactory::Pipe& PipeFactory::fifo_for(const pb::PipeEnd& end) {
   const std::string& path = end.fifo_path();
   // Read and write: the open never waits for the other side, and the ends opened from it
   // never wait either (it is a reader and a writer of its own).
-  UniqueFd fifo(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd fifo(end.fifo_removed() ? open_removed_fifo(end).release()
+                                   : ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (!fifo) fail_errno(errno, "named FIFO {}: open it again", path);
   struct stat st {};
   if (::fstat(fifo.get(), &st) < 0 || !S_ISFIFO(st.st_mode)) fail("named FIFO {}: it is not a FIFO now", path);

@@ -502,6 +502,19 @@ TEST(CheckpointTree, PreForkServerWithANamedFifo) {
   ASSERT_NO_FATAL_FAILURE(check_same_tree(c_workload("tree_prefork"), 3));
 }
 
+// The same with the FIFO's name removed once every process has it open: restore makes a FIFO
+// at that name, opens it and removes it again.
+TEST(CheckpointTree, PreForkServerWithARemovedFifo) {
+  Tree before;
+  RoundTrip how;
+  TreeCheck check = processes(3);
+  check.after = [](Container& restored, pid_t) {
+    EXPECT_FALSE(fs::exists(restored.status().string() + ".fifo")) << "the FIFO made again kept a name";
+  };
+  set_tree_checks(how, before, check);
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_prefork", {"removed"}), how));
+}
+
 // Memory shared between processes (and between two mappings of one process) stays shared:
 // the workload's progress is what its child counts, read through that memory.
 TEST(CheckpointTree, SharedMemoryStaysShared) {

@@ -6,7 +6,8 @@
 // fifth iteration (so lines wait in it, as data in flight), checks that each worker's lines
 // come one after the other with none lost or repeated, connects to the listener every 20
 // iterations and checks that a worker accepted the previous connection. Progress: the lines
-// read. Run in a network namespace of its own (a container).
+// read. With "removed", the parent removes the FIFO's name once both workers have it open (a
+// private FIFO, alive unnamed). Run in a network namespace of its own (a container).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -53,7 +54,8 @@ static void worker(int w, const char* fifo_path, int listener, struct shared* sh
 }
 
 int main(int argc, char** argv) {
-  ws_init(argc, argv, 1, "STATUS_FILE");
+  ws_init(argc, argv, 1, "STATUS_FILE [removed]");
+  const int removed = argc > 2 && strcmp(argv[2], "removed") == 0;
   char fifo_path[4200];
   snprintf(fifo_path, sizeof fifo_path, "%s.fifo", argv[1]);
   unlink(fifo_path);
@@ -72,6 +74,10 @@ int main(int argc, char** argv) {
   for (int w = 0; w < WORKERS; ++w)
     if ((pids[w] = fork()) == 0) worker(w, fifo_path, listener, sh);
 
+  if (removed) {
+    while (!sh->failure[0] && (sh->count[0] == 0 || sh->count[1] == 0)) ws_sleep_ms(1);  // both have it open
+    if (unlink(fifo_path) < 0) ws_failf("unlink %s: %s", fifo_path, strerror(errno));
+  }
   unsigned long long next_seq[WORKERS] = {1, 1}, lines = 0, accepted_before = 0;
   char buf[8192];
   size_t have = 0;
