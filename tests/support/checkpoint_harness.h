@@ -33,9 +33,10 @@ struct WorkloadStatus {
 WorkloadStatus read_status(const std::filesystem::path& path);
 // Empties the status file (without removing it), so that the next "ok" is a fresh write.
 void clear_status(const std::filesystem::path& path);
-// Restore options for a job that ran on after a --leave-running dump: it rewrites its status
-// file, which it may have had open at the freeze (STATUS.tmp, renamed over STATUS), so restore
-// reopens that one as it is now.
+// Restore options for a job whose status files changed since the dump, which it may have had
+// open at the freeze (STATUS.tmp, renamed over STATUS; bash writes STATUS in place): rewritten
+// by the original left running or by another copy restored before, or emptied by the test.
+// Restore reopens them as they are now.
 std::vector<std::string> accept_rewritten_status(const std::filesystem::path& status);
 
 // How to start one workload: argv = program + {status path} + args.

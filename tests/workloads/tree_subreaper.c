@@ -25,6 +25,8 @@ static void fail_shared(struct shared* sh, const char* who, const char* what) {
 }
 
 static void run_m(struct shared* sh) {
+  // Adopted once L has exited, a moment after the fork: wait for it (up to 5 s).
+  for (int waited = 0; getppid() != sh->s && waited < 5000; ++waited) ws_sleep_ms(1);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   for (;;) {
     if (getppid() != sh->s) fail_shared(sh, "M", "its parent is not the subreaper");
