@@ -1,6 +1,5 @@
 #include "dump/inet_multicast.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -13,6 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "launcher/net_lock.h"
 
 namespace stasis::dump {
 
@@ -84,13 +84,6 @@ std::string address_bytes(const sockaddr_storage& ss) {
   return std::string(reinterpret_cast<const char*>(&a), sizeof a);
 }
 
-std::string address_text(const sockaddr_storage& ss) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, text, sizeof text);
-  else ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr, text, sizeof text);
-  return text;
-}
-
 }  // namespace
 
 void read_multicast_memberships(int s, int family, pid_t pid, int fd,
@@ -110,7 +103,7 @@ void read_multicast_memberships(int s, int family, pid_t pid, int fd,
     gf->gf_numsrc = kMostSources;
     socklen_t len = static_cast<socklen_t>(buffer.size());
     const int level = c.group.ss_family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
-    const std::string what = fmt::format("multicast group {} on {}", address_text(c.group), c.interface);
+    const std::string what = fmt::format("multicast group {} on {}", launcher::ip_address_text(c.group), c.interface);
     if (::getsockopt(s, level, MCAST_MSFILTER, gf, &len) < 0) {
       if (errno == EADDRNOTAVAIL) continue;  // not a member
       fail_errno(errno, "pid {} fd {}: getsockopt MCAST_MSFILTER for {}", pid, fd, what);

@@ -45,6 +45,8 @@ Endpoint endpoint_of(const sockaddr_storage& ss) {
 
 }  // namespace
 
+std::string ip_address_text(const sockaddr_storage& ss) { return endpoint_of(ss).address; }
+
 std::string socket_address_text(const std::string& bytes) {
   if (bytes.empty()) return "*";
   sockaddr_storage ss{};

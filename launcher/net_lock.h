@@ -33,6 +33,8 @@ inline constexpr uint32_t kNetLockPassMark = 0x57a515f1;
 
 // "10.0.0.2:80", "[::1]:80" for a sockaddr_in or sockaddr_in6 given as its bytes; "*" for none.
 std::string socket_address_text(const std::string& sockaddr_bytes);
+// The address alone, "10.0.0.2" or "ff02::1", of a sockaddr_in or sockaddr_in6.
+std::string ip_address_text(const sockaddr_storage& ss);
 
 struct LockedConnection {
   sockaddr_storage local;

@@ -1,6 +1,5 @@
 #include "restore/inet_multicast.h"
 
-#include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "launcher/net_lock.h"
 #include "common/ns_thread.h"
 #include "restore/socket_copies.h"
 
@@ -34,16 +34,9 @@ sockaddr_storage address_of(const std::string& bytes, const std::string& what) {
   return ss;
 }
 
-std::string text_of(const sockaddr_storage& ss) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, text, sizeof text);
-  else ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr, text, sizeof text);
-  return text;
-}
-
 void join(int s, const pb::MulticastMembership& m, unsigned int ifindex, const std::string& where) {
   const sockaddr_storage group = address_of(m.group(), where);
-  const std::string what = fmt::format("{}: multicast group {} on {}", where, text_of(group), m.interface());
+  const std::string what = fmt::format("{}: multicast group {} on {}", where, launcher::ip_address_text(group), m.interface());
   const int level = group.ss_family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
   group_req req{};
   req.gr_interface = ifindex;
