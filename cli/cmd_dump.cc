@@ -21,6 +21,7 @@ struct DumpArgs {
   std::string dir;
   bool leave_running = false;
   bool tcp_established = false;
+  bool shell_job = false;
   bool quiet = false;
   std::string compression = "lz4";
   std::string ghost_limit = "64M";
@@ -41,6 +42,9 @@ void add_dump_command(Cli& cli) {
   cmd->add_flag("--tcp-established", a->tcp_established,
                 "Checkpoint established TCP connections (TCP_REPAIR; their packets are dropped from the dump to the "
                 "end of the restore, so that the peer keeps the connection)");
+  cmd->add_flag("--shell-job", a->shell_job,
+                "With --pid: the process is on the terminal of the shell it was started from; save that terminal's "
+                "state, and the restored job gets a new terminal (attached as `stasis run -t` does)");
   cmd->add_flag("-q,--quiet", a->quiet, "Print no progress and no summary (errors and warnings still go to stderr)");
   cmd->add_option("--compression,--compress", a->compression, "Page compression: none, lz4 or zstd")
       ->capture_default_str();
@@ -66,6 +70,8 @@ void add_dump_command(Cli& cli) {
     cli.action = [&cli, a]() -> int {
       if (a->name.empty() == (a->pid == 0))
         throw UsageError("stasis dump: give either a container NAME or --pid PID (exactly one)");
+      if (a->shell_job && !a->name.empty())
+        throw UsageError("stasis dump: --shell-job is for --pid: a container's terminal (stasis run -t) is saved anyway");
       if (a->quiet) progress::set_enabled(false);
       dump::DumpOptions o;
       o.container = a->name;
@@ -76,6 +82,7 @@ void add_dump_command(Cli& cli) {
       o.pre_dump = a->pre_dump;
       o.parent = a->parent;
       o.tcp_established = a->tcp_established;
+      o.shell_job = a->shell_job;
       o.compression = images::parse_compression(a->compression);
       const int64_t ghost_limit = launcher::parse_size(a->ghost_limit, "--ghost-limit");
       // Each file's data is one image record, whose size is bounded (images/format.h).

@@ -174,8 +174,8 @@ void check_dump_options(const criu_opts& o) {
   // Everything else runc, podman and CRI-O set on a dump is accepted (docs/criu.md says why
   // each changes nothing here): track_mem (a pre-dump always tracks, and a dump on a parent
   // whose tracking ended saves every page), leave_running either way (without it the job is killed once
-  // dumped, and RESTORE brings it back), shell_job, tcp_established, ext_unix_sk, file_locks,
-  // auto_dedup, manage_cgroups(_mode), ext_mnt, notify_scripts, orphan_pts_master, root,
+  // dumped, and RESTORE brings it back), tcp_established, ext_unix_sk, file_locks,
+  // auto_dedup, manage_cgroups(_mode), ext_mnt, notify_scripts, root (shell_job and orphan_pts_master: dump_options),
   // log_level, log_file, work_dir_fd, cpu_cap, timeout, restore-only options.
 }
 
@@ -203,7 +203,7 @@ void check_restore_options(const criu_opts& o) {
   // Accepted: root, ext_mnt (restore_options), manage_cgroups(_mode) and cg_root (the job
   // goes into the cgroups the client put us in), shell_job, ext_unix_sk, tcp_established (the
   // checkpoint's connections come back in any case), file_locks, evasive_devices, auto_dedup,
-  // orphan_pts_master, notify_scripts, log options, the dump-only options.
+  // notify_scripts (orphan_pts_master: requests.cc, the new terminal's master), log options, the dump-only options.
 }
 
 dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir, bool pre_dump) {
@@ -215,6 +215,9 @@ dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir, bool pre
   d.dir = dir;
   d.leave_running = o.leave_running();
   d.tcp_established = o.tcp_established();  // as `stasis dump --tcp-established`
+  // A terminal made outside the job (runc's console for `terminal: true`): runc always asks
+  // for orphan_pts_master, and takes the new master at restore.
+  d.shell_job = o.shell_job() || o.orphan_pts_master();
   // CRIU's own default (1 MiB) is below ours: only an explicit value replaces ours.
   if (o.has_ghost_limit()) d.ghost_limit = o.ghost_limit();
   return d;

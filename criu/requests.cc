@@ -79,7 +79,8 @@ class RequestLog {
 class Notifier {
  public:
   Notifier(Channel& channel, bool enabled) : channel_(channel), enabled_(enabled) {}
-  void notify(const std::string& script, pid_t pid = 0) {
+  // fd >= 0 goes along with the notification (orphan-pts-master's terminal master).
+  void notify(const std::string& script, pid_t pid = 0, int fd = -1) {
     if (!enabled_) return;
     criu_resp r;
     r.set_type(NOTIFY);
@@ -87,7 +88,7 @@ class Notifier {
     r.mutable_notify()->set_script(script);
     if (pid > 0) r.mutable_notify()->set_pid(pid);
     log::debug("notify {}", script);
-    channel_.send(r);
+    channel_.send(r, fd);
     BadRequest bad;
     std::optional<criu_req> answer = channel_.receive(&bad);
     if (!answer) {
@@ -233,6 +234,9 @@ criu_resp handle_restore(const criu_req& req, Channel& channel) {
     r.inherit_fds = inherit_fd_specs(opts);
     restore::SiblingOptions sibling = restore_options(opts);
     sibling.notify = [&](const std::string& stage, pid_t job) { notifier.notify(stage, job); };
+    // runc passes the master on to its --console-socket; without notifications it cannot take it.
+    if (opts.orphan_pts_master() && opts.notify_scripts())
+      sibling.terminal_master = [&](int master) { notifier.notify("orphan-pts-master", 0, master); };
     pid = restore::restore_as_sibling(r, sibling);
   } catch (const Error& e) {
     return failure(RESTORE, e.what(), dynamic_cast<const UnsupportedError*>(&e) ? EOPNOTSUPP : 0);

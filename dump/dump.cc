@@ -48,6 +48,7 @@
 #include "dump/tree.h"
 #include "dump/seize.h"
 #include "dump/signals.h"
+#include "dump/terminals.h"
 #include "dump/volumes.h"
 #include "images/checkpoint.h"
 #include "images/image_file.h"
@@ -588,6 +589,7 @@ DumpReport dump_once(const DumpOptions& opt) {
   FileCollector files(opt.ghost_limit, opt.leave_running);
   files.inet().set_options(opt.tcp_established, opt.leave_running);
   if (target.state) files.set_console(target.state->console_path());
+  else if (opt.shell_job) files.set_console(TerminalCheck::outside_terminal_of(tree.root().task.host_pid));
   MemoryPlan memory;
   collect_processes(tree, files, target, opt, memory);
   check_tree_sharing(tree);

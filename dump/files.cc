@@ -305,7 +305,7 @@ std::vector<pb::FdEntry> FileCollector::collect(pid_t pid, const std::vector<Inh
     else
       throw UnsupportedError(
           fmt::format("pid {} fd {}: {} is not supported yet ({})", pid, fd, describe_unsupported(link, st.st_mode), link));
-    if (kind == pb::FdEntry::CHARDEV && terminals_.is_console(pid, st.st_rdev)) {
+    if (kind == pb::FdEntry::CHARDEV && terminals_.is_console(pid, st)) {
       // The container's -t terminal (bash keeps it at fd 255): the new one after restore.
       e.set_cloexec(proc::read_fdinfo(pid, fd).flags & O_CLOEXEC);
       e.set_kind(pb::FdEntry::INHERITED);

@@ -152,11 +152,12 @@ class TmpfsReader {
       if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
         fail_errno(errno, "stat {}{}", entry_.mount_point(), path);
       if (st.st_dev != dev_) {
-        // Another mount's root covers this directory: only the directory itself is kept.
+        // Another mount's root covers this entry: only a place for it is kept, a directory or,
+        // under a file's bind (runc's /dev/console), an empty file (a bind needs the same kind).
         pb::TmpfsFile& f = out_.emplace_back();
         f.set_mount_id(entry_.mount_id());
         f.set_path(path);
-        f.set_mode(S_IFDIR | 0755);
+        f.set_mode(S_ISDIR(st.st_mode) ? (S_IFDIR | 0755) : (S_IFREG | 0644));
         continue;
       }
       add(path, st, dir_fd, name);

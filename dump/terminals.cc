@@ -26,7 +26,8 @@ namespace {
 // What would let the user checkpoint the job: its stdio and its session away from the terminal.
 constexpr const char* kDetachHint =
     "start the program in a session of its own with its standard streams away from the terminal "
-    "(for example `setsid PROGRAM </dev/null >PROGRAM.log 2>&1 &`), or under `stasis run`";
+    "(for example `setsid PROGRAM </dev/null >PROGRAM.log 2>&1 &`), or under `stasis run`; or, for a process "
+    "on the terminal of the shell it was started from, dump it with --shell-job (it comes back on a new terminal)";
 
 std::string describe(const std::string& type) {
   if (type == "pty:slave") return "pty slave";
@@ -116,6 +117,10 @@ void TerminalCheck::set_console(const std::string& path) {
   UniqueFd tty(::open(path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
   if (!tty || ::fstat(tty.get(), &st) < 0) fail_errno(errno, "open the container's terminal {}", path);
   console_ = st.st_rdev;
+  console_devpts_ = st.st_dev;
+  // Where the job sees it (a runc console: /dev/pts/N of the container's own devpts, made
+  // there again at restore); for a -t job, the host's path.
+  console_state_.set_path(path.rfind("/proc/", 0) == 0 ? proc::read_link(path) : path);
   termios t{};
   winsize ws{};
   if (::tcgetattr(tty.get(), &t) < 0) fail_errno(errno, "tcgetattr on the container's terminal {}", path);
@@ -155,10 +160,25 @@ void TerminalCheck::set_console(const std::string& path) {
   console_state_.set_input(std::move(typed));
 }
 
-bool TerminalCheck::is_console(pid_t pid, dev_t rdev) {
+std::string TerminalCheck::outside_terminal_of(pid_t pid) {
+  const auto is_slave = [](dev_t rdev) { return ::major(rdev) >= 136 && ::major(rdev) <= 143; };
+  const int tty = proc::read_stat(pid).tty_nr;
+  const std::vector<int> fds = proc::list_fds(pid);
+  for (int fd : fds) {
+    if (tty == 0 && fd > 2) continue;
+    const std::string path = fmt::format("/proc/{}/fd/{}", pid, fd);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) < 0 || !S_ISCHR(st.st_mode) || !is_slave(st.st_rdev)) continue;
+    if (tty == 0 || st.st_rdev == stat_tty_device(tty)) return path;
+  }
+  return {};
+}
+
+bool TerminalCheck::is_console(pid_t pid, const struct stat& st) {
   if (!console_) return false;
-  if (rdev == *console_) return true;
-  if (rdev != makedev(5, 0)) return false;  // /dev/tty: the opener's controlling terminal
+  // A pty of the same number in another devpts instance (the job's own) is another terminal.
+  if (st.st_rdev == *console_) return ::major(st.st_rdev) < 136 || ::major(st.st_rdev) > 143 || st.st_dev == console_devpts_;
+  if (st.st_rdev != makedev(5, 0)) return false;  // /dev/tty: the opener's controlling terminal
   const int tty = proc::read_stat(pid).tty_nr;
   return tty != 0 && stat_tty_device(tty) == *console_;
 }
@@ -312,6 +332,15 @@ void TerminalCheck::save_queues() {
 }
 
 void TerminalCheck::check_pairs() {
+  // A terminal taken as made outside the job (--shell-job) whose master the job holds is a
+  // pair of the job's: as a console it would come back cut from its master.
+  for (const PtyEnd& end : ptys_)
+    if (console_ && end.state.master() && end.state.pair_dev() == console_devpts_ &&
+        makedev(136 + (end.state.index() >> 8), end.state.index() & 0xff) == *console_)
+      throw UnsupportedError(fmt::format(
+          "pid {} fd {}: the job holds the master of its own terminal (pty {}), which was given as made outside "
+          "the job (--shell-job); dump it without that option",
+          end.pid, end.fd, end.state.index()));
   check_controlling_ptys();  // first: a pair outside the job is refused as the terminal it is
   for (const PtyEnd& end : ptys_) {
     if (end.state.master()) continue;

@@ -39,9 +39,14 @@ class TerminalCheck {
   // The container's -t terminal, its path on the host (ContainerState.console_path): reads its
   // settings and window size now.
   void set_console(const std::string& path);
-  // True when a character device rdev held by pid is the console: the slave itself, or
-  // /dev/tty while the console is pid's controlling terminal.
-  bool is_console(pid_t pid, dev_t rdev);
+  // The terminal of pid that was made outside the job (`--shell-job`: the shell's terminal it
+  // was started from; the console runc made for a `terminal: true` container): the path
+  // /proc/PID/fd/N of pid's fd on its controlling terminal, or on the pty slave at its
+  // standard fds when it has none; "" when pid has no such terminal.
+  static std::string outside_terminal_of(pid_t pid);
+  // True when a character device held by pid (st: its stat) is the console: the slave
+  // itself, or /dev/tty while the console is pid's controlling terminal.
+  bool is_console(pid_t pid, const struct stat& st);
   // Whether major:minor is an end of a pty pair: a master opened from a ptmx, or a slave.
   bool is_pty(unsigned major, unsigned minor);
   // Adds the ttys.img record `id` for fd of pid, a pty end (is_pty), whose open flags are
@@ -71,6 +76,7 @@ class TerminalCheck {
   bool loaded_ = false;
   std::vector<Driver> drivers_;
   std::optional<dev_t> console_;
+  dev_t console_devpts_ = 0;  // the devpts instance of a console that is a pty slave
   pb::TtyState console_state_;
   struct PtyEnd {
     pb::TtyState state;

@@ -28,7 +28,10 @@ std::string cgroup_parent_for(const std::filesystem::path& root) {
   if (!g_cgroup_parent.empty()) return g_cgroup_parent;
   std::error_code ec;
   std::filesystem::path path = std::filesystem::weakly_canonical(std::filesystem::absolute(root), ec);
-  if (ec) path = std::filesystem::absolute(root).lexically_normal();
+  if (ec) path = std::filesystem::absolute(root);
+  // "/run/stasis/" is "/run/stasis" (weakly_canonical keeps the slash of a path that does not exist yet).
+  path = path.lexically_normal();
+  if (path.filename().empty() && path.has_relative_path()) path = path.parent_path();
   if (path == kDefaultStateRoot) return kDefaultCgroupParent;
   // FNV-1a: stable across builds and processes (std::hash need not be).
   uint64_t hash = 0xcbf29ce484222325ull;

@@ -159,15 +159,17 @@ bool has_root(const MountPlan& plan) { return !plan.mounts.empty() && plan.mount
 // this host) bound onto itself in the container's namespace, every mount made under it in
 // the dumped order (host directories bound from here, before they go out of sight), then
 // pivot_root into it; the old root goes, with the launcher's /proc on it.
-void build_root(const MountPlan& plan) {
+void build_root(const MountPlan& plan, const std::function<void(const pb::MountEntry&, const std::string&)>& after_each) {
   const pb::MountEntry& r = plan.mounts.front();
   const std::string& root = r.host_source();
   if (::mount(root.c_str(), root.c_str(), nullptr, MS_BIND, nullptr) < 0)
     fail_errno(errno, "bind the job's root {} onto itself", root);
   for (size_t i = 1; i < plan.mounts.size(); ++i) {
     const pb::MountEntry& m = plan.mounts[i];
-    with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()),
-                 [&] { mount_one(m, plan, root); });
+    with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()), [&] {
+      mount_one(m, plan, root);
+      if (after_each) after_each(m, root + m.mount_point());
+    });
   }
   if (::chdir(root.c_str()) < 0) fail_errno(errno, "chdir {}", root);
   if (::syscall(SYS_pivot_root, ".", ".") < 0) fail_errno(errno, "pivot_root into the job's root {}", root);
@@ -278,12 +280,16 @@ std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const
   return "";
 }
 
-void restore_mounts(const MountPlan& plan) {
+void restore_mounts(const MountPlan& plan,
+                    const std::function<void(const pb::MountEntry&, const std::string&)>& after_each) {
   if (has_root(plan)) {
-    build_root(plan);
+    build_root(plan, after_each);
   } else {
     for (const auto& m : plan.mounts)
-      with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()), [&] { mount_one(m, plan); });
+      with_context(fmt::format("restore the job's {} at {}", kind_name(m), m.mount_point()), [&] {
+        mount_one(m, plan);
+        if (after_each) after_each(m, m.mount_point());
+      });
   }
   if (plan.mounts.empty()) return;
   // The kernel decides part of the propagation (a bind of a slave is a slave): check it came

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -43,7 +44,9 @@ std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const
 
 // In the container (the stub, before it opens the job's files): mounts everything, fills the
 // tmpfs instances, sets the propagation, and checks it. Throws naming the mount; what was made
-// dies with the namespace when the caller removes the container.
-void restore_mounts(const MountPlan& plan);
+// dies with the namespace when the caller removes the container. after_each, when set, runs
+// once each mount is made, with where it is now (under the job's root while that is built).
+void restore_mounts(const MountPlan& plan,
+                    const std::function<void(const pb::MountEntry& m, const std::string& now_at)>& after_each = {});
 
 }  // namespace stasis::restore

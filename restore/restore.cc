@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -121,6 +122,12 @@ pb::ContainerConfig container_config(const pb::ContainerConfig& dumped, const im
   adapt_network(config, options);
   // PID 1 is the job's first process itself, or our init when the job had another PID.
   config.set_init(!tree.own_pid_1());
+  // A terminal made outside the job (dump --shell-job) comes back as a -t job's: a new one,
+  // its master the monitor's, to attach to.
+  if (tree.processes.front().files.console && !config.tty()) {
+    config.set_tty(true);
+    config.set_interactive(true);
+  }
   return config;
 }
 
@@ -314,6 +321,24 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
   };
 
   Loaded loaded = load_and_check(options, &sibling);
+  // A terminal made outside the job: PID 1 makes a new one and sends its master here, for the
+  // client (SiblingOptions::terminal_master).
+  UniqueFd terminal_socket, pid_1_terminal_socket;
+  if (loaded.tree.processes.front().files.console) {
+    if (!sibling.terminal_master)
+      throw UnsupportedError(fmt::format("{}: the job's terminal was made outside it (a console), and the client does "
+                                         "not take the master of a new one (orphan_pts_master unset)",
+                                         options.dir.string()));
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+      fail_errno(errno, "socketpair for the job's new terminal");
+    terminal_socket.reset(pair[0]);
+    pid_1_terminal_socket.reset(pair[1]);
+    // Above every slot PID 1 moves fds into (and apart from the --inherit-fd sources, open already).
+    pid_1_terminal_socket.reset(::fcntl(pair[1], F_DUPFD_CLOEXEC, loaded.tree.top_fd() + 1));
+    if (!pid_1_terminal_socket) fail_errno(errno, "move the socket for the job's new terminal above fd {}", loaded.tree.top_fd());
+    loaded.tree.terminal_socket = pid_1_terminal_socket.get();
+  }
   const RestoreTree& tree = loaded.tree;
   const int ns_flags = sibling_namespace_flags(loaded.checkpoint);
   check_interrupt();
@@ -322,6 +347,7 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
   SiblingInit pid_1(ns_flags, pid_1_of(tree, control));
   const pid_t pid = pid_1.pid();
   control.write_end.reset();
+  pid_1_terminal_socket.reset();  // PID 1 has it
   // As the launcher's monitor does before the links come up, and before any stub runs.
   lock_network(tree.processes.front().files, pid);
   notify("setup-namespaces", pid);  // runc runs the prestart hooks now
@@ -330,6 +356,8 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
   loaded.inherited.clear();  // the stubs have their own copies
 
   const Stubs stubs = wait_for_stubs(tree, control, pid);
+  UniqueFd terminal_master;
+  if (terminal_socket) terminal_master = receive_terminal_master(terminal_socket.get());
   HeldSegments held_segments = restore_namespace_contents(loaded.checkpoint, pid);
   check_bound_addresses(tree.processes.front().files, pid);
   rejoin_multicast_groups(tree, stubs.host_pids, pid);
@@ -337,6 +365,7 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
   std::vector<ProcessRestore> processes = rebuild_tree(
       tree, stubs.reports, stubs.host_pids, std::max(1u, std::thread::hardware_concurrency()), check_interrupt, [&] {
         held_segments.release();
+        if (terminal_master) sibling.terminal_master(terminal_master.get());
         // Whole and still stopped: runc takes PID 1's pid here, as from CRIU.
         notify("post-restore", pid);
         notify("network-unlock", pid);

@@ -34,6 +34,11 @@ struct SiblingOptions {
   // Each stage as CRIU names it (setup-namespaces, post-setup-namespaces, post-restore,
   // network-unlock, pre-resume, post-resume), with PID 1's host pid; throwing fails the restore.
   std::function<void(const std::string& stage, pid_t pid)> notify;
+  // A job whose terminal was made outside it (the console of a runc `terminal: true`
+  // container, dump/terminals.h) gets a new pty pair: its slave where the old one was, the
+  // master given here before post-restore (CRIU's orphan-pts-master), to be passed on. Unset:
+  // such a checkpoint is refused.
+  std::function<void(int master)> terminal_master;
 };
 
 // Uses options.dir, inherit_fds and allow_changed_files. Returns the host pid of the job's

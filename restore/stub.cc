@@ -5,12 +5,14 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -290,8 +292,27 @@ void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio)
     move_fd(plan.inherited_source_fds[i], plan.inherited_fd(i));
     keep.push_back(plan.inherited_fd(i));
   }
+  // A terminal made outside the job, for runc: a new one in the job's own devpts once that is
+  // mounted (before a bind of it at /dev/console), else from the job's /dev/ptmx.
+  const int terminal_socket = plan.files.console ? tree.terminal_socket : -1;
+  if (terminal_socket >= 0) keep.push_back(terminal_socket);
   close_all_but(keep);
-  restore_mounts(plan.mounts);  // before any file of the job is opened
+  bool terminal_made = false;
+  const auto make_terminal = [&](const std::string& ptmx) {
+    make_terminal_for_client(*plan.files.console, ptmx, plan.stdio_copy_fd(0), terminal_socket);
+    terminal_made = true;
+  };
+  restore_mounts(plan.mounts, [&](const pb::MountEntry& m, const std::string& now_at) {
+    const std::string& path = plan.files.console ? plan.files.console->path() : std::string();
+    if (terminal_socket >= 0 && !terminal_made && m.kind() == pb::MountEntry::DEVPTS &&
+        path.size() > m.mount_point().size() && path.compare(0, m.mount_point().size(), m.mount_point()) == 0 &&
+        path[m.mount_point().size()] == '/')
+      make_terminal(now_at + "/ptmx");
+  });  // before any file of the job is opened
+  if (terminal_socket >= 0) {
+    if (!terminal_made) make_terminal("/dev/ptmx");
+    close(terminal_socket);
+  }
 }
 
 void start_processes(const RestoreTree& tree, int parent, int control_fd) {
@@ -340,6 +361,11 @@ void start_processes(const RestoreTree& tree, int parent, int control_fd) {
     // A session leader before its children, which inherit the session (restore/tree.h).
     if (plan.task.entry.sid() == plan.task.pid() && getsid(0) != plan.task.pid() && setsid() < 0)
       fail_errno(errno, "setsid");
+    // A terminal made outside the job that was this session's (a runc console, a shell job)
+    // is again: taken from PID 1's session when our init holds it (1: steal, as root may).
+    if (index == 0 && plan.files.console && plan.files.console->session() == plan.task.pid() &&
+        tcgetsid(plan.stdio_copy_fd(0)) != getsid(0) && ioctl(plan.stdio_copy_fd(0), TIOCSCTTY, 1) < 0)
+      fail_errno(errno, "make the job's terminal the controlling terminal of its session {}", plan.task.pid());
     // A group leader too, before its children, which inherit the group (the other members
     // join later, restore/rebuild.h).
     if (plan.task.entry.pgid() == plan.task.pid() && getpgrp() != plan.task.pid() && setpgid(0, 0) < 0)

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -53,7 +54,67 @@ void apply_settings(const pb::TtyState& state, int fd, const std::string& what) 
   if (ws.ws_row != 0 && ::ioctl(fd, TIOCSWINSZ, &ws) < 0) fail_errno(errno, "{}: restore its window size", what);
 }
 
+// A new pair's master from ptmx, with index `wanted` when it is free. Devpts gives the lowest
+// free index: the free ones below are held meanwhile, so that the pair gets it back when no
+// other terminal has it (else it gets another).
+UniqueFd open_master_at(const std::string& ptmx, unsigned wanted, const std::string& what) {
+  std::vector<UniqueFd> below;
+  for (int attempt = 0; attempt < 1024; ++attempt) {
+    UniqueFd m(::open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!m) fail_errno(errno, "{}: open {}", what, ptmx);
+    unsigned index = 0;
+    if (::ioctl(m.get(), TIOCGPTN, &index) < 0) fail_errno(errno, "{}: TIOCGPTN", what);
+    if (index >= wanted) return m;
+    below.push_back(std::move(m));
+  }
+  fail("{}: no free index at or above {} in {}", what, wanted, ptmx);
+}
+
 }  // namespace
+
+void make_terminal_for_client(const pb::TtyState& console, const std::string& ptmx, int slave_fd, int socket) {
+  const std::string what = fmt::format("the job's terminal (pty {} of {})", console.index(), ptmx);
+  UniqueFd master = open_master_at(ptmx, console.index(), what);
+  int zero = 0;
+  if (::ioctl(master.get(), TIOCSPTLCK, &zero) < 0) fail_errno(errno, "{}: unlock", what);
+  UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) fail_errno(errno, "{}: open its slave", what);
+  if (::dup3(slave.get(), slave_fd, O_CLOEXEC) < 0) fail_errno(errno, "{}: move its slave to fd {}", what, slave_fd);
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  const int fd = master.get();
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (::sendmsg(socket, &msg, MSG_NOSIGNAL) < 0) fail_errno(errno, "{}: hand its master to the restorer", what);
+}
+
+UniqueFd receive_terminal_master(int socket) {
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  if (::recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
+    fail_errno(errno, "receive the master of the job's new terminal from its PID 1");
+  const cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+    fail("PID 1 of the restored job sent no terminal master");
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return UniqueFd(fd);
+}
 
 void PtyFactory::finish() {
   for (auto& [key, pair] : pairs_) {
@@ -87,22 +148,7 @@ PtyFactory::Pair& PtyFactory::pair_for(const pb::TtyState& end) {
   for (const auto& [id, t] : ptys_)
     if (t.master() && t.pair_dev() == end.pair_dev() && t.index() == end.index()) master = &t;
   if (!master) fail("pty {}: ttys.img has no master for it", end.index());
-  // Devpts gives the lowest free index: hold the free ones below the dumped index meanwhile,
-  // so that the pair gets it back when no other terminal has it (else it gets another).
-  std::vector<UniqueFd> below;
-  UniqueFd fd;
-  for (int attempt = 0; attempt < 1024; ++attempt) {
-    UniqueFd m(::open(master->path().c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
-    if (!m) fail_errno(errno, "pty {}: open {}", master->index(), master->path());
-    unsigned index = 0;
-    if (::ioctl(m.get(), TIOCGPTN, &index) < 0) fail_errno(errno, "pty {}: TIOCGPTN", master->index());
-    if (index >= master->index()) {
-      fd = std::move(m);
-      break;
-    }
-    below.push_back(std::move(m));
-  }
-  if (!fd) fail("pty {}: no free index at or above it in {}", master->index(), master->path());
+  UniqueFd fd = open_master_at(master->path(), master->index(), fmt::format("pty {}", master->index()));
   UniqueFd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, min_fd_));
   if (!high) fail_errno(errno, "pty {}: move its master above fd {}", master->index(), min_fd_);
   const std::string what = fmt::format("pty {}", master->index());

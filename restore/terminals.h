@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 
 #include "common/fd.h"
 
@@ -46,6 +47,16 @@ class PtyFactory {
   int min_fd_;
   std::map<std::pair<uint64_t, uint32_t>, Pair> pairs_;  // (pair_dev, index) -> the new pair
 };
+
+// A restore for runc of a job whose terminal was made outside it (its console: runc's for a
+// `terminal: true` container): in PID 1's stub, as its mounts are made, a new pair from ptmx
+// (the job's own devpts, where the dumped terminal lay; its index again when free, so that
+// runc's bind of it at /dev/console finds it). The slave goes to slave_fd (the stub's copy of
+// fd 0, which the job's fds on its terminal come from); the master goes to the restorer
+// through socket (SCM_RIGHTS), which hands it to runc. Throws Error.
+void make_terminal_for_client(const pb::TtyState& console, const std::string& ptmx, int slave_fd, int socket);
+// In the restorer, once PID 1 has reported: that master. Throws Error when none came.
+UniqueFd receive_terminal_master(int socket);
 
 // In the stub, with slave its copy of the new terminal (its stdio): termios, window size and
 // the foreground process group (waited for when it is tree_has_group: its leader's stub

@@ -58,6 +58,9 @@ struct RestoreTree {
   std::vector<SharedFile> shared;      // at RestorePlan::shared_fd(j) in every stub
   std::vector<SharedMemory> shared_memory;  // at shared_fd(shared.size() + j)
   std::vector<pb::TaskEntry> entries;  // pstree.img
+  // A restore for runc of a job whose terminal was made outside it: PID 1 makes a new one in
+  // the job's own devpts and sends its master on this socket (restore/terminals.h); -1: none.
+  int terminal_socket = -1;
 
   bool own_pid_1() const { return processes.front().task.pid() == 1; }
   bool has_process(pid_t pid) const;  // a live process of the tree (not a zombie) has this pid

@@ -9,12 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <functional>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "common/proc.h"
 #include "tests/support/checkpoint_harness.h"
 #include "tests/support/pty_session.h"
 
@@ -183,6 +185,7 @@ TEST(CheckpointTerminals, StdioOnATerminalIsRefusedWithAHint) {
       << message;
   EXPECT_TRUE(contains(message, "setsid")) << message;
   EXPECT_TRUE(contains(message, "stasis run")) << message;
+  EXPECT_TRUE(contains(message, "--shell-job")) << message;
   EXPECT_TRUE(wait_for_progress(env.status_path("tty"), n, 10s)) << "the process must run on after a refused dump";
 }
 
@@ -241,6 +244,41 @@ std::vector<std::string> attach_argv(const CheckpointEnv& env, const std::string
   auto status = term.wait_exit();
   if (!status || *status != 0) return ::testing::AssertionFailure() << "attach did not detach: " << term.seen();
   return ::testing::AssertionSuccess();
+}
+
+// `stasis dump --pid --shell-job` of a program started from an interactive shell (its stdio
+// and controlling terminal a pty the test holds, as a terminal emulator would): the
+// terminal's state is saved, and the job comes back as a -t job's on a new terminal, still its
+// controlling one, which `stasis attach` reaches; it goes on counting.
+TEST(CheckpointTerminals, ShellJobComesBackOnANewTerminal) {
+  CheckpointEnv env;
+  TerminalProcess p;
+  ASSERT_TRUE(p.start(env.status_path("shell"), Stdio::kTerminal));
+  std::uint64_t n = 0;
+  ASSERT_TRUE(wait_for_progress(env.status_path("shell"), 0, 10s, &n));
+  const auto dir = env.image_dir("shell");
+  ASSERT_TRUE(env.dump_pid(p.pid(), dir, {"--shell-job"}));
+  Container c(env, "shell");
+  ASSERT_TRUE(c.restore(dir, env.status_path("shell"))) << c.last_output();
+  ASSERT_TRUE(wait_for_progress(env.status_path("shell"), n, 10s)) << "the restored job must go on";
+  // The job (our init's child: its pid was not 1) on a terminal that is its controlling one.
+  auto init = c.host_pid();
+  ASSERT_TRUE(init);
+  std::ifstream children_file(fmt::format("/proc/{}/task/{}/children", *init, *init));
+  pid_t job = 0;
+  children_file >> job;
+  ASSERT_GT(job, 0);
+  EXPECT_EQ(proc::read_link(fmt::format("/proc/{}/fd/0", job)).rfind("/dev/pts/", 0), 0u);
+  const proc::Stat stat = proc::read_stat(job);
+  EXPECT_NE(stat.tty_nr, 0) << "the restored job has no controlling terminal";
+  EXPECT_EQ(stat.session, job) << "the restored job leads its session again";
+  PtySession term;
+  ASSERT_TRUE(term.start(attach_argv(env, c.name())));
+  ::usleep(200000);
+  term.type("\x10\x11");
+  auto status = term.wait_exit();
+  ASSERT_TRUE(status) << term.seen();
+  EXPECT_EQ(*status, 0) << term.seen();
 }
 
 // `stasis run -dit bash --norc -i` as name, keys typed through attach (until shown appears),

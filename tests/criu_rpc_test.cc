@@ -6,14 +6,17 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -27,6 +30,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "common/fd.h"
 #include "criu_rpc.pb.h"
 #include "criu_stats.pb.h"
 #include "tests/support/checkpoint_harness.h"
@@ -738,11 +742,13 @@ TEST(CriuRpc, FailedNotificationFailsTheDumpAndLeavesTheJob) {
 // the host's /usr (bind-mounted read-only) and empty directories; deleted in every path.
 class RuncContainer {
  public:
-  explicit RuncContainer(const std::string& program = "")
+  // console_socket: the container is on a terminal runc makes, its master sent there.
+  explicit RuncContainer(const std::string& program = "", const std::string& console_socket = "")
       : id_("stasis-criu-test-" + std::to_string(::getpid())) {
-    write_runc_counter_bundle(bundle_.path(), "criu-test", program);
+    write_runc_counter_bundle(bundle_.path(), "criu-test", program, !console_socket.empty());
     // Its stdio is /dev/null: a pipe of ours would keep run_command waiting for the job.
-    started_ = run_command({"sh", "-c", "exec runc run -d -b " + bundle_.path().string() + " " + id_ +
+    const std::string console = console_socket.empty() ? "" : " --console-socket " + console_socket;
+    started_ = run_command({"sh", "-c", "exec runc run -d" + console + " -b " + bundle_.path().string() + " " + id_ +
                                             " </dev/null >/dev/null 2>&1"})
                    .exit_code == 0;
   }
@@ -988,6 +994,116 @@ TEST(CriuRpcRunc, TcpEstablishedConnectionComesBack) {
   ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << slurp(images.path() / "restore.log");
   EXPECT_TRUE(c.running());
   expect_counts_on(c, at_dump);
+}
+
+// runc's --console-socket: runc sends the master of the container's terminal there
+// (SCM_RIGHTS), at `run` and, from the restore's orphan-pts-master, at `restore`.
+class ConsoleSocket {
+ public:
+  ConsoleSocket() : listener_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path().c_str());
+    started_ = listener_ && ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+               ::listen(listener_.get(), 4) == 0;
+  }
+  bool started() const { return started_; }
+  std::string path() const { return (dir_.path() / "console.sock").string(); }
+  // The next master runc sent (it connected and sent before its command returned); invalid
+  // when none comes within 10 s.
+  UniqueFd receive() {
+    pollfd p{listener_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return {};
+    UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!c) return {};
+    char buf[256];
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    p = {c.get(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1 || ::recvmsg(c.get(), &m, MSG_CMSG_CLOEXEC) < 0) return {};
+    cmsghdr* h = CMSG_FIRSTHDR(&m);
+    if (!h || h->cmsg_type != SCM_RIGHTS) return {};
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    return UniqueFd(fd);
+  }
+
+ private:
+  TempDir dir_{"stasis-console"};
+  UniqueFd listener_;
+  bool started_ = false;
+};
+
+// Reads the terminal's master until `want` has come out (true), or 20 s pass.
+bool read_until(int master, const std::string& want, std::string& seen) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (seen.find(want) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{master, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
+    char buf[512];
+    ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) return false;
+    seen.append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// A container on a terminal (`terminal: true`, the master sent to runc's --console-socket):
+// the checkpoint takes the terminal as made outside the job; `runc restore --console-socket`
+// gets the master of a new one (orphan-pts-master) with the dumped window size; what is
+// typed there reaches the job, whose terminal is still its controlling one, and its answers
+// come out there.
+TEST(CriuRpcRunc, TerminalContainerComesBackOnANewConsole) {
+  if (!have_runc()) GTEST_SKIP() << "runc is not installed (scripts/setup installs Debian's runc)";
+  ConsoleSocket console;
+  ASSERT_TRUE(console.started());
+  RuncContainer c(
+      "import os,sys,threading,time,itertools\\n"
+      "def count():\\n"
+      " for i in itertools.count(1): open('/state/counter','w').write(str(i)); time.sleep(0.05)\\n"
+      "threading.Thread(target=count,daemon=True).start()\\n"
+      "for line in sys.stdin:\\n"
+      " w=line.strip(); open('/state/lines','a').write(w+'\\\\n')\\n"
+      " if w=='size': print('size', os.get_terminal_size(0).columns, flush=True)\\n"
+      " elif w=='ctty': print('ctty', os.tcgetpgrp(os.open('/dev/tty', os.O_RDWR)), flush=True)\\n"
+      " else: print('got', w, flush=True)",
+      console.path());
+  ASSERT_TRUE(c.started());
+  UniqueFd first = console.receive();
+  ASSERT_TRUE(first) << "runc sent no terminal to its --console-socket";
+  winsize ws{33, 101, 0, 0};
+  ASSERT_EQ(::ioctl(first.get(), TIOCSWINSZ, &ws), 0);
+  ASSERT_TRUE(wait_until([&] { return c.counter() > 0; }, 20s));
+  std::string seen;
+  ASSERT_EQ(::write(first.get(), "one\n", 4), 4);
+  ASSERT_TRUE(read_until(first.get(), "got one", seen)) << seen;
+
+  TempDir images("stasis-criu-images");
+  auto r = c.checkpoint(images.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << slurp(images.path() / "dump.log");
+  const long at_dump = c.counter();
+  first.reset();
+  r = c.restore(images.path(), {"--console-socket", console.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << slurp(images.path() / "restore.log");
+  UniqueFd master = console.receive();
+  ASSERT_TRUE(master) << "the restore sent no terminal to runc's --console-socket";
+  EXPECT_TRUE(c.running());
+  expect_counts_on(c, at_dump);
+  seen.clear();
+  ASSERT_EQ(::write(master.get(), "two\n", 4), 4);
+  EXPECT_TRUE(read_until(master.get(), "got two", seen)) << seen;
+  ASSERT_EQ(::write(master.get(), "size\n", 5), 5);
+  EXPECT_TRUE(read_until(master.get(), "size 101", seen)) << seen;
+  // Still its session's controlling terminal, PID 1's group in the foreground.
+  ASSERT_EQ(::write(master.get(), "ctty\n", 5), 5);
+  EXPECT_TRUE(read_until(master.get(), "ctty 1", seen)) << seen;
+  EXPECT_EQ(slurp(c.bundle() / "rootfs/state/lines"), "one\ntwo\nsize\nctty\n");
 }
 
 // A restore that fails once the job's processes exist (a page file changed since the

@@ -149,7 +149,7 @@ std::string error_of(const std::function<void()>& fn) {
 // read-only under a rootfs of empty folders, and runc's usual mounts, masks and read-only
 // paths.
 void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname,
-                               const std::string& program) {
+                               const std::string& program, bool terminal) {
   namespace fs = std::filesystem;
   const std::string counter =
       "import time,itertools\\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in "
@@ -159,7 +159,7 @@ void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::s
   for (const char* l : {"bin", "lib", "lib64", "sbin"}) fs::create_symlink(std::string("usr/") + l, rootfs / l);
   std::ofstream(bundle / "config.json") << R"({
  "ociVersion": "1.0.2-dev",
- "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
+ "process": {"terminal": )" + std::string(terminal ? "true" : "false") + R"(, "user": {"uid": 0, "gid": 0}, "cwd": "/",
   "args": ["python3", "-c", ")" + (program.empty() ? counter : program) + R"("],
   "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "noNewPrivileges": true},
  "root": {"path": "rootfs", "readonly": false},

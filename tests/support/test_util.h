@@ -82,9 +82,10 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 
 // An OCI bundle for runc in `bundle` (config.json and an empty rootfs): a python3 counter
 // writing /state/counter every 50 ms in namespaces of its own (see test_util.cc); `program`,
-// when given, is the python3 code run instead, escaped for a JSON string ("\\n" between lines).
+// when given, is the python3 code run instead, escaped for a JSON string ("\\n" between lines);
+// `terminal`: on a terminal runc makes (`terminal: true`, the master to --console-socket).
 void write_runc_counter_bundle(const std::filesystem::path& bundle, const std::string& hostname,
-                               const std::string& program = "");
+                               const std::string& program = "", bool terminal = false);
 
 }  // namespace stasis::test
 
