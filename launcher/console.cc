@@ -141,17 +141,17 @@ bool has_attach_socket(const pb::ContainerConfig& config) {
   return config.tty() || (config.detach() && config.interactive());
 }
 
-ConsolePair open_console_pair(std::string_view what) {
+ConsolePair open_console_pair() {
   ConsolePair pair;
   pair.master.reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (!pair.master) fail_errno(errno, "{}: open a pseudo-terminal (/dev/ptmx)", what);
+  if (!pair.master) fail_errno(errno, "-t: open a pseudo-terminal (/dev/ptmx)");
   if (::grantpt(pair.master.get()) < 0 || ::unlockpt(pair.master.get()) < 0)
-    fail_errno(errno, "{}: unlock the pseudo-terminal", what);
+    fail_errno(errno, "-t: unlock the pseudo-terminal");
   char name[64];
-  if (::ptsname_r(pair.master.get(), name, sizeof name) != 0) fail_errno(errno, "{}: name of the pseudo-terminal", what);
+  if (::ptsname_r(pair.master.get(), name, sizeof name) != 0) fail_errno(errno, "-t: name of the pseudo-terminal");
   pair.slave_path = name;
   pair.slave.reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (!pair.slave) fail_errno(errno, "{}: open {}", what, name);
+  if (!pair.slave) fail_errno(errno, "-t: open {}", name);
   winsize ws{};
   if (::ioctl(0, TIOCGWINSZ, &ws) < 0 || ws.ws_row == 0) ws = winsize{24, 80, 0, 0};
   ::ioctl(pair.master.get(), TIOCSWINSZ, &ws);

@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "common/fd.h"
@@ -33,13 +32,12 @@ std::filesystem::path attach_socket_path(const std::filesystem::path& root, cons
 bool has_attach_socket(const pb::ContainerConfig& config);
 
 // The pty pair of a -t job, opened in the caller. The master's window size is the caller's
-// terminal's when its stdin is one (so the job starts at the right size), else 24x80. `what`
-// names the terminal in errors.
+// terminal's when its stdin is one (so the job starts at the right size), else 24x80.
 struct ConsolePair {
   UniqueFd master, slave;
   std::string slave_path;  // /dev/pts/N
 };
-ConsolePair open_console_pair(std::string_view what = "-t");
+ConsolePair open_console_pair();
 
 // A SOCK_SEQPACKET socketpair: [0] for the monitor (its first client), [1] for the caller.
 std::pair<UniqueFd, UniqueFd> console_socketpair();
