@@ -263,9 +263,9 @@ void check_tree_shape(const DumpTree& tree) {
 
 void check_tree_sharing(const DumpTree& tree) {
   if (tree.processes.size() < 2) return;
-  // A memfd (or deleted tmpfs file) mapped by several processes is made once for them by
-  // restore; one that is also open as an fd would be made twice (the fd's own and the
-  // mappings'), and so would one mapped by one process and open in another.
+  // A deleted tmpfs file mapped shared comes back as a memfd made once for its mappers: an fd
+  // on it, a ghost file restore makes apart, would not be the same object. (A memfd's fds and
+  // mappings come from one memfd, restore/tree.cc.)
   std::map<uint64_t, std::set<pid_t>> memfd_mappers;
   std::map<uint64_t, std::string> names;
   for (const auto& p : tree.processes)
@@ -278,11 +278,13 @@ void check_tree_sharing(const DumpTree& tree) {
     for (const auto& e : p.fds) {
       if (e.kind() != pb::FdEntry::REGULAR) continue;
       struct stat st {};
-      if (::stat(fmt::format("/proc/{}/fd/{}", p.task.host_pid, e.fd()).c_str(), &st) < 0) continue;
+      const std::string link = fmt::format("/proc/{}/fd/{}", p.task.host_pid, e.fd());
+      if (::stat(link.c_str(), &st) < 0) continue;
       auto it = memfd_mappers.find(st.st_ino);
+      if (it == memfd_mappers.end() || proc::read_link(link).rfind("/memfd:", 0) == 0) continue;
       if (it != memfd_mappers.end() && (it->second.size() > 1 || !it->second.count(p.task.ns_pid)))
-        throw UnsupportedError(fmt::format("pid {} fd {}: memfd {} is open here and mapped by {} other process(es): "
-                                           "not supported yet",
+        throw UnsupportedError(fmt::format("pid {} fd {}: the deleted tmpfs file {} is open here and mapped by {} "
+                                           "other process(es): not supported yet",
                                            p.task.ns_pid, e.fd(), names[st.st_ino],
                                            it->second.size() - it->second.count(p.task.ns_pid)));
     }

@@ -157,7 +157,15 @@ void make_shared_files(const RestoreTree& tree, int index) {
   for (size_t j = 0; j < tree.shared_memory.size(); ++j) {
     const SharedMemory& m = tree.shared_memory[j];
     if (m.creator != index) continue;
-    const int fd = m.file.memfd ? make_memfd(m.file) : make_anon_shared(m.size);
+    int fd;
+    if (m.from_shared_file >= 0) {
+      // Its fds were just made: the mappings take the same memfd, read-write.
+      const std::string self = fmt::format("/proc/self/fd/{}", layout.shared_fd(static_cast<size_t>(m.from_shared_file)));
+      fd = open(self.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) fail_errno(errno, "memfd {}: open it for its mappings from its fd", m.file.memfd_name);
+    } else {
+      fd = m.file.memfd ? make_memfd(m.file) : make_anon_shared(m.size);
+    }
     move_fd(fd, layout.shared_fd(tree.shared.size() + j));
     if (fd != layout.shared_fd(tree.shared.size() + j)) close(fd);
   }

@@ -52,6 +52,45 @@ int common_ancestor(const std::vector<int>& parent, const std::set<int>& holders
   return lowest < path.size() ? path[lowest] : kInitProcess;
 }
 
+// The memfd inode (shmem id) a REGULAR fd entry is open on, or 0.
+uint64_t memfd_of(const pb::FdEntry& e, const FileImages& files) {
+  if (e.kind() != pb::FdEntry::REGULAR) return 0;
+  auto it = files.regfiles.find(e.file_id());
+  return it != files.regfiles.end() && it->second.memfd() ? it->second.file().ino() : 0;
+}
+
+// The processes holding fds on memfd `id`.
+std::set<int> memfd_fd_holders(const RestoreTree& tree, uint64_t id) {
+  std::set<int> out;
+  for (size_t i = 0; i < tree.processes.size(); ++i)
+    for (const auto& e : tree.processes[i].task.fds)
+      if (memfd_of(e, tree.processes[i].files) == id) out.insert(static_cast<int>(i));
+  return out;
+}
+
+// A memfd mapped by more than one process, or by one and open in another, and also open as
+// fds: every description of it goes to the tree's shared files, made by the ancestor common to
+// its mappers and holders, who makes the mappings' memfd from one of them. Returns the index
+// of that one in tree.shared.
+int share_memfd_fds(RestoreTree& tree, uint64_t id, int creator) {
+  int first = -1;
+  for (size_t j = 0; j < tree.shared.size(); ++j)
+    if (memfd_of(tree.shared[j].entry, tree.processes.front().files) == id) {
+      tree.shared[j].creator = creator;  // the group's creator, or an ancestor of it
+      if (first < 0) first = static_cast<int>(j);
+    }
+  if (first >= 0) return first;
+  // Held by one process only: its descriptions join the shared files.
+  std::set<std::pair<int, uint64_t>> added;
+  for (const auto& p : tree.processes)
+    for (const auto& e : p.task.fds)
+      if (memfd_of(e, p.files) == id && added.emplace(static_cast<int>(e.kind()), e.file_id()).second) {
+        if (first < 0) first = static_cast<int>(tree.shared.size());
+        tree.shared.push_back({e, creator});
+      }
+  return first;
+}
+
 // MAP_SHARED anonymous memory and memfds mapped by more than one VMA of the tree: made once by
 // the holders' common ancestor, mapped by every holder from the one fd.
 void find_shared_memory(RestoreTree& tree) {
@@ -71,15 +110,39 @@ void find_shared_memory(RestoreTree& tree) {
       u.size = std::max(u.size, vma.pgoff() + (vma.end() - vma.start()));
       if (!u.first) u.first = &vma;
     }
+  // The slots of the shared memory come after every shared file: first decide which memfds'
+  // fds join the shared files, then number the slots.
+  struct Decided {
+    uint64_t id;
+    const Use* use;
+    bool memfd;
+    int creator;
+    int from_shared_file = -1;
+  };
+  std::vector<Decided> decided;
   for (const auto& [id, u] : uses) {
     const bool memfd = !u.first->memfd_name().empty();
+    // A memfd's fds and mappings are one memfd: all the processes holding either count.
+    const std::set<int> fd_holders = memfd ? memfd_fd_holders(tree, id) : std::set<int>{};
+    std::set<int> involved = u.holders;
+    involved.insert(fd_holders.begin(), fd_holders.end());
     // One VMA of one process needs nothing: a memfd is made by its stub, anonymous memory
-    // mapped anew (several VMAs of one memfd in one process share its mapped_files entry).
-    if (u.vmas < 2 || (memfd && u.holders.size() < 2)) continue;
+    // mapped anew (several VMAs of one memfd in one process share its mapped_files entry, and
+    // its fds there give it theirs, restore/stub.cc).
+    if (memfd ? involved.size() < 2 : u.vmas < 2) continue;
+    Decided d{id, &u, memfd, common_ancestor(tree.parent, involved)};
+    if (!fd_holders.empty()) d.from_shared_file = share_memfd_fds(tree, id, d.creator);
+    decided.push_back(d);
+  }
+  for (const Decided& d : decided) {
+    const uint64_t id = d.id;
+    const Use& u = *d.use;
+    const bool memfd = d.memfd;
     const int slot = static_cast<int>(tree.shared.size() + tree.shared_memory.size());
     SharedMemory m;
     m.size = memfd ? u.first->memfd_size() : u.size;
-    m.creator = common_ancestor(tree.parent, u.holders);
+    m.creator = d.creator;
+    m.from_shared_file = d.from_shared_file;
     for (int i : u.holders) {
       RestorePlan& plan = tree.processes[static_cast<size_t>(i)];
       if (memfd) {

@@ -49,6 +49,9 @@ struct SharedMemory {
   MappedFile file;  // memfd or anon_shared, with its shmem_id
   uint64_t size = 0;
   int creator = kInitProcess;
+  // A memfd also open as fds: the index in RestoreTree::shared of one of them (made by the
+  // same creator just before), reopened for the mappings so that both are one memfd; or -1.
+  int from_shared_file = -1;
 };
 
 struct RestoreTree {

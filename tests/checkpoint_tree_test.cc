@@ -521,6 +521,12 @@ TEST(CheckpointTree, SharedMemoryStaysShared) {
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_shared_mem")));
 }
 
+// A memfd mapped by two processes and open in both too (one description they share, at an
+// offset, and one of the child's own): the fds and the mappings come back as one memfd.
+TEST(CheckpointTree, MemfdMappedAndOpenInTwoProcessesStaysOne) {
+  ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tree_shared_mem", {"fd"})));
+}
+
 // One epoll shared by a parent and its child, each having added files the other never had:
 // every item comes back, added by a process that holds its file, under the number it was
 // added with (the child modifies its item by that number each iteration), and each process
