@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -63,6 +64,49 @@ bool should_dump(pb::Vma::Kind kind) {
   }
 }
 
+// The page buffers of one PageCopier (kBuffers batches), kept for the next one once it is done:
+// a tree's processes are copied one after another (two at once), and fresh buffers for each
+// would be faulted in and zeroed by the kernel again, as much memory traffic as the copy.
+class BufferPool {
+ public:
+  static std::byte* take(size_t bytes) {
+    {
+      std::lock_guard lock(mutex());
+      auto& free = blocks();
+      if (!free.empty()) {
+        std::byte* block = free.back();
+        free.pop_back();
+        return block;
+      }
+    }
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", bytes);
+    return static_cast<std::byte*>(p);
+  }
+  // At most as many blocks as CPUs stay (the dump copies that many processes at once).
+  static void give_back(std::byte* block, size_t bytes) {
+    {
+      std::lock_guard lock(mutex());
+      auto& free = blocks();
+      if (free.size() < std::max(1u, std::thread::hardware_concurrency())) {
+        free.push_back(block);
+        return;
+      }
+    }
+    ::munmap(block, bytes);
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<std::byte*>& blocks() {
+    static std::vector<std::byte*> b;
+    return b;
+  }
+};
+
 // Copies page ranges from the task into the page file in three stages, each on its own
 // thread, so that reading the task, compressing and writing the file overlap: the calling
 // thread reads batches into one of a few 2 MiB buffers (small enough that the data is still
@@ -75,16 +119,14 @@ class PageCopier {
   PageCopier(pid_t pid, images::PageWriter& writer, MemoryStats& stats, bool job_running = false,
              BatchHook* hook = nullptr)
       : pid_(pid), writer_(writer), stats_(stats), job_running_(job_running), hook_(hook) {
-    void* p = ::mmap(nullptr, kBuffers * kBatchBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", kBuffers * kBatchBytes);
-    memory_ = static_cast<std::byte*>(p);
+    memory_ = BufferPool::take(kBuffers * kBatchBytes);
     for (size_t i = 0; i < kBuffers; ++i) free_.push_back(memory_ + i * kBatchBytes);
     encoder_thread_ = std::thread([this] { encode_loop(); });
     writer_thread_ = std::thread([this] { write_loop(); });
   }
   ~PageCopier() {
     stop_threads();  // never free a buffer another stage still reads
-    ::munmap(memory_, kBuffers * kBatchBytes);
+    BufferPool::give_back(memory_, kBuffers * kBatchBytes);
   }
   PageCopier(const PageCopier&) = delete;
   PageCopier& operator=(const PageCopier&) = delete;

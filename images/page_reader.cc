@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -143,6 +145,41 @@ struct PageReader::Index {
   }
 };
 
+namespace {
+
+// Chunk buffers outlive their readers: a tree's processes are filled one after another (one
+// reader per worker each), and a fresh multi-MiB buffer for each would be faulted in and
+// zeroed again (resize zero-fills what it grows). At most a few stay, their size kept.
+class ChunkBuffers {
+ public:
+  static std::vector<std::byte> take() {
+    std::lock_guard lock(mutex());
+    auto& free = buffers();
+    if (free.empty()) return {};
+    std::vector<std::byte> b = std::move(free.back());
+    free.pop_back();
+    return b;
+  }
+  static void give(std::vector<std::byte>&& b) {
+    if (b.capacity() == 0) return;
+    std::lock_guard lock(mutex());
+    auto& free = buffers();
+    if (free.size() < 4 * std::max(1u, std::thread::hardware_concurrency())) free.push_back(std::move(b));
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<std::vector<std::byte>>& buffers() {
+    static std::vector<std::vector<std::byte>> b;
+    return b;
+  }
+};
+
+}  // namespace
+
 struct PageReader::Impl {
   std::shared_ptr<const Index> ix;
   std::vector<size_t> by_vaddr;  // indexes of entries sorted by vaddr, built on first read_range
@@ -150,11 +187,13 @@ struct PageReader::Impl {
   // The chunk in memory.
   bool have_chunk = false;
   uint64_t chunk_offset = 0;
-  std::vector<std::byte> stored, raw_buf;
+  std::vector<std::byte> stored = ChunkBuffers::take(), raw_buf = ChunkBuffers::take();
   std::span<const std::byte> raw;
   ZSTD_DCtx* zstd = nullptr;
 
   ~Impl() {
+    ChunkBuffers::give(std::move(stored));
+    ChunkBuffers::give(std::move(raw_buf));
     if (zstd) ZSTD_freeDCtx(zstd);
   }
 

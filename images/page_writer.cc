@@ -20,6 +20,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -91,6 +93,17 @@ class BlockPool {
   void give(Block b) {
     std::lock_guard lock(mutex_);
     free_.push_back(std::move(b));
+  }
+  // The pool of blocks of that size every writer of this process shares: a tree's processes
+  // are written one after another (two at once), and fresh blocks for each would be faulted
+  // in and zeroed by the kernel again. It keeps what the busiest moment needed.
+  static BlockPool& shared(size_t size) {
+    static std::mutex mutex;
+    static std::map<size_t, std::unique_ptr<BlockPool>> pools;
+    std::lock_guard lock(mutex);
+    auto& pool = pools[size];
+    if (!pool) pool = std::make_unique<BlockPool>(size);
+    return *pool;
   }
 
  private:
@@ -175,9 +188,9 @@ struct PageWriter::Impl {
   // An encode() or write() threw: what is in the file no longer matches the pagemap.
   std::atomic<bool> failed = false;
 
-  BlockPool staging_pool{kStagingSize};
+  BlockPool& staging_pool = BlockPool::shared(kStagingSize);
   // lz4/zstd: a chunk's room, header first: the raw chunk as it fills, or its compressed form.
-  std::optional<BlockPool> chunk_pool;
+  BlockPool* chunk_pool = nullptr;
 
   // The open chunk.
   bool chunk_open = false;
@@ -204,6 +217,7 @@ struct PageWriter::Impl {
   std::optional<pb::PagemapEntry> pending;
 
   ~Impl() {
+    if (raw && chunk_pool) chunk_pool->give(std::move(raw));
     if (hash) XXH3_freeState(hash);
     if (zstd) ZSTD_freeCCtx(zstd);
   }
@@ -411,7 +425,7 @@ PageWriter::PageWriter(const std::filesystem::path& dir, int64_t id, Compression
   } else {
     size_t bound = compression == Compression::Lz4 ? static_cast<size_t>(LZ4_compressBound(static_cast<int>(chunk_size)))
                                                    : ZSTD_compressBound(chunk_size);
-    w.chunk_pool.emplace(kHeader + std::max<size_t>(chunk_size, bound));
+    w.chunk_pool = &BlockPool::shared(kHeader + std::max<size_t>(chunk_size, bound));
     w.raw = w.chunk_pool->take();
     if (compression == Compression::Zstd) {
       w.zstd = ZSTD_createCCtx();
