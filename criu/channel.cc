@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fd_passing.h"
 #include "common/log.h"
 
 namespace stasis::criu {
@@ -61,25 +62,7 @@ std::optional<criu_req> Channel::receive(BadRequest* bad) {
 void Channel::send(const criu_resp& response, int fd) {
   std::string bytes;
   if (!response.SerializeToString(&bytes)) fail("serialize a criu_resp (required fields unset)");
-  iovec iov{bytes.data(), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (fd >= 0) {
-    std::memset(control, 0, sizeof control);
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) fail_errno(errno, "send a response of {} bytes on fd {}", bytes.size(), fd_);
+  send_with_fd(fd_, bytes, fd, fmt::format("send a response of {} bytes on fd {}", bytes.size(), fd_));
 }
 
 }  // namespace stasis::criu

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/fd_passing.h"
 #include "common/file_util.h"
 #include "common/pty_queues.h"
 #include "files.pb.h"
@@ -80,40 +81,16 @@ void make_terminal_for_client(const pb::TtyState& console, const std::string& pt
   UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!slave) fail_errno(errno, "{}: open its slave", what);
   if (::dup3(slave.get(), slave_fd, O_CLOEXEC) < 0) fail_errno(errno, "{}: move its slave to fd {}", what, slave_fd);
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  const int fd = master.get();
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (::sendmsg(socket, &msg, MSG_NOSIGNAL) < 0) fail_errno(errno, "{}: hand its master to the restorer", what);
+  const char byte = 0;
+  send_with_fd(socket, std::span(&byte, 1), master.get(), what + ": hand its master to the restorer");
 }
 
 UniqueFd receive_terminal_master(int socket) {
   char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  if (::recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
-    fail_errno(errno, "receive the master of the job's new terminal from its PID 1");
-  const cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-    fail("PID 1 of the restored job sent no terminal master");
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return UniqueFd(fd);
+  UniqueFd master = receive_with_fd(socket, std::span(&byte, 1), MSG_DONTWAIT, nullptr,
+                                    "receive the master of the job's new terminal from its PID 1");
+  if (!master) fail("PID 1 of the restored job sent no terminal master");
+  return master;
 }
 
 void PtyFactory::finish() {

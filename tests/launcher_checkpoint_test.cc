@@ -390,15 +390,19 @@ TEST(LauncherCheckpoint, SecondVethCopyBesideTheFirstGetsItsOwnLinkAndAddress) {
   // Without new addresses the copy would share the original's subnet, which the host could
   // route to only one of them: refused, with nothing left behind.
   const std::string refused = env.unique_name("veth-same");
-  auto r = env.stasis({"restore", "-D", env.image_dir("veth").string(), "--name", refused, "-d"});
+  // (The original runs on and rewrites its status file, which the dump may have caught open.)
+  std::vector<std::string> args{"restore", "-D", env.image_dir("veth").string(), "--name", refused, "-d"};
+  for (const auto& a : accept_rewritten_status(original.status())) args.push_back(a);
+  auto r = env.stasis(args);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("another subnet"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(first_link), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(env.root() / (refused + ".state")));
 
   Container copy(env, "veth-copy");
-  ASSERT_TRUE(copy.restore(env.image_dir("veth"), original.status(), {"--ip", second_net + ".2/24"}))
-      << copy.last_output();
+  std::vector<std::string> options{"--ip", second_net + ".2/24"};
+  for (const auto& a : accept_rewritten_status(original.status())) options.push_back(a);
+  ASSERT_TRUE(copy.restore(env.image_dir("veth"), original.status(), options)) << copy.last_output();
   const std::string second_link = host_link_of(env, copy.name());
   EXPECT_NE(second_link, first_link);
   EXPECT_TRUE(link_exists(second_link));
