@@ -1191,13 +1191,16 @@ class Podman {
   }
   // Why podman cannot run here ("" when the image was imported).
   std::string unusable() const { return imported_.exit_code == 0 ? "" : imported_.out + imported_.err; }
-  CommandResult run() const {
+  // The python3 counter; with `terminal`, on a terminal (`podman run -t`) it also prints each count.
+  CommandResult run(bool terminal = false) const {
     // The VM's hard RLIMIT_NOFILE and RLIMIT_NPROC are below podman's defaults for containers.
-    return podman({"run", "-d", "--name", name_, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                   "--network", "none", "-v", "/usr:/usr:ro", "-v", state().string() + ":/state", image_, "python3",
-                   "-c",
-                   "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) for i in "
-                   "itertools.count(1)]"});
+    return podman({"run", terminal ? "-dt" : "-d", "--name", name_, "--ulimit", "nofile=1024:1024", "--ulimit",
+                   "nproc=1024:1024", "--network", "none", "-v", "/usr:/usr:ro", "-v", state().string() + ":/state",
+                   image_, "python3", "-c",
+                   terminal ? "import time,itertools\nfor i in itertools.count(1):\n open('/state/counter','w')"
+                              ".write(str(i)); print('count', i, flush=True); time.sleep(0.05)"
+                            : "import time,itertools\n[(open('/state/counter','w').write(str(i)),time.sleep(0.05)) "
+                              "for i in itertools.count(1)]"});
   }
   const std::string& name() const { return name_; }
   fs::path state() const { return dir_.path() / "state"; }
@@ -1269,6 +1272,33 @@ TEST(CriuRpcPodman, CheckpointAndRestoreThenExportAndImport) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(p.status().find("running"), std::string::npos) << p.status();
   ASSERT_TRUE(wait_until([&] { return p.counter() > at_export + 5; }, 20s));
+}
+
+// `podman run -t`: conmon holds the terminal's master (runc hands it over the console socket).
+// Checkpointed and restored, the job is on a new terminal, its controlling one, whose master
+// conmon got back through runc (orphan-pts-master): what the job prints after the restore
+// reaches `podman logs`.
+TEST(CriuRpcPodman, TerminalContainerComesBackOnANewConsole) {
+  if (!have_podman()) GTEST_SKIP() << "podman or runc is not installed (Debian's podman 4.3 and runc 1.1.5)";
+  Podman p;
+  if (!p.unusable().empty()) GTEST_SKIP() << "podman cannot import an image here: " << p.unusable();
+  auto r = p.run(/*terminal=*/true);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_TRUE(wait_until([&] { return p.counter() > 0; }, 30s));
+  r = p.podman({"container", "checkpoint", p.name()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const long at_dump = p.counter();
+  r = p.podman({"container", "restore", p.name()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(p.status().find("running"), std::string::npos) << p.status();
+  ASSERT_TRUE(wait_until([&] { return p.counter() > at_dump + 5; }, 20s));
+  const pid_t init = std::atoi(p.podman({"inspect", p.name(), "--format", "{{.State.Pid}}"}).out.c_str());
+  ASSERT_GT(init, 0);
+  std::error_code ec;
+  EXPECT_EQ(fs::read_symlink(fmt::format("/proc/{}/fd/0", init), ec).string(), "/dev/pts/0");
+  const std::string want = fmt::format("count {}", at_dump + 5);
+  EXPECT_TRUE(wait_until([&] { return p.podman({"logs", p.name()}).out.find(want) != std::string::npos; }, 20s))
+      << "the restored job's output did not reach podman's log";
 }
 
 }  // namespace
