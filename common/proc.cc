@@ -3,6 +3,7 @@
 #include "common/proc.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -420,6 +421,13 @@ std::vector<pid_t> list_children(pid_t pid, pid_t tid) {
   for (std::string_view t : tokens(trim(text)))
     out.push_back(static_cast<pid_t>(number<long>(t, 10, "child pid", path, 1)));
   return out;
+}
+
+UniqueFd open_namespace(pid_t pid, std::string_view kind) {
+  const std::string path = fmt::format("/proc/{}/ns/{}", pid, kind);
+  UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) fail_errno(errno, "open {}", path);
+  return ns;
 }
 
 std::vector<int> list_fds(pid_t pid) {

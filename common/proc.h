@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fd.h"
+
 namespace stasis::proc {
 
 // ---------------------------------------------------------------------------------------
@@ -136,6 +138,9 @@ std::vector<pid_t> list_tasks(pid_t pid);
 std::vector<pid_t> list_children(pid_t pid, pid_t tid);
 // Open fds from /proc/PID/fd, sorted.
 std::vector<int> list_fds(pid_t pid);
+
+// /proc/PID/ns/KIND ("net", "mnt", ...) opened read-only; throws naming the path.
+UniqueFd open_namespace(pid_t pid, std::string_view kind);
 // readlink /proc/PID/fd/N ("/path", "pipe:[123]", "socket:[456]", "anon_inode:[eventfd]").
 std::string read_fd_link(pid_t pid, int fd);
 

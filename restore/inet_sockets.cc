@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/proc.h"
 #include "common/log.h"
 #include "common/ns_thread.h"
 #include "launcher/net_lock.h"
@@ -374,13 +375,6 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
 
 namespace {
 
-UniqueFd netns_of(pid_t pid) {
-  const std::string path = fmt::format("/proc/{}/ns/net", pid);
-  UniqueFd netns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!netns) fail_errno(errno, "network lock: open {}", path);
-  return netns;
-}
-
 // Lock table -> its connections.
 std::map<std::string, std::vector<launcher::LockedConnection>> locked_connections(const FileImages& images) {
   std::map<std::string, std::vector<launcher::LockedConnection>> out;
@@ -437,7 +431,7 @@ void check_bound_addresses(const FileImages& images, pid_t pid) {
 void lock_network(const FileImages& images, pid_t pid) {
   auto tables = locked_connections(images);
   if (tables.empty()) return;
-  UniqueFd netns = netns_of(pid);
+  UniqueFd netns = proc::open_namespace(pid, "net");
   for (const auto& [table, connections] : tables) {
     launcher::lock_connections(table, true, connections, netns.get());
     log::debug("network lock {}: {} connection(s) held in the new network namespace", table, connections.size());
@@ -447,7 +441,7 @@ void lock_network(const FileImages& images, pid_t pid) {
 void remove_network_lock(const FileImages& images, pid_t pid) {
   auto tables = locked_connections(images);
   if (tables.empty()) return;
-  UniqueFd netns = netns_of(pid);
+  UniqueFd netns = proc::open_namespace(pid, "net");
   for (const auto& [table, connections] : tables) {
     launcher::remove_lock(table, netns.get());
     log::debug("removed the network lock {} ({} connection(s))", table, connections.size());

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "dump/dirty_tracking.h"
 #include "dump/dump.h"
 #include "launcher/container.h"
@@ -54,9 +55,7 @@ struct ThawUnlessReleased {
     if (!active) return;
     if (!network_lock.empty()) {
       try {
-        UniqueFd netns(::open(fmt::format("/proc/{}/ns/net", pid).c_str(), O_RDONLY | O_CLOEXEC));
-        if (!netns) fail_errno(errno, "open the network namespace of pid {}", pid);
-        launcher::remove_lock(network_lock, netns.get());
+        launcher::remove_lock(network_lock, proc::open_namespace(pid, "net").get());
       } catch (const std::exception& e) {
         log::error("could not remove the network lock of container {} (nftables table inet {}): {}; its TCP "
                    "connections stay silent until it is removed",
