@@ -215,9 +215,11 @@ dump::DumpOptions dump_options(const criu_opts& o, const fs::path& dir, bool pre
   d.dir = dir;
   d.leave_running = o.leave_running();
   d.tcp_established = o.tcp_established();  // as `stasis dump --tcp-established`
-  // A terminal made outside the job (runc's console for `terminal: true`): runc always asks
-  // for orphan_pts_master, and takes the new master at restore.
-  d.shell_job = o.shell_job() || o.orphan_pts_master();
+  // A terminal made outside the job: runc's console for `terminal: true` (the job's
+  // controlling terminal; runc always asks for orphan_pts_master, and takes the new master at
+  // restore), or with shell_job any terminal at the job's stdio too.
+  d.shell_job = o.shell_job();
+  d.outside_console = o.orphan_pts_master();
   // CRIU's own default (1 MiB) is below ours: only an explicit value replaces ours.
   if (o.has_ghost_limit()) d.ghost_limit = o.ghost_limit();
   return d;

@@ -589,7 +589,8 @@ DumpReport dump_once(const DumpOptions& opt) {
   FileCollector files(opt.ghost_limit, opt.leave_running);
   files.inet().set_options(opt.tcp_established, opt.leave_running);
   if (target.state) files.set_console(target.state->console_path());
-  else if (opt.shell_job) files.set_console(TerminalCheck::outside_terminal_of(tree.root().task.host_pid));
+  else if (opt.shell_job || opt.outside_console)
+    files.set_console(TerminalCheck::outside_terminal_of(tree.root().task.host_pid, /*stdio_too=*/opt.shell_job));
   MemoryPlan memory;
   collect_processes(tree, files, target, opt, memory);
   check_tree_sharing(tree);

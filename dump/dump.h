@@ -23,10 +23,13 @@ struct DumpOptions {
   std::filesystem::path state_root = "/run/stasis";
   bool leave_running = false;
   bool tcp_established = false;  // checkpoint established TCP connections (a network lock holds them)
-  // The job's terminal was made outside it (--shell-job: the shell's it started from; the
-  // console of a runc `terminal: true` container): saved as its console, whose fds restore
+  // The job's terminal was made outside it (--shell-job: the shell's it started from, its
+  // controlling terminal or at its standard fds): saved as its console, whose fds restore
   // gives a new terminal. Without it, such a terminal is refused.
   bool shell_job = false;
+  // The same for a controlling terminal only: the console of a runc `terminal: true`
+  // container (runc asks for CRIU's orphan_pts_master on every checkpoint).
+  bool outside_console = false;
   // With leave_running: the network lock stays after the dump (DumpReport::network_lock), so
   // that the frozen job's connections send and take nothing while another host takes them
   // over (`stasis migrate`); the caller removes it, or it goes with the job's namespace.

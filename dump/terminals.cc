@@ -160,9 +160,10 @@ void TerminalCheck::set_console(const std::string& path) {
   console_state_.set_input(std::move(typed));
 }
 
-std::string TerminalCheck::outside_terminal_of(pid_t pid) {
+std::string TerminalCheck::outside_terminal_of(pid_t pid, bool stdio_too) {
   const auto is_slave = [](dev_t rdev) { return ::major(rdev) >= 136 && ::major(rdev) <= 143; };
   const int tty = proc::read_stat(pid).tty_nr;
+  if (tty == 0 && !stdio_too) return {};
   const std::vector<int> fds = proc::list_fds(pid);
   for (int fd : fds) {
     if (tty == 0 && fd > 2) continue;

@@ -41,9 +41,9 @@ class TerminalCheck {
   void set_console(const std::string& path);
   // The terminal of pid that was made outside the job (`--shell-job`: the shell's terminal it
   // was started from; the console runc made for a `terminal: true` container): the path
-  // /proc/PID/fd/N of pid's fd on its controlling terminal, or on the pty slave at its
-  // standard fds when it has none; "" when pid has no such terminal.
-  static std::string outside_terminal_of(pid_t pid);
+  // /proc/PID/fd/N of pid's fd on its controlling terminal, or (stdio_too) on the pty slave
+  // at its standard fds when it has none; "" when pid has no such terminal.
+  static std::string outside_terminal_of(pid_t pid, bool stdio_too);
   // True when a character device held by pid (st: its stat) is the console: the slave
   // itself, or /dev/tty while the console is pid's controlling terminal.
   bool is_console(pid_t pid, const struct stat& st);
