@@ -96,7 +96,7 @@ _stasis() {
     stop) opts="-t --time" ;;
     kill) opts="-s --signal" ;;
     rm) opts="-f --force" ;;
-    dump) opts="-D --dir --pid --leave-running --compression --ghost-limit --pre-dump --parent" ;;
+    dump) opts="-D --dir --pid --leave-running --tcp-established --shell-job --compression --ghost-limit --tmpfs-limit --pre-dump --parent --quiet" ;;
     serve) opts="--listen --key --tls-cert --tls-key --tls-ca --plaintext" ;;
     migrate) opts="--to --key --tls-cert --tls-key --tls-ca --plaintext --max-rounds --max-downtime --compress --tcp-established --json" ;;
     restore) opts="-D --dir --name -d --detach --log --inherit-fd --allow-changed-file --ip --host-ip" ;;
