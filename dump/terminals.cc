@@ -90,6 +90,11 @@ void TerminalCheck::refuse_fd(pid_t pid, int fd, const std::string& link, const 
 
 namespace {
 
+// Unix98 pty slaves: majors 136 to 143, the pty's index spread over major and minor.
+bool is_pty_slave_device(dev_t rdev) { return ::major(rdev) >= 136 && ::major(rdev) <= 143; }
+unsigned pty_index(dev_t rdev) { return ::minor(rdev) + ((::major(rdev) - 136) << 8); }
+dev_t pty_slave_device(unsigned index) { return makedev(136 + (index >> 8), index & 0xff); }
+
 // The kernel's encoding of a device number in /proc/PID/stat (tty_nr).
 dev_t stat_tty_device(int tty) {
   const unsigned major = (static_cast<unsigned>(tty) >> 8) & 0xfff;
@@ -126,7 +131,7 @@ void TerminalCheck::set_console(const std::string& path) {
   if (::tcgetattr(tty.get(), &t) < 0) fail_errno(errno, "tcgetattr on the container's terminal {}", path);
   if (::ioctl(tty.get(), TIOCGWINSZ, &ws) < 0) fail_errno(errno, "TIOCGWINSZ on the container's terminal {}", path);
   console_state_.set_console(true);
-  console_state_.set_index(minor(st.st_rdev) + ((major(st.st_rdev) - 136) << 8));
+  console_state_.set_index(pty_index(st.st_rdev));
   auto* tm = console_state_.mutable_termios();
   tm->set_iflag(t.c_iflag);
   tm->set_oflag(t.c_oflag);
@@ -161,7 +166,6 @@ void TerminalCheck::set_console(const std::string& path) {
 }
 
 std::string TerminalCheck::outside_terminal_of(pid_t pid, bool stdio_too) {
-  const auto is_slave = [](dev_t rdev) { return ::major(rdev) >= 136 && ::major(rdev) <= 143; };
   const int tty = proc::read_stat(pid).tty_nr;
   if (tty == 0 && !stdio_too) return {};
   const std::vector<int> fds = proc::list_fds(pid);
@@ -169,7 +173,7 @@ std::string TerminalCheck::outside_terminal_of(pid_t pid, bool stdio_too) {
     if (tty == 0 && fd > 2) continue;
     const std::string path = fmt::format("/proc/{}/fd/{}", pid, fd);
     struct stat st {};
-    if (::stat(path.c_str(), &st) < 0 || !S_ISCHR(st.st_mode) || !is_slave(st.st_rdev)) continue;
+    if (::stat(path.c_str(), &st) < 0 || !S_ISCHR(st.st_mode) || !is_pty_slave_device(st.st_rdev)) continue;
     if (tty == 0 || st.st_rdev == stat_tty_device(tty)) return path;
   }
   return {};
@@ -178,7 +182,7 @@ std::string TerminalCheck::outside_terminal_of(pid_t pid, bool stdio_too) {
 bool TerminalCheck::is_console(pid_t pid, const struct stat& st) {
   if (!console_) return false;
   // A pty of the same number in another devpts instance (the job's own) is another terminal.
-  if (st.st_rdev == *console_) return ::major(st.st_rdev) < 136 || ::major(st.st_rdev) > 143 || st.st_dev == console_devpts_;
+  if (st.st_rdev == *console_) return !is_pty_slave_device(st.st_rdev) || st.st_dev == console_devpts_;
   if (st.st_rdev != makedev(5, 0)) return false;  // /dev/tty: the opener's controlling terminal
   const int tty = proc::read_stat(pid).tty_nr;
   return tty != 0 && stat_tty_device(tty) == *console_;
@@ -233,7 +237,7 @@ void TerminalCheck::describe_pty(pid_t pid, int pidfd, int fd, const std::string
     t.set_locked(locked != 0);
     t.set_packet_mode(packet != 0);
   } else {
-    t.set_index(minor(st.st_rdev) + ((major(st.st_rdev) - 136) << 8));
+    t.set_index(pty_index(st.st_rdev));
     t.set_path(link);
     t.set_pair_dev(st.st_dev);
   }
@@ -337,7 +341,7 @@ void TerminalCheck::check_pairs() {
   // pair of the job's: as a console it would come back cut from its master.
   for (const PtyEnd& end : ptys_)
     if (console_ && end.state.master() && end.state.pair_dev() == console_devpts_ &&
-        makedev(136 + (end.state.index() >> 8), end.state.index() & 0xff) == *console_)
+        pty_slave_device(end.state.index()) == *console_)
       throw UnsupportedError(fmt::format(
           "pid {} fd {}: the job holds the master of its own terminal (pty {}), which was given as made outside "
           "the job (--shell-job); dump it without that option",
@@ -382,7 +386,7 @@ void TerminalCheck::refuse_controlling_terminal(pid_t pid) {
   const Driver* d = find(major, minor);
   if (d && d->type == "pty:slave") {
     // Maybe a pair of the job's (`script`, tmux): check_pairs decides once every fd is known.
-    cttys_.push_back({pid, stat.session, stat.tpgid, minor + ((major - 136) << 8)});
+    cttys_.push_back({pid, stat.session, stat.tpgid, pty_index(makedev(major, minor))});
     return;
   }
   refuse_terminal(pid, major, minor);
@@ -392,7 +396,7 @@ void TerminalCheck::refuse_terminal(pid_t pid, unsigned major, unsigned minor) {
   // Its terminal is a pty it holds at an fd (stdio, most often): name that fd.
   const Driver* d = find(major, minor);
   if (d && d->type == "pty:slave") {
-    const unsigned index = minor + ((major - 136) << 8);
+    const unsigned index = pty_index(makedev(major, minor));
     for (const PtyEnd& end : ptys_)
       if (end.pid == pid && !end.state.master() && end.state.index() == index)
         refuse_fd(pid, end.fd, end.link, "pty slave, its controlling terminal");
@@ -412,7 +416,7 @@ void TerminalCheck::check_controlling_ptys() {
     const PtyEnd* master = nullptr;
     for (const PtyEnd& end : ptys_)
       if (end.state.master() && end.state.index() == c.index) master = &end;
-    if (!master) refuse_terminal(c.pid, 136 + (c.index >> 8), c.index & 0xff);
+    if (!master) refuse_terminal(c.pid, ::major(pty_slave_device(c.index)), ::minor(pty_slave_device(c.index)));
     const std::string what = fmt::format("pid {}: its controlling terminal, pty {} of the job (pid {} fd {})", c.pid,
                                          c.index, master->pid, master->fd);
     // Made again by the session's leader, before the processes of its session: it must be

@@ -282,7 +282,7 @@ void check_tree_sharing(const DumpTree& tree) {
       if (::stat(link.c_str(), &st) < 0) continue;
       auto it = memfd_mappers.find(st.st_ino);
       if (it == memfd_mappers.end() || proc::read_link(link).rfind("/memfd:", 0) == 0) continue;
-      if (it != memfd_mappers.end() && (it->second.size() > 1 || !it->second.count(p.task.ns_pid)))
+      if (it->second.size() > 1 || !it->second.count(p.task.ns_pid))
         throw UnsupportedError(fmt::format("pid {} fd {}: the deleted tmpfs file {} is open here and mapped by {} "
                                            "other process(es): not supported yet",
                                            p.task.ns_pid, e.fd(), names[st.st_ino],

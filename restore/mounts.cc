@@ -28,10 +28,6 @@ bool climbs_out(const std::string& path) {
   return false;
 }
 
-bool is_under(const std::string& path, const std::string& dir) {
-  return path == dir || (path.rfind(dir, 0) == 0 && path.size() > dir.size() && path[dir.size()] == '/');
-}
-
 std::string kind_name(const pb::MountEntry& m) {
   switch (m.kind()) {
     case pb::MountEntry::TMPFS: return "tmpfs";
@@ -182,6 +178,10 @@ void build_root(const MountPlan& plan, const std::function<void(const pb::MountE
 }
 
 }  // namespace
+
+bool is_under(const std::string& path, const std::string& dir) {
+  return path == dir || (path.rfind(dir, 0) == 0 && path.size() > dir.size() && path[dir.size()] == '/');
+}
 
 MountPlan load_mounts(const images::Checkpoint& checkpoint) {
   using images::ImageType;

@@ -42,6 +42,9 @@ void check_mount_sources(const MountPlan& plan, const std::string& rootfs);
 // makes anew (a tmpfs, proc...), out of the restorer's sight.
 std::string path_on_host(const MountPlan& plan, const std::string& rootfs, const std::string& job_path);
 
+// Whether path is dir or lies below it (as paths, component by component).
+bool is_under(const std::string& path, const std::string& dir);
+
 // In the container (the stub, before it opens the job's files): mounts everything, fills the
 // tmpfs instances, sets the propagation, and checks it. Throws naming the mount; what was made
 // dies with the namespace when the caller removes the container. after_each, when set, runs

@@ -333,9 +333,9 @@ pid_t restore_as_sibling(const RestoreOptions& options, const SiblingOptions& si
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
       fail_errno(errno, "socketpair for the job's new terminal");
     terminal_socket.reset(pair[0]);
-    pid_1_terminal_socket.reset(pair[1]);
+    const UniqueFd made(pair[1]);
     // Above every slot PID 1 moves fds into (and apart from the --inherit-fd sources, open already).
-    pid_1_terminal_socket.reset(::fcntl(pair[1], F_DUPFD_CLOEXEC, loaded.tree.top_fd() + 1));
+    pid_1_terminal_socket.reset(::fcntl(made.get(), F_DUPFD_CLOEXEC, loaded.tree.top_fd() + 1));
     if (!pid_1_terminal_socket) fail_errno(errno, "move the socket for the job's new terminal above fd {}", loaded.tree.top_fd());
     loaded.tree.terminal_socket = pid_1_terminal_socket.get();
   }

@@ -311,10 +311,8 @@ void prepare_container(const RestoreTree& tree, int control_fd, bool keep_stdio)
     terminal_made = true;
   };
   restore_mounts(plan.mounts, [&](const pb::MountEntry& m, const std::string& now_at) {
-    const std::string& path = plan.files.console ? plan.files.console->path() : std::string();
     if (terminal_socket >= 0 && !terminal_made && m.kind() == pb::MountEntry::DEVPTS &&
-        path.size() > m.mount_point().size() && path.compare(0, m.mount_point().size(), m.mount_point()) == 0 &&
-        path[m.mount_point().size()] == '/')
+        is_under(plan.files.console->path(), m.mount_point()))
       make_terminal(now_at + "/ptmx");
   });  // before any file of the job is opened
   if (terminal_socket >= 0) {
