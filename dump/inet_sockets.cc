@@ -97,6 +97,14 @@ std::string address_bytes(const sockaddr_storage& ss, socklen_t len) {
 // connected" until the handshake ends, but /proc/PID/net/tcp (tcp6) lists the socket by inode
 // with its remote address: "sl local rem st ... inode", addresses as 32-bit words in hex,
 // each printed from memory (so read back into memory as is), the port as a number.
+// The four-tuple the network lock matches for socket k (its local and peer addresses).
+launcher::NetLock::Connection lock_entry(const pb::InetSocket& k) {
+  launcher::NetLock::Connection c{};
+  std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
+  std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));
+  return c;
+}
+
 std::string connecting_peer(pid_t pid, int fd, int s, bool v6) {
   struct stat st {};
   if (::fstat(s, &st) < 0) fail_errno(errno, "pid {} fd {}: fstat", pid, fd);
@@ -322,6 +330,7 @@ void InetCollector::describe(pid_t pid, int pidfd, int fd, pb::FdEntry::Kind kin
       k.set_peer(connecting_peer(pid, fd, s, v6));
       log::debug("pid {} fd {}: TCP {} connecting to {}", pid, fd, launcher::socket_address_text(k.local()),
                  launcher::socket_address_text(k.peer()));
+      if (tcp_established_ && !k.local().empty()) connecting_.push_back(inet_.size());  // k's index once pushed
     } else if (state != kClose) {
       throw UnsupportedError(fmt::format("pid {} fd {}: {} is in state {}: only listening, connecting, established, "
                                          "half-closed and unconnected TCP sockets are supported",
@@ -462,16 +471,14 @@ const InetCollector::Defaults& InetCollector::defaults_for(int family, int type,
 }
 
 void InetCollector::finish_process(pid_t pid) {
-  if (pending_.empty()) return;
+  if (pending_.empty() && connecting_.empty()) return;
   std::vector<launcher::NetLock::Connection> connections;
-  for (const auto& p : pending_) {
-    launcher::NetLock::Connection c{};
-    const auto& k = inet_[p.index];
-    std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
-    std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));
-    connections.push_back(c);
-  }
+  for (size_t i : connecting_) connections.push_back(lock_entry(inet_[i]));
+  for (const auto& p : pending_) connections.push_back(lock_entry(inet_[p.index]));
   lock_.lock(pid, connections);
+  for (size_t i : connecting_) inet_[i].set_lock_table(lock_.table());
+  connecting_.clear();
+  fault_pause("dump-network-locked");  // tests look at the lock here
   for (auto& p : pending_) read_connection(p);
   pending_.clear();
   fault_point("dump-after-tcp-repair");  // tests: a dump that fails with connections in repair mode

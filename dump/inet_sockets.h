@@ -95,6 +95,10 @@ class InetCollector {
   static void read_int_options(int s, const Defaults& d, google::protobuf::RepeatedPtrField<pb::IntOption>& out);
   std::map<std::tuple<int, int, int>, Defaults> defaults_;  // by (family, type, protocol)
   std::vector<Pending> pending_;  // established connections of the current process
+  // Its connections still being made (SYN_SENT), held by the lock with the established ones
+  // under --tcp-established: a frozen or migrated original must neither send its SYN again
+  // nor complete the handshake behind the restore's back.
+  std::vector<size_t> connecting_;  // into inet_
   launcher::NetLock lock_;                  // declared before repaired_: removed after repair is off
   std::vector<UniqueFd> repaired_;  // our copies of connections in repair mode
   bool handed_over_ = false;

@@ -375,15 +375,18 @@ void finish_inet_sockets(const std::vector<pb::FdEntry>& fds, const FileImages& 
 
 namespace {
 
-// Lock table -> its connections.
-std::map<std::string, std::vector<launcher::LockedConnection>> locked_connections(const FileImages& images) {
+// Lock table -> the connections it held: the established ones, and with connecting the
+// sockets whose SYNs it held (which restore connects again, so its own lock leaves them out).
+std::map<std::string, std::vector<launcher::LockedConnection>> locked_connections(const FileImages& images,
+                                                                                  bool connecting) {
   std::map<std::string, std::vector<launcher::LockedConnection>> out;
   for (const auto& [id, k] : images.inet_sockets) {
-    if (k.tcp().lock_table().empty()) continue;
+    const std::string& table = connecting && k.tcp().lock_table().empty() ? k.lock_table() : k.tcp().lock_table();
+    if (table.empty()) continue;
     launcher::LockedConnection c{};
     std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
     std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));
-    out[k.tcp().lock_table()].push_back(c);
+    out[table].push_back(c);
   }
   return out;
 }
@@ -429,7 +432,7 @@ void check_bound_addresses(const FileImages& images, pid_t pid) {
 }
 
 void lock_network(const FileImages& images, pid_t pid) {
-  auto tables = locked_connections(images);
+  auto tables = locked_connections(images, false);
   if (tables.empty()) return;
   UniqueFd netns = proc::open_namespace(pid, "net");
   for (const auto& [table, connections] : tables) {
@@ -439,7 +442,7 @@ void lock_network(const FileImages& images, pid_t pid) {
 }
 
 void remove_network_lock(const FileImages& images, pid_t pid) {
-  auto tables = locked_connections(images);
+  auto tables = locked_connections(images, true);
   if (tables.empty()) return;
   UniqueFd netns = proc::open_namespace(pid, "net");
   for (const auto& [table, connections] : tables) {

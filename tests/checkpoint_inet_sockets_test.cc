@@ -8,7 +8,9 @@
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -201,6 +203,83 @@ TEST(CheckpointInetSockets, ConnectionsBeingMadeCompleteAfterRestore) {
     EXPECT_TRUE(keep_progressing(restored.status(), 300ms));
   };
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tcp_connecting"), how));
+}
+
+// Under --tcp-established the network lock holds the connecting sockets too: a frozen
+// original (a migration's source) neither sends its SYN again nor completes the handshake
+// behind the restore's back. With --leave-running they are let go after the dump, and complete.
+TEST(CheckpointInetSockets, ConnectionsBeingMadeAreHeldByTheNetworkLock) {
+  CheckpointEnv env;
+  Container c(env, "connecting-locked");
+  ASSERT_TRUE(c.run(c_workload("tcp_connecting")));
+  ASSERT_TRUE(wait_for_progress(c.status(), 2, 20s));
+  std::optional<pid_t> job = c.host_pid();
+  ASSERT_TRUE(job.has_value());
+  const std::string netns = fmt::format("--net=/proc/{}/ns/net", *job);
+  const fs::path pause = env.work() / "locked", dir = env.image_dir("connecting-locked"), log = env.work() / "dump.log";
+  pid_t dumper = ::fork();
+  ASSERT_GE(dumper, 0);
+  if (dumper == 0) {
+    ::setenv("STASIS_FAULT", "dump-network-locked", 1);
+    ::setenv("STASIS_FAULT_PAUSE", pause.c_str(), 1);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
+    std::string bin = stasis_binary(), root = env.root().string(), d = dir.string(), name = c.name();
+    ::execl(bin.c_str(), bin.c_str(), "--root", root.c_str(), "dump", name.c_str(), "-D", d.c_str(), "--leave-running",
+            "--tcp-established", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    fs::path pause;
+    ~Reap() {
+      std::error_code ec;
+      fs::remove(pause, ec);  // lets a paused dump go on, if the test failed there
+      int st;
+      if (::waitpid(pid, &st, WNOHANG) == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &st, 0);
+      }
+    }
+  } reap{dumper, pause};
+  ASSERT_TRUE(wait_until([&] { return fs::exists(pause); }, 60s)) << "the dump never locked: " << read_text(log);
+
+  // Both connections to 10.66.0.2:7070 are in the lock's set, whatever their local ports.
+  auto tables = run_command({"nsenter", netns, "nft", "list", "tables"}, 10s);
+  const auto at = tables.out.find("stasis_lock_");
+  ASSERT_NE(at, std::string::npos) << tables.out << tables.err;
+  const std::string table = tables.out.substr(at, tables.out.find_first_of(" \n", at) - at);
+  auto set = run_command({"nsenter", netns, "nft", "list", "set", "inet", table, "v4"}, 10s);
+  size_t held = 0;
+  for (size_t p = set.out.find(". 10.66.0.2 . 7070"); p != std::string::npos; p = set.out.find(". 10.66.0.2 . 7070", p + 1))
+    ++held;
+  EXPECT_EQ(held, 2u) << set.out << set.err;
+
+  std::error_code ec;
+  fs::remove(pause, ec);
+  int st = 0;
+  ASSERT_EQ(::waitpid(dumper, &st, 0), dumper);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(log);
+  tables = run_command({"nsenter", netns, "nft", "list", "tables"}, 10s);
+  EXPECT_EQ(tables.out.find("stasis_lock_"), std::string::npos) << "the lock must go when the job runs on: " << tables.out;
+  // The image names the lock, for a restore after a dump that kills the job to remove it.
+  size_t named = 0;
+  for (const auto& k : images::read_all<pb::InetSocket>(dir / "inet-sockets.img", images::ImageType::InetSockets))
+    named += k.lock_table() == table;
+  EXPECT_EQ(named, 2u);
+
+  // Let go, the original's connections complete once there is a listener.
+  const std::string status = c.status().string();
+  std::ofstream(status + ".answer") << "now\n";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        std::ifstream in(status + ".connected");
+        std::string word;
+        in >> word;
+        return word == "connected";
+      },
+      20s))
+      << read_status(c.status()).raw;
 }
 
 TEST(CheckpointInetSockets, PacketSocketIsRefusedByName) {

@@ -21,11 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 std::string pattern(size_t from, size_t count) {
   std::string out;
   for (size_t k = from; k < from + count; ++k) out += static_cast<char>('a' + k % 26);

@@ -27,13 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The "frozen X.XXXs" of a dump's summary, or -1.
 double frozen_seconds(const std::string& out) {
   std::smatch m;

@@ -7,6 +7,7 @@
 
 #include "tests/support/test_util.h"
 
+using stasis::test::read_text;
 using stasis::test::run_command;
 using stasis::test::run_stasis;
 using stasis::test::TempDir;
@@ -77,15 +78,6 @@ TEST(Cli, EveryCommandHasHelp) {
   auto r = run_stasis({"--help"});
   EXPECT_NE(r.out.find("Examples:"), std::string::npos) << r.out;
 }
-
-namespace {
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-}  // namespace
 
 TEST(Cli, InstallPutsManPagesAndBashCompletionInPlace) {
   namespace fs = std::filesystem;

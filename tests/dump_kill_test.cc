@@ -82,13 +82,6 @@ class Stasis {
   int status_ = 0;
 };
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // A line "Key:\tvalue" of /proc/PID/task/TID/status.
 std::string status_field(pid_t pid, pid_t tid, const std::string& key) {
   std::istringstream in(read_text(fmt::format("/proc/{}/task/{}/status", pid, tid)));

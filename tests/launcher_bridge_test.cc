@@ -60,13 +60,6 @@ bool any_address_lease() {
   return false;
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // What a removed container must not leave: its host link, its ports in the NAT map, its
 // leases; and the bridge and table, once no container holds an address.
 ::testing::AssertionResult nothing_left(const std::string& link, const std::vector<int>& ports,

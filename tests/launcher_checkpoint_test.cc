@@ -16,13 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // True when the log's lines are "line 1", "line 2", ... with none missing or repeated.
 ::testing::AssertionResult lines_continue(const std::string& log) {
   std::istringstream in(log);
@@ -93,13 +86,13 @@ TEST(LauncherCheckpoint, RestoredContainerAppendsToTheDumpedLog) {
   ASSERT_TRUE(original.dump(env.image_dir("log")));
   ASSERT_TRUE(original.wait_gone());
   ASSERT_TRUE(fs::exists(log)) << "the dump deleted the container's log";
-  const std::string before = read_text_file(log);
+  const std::string before = read_text(log);
   ASSERT_NE(before.find("line 20\n"), std::string::npos) << before;
 
   // A restore that fails leaves the log as it was.
   CommandResult failed = failing_restore(env, env.image_dir("log"), "");
   EXPECT_EQ(failed.exit_code, 1) << failed.err;
-  EXPECT_EQ(read_text_file(log), before) << "a failed restore changed or removed the kept log";
+  EXPECT_EQ(read_text(log), before) << "a failed restore changed or removed the kept log";
 
   // Under the dumped name (the default); `original`'s destructor removes it.
   clear_status(original.status());
@@ -108,7 +101,7 @@ TEST(LauncherCheckpoint, RestoredContainerAppendsToTheDumpedLog) {
   ASSERT_TRUE(wait_for_progress(original.status(), n, 20s, &n, n));
   // The monitor copies the job's output into the log: it may be a moment behind the status.
   std::string after;
-  EXPECT_TRUE(wait_until([&] { return (after = read_text_file(log)).find(fmt::format("line {}\n", n)) != std::string::npos; },
+  EXPECT_TRUE(wait_until([&] { return (after = read_text(log)).find(fmt::format("line {}\n", n)) != std::string::npos; },
                          10s))
       << "the restored job does not write to the log";
   EXPECT_EQ(after.rfind(before, 0), 0u) << "the restored container did not append to the log";
@@ -130,12 +123,12 @@ TEST(LauncherCheckpoint, DumpOfAnRmContainerKeepsItsLog) {
   ASSERT_TRUE(original.wait_gone());
   const fs::path log = env.root() / (original.name() + ".log");
   ASSERT_TRUE(fs::exists(log)) << "the --rm monitor deleted the dumped container's log";
-  const std::string before = read_text_file(log);
+  const std::string before = read_text(log);
   clear_status(original.status());
   auto r = env.stasis({"restore", "-D", env.image_dir("logrm").string(), "-d"}, 60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(wait_for_progress(original.status(), n, 20s, &n, n));
-  const std::string after = read_text_file(log);
+  const std::string after = read_text(log);
   EXPECT_EQ(after.rfind(before, 0), 0u);
   EXPECT_TRUE(lines_continue(after));
 }
@@ -149,21 +142,21 @@ TEST(LauncherCheckpoint, CopyBesideTheOriginalStartsFromACopyOfItsLog) {
   ASSERT_TRUE(wait_for_progress(original.status(), 10));
   ASSERT_TRUE(original.dump(env.image_dir("copy"), {"--leave-running"}));
   const fs::path original_log = env.root() / (original.name() + ".log");
-  const std::string at_dump = read_text_file(original_log);
+  const std::string at_dump = read_text(original_log);
 
   Container copy(env, "logcopy");
   ASSERT_TRUE(copy.restore(env.image_dir("copy"), original.status(), accept_rewritten_status(original.status())));
   const fs::path copy_log = env.root() / (copy.name() + ".log");
-  ASSERT_TRUE(wait_until([&] { return read_text_file(copy_log).size() > at_dump.size() + 40; }, 20s))
+  ASSERT_TRUE(wait_until([&] { return read_text(copy_log).size() > at_dump.size() + 40; }, 20s))
       << "the copy writes nothing to " << copy_log;
   // The original's output up to the dump, then the copy's own: what the original printed
   // after the dump is not the copy's.
-  EXPECT_TRUE(lines_continue(read_text_file(copy_log)));
+  EXPECT_TRUE(lines_continue(read_text(copy_log)));
   EXPECT_TRUE(fs::exists(original_log));
-  const std::string original_now = read_text_file(original_log);
+  const std::string original_now = read_text(original_log);
   EXPECT_EQ(original_now.rfind(at_dump, 0), 0u) << "the original's log was changed";
   EXPECT_EQ(count_of(original_now, "line 1\n"), 1u) << "the copy wrote into the original's log";
-  ASSERT_TRUE(wait_until([&] { return read_text_file(original_log).size() > original_now.size(); }, 10s))
+  ASSERT_TRUE(wait_until([&] { return read_text(original_log).size() > original_now.size(); }, 10s))
       << "the original stopped writing to its log";
   // A log already under the new name (another dumped container's) is not overwritten.
   const std::string other = env.unique_name("logtaken");
@@ -172,7 +165,7 @@ TEST(LauncherCheckpoint, CopyBesideTheOriginalStartsFromACopyOfItsLog) {
   auto r = env.stasis({"restore", "-D", env.image_dir("copy").string(), "--name", other, "-d"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find(other_log.string()), std::string::npos) << r.err;
-  EXPECT_EQ(read_text_file(other_log), "kept\n");
+  EXPECT_EQ(read_text(other_log), "kept\n");
   EXPECT_FALSE(fs::exists(env.root() / (other + ".state")));
 }
 
@@ -187,21 +180,21 @@ TEST(LauncherCheckpoint, LogMovesToTheNewNameAndSurvivesAFailedRestore) {
   ASSERT_TRUE(original.wait_gone());
   const fs::path old_log = env.root() / (original.name() + ".log");
   ASSERT_TRUE(fs::exists(old_log));
-  const std::string at_dump = read_text_file(old_log);
+  const std::string at_dump = read_text(old_log);
 
   // A restore that fails leaves the log where it was.
   const std::string failed_name = env.unique_name("logmv-bad");
   CommandResult failed = failing_restore(env, env.image_dir("mv"), failed_name);
   EXPECT_EQ(failed.exit_code, 1) << failed.err;
-  EXPECT_EQ(read_text_file(old_log), at_dump);
+  EXPECT_EQ(read_text(old_log), at_dump);
   EXPECT_FALSE(fs::exists(env.root() / (failed_name + ".log")));
 
   Container moved(env, "logmv-new");
   ASSERT_TRUE(moved.restore(env.image_dir("mv"), original.status()));
   const fs::path new_log = env.root() / (moved.name() + ".log");
-  ASSERT_TRUE(wait_until([&] { return read_text_file(new_log).size() > at_dump.size(); }, 20s));
-  EXPECT_EQ(read_text_file(new_log).rfind(at_dump, 0), 0u);
-  EXPECT_TRUE(lines_continue(read_text_file(new_log)));
+  ASSERT_TRUE(wait_until([&] { return read_text(new_log).size() > at_dump.size(); }, 20s));
+  EXPECT_EQ(read_text(new_log).rfind(at_dump, 0), 0u);
+  EXPECT_TRUE(lines_continue(read_text(new_log)));
   EXPECT_FALSE(fs::exists(old_log)) << "the log should have moved to the new name";
 }
 
@@ -238,7 +231,7 @@ TEST(LauncherCheckpoint, RestoreUnderAnotherRootStartsANewLog) {
   // The monitor copies the job's output into the log: it may be a moment behind the status.
   std::string log;
   EXPECT_TRUE(wait_until(
-      [&] { return (log = read_text_file(second / (name + ".log"))).find(fmt::format("line {}\n", n)) != std::string::npos; },
+      [&] { return (log = read_text(second / (name + ".log"))).find(fmt::format("line {}\n", n)) != std::string::npos; },
       10s))
       << log;
   EXPECT_EQ(log.find("line 1\n"), std::string::npos) << "the new log should hold only the restored job's output";
@@ -255,7 +248,7 @@ TEST(LauncherCheckpoint, NewRunUnderADumpedNameStartsAFreshLog) {
   auto r = env.stasis({"run", "-d", "--name", original.name(), "--", "/bin/echo", "fresh"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const fs::path log = env.root() / (original.name() + ".log");
-  ASSERT_TRUE(wait_until([&] { return read_text_file(log) == "fresh\n"; }, 10s)) << read_text_file(log);
+  ASSERT_TRUE(wait_until([&] { return read_text(log) == "fresh\n"; }, 10s)) << read_text(log);
 }
 
 // ---- paused containers ----------------------------------------------------------------------

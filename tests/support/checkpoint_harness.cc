@@ -27,14 +27,6 @@ std::string join(const std::vector<std::string>& words) {
 
 namespace {
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string describe(const CommandResult& r) {
   std::string s = "exit " + std::to_string(r.exit_code);
   if (r.exit_code == 3) s += " (not implemented)";

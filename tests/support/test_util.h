@@ -30,6 +30,8 @@ CommandResult run_stasis(const std::vector<std::string>& args,
 std::string error_of(const std::function<void()>& fn);
 
 std::string stasis_binary();
+// The whole content of a file; "" when it cannot be read.
+std::string read_text(const std::filesystem::path& path);
 std::string workload(const std::string& name);  // path of a built workload
 
 // A fresh directory under /tmp, removed with everything in it on destruction.
