@@ -26,6 +26,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/free_list.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -70,40 +71,20 @@ bool should_dump(pb::Vma::Kind kind) {
 class BufferPool {
  public:
   static std::byte* take(size_t bytes) {
-    {
-      std::lock_guard lock(mutex());
-      auto& free = blocks();
-      if (!free.empty()) {
-        std::byte* block = free.back();
-        free.pop_back();
-        return block;
-      }
-    }
+    if (auto block = spare().take()) return *block;
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) fail_errno(errno, "mmap {} bytes for the page buffers", bytes);
     return static_cast<std::byte*>(p);
   }
-  // At most as many blocks as CPUs stay (the dump copies that many processes at once).
   static void give_back(std::byte* block, size_t bytes) {
-    {
-      std::lock_guard lock(mutex());
-      auto& free = blocks();
-      if (free.size() < std::max(1u, std::thread::hardware_concurrency())) {
-        free.push_back(block);
-        return;
-      }
-    }
-    ::munmap(block, bytes);
+    if (!spare().give(block)) ::munmap(block, bytes);
   }
 
  private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static std::vector<std::byte*>& blocks() {
-    static std::vector<std::byte*> b;
-    return b;
+  // At most as many blocks as CPUs stay (the dump copies that many processes at once).
+  static FreeList<std::byte*>& spare() {
+    static FreeList<std::byte*> list(std::max(1u, std::thread::hardware_concurrency()));
+    return list;
   }
 };
 

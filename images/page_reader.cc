@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/free_list.h"
 #include "common/fast_hash.h"
 #include "common/file_util.h"
 #include "images/format.h"
@@ -152,29 +153,15 @@ namespace {
 // zeroed again (resize zero-fills what it grows). At most a few stay, their size kept.
 class ChunkBuffers {
  public:
-  static std::vector<std::byte> take() {
-    std::lock_guard lock(mutex());
-    auto& free = buffers();
-    if (free.empty()) return {};
-    std::vector<std::byte> b = std::move(free.back());
-    free.pop_back();
-    return b;
-  }
+  static std::vector<std::byte> take() { return spare().take().value_or(std::vector<std::byte>{}); }
   static void give(std::vector<std::byte>&& b) {
-    if (b.capacity() == 0) return;
-    std::lock_guard lock(mutex());
-    auto& free = buffers();
-    if (free.size() < 4 * std::max(1u, std::thread::hardware_concurrency())) free.push_back(std::move(b));
+    if (b.capacity() != 0) spare().give(b);
   }
 
  private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static std::vector<std::vector<std::byte>>& buffers() {
-    static std::vector<std::vector<std::byte>> b;
-    return b;
+  static FreeList<std::vector<std::byte>>& spare() {
+    static FreeList<std::vector<std::byte>> list(4 * std::max(1u, std::thread::hardware_concurrency()));
+    return list;
   }
 };
 

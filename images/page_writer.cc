@@ -19,6 +19,7 @@
 #include <zstd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/free_list.h"
 #include "common/fast_hash.h"
 #include "common/file_util.h"
 #include "common/progress.h"
@@ -80,20 +82,10 @@ class BlockPool {
   explicit BlockPool(size_t size) : size_(size) {}
   size_t size() const { return size_; }
   Block take() {
-    {
-      std::lock_guard lock(mutex_);
-      if (!free_.empty()) {
-        Block b = std::move(free_.back());
-        free_.pop_back();
-        return b;
-      }
-    }
+    if (auto b = free_.take()) return std::move(*b);
     return Block(new std::byte[size_]);  // not zeroed: every byte used is written first
   }
-  void give(Block b) {
-    std::lock_guard lock(mutex_);
-    free_.push_back(std::move(b));
-  }
+  void give(Block b) { free_.give(b); }
   // The pool of blocks of that size every writer of this process shares: a tree's processes
   // are written one after another (two at once), and fresh blocks for each would be faulted
   // in and zeroed by the kernel again. It keeps what the busiest moment needed.
@@ -108,8 +100,7 @@ class BlockPool {
 
  private:
   size_t size_;
-  std::mutex mutex_;
-  std::vector<Block> free_;
+  FreeList<Block> free_{SIZE_MAX};  // as many as were ever out at once
 };
 
 }  // namespace
