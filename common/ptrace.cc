@@ -481,6 +481,59 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
   }
 }
 
+void RemoteSyscall::run_batch(uint64_t entry, uint64_t end, uint64_t table) {
+  const pid_t tid = thread_.tid();
+  if (patch_) fail("tid {}: a batch of remote calls needs code of ours", tid);
+  events_.clear();
+  at_syscall_exit_ = false;
+  user_regs_struct regs = saved_regs_;
+  regs.rip = entry;
+  regs.rbx = table;
+  regs.orig_rax = static_cast<uint64_t>(-1);  // not in a system call: see call()
+  thread_.set_regs(regs);
+  thread_.cont(0);
+  const auto deadline = Clock::now() + timeout_;
+  for (;;) {
+    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+                         std::chrono::milliseconds(0));
+    int status = 0;
+    try {
+      status = thread_.wait_stop(left);
+    } catch (const Error& e) {
+      if (thread_.tid() >= 0 && !thread_.stopped()) {
+        try {
+          thread_.interrupt_and_wait();
+        } catch (const Error& again) {
+          throw Error(fmt::format("remote batch: {}; interrupting it failed: {}", e.what(), again.what()));
+        }
+        throw Error(fmt::format("tid {}: a batch of remote calls did not finish within {} ms (abandoned)", tid,
+                                timeout_.count()));
+      }
+      throw Error(fmt::format("remote batch: {}", e.what()));
+    }
+    const int event = status >> 16;
+    const int sig = WSTOPSIG(status);
+    if (event != 0) {
+      unsigned long message = 0;
+      ::ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &message);
+      if (event != PTRACE_EVENT_STOP) events_.push_back({event, message});
+      thread_.cont(0);
+      continue;
+    }
+    // Its own SIGSTOP, once it has made every call: the end (resuming it with 0 drops it).
+    if (sig == SIGSTOP && thread_.get_regs().rip == end) return;
+    if (is_fault_signal(sig)) {
+      siginfo_t info{};
+      ::ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info);
+      fail("tid {}: a batch of remote calls at {:#x} raised {} (si_code {}, address {})", tid, entry, signal_name(sig),
+           info.si_code, info.si_addr);
+    }
+    log::debug("tid {}: {} during a batch of remote calls; deferring it", tid, signal_name(sig));
+    deferred_signals_.push_back(sig);
+    thread_.cont(0);
+  }
+}
+
 uint64_t RemoteSyscall::call_checked(std::string_view name, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
                                      uint64_t a4, uint64_t a5, uint64_t a6) {
   long rc = call(nr, a1, a2, a3, a4, a5, a6);

@@ -129,6 +129,11 @@ class RemoteSyscall {
   uint64_t call_checked(std::string_view name, long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
                         uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
 
+  // Runs the code at `entry` (restore's batch loop, restore/code_page.h) with rbx = table,
+  // until the thread stops itself with SIGSTOP at `end` (the signal is dropped). No syscall
+  // stops: one round trip for the whole batch. Only without patch.
+  void run_batch(uint64_t entry, uint64_t end, uint64_t table);
+
   SeizedThread& thread() { return thread_; }
 
   // Registers before the first call (each call starts from them; the destructor puts them back).

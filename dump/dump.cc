@@ -654,8 +654,9 @@ DumpReport dump_once(const DumpOptions& opt) {
 
 DumpReport dump(const DumpOptions& opt) {
   if (opt.pre_dump) return pre_dump(opt);  // dump/pre_dump.h
-  // A passing state of the job (inotify events not read yet: common/error.h) is met again
-  // only by bad luck. A failed dump has let the job go, so it runs on meanwhile.
+  // A passing state of the job (inotify events not read yet, a page unmapped during a
+  // --leave-running copy: common/error.h) is met again only by bad luck. A failed dump has
+  // let the job go and written nothing, so it runs on meanwhile.
   constexpr int kTries = 5;
   for (int attempt = 1;; ++attempt) {
     try {
@@ -663,7 +664,7 @@ DumpReport dump(const DumpOptions& opt) {
     } catch (const PassingStateError& e) {
       if (attempt == kTries)
         throw PassingStateError(fmt::format("{} (still so after {} tries, the job running in between; dump again "
-                                            "once it has read them); the job was left running",
+                                            "later); no checkpoint was written and the job was left running",
                                             e.what(), kTries));
       log::debug("{}; the job runs on a moment, then the dump starts again", e.what());
       std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt));

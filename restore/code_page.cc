@@ -21,7 +21,35 @@ std::vector<Range> own_mappings() {
   return out;
 }
 
-constexpr uint8_t kCode[] = {0x0f, 0x05, 0xcc};  // syscall; int3
+constexpr uint8_t kSyscallCode[] = {0x0f, 0x05, 0xcc};  // syscall; int3
+
+// The batch loop (code_page.h), x86-64. Offsets from kBatchEntry on the left.
+constexpr uint8_t kBatchCode[] = {
+    0x48, 0x8b, 0x03,                    //  0 loop: mov rax, [rbx]
+    0x48, 0x83, 0xf8, 0xff,              //  3       cmp rax, -1
+    0x74, 0x2c,                          //  7       je done
+    0x48, 0x8b, 0x7b, 0x08,              //  9       mov rdi, [rbx+8]
+    0x48, 0x8b, 0x73, 0x10,              // 13       mov rsi, [rbx+16]
+    0x48, 0x8b, 0x53, 0x18,              // 17       mov rdx, [rbx+24]
+    0x4c, 0x8b, 0x53, 0x20,              // 21       mov r10, [rbx+32]
+    0x4c, 0x8b, 0x43, 0x28,              // 25       mov r8, [rbx+40]
+    0x4c, 0x8b, 0x4b, 0x30,              // 29       mov r9, [rbx+48]
+    0x0f, 0x05,                          // 33       syscall
+    0x48, 0x89, 0x43, 0x38,              // 35       mov [rbx+56], rax
+    0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff,  // 39       cmp rax, -4095
+    0x73, 0x06,                          // 45       jae done (unsigned: -4095..-1 failed)
+    0x48, 0x83, 0xc3, 0x40,              // 47       add rbx, 64
+    0xeb, 0xcb,                          // 51       jmp loop
+    0xb8, 0xba, 0x00, 0x00, 0x00,        // 53 done: mov eax, SYS_gettid
+    0x0f, 0x05,                          // 58       syscall
+    0x89, 0xc7,                          // 60       mov edi, eax
+    0xbe, 0x13, 0x00, 0x00, 0x00,        // 62       mov esi, SIGSTOP
+    0xb8, 0xc8, 0x00, 0x00, 0x00,        // 67       mov eax, SYS_tkill
+    0x0f, 0x05,                          // 72       syscall
+    0xeb, 0xfe,                          // 74       jmp . (the restorer never lets it run on)
+};
+static_assert(kBatchEntry + 74 == kBatchEnd && sizeof kBatchCode == 76);
+static_assert(kBatchEntry >= sizeof kSyscallCode && kBatchEntry + sizeof kBatchCode <= kScratchOffset);
 
 }  // namespace
 
@@ -44,7 +72,8 @@ uint64_t map_code_page(const pb::MmState& target) {
       if (errno == EEXIST) continue;
       fail_errno(errno, "map the restore code page at {:#x}", addr);
     }
-    std::memcpy(p, kCode, sizeof kCode);
+    std::memcpy(static_cast<char*>(p) + kSyscallEntry, kSyscallCode, sizeof kSyscallCode);
+    std::memcpy(static_cast<char*>(p) + kBatchEntry, kBatchCode, sizeof kBatchCode);
     return addr;
   }
   fail("no free address for the restore code page");

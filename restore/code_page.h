@@ -6,7 +6,12 @@
 //   +0     syscall; int3      injection (RemoteSyscall stops at the int3). A thread created by
 //                             an injected clone3 is auto-attached (PTRACE_O_TRACECLONE) and
 //                             stopped before it runs its first instruction (the int3).
-//   +2048  scratch: arguments passed by pointer (structs, strings, siginfo)
+//   +16    a batch of calls   with rbx at a table of entries {nr, six arguments, result} (8
+//                             words each) ending with nr -1: makes each call and stores its
+//                             result, stops after the first that fails, then stops itself with
+//                             SIGSTOP (tkill), which the restorer takes as the end and drops.
+//                             One ptrace round trip for many calls (Remote::call_batch).
+//   +2048  scratch: arguments passed by pointer (structs, strings, siginfo), or a batch's table
 #pragma once
 
 #include <cstddef>
@@ -19,6 +24,8 @@ namespace stasis::restore {
 
 inline constexpr uint64_t kCodePageSize = 4096;
 inline constexpr uint64_t kSyscallEntry = 0;
+inline constexpr uint64_t kBatchEntry = 16;
+inline constexpr uint64_t kBatchEnd = kBatchEntry + 74;  // rip once its tkill has returned
 inline constexpr uint64_t kScratchOffset = 2048;
 inline constexpr uint64_t kScratchSize = kCodePageSize - kScratchOffset;
 

@@ -43,10 +43,12 @@ bool is_movable_special(pb::Vma::Kind kind) {
 using images::is_file_backed;
 
 void unmap_stub(Remote& r) {
+  std::vector<Remote::BatchCall> calls;
   for (const auto& m : proc::read_maps(r.host_pid())) {
     if (m.start == r.code_page() || is_special_name(m.path)) continue;
-    r.call_checked("munmap", SYS_munmap, m.start, m.end - m.start);
+    calls.push_back({"munmap", SYS_munmap, {m.start, m.end - m.start}});
   }
+  r.call_batch_checked(calls);
 }
 
 // Moves [vvar], [vvar_vclock] and [vdso] to where the image had them. They go through a
@@ -113,26 +115,30 @@ uint32_t initial_prot(const pb::Vma& vma) {
 
 // The VM flags of smaps that a call can set again: madvise advice, mlock ("lo", with "lf" when
 // locked on fault: then only the pages that were saved are brought in) and, last, mseal ("sl").
-void apply_vm_flags(Remote& r, const pb::Vma& vma) {
+// The calls that give vma its flags, queued on calls.
+void apply_vm_flags(const pb::Vma& vma, std::vector<Remote::BatchCall>& calls) {
+  struct Advice {
+    std::string_view flag;
+    int advice;
+    std::string_view call;  // for errors
+  };
+  static constexpr Advice kAdvice[] = {
+      {"dc", MADV_DONTFORK, "madvise(MADV_DONTFORK)"},   {"dd", MADV_DONTDUMP, "madvise(MADV_DONTDUMP)"},
+      {"wf", MADV_WIPEONFORK, "madvise(MADV_WIPEONFORK)"}, {"hg", MADV_HUGEPAGE, "madvise(MADV_HUGEPAGE)"},
+      {"nh", MADV_NOHUGEPAGE, "madvise(MADV_NOHUGEPAGE)"}, {"mg", MADV_MERGEABLE, "madvise(MADV_MERGEABLE)"},
+      {"rr", MADV_RANDOM, "madvise(MADV_RANDOM)"},       {"sr", MADV_SEQUENTIAL, "madvise(MADV_SEQUENTIAL)"},
+  };
   const uint64_t len = vma.end() - vma.start();
   bool sealed = false, locked = false, on_fault = false;
   for (const auto& flag : vma.vm_flags()) {
-    int advice = -1;
-    if (flag == "dc") advice = MADV_DONTFORK;
-    else if (flag == "dd") advice = MADV_DONTDUMP;
-    else if (flag == "wf") advice = MADV_WIPEONFORK;
-    else if (flag == "hg") advice = MADV_HUGEPAGE;
-    else if (flag == "nh") advice = MADV_NOHUGEPAGE;
-    else if (flag == "mg") advice = MADV_MERGEABLE;
-    else if (flag == "rr") advice = MADV_RANDOM;
-    else if (flag == "sr") advice = MADV_SEQUENTIAL;
-    else if (flag == "lo") locked = true;
+    if (flag == "lo") locked = true;
     else if (flag == "lf") on_fault = true;
     else if (flag == "sl") sealed = true;
-    if (advice >= 0) r.call_checked("madvise " + flag, SYS_madvise, vma.start(), len, advice);
+    for (const Advice& a : kAdvice)
+      if (flag == a.flag) calls.push_back({a.call, SYS_madvise, {vma.start(), len, static_cast<uint64_t>(a.advice)}});
   }
-  if (locked) r.call_checked("mlock2", SYS_mlock2, vma.start(), len, on_fault ? MLOCK_ONFAULT : 0);
-  if (sealed) r.call_checked("mseal", __NR_mseal, vma.start(), len, 0);
+  if (locked) calls.push_back({"mlock2", SYS_mlock2, {vma.start(), len, on_fault ? MLOCK_ONFAULT : 0u}});
+  if (sealed) calls.push_back({"mseal", __NR_mseal, {vma.start(), len, 0}});
 }
 
 // struct prctl_mm_map from <linux/prctl.h>, with the auxv stored right after it.
@@ -182,9 +188,26 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
   unmap_stub(r);
   move_special_mappings(r, plan.task.mm);
   restore_thp_disable(r, plan.task.mm);
+  // The mappings in batches (one round trip each), SysV segments between them.
+  std::vector<Remote::BatchCall> maps;
+  std::vector<const pb::Vma*> mapped;
+  auto map_queued = [&] {
+    const std::vector<long> results = r.call_batch(maps);
+    for (size_t i = 0; i < maps.size(); ++i) {
+      const pb::Vma& vma = *mapped[i];
+      const long rc = results[i];
+      if (rc == Remote::kNotRun) continue;  // after the one that failed
+      if (rc < 0 || static_cast<uint64_t>(rc) != vma.start())
+        fail("pid {}: map {:#x}-{:#x} ({}{}): {}", plan.task.pid(), vma.start(), vma.end(), vma.name(), vma.path(),
+             rc < 0 ? describe_errno(static_cast<int>(-rc)) : fmt::format("mapped at {:#x} instead", rc));
+    }
+    maps.clear();
+    mapped.clear();
+  };
   for (const auto& vma : plan.task.mm.vmas()) {
     if (images::is_kernel_mapping(vma.kind())) continue;
     if (vma.sysv_shm()) {
+      map_queued();
       attach_segment(r, vma);  // restore/ipc.cc
       ++stats.vmas;
       continue;
@@ -202,26 +225,28 @@ MemoryStats restore_memory(Remote& r, const RestorePlan& plan) {
         flags &= ~MAP_ANONYMOUS;
       }
     }
-    long rc = r.call(SYS_mmap, vma.start(), len, initial_prot(vma), static_cast<uint64_t>(flags),
-                     static_cast<uint64_t>(static_cast<int64_t>(fd)), vma.pgoff());
-    if (rc < 0 || static_cast<uint64_t>(rc) != vma.start())
-      fail("pid {}: map {:#x}-{:#x} ({}{}): {}", plan.task.pid(), vma.start(), vma.end(), vma.name(), vma.path(),
-           rc < 0 ? describe_errno(static_cast<int>(-rc)) : fmt::format("mapped at {:#x} instead", rc));
+    maps.push_back({"mmap", SYS_mmap,
+                    {vma.start(), len, static_cast<uint64_t>(initial_prot(vma)), static_cast<uint64_t>(flags),
+                     static_cast<uint64_t>(static_cast<int64_t>(fd)), vma.pgoff()}});
+    mapped.push_back(&vma);
     ++stats.vmas;
   }
+  map_queued();
   FillStats filled = fill_pages(r, plan);
   stats.pages_written = filled.pages;
   stats.bytes_written = filled.bytes;
   stats.bytes_by_userfaultfd = filled.bytes_by_userfaultfd;
+  std::vector<Remote::BatchCall> finish;
   for (const auto& vma : plan.task.mm.vmas()) {
     if (images::is_kernel_mapping(vma.kind())) continue;
     if (initial_prot(vma) != vma.prot())
-      r.call_checked("mprotect", SYS_mprotect, vma.start(), vma.end() - vma.start(), vma.prot());
+      finish.push_back({"mprotect", SYS_mprotect, {vma.start(), vma.end() - vma.start(), vma.prot()}});
     // Guard regions after the pages are in (installing one drops what is there), before mlock.
     for (const auto& g : vma.guards())
-      r.call_checked("madvise(MADV_GUARD_INSTALL)", SYS_madvise, g.start(), g.end() - g.start(), MADV_GUARD_INSTALL);
-    apply_vm_flags(r, vma);
+      finish.push_back({"madvise(MADV_GUARD_INSTALL)", SYS_madvise, {g.start(), g.end() - g.start(), MADV_GUARD_INSTALL}});
+    apply_vm_flags(vma, finish);
   }
+  r.call_batch_checked(finish);
   set_mm_fields(r, plan);
   for (size_t i = 0; i < plan.mapped_files.size(); ++i) r.call(SYS_close, plan.mapped_file_fd(i));
   restore_mm_attributes(r, plan.task.mm);

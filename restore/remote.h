@@ -4,7 +4,10 @@
 
 #include <sys/types.h>
 
+#include <climits>
 #include <cstdint>
+#include <span>
+#include <vector>
 #include <optional>
 #include <string_view>
 
@@ -26,6 +29,21 @@ class Remote {
                         uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
     return syscall_->call_checked(name, nr, a1, a2, a3, a4, a5, a6);
   }
+
+  // One call of a batch: its name (for errors), number and arguments.
+  struct BatchCall {
+    std::string_view name;
+    long nr;
+    uint64_t args[6] = {};
+  };
+  // The result of a call a batch did not reach, after one that failed.
+  static constexpr long kNotRun = LONG_MIN;
+  // Makes the calls in order in as few round trips as the scratch area allows (31 calls
+  // each), stopping at the first that fails; returns each one's raw result (>= 0 or -errno,
+  // kNotRun past the failure). The scratch area is overwritten.
+  std::vector<long> call_batch(std::span<const BatchCall> calls);
+  // The same, throwing "pid P: remote NAME: <errno>" for the first that fails.
+  std::vector<long> call_batch_checked(std::span<const BatchCall> calls);
 
   // Copies data into the scratch area (starting over at each call) and returns its address.
   uint64_t put_scratch(const void* data, size_t size);

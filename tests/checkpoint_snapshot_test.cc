@@ -108,6 +108,34 @@ TEST(CheckpointSnapshot, HostProcessByPid) {
   EXPECT_TRUE(keep_progressing(restored.status(), 2000ms));
 }
 
+// A page that changes under the copy without a write (the job unmapped or discarded it)
+// makes the checkpoint unable to hold the state at the freeze: the dump starts again, and
+// after its last try fails naming the page, writes nothing, and the job runs on. Dumped
+// again later, it comes back.
+TEST(CheckpointSnapshot, PageGoneDuringTheCopyIsTriedAgainThenRefused) {
+  CheckpointEnv env;
+  Container c(env, "snap-race");
+  ASSERT_TRUE(c.run(c_workload("dirtier", {"16", "64"})));
+  std::uint64_t progress = 0;
+  ASSERT_TRUE(wait_for_progress(c.status(), 0, 20s, &progress));
+  const fs::path dir = env.work() / "raced";
+  ::setenv("STASIS_FAULT", "dump-background-copy-race", 1);
+  auto r = env.stasis({"dump", c.name(), "-D", dir.string(), "--leave-running"}, 120s);
+  ::unsetenv("STASIS_FAULT");
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_NE(r.err.find("changed after the freeze without a write"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("still so after 5 tries"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "inventory.img"));
+  EXPECT_TRUE(keep_progressing(c.status(), 1000ms, &progress));
+
+  ASSERT_TRUE(c.dump(dir, {"--leave-running"})) << c.last_output();
+  c.remove();
+  fs::remove(c.status());
+  Container restored(env, "snap-race-r");
+  ASSERT_TRUE(restored.restore(dir, c.status())) << restored.last_output();
+  EXPECT_TRUE(keep_progressing(restored.status(), 1000ms));
+}
+
 // A dumper killed half way through the copy (SIGKILL) leaves no page protected: its
 // userfaultfd closes with it and the kernel releases everything; the job writes on.
 TEST(CheckpointSnapshot, KilledDuringTheCopyTheJobRunsOn) {
