@@ -491,6 +491,8 @@ void RemoteSyscall::run_batch(uint64_t entry, uint64_t end, uint64_t table) {
   regs.rbx = table;
   regs.orig_rax = static_cast<uint64_t>(-1);  // not in a system call: see call()
   thread_.set_regs(regs);
+  // A trap raised while SIGTRAP is blocked would reset its action (see call()).
+  thread_.set_sigmask(~(uint64_t{1} << (SIGTRAP - 1)));
   thread_.cont(0);
   const auto deadline = Clock::now() + timeout_;
   for (;;) {
@@ -503,6 +505,7 @@ void RemoteSyscall::run_batch(uint64_t entry, uint64_t end, uint64_t table) {
       if (thread_.tid() >= 0 && !thread_.stopped()) {
         try {
           thread_.interrupt_and_wait();
+          thread_.set_sigmask(~uint64_t{0});
         } catch (const Error& again) {
           throw Error(fmt::format("remote batch: {}; interrupting it failed: {}", e.what(), again.what()));
         }
@@ -520,8 +523,11 @@ void RemoteSyscall::run_batch(uint64_t entry, uint64_t end, uint64_t table) {
       thread_.cont(0);
       continue;
     }
-    // Its own SIGSTOP, once it has made every call: the end (resuming it with 0 drops it).
-    if (sig == SIGSTOP && thread_.get_regs().rip == end) return;
+    // Its own trap, once it has made every call: the end (resuming it with 0 drops it).
+    if (sig == SIGTRAP && thread_.get_regs().rip == end) {
+      thread_.set_sigmask(~uint64_t{0});
+      return;
+    }
     if (is_fault_signal(sig)) {
       siginfo_t info{};
       ::ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info);

@@ -130,8 +130,9 @@ class RemoteSyscall {
                         uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
 
   // Runs the code at `entry` (restore's batch loop, restore/code_page.h) with rbx = table,
-  // until the thread stops itself with SIGSTOP at `end` (the signal is dropped). No syscall
-  // stops: one round trip for the whole batch. Only without patch.
+  // until it traps with rip at `end` (the SIGTRAP is dropped). No syscall stops: one round
+  // trip for the whole batch. SIGTRAP is unblocked meanwhile, so that the trap does not make
+  // the kernel reset its action: it must be SIG_DFL in the thread. Only without patch.
   void run_batch(uint64_t entry, uint64_t end, uint64_t table);
 
   SeizedThread& thread() { return thread_; }

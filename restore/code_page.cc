@@ -40,15 +40,10 @@ constexpr uint8_t kBatchCode[] = {
     0x73, 0x06,                          // 45       jae done (unsigned: -4095..-1 failed)
     0x48, 0x83, 0xc3, 0x40,              // 47       add rbx, 64
     0xeb, 0xcb,                          // 51       jmp loop
-    0xb8, 0xba, 0x00, 0x00, 0x00,        // 53 done: mov eax, SYS_gettid
-    0x0f, 0x05,                          // 58       syscall
-    0x89, 0xc7,                          // 60       mov edi, eax
-    0xbe, 0x13, 0x00, 0x00, 0x00,        // 62       mov esi, SIGSTOP
-    0xb8, 0xc8, 0x00, 0x00, 0x00,        // 67       mov eax, SYS_tkill
-    0x0f, 0x05,                          // 72       syscall
-    0xeb, 0xfe,                          // 74       jmp . (the restorer never lets it run on)
+    0xcc,                                // 53 done: int3
+    0xcc,                                // 54       int3 (the restorer never lets it run on)
 };
-static_assert(kBatchEntry + 74 == kBatchEnd && sizeof kBatchCode == 76);
+static_assert(kBatchEntry + 54 == kBatchEnd && sizeof kBatchCode == 55);
 static_assert(kBatchEntry >= sizeof kSyscallCode && kBatchEntry + sizeof kBatchCode <= kScratchOffset);
 
 }  // namespace

@@ -8,9 +8,11 @@
 //                             stopped before it runs its first instruction (the int3).
 //   +16    a batch of calls   with rbx at a table of entries {nr, six arguments, result} (8
 //                             words each) ending with nr -1: makes each call and stores its
-//                             result, stops after the first that fails, then stops itself with
-//                             SIGSTOP (tkill), which the restorer takes as the end and drops.
-//                             One ptrace round trip for many calls (Remote::call_batch).
+//                             result, stops after the first that fails, then traps (int3),
+//                             which the restorer takes as the end and drops. One ptrace round
+//                             trip for many calls (Remote::call_batch). SIGTRAP is unblocked
+//                             and at its default action meanwhile, so that the trap changes no
+//                             signal action, and a stub whose restorer died is killed by it.
 //   +2048  scratch: arguments passed by pointer (structs, strings, siginfo), or a batch's table
 #pragma once
 
@@ -25,7 +27,7 @@ namespace stasis::restore {
 inline constexpr uint64_t kCodePageSize = 4096;
 inline constexpr uint64_t kSyscallEntry = 0;
 inline constexpr uint64_t kBatchEntry = 16;
-inline constexpr uint64_t kBatchEnd = kBatchEntry + 74;  // rip once its tkill has returned
+inline constexpr uint64_t kBatchEnd = kBatchEntry + 54;  // rip at its trap (after the int3)
 inline constexpr uint64_t kScratchOffset = 2048;
 inline constexpr uint64_t kScratchSize = kCodePageSize - kScratchOffset;
 

@@ -107,6 +107,7 @@ void rebuild_process(ProcessRestore& p, const std::function<void()>& check_inter
     const auto memory_at = std::chrono::steady_clock::now();
     p.memory = restore_memory(remote, plan);
     p.memory_ms = ms_since(memory_at);
+    restore_trap_action(remote, plan.signals());  // the last batch has trapped
     fault_point("restore-after-memory");
     check_interrupt();
     p.threads = create_threads(remote, plan);

@@ -34,10 +34,23 @@ void install_signal_actions(const pb::SignalState& signals) {
     if (action.signo() < 1 || action.signo() > kLastSignal) fail("signal action for signal {}", action.signo());
     actions[action.signo()] = {action.handler(), action.flags(), action.restorer(), action.mask()};
   }
+  // SIGTRAP stays SIG_DFL until the batches of injected calls that end in a trap are done
+  // (restore/code_page.h); restore_trap_action puts the dumped one.
+  actions[SIGTRAP] = {};
   for (int sig = 1; sig <= kLastSignal; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     if (syscall(SYS_rt_sigaction, sig, &actions[sig], nullptr, sizeof(uint64_t)) < 0)
       fail_errno(errno, "rt_sigaction signal {}", sig);
+  }
+}
+
+void restore_trap_action(Remote& leader, const pb::SignalState& signals) {
+  for (const auto& action : signals.actions()) {
+    if (action.signo() != SIGTRAP) continue;
+    const compat::KernelSigaction trap{action.handler(), action.flags(), action.restorer(), action.mask()};
+    if (trap.handler == 0 && trap.flags == 0 && trap.mask == 0) return;  // SIG_DFL, as it is
+    const uint64_t addr = leader.put_scratch(&trap, sizeof trap);
+    leader.call_checked("rt_sigaction(SIGTRAP)", SYS_rt_sigaction, SIGTRAP, addr, 0, sizeof(uint64_t));
   }
 }
 

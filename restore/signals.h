@@ -10,8 +10,11 @@
 
 namespace stasis::restore {
 
-// In the stub: every signal's action as dumped, SIG_DFL for those the dump did not record.
+// In the stub: every signal's action as dumped, SIG_DFL for those the dump did not record,
+// and for SIGTRAP until restore_trap_action.
 void install_signal_actions(const pb::SignalState& signals);
+// Injected into the leader once its memory is in: SIGTRAP's action as dumped.
+void restore_trap_action(Remote& leader, const pb::SignalState& signals);
 
 // Injected into each thread (after its memory and before its final registers).
 void restore_thread_signals(Remote& thread, const pb::SignalState& signals, pid_t tgid, pid_t tid);
