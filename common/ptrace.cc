@@ -410,27 +410,9 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
   thread_.cont_to_syscall();
 
   const auto deadline = Clock::now() + timeout_;
+  const std::string what = fmt::format("remote syscall {}", nr);
   for (;;) {
-    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
-                         std::chrono::milliseconds(0));
-    int status = 0;
-    try {
-      status = thread_.wait_stop(left);
-    } catch (const Error& e) {
-      if (thread_.tid() >= 0 && !thread_.stopped()) {
-        // Still running our call (it blocks): stop it again so that the destructor can put
-        // the registers back; the abandoned call then simply never completes.
-        try {
-          thread_.interrupt_and_wait();
-          at_syscall_exit_ = thread_.syscall_stop_kind() == kSyscallInfoExit;
-        } catch (const Error& again) {
-          throw Error(fmt::format("remote syscall {}: {}; interrupting it failed: {}", nr, e.what(), again.what()));
-        }
-        throw Error(fmt::format("tid {}: remote syscall {} did not finish within {} ms (abandoned)", tid, nr,
-                                timeout_.count()));
-      }
-      throw Error(fmt::format("remote syscall {}: {}", nr, e.what()));
-    }
+    const int status = wait_for_stop(deadline, what);
     int event = status >> 16;
     int sig = WSTOPSIG(status);
     if (event != 0) {
@@ -481,6 +463,28 @@ long RemoteSyscall::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_
   }
 }
 
+int RemoteSyscall::wait_for_stop(std::chrono::steady_clock::time_point deadline, const std::string& what) {
+  const auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+                             std::chrono::milliseconds(0));
+  try {
+    return thread_.wait_stop(left);
+  } catch (const Error& e) {
+    if (thread_.tid() >= 0 && !thread_.stopped()) {
+      // Still running our code (a call that blocks): stop it again so that the destructor can
+      // put the registers back; the abandoned call then simply never completes.
+      try {
+        thread_.interrupt_and_wait();
+        at_syscall_exit_ = thread_.syscall_stop_kind() == kSyscallInfoExit;
+      } catch (const Error& again) {
+        throw Error(fmt::format("{}: {}; interrupting it failed: {}", what, e.what(), again.what()));
+      }
+      throw Error(fmt::format("tid {}: {} did not finish within {} ms (abandoned)", thread_.tid(), what,
+                              timeout_.count()));
+    }
+    throw Error(fmt::format("{}: {}", what, e.what()));
+  }
+}
+
 void RemoteSyscall::run_batch(uint64_t entry, uint64_t end, uint64_t table) {
   const pid_t tid = thread_.tid();
   if (patch_) fail("tid {}: a batch of remote calls needs code of ours", tid);
@@ -496,24 +500,7 @@ void RemoteSyscall::run_batch(uint64_t entry, uint64_t end, uint64_t table) {
   thread_.cont(0);
   const auto deadline = Clock::now() + timeout_;
   for (;;) {
-    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
-                         std::chrono::milliseconds(0));
-    int status = 0;
-    try {
-      status = thread_.wait_stop(left);
-    } catch (const Error& e) {
-      if (thread_.tid() >= 0 && !thread_.stopped()) {
-        try {
-          thread_.interrupt_and_wait();
-          thread_.set_sigmask(~uint64_t{0});
-        } catch (const Error& again) {
-          throw Error(fmt::format("remote batch: {}; interrupting it failed: {}", e.what(), again.what()));
-        }
-        throw Error(fmt::format("tid {}: a batch of remote calls did not finish within {} ms (abandoned)", tid,
-                                timeout_.count()));
-      }
-      throw Error(fmt::format("remote batch: {}", e.what()));
-    }
+    const int status = wait_for_stop(deadline, "a batch of remote calls");
     const int event = status >> 16;
     const int sig = WSTOPSIG(status);
     if (event != 0) {

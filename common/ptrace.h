@@ -9,6 +9,7 @@
 
 #include <array>
 #include <chrono>
+#include <string>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -151,6 +152,8 @@ class RemoteSyscall {
 
  private:
   void restore_code(uint64_t original_word);
+  // The thread's next stop, by deadline; throws naming `what` (abandoned if still running).
+  int wait_for_stop(std::chrono::steady_clock::time_point deadline, const std::string& what);
   void leave_syscall_exit_stop();
 
   SeizedThread& thread_;

@@ -75,6 +75,20 @@ UniqueFd connect_to(int family, int port, const char* ipv4 = "127.0.0.1") {
   return ::testing::AssertionSuccess();
 }
 
+// tcp_connecting: lets the job listen at the address it connects to, and waits (20 s at most)
+// until it says its connections completed.
+bool answer_and_wait_connected(const fs::path& status) {
+  std::ofstream(status.string() + ".answer") << "now\n";
+  return wait_until(
+      [&] {
+        std::ifstream in(status.string() + ".connected");
+        std::string word;
+        in >> word;
+        return word == "connected";
+      },
+      20s);
+}
+
 bool nft_table_exists(const std::string& prefix) {
   auto r = run_command({"nft", "list", "tables"}, std::chrono::seconds(10));
   return r.out.find(prefix) != std::string::npos;
@@ -189,17 +203,7 @@ TEST(CheckpointInetSockets, MulticastMembershipsAreInTheImage) {
 TEST(CheckpointInetSockets, ConnectionsBeingMadeCompleteAfterRestore) {
   RoundTrip how;
   how.after_restore = [](Container& restored) {
-    const std::string status = restored.status().string();
-    std::ofstream(status + ".answer") << "now\n";
-    EXPECT_TRUE(wait_until(
-        [&] {
-          std::ifstream in(status + ".connected");
-          std::string word;
-          in >> word;
-          return word == "connected";
-        },
-        20s))
-        << read_status(restored.status()).raw;
+    EXPECT_TRUE(answer_and_wait_connected(restored.status())) << read_status(restored.status()).raw;
     EXPECT_TRUE(keep_progressing(restored.status(), 300ms));
   };
   ASSERT_NO_FATAL_FAILURE(check_round_trip(c_workload("tcp_connecting"), how));
@@ -217,18 +221,9 @@ TEST(CheckpointInetSockets, ConnectionsBeingMadeAreHeldByTheNetworkLock) {
   ASSERT_TRUE(job.has_value());
   const std::string netns = fmt::format("--net=/proc/{}/ns/net", *job);
   const fs::path pause = env.work() / "locked", dir = env.image_dir("connecting-locked"), log = env.work() / "dump.log";
-  pid_t dumper = ::fork();
-  ASSERT_GE(dumper, 0);
-  if (dumper == 0) {
-    ::setenv("STASIS_FAULT", "dump-network-locked", 1);
-    ::setenv("STASIS_FAULT_PAUSE", pause.c_str(), 1);
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
-    std::string bin = stasis_binary(), root = env.root().string(), d = dir.string(), name = c.name();
-    ::execl(bin.c_str(), bin.c_str(), "--root", root.c_str(), "dump", name.c_str(), "-D", d.c_str(), "--leave-running",
-            "--tcp-established", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t dumper = env.start_paused({"dump", c.name(), "-D", dir.string(), "--leave-running", "--tcp-established"},
+                                        "dump-network-locked", pause, log);
+  ASSERT_GT(dumper, 0);
   struct Reap {
     pid_t pid;
     fs::path pause;
@@ -269,17 +264,7 @@ TEST(CheckpointInetSockets, ConnectionsBeingMadeAreHeldByTheNetworkLock) {
   EXPECT_EQ(named, 2u);
 
   // Let go, the original's connections complete once there is a listener.
-  const std::string status = c.status().string();
-  std::ofstream(status + ".answer") << "now\n";
-  EXPECT_TRUE(wait_until(
-      [&] {
-        std::ifstream in(status + ".connected");
-        std::string word;
-        in >> word;
-        return word == "connected";
-      },
-      20s))
-      << read_status(c.status()).raw;
+  EXPECT_TRUE(answer_and_wait_connected(c.status())) << read_status(c.status()).raw;
 }
 
 TEST(CheckpointInetSockets, PacketSocketIsRefusedByName) {

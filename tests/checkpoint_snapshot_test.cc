@@ -145,18 +145,9 @@ TEST(CheckpointSnapshot, KilledDuringTheCopyTheJobRunsOn) {
   std::uint64_t progress = 0;
   ASSERT_TRUE(wait_for_progress(c.status(), 0, 20s, &progress));
   const fs::path pause = env.work() / "paused", dir = env.work() / "killed", log = env.work() / "dump.log";
-  pid_t dumper = ::fork();
-  ASSERT_GE(dumper, 0);
-  if (dumper == 0) {
-    ::setenv("STASIS_FAULT", "dump-background-copy", 1);
-    ::setenv("STASIS_FAULT_PAUSE", pause.c_str(), 1);
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
-    std::string bin = stasis_binary(), root = env.root().string(), d = dir.string(), name = c.name();
-    ::execl(bin.c_str(), bin.c_str(), "--root", root.c_str(), "dump", name.c_str(), "-D", d.c_str(), "--leave-running",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t dumper = env.start_paused({"dump", c.name(), "-D", dir.string(), "--leave-running"},
+                                        "dump-background-copy", pause, log);
+  ASSERT_GT(dumper, 0);
   bool paused = false;
   for (int i = 0; i < 2000 && !paused; ++i) {
     paused = fs::exists(pause);

@@ -423,6 +423,25 @@ CommandResult CheckpointEnv::stasis(const std::vector<std::string>& args, std::c
   return run_stasis(all, timeout);
 }
 
+pid_t CheckpointEnv::start_paused(const std::vector<std::string>& args, const std::string& fault,
+                                  const fs::path& pause, const fs::path& log) const {
+  std::vector<std::string> argv{stasis_binary(), "--root", root().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> raw;
+  for (auto& a : argv) raw.push_back(a.data());
+  raw.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("STASIS_FAULT", fault.c_str(), 1);
+    ::setenv("STASIS_FAULT_PAUSE", pause.c_str(), 1);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
+    ::execv(raw[0], raw.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 ::testing::AssertionResult CheckpointEnv::dump_pid(pid_t pid, const fs::path& dir,
                                                   const std::vector<std::string>& options,
                                                   std::chrono::milliseconds timeout) const {

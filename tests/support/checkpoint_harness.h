@@ -91,6 +91,11 @@ class CheckpointEnv {
   ::testing::AssertionResult dump_pid(pid_t pid, const std::filesystem::path& dir,
                                       const std::vector<std::string>& options = {},
                                       std::chrono::milliseconds timeout = 120s) const;
+  // `stasis --root ROOT args...` in the background, with STASIS_FAULT=fault and
+  // STASIS_FAULT_PAUSE=pause (common/fault.h: it waits at that point while `pause` exists),
+  // its output going to log. The returned process is the caller's to reap (or kill).
+  pid_t start_paused(const std::vector<std::string>& args, const std::string& fault,
+                     const std::filesystem::path& pause, const std::filesystem::path& log) const;
   // A container name unique in this test run.
   std::string unique_name(const std::string& base);
 
