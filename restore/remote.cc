@@ -27,7 +27,6 @@ std::vector<long> Remote::call_batch(std::span<const BatchCall> calls) {
       table[i * kWords + 7] = static_cast<uint64_t>(kNotRun);
     }
     table[n * kWords] = static_cast<uint64_t>(-1);
-    scratch_used_ = 0;
     const uint64_t at = put_scratch(table.data(), table.size() * 8);
     syscall_->run_batch(code_page_ + kBatchEntry, code_page_ + kBatchEnd, at);
     ptrace::read_memory(host_pid_, at, std::as_writable_bytes(std::span(table)));
