@@ -31,11 +31,14 @@ const pb::BindMount* volume_of(const pb::ContainerConfig& config, const std::str
 void refuse_files_in_volumes(pid_t pid, const pb::ContainerConfig& config) {
   if (config.mounts_size() == 0) return;
   const fs::path proc = fs::path("/proc") / std::to_string(pid);
-  auto refuse = [&](const std::string& what, const std::string& path, const pb::BindMount& m) {
-    throw UnsupportedError(fmt::format(
+  auto message = [&](const std::string& what, const std::string& path, const pb::BindMount& m) {
+    return fmt::format(
         "pid {}: {} {} is on the bind mount -v {}:{}; files reached through a -v mount cannot be restored: "
         "close it in the job, or run the job without that mount; the job was left running",
-        pid, what, path, m.source(), m.target()));
+        pid, what, path, m.source(), m.target());
+  };
+  auto refuse = [&](const std::string& what, const std::string& path, const pb::BindMount& m) {
+    throw UnsupportedError(message(what, path, m));
   };
   std::error_code ec;
   for (const auto& [what, link] : {std::pair<std::string, fs::path>{"its working directory", proc / "cwd"},
@@ -48,9 +51,9 @@ void refuse_files_in_volumes(pid_t pid, const pb::ContainerConfig& config) {
     std::error_code link_ec;
     fs::path target = fs::read_symlink(entry.path(), link_ec);
     if (link_ec) continue;
-    if (const auto* m = volume_of(config, target.string())) {
-      refuse(fmt::format("fd {}:", entry.path().filename().string()), target.string(), *m);
-    }
+    // An fd may be open for a moment (a file written, then closed): the dump tries again.
+    if (const auto* m = volume_of(config, target.string()))
+      throw PassingStateError(message(fmt::format("fd {}:", entry.path().filename().string()), target.string(), *m));
   }
   // Mapped files: the path is the last field of /proc/PID/maps, from its first '/'.
   std::istringstream maps(read_file(proc / "maps"));
