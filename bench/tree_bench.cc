@@ -51,6 +51,10 @@ std::optional<Figures> cycle(const std::string& stasis, const std::string& workl
   auto cleanup = [&] {
     run({stasis, "--root", root.string(), "rm", "-f", name, restored}, 30);
     fs::remove_all(images);
+    fs::remove(status);
+    fs::remove(status.string() + ".tmp");
+    std::error_code ignored;
+    fs::remove(root, ignored);  // empty once both are removed
   };
   Result r = run({stasis, "--root", root.string(), "run", "-d", "--name", name, "--", workload, status.string(),
                   std::to_string(processes), std::to_string(mib)},

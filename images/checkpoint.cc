@@ -52,16 +52,20 @@ FileSum checksum_file(const fs::path& path) {
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
   if (!state) fail("checksum {}: out of memory", path.string());
   XXH3_64bits_reset(state.get());
-  std::vector<char> buf(1 << 20);
+  // Most images are a few hundred bytes: a buffer their size, not a zeroed MiB for each.
+  struct stat st {};
+  if (::fstat(fd.get(), &st) < 0) fail_errno(errno, "stat {}", path.string());
+  const size_t size = static_cast<size_t>(std::clamp<off_t>(st.st_size + 1, 1, 1 << 20));
+  auto buf = std::make_unique_for_overwrite<char[]>(size);
   FileSum out;
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    ssize_t n = ::read(fd.get(), buf.get(), size);
     if (n < 0) {
       if (errno == EINTR) continue;
       fail_errno(errno, "read {}", path.string());
     }
     if (n == 0) break;
-    XXH3_64bits_update(state.get(), buf.data(), static_cast<size_t>(n));
+    XXH3_64bits_update(state.get(), buf.get(), static_cast<size_t>(n));
     out.size += static_cast<uint64_t>(n);
   }
   out.xxh3 = fmt::format("{:016x}", XXH3_64bits_digest(state.get()));

@@ -186,6 +186,12 @@ struct PageReader::Impl {
 
   uint64_t page_size() const { return ix->header.page_size(); }
 
+  // n bytes of buf. It only grows: chunks differ in size, and growing zero-fills.
+  static std::byte* room(std::vector<std::byte>& buf, size_t n) {
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+
   [[noreturn]] void chunk_error(uint64_t offset, std::string_view what) const { ix->chunk_error(offset, what); }
 
   // The chunk's header: as listed at open for a sealed reader, else read and checked now.
@@ -224,10 +230,10 @@ struct PageReader::Impl {
     if (ix->mapping && data_at + c.stored_size <= ix->file_size) {
       data = std::span<const std::byte>(ix->mapping + data_at, c.stored_size);
     } else {
-      stored.resize(c.stored_size);
-      size_t got = pread_full(ix->fd.get(), stored.data(), c.stored_size, data_at, ix->pages_path);
+      std::byte* buf = room(stored, c.stored_size);
+      size_t got = pread_full(ix->fd.get(), buf, c.stored_size, data_at, ix->pages_path);
       if (got < c.stored_size) chunk_error(offset, fmt::format("truncated: {} of {} stored bytes", got, c.stored_size));
-      data = stored;
+      data = std::span<const std::byte>(buf, c.stored_size);
     }
     if (ix->options.check_data || ix->sealed) {
       uint64_t actual = xxh3_64(data.data(), data.size());
@@ -250,7 +256,7 @@ struct PageReader::Impl {
         }
         return data;
       case page_format::kCodeLz4: {
-        raw_buf.resize(raw_size);
+        room(raw_buf, raw_size);
         int n = LZ4_decompress_safe(reinterpret_cast<const char*>(data.data()), reinterpret_cast<char*>(raw_buf.data()),
                                     static_cast<int>(stored_size), static_cast<int>(raw_size));
         if (n != static_cast<int>(raw_size)) {
@@ -259,7 +265,7 @@ struct PageReader::Impl {
         return std::span<const std::byte>(raw_buf.data(), raw_size);
       }
       case page_format::kCodeZstd: {
-        raw_buf.resize(raw_size);
+        room(raw_buf, raw_size);
         if (!zstd) zstd = ZSTD_createDCtx();
         if (!zstd) chunk_error(offset, "cannot create a zstd context");
         size_t n = ZSTD_decompressDCtx(zstd, raw_buf.data(), raw_size, data.data(), stored_size);
