@@ -98,13 +98,6 @@ std::string address_bytes(const sockaddr_storage& ss, socklen_t len) {
 // with its remote address: "sl local rem st ... inode", addresses as 32-bit words in hex,
 // each printed from memory (so read back into memory as is), the port as a number.
 // The four-tuple the network lock matches for socket k (its local and peer addresses).
-launcher::NetLock::Connection lock_entry(const pb::InetSocket& k) {
-  launcher::NetLock::Connection c{};
-  std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
-  std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));
-  return c;
-}
-
 std::string connecting_peer(pid_t pid, int fd, int s, bool v6) {
   struct stat st {};
   if (::fstat(s, &st) < 0) fail_errno(errno, "pid {} fd {}: fstat", pid, fd);
@@ -473,8 +466,8 @@ const InetCollector::Defaults& InetCollector::defaults_for(int family, int type,
 void InetCollector::finish_process(pid_t pid) {
   if (pending_.empty() && connecting_.empty()) return;
   std::vector<launcher::NetLock::Connection> connections;
-  for (size_t i : connecting_) connections.push_back(lock_entry(inet_[i]));
-  for (const auto& p : pending_) connections.push_back(lock_entry(inet_[p.index]));
+  for (size_t i : connecting_) connections.push_back(launcher::locked_connection(inet_[i].local(), inet_[i].peer()));
+  for (const auto& p : pending_) connections.push_back(launcher::locked_connection(inet_[p.index].local(), inet_[p.index].peer()));
   lock_.lock(pid, connections);
   for (size_t i : connecting_) inet_[i].set_lock_table(lock_.table());
   connecting_.clear();

@@ -56,6 +56,13 @@ std::string socket_address_text(const std::string& bytes) {
   return e.v4 ? fmt::format("{}:{}", e.address, e.port) : fmt::format("[{}]:{}", e.address, e.port);
 }
 
+LockedConnection locked_connection(std::string_view local, std::string_view peer) {
+  LockedConnection c{};
+  std::memcpy(&c.local, local.data(), std::min(local.size(), sizeof c.local));
+  std::memcpy(&c.peer, peer.data(), std::min(peer.size(), sizeof c.peer));
+  return c;
+}
+
 void lock_connections(const std::string& table, bool create, const std::vector<LockedConnection>& connections,
                       int netns_fd) {
   std::string commands;

@@ -40,6 +40,8 @@ struct LockedConnection {
   sockaddr_storage local;
   sockaddr_storage peer;
 };
+// One from the socket addresses as images keep them (the sockaddr's bytes).
+LockedConnection locked_connection(std::string_view local, std::string_view peer);
 
 // Holds the packets of these connections in the network namespace of netns_fd, in table
 // (made when create).

@@ -383,10 +383,7 @@ std::map<std::string, std::vector<launcher::LockedConnection>> locked_connection
   for (const auto& [id, k] : images.inet_sockets) {
     const std::string& table = connecting && k.tcp().lock_table().empty() ? k.lock_table() : k.tcp().lock_table();
     if (table.empty()) continue;
-    launcher::LockedConnection c{};
-    std::memcpy(&c.local, k.local().data(), std::min(k.local().size(), sizeof c.local));
-    std::memcpy(&c.peer, k.peer().data(), std::min(k.peer().size(), sizeof c.peer));
-    out[table].push_back(c);
+    out[table].push_back(launcher::locked_connection(k.local(), k.peer()));
   }
   return out;
 }
