@@ -53,8 +53,7 @@ std::optional<Figures> cycle(const std::string& stasis, const std::string& workl
     fs::remove_all(images);
     fs::remove(status);
     fs::remove(status.string() + ".tmp");
-    std::error_code ignored;
-    fs::remove(root, ignored);  // empty once both are removed
+    fs::remove_all(root);  // the bench's own state root: its lock file is all that is left
   };
   Result r = run({stasis, "--root", root.string(), "run", "-d", "--name", name, "--", workload, status.string(),
                   std::to_string(processes), std::to_string(mib)},

@@ -29,8 +29,8 @@ void add_migrate_command(Cli& cli) {
   cmd->add_option("--compress,--compression", a->compression, "Page compression on the wire: none, lz4 or zstd")
       ->capture_default_str();
   cmd->add_option("--key", a->key,
-                  "Pre-shared key file (the same as serve's): the destination must prove it holds it, and every "
-                  "frame is authenticated (not encrypted)");
+                  "Pre-shared key file (the same as serve's): the destination must prove it holds it, and the "
+                  "stream is encrypted and authenticated (AES-256-GCM)");
   cmd->add_option("--tls-cert", a->tls[0], "TLS instead of a key: our certificate (PEM)");
   cmd->add_option("--tls-key", a->tls[1], "TLS: our certificate's private key (PEM)");
   cmd->add_option("--tls-ca", a->tls[2], "TLS: the CA certificates the destination's certificate must be signed by");

@@ -15,7 +15,7 @@ void add_serve_command(Cli& cli) {
   cmd->add_option("--listen", *listen, "Address and port to listen on (ADDR:PORT; port 0: any)")->required();
   cmd->add_option("--key", *key,
                   "Pre-shared key file (the same on both sides, at least 16 bytes): only a client holding it can "
-                  "send, and every frame is authenticated (not encrypted)");
+                  "send, and the stream is encrypted and authenticated (AES-256-GCM)");
   cmd->add_option("--tls-cert", (*tls)[0], "TLS instead of a key: our certificate (PEM)");
   cmd->add_option("--tls-key", (*tls)[1], "TLS: our certificate's private key (PEM)");
   cmd->add_option("--tls-ca", (*tls)[2], "TLS: the CA certificates a client's certificate must be signed by (PEM)");

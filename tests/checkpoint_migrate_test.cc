@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "tests/support/checkpoint_harness.h"
+#include "tests/support/relay.h"
 #include "tests/support/serve_process.h"
 
 namespace stasis::test {
@@ -227,79 +228,6 @@ TEST(CheckpointMigrate, WrongKeyOrNoKeyIsRefused) {
   EXPECT_TRUE(fs::is_empty(destination_root.path() / "incoming"));
 }
 
-// A relay between migrate and serve that flips one byte of the client's stream at `offset`.
-class TamperingRelay {
- public:
-  TamperingRelay(int to_port, uint64_t offset) : to_port_(to_port), offset_(offset) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(listener_, 1) < 0 ||
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) < 0)
-      return;
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~TamperingRelay() {
-    stop_ = true;
-    ::shutdown(listener_, SHUT_RDWR);
-    if (thread_.joinable()) thread_.join();
-    ::close(listener_);
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  bool flipped() const { return flipped_; }
-
- private:
-  void run() {
-    pollfd l{listener_, POLLIN, 0};
-    while (!stop_ && ::poll(&l, 1, 100) == 0) {
-    }
-    if (stop_) return;
-    int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-    int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(to_port_));
-    if (client < 0 || ::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return;
-    uint64_t forwarded = 0;
-    std::vector<char> buf(1 << 16);
-    while (!stop_) {
-      pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
-      if (::poll(p, 2, 100) <= 0) continue;
-      bool closed = false;
-      for (int i = 0; i < 2; ++i) {
-        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        ssize_t n = ::read(p[i].fd, buf.data(), buf.size());
-        if (n <= 0) {
-          closed = true;
-          break;
-        }
-        if (i == 0) {
-          if (forwarded <= offset_ && offset_ < forwarded + static_cast<uint64_t>(n)) {
-            buf[offset_ - forwarded] ^= 0x01;
-            flipped_ = true;
-          }
-          forwarded += static_cast<uint64_t>(n);
-        }
-        if (::send(p[1 - i].fd, buf.data(), static_cast<size_t>(n), MSG_NOSIGNAL) != n) closed = true;
-      }
-      if (closed) break;
-    }
-    ::close(client);
-    ::close(server);
-  }
-
-  int to_port_;
-  uint64_t offset_;
-  int listener_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false}, flipped_{false};
-  std::thread thread_;
-};
-
 // One bit changed on the way: serve finds the frame's tag wrong and drops the connection
 // before restoring anything; the source runs on.
 TEST(CheckpointMigrate, TamperedStreamIsRefused) {
@@ -309,7 +237,7 @@ TEST(CheckpointMigrate, TamperedStreamIsRefused) {
   const fs::path key = write_key(env.work(), "key", 'k');
   Server server(destination_root.path(), key.string());
   ASSERT_GT(server.port(), 0) << "stasis serve did not start";
-  TamperingRelay relay(server.port(), 300000);  // inside the first round's page file
+  Relay relay(server.port(), 300000);  // inside the first round's page file
   Container original(env, "migtamper");
   ASSERT_TRUE(original.run(c_workload("dirtier", {"16", "4"})));
   server.will_hold(original.name());

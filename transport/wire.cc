@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <vector>
 
 #include "common/error.h"
@@ -58,6 +59,17 @@ std::string hmac_hex(const std::string& key, std::initializer_list<std::string_v
   }
   auto tag = mac.final();
   return hex(tag.data(), tag.size());
+}
+
+// A direction's key: HMAC-SHA256 of the pre-shared key over the direction and both nonces.
+Sealer::Key session_key(const std::string& key, std::string_view direction, std::string_view cn,
+                        std::string_view sn) {
+  Mac mac(key);
+  for (auto p : {std::string_view("session"), direction, cn, sn}) {
+    mac.update(p);
+    mac.update("\n", 1);
+  }
+  return mac.final();
 }
 
 bool same(std::string_view a, std::string_view b) {
@@ -150,13 +162,17 @@ void Channel::open_client(const std::optional<std::string>& key) {
   if (!same(proof, hmac_hex(*key, {"server", cn, sn})))
     fail("the destination does not hold our key (its proof is wrong): nothing was sent");
   send_frame(FrameKind::Proof, hmac_hex(*key, {"client", cn, sn}));
-  session_ = hmac_hex(*key, {"session", cn, sn});
+  send_seal_ = std::make_unique<Sealer>(session_key(*key, "to server", cn, sn));
+  recv_seal_ = std::make_unique<Sealer>(session_key(*key, "to client", cn, sn));
 }
 
 void Channel::open_server(const std::optional<std::string>& key) {
   Frame h = read_frame();
   const std::string want = fmt::format("{} {} ", kProtocol, key ? "key" : tls_ ? "tls" : "plaintext");
-  if (h.kind != FrameKind::Hello || h.text.rfind(kProtocol, 0) != 0) fail("not a stasis migration stream");
+  if (h.kind != FrameKind::Hello || h.text.rfind("stasis-migrate ", 0) != 0) fail("not a stasis migration stream");
+  if (h.text.rfind(std::string(kProtocol) + " ", 0) != 0)
+    fail("the client speaks {}, this serve {}: run the same stasis version on both hosts",
+         h.text.substr(0, h.text.find(' ', 15)), kProtocol);
   if (h.text.rfind(want, 0) != 0)
     fail("the client's mode is not ours ({}; this serve runs with {})", h.text.substr(kProtocol.size() + 1),
          key ? "--key" : tls_ ? "TLS" : "--plaintext");
@@ -166,20 +182,8 @@ void Channel::open_server(const std::optional<std::string>& key) {
   Frame p = read_frame();
   if (p.kind != FrameKind::Proof || !same(p.text, hmac_hex(*key, {"client", cn, sn})))
     fail("the client does not hold our key (its proof is wrong)");
-  session_ = hmac_hex(*key, {"session", cn, sn});
-}
-
-void Channel::start_mac(char direction, uint64_t seq, FrameKind kind, std::string_view text, uint64_t size) {
-  auto& mac = direction == 'c' ? (client_ ? send_mac_ : recv_mac_) : (client_ ? recv_mac_ : send_mac_);
-  mac = std::make_unique<Mac>(*session_);
-  std::string head;
-  head += direction;
-  put<uint64_t>(head, seq);
-  head += static_cast<char>(kind);
-  put<uint32_t>(head, static_cast<uint32_t>(text.size()));
-  head += text;
-  put<uint64_t>(head, size);
-  mac->update(head);
+  send_seal_ = std::make_unique<Sealer>(session_key(*key, "to client", cn, sn));
+  recv_seal_ = std::make_unique<Sealer>(session_key(*key, "to server", cn, sn));
 }
 
 void Channel::begin_frame(FrameKind kind, std::string_view text, uint64_t size) {
@@ -188,20 +192,53 @@ void Channel::begin_frame(FrameKind kind, std::string_view text, uint64_t size) 
   put<uint32_t>(out, static_cast<uint32_t>(text.size()));
   out += text;
   put<uint64_t>(out, size);
-  if (session_) start_mac(client_ ? 'c' : 's', sent_++, kind, text, size);
   write_all(boost::asio::buffer(out));
+  if (!send_seal_) return;
+  send_header_ = std::move(out);
+  send_left_ = size;
+  send_piece_ = 0;
+  send_plain_.clear();
+}
+
+void Channel::seal_piece(std::span<const std::byte> plain) {
+  send_sealed_.resize(plain.size());
+  const Sealer::Tag tag = send_seal_->seal(sent_, send_piece_++, send_header_, plain, send_sealed_.data());
+  write_all(boost::asio::buffer(send_sealed_.data(), send_sealed_.size()));
+  write_all(boost::asio::buffer(tag));
 }
 
 void Channel::send_payload(const void* data, size_t size) {
-  if (send_mac_) send_mac_->update(data, size);
-  write_all(boost::asio::buffer(data, size));
+  if (!send_seal_) {
+    write_all(boost::asio::buffer(data, size));
+    return;
+  }
+  if (size > send_left_) fail("migration stream: {} bytes sent beyond the frame's announced size", size - send_left_);
+  auto in = std::span(static_cast<const std::byte*>(data), size);
+  send_left_ -= size;
+  // Pieces are whole kPiece bytes but the frame's last: the receiver cuts them the same way.
+  while (!in.empty()) {
+    const size_t piece = static_cast<size_t>(std::min<uint64_t>(Sealer::kPiece, send_plain_.size() + in.size() + send_left_));
+    if (send_plain_.empty() && in.size() >= piece) {
+      seal_piece(in.first(piece));  // straight from the caller's bytes
+      in = in.subspan(piece);
+      continue;
+    }
+    const size_t take = std::min(in.size(), piece - send_plain_.size());
+    send_plain_.insert(send_plain_.end(), in.begin(), in.begin() + static_cast<ptrdiff_t>(take));
+    in = in.subspan(take);
+    if (send_plain_.size() == piece) {
+      seal_piece(send_plain_);
+      send_plain_.clear();
+    }
+  }
 }
 
 void Channel::end_frame() {
-  if (!send_mac_) return;
-  auto tag = send_mac_->final();
-  send_mac_.reset();
-  write_all(boost::asio::buffer(tag));
+  if (!send_seal_) return;
+  if (send_left_ != 0 || !send_plain_.empty())
+    fail("migration stream: a frame ended {} bytes short of its announced size", send_left_ + send_plain_.size());
+  if (send_piece_ == 0) seal_piece({});  // no payload: the tag alone vouches for the header
+  ++sent_;
 }
 
 void Channel::send_frame(FrameKind kind, std::string_view text) {
@@ -221,29 +258,61 @@ Frame Channel::read_frame() {
   unsigned char size[8];
   read_all(boost::asio::buffer(size));
   f.payload = get<uint64_t>(size);
-  if (session_) {
-    start_mac(client_ ? 's' : 'c', received_++, f.kind, f.text, f.payload);
-    recv_left_ = f.payload;
-    if (recv_left_ == 0) check_tag();
+  if (recv_seal_) {
+    recv_header_.assign(reinterpret_cast<const char*>(head), sizeof head);
+    recv_header_ += f.text;
+    recv_header_.append(reinterpret_cast<const char*>(size), sizeof size);
+    recv_unread_ = f.payload;
+    recv_piece_ = 0;
+    recv_at_ = recv_end_ = 0;
+    if (f.payload == 0) {
+      open_piece(nullptr, 0);  // the header's own tag
+      ++received_;
+    }
   }
   return f;
 }
 
-void Channel::read_payload(void* out, size_t size) {
-  read_all(boost::asio::buffer(out, size));
-  if (!recv_mac_) return;
-  recv_mac_->update(out, size);
-  recv_left_ -= std::min<uint64_t>(recv_left_, size);
-  if (recv_left_ == 0) check_tag();
+// Reads the next piece (size bytes and its tag) into `into` and opens it there; throws when
+// its tag is wrong.
+void Channel::open_piece(std::byte* into, size_t size) {
+  Sealer::Tag tag{};
+  if (size) read_all(boost::asio::buffer(into, size));
+  read_all(boost::asio::buffer(tag));
+  if (!recv_seal_->open(received_, recv_piece_++, recv_header_, std::span(into, size), tag))
+    fail("migration stream: a frame failed its authentication tag (changed, replayed or out of order): dropped");
 }
 
-void Channel::check_tag() {
-  std::array<unsigned char, 32> tag{};
-  read_all(boost::asio::buffer(tag));
-  auto want = recv_mac_->final();
-  recv_mac_.reset();
-  if (CRYPTO_memcmp(tag.data(), want.data(), tag.size()) != 0)
-    fail("migration stream: a frame failed its authentication tag (changed, replayed or out of order): dropped");
+void Channel::read_payload(void* out, size_t size) {
+  if (!recv_seal_) {
+    read_all(boost::asio::buffer(out, size));
+    return;
+  }
+  auto* to = static_cast<std::byte*>(out);
+  while (size > 0) {
+    if (recv_at_ == recv_end_) {
+      if (recv_unread_ == 0) fail("migration stream: {} bytes read beyond the frame's payload", size);
+      const size_t piece = static_cast<size_t>(std::min<uint64_t>(Sealer::kPiece, recv_unread_));
+      recv_unread_ -= piece;
+      if (size >= piece) {
+        open_piece(to, piece);  // straight into the caller's bytes: they see none unless it passed
+        to += piece;
+        size -= piece;
+      } else {
+        recv_buf_.resize(Sealer::kPiece);
+        open_piece(recv_buf_.data(), piece);
+        recv_at_ = 0;
+        recv_end_ = piece;
+      }
+    } else {
+      const size_t n = std::min(size, recv_end_ - recv_at_);
+      std::memcpy(to, recv_buf_.data() + recv_at_, n);
+      recv_at_ += n;
+      to += n;
+      size -= n;
+    }
+    if (recv_unread_ == 0 && recv_at_ == recv_end_ && size == 0) ++received_;  // the frame is all read
+  }
 }
 
 uint64_t Channel::send_directory(const fs::path& dir, const std::string& prefix) {

@@ -1,7 +1,7 @@
 // The migration stream between `stasis migrate` and `stasis serve` (docs/migrate.md): frames
 // over one TCP connection (Boost.Asio). A frame is a u8 kind, a u32 length and that many bytes
-// of text, a u64 length and that many bytes of payload (little-endian), and on an
-// authenticated channel a 32-byte tag.
+// of text, a u64 length and that many bytes of payload (little-endian); in key mode the
+// payload is sealed (below).
 //   HELLO     text "stasis-migrate 1 <mode> <client nonce>" (mode: key or plaintext)
 //   CHALLENGE (from serve, key mode) text "<server nonce> <proof>"
 //   PROOF     (key mode) text "<proof>"
@@ -13,11 +13,13 @@
 //   RESULT    (from serve) text = "ok" or the reason the restore failed
 //
 // Key mode (--key FILE, the same file on both sides): each side proves it holds the key with
-// an HMAC-SHA256 over both sides' fresh random nonces, and every later frame carries the
-// HMAC-SHA256, under a key derived from the pre-shared key and both nonces, of its direction,
-// its sequence number, its header and its payload. A frame changed, dropped, reordered or
-// replayed (from this connection or another) fails its tag, and the receiver drops the
-// connection; serve restores only after every frame passed. The bytes are not encrypted.
+// an HMAC-SHA256 over both sides' fresh random nonces; every later frame's payload is then
+// encrypted and authenticated with AES-256-GCM under a key per direction derived from the
+// pre-shared key and both nonces, in pieces of 1 MiB each with its 16-byte tag
+// (transport/seal.h); a frame without payload carries the tag of an empty piece. The header
+// (kind, text, size) is in the clear and authenticated with each piece. A frame changed,
+// dropped, reordered or replayed (from this connection or another) fails a tag, and the
+// receiver drops the connection; serve restores only after every frame passed.
 //
 // TLS mode (--tls-cert, --tls-key, --tls-ca on both sides): the frames go inside TLS (OpenSSL
 // through Boost.Asio), each side's certificate checked against the CA given (mutual: serve
@@ -36,6 +38,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "transport/seal.h"
 
 namespace stasis::transport {
 
@@ -51,7 +56,7 @@ enum class FrameKind : uint8_t {
   Ready = 7,
   Go = 8,
 };
-inline constexpr std::string_view kProtocol = "stasis-migrate 1";
+inline constexpr std::string_view kProtocol = "stasis-migrate 2";
 
 struct Frame {
   FrameKind kind{};
@@ -123,17 +128,29 @@ class Channel {
  private:
   void write_all(boost::asio::const_buffer b);
   void read_all(boost::asio::mutable_buffer b);
-  void start_mac(char direction, uint64_t seq, FrameKind kind, std::string_view text, uint64_t size);
-  void check_tag();
+  void seal_piece(std::span<const std::byte> plain);
+  void open_piece(std::byte* into, size_t size);
 
   tcp::socket socket_;
   std::unique_ptr<boost::asio::ssl::context> tls_context_;
   std::unique_ptr<boost::asio::ssl::stream<tcp::socket&>> tls_;
-  std::optional<std::string> session_;  // the frames' key, once opened with a key
   bool client_ = false;
-  uint64_t sent_ = 0, received_ = 0;  // frame sequence numbers, per direction
-  std::unique_ptr<Mac> send_mac_, recv_mac_;
-  uint64_t recv_left_ = 0;
+  // Key mode, once opened: a sealer per direction, the frames' sequence numbers.
+  std::unique_ptr<Sealer> send_seal_, recv_seal_;
+  uint64_t sent_ = 0, received_ = 0;
+  // The frame being sent: its header, payload bytes still to come, the next piece's index and
+  // the bytes gathered for it.
+  std::string send_header_;
+  uint64_t send_left_ = 0;
+  uint32_t send_piece_ = 0;
+  std::vector<std::byte> send_plain_, send_sealed_;
+  // The frame being read: its header, payload bytes not yet read off the wire, the next
+  // piece's index, and an opened piece's bytes not yet handed out.
+  std::string recv_header_;
+  uint64_t recv_unread_ = 0;
+  uint32_t recv_piece_ = 0;
+  std::vector<std::byte> recv_buf_;
+  size_t recv_at_ = 0, recv_end_ = 0;
 };
 
 // Keepalive and TCP_USER_TIMEOUT on a connection: a peer that vanishes (a cut link, a host
