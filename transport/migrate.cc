@@ -118,8 +118,14 @@ int migrate(const MigrateOptions& opt) {
   try {
     channel.open_client(opt.key);
   } catch (const boost::system::system_error& e) {
-    fail("migrate {} to {}: the connection failed while opening ({}); {} runs on here", opt.name, opt.to,
-         e.code().message(), opt.name);
+    // serve drops a client it will not take without a word: say what it may have refused.
+    const bool dropped = e.code() == boost::asio::error::eof || e.code() == boost::asio::error::connection_reset;
+    fail("migrate {} to {}: the connection failed while opening ({}){}; {} runs on here", opt.name, opt.to,
+         e.code().message(),
+         dropped ? ": the destination's serve runs in another mode (--key, TLS or --plaintext) or is another "
+                   "stasis version, its log says which"
+                 : "",
+         opt.name);
   }
 
   Staging staging;
