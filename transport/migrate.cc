@@ -8,6 +8,9 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/fault.h"
+#include "common/features.h"
+#include "common/json.h"
 #include "common/fd.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -93,6 +96,26 @@ dump::DumpReport final_dump(const dump::DumpOptions& o, const MigrateOptions& op
   }
 }
 
+// Whether this kernel lets the pre-copy track what the job writes; when not, says so and
+// that the job is moved by stop-and-copy instead.
+bool can_track_writes(const MigrateOptions& opt) {
+  features::FeatureResult tracking = features::probe_feature("dirty-tracking");
+  if (fault_active("migrate-no-dirty-tracking")) {  // tests: the kernels without it
+    tracking.ok = false;
+    tracking.detail = "taken as missing (STASIS_FAULT)";
+  }
+  if (tracking.ok) return true;
+  if (opt.json)
+    std::printf("{\"event\":\"stop_and_copy\",\"reason\":%s}\n",
+                json_string("this kernel cannot track the job's writes: " + tracking.detail).c_str());
+  else
+    std::printf("this kernel cannot track the job's writes (%s): no pre-copy, %s is moved by stop-and-copy, stopped "
+                "for the whole copy (`stasis check` lists what the kernel lacks)\n",
+                tracking.detail.c_str(), opt.name.c_str());
+  std::fflush(stdout);
+  return false;
+}
+
 }  // namespace
 
 int migrate(const MigrateOptions& opt) {
@@ -142,7 +165,8 @@ int migrate(const MigrateOptions& opt) {
   o.compression = opt.compression;
   try {
     // Pre-copy while the job runs.
-    while (round < opt.max_rounds) {
+    const int max_rounds = can_track_writes(opt) ? opt.max_rounds : 0;
+    while (round < max_rounds) {
       ++round;
       o.pre_dump = true;
       o.parent = parent;
@@ -214,8 +238,8 @@ int migrate(const MigrateOptions& opt) {
       std::printf("{\"event\":\"final\",\"memory_bytes\":%llu,\"bytes_sent\":%llu}\n",
                   static_cast<unsigned long long>(r.pages.raw_bytes), static_cast<unsigned long long>(sent));
     else
-      std::printf("final: %.1f MiB of memory written since the last round and the job's state, %.1f MiB sent\n",
-                  r.pages.raw_bytes / 1048576.0, sent / 1048576.0);
+      std::printf("final: %.1f MiB of memory%s and the job's state, %.1f MiB sent\n", r.pages.raw_bytes / 1048576.0,
+                  round > 0 ? " written since the last round" : "", sent / 1048576.0);
     std::fflush(stdout);
     channel.send_frame(FrameKind::Restore, "final\n" + opt.name);
     // The destination says all arrived and passed; only after our GO does it restore, so a
