@@ -165,7 +165,7 @@ int migrate(const MigrateOptions& opt) {
   o.compression = opt.compression;
   try {
     // Pre-copy while the job runs.
-    const int max_rounds = can_track_writes(opt) ? opt.max_rounds : 0;
+    const int max_rounds = opt.max_rounds > 0 && can_track_writes(opt) ? opt.max_rounds : 0;
     while (round < max_rounds) {
       ++round;
       o.pre_dump = true;

@@ -150,7 +150,6 @@ void Channel::start_tls(const TlsFiles& files, bool server) {
 }
 
 void Channel::open_client(const std::optional<std::string>& key) {
-  client_ = true;
   const std::string cn = nonce();
   send_frame(FrameKind::Hello, fmt::format("{} {} {}", kProtocol, key ? "key" : tls_ ? "tls" : "plaintext", cn));
   if (!key) return;

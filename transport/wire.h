@@ -134,7 +134,6 @@ class Channel {
   tcp::socket socket_;
   std::unique_ptr<boost::asio::ssl::context> tls_context_;
   std::unique_ptr<boost::asio::ssl::stream<tcp::socket&>> tls_;
-  bool client_ = false;
   // Key mode, once opened: a sealer per direction, the frames' sequence numbers.
   std::unique_ptr<Sealer> send_seal_, recv_seal_;
   uint64_t sent_ = 0, received_ = 0;
