@@ -22,7 +22,8 @@ void add_migrate_command(Cli& cli) {
   auto a = std::make_shared<Args>();
   cmd->add_option("name", a->name, "Container to move")->required();
   cmd->add_option("--to", a->to, "Destination: ADDR:PORT of `stasis serve`")->required();
-  cmd->add_option("--max-rounds", a->max_rounds, "Most pre-copy rounds before the final stop (0: none, stop-and-copy)")->capture_default_str();
+  cmd->add_option("--max-rounds", a->max_rounds, "Most pre-copy rounds before the final stop (0: none, stop-and-copy)")
+      ->capture_default_str();
   cmd->add_option("--max-downtime", a->max_downtime_ms,
                   "Downtime goal in ms: pre-copy rounds go on until the last one's pages, at the rate measured, "
                   "would go in this time (or stop shrinking); without it, until a round holds under 8 MiB");

@@ -9,9 +9,9 @@
 
 #include "common/error.h"
 #include "common/fault.h"
+#include "common/fd.h"
 #include "common/features.h"
 #include "common/json.h"
-#include "common/fd.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "dump/dirty_tracking.h"

@@ -216,7 +216,8 @@ void Channel::send_payload(const void* data, size_t size) {
   send_left_ -= size;
   // Pieces are whole kPiece bytes but the frame's last: the receiver cuts them the same way.
   while (!in.empty()) {
-    const size_t piece = static_cast<size_t>(std::min<uint64_t>(Sealer::kPiece, send_plain_.size() + in.size() + send_left_));
+    const uint64_t from_piece_start = send_plain_.size() + in.size() + send_left_;
+    const size_t piece = static_cast<size_t>(std::min<uint64_t>(Sealer::kPiece, from_piece_start));
     if (send_plain_.empty() && in.size() >= piece) {
       seal_piece(in.first(piece));  // straight from the caller's bytes
       in = in.subspan(piece);
