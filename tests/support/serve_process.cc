@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -24,7 +25,11 @@ ServeSetup setup_with(const std::string& key, const std::string& fault, const st
 }
 
 Server::Server(const std::filesystem::path& root, const ServeSetup& setup) : root_(root), netns_(setup.netns) {
-  log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + "-" + root.filename().string() + ".log");
+  // A log of its own: a second serve on the same root must not be taken as up from the first
+  // one's "listening on" line, nor lose its log when the first one's is removed.
+  static std::atomic<int> serial{0};
+  log_ = root.parent_path() / ("serve-" + std::to_string(::getpid()) + "-" + root.filename().string() + "-" +
+                               std::to_string(serial++) + ".log");
   std::vector<std::string> argv;
   if (!setup.netns.empty()) argv = {"nsenter", "--net=/run/netns/" + setup.netns};
   for (std::string a : {stasis_binary(), std::string("--root"), root.string(), std::string("serve"),
